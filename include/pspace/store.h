@@ -1,0 +1,298 @@
+/*
+ * pspace/store.h - the store: one LMDB environment (a directory) holding
+ * many named matrices, their layouts, tiles and small arrays.
+ *
+ * Concurrency: one pspace_store per path per process (an LMDB rule). Any
+ * number of readers, in this or other processes, run alongside one writer;
+ * each reader sees the snapshot it opened. A matrix appears complete
+ * atomically, when its writer finishes.
+ */
+#ifndef PSPACE_STORE_H
+#define PSPACE_STORE_H
+
+#include "pspace/codec.h"
+#include "pspace/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Longest matrix or array name, in bytes, without the terminator. */
+#define PSPACE_NAME_MAX 255
+
+typedef struct pspace_store pspace_store;
+typedef struct pspace_writer pspace_writer;
+typedef struct pspace_reader pspace_reader;
+
+/** Options for pspace_store_open(). */
+typedef struct pspace_store_opts {
+	int readonly;         /**< open read-only (no lock-free writes, no create) */
+	int create;           /**< create the store directory if missing */
+	size_t map_max;       /**< upper limit on the map (and so the file) size, bytes; 0 = none */
+	unsigned max_readers; /**< concurrent read transactions; 0 = 126 */
+	int nosync;           /**< skip fsync at commit (tests, scratch stores) */
+} pspace_store_opts;
+
+/** Fills @p o with the defaults: read-write, create, no map limit. */
+PSPACE_API void pspace_store_opts_default(pspace_store_opts *o);
+
+/**
+ * Opens (or creates) the store in directory @p path.
+ * @param opts  NULL for the defaults.
+ * @return 0; PSPACE_ENOTFOUND (no store there and create is off),
+ * PSPACE_EVERSION (other format version), PSPACE_ECORRUPT (not a pspace
+ * store, or truncated), PSPACE_EIO, PSPACE_EBUSY, PSPACE_ESTORE. *out is
+ * NULL on failure.
+ */
+PSPACE_API int pspace_store_open(pspace_store **out, const char *path,
+                                 const pspace_store_opts *opts);
+
+/** Closes the store; NULL is accepted. Open readers/writers must be closed first. */
+PSPACE_API void pspace_store_close(pspace_store *s);
+
+/** @return the path the store was opened with. */
+PSPACE_API const char *pspace_store_path(const pspace_store *s);
+
+/** Build state of a matrix, as recorded in the catalog. Ids are on disk. */
+typedef enum pspace_state {
+	PSPACE_STATE_BUILDING = 1, /**< a writer began it and has not finished */
+	PSPACE_STATE_COMPLETE = 2, /**< finished; immutable from now on */
+} pspace_state;
+
+/** What a writer declares about a new matrix. */
+typedef struct pspace_matrix_desc {
+	pspace_kind kind;
+	uint64_t d;       /**< total dimension (sum of block dims) */
+	uint32_t nblocks; /**< diagonal blocks holding tiles (1 for dense; 0 = tileless) */
+	const uint64_t *block_dims; /**< nblocks dimensions; NULL with nblocks == 1 means d */
+	uint32_t tile;              /**< tile edge in elements; 0 = default */
+	int symmetric;              /**< store only tiles with row <= col in each block */
+	pspace_codec_opts codec;    /**< tile encoding */
+	const char *layout_text;    /**< optional layout file text, stored once and shared */
+} pspace_matrix_desc;
+
+/** Catalog record of a matrix, plain data. */
+typedef struct pspace_matrix_info {
+	char name[PSPACE_NAME_MAX + 1];
+	uint64_t id; /**< internal id, unique in the store's lifetime */
+	pspace_kind kind;
+	pspace_state state;
+	uint64_t d;
+	uint32_t nblocks;
+	uint32_t tile;
+	int symmetric;
+	pspace_codec_opts codec;
+	uint64_t layout_id; /**< 0 = no layout */
+	uint64_t created;   /**< unix time, seconds */
+	uint64_t completed; /**< unix time, 0 while building */
+	/* statistics, final once complete */
+	uint64_t tiles;         /**< tiles stored */
+	uint64_t raw_tiles;     /**< of which stored raw (uncompressed) */
+	uint64_t tile_bytes;    /**< encoded bytes of all tiles, headers included */
+	uint64_t logical_bytes; /**< bytes of those tiles' elements at stored precision */
+	uint64_t arrays;        /**< small arrays stored */
+	uint64_t array_bytes;   /**< their bytes */
+} pspace_matrix_info;
+
+/**
+ * Looks up matrix @p name. @return 0 or PSPACE_ENOTFOUND.
+ */
+PSPACE_API int pspace_store_info(pspace_store *s, const char *name, pspace_matrix_info *out);
+
+/**
+ * Copies up to @p cap block dimensions of matrix @p name into @p dims.
+ * @return 0, PSPACE_ENOTFOUND, or PSPACE_EINVAL if cap < nblocks.
+ */
+PSPACE_API int pspace_store_blocks(pspace_store *s, const char *name, uint64_t *dims, uint32_t cap);
+
+/**
+ * Calls @p fn for every matrix in name order, from one snapshot. Stops
+ * early and returns @p fn's value when it is nonzero.
+ */
+PSPACE_API int pspace_store_foreach(pspace_store *s,
+                                    int (*fn)(const pspace_matrix_info *info, void *ud), void *ud);
+
+/** Removes matrix @p name (complete or not) with its tiles and arrays. */
+PSPACE_API int pspace_store_remove(pspace_store *s, const char *name);
+
+/**
+ * Returns the text of layout @p layout_id in *out (malloc'd, caller frees).
+ * @return 0 or PSPACE_ENOTFOUND.
+ */
+PSPACE_API int pspace_store_layout(pspace_store *s, uint64_t layout_id, char **out);
+
+/** Store-wide statistics: file and map sizes, LMDB page statistics. */
+typedef struct pspace_store_stat {
+	uint32_t format_version;
+	uint64_t file_bytes; /**< size of the data file */
+	uint64_t map_bytes;  /**< current map size */
+	uint64_t used_bytes; /**< pages in use x page size */
+	uint32_t page_size;
+	uint64_t tile_entries, tile_branch_pages, tile_leaf_pages, tile_overflow_pages;
+	uint32_t tree_depth;
+	uint32_t readers_max, readers_used;
+	uint64_t matrices;
+} pspace_store_stat;
+
+/** Fills @p out. @return 0 or error. */
+PSPACE_API int pspace_store_stat_get(pspace_store *s, pspace_store_stat *out);
+
+/**
+ * Writes a compacted copy of the store to directory @p out_path (which must
+ * not hold a store). @return 0 or error.
+ */
+PSPACE_API int pspace_store_compact(pspace_store *s, const char *out_path);
+
+/* ---- writing ----------------------------------------------------------- */
+
+/**
+ * Begins a new matrix @p name: records it in the catalog as BUILDING (in a
+ * committed transaction) and returns a writer. Only one writer per store at
+ * a time; a second waits for the first (LMDB's writer lock).
+ * @return 0, PSPACE_EEXIST (a matrix of that name exists), PSPACE_EINVAL.
+ */
+PSPACE_API int pspace_writer_begin(pspace_writer **out, pspace_store *s, const char *name,
+                                   const pspace_matrix_desc *desc);
+
+/**
+ * Reopens an incomplete (BUILDING) matrix to finish it. Tiles checkpointed
+ * before the interruption are kept; pspace_writer_has_tile() tells which.
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_EINVAL if the matrix is complete.
+ */
+PSPACE_API int pspace_writer_resume(pspace_writer **out, pspace_store *s, const char *name);
+
+/**
+ * Encodes and stores tile (@p tile_row, @p tile_col) of block @p block.
+ * Its shape follows from the block dimension and the tile edge (edge tiles
+ * are smaller); @p src holds it row-major with leading dimension @p ld.
+ * Replaces a tile already written. Checkpoints automatically when the
+ * transaction grows large.
+ * @return 0, PSPACE_EINVAL (out of range, or below the diagonal of a
+ * symmetric matrix), PSPACE_EFULL, PSPACE_EIO, PSPACE_ESTORE.
+ */
+PSPACE_API int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row,
+                                      uint32_t tile_col, pspace_dtype src_type, const void *src,
+                                      size_t ld);
+
+/** @return 1 if that tile is stored (committed or pending), 0 if not, or an error. */
+PSPACE_API int pspace_writer_has_tile(pspace_writer *w, uint32_t block, uint32_t tile_row,
+                                      uint32_t tile_col);
+
+/**
+ * Stores a small array (a diagonal, a factor, eigenvectors, ...) under the
+ * matrix. Stored exactly as given (type @p t, C order), with a checksum.
+ * @param ndim  0..4; @p shape has ndim entries.
+ */
+PSPACE_API int pspace_writer_put_array(pspace_writer *w, const char *name, pspace_dtype t, int ndim,
+                                       const uint64_t *shape, const void *data);
+
+/** Commits everything written so far (durable; the matrix stays BUILDING). */
+PSPACE_API int pspace_writer_checkpoint(pspace_writer *w);
+
+/**
+ * Finishes the matrix: records statistics, marks it COMPLETE and commits,
+ * atomically. Frees @p w whatever the result.
+ */
+PSPACE_API int pspace_writer_finish(pspace_writer *w);
+
+/**
+ * Abandons the writer: drops what was not checkpointed; the matrix stays
+ * BUILDING (resumable) unless @p remove is nonzero. Frees @p w; NULL accepted.
+ */
+PSPACE_API void pspace_writer_abort(pspace_writer *w, int remove);
+
+/* ---- reading ----------------------------------------------------------- */
+
+/** Flags for pspace_reader_open(). */
+enum {
+	PSPACE_READ_INCOMPLETE = 1, /**< allow reading a matrix still BUILDING */
+};
+
+/**
+ * Opens a read snapshot of matrix @p name. Data pointers handed out stay
+ * valid until pspace_reader_close().
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_EINCOMPLETE (matrix not complete and
+ * flag not given), PSPACE_EBUSY (reader slots exhausted).
+ */
+PSPACE_API int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name,
+                                  int flags);
+
+/** Closes a reader; NULL is accepted. */
+PSPACE_API void pspace_reader_close(pspace_reader *r);
+
+/** @return the catalog record as of the reader's snapshot. */
+PSPACE_API const pspace_matrix_info *pspace_reader_info(const pspace_reader *r);
+
+/** @return the dimension of block @p block (0 if out of range). */
+PSPACE_API uint64_t pspace_reader_block_dim(const pspace_reader *r, uint32_t block);
+
+/** An encoded tile inside the memory map. */
+typedef struct pspace_tile_ref {
+	uint32_t block, row, col; /**< tile address */
+	const void *data;         /**< encoded tile (header + payload), in the map */
+	size_t len;
+} pspace_tile_ref;
+
+/**
+ * Looks up one tile. @return 0, or PSPACE_ENOTFOUND if it is not stored
+ * (below the diagonal of a symmetric matrix, or never written).
+ */
+PSPACE_API int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row,
+                                  uint32_t tile_col, pspace_tile_ref *out);
+
+/**
+ * Positions the cursor at the first stored tile at or after (block, row,
+ * col) in streaming order (block, then tile row, then tile col).
+ */
+PSPACE_API int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row,
+                                  uint32_t tile_col);
+
+/**
+ * Steps through the matrix's tiles in streaming order, which is also the
+ * order they lie in the file's B-tree. A fresh reader starts at the first.
+ * @param done  set to 1 (and *out untouched) after the last tile.
+ */
+PSPACE_API int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done);
+
+/**
+ * Decodes tile @p t (from this reader) into @p dst, as pspace_tile_decode(),
+ * adding the store, matrix and tile to the error detail.
+ */
+PSPACE_API int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                                    pspace_dtype want, void *dst, size_t ld);
+
+/** As pspace_tile_view(), adding the store, matrix and tile to the error detail. */
+PSPACE_API int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                                  pspace_dtype want, const void **data, pspace_tile_header *hdr);
+
+/** Shape and type of a stored small array. */
+typedef struct pspace_array_info {
+	pspace_dtype dtype;
+	int ndim;
+	uint64_t shape[4];
+	uint64_t count; /**< product of shape */
+} pspace_array_info;
+
+/** Looks up array @p name of this matrix. @return 0 or PSPACE_ENOTFOUND. */
+PSPACE_API int pspace_reader_array_info(pspace_reader *r, const char *name, pspace_array_info *out);
+
+/**
+ * Copies array @p name into @p dst converted to @p want (F32, F64, or its
+ * own type), verifying its checksum. @p cap is dst's capacity in elements.
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_ECORRUPT, PSPACE_EINVAL (too small).
+ */
+PSPACE_API int pspace_reader_array(pspace_reader *r, const char *name, pspace_dtype want, void *dst,
+                                   uint64_t cap);
+
+/**
+ * Calls @p fn with every array name of this matrix, in name order.
+ */
+PSPACE_API int pspace_reader_foreach_array(pspace_reader *r,
+                                           int (*fn)(const char *name,
+                                                     const pspace_array_info *info, void *ud),
+                                           void *ud);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,51 @@
+/*
+ * Shared declarations of the pspace tool: the subcommands, exit codes,
+ * error printing and the terminal progress bar.
+ */
+#ifndef PSPACE_TOOLS_CMD_H
+#define PSPACE_TOOLS_CMD_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "pspace.h"
+
+/* Exit codes: usage errors and runtime errors are told apart. */
+enum { EXIT_OK = 0, EXIT_RUNTIME = 1, EXIT_USAGE = 2 };
+
+typedef struct tool_cmd {
+	const char *name;
+	int (*run)(int argc, char **argv);
+	const char *summary;
+} tool_cmd;
+
+int cmd_demo(int argc, char **argv);
+int cmd_version(int argc, char **argv);
+
+/** Prints "pspace: <what>: <strerror>[: detail]" to stderr; @return EXIT_RUNTIME. */
+int tool_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Prints "pspace: <msg>" and a hint to stderr; @return EXIT_USAGE. */
+int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** @return 1 if argv[i] is -h or --help. */
+int tool_is_help(const char *arg);
+/** Parses a size like 512M, 2G, 1048576 into bytes; @return 0 or -1. */
+int tool_parse_size(const char *s, uint64_t *out);
+/** Formats @p bytes as "1.23 GiB" into @p buf. */
+const char *tool_fmt_bytes(uint64_t bytes, char *buf, size_t cap);
+/** Seconds on a monotonic clock. */
+double tool_now(void);
+
+/** A progress bar on stderr, drawn only when stderr is a terminal. */
+typedef struct tool_progress {
+	const char *label;
+	uint64_t total;
+	uint64_t done;
+	double start, last_draw;
+	int active;
+} tool_progress;
+
+void tool_progress_start(tool_progress *p, const char *label, uint64_t total);
+void tool_progress_update(tool_progress *p, uint64_t done);
+void tool_progress_end(tool_progress *p);
+
+#endif
