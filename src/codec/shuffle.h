@@ -1,0 +1,20 @@
+/*
+ * Byte shuffle: splits n elements of es bytes into es byte planes, so that
+ * the similar high-order bytes of floating-point numbers sit together
+ * before compression.
+ */
+#ifndef PSPACE_SRC_CODEC_SHUFFLE_H
+#define PSPACE_SRC_CODEC_SHUFFLE_H
+
+#include <stddef.h>
+
+/**
+ * out[b*n + i] = in[i*es + b] for i < n, b < es. Specialized for es = 2, 4
+ * and 8; any es >= 1 works. @p out and @p in must not overlap.
+ */
+void pspace_shuffle(void *restrict out, const void *restrict in, size_t n, size_t es);
+
+/** The inverse: out[i*es + b] = in[b*n + i]. */
+void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, size_t es);
+
+#endif

@@ -1,0 +1,495 @@
+/*
+ * Tiles: header parsing and checking, encode (convert, shuffle, zstd,
+ * checksum), decode and zero-copy views. The format is in tile_format.h.
+ */
+#include <inttypes.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <zstd.h>
+#include <zstd_errors.h>
+
+#include "codec/codec.h"
+#include "codec/convert.h"
+#include "codec/shuffle.h"
+#include "codec/tile_format.h"
+#include "common/error.h"
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "the tile payload is little-endian; big-endian hosts need byte swapping here"
+#endif
+
+#define HDR PSPACE_TILE_HEADER_SIZE
+
+static void put_le32(unsigned char *p, uint32_t v)
+{
+	p[0] = (unsigned char)v;
+	p[1] = (unsigned char)(v >> 8);
+	p[2] = (unsigned char)(v >> 16);
+	p[3] = (unsigned char)(v >> 24);
+}
+
+static uint32_t get_le32(const unsigned char *p)
+{
+	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static int is_stored_dtype(unsigned t)
+{
+	return t == PSPACE_F64 || t == PSPACE_F32 || t == PSPACE_BF16 || t == PSPACE_F16;
+}
+
+static int is_compute_dtype(pspace_dtype t)
+{
+	return t == PSPACE_F64 || t == PSPACE_F32;
+}
+
+/* @return the payload size before compression, or 0 if it does not fit a u32. */
+static size_t raw_size(uint32_t rows, uint32_t cols, size_t es)
+{
+	uint64_t n = (uint64_t)rows * cols;
+
+	if (es == 0 || n > UINT32_MAX / es)
+		return 0;
+	return (size_t)(n * es);
+}
+
+static uint32_t tile_crc(const unsigned char *tile, size_t payload_len)
+{
+	uint32_t crc = pspace_crc32c(0, tile, PSPACE_TILE_CRC_SPAN);
+
+	return pspace_crc32c(crc, tile + HDR, payload_len);
+}
+
+int pspace_tile_parse(const void *buf, size_t len, pspace_tile_header *out)
+{
+	const unsigned char *p = buf;
+	pspace_tile_header h;
+	unsigned version, dtype, codec, flags;
+	uint32_t reserved;
+	size_t es, raw;
+
+	if (out != NULL)
+		memset(out, 0, sizeof(*out));
+	if (buf == NULL && len > 0)
+		return pspace_err_set(PSPACE_EINVAL, "tile buffer is NULL");
+	if (len < HDR)
+		return pspace_err_set(PSPACE_ECORRUPT, "tile truncated: %zu bytes, header needs %d",
+		                      len, HDR);
+	if (p[0] != PSPACE_TILE_MAGIC0 || p[1] != PSPACE_TILE_MAGIC1 ||
+	    p[2] != PSPACE_TILE_MAGIC2 || p[3] != PSPACE_TILE_MAGIC3)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile bad magic %02x %02x %02x %02x, expected \"PSTL\"", p[0],
+		                      p[1], p[2], p[3]);
+	version = p[4];
+	dtype = p[5];
+	codec = p[6];
+	flags = p[7];
+	if (version != PSPACE_TILE_VERSION)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile header version %u unknown (this build reads %d)",
+		                      version, PSPACE_TILE_VERSION);
+	if (!is_stored_dtype(dtype))
+		return pspace_err_set(PSPACE_ECORRUPT, "tile dtype %u unknown", dtype);
+	if (codec != PSPACE_CODEC_RAW && codec != PSPACE_CODEC_ZSTD)
+		return pspace_err_set(PSPACE_ECORRUPT, "tile codec %u unknown", codec);
+	if ((flags & ~PSPACE_TILE_FLAGS_KNOWN) != 0)
+		return pspace_err_set(PSPACE_ECORRUPT, "tile flags 0x%02x: unknown bits 0x%02x",
+		                      flags, flags & ~PSPACE_TILE_FLAGS_KNOWN);
+	if (codec == PSPACE_CODEC_RAW && flags != 0)
+		return pspace_err_set(PSPACE_ECORRUPT, "tile flags 0x%02x set on a raw payload",
+		                      flags);
+
+	h.dtype = (pspace_dtype)dtype;
+	h.codec = (pspace_codec_id)codec;
+	h.shuffle = (flags & PSPACE_TILE_FLAG_SHUFFLE) != 0;
+	h.rows = get_le32(p + 8);
+	h.cols = get_le32(p + 12);
+	h.payload_len = get_le32(p + 16);
+	h.scale_exp = (int32_t)get_le32(p + 20);
+	h.checksum = get_le32(p + 24);
+	reserved = get_le32(p + 28);
+
+	if (h.rows == 0 || h.cols == 0)
+		return pspace_err_set(
+		    PSPACE_ECORRUPT, "tile shape %" PRIu32 "x%" PRIu32 " is empty", h.rows, h.cols);
+	es = pspace_dtype_size(h.dtype);
+	raw = raw_size(h.rows, h.cols, es);
+	if (raw == 0)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile shape %" PRIu32 "x%" PRIu32 " of %s: size overflows",
+		                      h.rows, h.cols, pspace_dtype_name(h.dtype));
+	if ((uint64_t)h.payload_len != (uint64_t)(len - HDR))
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile payload length %" PRIu32
+		                      " != %zu bytes after the header",
+		                      h.payload_len, len - HDR);
+	if (h.codec == PSPACE_CODEC_RAW && h.payload_len != raw)
+		return pspace_err_set(
+		    PSPACE_ECORRUPT,
+		    "raw tile payload %" PRIu32 " bytes, %" PRIu32 "x%" PRIu32 " %s needs %zu",
+		    h.payload_len, h.rows, h.cols, pspace_dtype_name(h.dtype), raw);
+	if (h.codec == PSPACE_CODEC_ZSTD && h.payload_len == 0)
+		return pspace_err_set(PSPACE_ECORRUPT, "zstd tile has an empty payload");
+	if (h.dtype != PSPACE_F16 && h.scale_exp != 0)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile scale exponent %" PRId32 " on a %s tile", h.scale_exp,
+		                      pspace_dtype_name(h.dtype));
+	if (h.scale_exp > PSPACE_F16_SCALE_MAX || h.scale_exp < -PSPACE_F16_SCALE_MAX)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "f16 tile scale exponent %" PRId32 " out of range [-%d, %d]",
+		                      h.scale_exp, PSPACE_F16_SCALE_MAX, PSPACE_F16_SCALE_MAX);
+	if (reserved != 0)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile reserved field 0x%08" PRIx32 " is not 0", reserved);
+	if (out != NULL)
+		*out = h;
+	return 0;
+}
+
+static int check_crc(const void *buf, const pspace_tile_header *h)
+{
+	uint32_t crc = tile_crc(buf, h->payload_len);
+
+	if (crc != h->checksum)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "tile checksum mismatch: stored 0x%08" PRIx32
+		                      ", computed 0x%08" PRIx32,
+		                      h->checksum, crc);
+	return 0;
+}
+
+int pspace_tile_verify(const void *buf, size_t len)
+{
+	pspace_tile_header h;
+	int rc = pspace_tile_parse(buf, len, &h);
+
+	if (rc == 0)
+		rc = check_crc(buf, &h);
+	return rc;
+}
+
+static int check_opts(const pspace_codec_opts *o)
+{
+	if (!is_stored_dtype((unsigned)o->dtype))
+		return pspace_err_set(PSPACE_EINVAL, "codec options: dtype %d cannot be stored",
+		                      (int)o->dtype);
+	if (o->level != 0 && (o->level < ZSTD_minCLevel() || o->level > ZSTD_maxCLevel()))
+		return pspace_err_set(PSPACE_EINVAL, "codec options: zstd level %d not in [%d, %d]",
+		                      o->level, ZSTD_minCLevel(), ZSTD_maxCLevel());
+	if (o->min_ratio != o->min_ratio)
+		return pspace_err_set(PSPACE_EINVAL, "codec options: min_ratio is NaN");
+	return 0;
+}
+
+/* Compresses @p raw bytes at @p data into @p dst; @return 0 and *z, or PSPACE_ECODEC. */
+static int compress(pspace_codec *c, int level, unsigned char *dst, size_t cap, const void *data,
+                    size_t raw, size_t *z)
+{
+	size_t r = ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level);
+
+	if (!ZSTD_isError(r))
+		r = ZSTD_compress2(c->cctx, dst, cap, data, raw);
+	if (ZSTD_isError(r)) {
+		ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_only);
+		return pspace_err_set(
+		    ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? PSPACE_ENOMEM
+		                                                         : PSPACE_ECODEC,
+		    "zstd compression (level %d) failed: %s", level, ZSTD_getErrorName(r));
+	}
+	*z = r;
+	return 0;
+}
+
+int pspace_tile_encode(pspace_codec *c, const pspace_codec_opts *opts, pspace_dtype src_type,
+                       const void *src, uint32_t rows, uint32_t cols, size_t ld, const void **out,
+                       size_t *out_len)
+{
+	pspace_codec_opts def;
+	const pspace_codec_opts *o = opts;
+	size_t es, raw, cap, plen, z = 0;
+	int32_t scale_exp = 0;
+	unsigned codec = PSPACE_CODEC_RAW, flags = 0;
+	unsigned char *tile = NULL;
+	const unsigned char *elems = NULL;
+	int rc = 0;
+
+	if (out != NULL)
+		*out = NULL;
+	if (out_len != NULL)
+		*out_len = 0;
+	if (o == NULL) {
+		pspace_codec_opts_default(&def);
+		o = &def;
+	}
+	if (c == NULL || src == NULL || out == NULL || out_len == NULL) {
+		rc = pspace_err_set(PSPACE_EINVAL, "tile encode: NULL argument");
+		goto out;
+	}
+	rc = check_opts(o);
+	if (rc != 0)
+		goto out;
+	if (!is_compute_dtype(src_type)) {
+		rc = pspace_err_set(PSPACE_EINVAL, "tile encode: source type %s is not f32 or f64",
+		                    pspace_dtype_name(src_type));
+		goto out;
+	}
+	es = pspace_dtype_size(o->dtype);
+	raw = raw_size(rows, cols, es);
+	if (rows == 0 || cols == 0 || ld < cols || raw == 0) {
+		rc = pspace_err_set(PSPACE_EINVAL,
+		                    "tile encode: bad shape %" PRIu32 "x%" PRIu32
+		                    " (ld %zu) for %s tiles",
+		                    rows, cols, ld, pspace_dtype_name(o->dtype));
+		goto out;
+	}
+	if (o->dtype == PSPACE_F16)
+		scale_exp =
+		    pspace_f16_scale_exp(pspace_convert_maxabs(src_type, src, ld, rows, cols));
+
+	if (o->level == 0) {
+		tile = pspace_codec_scratch(c, PSPACE_CODEC_BUF_OUT, HDR + raw);
+		if (tile == NULL) {
+			rc = PSPACE_ENOMEM;
+			goto out;
+		}
+		rc = pspace_convert_block(o->dtype, tile + HDR, cols, src_type, src, ld, rows, cols,
+		                          scale_exp);
+		if (rc != 0)
+			goto out;
+		goto header;
+	}
+
+	/* elements at the stored precision, contiguous */
+	if (o->dtype == src_type && ld == cols) {
+		elems = src;
+	} else {
+		unsigned char *a = pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, raw);
+
+		if (a == NULL) {
+			rc = PSPACE_ENOMEM;
+			goto out;
+		}
+		rc = pspace_convert_block(o->dtype, a, cols, src_type, src, ld, rows, cols,
+		                          scale_exp);
+		if (rc != 0)
+			goto out;
+		elems = a;
+	}
+	cap = ZSTD_compressBound(raw);
+	tile = pspace_codec_scratch(c, PSPACE_CODEC_BUF_OUT, HDR + (cap > raw ? cap : raw));
+	if (tile == NULL) {
+		rc = PSPACE_ENOMEM;
+		goto out;
+	}
+	if (o->shuffle) {
+		unsigned char *b = pspace_codec_scratch(c, PSPACE_CODEC_BUF_B, raw);
+
+		if (b == NULL) {
+			rc = PSPACE_ENOMEM;
+			goto out;
+		}
+		pspace_shuffle(b, elems, raw / es, es);
+		rc = compress(c, o->level, tile + HDR, cap, b, raw, &z);
+	} else {
+		rc = compress(c, o->level, tile + HDR, cap, elems, raw, &z);
+	}
+	if (rc != 0)
+		goto out;
+	if (z <= UINT32_MAX && (double)raw >= o->min_ratio * (double)z) {
+		codec = PSPACE_CODEC_ZSTD;
+		flags = o->shuffle ? PSPACE_TILE_FLAG_SHUFFLE : 0;
+	} else {
+		/* compression does not pay: store the elements as they are */
+		memcpy(tile + HDR, elems, raw);
+	}
+
+header:
+	plen = codec == PSPACE_CODEC_ZSTD ? z : raw;
+	tile[0] = PSPACE_TILE_MAGIC0;
+	tile[1] = PSPACE_TILE_MAGIC1;
+	tile[2] = PSPACE_TILE_MAGIC2;
+	tile[3] = PSPACE_TILE_MAGIC3;
+	tile[4] = PSPACE_TILE_VERSION;
+	tile[5] = (unsigned char)o->dtype;
+	tile[6] = (unsigned char)codec;
+	tile[7] = (unsigned char)flags;
+	put_le32(tile + 8, rows);
+	put_le32(tile + 12, cols);
+	put_le32(tile + 16, (uint32_t)plen);
+	put_le32(tile + 20, (uint32_t)scale_exp);
+	put_le32(tile + 24, tile_crc(tile, plen));
+	put_le32(tile + 28, 0);
+	*out = tile;
+	*out_len = HDR + plen;
+out:
+	return rc;
+}
+
+/*
+ * Decodes the payload of a parsed, checksummed tile into @p dst (type
+ * @p want, leading dimension @p ld). Stages are skipped or written
+ * straight into @p dst when no conversion is needed.
+ */
+static int decode_payload(pspace_codec *c, const unsigned char *buf, const pspace_tile_header *h,
+                          pspace_dtype want, void *dst, size_t ld)
+{
+	const unsigned char *payload = buf + HDR;
+	size_t es = pspace_dtype_size(h->dtype);
+	size_t raw = raw_size(h->rows, h->cols, es);
+	size_t n = raw / es;
+	int direct = h->dtype == want && ld == h->cols;
+	const unsigned char *elems = payload;
+	unsigned long long fcs;
+	size_t r;
+
+	if (h->codec == PSPACE_CODEC_ZSTD) {
+		unsigned char *t =
+		    direct && !h->shuffle ? dst : pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, raw);
+
+		if (t == NULL)
+			return PSPACE_ENOMEM;
+		fcs = ZSTD_getFrameContentSize(payload, h->payload_len);
+		if (fcs == ZSTD_CONTENTSIZE_ERROR)
+			return pspace_err_set(PSPACE_ECORRUPT, "tile payload is not a zstd frame");
+		if (fcs != ZSTD_CONTENTSIZE_UNKNOWN && fcs != raw)
+			return pspace_err_set(PSPACE_ECORRUPT,
+			                      "zstd frame holds %llu bytes, tile needs %zu", fcs,
+			                      raw);
+		r = ZSTD_findFrameCompressedSize(payload, h->payload_len);
+		if (ZSTD_isError(r) || r != h->payload_len)
+			return pspace_err_set(PSPACE_ECORRUPT,
+			                      "tile payload of %" PRIu32
+			                      " bytes is not exactly one zstd frame",
+			                      h->payload_len);
+		r = ZSTD_decompressDCtx(c->dctx, t, raw, payload, h->payload_len);
+		if (ZSTD_isError(r))
+			return pspace_err_set(
+			    ZSTD_getErrorCode(r) == ZSTD_error_memory_allocation ? PSPACE_ENOMEM
+			                                                         : PSPACE_ECORRUPT,
+			    "zstd decompression failed: %s", ZSTD_getErrorName(r));
+		if (r != raw)
+			return pspace_err_set(
+			    PSPACE_ECORRUPT,
+			    "zstd payload decompressed to %zu bytes, tile needs %zu", r, raw);
+		elems = t;
+		if (h->shuffle) {
+			unsigned char *u =
+			    direct ? dst : pspace_codec_scratch(c, PSPACE_CODEC_BUF_B, raw);
+
+			if (u == NULL)
+				return PSPACE_ENOMEM;
+			pspace_unshuffle(u, elems, n, es);
+			elems = u;
+		}
+	} else if (h->dtype != want && ((uintptr_t)payload % es) != 0) {
+		/* the conversion kernels read whole elements: align them first */
+		unsigned char *t = pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, raw);
+
+		if (t == NULL)
+			return PSPACE_ENOMEM;
+		memcpy(t, payload, raw);
+		elems = t;
+	}
+	if (elems == dst)
+		return 0;
+	return pspace_convert_block(want, dst, ld, h->dtype, elems, h->cols, h->rows, h->cols,
+	                            h->scale_exp);
+}
+
+int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, pspace_dtype want, void *dst,
+                       size_t ld)
+{
+	pspace_tile_header h;
+	int rc = 0;
+
+	if (c == NULL || dst == NULL || !is_compute_dtype(want)) {
+		rc = pspace_err_set(PSPACE_EINVAL,
+		                    "tile decode: NULL argument or type %s not f32/f64",
+		                    pspace_dtype_name(want));
+		goto out;
+	}
+	rc = pspace_tile_parse(buf, len, &h);
+	if (rc != 0)
+		goto out;
+	rc = check_crc(buf, &h);
+	if (rc != 0)
+		goto out;
+	if (ld < h.cols) {
+		rc = pspace_err_set(PSPACE_EINVAL, "tile decode: ld %zu < %" PRIu32 " columns", ld,
+		                    h.cols);
+		goto out;
+	}
+	rc = decode_payload(c, buf, &h, want, dst, ld);
+out:
+	return rc;
+}
+
+int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
+                     const void **data, pspace_tile_header *hdr)
+{
+	pspace_tile_header h;
+	const unsigned char *payload = (const unsigned char *)buf + HDR;
+	unsigned char *dst = NULL;
+	size_t wes = pspace_dtype_size(want);
+	int rc = 0;
+
+	if (data != NULL)
+		*data = NULL;
+	if (hdr != NULL)
+		memset(hdr, 0, sizeof(*hdr));
+	if (c == NULL || data == NULL || !is_compute_dtype(want)) {
+		rc =
+		    pspace_err_set(PSPACE_EINVAL, "tile view: NULL argument or type %s not f32/f64",
+		                   pspace_dtype_name(want));
+		goto out;
+	}
+	rc = pspace_tile_parse(buf, len, &h);
+	if (rc != 0)
+		goto out;
+	rc = check_crc(buf, &h);
+	if (rc != 0)
+		goto out;
+	if (hdr != NULL)
+		*hdr = h;
+	if (h.codec == PSPACE_CODEC_RAW && h.dtype == want && ((uintptr_t)payload % wes) == 0) {
+		*data = payload;
+		goto out;
+	}
+	/* up to four times the stored size (f16 -> f64): may not fit a 32-bit size_t */
+	if ((uint64_t)h.rows * h.cols > SIZE_MAX / wes) {
+		rc = pspace_err_set(PSPACE_ENOMEM,
+		                    "tile view: %" PRIu32 "x%" PRIu32
+		                    " tile too large for this address space",
+		                    h.rows, h.cols);
+		goto out;
+	}
+	dst = pspace_codec_scratch(c, PSPACE_CODEC_BUF_VIEW, (size_t)h.rows * h.cols * wes);
+	if (dst == NULL) {
+		rc = PSPACE_ENOMEM;
+		goto out;
+	}
+	rc = decode_payload(c, buf, &h, want, dst, h.cols);
+	if (rc == 0)
+		*data = dst;
+out:
+	return rc;
+}
+
+size_t pspace_tile_bound(const pspace_codec_opts *opts, uint32_t rows, uint32_t cols)
+{
+	pspace_codec_opts def;
+	size_t raw, z;
+
+	if (opts == NULL) {
+		pspace_codec_opts_default(&def);
+		opts = &def;
+	}
+	raw = raw_size(rows, cols, pspace_dtype_size(opts->dtype));
+	if (raw == 0 || !is_stored_dtype((unsigned)opts->dtype))
+		return 0;
+	if (opts->level == 0)
+		return HDR + raw;
+	z = ZSTD_compressBound(raw);
+	return HDR + (z > raw ? z : raw);
+}
