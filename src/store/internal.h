@@ -1,0 +1,139 @@
+/*
+ * Internal declarations shared by the store files: the store handle,
+ * transaction helpers (map growth, active-transaction count), LMDB error
+ * mapping and the catalog operations the writer and reader build on.
+ */
+#ifndef PSPACE_SRC_STORE_INTERNAL_H
+#define PSPACE_SRC_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pspace/store.h"
+
+/** Tile edge used when a matrix descriptor leaves it 0. */
+#define PSPACE_STORE_DEFAULT_TILE 256
+
+/** A writer checkpoints (commits) when its transaction holds this many tile bytes. */
+#define PSPACE_WRITER_TXN_BYTES ((size_t)64 << 20)
+
+/**
+ * Smallest initial map, and the headroom kept free before each write
+ * transaction. The map is only address space (the file grows as pages are
+ * written), so it starts large: growing it needs a moment when this process
+ * has no transaction open, which a build that reads other matrices while it
+ * writes may never have.
+ */
+#define PSPACE_STORE_MIN_MAP      ((size_t)64 << 30)
+#define PSPACE_STORE_MAP_HEADROOM ((size_t)64 << 20)
+
+/** Bytes a small (catalog-only) write transaction may need. */
+#define PSPACE_STORE_SMALL_TXN ((size_t)1 << 20)
+
+struct pspace_store {
+	MDB_env *env;
+	MDB_dbi meta, catalog, layouts, tiles, arrays;
+	char *path;      /* as given by the caller */
+	char *data_path; /* path/data.mdb */
+	int readonly;
+	size_t map_max;   /* 0 = unlimited */
+	size_t headroom;  /* base free space kept before write transactions */
+	size_t txn_bytes; /* writer checkpoint size */
+
+	pthread_mutex_t lock;  /* guards the fields below */
+	size_t mapsize;        /* current map size of this process */
+	unsigned active;       /* transactions of this process, open or being opened */
+	MDB_txn *write_txn;    /* this process's write transaction, if any ... */
+	pthread_t write_owner; /* ... and the thread that holds it */
+};
+
+/** Cursor state of a reader. */
+enum pspace_reader_pos {
+	PSPACE_POS_FRESH,      /* next starts at the matrix's first tile */
+	PSPACE_POS_POSITIONED, /* next returns the cursor's entry (after a seek) */
+	PSPACE_POS_ITER,       /* next steps past the cursor's entry */
+	PSPACE_POS_DONE,       /* past the last tile */
+};
+
+struct pspace_reader {
+	pspace_store *s;
+	MDB_txn *txn; /* read snapshot, held until close */
+	MDB_cursor *cur;
+	pspace_matrix_info info;
+	uint64_t *dims;
+	int pos;
+};
+
+/* ---- txn.c ---------------------------------------------------------------- */
+
+/**
+ * Maps an LMDB (or errno) code to a PSPACE_E* code and sets the detail
+ * message "store PATH: <what>: <mdb_strerror>". @return the pspace code.
+ */
+int pspace_store_err(const pspace_store *s, int mdb_rc, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+/** @return the pspace code for an LMDB or errno code (no detail message). */
+int pspace_store_code(int mdb_rc);
+
+/**
+ * Begins a transaction. For a write transaction, first grows the map when
+ * its free space is below the headroom plus @p need bytes (only while this
+ * process has no other transaction). Handles MDB_MAP_RESIZED. Refuses
+ * (PSPACE_EBUSY) a write transaction on a thread that already holds one.
+ * @return 0 or a pspace code with the detail set.
+ */
+int pspace_store_txn_begin(pspace_store *s, int write, size_t need, MDB_txn **out);
+
+/** Commits @p txn (freed whatever the result). @return 0 or a pspace code. */
+int pspace_store_txn_commit(pspace_store *s, MDB_txn *txn, const char *what);
+
+/** Aborts @p txn; NULL accepted. */
+void pspace_store_txn_abort(pspace_store *s, MDB_txn *txn);
+
+/**
+ * Checks that the data file holds every page the last committed meta page
+ * refers to, so touching the map cannot raise SIGBUS. @return 0 or
+ * PSPACE_ECORRUPT / PSPACE_EIO.
+ */
+int pspace_store_check_size(pspace_store *s);
+
+/** @return the size of the data file in bytes, or a negative pspace code. */
+int pspace_store_file_size(pspace_store *s, uint64_t *out);
+
+/* ---- catalog.c ------------------------------------------------------------ */
+
+/** Validates a matrix or array name (1..PSPACE_NAME_MAX bytes). @return 0 or PSPACE_EINVAL. */
+int pspace_store_check_name(const pspace_store *s, const char *what, const char *name);
+
+/**
+ * Reads and decodes the catalog record of @p name in @p txn.
+ * @param dims  if not NULL, receives a malloc'd array of info->nblocks dims.
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_ECORRUPT, PSPACE_ENOMEM.
+ */
+int pspace_catalog_get(pspace_store *s, MDB_txn *txn, const char *name, pspace_matrix_info *info,
+                       uint64_t **dims);
+
+/** Encodes and writes the catalog record of @p info in @p txn. */
+int pspace_catalog_put(pspace_store *s, MDB_txn *txn, const pspace_matrix_info *info,
+                       const uint64_t *dims);
+
+/** Takes a reference on layout @p text (inserting it if new); *id receives its id. */
+int pspace_layout_ref(pspace_store *s, MDB_txn *txn, const char *text, uint64_t *id);
+
+/** Deletes the record, tiles, arrays and layout reference of matrix @p info in @p txn. */
+int pspace_catalog_delete(pspace_store *s, MDB_txn *txn, const pspace_matrix_info *info);
+
+/** Allocates a fresh matrix id (meta "next_id") in @p txn. */
+int pspace_catalog_next_id(pspace_store *s, MDB_txn *txn, uint64_t *id);
+
+/* ---- array.c -------------------------------------------------------------- */
+
+/** Stores array @p name of matrix @p id in @p txn; *old_bytes gets the replaced value size or 0. */
+int pspace_array_put(pspace_store *s, MDB_txn *txn, const char *matrix, uint64_t id,
+                     const char *name, pspace_dtype t, int ndim, const uint64_t *shape,
+                     const void *data, size_t *new_bytes, size_t *old_bytes);
+
+#endif

@@ -1,0 +1,242 @@
+/*
+ * The reader: a read snapshot of one matrix and a cursor over its tiles,
+ * which lie in the tiles database in streaming order (block, tile row,
+ * tile col) because the keys are big-endian.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "store/internal.h"
+#include "store/keys.h"
+
+int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name, int flags)
+{
+	pspace_reader *r = NULL;
+	int rc;
+
+	*out = NULL;
+	rc = pspace_store_check_name(s, "matrix", name);
+	if (rc != 0)
+		return rc;
+	r = calloc(1, sizeof(*r));
+	if (!r)
+		return pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory", s->path);
+	r->s = s;
+	r->pos = PSPACE_POS_FRESH;
+	rc = pspace_store_txn_begin(s, 0, 0, &r->txn);
+	if (rc == 0)
+		rc = pspace_catalog_get(s, r->txn, name, &r->info, &r->dims);
+	if (rc == 0 && r->info.state != PSPACE_STATE_COMPLETE && !(flags & PSPACE_READ_INCOMPLETE))
+		rc = pspace_err_set(
+		    PSPACE_EINCOMPLETE,
+		    "matrix %s in store %s is incomplete (build interrupted or still "
+		    "running)",
+		    name, s->path);
+	if (rc == 0) {
+		rc = mdb_cursor_open(r->txn, s->tiles, &r->cur);
+		if (rc != 0)
+			rc = pspace_store_err(s, rc, "matrix %s: opening a cursor", name);
+	}
+	if (rc == 0) {
+		*out = r;
+		r = NULL;
+	}
+	pspace_reader_close(r);
+	return rc;
+}
+
+void pspace_reader_close(pspace_reader *r)
+{
+	if (!r)
+		return;
+	if (r->cur)
+		mdb_cursor_close(r->cur);
+	pspace_store_txn_abort(r->s, r->txn);
+	free(r->dims);
+	free(r);
+}
+
+const pspace_matrix_info *pspace_reader_info(const pspace_reader *r)
+{
+	return &r->info;
+}
+
+uint64_t pspace_reader_block_dim(const pspace_reader *r, uint32_t block)
+{
+	return block < r->info.nblocks ? r->dims[block] : 0;
+}
+
+/* Tiles per row of block @p block. */
+static uint64_t tiles_per_row(const pspace_reader *r, uint32_t block)
+{
+	return (r->dims[block] + r->info.tile - 1) / r->info.tile;
+}
+
+/* Is (block, row, col) a tile address this matrix can hold? */
+static int valid_address(const pspace_reader *r, uint32_t block, uint32_t row, uint32_t col)
+{
+	uint64_t nt;
+
+	if (block >= r->info.nblocks)
+		return 0;
+	nt = tiles_per_row(r, block);
+	return row < nt && col < nt && !(r->info.symmetric && row > col);
+}
+
+static uint32_t edge(const pspace_reader *r, uint32_t block, uint32_t idx)
+{
+	uint64_t left = r->dims[block] - (uint64_t)idx * r->info.tile;
+
+	return (uint32_t)(left < r->info.tile ? left : r->info.tile);
+}
+
+int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col,
+                       pspace_tile_ref *out)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc;
+
+	if (!valid_address(r, block, tile_row, tile_col))
+		return pspace_err_set(PSPACE_ENOTFOUND,
+		                      "store %s: matrix %s has no tile (%u,%u,%u) (outside the "
+		                      "matrix or below the diagonal)",
+		                      r->s->path, r->info.name, block, tile_row, tile_col);
+	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
+	rc = mdb_get(r->txn, r->s->tiles, &k, &v);
+	if (rc == MDB_NOTFOUND)
+		return pspace_err_set(PSPACE_ENOTFOUND,
+		                      "store %s: matrix %s, tile (%u,%u,%u) is not stored",
+		                      r->s->path, r->info.name, block, tile_row, tile_col);
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s, tile (%u,%u,%u): reading",
+		                        r->info.name, block, tile_row, tile_col);
+	out->block = block;
+	out->row = tile_row;
+	out->col = tile_col;
+	out->data = v.mv_data;
+	out->len = v.mv_size;
+	return 0;
+}
+
+int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc;
+
+	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
+	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND) {
+		r->pos = PSPACE_POS_DONE;
+		return 0;
+	}
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s: seeking tile (%u,%u,%u)",
+		                        r->info.name, block, tile_row, tile_col);
+	r->pos = PSPACE_POS_POSITIONED;
+	return 0;
+}
+
+int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k, v;
+	uint64_t id;
+	uint32_t b, row, col;
+	int rc;
+
+	*done = 0;
+	switch (r->pos) {
+	case PSPACE_POS_DONE: *done = 1; return 0;
+	case PSPACE_POS_FRESH:
+		pspace_tile_key(key, r->info.id, 0, 0, 0);
+		k = (MDB_val){sizeof(key), key};
+		rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+		break;
+	case PSPACE_POS_POSITIONED: rc = mdb_cursor_get(r->cur, &k, &v, MDB_GET_CURRENT); break;
+	default: rc = mdb_cursor_get(r->cur, &k, &v, MDB_NEXT); break;
+	}
+	if (rc == MDB_NOTFOUND) {
+		r->pos = PSPACE_POS_DONE;
+		*done = 1;
+		return 0;
+	}
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s: stepping through tiles",
+		                        r->info.name);
+	r->pos = PSPACE_POS_ITER;
+	if (k.mv_size < 8 || pspace_get_be64(k.mv_data) != r->info.id) {
+		r->pos = PSPACE_POS_DONE;
+		*done = 1;
+		return 0;
+	}
+	if (k.mv_size != PSPACE_TILE_KEY_SIZE)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "store %s: matrix %s: tile key of %zu bytes (expected %d)",
+		                      r->s->path, r->info.name, k.mv_size, PSPACE_TILE_KEY_SIZE);
+	pspace_tile_key_parse(k.mv_data, &id, &b, &row, &col);
+	if (!valid_address(r, b, row, col))
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "store %s: matrix %s: stray tile (%u,%u,%u) outside the "
+		                      "matrix",
+		                      r->s->path, r->info.name, b, row, col);
+	out->block = b;
+	out->row = row;
+	out->col = col;
+	out->data = v.mv_data;
+	out->len = v.mv_size;
+	return 0;
+}
+
+/* Checks that tile @p t's header matches what its address implies. */
+static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
+{
+	pspace_tile_header h;
+	uint32_t rows, cols;
+	int rc;
+
+	if (!valid_address(r, t->block, t->row, t->col))
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "store %s: matrix %s: no tile (%u,%u,%u) in this matrix",
+		                      r->s->path, r->info.name, t->block, t->row, t->col);
+	rc = pspace_tile_parse(t->data, t->len, &h);
+	if (rc != 0)
+		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
+		                         r->info.name, t->block, t->row, t->col);
+	rows = edge(r, t->block, t->row);
+	cols = edge(r, t->block, t->col);
+	if (h.rows != rows || h.cols != cols || h.dtype != r->info.codec.dtype)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "store %s: matrix %s, tile (%u,%u,%u): header says %ux%u %s, "
+		                      "the matrix implies %ux%u %s",
+		                      r->s->path, r->info.name, t->block, t->row, t->col, h.rows,
+		                      h.cols, pspace_dtype_name(h.dtype), rows, cols,
+		                      pspace_dtype_name(r->info.codec.dtype));
+	return 0;
+}
+
+int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                         pspace_dtype want, void *dst, size_t ld)
+{
+	int rc = check_tile(r, t);
+
+	if (rc != 0)
+		return rc;
+	rc = pspace_tile_decode(c, t->data, t->len, want, dst, ld);
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
+	                         r->info.name, t->block, t->row, t->col);
+}
+
+int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                       pspace_dtype want, const void **data, pspace_tile_header *hdr)
+{
+	int rc = check_tile(r, t);
+
+	if (rc != 0)
+		return rc;
+	rc = pspace_tile_view(c, t->data, t->len, want, data, hdr);
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
+	                         r->info.name, t->block, t->row, t->col);
+}
