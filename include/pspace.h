@@ -5,8 +5,12 @@
 #ifndef PSPACE_H
 #define PSPACE_H
 
-#include "pspace/codec.h"
 #include "pspace/common.h"
+#include "pspace/codec.h"
 #include "pspace/store.h"
+#include "pspace/layout.h"
+#include "pspace/vec.h"
+#include "pspace/mat.h"
+#include "pspace/op.h"
 
 #endif

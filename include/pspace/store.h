@@ -138,6 +138,13 @@ typedef struct pspace_store_stat {
 PSPACE_API int pspace_store_stat_get(pspace_store *s, pspace_store_stat *out);
 
 /**
+ * @return how many tiles this handle has decoded or viewed since it was
+ * opened (pspace_reader_decode / pspace_reader_view), over all threads.
+ * Tells how many passes an evaluation made over the data.
+ */
+PSPACE_API uint64_t pspace_store_tiles_read(const pspace_store *s);
+
+/**
  * Writes a compacted copy of the store to directory @p out_path (which must
  * not hold a store). @return 0 or error.
  */

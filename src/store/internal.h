@@ -41,6 +41,7 @@ struct pspace_store {
 	size_t map_max;   /* 0 = unlimited */
 	size_t headroom;  /* base free space kept before write transactions */
 	size_t txn_bytes; /* writer checkpoint size */
+	_Atomic uint64_t tiles_read; /* tiles decoded or viewed through readers */
 
 	pthread_mutex_t lock;  /* guards the fields below */
 	size_t mapsize;        /* current map size of this process */

@@ -3,6 +3,7 @@
  * which lie in the tiles database in streaming order (block, tile row,
  * tile col) because the keys are big-endian.
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -224,6 +225,7 @@ int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const pspace_tile_re
 
 	if (rc != 0)
 		return rc;
+	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
 	rc = pspace_tile_decode(c, t->data, t->len, want, dst, ld);
 	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
 	                         r->info.name, t->block, t->row, t->col);
@@ -236,7 +238,13 @@ int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref 
 
 	if (rc != 0)
 		return rc;
+	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
 	rc = pspace_tile_view(c, t->data, t->len, want, data, hdr);
 	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
 	                         r->info.name, t->block, t->row, t->col);
+}
+
+uint64_t pspace_store_tiles_read(const pspace_store *s)
+{
+	return atomic_load_explicit(&((pspace_store *)s)->tiles_read, memory_order_relaxed);
 }

@@ -1,0 +1,90 @@
+/*
+ * pspace/layout.h - parameter layouts: the ordered layers of a network and
+ * where each layer's weight and bias sit in the flat parameter vector.
+ *
+ * The flat vector is, layer by layer in order: the weight in row-major order
+ * of its shape, then the bias (NNGeometry's and PyTorch's weight.view(-1)
+ * order). Layout file format: README, "Layout files".
+ */
+#ifndef PSPACE_LAYOUT_H
+#define PSPACE_LAYOUT_H
+
+#include "pspace/common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PSPACE_LAYER_NAME_MAX 63
+
+/** Layer kinds. Ids are written to disk and never reused. */
+typedef enum pspace_layer_kind {
+	PSPACE_LAYER_LINEAR = 1,    /**< weight (out, in) */
+	PSPACE_LAYER_CONV1D = 2,    /**< weight (out, in, k) */
+	PSPACE_LAYER_CONV2D = 3,    /**< weight (out, in, kh, kw) */
+	PSPACE_LAYER_EMBEDDING = 4, /**< weight (num, dim) */
+	PSPACE_LAYER_NORM = 5,      /**< scale (C) [+ shift (C)]: BatchNorm, LayerNorm, GroupNorm */
+	PSPACE_LAYER_GENERIC = 6,   /**< any shape, 1 to 4 dims */
+} pspace_layer_kind;
+
+/** One layer, plain data. Offsets are into the flat parameter vector. */
+typedef struct pspace_layer {
+	char name[PSPACE_LAYER_NAME_MAX + 1];
+	pspace_layer_kind kind;
+	int ndim;              /**< dims of the weight shape, 1..4 */
+	uint64_t shape[4];     /**< weight shape; unused entries 0 */
+	int bias;              /**< 1 if the layer has a bias */
+	uint64_t offset;       /**< first parameter of the layer */
+	uint64_t weight_size;  /**< product of shape */
+	uint64_t bias_size;    /**< shape[0] if bias, else 0 */
+	uint64_t size;         /**< weight_size + bias_size */
+} pspace_layer;
+
+typedef struct pspace_layout pspace_layout;
+
+/**
+ * Parses layout text. @p filename names the source in error messages
+ * ("layout.txt:3: unknown layer kind 'lineer'"). @return 0 or
+ * PSPACE_EFORMAT (detail names the file and line), PSPACE_ENOMEM.
+ */
+PSPACE_API int pspace_layout_parse(pspace_layout **out, const char *text, const char *filename);
+
+/** Reads and parses a layout file. @return as parse, or PSPACE_ENOTFOUND/EIO. */
+PSPACE_API int pspace_layout_load(pspace_layout **out, const char *path);
+
+/** A layout of one generic layer of @p d parameters (no bias), named "params". */
+PSPACE_API int pspace_layout_flat(pspace_layout **out, uint64_t d);
+
+/** Frees a layout; NULL is accepted. */
+PSPACE_API void pspace_layout_free(pspace_layout *l);
+
+/** @return a new copy of @p l (NULL on allocation failure). */
+PSPACE_API pspace_layout *pspace_layout_copy(const pspace_layout *l);
+
+/** @return the number of parameters d. */
+PSPACE_API uint64_t pspace_layout_dim(const pspace_layout *l);
+/** @return the number of layers. */
+PSPACE_API size_t pspace_layout_nlayers(const pspace_layout *l);
+/** @return layer @p i (0-based), or NULL if out of range. Valid while @p l lives. */
+PSPACE_API const pspace_layer *pspace_layout_layer(const pspace_layout *l, size_t i);
+/** Finds a layer by name. @return 0 or PSPACE_ENOTFOUND. */
+PSPACE_API int pspace_layout_find(const pspace_layout *l, const char *name, size_t *index);
+/** @return the index of the layer holding parameter @p p (p < d). */
+PSPACE_API size_t pspace_layout_layer_of(const pspace_layout *l, uint64_t p);
+
+/**
+ * Canonical text of @p l (parseable by pspace_layout_parse; equal layouts
+ * give equal text). malloc'd; the caller frees. NULL on allocation failure.
+ */
+PSPACE_API char *pspace_layout_text(const pspace_layout *l);
+
+/** @return 1 if both layouts have the same layers, 0 otherwise. */
+PSPACE_API int pspace_layout_equal(const pspace_layout *a, const pspace_layout *b);
+
+/** "linear", "conv1d", ... or "?". */
+PSPACE_API const char *pspace_layer_kind_name(pspace_layer_kind k);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

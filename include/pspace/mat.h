@@ -1,0 +1,164 @@
+/*
+ * pspace/mat.h - parameter-space matrices in every representation, behind
+ * one interface.
+ *
+ * A pspace_mat is a d x d symmetric positive semi-definite matrix in some
+ * representation (pspace_kind). Stored kinds (Dense, BlockDiag) stream
+ * their tiles from a store on every operation and never need to fit in
+ * RAM; factored kinds stay resident. Every operation is available on every
+ * kind where it makes sense; others return PSPACE_ENOTSUP. Lazy
+ * expressions over matrices are in pspace/op.h.
+ *
+ * Vectors are double arrays of length d; a batch of k vectors is a (k, d)
+ * row-major array with leading dimension ld >= d (pspace/vec.h).
+ * Matrices are reference counted: pspace_mat_ref() takes a reference,
+ * pspace_mat_free() drops one.
+ */
+#ifndef PSPACE_MAT_H
+#define PSPACE_MAT_H
+
+#include "pspace/common.h"
+#include "pspace/layout.h"
+#include "pspace/store.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pspace_mat pspace_mat;
+
+/* ---- opening, creating, writing ---------------------------------------- */
+
+/**
+ * Opens stored matrix @p name of any kind. The matrix keeps a reference to
+ * @p s: close the store only after freeing the matrix.
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_EINCOMPLETE, PSPACE_ENOTSUP (kind not
+ * supported by this version), PSPACE_ECORRUPT.
+ */
+PSPACE_API int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name);
+
+/** Options for writing a stored (tiled) matrix. NULL = defaults. */
+typedef struct pspace_write_opts {
+	pspace_codec_opts codec; /**< tile encoding (pspace_codec_opts_default) */
+	uint32_t tile;           /**< tile edge; 0 = store default */
+} pspace_write_opts;
+
+/** Fills @p o with the defaults. */
+PSPACE_API void pspace_write_opts_default(pspace_write_opts *o);
+
+/**
+ * Writes a Dense matrix from an in-memory d x d array @p F (row-major,
+ * leading dimension @p ld; only the upper triangle is read) under @p name.
+ * @param layout  optional (NULL: a flat layout of d parameters).
+ */
+PSPACE_API int pspace_dense_write(pspace_store *s, const char *name, const pspace_layout *layout,
+				  uint64_t d, const double *F, size_t ld,
+				  const pspace_write_opts *opts);
+
+/**
+ * Writes a BlockDiag matrix: one dense block per layer of @p layout;
+ * blocks[i] is layer i's size x size row-major block (upper triangle read).
+ */
+PSPACE_API int pspace_blockdiag_write(pspace_store *s, const char *name,
+				      const pspace_layout *layout, const double *const *blocks,
+				      const pspace_write_opts *opts);
+
+/**
+ * Produces the tiles of a Dense or BlockDiag matrix on demand: fills the
+ * rows x cols tile at global rows [r0, r0+rows), columns [c0, c0+cols)
+ * (row-major, ld = cols). Lets callers write matrices that never exist in RAM.
+ */
+typedef int (*pspace_tile_fn)(void *ud, uint64_t r0, uint64_t c0, uint32_t rows, uint32_t cols,
+			      double *tile);
+
+/**
+ * Writes a Dense (@p kind PSPACE_KIND_DENSE) or BlockDiag matrix whose
+ * tiles come from @p fn, one tile at a time (memory: one tile). Shows no
+ * progress itself; @p progress, if not NULL, is called after each tile with
+ * (done, total).
+ */
+PSPACE_API int pspace_tiled_write(pspace_store *s, const char *name, pspace_kind kind,
+				  const pspace_layout *layout, pspace_tile_fn fn, void *ud,
+				  const pspace_write_opts *opts,
+				  void (*progress)(void *ud, uint64_t done, uint64_t total));
+
+/** Creates s * I of dimension d (resident). */
+PSPACE_API int pspace_identity_create(pspace_mat **out, uint64_t d, double s);
+
+/** User callback computing y = F x for an Implicit matrix. */
+typedef int (*pspace_implicit_mv)(void *ud, const double *x, double *y);
+/** Optional user callback computing x^T F x. */
+typedef int (*pspace_implicit_vtmv)(void *ud, const double *x, double *out);
+
+/**
+ * Creates an Implicit matrix from callbacks (never stored). Only mv-based
+ * operations work (mv, mm, vTMv, CG solve, Lanczos, Hutchinson trace).
+ * @param vtmv  optional; NULL computes x . (F x).
+ */
+PSPACE_API int pspace_implicit_create(pspace_mat **out, uint64_t d, pspace_implicit_mv mv,
+				      pspace_implicit_vtmv vtmv, void *ud);
+
+/** Takes a reference; @return @p m. */
+PSPACE_API pspace_mat *pspace_mat_ref(pspace_mat *m);
+/** Drops a reference, freeing on the last; NULL is accepted. */
+PSPACE_API void pspace_mat_free(pspace_mat *m);
+
+/* ---- properties ---------------------------------------------------------- */
+
+PSPACE_API pspace_kind pspace_mat_kind(const pspace_mat *m);
+PSPACE_API uint64_t pspace_mat_dim(const pspace_mat *m);
+/** @return the layout (never NULL: a flat one when none was given). */
+PSPACE_API const pspace_layout *pspace_mat_layout(const pspace_mat *m);
+/** @return the stored name, or NULL for resident matrices. */
+PSPACE_API const char *pspace_mat_name(const pspace_mat *m);
+
+/* ---- operations ---------------------------------------------------------- */
+
+/**
+ * Y += alpha * M X for k right-hand sides in one pass over the data.
+ * X and Y are (k, d) row-major with leading dimensions ldx, ldy >= d.
+ */
+PSPACE_API int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
+			     const double *X, size_t ldx, double *Y, size_t ldy);
+/** y = M x. */
+PSPACE_API int pspace_mat_mv(pspace_mat *m, const pspace_exec *ex, const double *x, double *y);
+/** *out = v^T M v. */
+PSPACE_API int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v,
+			       double *out);
+/** out[j] = V_j^T M V_j for the k vectors of V, in one pass. */
+PSPACE_API int pspace_mat_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k,
+				     const double *V, size_t ldv, double *out);
+/** *out = trace(M). */
+PSPACE_API int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out);
+/** out[0..d) = diag(M). */
+PSPACE_API int pspace_mat_diag(pspace_mat *m, const pspace_exec *ex, double *out);
+/** *out = ||M||_F. */
+PSPACE_API int pspace_mat_frobenius(pspace_mat *m, const pspace_exec *ex, double *out);
+/**
+ * Writes M as a dense d x d row-major array (leading dimension ld).
+ * @return PSPACE_ENOMEM-free; the caller provides the memory.
+ */
+PSPACE_API int pspace_mat_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld);
+/**
+ * Direct damped solve X = (M + damping I)^{-1} B, k right-hand sides.
+ * Stored kinds: Cholesky (LDL^T when not positive definite) of each block
+ * that fits ex->mem_budget, else PSPACE_ENOMEM (use CG: pspace_op_solve).
+ * @return PSPACE_ENOTSUP for kinds with no direct solve (Implicit).
+ */
+PSPACE_API int pspace_mat_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+				const double *B, size_t ldb, double *X, size_t ldx);
+
+/**
+ * Writes the product A B of two matrices of the same kind as a new stored
+ * matrix @p name (not symmetric in general: all tiles are stored).
+ * Dense x Dense streams B once per tile row of A; BlockDiag multiplies
+ * block by block.
+ */
+PSPACE_API int pspace_mat_product_write(pspace_store *s, const char *name, pspace_mat *a,
+					pspace_mat *b, const pspace_exec *ex,
+					const pspace_write_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,162 @@
+/*
+ * pspace/op.h - lazy operators: expressions over matrices.
+ *
+ * An expression (sums, differences, scalings, identity shifts, products,
+ * damped inverses) is built without touching any data. It is evaluated
+ * only when a result is asked for (mv, mm, vTMv, trace, diag, norm, solve,
+ * eig, dense, write), and then each stored tile is streamed once per
+ * evaluation, whatever the number of stored matrices in the expression and
+ * the number of right-hand sides. Scalings and shifts are folded into the
+ * kernels and never applied to stored data.
+ *
+ * Nodes are reference counted: constructors take their own references to
+ * their operands, so the caller may free operands right after building.
+ */
+#ifndef PSPACE_OP_H
+#define PSPACE_OP_H
+
+#include "pspace/mat.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct pspace_op pspace_op;
+
+/* ---- building (no data touched) ----------------------------------------- */
+
+/** A leaf: matrix @p m. */
+PSPACE_API int pspace_op_mat(pspace_op **out, pspace_mat *m);
+/** s * I of dimension d. */
+PSPACE_API int pspace_op_identity(pspace_op **out, uint64_t d, double s);
+/** s * A. */
+PSPACE_API int pspace_op_scale(pspace_op **out, double s, pspace_op *a);
+/** A + B. @return PSPACE_EDIM if dimensions differ. */
+PSPACE_API int pspace_op_add(pspace_op **out, pspace_op *a, pspace_op *b);
+/** A - B. */
+PSPACE_API int pspace_op_sub(pspace_op **out, pspace_op *a, pspace_op *b);
+/** A B (applied right to left: A (B x)). */
+PSPACE_API int pspace_op_product(pspace_op **out, pspace_op *a, pspace_op *b);
+
+/** How to solve (A + damping I) X = B. */
+typedef enum pspace_solve_method {
+	PSPACE_SOLVE_AUTO = 0,   /**< direct if A has one and it fits the budget, else CG */
+	PSPACE_SOLVE_DIRECT = 1, /**< direct only (PSPACE_ENOTSUP / PSPACE_ENOMEM otherwise) */
+	PSPACE_SOLVE_CG = 2,     /**< conjugate gradient */
+} pspace_solve_method;
+
+/** Solver options; NULL means the defaults. */
+typedef struct pspace_solve_opts {
+	pspace_solve_method method;
+	double tol;          /**< CG: relative residual ||r|| / ||b||; default 1e-6 */
+	uint32_t max_iter;   /**< CG: default 1000 */
+	pspace_op *precond;  /**< CG: preconditioner P; (P + damping I)^{-1} is applied
+				  through P's direct solve. NULL: none */
+	uint32_t iterations; /**< out: CG iterations used (largest over right-hand sides) */
+	double residual;     /**< out: final relative residual (largest) */
+} pspace_solve_opts;
+
+/** Fills @p o with the defaults. */
+PSPACE_API void pspace_solve_opts_default(pspace_solve_opts *o);
+
+/** A node applying (A + damping I)^{-1}; opts are copied (precond referenced). */
+PSPACE_API int pspace_op_inverse(pspace_op **out, pspace_op *a, double damping,
+				 const pspace_solve_opts *opts);
+
+/** Takes a reference; @return @p a. */
+PSPACE_API pspace_op *pspace_op_ref(pspace_op *a);
+/** Drops a reference; NULL is accepted. */
+PSPACE_API void pspace_op_free(pspace_op *a);
+/** @return the dimension d. */
+PSPACE_API uint64_t pspace_op_dim(const pspace_op *a);
+
+/**
+ * Describes the folded expression ("2*F - 0.5*G + 0.001*I") into @p buf.
+ * @return the length it needed (like snprintf).
+ */
+PSPACE_API int pspace_op_describe(const pspace_op *a, char *buf, size_t cap);
+
+/* ---- evaluating ------------------------------------------------------------ */
+
+/** Y = A X for k right-hand sides ((k, d) row-major), one pass over each stored matrix. */
+PSPACE_API int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, const double *X,
+			    size_t ldx, double *Y, size_t ldy);
+/** y = A x. */
+PSPACE_API int pspace_op_mv(pspace_op *a, const pspace_exec *ex, const double *x, double *y);
+/** *out = v^T A v. */
+PSPACE_API int pspace_op_vtmv(pspace_op *a, const pspace_exec *ex, const double *v, double *out);
+/** out[j] = V_j^T A V_j, one pass. */
+PSPACE_API int pspace_op_vtmv_batch(pspace_op *a, const pspace_exec *ex, uint32_t k,
+				    const double *V, size_t ldv, double *out);
+
+/** Trace options: Hutchinson estimate where no exact form exists. */
+typedef struct pspace_trace_opts {
+	uint32_t probes; /**< Rademacher probes; default 64 */
+	uint64_t seed;   /**< default 1 */
+	int exact;       /**< out: 1 if the result is exact, 0 if estimated */
+	double stderr_;  /**< out: standard error of the estimate (0 if exact) */
+} pspace_trace_opts;
+
+/** *out = trace(A): exact for linear combinations, Hutchinson otherwise. */
+PSPACE_API int pspace_op_trace(pspace_op *a, const pspace_exec *ex, pspace_trace_opts *opts,
+			       double *out);
+/** out[0..d) = diag(A): exact for linear combinations, else PSPACE_ENOTSUP. */
+PSPACE_API int pspace_op_diag(pspace_op *a, const pspace_exec *ex, double *out);
+
+/** Norms. */
+typedef enum pspace_norm_ord {
+	PSPACE_NORM_FRO = 0,    /**< Frobenius */
+	PSPACE_NORM_2 = 2,      /**< largest singular value (Lanczos) */
+	PSPACE_NORM_MINUS2 = -2 /**< smallest singular value (Lanczos) */
+} pspace_norm_ord;
+
+/** Lanczos options; NULL means the defaults. */
+typedef struct pspace_eig_opts {
+	uint32_t max_iter; /**< Lanczos steps (passes); default min(d, 300) */
+	double tol;        /**< relative residual of Ritz pairs; default 1e-8 */
+	uint64_t seed;     /**< start vector; default 1 */
+	uint32_t iterations; /**< out: steps used */
+} pspace_eig_opts;
+
+/**
+ * *out = the norm of A. Frobenius is exact for linear combinations of
+ * matrices with the same tiling (one pass reading them together), and for
+ * resident kinds; 2 and -2 use Lanczos (A must be symmetric).
+ */
+PSPACE_API int pspace_op_norm(pspace_op *a, const pspace_exec *ex, pspace_norm_ord ord,
+			      pspace_eig_opts *opts, double *out);
+
+/**
+ * Top-k eigenpairs of symmetric A by Lanczos with full reorthogonalization:
+ * evals[0..k) in decreasing order, evecs (k, d) row-major (ld >= d; NULL to
+ * skip).
+ */
+PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, double *evals,
+			     double *evecs, size_t ld, pspace_eig_opts *opts);
+
+/**
+ * X = (A + damping I)^{-1} B: direct when A folds to c*M + s*I with M a
+ * matrix that has a direct solve fitting the budget (then damping' =
+ * (s + damping) / c), else CG (A must be symmetric positive definite
+ * after damping).
+ */
+PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
+			       const double *B, size_t ldb, double *X, size_t ldx,
+			       pspace_solve_opts *opts);
+
+/** Writes A as a dense d x d row-major array (the caller provides d*ld doubles). */
+PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out, size_t ld);
+
+/**
+ * Materializes A into the store as a new Dense matrix @p name, tile by tile
+ * (never all in RAM): a linear combination of matrices with the same tiling
+ * is combined tile by tile in one pass; anything else is computed by mm on
+ * blocks of unit vectors.
+ */
+PSPACE_API int pspace_op_write(pspace_op *a, const pspace_exec *ex, pspace_store *s,
+			       const char *name, const pspace_write_opts *opts);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
