@@ -32,7 +32,8 @@ typedef struct pspace_codec_opts {
 	double min_ratio;   /**< keep zstd output only if raw/encoded >= this (default 1.03) */
 } pspace_codec_opts;
 
-/** Fills @p o with the defaults (f32, zstd level and shuffle from the README). */
+/** Fills @p o with the defaults: f32, byte shuffle, zstd level 1, min_ratio 1.03 (chosen by
+ * bench_codec; README, "Benchmarks"). */
 PSPACE_API void pspace_codec_opts_default(pspace_codec_opts *o);
 
 /** Decoded tile header, plain data. */

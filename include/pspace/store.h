@@ -17,6 +17,14 @@
 extern "C" {
 #endif
 
+/**
+ * Tile edge used when a matrix descriptor leaves it 0: chosen by
+ * bench_codec (README, "Benchmarks"): with byte shuffle, a 512 x 512 f32
+ * tile gives zstd whole byte planes, so noisy low planes stay raw and decode
+ * fast.
+ */
+#define PSPACE_DEFAULT_TILE 512
+
 /** Longest matrix or array name, in bytes, without the terminator. */
 #define PSPACE_NAME_MAX 255
 

@@ -12,7 +12,7 @@
 
 /* Defaults for pspace_codec_opts_default(); retuned from the benchmark. */
 #define PSPACE_CODEC_DEFAULT_DTYPE     PSPACE_F32
-#define PSPACE_CODEC_DEFAULT_LEVEL     3
+#define PSPACE_CODEC_DEFAULT_LEVEL     1
 #define PSPACE_CODEC_DEFAULT_SHUFFLE   1
 #define PSPACE_CODEC_DEFAULT_MIN_RATIO 1.03
 

@@ -14,7 +14,7 @@
 #include "pspace/store.h"
 
 /** Tile edge used when a matrix descriptor leaves it 0. */
-#define PSPACE_STORE_DEFAULT_TILE 256
+#define PSPACE_STORE_DEFAULT_TILE PSPACE_DEFAULT_TILE
 
 /** A writer checkpoints (commits) when its transaction holds this many tile bytes. */
 #define PSPACE_WRITER_TXN_BYTES ((size_t)64 << 20)
