@@ -1,0 +1,24 @@
+/*
+ * Internal to src/kernel: the engine entry point behind pspace_stream_run
+ * and pspace_stream_multi, with a range of blocks, and helpers the kernels
+ * share.
+ */
+#ifndef PSPACE_SRC_KERNEL_ENGINE_H
+#define PSPACE_SRC_KERNEL_ENGINE_H
+
+#include "kernel/stream.h"
+
+/**
+ * One pass over blocks [@p bfirst, @p blast] of the @p n matrices @p t
+ * (tilings checked by the caller or here). See pspace_stream_multi().
+ */
+int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_exec *ex,
+                         const pspace_stream_kernel *k, void *ud, uint32_t bfirst, uint32_t blast);
+
+/** @return the number of worker threads @p ex asks for (0 = online cores), at least 1. */
+int pspace_stream_threads(const pspace_exec *ex);
+
+/** @return the memory budget of @p ex in bytes (0 or NULL = 1 GiB). */
+size_t pspace_stream_budget(const pspace_exec *ex);
+
+#endif

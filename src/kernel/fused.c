@@ -1,0 +1,179 @@
+/*
+ * The fused f32 tile kernel: portable C and an AVX2+FMA version chosen at
+ * run time. For each tile row, for each right-hand side, one sweep over the
+ * row does the dot product of the direct product and the axpy of the
+ * mirrored one, so the row is loaded once per vector from L1.
+ */
+#include "kernel/fused.h"
+
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX2 1
+#endif
+
+static void fused_c(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
+                    const float *xc, const float *xr, float *yr, float *yc, int mirrored)
+{
+	if (mirrored)
+		for (uint32_t j = 0; j < k; j++)
+			memset(yc + j * ld, 0, cols * sizeof(float));
+	for (uint32_t i = 0; i < rows; i++) {
+		const float *t = T + (size_t)i * cols;
+
+		for (uint32_t j = 0; j < k; j++) {
+			const float *x = xc + j * ld;
+			float s = 0.0f;
+
+			if (mirrored) {
+				float *y = yc + j * ld, a = xr[j * ld + i];
+
+				for (uint32_t p = 0; p < cols; p++) {
+					s += t[p] * x[p];
+					y[p] += t[p] * a;
+				}
+			} else {
+				for (uint32_t p = 0; p < cols; p++)
+					s += t[p] * x[p];
+			}
+			yr[j * ld + i] = s;
+		}
+	}
+}
+
+#ifdef HAVE_AVX2
+__attribute__((target("avx2,fma"))) static float hsum(__m256 v)
+{
+	__m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+
+	a = _mm_add_ps(a, _mm_movehl_ps(a, a));
+	a = _mm_add_ss(a, _mm_movehdup_ps(a));
+	return _mm_cvtss_f32(a);
+}
+
+/* One tile row against vector j (the tail rows of a tile). */
+__attribute__((target("avx2,fma"))) static float row1(const float *t, uint32_t cols, const float *x,
+                                                      float *y, float a, int mirrored)
+{
+	uint32_t c8 = cols & ~7u, p = 0;
+	__m256 s0 = _mm256_setzero_ps(), av = _mm256_set1_ps(a);
+	float s;
+
+	for (; p < c8; p += 8) {
+		__m256 tv = _mm256_loadu_ps(t + p);
+
+		s0 = _mm256_fmadd_ps(tv, _mm256_loadu_ps(x + p), s0);
+		if (mirrored)
+			_mm256_storeu_ps(y + p, _mm256_fmadd_ps(tv, av, _mm256_loadu_ps(y + p)));
+	}
+	s = hsum(s0);
+	for (; p < cols; p++) {
+		s += t[p] * x[p];
+		if (mirrored)
+			y[p] += t[p] * a;
+	}
+	return s;
+}
+
+/*
+ * Four tile rows at a time: each x and y chunk is loaded once for four
+ * rows, so loads and stores stay below the FMAs.
+ */
+__attribute__((target("avx2,fma"))) static void fused_avx2(const float *T, uint32_t rows,
+                                                           uint32_t cols, uint32_t k, size_t ld,
+                                                           const float *xc, const float *xr,
+                                                           float *yr, float *yc, int mirrored)
+{
+	uint32_t c8 = cols & ~7u, i = 0;
+
+	if (mirrored)
+		for (uint32_t j = 0; j < k; j++)
+			memset(yc + j * ld, 0, cols * sizeof(float));
+	for (; i + 4 <= rows; i += 4) {
+		const float *t0 = T + (size_t)i * cols, *t1 = t0 + cols, *t2 = t1 + cols,
+		            *t3 = t2 + cols;
+
+		for (uint32_t j = 0; j < k; j++) {
+			const float *x = xc + j * ld, *xi = xr + j * ld + i;
+			float *y = yc + j * ld;
+			__m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
+			__m256 s2 = _mm256_setzero_ps(), s3 = _mm256_setzero_ps();
+			float r0, r1, r2, r3;
+			uint32_t p = 0;
+
+			if (mirrored) {
+				__m256 a0 = _mm256_set1_ps(xi[0]), a1 = _mm256_set1_ps(xi[1]);
+				__m256 a2 = _mm256_set1_ps(xi[2]), a3 = _mm256_set1_ps(xi[3]);
+
+				for (; p < c8; p += 8) {
+					__m256 xv = _mm256_loadu_ps(x + p),
+					       yv = _mm256_loadu_ps(y + p);
+					__m256 v0 = _mm256_loadu_ps(t0 + p),
+					       v1 = _mm256_loadu_ps(t1 + p);
+					__m256 v2 = _mm256_loadu_ps(t2 + p),
+					       v3 = _mm256_loadu_ps(t3 + p);
+
+					s0 = _mm256_fmadd_ps(v0, xv, s0);
+					s1 = _mm256_fmadd_ps(v1, xv, s1);
+					s2 = _mm256_fmadd_ps(v2, xv, s2);
+					s3 = _mm256_fmadd_ps(v3, xv, s3);
+					yv = _mm256_fmadd_ps(v0, a0, yv);
+					yv = _mm256_fmadd_ps(v1, a1, yv);
+					yv = _mm256_fmadd_ps(v2, a2, yv);
+					yv = _mm256_fmadd_ps(v3, a3, yv);
+					_mm256_storeu_ps(y + p, yv);
+				}
+			} else {
+				for (; p < c8; p += 8) {
+					__m256 xv = _mm256_loadu_ps(x + p);
+
+					s0 = _mm256_fmadd_ps(_mm256_loadu_ps(t0 + p), xv, s0);
+					s1 = _mm256_fmadd_ps(_mm256_loadu_ps(t1 + p), xv, s1);
+					s2 = _mm256_fmadd_ps(_mm256_loadu_ps(t2 + p), xv, s2);
+					s3 = _mm256_fmadd_ps(_mm256_loadu_ps(t3 + p), xv, s3);
+				}
+			}
+			r0 = hsum(s0);
+			r1 = hsum(s1);
+			r2 = hsum(s2);
+			r3 = hsum(s3);
+			for (; p < cols; p++) {
+				r0 += t0[p] * x[p];
+				r1 += t1[p] * x[p];
+				r2 += t2[p] * x[p];
+				r3 += t3[p] * x[p];
+				if (mirrored)
+					y[p] += t0[p] * xi[0] + t1[p] * xi[1] + t2[p] * xi[2] +
+					        t3[p] * xi[3];
+			}
+			yr[j * ld + i] = r0;
+			yr[j * ld + i + 1] = r1;
+			yr[j * ld + i + 2] = r2;
+			yr[j * ld + i + 3] = r3;
+		}
+	}
+	for (; i < rows; i++)
+		for (uint32_t j = 0; j < k; j++)
+			yr[j * ld + i] = row1(T + (size_t)i * cols, cols, xc + j * ld, yc + j * ld,
+			                      mirrored ? xr[j * ld + i] : 0.0f, mirrored);
+}
+#endif
+
+void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
+                      const float *xc, const float *xr, float *yr, float *yc, int mirrored)
+{
+#ifdef HAVE_AVX2
+	static int have = -1;
+
+	if (have < 0) {
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+	}
+	if (have) {
+		fused_avx2(T, rows, cols, k, ld, xc, xr, yr, yc, mirrored);
+		return;
+	}
+#endif
+	fused_c(T, rows, cols, k, ld, xc, xr, yr, yc, mirrored);
+}

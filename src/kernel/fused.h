@@ -1,0 +1,20 @@
+/*
+ * Internal: a fused f32 tile kernel for few right-hand sides. One read of
+ * each tile row serves both products of a mirrored tile, which BLIS (two
+ * separate calls, each packing the tile) cannot do.
+ */
+#ifndef PSPACE_SRC_KERNEL_FUSED_H
+#define PSPACE_SRC_KERNEL_FUSED_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * For a rows x cols row-major tile T (ld = cols) and k vectors stored with
+ * stride @p ld: yr[j*ld + i] = sum_p T[i][p] xc[j*ld + p] and, if @p mirrored,
+ * yc[j*ld + p] = sum_i T[i][p] xr[j*ld + i]. Overwrites yr (and yc).
+ */
+void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
+                      const float *xc, const float *xr, float *yr, float *yc, int mirrored);
+
+#endif

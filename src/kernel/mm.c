@@ -1,0 +1,346 @@
+/*
+ * The mm kernel: Y += sum_i alpha_i M_i X for k right-hand sides in one
+ * pass over the tiles of one or more stored matrices of the same tiling.
+ *
+ * Tile (r, c) of rows x cols adds T X[c-rows] to Y[r-rows] and, when it is
+ * mirrored (symmetric, off the diagonal), T^T X[r-rows] to Y[c-rows], both
+ * from the same view of the tile. f32 tiles: the X slices are converted to
+ * float in worker-local buffers (k x tile) and multiplied by the fused
+ * kernel (k <= FUSED_MAX_K: both products in one sweep of the tile) or BLIS
+ * sgemm; f64 tiles use dgemm/dgemv on the doubles directly. Results are
+ * accumulated in double.
+ *
+ * Y is shared: a worker sums the direct products of consecutive tiles of
+ * one tile row (streaming order walks a row at a time) in a local double
+ * accumulator and adds it to Y when its row changes or the pass ends; the
+ * mirrored products are added tile by tile. Each addition holds the mutex
+ * of its row band (NLOCKS stripes, band index modulo NLOCKS), so memory per
+ * worker is O(tile * k), never O(d).
+ */
+#include <blis.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "kernel/engine.h"
+#include "kernel/fused.h"
+#include "kernel/stream.h"
+
+#define NLOCKS 64
+/* Up to this many right-hand sides, f32 tiles go through the fused kernel
+ * (one sweep per tile row for both products; measured faster than two
+ * BLIS calls up to k = 16 with 256-edge tiles); above, BLIS sgemm. */
+#define FUSED_MAX_K 16
+
+typedef struct mm_ctx {
+	const pspace_tiled *t;
+	const double *alpha; /* one per matrix */
+	size_t n;
+	uint32_t k, edge;
+	const double *X;
+	size_t ldx;
+	double *Y;
+	size_t ldy;
+	uint64_t *band_base; /* per block: global index of its first tile row */
+	pthread_mutex_t locks[NLOCKS];
+} mm_ctx;
+
+typedef struct mm_ws {
+	rntm_t rntm;
+	float *xc;    /* k x edge: X at the tile's columns, as float */
+	float *xr;    /* k x edge: X at the tile's rows, as float (cached per row) */
+	float *yf;    /* k x edge: one float product */
+	float *yc;    /* k x edge: the fused kernel's mirrored product */
+	double *ysum; /* k x edge: the mirrored products of one tile address */
+	double *acc;  /* k x edge: direct products of the current tile row */
+	int has_acc, has_xr;
+	uint32_t ab, ar, arows, xb, xrow;
+	uint64_t ar0;
+} mm_ws;
+
+/* Y[off.., j] += scale * buf[j * edge + i] under the lock of band @p band. */
+static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const double *buf)
+{
+	pthread_mutex_t *mu = &c->locks[band % NLOCKS];
+
+	pthread_mutex_lock(mu);
+	for (uint32_t j = 0; j < c->k; j++) {
+		double *y = c->Y + j * c->ldy + off;
+		const double *b = buf + (size_t)j * c->edge;
+
+		for (uint32_t i = 0; i < len; i++)
+			y[i] += b[i];
+	}
+	pthread_mutex_unlock(mu);
+}
+
+static void flush_acc(mm_ctx *c, mm_ws *w)
+{
+	if (!w->has_acc)
+		return;
+	add_to_y(c, c->band_base[w->ab] + w->ar, w->ar0, w->arows, w->acc);
+	w->has_acc = 0;
+}
+
+static void to_float(const mm_ctx *c, uint64_t off, uint32_t len, float *dst)
+{
+	for (uint32_t j = 0; j < c->k; j++) {
+		const double *x = c->X + j * c->ldx + off;
+		float *d = dst + (size_t)j * c->edge;
+
+		for (uint32_t i = 0; i < len; i++)
+			d[i] = (float)x[i];
+	}
+}
+
+/* dst[j, i] += a * src[j, i] over k x len. */
+static void axpy_f(const mm_ctx *c, uint32_t len, double a, const float *src, double *dst)
+{
+	for (uint32_t j = 0; j < c->k; j++)
+		for (uint32_t i = 0; i < len; i++)
+			dst[(size_t)j * c->edge + i] += a * src[(size_t)j * c->edge + i];
+}
+
+static int mm_init(void *ws, void *ud)
+{
+	mm_ws *w = ws;
+	mm_ctx *c = ud;
+	size_t ke = (size_t)c->k * c->edge;
+
+	bli_rntm_init(&w->rntm);
+	bli_rntm_set_num_threads(1, &w->rntm);
+	w->xc = malloc(ke * sizeof(float));
+	w->xr = malloc(ke * sizeof(float));
+	w->yf = malloc(ke * sizeof(float));
+	w->yc = malloc(ke * sizeof(float));
+	w->ysum = malloc(ke * sizeof(double));
+	w->acc = malloc(ke * sizeof(double));
+	if (!w->xc || !w->xr || !w->yf || !w->yc || !w->ysum || !w->acc)
+		return pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory for %u x %u scratch",
+		                      c->k, c->edge);
+	return 0;
+}
+
+static void mm_free(void *ws, void *ud)
+{
+	mm_ws *w = ws;
+
+	(void)ud;
+	free(w->acc);
+	free(w->ysum);
+	free(w->yc);
+	free(w->yf);
+	free(w->xr);
+	free(w->xc);
+}
+
+/* acc += a * T X[c0..] for one tile. */
+static void direct(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
+{
+	uint32_t m = st->rows, n = st->cols, k = c->k, e = c->edge;
+
+	if (st->dtype == PSPACE_F64) {
+		const double *T = st->data, *x = c->X + st->c0;
+		double one = 1.0;
+
+		if (k == 1)
+			bli_dgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &a, (double *)T, n,
+			             1, (double *)x, 1, &one, w->acc, 1, NULL, &w->rntm);
+		else
+			bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, m, n, &a, (double *)x,
+			             (inc_t)c->ldx, 1, (double *)T, 1, n, &one, w->acc, e, 1, NULL,
+			             &w->rntm);
+		return;
+	}
+	{
+		const float *T = st->data;
+		float one = 1.0f, zero = 0.0f;
+
+		to_float(c, st->c0, n, w->xc);
+		if (k == 1)
+			bli_sgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &one, (float *)T,
+			             n, 1, w->xc, 1, &zero, w->yf, 1, NULL, &w->rntm);
+		else
+			bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, m, n, &one, w->xc, e,
+			             1, (float *)T, 1, n, &zero, w->yf, e, 1, NULL, &w->rntm);
+		axpy_f(c, m, a, w->yf, w->acc);
+	}
+}
+
+/* X at the tile's rows, as float, converted once per tile row. */
+static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
+{
+	if (!w->has_xr || w->xb != st->block || w->xrow != st->row) {
+		to_float(c, st->r0, st->rows, w->xr);
+		w->has_xr = 1;
+		w->xb = st->block;
+		w->xrow = st->row;
+	}
+}
+
+/* acc += a * T X[c0..] and, if mirrored, ysum += a * T^T X[r0..]: f32, fused. */
+static void fused(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
+{
+	to_float(c, st->c0, st->cols, w->xc);
+	if (st->mirrored)
+		need_xr(c, w, st);
+	pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc, w->xr, w->yf, w->yc,
+	                 st->mirrored);
+	axpy_f(c, st->rows, a, w->yf, w->acc);
+	if (st->mirrored)
+		axpy_f(c, st->cols, a, w->yc, w->ysum);
+}
+
+/* ysum += a * T^T X[r0..] for one tile. */
+static void mirror(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
+{
+	uint32_t m = st->rows, n = st->cols, k = c->k, e = c->edge;
+
+	if (st->dtype == PSPACE_F64) {
+		const double *T = st->data, *x = c->X + st->r0;
+		double one = 1.0;
+
+		if (k == 1)
+			bli_dgemv_ex(BLIS_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &a, (double *)T, n, 1,
+			             (double *)x, 1, &one, w->ysum, 1, NULL, &w->rntm);
+		else
+			bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, n, m, &a, (double *)x,
+			             (inc_t)c->ldx, 1, (double *)T, n, 1, &one, w->ysum, e, 1, NULL,
+			             &w->rntm);
+		return;
+	}
+	{
+		const float *T = st->data;
+		float one = 1.0f, zero = 0.0f;
+
+		need_xr(c, w, st);
+		if (k == 1)
+			bli_sgemv_ex(BLIS_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &one, (float *)T, n,
+			             1, w->xr, 1, &zero, w->yf, 1, NULL, &w->rntm);
+		else
+			bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, n, m, &one, w->xr, e,
+			             1, (float *)T, n, 1, &zero, w->yf, e, 1, NULL, &w->rntm);
+		axpy_f(c, n, a, w->yf, w->ysum);
+	}
+}
+
+static int mm_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
+{
+	mm_ws *w = ws;
+	mm_ctx *c = ud;
+	const pspace_stream_tile *st0 = &tiles[0];
+	int mirrored = 0;
+
+	if (!w->has_acc || w->ab != st0->block || w->ar != st0->row) {
+		flush_acc(c, w);
+		for (uint32_t j = 0; j < c->k; j++)
+			memset(w->acc + (size_t)j * c->edge, 0, st0->rows * sizeof(double));
+		w->has_acc = 1;
+		w->ab = st0->block;
+		w->ar = st0->row;
+		w->ar0 = st0->r0;
+		w->arows = st0->rows;
+	}
+	for (size_t i = 0; i < c->n; i++) {
+		if (!tiles[i].data || c->alpha[i] == 0.0)
+			continue;
+		if (tiles[i].mirrored && !mirrored) {
+			for (uint32_t j = 0; j < c->k; j++)
+				memset(w->ysum + (size_t)j * c->edge, 0,
+				       st0->cols * sizeof(double));
+			mirrored = 1;
+		}
+		if (tiles[i].dtype == PSPACE_F32 && c->k <= FUSED_MAX_K) {
+			fused(c, w, &tiles[i], c->alpha[i]);
+			continue;
+		}
+		direct(c, w, &tiles[i], c->alpha[i]);
+		if (tiles[i].mirrored)
+			mirror(c, w, &tiles[i], c->alpha[i]);
+	}
+	if (mirrored)
+		add_to_y(c, c->band_base[st0->block] + st0->col, st0->c0, st0->cols, w->ysum);
+	return 0;
+}
+
+static int mm_finish(void *ws, void *ud)
+{
+	flush_acc(ud, ws);
+	return 0;
+}
+
+int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double *alpha,
+                           const pspace_exec *ex, uint32_t k, const double *X, size_t ldx,
+                           double *Y, size_t ldy)
+{
+	mm_ctx *c = NULL;
+	pspace_exec ex2;
+	size_t per;
+	uint64_t band = 0;
+	int rc = 0, nlocks = 0;
+	pspace_stream_kernel kern = {
+	    .worker_size = sizeof(mm_ws),
+	    .worker_init = mm_init,
+	    .tile = mm_tile,
+	    .finish = mm_finish,
+	    .worker_free = mm_free,
+	};
+
+	if (!t || n == 0 || !t[0] || !t[0]->block_dim || !alpha)
+		return pspace_err_set(PSPACE_EINVAL, "stream mm: no matrix");
+	if (k == 0)
+		return 0;
+	if (!X || !Y || (k > 1 && (ldx < t[0]->info.d || ldy < t[0]->info.d)))
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "stream mm: matrix %s: no X or Y, or leading dimension "
+		                      "(%zu, %zu) < d = %llu",
+		                      t[0]->info.name, ldx, ldy, (unsigned long long)t[0]->info.d);
+	c = calloc(1, sizeof(*c));
+	if (c)
+		c->band_base = malloc(t[0]->info.nblocks * sizeof(*c->band_base));
+	if (!c || !c->band_base) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory");
+		goto out;
+	}
+	c->t = t[0];
+	c->alpha = alpha;
+	c->n = n;
+	c->k = k;
+	c->edge = t[0]->info.tile;
+	c->X = X;
+	c->ldx = ldx;
+	c->Y = Y;
+	c->ldy = ldy;
+	for (uint32_t b = 0; b < t[0]->info.nblocks; b++) {
+		c->band_base[b] = band;
+		band += (t[0]->block_dim[b] + c->edge - 1) / c->edge;
+	}
+	for (; nlocks < NLOCKS; nlocks++)
+		pthread_mutex_init(&c->locks[nlocks], NULL);
+
+	/* The scratch of each worker counts against the budget too. */
+	ex2.threads = pspace_stream_threads(ex);
+	ex2.mem_budget = pspace_stream_budget(ex);
+	per = (size_t)k * c->edge * (4 * sizeof(float) + 2 * sizeof(double));
+	if (ex2.mem_budget / per < (size_t)ex2.threads)
+		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
+	rc = pspace_stream_multi(t, n, &ex2, &kern, c);
+out:
+	while (nlocks-- > 0)
+		pthread_mutex_destroy(&c->locks[nlocks]);
+	if (c)
+		free(c->band_base);
+	free(c);
+	return rc;
+}
+
+int pspace_stream_mm(const pspace_tiled *t, const pspace_exec *ex, uint32_t k, double alpha,
+                     const double *X, size_t ldx, double *Y, size_t ldy)
+{
+	const pspace_tiled *one[1] = {t};
+
+	if (alpha == 0.0)
+		return 0;
+	return pspace_stream_mm_multi(one, 1, &alpha, ex, k, X, ldx, Y, ldy);
+}

@@ -1,0 +1,569 @@
+/*
+ * The streaming engine: one pass over the tiles of one or more stored tiled
+ * matrices.
+ *
+ * The calling thread is the producer: it opens one reader (one read
+ * snapshot) per matrix and walks their cursors in streaming order, which is
+ * the order of the file, so the store file is read sequentially. Each tile
+ * address (with a pointer into the memory map for every matrix) goes through
+ * a bounded queue to W worker threads, created for the pass. A worker views
+ * the tile with its own codec (zero copy for raw tiles of the wanted type,
+ * else a decode into the codec's buffer) and calls the kernel, so decoding
+ * and kernels of different tiles overlap across the cores. With W = 1 the
+ * producer does the work itself and no thread is started.
+ *
+ * Memory bound, independent of d (E = tile edge, n = matrices of the pass,
+ * s = stored bytes per element, Q = QUEUE_PER_WORKER * W):
+ *   heap   <= W * (n * E^2 * (8 + s) + kernel worker state) + Q * (16 + 32 n)
+ *   mapped <= (Q + W) * n * E^2 * s resident tile pages when out of core
+ * where W = min(ex->threads, tiles, budget / (n * E^2 * (8 + 2 s))): the
+ * codec decodes into an E^2 buffer of the compute type (8 bytes at most)
+ * after zstd output of E^2 * s. A matrix whose stored bytes exceed the
+ * budget is "out of core": the producer asks the kernel to read ahead
+ * (MADV_WILLNEED) on each tile it queues and the worker drops the tile's
+ * pages from this process (MADV_DONTNEED) once used, so the resident set
+ * stays within the bound; the page cache itself is the kernel's to manage.
+ *
+ * The first error stops the pass: the producer stops walking, workers drain
+ * the queue without work, and the error is returned with the detail of the
+ * failing tile (store, matrix, tile address).
+ */
+#include "kernel/stream.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "kernel/engine.h"
+#include "kernel/pool.h"
+
+#define DEFAULT_BUDGET   ((size_t)1 << 30)
+#define QUEUE_PER_WORKER 4
+#define MSG_MAX          1024
+
+/* ---- pspace_tiled --------------------------------------------------------- */
+
+int pspace_tiled_open(pspace_tiled *t, pspace_store *s, const char *name)
+{
+	uint64_t off = 0;
+	int rc;
+
+	memset(t, 0, sizeof(*t));
+	t->s = s;
+	rc = pspace_store_info(s, name, &t->info);
+	if (rc != 0)
+		goto out;
+	if (t->info.state != PSPACE_STATE_COMPLETE) {
+		rc = pspace_err_set(PSPACE_EINCOMPLETE, "store %s: matrix %s is incomplete",
+		                    pspace_store_path(s), name);
+		goto out;
+	}
+	if (t->info.nblocks == 0 || t->info.tile == 0) {
+		rc = pspace_err_set(PSPACE_EINVAL, "store %s: matrix %s (%s) holds no tiles",
+		                    pspace_store_path(s), name, pspace_kind_name(t->info.kind));
+		goto out;
+	}
+	t->block_dim = malloc(t->info.nblocks * sizeof(*t->block_dim));
+	t->block_off = malloc(t->info.nblocks * sizeof(*t->block_off));
+	if (!t->block_dim || !t->block_off) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "store %s: matrix %s: out of memory",
+		                    pspace_store_path(s), name);
+		goto out;
+	}
+	rc = pspace_store_blocks(s, name, t->block_dim, t->info.nblocks);
+	if (rc != 0)
+		goto out;
+	for (uint32_t b = 0; b < t->info.nblocks; b++) {
+		t->block_off[b] = off;
+		off += t->block_dim[b];
+	}
+	if (off != t->info.d)
+		rc = pspace_err_set(PSPACE_ECORRUPT,
+		                    "store %s: matrix %s: block dims sum to %llu, not d = %llu",
+		                    pspace_store_path(s), name, (unsigned long long)off,
+		                    (unsigned long long)t->info.d);
+out:
+	if (rc != 0)
+		pspace_tiled_close(t);
+	return rc;
+}
+
+void pspace_tiled_close(pspace_tiled *t)
+{
+	if (!t)
+		return;
+	free(t->block_off);
+	free(t->block_dim);
+	memset(t, 0, sizeof(*t));
+}
+
+uint64_t pspace_tiled_count(const pspace_tiled *t)
+{
+	return t->info.tiles;
+}
+
+/* Tiles per row of block @p b. */
+static uint64_t block_tiles(const pspace_tiled *t, uint32_t b)
+{
+	return (t->block_dim[b] + t->info.tile - 1) / t->info.tile;
+}
+
+/* ---- execution settings --------------------------------------------------- */
+
+int pspace_stream_threads(const pspace_exec *ex)
+{
+	long n;
+
+	if (ex && ex->threads > 0)
+		return ex->threads;
+	n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (int)n : 1;
+}
+
+size_t pspace_stream_budget(const pspace_exec *ex)
+{
+	return ex && ex->mem_budget ? ex->mem_budget : DEFAULT_BUDGET;
+}
+
+/* ---- the engine ----------------------------------------------------------- */
+
+/* A queued tile: its address, then one pspace_tile_ref per matrix. */
+typedef struct item_hdr {
+	uint32_t block, row, col, pad;
+} item_hdr;
+
+typedef struct engine {
+	const pspace_tiled *const *t;
+	size_t n;
+	pspace_reader **r;
+	pspace_dtype *want;
+	const pspace_stream_kernel *k;
+	void *ud;
+	size_t item_size;
+	int ooc;
+	uintptr_t page;
+	pspace_queue q;
+	atomic_int failed;
+	pthread_mutex_t err_mu;
+	int err;
+	char msg[MSG_MAX];
+} engine;
+
+typedef struct worker {
+	engine *e;
+	pspace_codec **codec;
+	pspace_stream_tile *tiles;
+	unsigned char *item;
+	void *ws;
+	int inited;
+} worker;
+
+/* Records the first error with the calling thread's detail message. */
+static void engine_fail(engine *e, int rc)
+{
+	pthread_mutex_lock(&e->err_mu);
+	if (e->err == 0) {
+		e->err = rc;
+		snprintf(e->msg, sizeof(e->msg), "%s", pspace_errdetail());
+	}
+	pthread_mutex_unlock(&e->err_mu);
+	atomic_store(&e->failed, 1);
+}
+
+static const pspace_tile_ref *item_refs(const unsigned char *item)
+{
+	return (const pspace_tile_ref *)(const void *)(item + sizeof(item_hdr));
+}
+
+/* Page range of a tile, rounded outward (safe: see the file comment). */
+static void advise(const engine *e, const pspace_tile_ref *ref, int what)
+{
+	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
+	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
+
+	(void)madvise((void *)a, b - a, what);
+}
+
+static void process(worker *w, const unsigned char *item)
+{
+	engine *e = w->e;
+	const pspace_tiled *t0 = e->t[0];
+	const item_hdr *h = (const item_hdr *)(const void *)item;
+	const pspace_tile_ref *refs = item_refs(item);
+	uint32_t edge = t0->info.tile;
+	uint64_t dim = t0->block_dim[h->block];
+	uint64_t rleft = dim - (uint64_t)h->row * edge, cleft = dim - (uint64_t)h->col * edge;
+	int rc = 0;
+
+	for (size_t i = 0; i < e->n; i++) {
+		pspace_stream_tile *st = &w->tiles[i];
+
+		st->block = h->block;
+		st->row = h->row;
+		st->col = h->col;
+		st->r0 = t0->block_off[h->block] + (uint64_t)h->row * edge;
+		st->c0 = t0->block_off[h->block] + (uint64_t)h->col * edge;
+		st->rows = (uint32_t)(rleft < edge ? rleft : edge);
+		st->cols = (uint32_t)(cleft < edge ? cleft : edge);
+		st->dtype = e->want[i];
+		st->data = NULL;
+		st->mirrored = t0->info.symmetric && h->row != h->col;
+		if (refs[i].data && rc == 0)
+			rc = pspace_reader_view(e->r[i], w->codec[i], &refs[i], e->want[i],
+			                        &st->data, NULL);
+	}
+	if (rc == 0) {
+		rc = e->k->tile(w->ws, e->ud, w->tiles);
+		if (rc != 0)
+			rc = pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)",
+			                       pspace_store_path(t0->s), t0->info.name, h->block,
+			                       h->row, h->col);
+	}
+	if (rc != 0)
+		engine_fail(e, rc);
+	if (e->ooc)
+		for (size_t i = 0; i < e->n; i++)
+			if (refs[i].data)
+				advise(e, &refs[i], MADV_DONTNEED);
+}
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+
+	while (pspace_queue_pop(&w->e->q, w->item) == 0)
+		if (!atomic_load(&w->e->failed))
+			process(w, w->item);
+	return NULL;
+}
+
+/* Hands one tile to the workers (or processes it here when there are none). */
+static void emit(engine *e, worker *self, size_t nthreads, const unsigned char *item)
+{
+	if (nthreads == 0) {
+		process(self, item);
+		return;
+	}
+	if (e->ooc)
+		for (size_t i = 0; i < e->n; i++)
+			if (item_refs(item)[i].data)
+				advise(e, &item_refs(item)[i], MADV_WILLNEED);
+	pspace_queue_push(&e->q, item);
+}
+
+/* Diagonal tiles only, looked up directly. */
+static int walk_diagonal(engine *e, worker *self, size_t nthreads, unsigned char *item,
+                         uint32_t bfirst, uint32_t blast)
+{
+	item_hdr *h = (item_hdr *)(void *)item;
+	pspace_tile_ref *refs = (pspace_tile_ref *)(void *)(item + sizeof(item_hdr));
+
+	for (uint32_t b = bfirst; b <= blast; b++) {
+		uint64_t nt = block_tiles(e->t[0], b);
+
+		for (uint32_t r = 0; r < nt; r++) {
+			int any = 0;
+
+			if (atomic_load(&e->failed))
+				return 0;
+			for (size_t i = 0; i < e->n; i++) {
+				int rc = pspace_reader_tile(e->r[i], b, r, r, &refs[i]);
+
+				if (rc == PSPACE_ENOTFOUND) {
+					memset(&refs[i], 0, sizeof(refs[i]));
+					pspace_errclear();
+				} else if (rc != 0) {
+					return rc;
+				} else {
+					any = 1;
+				}
+			}
+			if (any) {
+				*h = (item_hdr){b, r, r, 0};
+				emit(e, self, nthreads, item);
+			}
+		}
+	}
+	return 0;
+}
+
+static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
+{
+	if (a->block != b->block)
+		return a->block < b->block ? -1 : 1;
+	if (a->row != b->row)
+		return a->row < b->row ? -1 : 1;
+	if (a->col != b->col)
+		return a->col < b->col ? -1 : 1;
+	return 0;
+}
+
+/* Steps reader @p i to its next tile, marking it done past block @p blast. */
+static int advance(engine *e, size_t i, pspace_tile_ref *cur, int *done, uint32_t blast)
+{
+	int rc = pspace_reader_next(e->r[i], &cur[i], &done[i]);
+
+	if (rc == 0 && !done[i] && cur[i].block > blast)
+		done[i] = 1;
+	return rc;
+}
+
+/* Every stored tile of every matrix: the cursors walk in lockstep, merging keys. */
+static int walk_all(engine *e, worker *self, size_t nthreads, unsigned char *item, uint32_t bfirst,
+                    uint32_t blast, pspace_tile_ref *cur, int *done)
+{
+	item_hdr *h = (item_hdr *)(void *)item;
+	pspace_tile_ref *refs = (pspace_tile_ref *)(void *)(item + sizeof(item_hdr));
+	int rc = 0;
+
+	for (size_t i = 0; i < e->n && rc == 0; i++) {
+		rc = pspace_reader_seek(e->r[i], bfirst, 0, 0);
+		if (rc == 0)
+			rc = advance(e, i, cur, done, blast);
+	}
+	while (rc == 0 && !atomic_load(&e->failed)) {
+		const pspace_tile_ref *min = NULL;
+
+		for (size_t i = 0; i < e->n; i++)
+			if (!done[i] && (!min || addr_cmp(&cur[i], min) < 0))
+				min = &cur[i];
+		if (!min)
+			break;
+		*h = (item_hdr){min->block, min->row, min->col, 0};
+		for (size_t i = 0; i < e->n; i++) {
+			if (!done[i] && cur[i].block == h->block && cur[i].row == h->row &&
+			    cur[i].col == h->col) {
+				refs[i] = cur[i];
+				rc = advance(e, i, cur, done, blast);
+				if (rc != 0)
+					return rc;
+			} else {
+				memset(&refs[i], 0, sizeof(refs[i]));
+			}
+		}
+		emit(e, self, nthreads, item);
+	}
+	return rc;
+}
+
+static void worker_cleanup(worker *w, engine *e)
+{
+	if (w->inited && e->k->worker_free)
+		e->k->worker_free(w->ws, e->ud);
+	for (size_t i = 0; w->codec && i < e->n; i++)
+		pspace_codec_free(w->codec[i]);
+	free(w->codec);
+	free(w->tiles);
+	free(w->item);
+	free(w->ws);
+}
+
+static int worker_setup(worker *w, engine *e)
+{
+	int rc = 0;
+
+	w->e = e;
+	w->codec = calloc(e->n, sizeof(*w->codec));
+	w->tiles = calloc(e->n, sizeof(*w->tiles));
+	w->item = malloc(e->item_size);
+	w->ws = calloc(1, e->k->worker_size ? e->k->worker_size : 1);
+	if (!w->codec || !w->tiles || !w->item || !w->ws)
+		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a worker");
+	for (size_t i = 0; i < e->n && rc == 0; i++)
+		rc = pspace_codec_create(&w->codec[i]);
+	if (rc != 0)
+		return rc;
+	/* worker_free runs whenever worker_init ran, even if it failed half way. */
+	w->inited = 1;
+	if (e->k->worker_init)
+		rc = e->k->worker_init(w->ws, e->ud);
+	return rc;
+}
+
+static int check_tilings(const pspace_tiled *const *t, size_t n)
+{
+	const pspace_matrix_info *a = &t[0]->info;
+
+	for (size_t i = 1; i < n; i++) {
+		const pspace_matrix_info *b = &t[i]->info;
+		int same = a->d == b->d && a->nblocks == b->nblocks && a->tile == b->tile &&
+		           a->symmetric == b->symmetric;
+
+		for (uint32_t j = 0; same && j < a->nblocks; j++)
+			same = t[0]->block_dim[j] == t[i]->block_dim[j];
+		if (!same)
+			return pspace_err_set(PSPACE_EDIM,
+			                      "stream: matrices %s and %s are tiled differently "
+			                      "(d %llu/%llu, %u/%u blocks, tile %u/%u, symmetric "
+			                      "%d/%d, or block dims)",
+			                      a->name, b->name, (unsigned long long)a->d,
+			                      (unsigned long long)b->d, a->nblocks, b->nblocks,
+			                      a->tile, b->tile, a->symmetric, b->symmetric);
+	}
+	return 0;
+}
+
+/* Worker count: threads asked for, capped by the tiles to do and by the budget. */
+static size_t plan_workers(const engine *e, const pspace_exec *ex, uint32_t bfirst, uint32_t blast)
+{
+	const pspace_tiled *t0 = e->t[0];
+	size_t w = (size_t)pspace_stream_threads(ex), per = 0;
+	uint64_t tiles = 0;
+
+	for (size_t i = 0; i < e->n; i++) {
+		size_t s = pspace_dtype_size(e->t[i]->info.codec.dtype);
+
+		per += (size_t)t0->info.tile * t0->info.tile * (8 + 2 * s);
+	}
+	if (e->k->diagonal_only) {
+		for (uint32_t b = bfirst; b <= blast; b++)
+			tiles += block_tiles(t0, b);
+	} else {
+		for (size_t i = 0; i < e->n; i++)
+			tiles += e->t[i]->info.tiles;
+	}
+	if (tiles < w)
+		w = tiles ? (size_t)tiles : 1;
+	if (per && pspace_stream_budget(ex) / per < w)
+		w = pspace_stream_budget(ex) / per ? pspace_stream_budget(ex) / per : 1;
+	return w;
+}
+
+int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_exec *ex,
+                         const pspace_stream_kernel *k, void *ud, uint32_t bfirst, uint32_t blast)
+{
+	engine e = {0};
+	worker *w = NULL;
+	pspace_threads th = {0};
+	pspace_tile_ref *cur = NULL;
+	int *done = NULL;
+	size_t nw = 0, nthreads = 0;
+	uint64_t stored = 0;
+	int rc = 0;
+
+	if (!t || n == 0 || !k || !k->tile)
+		return pspace_err_set(PSPACE_EINVAL, "stream: no matrix or no tile kernel");
+	for (size_t i = 0; i < n; i++)
+		if (!t[i] || !t[i]->s || !t[i]->block_dim)
+			return pspace_err_set(PSPACE_EINVAL, "stream: matrix %zu is not open", i);
+	if (blast >= t[0]->info.nblocks || bfirst > blast)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "stream: matrix %s: blocks %u..%u out of range",
+		                      t[0]->info.name, bfirst, blast);
+	rc = check_tilings(t, n);
+	if (rc != 0)
+		return rc;
+
+	e.t = t;
+	e.n = n;
+	e.k = k;
+	e.ud = ud;
+	e.item_size = sizeof(item_hdr) + n * sizeof(pspace_tile_ref);
+	e.page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	atomic_init(&e.failed, 0);
+	pthread_mutex_init(&e.err_mu, NULL);
+	for (size_t i = 0; i < n; i++)
+		stored += t[i]->info.tile_bytes;
+	e.ooc = stored > pspace_stream_budget(ex);
+
+	e.r = calloc(n, sizeof(*e.r));
+	e.want = calloc(n, sizeof(*e.want));
+	cur = calloc(n, sizeof(*cur));
+	done = calloc(n, sizeof(*done));
+	if (!e.r || !e.want || !cur || !done) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < n && rc == 0; i++) {
+		e.want[i] = k->want
+		                ? k->want
+		                : (t[i]->info.codec.dtype == PSPACE_F64 ? PSPACE_F64 : PSPACE_F32);
+		rc = pspace_reader_open(&e.r[i], t[i]->s, t[i]->info.name, 0);
+		if (rc == 0 && pspace_reader_info(e.r[i])->id != t[i]->info.id)
+			rc = pspace_err_set(PSPACE_EINVAL,
+			                    "store %s: matrix %s was replaced since it was opened",
+			                    pspace_store_path(t[i]->s), t[i]->info.name);
+	}
+	if (rc != 0)
+		goto out;
+
+	nw = plan_workers(&e, ex, bfirst, blast);
+	w = calloc(nw, sizeof(*w));
+	if (!w) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
+		goto out;
+	}
+	for (size_t i = 0; i < nw && rc == 0; i++)
+		rc = worker_setup(&w[i], &e);
+	if (rc != 0)
+		goto out;
+	if (nw > 1) {
+		rc = pspace_queue_init(&e.q, QUEUE_PER_WORKER * nw, e.item_size);
+		if (rc == 0)
+			rc = pspace_threads_start(&th, nw, worker_main, w, sizeof(*w));
+		if (rc != 0)
+			goto out;
+		nthreads = th.started;
+	}
+
+	{
+		unsigned char *item = malloc(e.item_size);
+
+		if (!item)
+			rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
+		else if (k->diagonal_only)
+			rc = walk_diagonal(&e, &w[0], nthreads, item, bfirst, blast);
+		else
+			rc = walk_all(&e, &w[0], nthreads, item, bfirst, blast, cur, done);
+		free(item);
+	}
+	if (rc != 0)
+		engine_fail(&e, rc);
+	if (nthreads) {
+		pspace_queue_close(&e.q);
+		pspace_threads_join(&th);
+	}
+	for (size_t i = 0; i < nw && !e.err && k->finish; i++) {
+		rc = k->finish(w[i].ws, ud);
+		if (rc != 0)
+			engine_fail(&e, rc);
+	}
+	rc = e.err ? pspace_err_set(e.err, "%s", e.msg) : 0;
+out:
+	pspace_threads_join(&th);
+	pspace_queue_destroy(&e.q);
+	for (size_t i = nw; w && i-- > 0;)
+		worker_cleanup(&w[i], &e);
+	free(w);
+	for (size_t i = n; e.r && i-- > 0;)
+		pspace_reader_close(e.r[i]);
+	free(done);
+	free(cur);
+	free(e.want);
+	free(e.r);
+	pthread_mutex_destroy(&e.err_mu);
+	return rc;
+}
+
+int pspace_stream_run(const pspace_tiled *t, const pspace_exec *ex, const pspace_stream_kernel *k,
+                      void *ud)
+{
+	const pspace_tiled *one[1] = {t};
+
+	if (!t || !t->block_dim)
+		return pspace_err_set(PSPACE_EINVAL, "stream: matrix is not open");
+	return pspace_stream_blocks(one, 1, ex, k, ud, 0, t->info.nblocks - 1);
+}
+
+int pspace_stream_multi(const pspace_tiled *const *t, size_t n, const pspace_exec *ex,
+                        const pspace_stream_kernel *k, void *ud)
+{
+	if (!t || n == 0 || !t[0] || !t[0]->block_dim)
+		return pspace_err_set(PSPACE_EINVAL, "stream: no matrices");
+	return pspace_stream_blocks(t, n, ex, k, ud, 0, t[0]->info.nblocks - 1);
+}

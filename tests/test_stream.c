@@ -1,0 +1,752 @@
+/*
+ * Tests of the streaming engine and its kernels (src/kernel): mm with 1, 3
+ * and 16 right-hand sides, diag, trace, Frobenius norm and dense export on
+ * Dense and BlockDiag matrices (symmetric and not, f32 and f64 tiles, d not
+ * a multiple of the tile edge), independence of thread count and tile
+ * edge, one pass per evaluation (tile-read counter), several matrices in
+ * one pass, a corrupted tile, and a small memory budget.
+ *
+ * Every expected value comes from a float64 dense computation on the
+ * matrix the test generated, never from the code under test.
+ */
+#include <fcntl.h>
+#include <ftw.h>
+#include <math.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "kernel/stream.h"
+#include "pspace/store.h"
+
+/* ---- temporary stores ------------------------------------------------------ */
+
+typedef struct tmpstore {
+	char root[64];
+	char path[128];
+	pspace_store *s;
+} tmpstore;
+
+static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(p);
+}
+
+static void tmp_open(tmpstore *t)
+{
+	pspace_store_opts o;
+
+	snprintf(t->root, sizeof(t->root), "/tmp/pspace-test-stream-XXXXXX");
+	assert_non_null(mkdtemp(t->root));
+	snprintf(t->path, sizeof(t->path), "%s/s", t->root);
+	pspace_store_opts_default(&o);
+	o.nosync = 1;
+	assert_int_equal(pspace_store_open(&t->s, t->path, &o), 0);
+}
+
+static void tmp_close(tmpstore *t)
+{
+	pspace_store_close(t->s);
+	t->s = NULL;
+	nftw(t->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- random data ------------------------------------------------------------ */
+
+static uint64_t rng_u64(uint64_t *s)
+{
+	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+/* Uniform in [-1, 1). */
+static double rng_unif(uint64_t *s)
+{
+	return (double)(rng_u64(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
+}
+
+/* F = G^T G / n, G n x d with column j scaled by exp(2 u_j): SPD-like, varied scales. */
+static double *make_fisher(size_t d, size_t n, uint64_t seed)
+{
+	double *G = malloc(n * d * sizeof(double)), *F = calloc(d * d, sizeof(double));
+	double *scale = malloc(d * sizeof(double));
+
+	assert_non_null(G);
+	assert_non_null(F);
+	assert_non_null(scale);
+	for (size_t j = 0; j < d; j++)
+		scale[j] = exp(2.0 * rng_unif(&seed));
+	for (size_t x = 0; x < n; x++)
+		for (size_t j = 0; j < d; j++)
+			G[x * d + j] = rng_unif(&seed) * scale[j];
+	for (size_t x = 0; x < n; x++) {
+		const double *g = G + x * d;
+
+		for (size_t i = 0; i < d; i++) {
+			double gi = g[i] / (double)n;
+
+			for (size_t j = i; j < d; j++)
+				F[i * d + j] += gi * g[j];
+		}
+	}
+	for (size_t i = 0; i < d; i++)
+		for (size_t j = 0; j < i; j++)
+			F[i * d + j] = F[j * d + i];
+	free(scale);
+	free(G);
+	return F;
+}
+
+/* A general (non-symmetric) random matrix. */
+static double *make_general(size_t d, uint64_t seed)
+{
+	double *A = malloc(d * d * sizeof(double));
+
+	assert_non_null(A);
+	for (size_t i = 0; i < d * d; i++)
+		A[i] = rng_unif(&seed);
+	return A;
+}
+
+static double *make_vectors(size_t k, size_t ld, uint64_t seed)
+{
+	double *X = malloc((k * ld + 1) * sizeof(double));
+
+	assert_non_null(X);
+	for (size_t i = 0; i < k * ld; i++)
+		X[i] = rng_unif(&seed);
+	return X;
+}
+
+/* ---- writing matrices -------------------------------------------------------- */
+
+typedef struct mspec {
+	const char *name;
+	pspace_kind kind;
+	uint32_t nblocks;
+	uint64_t dims[4];
+	uint32_t tile;
+	int symmetric;
+	pspace_dtype dtype;
+	int level; /* zstd level, 0 = raw tiles */
+} mspec;
+
+static uint64_t spec_d(const mspec *m)
+{
+	uint64_t d = 0;
+
+	for (uint32_t b = 0; b < m->nblocks; b++)
+		d += m->dims[b];
+	return d;
+}
+
+/*
+ * Stores the tiles of the diagonal blocks of the d x d matrix @p A (row-major).
+ * @p omit (optional) returns 1 for tiles to leave out.
+ */
+static void put_matrix(pspace_store *s, const mspec *m, const double *A,
+                       int (*omit)(uint32_t b, uint32_t r, uint32_t c))
+{
+	pspace_matrix_desc desc = {0};
+	pspace_writer *w;
+	uint64_t d = spec_d(m), off = 0;
+
+	desc.kind = m->kind;
+	desc.d = d;
+	desc.nblocks = m->nblocks;
+	desc.block_dims = m->dims;
+	desc.tile = m->tile;
+	desc.symmetric = m->symmetric;
+	pspace_codec_opts_default(&desc.codec);
+	desc.codec.dtype = m->dtype;
+	desc.codec.level = m->level;
+	assert_int_equal(pspace_writer_begin(&w, s, m->name, &desc), 0);
+	for (uint32_t b = 0; b < m->nblocks; b++) {
+		uint32_t nt = (uint32_t)((m->dims[b] + m->tile - 1) / m->tile);
+
+		for (uint32_t r = 0; r < nt; r++)
+			for (uint32_t c = m->symmetric ? r : 0; c < nt; c++) {
+				const double *src = A + (off + (uint64_t)r * m->tile) * d + off +
+				                    (uint64_t)c * m->tile;
+
+				if (omit && omit(b, r, c))
+					continue;
+				assert_int_equal(
+				    pspace_writer_put_tile(w, b, r, c, PSPACE_F64, src, d), 0);
+			}
+		off += m->dims[b];
+	}
+	assert_int_equal(pspace_writer_finish(w), 0);
+}
+
+/*
+ * The matrix the store holds, as the reference sees it: entries outside the
+ * diagonal blocks (and in skipped tiles) are zero, and f32 storage rounds.
+ */
+static double *stored_reference(const mspec *m, const double *A,
+                                int (*omit)(uint32_t b, uint32_t r, uint32_t c))
+{
+	uint64_t d = spec_d(m), off = 0;
+	double *R = calloc(d * d, sizeof(double));
+
+	assert_non_null(R);
+	for (uint32_t b = 0; b < m->nblocks; b++) {
+		for (uint64_t i = 0; i < m->dims[b]; i++)
+			for (uint64_t j = 0; j < m->dims[b]; j++) {
+				uint32_t r = (uint32_t)(i / m->tile), c = (uint32_t)(j / m->tile);
+				double v = A[(off + i) * d + off + j];
+
+				if (omit && omit(b, r < c || !m->symmetric ? r : c,
+				                 r < c || !m->symmetric ? c : r))
+					continue;
+				if (m->dtype == PSPACE_F32)
+					v = (double)(float)v;
+				R[(off + i) * d + off + j] = v;
+			}
+		off += m->dims[b];
+	}
+	return R;
+}
+
+/* ---- dense float64 reference computations -------------------------------------- */
+
+/* Y[j] += alpha R X[j] for k vectors. */
+static void ref_mm(const double *R, size_t d, size_t k, double alpha, const double *X, size_t ldx,
+                   double *Y, size_t ldy)
+{
+	for (size_t j = 0; j < k; j++)
+		for (size_t i = 0; i < d; i++) {
+			double s = 0.0;
+
+			for (size_t l = 0; l < d; l++)
+				s += R[i * d + l] * X[j * ldx + l];
+			Y[j * ldy + i] += alpha * s;
+		}
+}
+
+/* ||A - B|| / ||B - base|| over k x d (the error relative to the product). */
+static double rel_err(const double *A, const double *B, const double *base, size_t k, size_t d,
+                      size_t ld)
+{
+	double num = 0.0, den = 0.0;
+
+	for (size_t j = 0; j < k; j++)
+		for (size_t i = 0; i < d; i++) {
+			double e = A[j * ld + i] - B[j * ld + i];
+			double p = B[j * ld + i] - (base ? base[j * ld + i] : 0.0);
+
+			num += e * e;
+			den += p * p;
+		}
+	return sqrt(num) / (den > 0 ? sqrt(den) : 1.0);
+}
+
+static double tol_of(pspace_dtype t)
+{
+	return t == PSPACE_F64 ? 1e-12 : 1e-5;
+}
+
+/* Opens @p name, runs mm with k vectors on @p threads, checks against R and one pass. */
+static void check_mm(pspace_store *s, const char *name, const double *R, size_t d, uint32_t k,
+                     int threads, double tol, double *out_y)
+{
+	pspace_exec ex = {threads, 0};
+	pspace_tiled t;
+	size_t ld = k > 1 ? d + 7 : d;
+	double *X = make_vectors(k, ld, 100 + k);
+	double *Y = make_vectors(k, ld, 200 + k);
+	double *Yref = malloc(k * ld * sizeof(double)), *Y0 = malloc(k * ld * sizeof(double));
+	uint64_t before;
+
+	assert_non_null(Yref);
+	assert_non_null(Y0);
+	memcpy(Y0, Y, k * ld * sizeof(double));
+	memcpy(Yref, Y, k * ld * sizeof(double));
+	ref_mm(R, d, k, -1.5, X, ld, Yref, ld);
+
+	assert_int_equal(pspace_tiled_open(&t, s, name), 0);
+	before = pspace_store_tiles_read(s);
+	assert_int_equal(pspace_stream_mm(&t, &ex, k, -1.5, X, ld, Y, ld), 0);
+	assert_int_equal(pspace_store_tiles_read(s) - before, pspace_tiled_count(&t));
+	{
+		double e = rel_err(Y, Yref, Y0, k, d, ld);
+
+		if (!(e < tol))
+			fail_msg("%s k=%u threads=%d: relative error %.3g >= %.3g", name, k,
+			         threads, e, tol);
+	}
+	if (out_y)
+		for (uint32_t j = 0; j < k; j++)
+			memcpy(out_y + (size_t)j * d, Y + (size_t)j * ld, d * sizeof(double));
+	pspace_tiled_close(&t);
+	free(Y0);
+	free(Yref);
+	free(Y);
+	free(X);
+}
+
+/* diag, trace, frob2 and dense (whole and per block) against R. */
+static void check_reductions(pspace_store *s, const mspec *m, const double *R, int threads)
+{
+	pspace_exec ex = {threads, 0};
+	uint64_t d = spec_d(m), off = 0;
+	double tol = tol_of(m->dtype), tr = 0.0, fr = 0.0, v;
+	double *diag = malloc(d * sizeof(double)), *D = malloc(d * (d + 3) * sizeof(double));
+	pspace_tiled t;
+	uint64_t before;
+
+	assert_non_null(diag);
+	assert_non_null(D);
+	for (uint64_t i = 0; i < d; i++) {
+		tr += R[i * d + i];
+		for (uint64_t j = 0; j < d; j++)
+			fr += R[i * d + j] * R[i * d + j];
+	}
+	assert_int_equal(pspace_tiled_open(&t, s, m->name), 0);
+
+	assert_int_equal(pspace_stream_diag(&t, &ex, diag), 0);
+	for (uint64_t i = 0; i < d; i++)
+		assert_true(fabs(diag[i] - R[i * d + i]) <= tol * fabs(R[i * d + i]));
+	assert_int_equal(pspace_stream_trace(&t, &ex, &v), 0);
+	assert_true(fabs(v - tr) <= tol * fabs(tr) + 1e-300);
+	before = pspace_store_tiles_read(s);
+	assert_int_equal(pspace_stream_frob2(&t, &ex, &v), 0);
+	assert_int_equal(pspace_store_tiles_read(s) - before, pspace_tiled_count(&t));
+	assert_true(fabs(v - fr) <= tol * fr);
+
+	/* the whole matrix, ld > d, both triangles */
+	assert_int_equal(pspace_stream_dense(&t, &ex, UINT32_MAX, D, d + 3), 0);
+	for (uint64_t i = 0; i < d; i++)
+		for (uint64_t j = 0; j < d; j++)
+			assert_true(D[i * (d + 3) + j] == R[i * d + j]);
+	/* each block on its own */
+	for (uint32_t b = 0; b < m->nblocks; b++) {
+		uint64_t n = m->dims[b];
+
+		before = pspace_store_tiles_read(s);
+		assert_int_equal(pspace_stream_dense(&t, &ex, b, D, n), 0);
+		for (uint64_t i = 0; i < n; i++)
+			for (uint64_t j = 0; j < n; j++)
+				assert_true(D[i * n + j] == R[(off + i) * d + off + j]);
+		{
+			uint64_t nt = (n + m->tile - 1) / m->tile;
+
+			assert_int_equal(pspace_store_tiles_read(s) - before,
+			                 m->symmetric ? nt * (nt + 1) / 2 : nt * nt);
+		}
+		off += n;
+	}
+	pspace_tiled_close(&t);
+	free(D);
+	free(diag);
+}
+
+/* ---- tests ----------------------------------------------------------------------- */
+
+static const uint32_t ks[3] = {1, 3, 16};
+
+static void test_stream_mm_dense(void **state)
+{
+	static const pspace_dtype types[2] = {PSPACE_F32, PSPACE_F64};
+	size_t d = 1000;
+	double *F = make_fisher(d, 150, 1);
+	tmpstore ts;
+	(void)state;
+
+	tmp_open(&ts);
+	for (int ti = 0; ti < 2; ti++) {
+		mspec m = {types[ti] == PSPACE_F32 ? "F32" : "F64",
+		           PSPACE_KIND_DENSE,
+		           1,
+		           {1000},
+		           128,
+		           1,
+		           types[ti],
+		           3};
+		double *R;
+
+		put_matrix(ts.s, &m, F, NULL);
+		R = stored_reference(&m, F, NULL);
+		for (int ki = 0; ki < 3; ki++)
+			for (int th = 1; th <= 3; th++)
+				check_mm(ts.s, m.name, R, d, ks[ki], th, tol_of(m.dtype), NULL);
+		/* above the fused kernel's limit: BLIS sgemm / dgemm */
+		check_mm(ts.s, m.name, R, d, 20, 2, tol_of(m.dtype), NULL);
+		check_reductions(ts.s, &m, R, 2);
+		free(R);
+	}
+	tmp_close(&ts);
+	free(F);
+}
+
+static void test_stream_mm_blockdiag(void **state)
+{
+	static const pspace_dtype types[2] = {PSPACE_F32, PSPACE_F64};
+	size_t d = 1000;
+	double *F = make_fisher(d, 120, 2);
+	tmpstore ts;
+	(void)state;
+
+	tmp_open(&ts);
+	for (int ti = 0; ti < 2; ti++) {
+		mspec m = {types[ti] == PSPACE_F32 ? "B32" : "B64",
+		           PSPACE_KIND_BLOCKDIAG,
+		           3,
+		           {300, 129, 571},
+		           64,
+		           1,
+		           types[ti],
+		           ti == 0 ? 0 : 3};
+		double *R;
+
+		put_matrix(ts.s, &m, F, NULL);
+		R = stored_reference(&m, F, NULL);
+		for (int ki = 0; ki < 3; ki++)
+			for (int th = 1; th <= 3; th += 2)
+				check_mm(ts.s, m.name, R, d, ks[ki], th, tol_of(m.dtype), NULL);
+		check_reductions(ts.s, &m, R, 3);
+		check_reductions(ts.s, &m, R, 1);
+		free(R);
+	}
+	tmp_close(&ts);
+	free(F);
+}
+
+static void test_stream_nonsymmetric(void **state)
+{
+	size_t d = 333;
+	double *A = make_general(d, 3);
+	tmpstore ts;
+	mspec m32 = {"N32", PSPACE_KIND_DENSE, 1, {333}, 64, 0, PSPACE_F32, 3};
+	mspec m64 = {"N64", PSPACE_KIND_BLOCKDIAG, 2, {200, 133}, 64, 0, PSPACE_F64, 0};
+	double *R32, *R64;
+	(void)state;
+
+	tmp_open(&ts);
+	put_matrix(ts.s, &m32, A, NULL);
+	put_matrix(ts.s, &m64, A, NULL);
+	R32 = stored_reference(&m32, A, NULL);
+	R64 = stored_reference(&m64, A, NULL);
+	for (int ki = 0; ki < 3; ki++) {
+		check_mm(ts.s, "N32", R32, d, ks[ki], 2, tol_of(PSPACE_F32), NULL);
+		check_mm(ts.s, "N64", R64, d, ks[ki], 3, tol_of(PSPACE_F64), NULL);
+	}
+	check_mm(ts.s, "N32", R32, d, 20, 3, tol_of(PSPACE_F32), NULL);
+	check_reductions(ts.s, &m32, R32, 2);
+	check_reductions(ts.s, &m64, R64, 1);
+	free(R64);
+	free(R32);
+	tmp_close(&ts);
+	free(A);
+}
+
+/* Same matrix, tile edges 64/128/200 and 1..3 threads: same products within rounding. */
+static void test_stream_invariance(void **state)
+{
+	static const uint32_t edges[3] = {64, 128, 200};
+	size_t d = 700;
+	uint32_t k = 3;
+	double *F = make_fisher(d, 100, 4), *R = NULL, *first = malloc(k * d * sizeof(double));
+	double *Yb = malloc(k * d * sizeof(double));
+	tmpstore ts;
+	(void)state;
+
+	assert_non_null(first);
+	assert_non_null(Yb);
+	tmp_open(&ts);
+	for (int e = 0; e < 3; e++) {
+		char name[16];
+		mspec m = {name, PSPACE_KIND_DENSE, 1, {700}, edges[e], 1, PSPACE_F32, 3};
+
+		snprintf(name, sizeof(name), "E%u", edges[e]);
+		put_matrix(ts.s, &m, F, NULL);
+		if (!R)
+			R = stored_reference(&m, F,
+			                     NULL); /* f32 rounding does not depend on the edge */
+		for (int th = 1; th <= 3; th++) {
+			check_mm(ts.s, name, R, d, k, th, tol_of(PSPACE_F32),
+			         e == 0 && th == 1 ? first : Yb);
+			if (e || th > 1) {
+				double er = rel_err(Yb, first, NULL, k, d, d);
+
+				assert_true(er < 1e-6);
+			}
+		}
+	}
+	free(R);
+	tmp_close(&ts);
+	free(Yb);
+	free(first);
+	free(F);
+}
+
+static int skip_f(uint32_t b, uint32_t r, uint32_t c)
+{
+	return b == 0 && ((r == 0 && c == 2) || (r == 3 && c == 3));
+}
+
+static int skip_g(uint32_t b, uint32_t r, uint32_t c)
+{
+	return (b == 0 && r == 1 && c == 4) || (b == 1 && r == 0 && c == 0);
+}
+
+/* Two matrices in one pass: 2 F - 0.5 G, tiles missing from either, one read each. */
+static void test_stream_multi(void **state)
+{
+	size_t d = 500;
+	double *F = make_fisher(d, 80, 5), *G = make_fisher(d, 90, 6);
+	mspec mf = {"F", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F32, 3};
+	mspec mg = {"G", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F64, 3};
+	mspec mh = {"H", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 128, 1, PSPACE_F32, 3};
+	double alpha[2] = {2.0, -0.5};
+	double *RF, *RG, *R = malloc(d * d * sizeof(double));
+	tmpstore ts;
+	(void)state;
+
+	assert_non_null(R);
+	tmp_open(&ts);
+	put_matrix(ts.s, &mf, F, skip_f);
+	put_matrix(ts.s, &mg, G, skip_g);
+	put_matrix(ts.s, &mh, G, NULL);
+	RF = stored_reference(&mf, F, skip_f);
+	RG = stored_reference(&mg, G, skip_g);
+	for (size_t i = 0; i < d * d; i++)
+		R[i] = alpha[0] * RF[i] + alpha[1] * RG[i];
+	for (int ki = 0; ki < 3; ki++) {
+		uint32_t k = ks[ki];
+		size_t ld = d + 1;
+		double *X = make_vectors(k, ld, 7), *Y = make_vectors(k, ld, 8);
+		double *Y0 = malloc(k * ld * sizeof(double)), *Yr = malloc(k * ld * sizeof(double));
+		pspace_tiled tf, tg;
+		const pspace_tiled *both[2] = {&tf, &tg};
+		pspace_exec ex = {3, 0};
+		uint64_t before;
+
+		assert_non_null(Y0);
+		assert_non_null(Yr);
+		memcpy(Y0, Y, k * ld * sizeof(double));
+		memcpy(Yr, Y, k * ld * sizeof(double));
+		ref_mm(R, d, k, 1.0, X, ld, Yr, ld);
+		assert_int_equal(pspace_tiled_open(&tf, ts.s, "F"), 0);
+		assert_int_equal(pspace_tiled_open(&tg, ts.s, "G"), 0);
+		before = pspace_store_tiles_read(ts.s);
+		assert_int_equal(pspace_stream_mm_multi(both, 2, alpha, &ex, k, X, ld, Y, ld), 0);
+		assert_int_equal(pspace_store_tiles_read(ts.s) - before,
+		                 pspace_tiled_count(&tf) + pspace_tiled_count(&tg));
+		assert_true(rel_err(Y, Yr, Y0, k, d, ld) < 1e-5);
+		pspace_tiled_close(&tg);
+		pspace_tiled_close(&tf);
+		free(Yr);
+		free(Y0);
+		free(Y);
+		free(X);
+	}
+	/* different tilings */
+	{
+		pspace_tiled tf, th;
+		const pspace_tiled *both[2] = {&tf, &th};
+		double x[500] = {0}, y[500] = {0};
+
+		assert_int_equal(pspace_tiled_open(&tf, ts.s, "F"), 0);
+		assert_int_equal(pspace_tiled_open(&th, ts.s, "H"), 0);
+		assert_int_equal(pspace_stream_mm_multi(both, 2, alpha, NULL, 1, x, d, y, d),
+		                 PSPACE_EDIM);
+		assert_non_null(strstr(pspace_errdetail(), "H"));
+		pspace_tiled_close(&th);
+		pspace_tiled_close(&tf);
+	}
+	free(RG);
+	free(RF);
+	tmp_close(&ts);
+	free(R);
+	free(G);
+	free(F);
+}
+
+static void flip_in_file(const char *file, const void *needle, size_t n)
+{
+	struct stat st;
+	uint8_t *map, *hit;
+	int fd = open(file, O_RDWR);
+
+	assert_true(fd >= 0);
+	assert_int_equal(fstat(fd, &st), 0);
+	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	assert_true(map != MAP_FAILED);
+	hit = memmem(map, (size_t)st.st_size, needle, n);
+	assert_non_null(hit);
+	hit[n / 2] ^= 0x40;
+	munmap(map, (size_t)st.st_size);
+	close(fd);
+}
+
+/* A corrupted tile fails the pass with PSPACE_ECORRUPT naming it, whatever the threads. */
+static void test_stream_corrupt(void **state)
+{
+	size_t d = 600;
+	double *F = make_fisher(d, 60, 9);
+	mspec m = {"C", PSPACE_KIND_DENSE, 1, {600}, 64, 1, PSPACE_F32, 0};
+	uint8_t needle[128];
+	char data[192];
+	pspace_reader *r;
+	pspace_tile_ref ref;
+	tmpstore ts;
+	(void)state;
+
+	tmp_open(&ts);
+	put_matrix(ts.s, &m, F, NULL);
+	assert_int_equal(pspace_reader_open(&r, ts.s, "C", 0), 0);
+	assert_int_equal(pspace_reader_tile(r, 0, 3, 6, &ref), 0);
+	memcpy(needle, (const uint8_t *)ref.data + PSPACE_TILE_HEADER_SIZE + 1024, sizeof(needle));
+	pspace_reader_close(r);
+	pspace_store_close(ts.s);
+	snprintf(data, sizeof(data), "%s/data.mdb", ts.path);
+	flip_in_file(data, needle, sizeof(needle));
+	assert_int_equal(pspace_store_open(&ts.s, ts.path, NULL), 0);
+
+	for (int th = 1; th <= 3; th++)
+		for (int ki = 0; ki < 3; ki++) {
+			pspace_exec ex = {th, 0};
+			uint32_t k = ks[ki];
+			double *X = make_vectors(k, d, 1), *Y = make_vectors(k, d, 2);
+			pspace_tiled t;
+			double v;
+
+			assert_int_equal(pspace_tiled_open(&t, ts.s, "C"), 0);
+			assert_int_equal(pspace_stream_mm(&t, &ex, k, 1.0, X, d, Y, d),
+			                 PSPACE_ECORRUPT);
+			assert_non_null(strstr(pspace_errdetail(), "matrix C"));
+			assert_non_null(strstr(pspace_errdetail(), "(0,3,6)"));
+			assert_non_null(strstr(pspace_errdetail(), ts.path));
+			assert_int_equal(pspace_stream_frob2(&t, &ex, &v), PSPACE_ECORRUPT);
+			assert_non_null(strstr(pspace_errdetail(), "(0,3,6)"));
+			/* the diagonal tiles are intact */
+			assert_int_equal(pspace_stream_trace(&t, &ex, &v), 0);
+			pspace_tiled_close(&t);
+			free(Y);
+			free(X);
+		}
+	tmp_close(&ts);
+	free(F);
+}
+
+/* A budget far below the matrix (and below one worker's codec scratch) still works. */
+static void test_stream_small_budget(void **state)
+{
+	size_t d = 900;
+	double *F = make_fisher(d, 50, 10), *R;
+	mspec m = {"S", PSPACE_KIND_DENSE, 1, {900}, 128, 1, PSPACE_F32, 3};
+	tmpstore ts;
+	(void)state;
+
+	tmp_open(&ts);
+	put_matrix(ts.s, &m, F, NULL);
+	R = stored_reference(&m, F, NULL);
+	for (int ki = 0; ki < 3; ki++) {
+		uint32_t k = ks[ki];
+		pspace_exec ex = {3, 64 << 10};
+		double *X = make_vectors(k, d, 11), *Y = calloc(k * d, sizeof(double));
+		double *Yr = calloc(k * d, sizeof(double));
+		pspace_tiled t;
+		double v, fr = 0.0;
+
+		assert_non_null(Y);
+		assert_non_null(Yr);
+		ref_mm(R, d, k, 1.0, X, d, Yr, d);
+		assert_int_equal(pspace_tiled_open(&t, ts.s, "S"), 0);
+		assert_int_equal(pspace_stream_mm(&t, &ex, k, 1.0, X, d, Y, d), 0);
+		assert_true(rel_err(Y, Yr, NULL, k, d, d) < 1e-5);
+		assert_int_equal(pspace_stream_frob2(&t, &ex, &v), 0);
+		for (size_t i = 0; i < d * d; i++)
+			fr += R[i] * R[i];
+		assert_true(fabs(v - fr) < 1e-5 * fr);
+		pspace_tiled_close(&t);
+		free(Yr);
+		free(Y);
+		free(X);
+	}
+	free(R);
+	tmp_close(&ts);
+	free(F);
+}
+
+static int fail_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
+{
+	(void)ws;
+	(void)ud;
+	if (tiles[0].row == 2 && tiles[0].col == 5)
+		return PSPACE_ENUMERIC;
+	return 0;
+}
+
+static void test_stream_errors(void **state)
+{
+	size_t d = 400;
+	double *F = make_fisher(d, 20, 12);
+	mspec m = {"M", PSPACE_KIND_DENSE, 1, {400}, 64, 1, PSPACE_F32, 3};
+	pspace_matrix_desc desc = {0};
+	pspace_writer *w;
+	pspace_tiled t;
+	double x[400] = {0}, y[400] = {0};
+	tmpstore ts;
+	(void)state;
+
+	tmp_open(&ts);
+	put_matrix(ts.s, &m, F, NULL);
+	assert_int_equal(pspace_tiled_open(&t, ts.s, "nope"), PSPACE_ENOTFOUND);
+	pspace_tiled_close(&t);
+
+	desc.kind = PSPACE_KIND_DENSE;
+	desc.d = 100;
+	desc.nblocks = 1;
+	desc.tile = 64;
+	desc.symmetric = 1;
+	pspace_codec_opts_default(&desc.codec);
+	assert_int_equal(pspace_writer_begin(&w, ts.s, "building", &desc), 0);
+	assert_int_equal(pspace_writer_checkpoint(w), 0);
+	assert_int_equal(pspace_tiled_open(&t, ts.s, "building"), PSPACE_EINCOMPLETE);
+	pspace_writer_abort(w, 1);
+
+	assert_int_equal(pspace_tiled_open(&t, ts.s, "M"), 0);
+	assert_int_equal(pspace_stream_mm(&t, NULL, 2, 1.0, x, 10, y, 10), PSPACE_EINVAL);
+	assert_int_equal(pspace_stream_dense(&t, NULL, 1, F, d), PSPACE_EINVAL);
+	assert_int_equal(pspace_stream_dense(&t, NULL, UINT32_MAX, F, d - 1), PSPACE_EINVAL);
+	/* a kernel error stops the pass and names the tile */
+	for (int th = 1; th <= 3; th++) {
+		pspace_exec ex = {th, 0};
+		pspace_stream_kernel k = {.tile = fail_tile};
+
+		assert_int_equal(pspace_stream_run(&t, &ex, &k, NULL), PSPACE_ENUMERIC);
+		assert_non_null(strstr(pspace_errdetail(), "(0,2,5)"));
+	}
+	pspace_tiled_close(&t);
+	tmp_close(&ts);
+	free(F);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_stream_mm_dense),     cmocka_unit_test(test_stream_mm_blockdiag),
+	    cmocka_unit_test(test_stream_nonsymmetric), cmocka_unit_test(test_stream_invariance),
+	    cmocka_unit_test(test_stream_multi),        cmocka_unit_test(test_stream_corrupt),
+	    cmocka_unit_test(test_stream_small_budget), cmocka_unit_test(test_stream_errors),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
