@@ -82,6 +82,14 @@ PSPACE_API int pspace_tiled_write(pspace_store *s, const char *name, pspace_kind
 				  const pspace_write_opts *opts,
 				  void (*progress)(void *ud, uint64_t done, uint64_t total));
 
+/**
+ * Persists resident matrix @p m (Identity; the factored kinds) in @p s
+ * under @p name, so pspace_mat_open() gives it back.
+ * @return 0, PSPACE_EEXIST, PSPACE_ENOTSUP (Implicit; stored kinds, which
+ * already live in a store), or a store error.
+ */
+PSPACE_API int pspace_mat_save(pspace_mat *m, pspace_store *s, const char *name);
+
 /** Creates s * I of dimension d (resident). */
 PSPACE_API int pspace_identity_create(pspace_mat **out, uint64_t d, double s);
 

@@ -1,0 +1,196 @@
+/*
+ * Identity: s I, resident, with every operation in closed form.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "mat/mat_impl.h"
+
+typedef struct identity {
+	pspace_mat base;
+	double s;
+} identity;
+
+static double scale_of(const pspace_mat *m)
+{
+	return ((const identity *)m)->s;
+}
+
+static int identity_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
+                       const double *X, size_t ldx, double *Y, size_t ldy)
+{
+	double a = alpha * scale_of(m);
+
+	(void)ex;
+	for (uint32_t j = 0; j < k; j++)
+		for (uint64_t i = 0; i < m->d; i++)
+			Y[j * ldy + i] += a * X[j * ldx + i];
+	return 0;
+}
+
+static int identity_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const double *V,
+                               size_t ldv, double *out)
+{
+	(void)ex;
+	for (uint32_t j = 0; j < k; j++) {
+		double s = 0;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			s += V[j * ldv + i] * V[j * ldv + i];
+		out[j] = scale_of(m) * s;
+	}
+	return 0;
+}
+
+static int identity_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	(void)ex;
+	*out = scale_of(m) * (double)m->d;
+	return 0;
+}
+
+static int identity_diag(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++)
+		out[i] = scale_of(m);
+	return 0;
+}
+
+static int identity_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	(void)ex;
+	*out = scale_of(m) * scale_of(m) * (double)m->d;
+	return 0;
+}
+
+static int identity_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++) {
+		memset(out + i * ld, 0, m->d * sizeof(*out));
+		out[i * ld + i] = scale_of(m);
+	}
+	return 0;
+}
+
+static int identity_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+                          const double *B, size_t ldb, double *X, size_t ldx)
+{
+	double c = scale_of(m) + damping;
+
+	(void)ex;
+	if (c == 0)
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "solve with %g I and damping %g: the matrix is zero",
+		                      scale_of(m), damping);
+	for (uint32_t j = 0; j < k; j++)
+		for (uint64_t i = 0; i < m->d; i++)
+			X[j * ldx + i] = B[j * ldb + i] / c;
+	return 0;
+}
+
+/* Stored as a tileless matrix with its layout and a one-element array. */
+#define SCALE_ARRAY "scale"
+
+static int identity_save(pspace_mat *m, pspace_store *s, const char *name)
+{
+	pspace_matrix_desc desc;
+	pspace_writer *w = NULL;
+	uint64_t shape[1] = {1};
+	double v = scale_of(m);
+	char *text = pspace_layout_text(m->layout);
+	int rc;
+
+	if (!text)
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	memset(&desc, 0, sizeof(desc));
+	desc.kind = PSPACE_KIND_IDENTITY;
+	desc.d = m->d;
+	pspace_codec_opts_default(&desc.codec);
+	desc.layout_text = text;
+	rc = pspace_writer_begin(&w, s, name, &desc);
+	if (rc == 0)
+		rc = pspace_writer_put_array(w, SCALE_ARRAY, PSPACE_F64, 1, shape, &v);
+	if (rc == 0) {
+		rc = pspace_writer_finish(w);
+		w = NULL;
+	}
+	if (w)
+		pspace_writer_abort(w, 1);
+	free(text);
+	return rc;
+}
+
+static const pspace_mat_vtable identity_vt = {
+    .kind = PSPACE_KIND_IDENTITY,
+    .mm = identity_mm,
+    .vtmv_batch = identity_vtmv_batch,
+    .trace = identity_trace,
+    .diag = identity_diag,
+    .frob2 = identity_frob2,
+    .dense = identity_dense,
+    .solve = identity_solve,
+    .save = identity_save,
+};
+
+static int identity_new(pspace_mat **out, uint64_t d, double s, const pspace_layout *layout,
+                        pspace_store *st, const char *name)
+{
+	identity *m = calloc(1, sizeof(*m));
+	int rc;
+
+	if (!m)
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_mat_base_init(&m->base, &identity_vt, d, layout, st, name);
+	if (rc != 0) {
+		free(m);
+		return rc;
+	}
+	m->s = s;
+	*out = &m->base;
+	return 0;
+}
+
+int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
+{
+	pspace_reader *r = NULL;
+	pspace_layout *layout = NULL;
+	char *text = NULL;
+	double v = 0;
+	int rc;
+
+	*out = NULL;
+	if (info->kind != PSPACE_KIND_IDENTITY)
+		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not identity",
+		                      pspace_kind_name(info->kind));
+	rc = pspace_reader_open(&r, s, info->name, 0);
+	if (rc == 0)
+		rc = pspace_reader_array(r, SCALE_ARRAY, PSPACE_F64, &v, 1);
+	if (rc == 0 && info->layout_id) {
+		rc = pspace_store_layout(s, info->layout_id, &text);
+		if (rc == 0)
+			rc = pspace_layout_parse(&layout, text, "stored layout");
+		if (rc == PSPACE_EFORMAT)
+			rc = PSPACE_ECORRUPT;
+	}
+	if (rc == 0)
+		rc = identity_new(out, info->d, v, layout, s, info->name);
+	if (rc == PSPACE_EDIM)
+		rc = PSPACE_ECORRUPT;
+	pspace_layout_free(layout);
+	free(text);
+	pspace_reader_close(r);
+	return rc;
+}
+
+int pspace_identity_create(pspace_mat **out, uint64_t d, double s)
+{
+	if (!out)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_identity_create: out is NULL");
+	*out = NULL;
+	if (d == 0)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_identity_create: d = 0");
+	return identity_new(out, d, s, NULL, NULL, NULL);
+}

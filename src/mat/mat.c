@@ -1,0 +1,448 @@
+/*
+ * The representation interface: public wrappers (argument checks, then a
+ * call through the kind's table), generic fallbacks, reference counting,
+ * opening a stored matrix of any kind, and execution settings.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/error.h"
+#include "mat/mat_impl.h"
+
+/** Default working-memory budget: 1 GiB. */
+#define DEFAULT_MEM_BUDGET ((size_t)1 << 30)
+
+void pspace_exec_resolve(const pspace_exec *in, pspace_exec *out)
+{
+	pspace_exec e = {0, 0};
+
+	if (in)
+		e = *in;
+	if (e.threads <= 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		e.threads = n > 0 ? (int)n : 1;
+	}
+	if (e.mem_budget == 0)
+		e.mem_budget = DEFAULT_MEM_BUDGET;
+	*out = e;
+}
+
+void pspace_write_opts_default(pspace_write_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	pspace_codec_opts_default(&o->codec);
+	o->tile = 0;
+}
+
+/* ---- base, references ----------------------------------------------------- */
+
+int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
+                         const pspace_layout *layout, pspace_store *s, const char *name)
+{
+	int rc;
+
+	m->vt = vt;
+	m->refs = 1;
+	m->d = d;
+	m->store = s;
+	m->layout = NULL;
+	m->name = NULL;
+	if (layout) {
+		if (pspace_layout_dim(layout) != d)
+			return pspace_err_set(
+			    PSPACE_EDIM, "layout has %llu parameters, matrix d = %llu",
+			    (unsigned long long)pspace_layout_dim(layout), (unsigned long long)d);
+		m->layout = pspace_layout_copy(layout);
+		if (!m->layout)
+			return pspace_err_set(PSPACE_ENOMEM, "out of memory copying a layout");
+	} else {
+		rc = pspace_layout_flat(&m->layout, d);
+		if (rc != 0)
+			return rc;
+	}
+	if (name) {
+		m->name = strdup(name);
+		if (!m->name) {
+			pspace_layout_free(m->layout);
+			m->layout = NULL;
+			return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+		}
+	}
+	return 0;
+}
+
+pspace_mat *pspace_mat_ref(pspace_mat *m)
+{
+	if (m)
+		m->refs++;
+	return m;
+}
+
+void pspace_mat_free(pspace_mat *m)
+{
+	if (!m || --m->refs > 0)
+		return;
+	if (m->vt && m->vt->destroy)
+		m->vt->destroy(m);
+	pspace_layout_free(m->layout);
+	free(m->name);
+	free(m);
+}
+
+pspace_kind pspace_mat_kind(const pspace_mat *m)
+{
+	return m->vt->kind;
+}
+
+uint64_t pspace_mat_dim(const pspace_mat *m)
+{
+	return m->d;
+}
+
+const pspace_layout *pspace_mat_layout(const pspace_mat *m)
+{
+	return m->layout;
+}
+
+const char *pspace_mat_name(const pspace_mat *m)
+{
+	return m->name;
+}
+
+const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m)
+{
+	return m && m->vt->tiled ? m->vt->tiled(m) : NULL;
+}
+
+/* ---- opening ---------------------------------------------------------------- */
+
+/* The one place that maps a stored kind id to code. */
+static const struct {
+	pspace_kind kind;
+	int (*open)(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+} openers[] = {
+    {PSPACE_KIND_DENSE, pspace_dense_open},
+    {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
+    {PSPACE_KIND_IDENTITY, pspace_identity_open},
+};
+
+int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name)
+{
+	pspace_matrix_info info;
+	int rc;
+
+	if (!out)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_mat_open: out is NULL");
+	*out = NULL;
+	if (!s || !name)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_mat_open: store or name is NULL");
+	rc = pspace_store_info(s, name, &info);
+	if (rc != 0)
+		return rc;
+	if (info.state != PSPACE_STATE_COMPLETE)
+		return pspace_err_set(
+		    PSPACE_EINCOMPLETE,
+		    "store %s: matrix %s: build never completed (resume or remove it)",
+		    pspace_store_path(s), name);
+	for (size_t i = 0; i < sizeof(openers) / sizeof(openers[0]); i++)
+		if (openers[i].kind == info.kind)
+			return pspace_err_prefix(openers[i].open(out, s, &info),
+			                         "store %s: matrix %s", pspace_store_path(s), name);
+	return pspace_err_set(
+	    PSPACE_ENOTSUP, "store %s: matrix %s: kind %s (%d) not supported by this version",
+	    pspace_store_path(s), name, pspace_kind_name(info.kind), (int)info.kind);
+}
+
+int pspace_mat_save(pspace_mat *m, pspace_store *s, const char *name)
+{
+	if (!m || !s || !name)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "pspace_mat_save: matrix, store or name is NULL");
+	if (!m->vt->save) {
+		if (m->name)
+			return pspace_err_set(PSPACE_ENOTSUP,
+			                      "matrix %s: a %s matrix is already stored; "
+			                      "nothing to save",
+			                      m->name, pspace_kind_name(m->vt->kind));
+		return pspace_err_set(PSPACE_ENOTSUP, "a %s matrix cannot be saved",
+		                      pspace_kind_name(m->vt->kind));
+	}
+	return m->vt->save(m, s, name);
+}
+
+/* ---- argument checks ---------------------------------------------------------- */
+
+static int check_mat(const pspace_mat *m, const char *fn)
+{
+	if (!m)
+		return pspace_err_set(PSPACE_EINVAL, "%s: matrix is NULL", fn);
+	return 0;
+}
+
+static int check_batch(const pspace_mat *m, const char *fn, const char *what, const void *p,
+                       size_t ld)
+{
+	if (!p)
+		return pspace_err_set(PSPACE_EINVAL, "%s: %s is NULL", fn, what);
+	if (ld < m->d)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "%s: leading dimension of %s is %zu < d = %llu", fn, what, ld,
+		                      (unsigned long long)m->d);
+	return 0;
+}
+
+static int unsupported(const pspace_mat *m, const char *op)
+{
+	if (m->name)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "matrix %s: %s is not supported for %s matrices", m->name, op,
+		                      pspace_kind_name(m->vt->kind));
+	return pspace_err_set(PSPACE_ENOTSUP, "%s is not supported for %s matrices", op,
+	                      pspace_kind_name(m->vt->kind));
+}
+
+/* ---- operations --------------------------------------------------------------- */
+
+int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
+                  size_t ldx, double *Y, size_t ldy)
+{
+	pspace_exec e;
+	int rc;
+
+	rc = check_mat(m, "pspace_mat_mm");
+	if (rc == 0 && k > 0)
+		rc = check_batch(m, "pspace_mat_mm", "X", X, ldx);
+	if (rc == 0 && k > 0)
+		rc = check_batch(m, "pspace_mat_mm", "Y", Y, ldy);
+	if (rc != 0 || k == 0 || m->d == 0)
+		return rc;
+	pspace_exec_resolve(ex, &e);
+	return m->vt->mm(m, &e, k, alpha, X, ldx, Y, ldy);
+}
+
+int pspace_mat_mv(pspace_mat *m, const pspace_exec *ex, const double *x, double *y)
+{
+	int rc = check_mat(m, "pspace_mat_mv");
+
+	if (rc == 0 && (!x || !y))
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_mv: x or y is NULL");
+	if (rc != 0)
+		return rc;
+	memset(y, 0, m->d * sizeof(*y));
+	return pspace_mat_mm(m, ex, 1, 1.0, x, m->d, y, m->d);
+}
+
+/* vTMv of k vectors from one mm pass: out[j] = V_j . (M V_j). */
+static int vtmv_from_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, const double *V,
+                        size_t ldv, double *out)
+{
+	double *Y = calloc((size_t)k * m->d, sizeof(*Y));
+	int rc;
+
+	if (!Y)
+		return pspace_err_set(PSPACE_ENOMEM, "vTMv: out of memory for %u vectors of %llu",
+		                      k, (unsigned long long)m->d);
+	rc = m->vt->mm(m, ex, k, 1.0, V, ldv, Y, m->d);
+	for (uint32_t j = 0; rc == 0 && j < k; j++) {
+		const double *v = V + (size_t)j * ldv, *y = Y + (size_t)j * m->d;
+		double s = 0;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			s += v[i] * y[i];
+		out[j] = s;
+	}
+	free(Y);
+	return rc;
+}
+
+int pspace_mat_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const double *V,
+                          size_t ldv, double *out)
+{
+	pspace_exec e;
+	int rc;
+
+	rc = check_mat(m, "pspace_mat_vtmv_batch");
+	if (rc == 0 && k > 0)
+		rc = check_batch(m, "pspace_mat_vtmv_batch", "V", V, ldv);
+	if (rc == 0 && k > 0 && !out)
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_vtmv_batch: out is NULL");
+	if (rc != 0 || k == 0)
+		return rc;
+	if (m->d == 0) {
+		memset(out, 0, k * sizeof(*out));
+		return 0;
+	}
+	pspace_exec_resolve(ex, &e);
+	if (m->vt->vtmv_batch)
+		return m->vt->vtmv_batch(m, &e, k, V, ldv, out);
+	return vtmv_from_mm(m, &e, k, V, ldv, out);
+}
+
+int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v, double *out)
+{
+	int rc = check_mat(m, "pspace_mat_vtmv");
+
+	if (rc != 0)
+		return rc;
+	return pspace_mat_vtmv_batch(m, ex, 1, v, m->d, out);
+}
+
+int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	pspace_exec e;
+	int rc = check_mat(m, "pspace_mat_trace");
+
+	if (rc == 0 && !out)
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_trace: out is NULL");
+	if (rc != 0)
+		return rc;
+	if (!m->vt->trace)
+		return unsupported(m, "trace");
+	pspace_exec_resolve(ex, &e);
+	return m->vt->trace(m, &e, out);
+}
+
+int pspace_mat_diag(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	pspace_exec e;
+	int rc = check_mat(m, "pspace_mat_diag");
+
+	if (rc == 0 && !out)
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_diag: out is NULL");
+	if (rc != 0)
+		return rc;
+	if (!m->vt->diag)
+		return unsupported(m, "diag");
+	pspace_exec_resolve(ex, &e);
+	return m->vt->diag(m, &e, out);
+}
+
+int pspace_mat_frobenius(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	pspace_exec e;
+	double f2 = 0;
+	int rc = check_mat(m, "pspace_mat_frobenius");
+
+	if (rc == 0 && !out)
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_frobenius: out is NULL");
+	if (rc != 0)
+		return rc;
+	if (!m->vt->frob2)
+		return unsupported(m, "the Frobenius norm");
+	pspace_exec_resolve(ex, &e);
+	rc = m->vt->frob2(m, &e, &f2);
+	if (rc == 0)
+		*out = sqrt(f2 > 0 ? f2 : 0);
+	return rc;
+}
+
+/*
+ * Dense from mm on blocks of unit vectors: M e_j is column j of M, written
+ * into column j of out. As many columns per pass as half the budget holds.
+ */
+static int dense_from_mm(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	uint64_t d = m->d, cols = ex->mem_budget / 2 / (2 * d * sizeof(double));
+	double *E = NULL, *Y = NULL;
+	int rc = 0;
+
+	if (cols < 1)
+		cols = 1;
+	if (cols > d)
+		cols = d;
+	E = calloc(cols * d, sizeof(*E));
+	Y = malloc(cols * d * sizeof(*Y));
+	if (!E || !Y) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "dense: out of memory for %llu columns",
+		                    (unsigned long long)cols);
+		goto out;
+	}
+	for (uint64_t j0 = 0; j0 < d; j0 += cols) {
+		uint64_t nc = d - j0 < cols ? d - j0 : cols;
+
+		for (uint64_t j = 0; j < nc; j++)
+			E[j * d + j0 + j] = 1.0;
+		memset(Y, 0, nc * d * sizeof(*Y));
+		rc = m->vt->mm(m, ex, (uint32_t)nc, 1.0, E, d, Y, d);
+		for (uint64_t j = 0; j < nc; j++)
+			E[j * d + j0 + j] = 0.0;
+		if (rc != 0)
+			goto out;
+		for (uint64_t j = 0; j < nc; j++)
+			for (uint64_t i = 0; i < d; i++)
+				out[i * ld + j0 + j] = Y[j * d + i];
+	}
+out:
+	free(Y);
+	free(E);
+	return rc;
+}
+
+int pspace_mat_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	pspace_exec e;
+	int rc = check_mat(m, "pspace_mat_dense");
+
+	if (rc == 0)
+		rc = check_batch(m, "pspace_mat_dense", "out", out, ld);
+	if (rc != 0 || m->d == 0)
+		return rc;
+	pspace_exec_resolve(ex, &e);
+	if (m->vt->dense)
+		return m->vt->dense(m, &e, out, ld);
+	return dense_from_mm(m, &e, out, ld);
+}
+
+int pspace_mat_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+                     const double *B, size_t ldb, double *X, size_t ldx)
+{
+	pspace_exec e;
+	int rc = check_mat(m, "pspace_mat_solve");
+
+	if (rc == 0 && k > 0)
+		rc = check_batch(m, "pspace_mat_solve", "B", B, ldb);
+	if (rc == 0 && k > 0)
+		rc = check_batch(m, "pspace_mat_solve", "X", X, ldx);
+	if (rc == 0 && !isfinite(damping))
+		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_solve: damping is not finite");
+	if (rc != 0)
+		return rc;
+	if (!m->vt->solve)
+		return unsupported(m, "a direct solve (use CG: pspace_op_solve)");
+	if (k == 0 || m->d == 0)
+		return 0;
+	pspace_exec_resolve(ex, &e);
+	return m->vt->solve(m, &e, damping, k, B, ldb, X, ldx);
+}
+
+int pspace_mat_product_write(pspace_store *s, const char *name, pspace_mat *a, pspace_mat *b,
+                             const pspace_exec *ex, const pspace_write_opts *opts)
+{
+	pspace_exec e;
+	int rc;
+
+	if (!s || !name)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "pspace_mat_product_write: store or name is NULL");
+	rc = check_mat(a, "pspace_mat_product_write");
+	if (rc == 0)
+		rc = check_mat(b, "pspace_mat_product_write");
+	if (rc != 0)
+		return rc;
+	if (a->vt->kind != b->vt->kind)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "product of a %s and a %s matrix: only products of two "
+		                      "matrices of the same kind are supported",
+		                      pspace_kind_name(a->vt->kind), pspace_kind_name(b->vt->kind));
+	if (a->d != b->d)
+		return pspace_err_set(PSPACE_EDIM,
+		                      "product of matrices of dimensions %llu and %llu",
+		                      (unsigned long long)a->d, (unsigned long long)b->d);
+	if (!a->vt->product_write)
+		return unsupported(a, "a stored product");
+	pspace_exec_resolve(ex, &e);
+	return a->vt->product_write(s, name, a, b, &e, opts);
+}
