@@ -1,0 +1,171 @@
+/*
+ * Test helper: cgroup v1 memory caps and peak-memory sampling.
+ */
+#include "memcap.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+static int write_file(const char *path, const char *text)
+{
+	FILE *f = fopen(path, "w");
+	int rc;
+
+	if (!f)
+		return -1;
+	rc = fputs(text, f) < 0 ? -1 : 0;
+	if (fclose(f) != 0)
+		rc = -1;
+	return rc;
+}
+
+/* The memory cgroup of this process, relative to the controller's mount. */
+static int own_memory_group(char *out, size_t cap)
+{
+	char line[512];
+	FILE *f = fopen("/proc/self/cgroup", "r");
+	int found = -1;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f)) {
+		char *p = strstr(line, ":memory:");
+		if (p) {
+			p += strlen(":memory:");
+			p[strcspn(p, "\n")] = '\0';
+			snprintf(out, cap, "%s", p);
+			found = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return found;
+}
+
+int memcap_group_path(long pid, char *path, size_t cap)
+{
+	char group[400];
+
+	if (own_memory_group(group, sizeof(group)) != 0)
+		return -1;
+	snprintf(path, cap, "/sys/fs/cgroup/memory%s/pspace-test-%ld",
+	         strcmp(group, "/") == 0 ? "" : group, pid);
+	return 0;
+}
+
+int memcap_enter(uint64_t bytes, char *path, size_t cap, char *why, size_t whycap)
+{
+	char file[600], num[32];
+	struct stat st;
+
+	if (geteuid() != 0) {
+		snprintf(why, whycap, "not root: cgroup memory limits need root");
+		return -1;
+	}
+	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &st) != 0 ||
+	    memcap_group_path((long)getpid(), path, cap) != 0) {
+		snprintf(why, whycap, "no cgroup v1 memory controller at /sys/fs/cgroup/memory");
+		return -1;
+	}
+	if (mkdir(path, 0755) != 0 && errno != EEXIST) {
+		snprintf(why, whycap, "mkdir %s: %s", path, strerror(errno));
+		return -1;
+	}
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)bytes);
+	snprintf(file, sizeof(file), "%s/memory.limit_in_bytes", path);
+	if (write_file(file, num) != 0) {
+		snprintf(why, whycap, "cannot set %s: %s", file, strerror(errno));
+		return -1;
+	}
+	snprintf(num, sizeof(num), "%ld", (long)getpid());
+	snprintf(file, sizeof(file), "%s/cgroup.procs", path);
+	if (write_file(file, num) != 0) {
+		snprintf(why, whycap, "cannot join %s: %s", file, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+void memcap_remove(const char *path)
+{
+	rmdir(path);
+}
+
+uint64_t memcap_read(const char *path, const char *file)
+{
+	char name[600];
+	unsigned long long v = 0;
+	FILE *f;
+
+	snprintf(name, sizeof(name), "%s/%s", path, file);
+	f = fopen(name, "r");
+	if (!f)
+		return 0;
+	if (fscanf(f, "%llu", &v) != 1)
+		v = 0;
+	fclose(f);
+	return v;
+}
+
+int memcap_drop_caches(void)
+{
+	sync();
+	return write_file("/proc/sys/vm/drop_caches", "3");
+}
+
+uint64_t memcap_status(const char *field)
+{
+	char line[256];
+	size_t n = strlen(field);
+	unsigned long long kb = 0;
+	FILE *f = fopen("/proc/self/status", "r");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, field, n) == 0 && line[n] == ':') {
+			sscanf(line + n + 1, "%llu", &kb);
+			break;
+		}
+	fclose(f);
+	return (uint64_t)kb * 1024;
+}
+
+static pthread_t sampler;
+static atomic_int sampling;
+static _Atomic uint64_t peak_anon;
+
+static void *sample(void *arg)
+{
+	const struct timespec pause = {0, 5 * 1000 * 1000};
+
+	(void)arg;
+	while (atomic_load(&sampling)) {
+		uint64_t v = memcap_status("RssAnon");
+		if (v > atomic_load(&peak_anon))
+			atomic_store(&peak_anon, v);
+		nanosleep(&pause, NULL);
+	}
+	return NULL;
+}
+
+int memcap_sampler_start(void)
+{
+	atomic_store(&peak_anon, memcap_status("RssAnon"));
+	atomic_store(&sampling, 1);
+	return pthread_create(&sampler, NULL, sample, NULL) == 0 ? 0 : -1;
+}
+
+uint64_t memcap_sampler_stop(void)
+{
+	atomic_store(&sampling, 0);
+	pthread_join(sampler, NULL);
+	return atomic_load(&peak_anon);
+}

@@ -1,0 +1,42 @@
+/*
+ * Test helper: run under a memory cap that also limits the page cache
+ * (a cgroup v1 memory controller child group), and measure peak memory.
+ */
+#ifndef PSPACE_TESTS_MEMCAP_H
+#define PSPACE_TESTS_MEMCAP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/**
+ * Creates a memory cgroup below this process's own with limit @p bytes and
+ * moves the calling process into it. @p path receives its directory.
+ * @return 0, or -1 with a reason in @p why (not root, no cgroup v1 memory
+ * controller, ...).
+ */
+int memcap_enter(uint64_t bytes, char *path, size_t cap, char *why, size_t whycap);
+
+/** The group path memcap_enter() uses for process @p pid. @return 0 or -1. */
+int memcap_group_path(long pid, char *path, size_t cap);
+
+/** Removes the group at @p path (it must have no processes left). */
+void memcap_remove(const char *path);
+
+/** Reads a number from @p path/@p file (e.g. "memory.max_usage_in_bytes"); 0 on error. */
+uint64_t memcap_read(const char *path, const char *file);
+
+/** Drops the page cache (sync; echo 3 > drop_caches). @return 0 or -1. */
+int memcap_drop_caches(void);
+
+/**
+ * Samples this process's anonymous resident memory (RssAnon) every few
+ * milliseconds on a background thread; memcap_sampler_stop() returns the
+ * peak in bytes.
+ */
+int memcap_sampler_start(void);
+uint64_t memcap_sampler_stop(void);
+
+/** @return a field of /proc/self/status in bytes ("VmHWM", "RssAnon", ...). */
+uint64_t memcap_status(const char *field);
+
+#endif
