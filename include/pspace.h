@@ -12,5 +12,6 @@
 #include "pspace/vec.h"
 #include "pspace/mat.h"
 #include "pspace/op.h"
+#include "pspace/factored.h"
 
 #endif

@@ -41,6 +41,21 @@ typedef struct pspace_mat_vtable {
 	const struct pspace_tiled *(*tiled)(const pspace_mat *m);
 	/** Persists a resident matrix under @p name (pspace_mat_save). NULL: ENOTSUP. */
 	int (*save)(pspace_mat *m, pspace_store *s, const char *name);
+
+	/* Resident kinds (factored.h); NULL: PSPACE_ENOTSUP. */
+	/** (M + damping I)^p as a new matrix. */
+	int (*pow)(pspace_mat *m, double p, double damping, pspace_mat **out);
+	/** Pseudo-inverse with eigenvalues <= threshold treated as 0. */
+	int (*pinv)(pspace_mat *m, double threshold, pspace_mat **out);
+	/** s M as a new matrix. */
+	int (*scale)(pspace_mat *m, double s, pspace_mat **out);
+	/** A B as a new matrix; b has the same kind and layout as a. */
+	int (*product)(pspace_mat *a, pspace_mat *b, pspace_mat **out);
+	/** k largest eigenpairs (evecs may be NULL). */
+	int (*eig)(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals, double *evecs,
+	           size_t ld);
+	/** All d eigenvalues, decreasing. */
+	int (*eigvals)(pspace_mat *m, const pspace_exec *ex, double *evals);
 } pspace_mat_vtable;
 
 /** The base every kind embeds first. */
@@ -64,6 +79,33 @@ int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
 int pspace_dense_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_blockdiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+
+/* Openers of the resident kinds (one per kind, registered in mat.c). */
+int pspace_diag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+
+/*
+ * Persisting resident kinds: a tileless catalog entry (nblocks = 0) with the
+ * layout and small arrays (src/mat/resident.c).
+ */
+/** Begins saving @p m as @p kind under @p name; then put arrays, then pspace_writer_finish. */
+int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s, const char *name,
+                               pspace_writer **w);
+/**
+ * Opens the arrays of a stored resident matrix: a reader and its layout
+ * (a flat one when none was stored). EFORMAT in a stored layout is ECORRUPT.
+ */
+int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_reader **r,
+                               pspace_layout **layout);
+/**
+ * Reads array @p name as doubles into a new malloc'd buffer; checks its
+ * element count equals @p count (ECORRUPT naming the array otherwise).
+ */
+int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, double **out);
 
 /** @return the engine's view of @p m if it is stored as tiles, else NULL. */
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m);

@@ -1,0 +1,147 @@
+/*
+ * pspace/factored.h - the factored and compact representations: Diag,
+ * QuasiDiag, KFAC, EKFAC, LowRank and Mixed (SPEC 3). They stay resident in
+ * RAM, are persisted with pspace_mat_save() and reopened with
+ * pspace_mat_open(), and implement the pspace_mat interface (mat.h).
+ *
+ * Per-layer conventions. For layer L of a layout: "out" = shape[0], "in" =
+ * weight_size / out (in * kh * kw for convolutions), "a" = in + 1 with a
+ * bias, in without. All factor arrays are row-major doubles, copied by the
+ * constructors (the caller keeps its own).
+ */
+#ifndef PSPACE_FACTORED_H
+#define PSPACE_FACTORED_H
+
+#include "pspace/mat.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Diag, QuasiDiag, LowRank -------------------------------------------- */
+
+/** Diag: F = diag(diag[0..d)). */
+PSPACE_API int pspace_diag_create(pspace_mat **out, const pspace_layout *layout,
+                                  const double *diag);
+
+/**
+ * QuasiDiag (Ollivier 2015): the diagonal @p diag plus, for each layer L
+ * with a bias, the cross terms cross[L][o * in + j] = F[(b_o), (W_oj)]
+ * between bias o and weight (o, j). cross[L] is NULL (or cross itself NULL)
+ * for layers without a bias.
+ */
+PSPACE_API int pspace_quasidiag_create(pspace_mat **out, const pspace_layout *layout,
+                                       const double *diag, const double *const *cross);
+
+/** LowRank: F = D^T D with D (rows x d) row-major, leading dimension ld. */
+PSPACE_API int pspace_lowrank_create(pspace_mat **out, const pspace_layout *layout, uint64_t rows,
+                                     const double *D, size_t ld);
+
+/* ---- KFAC and EKFAC -------------------------------------------------------- */
+
+/** Damping of KFAC's inverse, solve and powers (SPEC 3). Ids are stored. */
+typedef enum pspace_kfac_damping {
+	PSPACE_KFAC_DAMP_PI = 0,    /**< (A + pi sqrt(l) I) (x) (G + sqrt(l)/pi I) (default) */
+	PSPACE_KFAC_DAMP_SQRT = 1,  /**< the same with pi = 1 */
+	PSPACE_KFAC_DAMP_EXACT = 2, /**< (G (x) A + l I), through the factor eigenbases */
+} pspace_kfac_damping;
+
+/**
+ * KFAC: per layer, the input factor A and the output-gradient factor G.
+ * Linear / conv1d / conv2d: A is a x a, G is out x out, and the layer
+ * block is G (x) A in the (o, j) order with the bias column last (j runs
+ * over a); in the canonical parameter order (weights, then bias) the block
+ * is permuted accordingly. Embedding (num x dim): A is diagonal, given as
+ * its num entries (id counts / n), G is dim x dim, and the block is
+ * A (x) G. Other layer kinds have no KFAC form: PSPACE_ENOTSUP naming the
+ * layer (use Mixed).
+ */
+PSPACE_API int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout,
+                                  const double *const *A, const double *const *G);
+
+/** Sets how KFAC (or EKFAC's factors) damp; stored with the matrix. */
+PSPACE_API int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode);
+
+/**
+ * EKFAC from a KFAC: eigendecomposes each factor (LAPACK dsyevd) and sets
+ * the diagonal in the Kronecker-factored eigenbasis to S = s_G s_A^T, so the
+ * new matrix equals the KFAC one until its diagonal is updated.
+ */
+PSPACE_API int pspace_ekfac_from_kfac(pspace_mat **out, pspace_mat *kfac);
+
+/**
+ * Diagonal update (George et al. 2018), in passes over per-example
+ * gradients: begin() zeroes an accumulator; add() takes @p rows exact
+ * per-example (per-output) gradients, each a full parameter vector (rows x d,
+ * leading dimension ld), and adds (U_G^T grad U_A)^2 per layer; end()
+ * divides by @p n (the number of examples) and replaces S, marking the
+ * matrix updated. add() may be called any number of times between them.
+ */
+PSPACE_API int pspace_ekfac_update_begin(pspace_mat *m);
+PSPACE_API int pspace_ekfac_update_add(pspace_mat *m, const pspace_exec *ex, uint64_t rows,
+                                       const double *grads, size_t ld);
+PSPACE_API int pspace_ekfac_update_end(pspace_mat *m, uint64_t n);
+/** @return 1 if the EKFAC diagonal was updated (persisted), 0 if not, or an error. */
+PSPACE_API int pspace_ekfac_is_updated(const pspace_mat *m);
+
+/* ---- Mixed ----------------------------------------------------------------- */
+
+/**
+ * Mixed: a representation per layer (block-diagonal across layers). parts[i]
+ * is a matrix of layer i's size (its own layout: that one layer); the new
+ * matrix takes references. Typical: EKFAC for linear/conv layers,
+ * BlockDiag or Diag for the rest.
+ */
+PSPACE_API int pspace_mixed_create(pspace_mat **out, const pspace_layout *layout,
+                                   pspace_mat *const *parts);
+
+/**
+ * @return part @p i of a Mixed matrix (borrowed), or NULL when @p m is not
+ * Mixed or i is out of range.
+ */
+PSPACE_API pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i);
+
+/* ---- operations that make new resident matrices ---------------------------- */
+
+/**
+ * (M + damping I)^p as a new matrix of the same kind. Diag, LowRank, EKFAC:
+ * any real p (p < 0 needs M + damping I positive definite). KFAC: integer
+ * p, damped as set by pspace_kfac_set_damping() (exact damping returns an
+ * EKFAC-like result: PSPACE_ENOTSUP for KFAC with exact damping and p != -1
+ * is allowed to fail). QuasiDiag: p = -1 only (arrowhead inverse).
+ */
+PSPACE_API int pspace_mat_pow(pspace_mat *m, double p, double damping, pspace_mat **out);
+/** (M + damping I)^-1 as a new matrix: pspace_mat_pow(m, -1, damping). */
+PSPACE_API int pspace_mat_inverse(pspace_mat *m, double damping, pspace_mat **out);
+/** Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag, LowRank). */
+PSPACE_API int pspace_mat_pinv(pspace_mat *m, double threshold, pspace_mat **out);
+/** s M as a new matrix of the same kind. */
+PSPACE_API int pspace_mat_scale(pspace_mat *m, double s, pspace_mat **out);
+/** A B as a new resident matrix of the same kind (KFAC: per-layer G1 G2 (x) A1 A2; Diag). */
+PSPACE_API int pspace_mat_product(pspace_mat *a, pspace_mat *b, pspace_mat **out);
+
+/**
+ * Exact eigendecomposition of a factored matrix: the @p k largest
+ * eigenvalues in decreasing order and, if @p evecs is not NULL, their
+ * eigenvectors as rows of a (k, d) array (leading dimension ld).
+ * Stored kinds: PSPACE_ENOTSUP (use Lanczos: pspace_op_eig).
+ */
+PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
+                              double *evecs, size_t ld);
+/** All d eigenvalues in decreasing order (factored kinds). */
+PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
+
+/* ---- parameter orders ------------------------------------------------------- */
+
+/**
+ * The permutation from NNGeometry's split_weight_bias=False order (per
+ * linear/conv layer with a bias: row o holds weights (o, 0..in) then bias o)
+ * to the canonical order (weights, then bias): perm[i] = canonical index of
+ * interleaved index i. Identity on layers without a bias.
+ */
+PSPACE_API int pspace_layout_interleave_perm(const pspace_layout *layout, uint64_t *perm);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
