@@ -821,6 +821,13 @@ static void test_op_write(void **state)
 	assert_int_equal(pspace_mat_dense(m, NULL, Dn, D), 0);
 	assert_true(rel_err((size_t)D * D, Dn, R) < TOL);
 	assert_int_equal(pspace_op_write(e, NULL, x->s, "E", &wo), PSPACE_EEXIST);
+	/* F G is not symmetric: a symmetric Dense cannot hold it */
+	pspace_op *fg;
+	assert_int_equal(pspace_op_product(&fg, x->oF, x->oG), 0);
+	assert_int_equal(pspace_op_write(fg, NULL, x->s, "FG", &wo), PSPACE_ENOTSUP);
+	assert_non_null(strstr(pspace_errdetail(), "product"));
+	assert_int_equal(pspace_store_info(x->s, "FG", &(pspace_matrix_info){0}), PSPACE_ENOTFOUND);
+	pspace_op_free(fg);
 	pspace_mat_free(m);
 	free(Dn);
 	free(R);

@@ -474,9 +474,9 @@ int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, double *evals
  * Tiles come from row bands of A: rows [r0, r0 + t) of symmetric A are
  * the columns A E_r, computed by one mm with t unit vectors and kept while
  * the writer asks for tiles of that band (one pass per tile row). A stored
- * Dense is symmetric, so A is taken to be: for a non-symmetric expression
- * (a product of non-commuting matrices) the upper triangle written is that
- * of A^T. Future work: a linear combination of matrices with one tiling
+ * Dense is symmetric, so expressions with products are refused (the
+ * inverse of a symmetric matrix is fine). Future work: a linear
+ * combination of matrices with one tiling
  * could combine tiles read once (pspace_stream_multi) instead.
  */
 typedef struct write_ctx {
@@ -535,6 +535,18 @@ int pspace_op_write(pspace_op *a, const pspace_exec *ex, pspace_store *s, const 
 	rc = op_fold_build(a, &f);
 	if (rc)
 		return rc;
+	/* A stored Dense is symmetric (upper tiles only): a product of symmetric
+	 * matrices is not, so it cannot be written this way. */
+	for (i = 0; i < f->n; i++)
+		if (f->t[i].n > 1) {
+			op_fold_free(f);
+			return pspace_err_set(
+			    PSPACE_ENOTSUP,
+			    "op: writing %s: the expression has a product, which is "
+			    "not symmetric in general; write products of two stored "
+			    "matrices with pspace_mat_product_write",
+			    name);
+		}
 	/* The layout of the first matrix named, if any (a flat one otherwise). */
 	for (i = 0; i < f->n && !layout; i++)
 		for (j = 0; j < f->t[i].n && !layout; j++)
