@@ -1,7 +1,8 @@
 /*
  * Tests for the tile codec: round trips in every stored precision against
  * references computed here in double, the raw fallback and zero-copy
- * views, checksums, truncation and garbage input, CRC-32C paths.
+ * views, the zstd-planes layout read back independently, checksums,
+ * truncation, crafted plane tables and garbage input, CRC-32C paths.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -17,6 +18,7 @@
 
 #include "pspace/codec.h"
 
+#include "codec/codec.h"
 #include "codec/crc32c.h"
 #include "codec/shuffle.h"
 
@@ -343,8 +345,102 @@ static void check_elem(pspace_dtype stored, pspace_dtype src_type, pspace_dtype 
 	}
 }
 
-static void check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, pspace_dtype src_type,
-                            const struct shape *sh, const double *x, const void *src)
+/* binary16 bits to double, by the definition of the format */
+static double half_to_double(uint16_t h)
+{
+	int ex = (h >> 10) & 31, m = h & 1023;
+	double v;
+
+	if (ex == 31)
+		v = m ? NAN : INFINITY;
+	else if (ex == 0)
+		v = ldexp(m, -24);
+	else
+		v = ldexp(1024 + m, ex - 25);
+	return (h & 0x8000u) ? -v : v;
+}
+
+/* Plane table of a codec 2 tile as documented in tile_format.h: bit 31 = raw. */
+struct planes_info {
+	size_t es, n;
+	uint32_t len[8];
+	int raw[8];
+};
+
+/*
+ * Reads a zstd-planes tile without the library: the table, each plane
+ * (ZSTD_decompress or a copy), the unshuffle, the stored values as double
+ * (f16 scaled back by 2^-e). Checks the table's consistency on the way.
+ */
+static void planes_read(const unsigned char *t, size_t len, struct planes_info *pi, double *vals)
+{
+	size_t es, n, off;
+	unsigned char *sh, *el;
+	int e = (int32_t)rd_le32(t + 20);
+
+	assert_int_equal(t[6], PSPACE_CODEC_ZSTD_PLANES);
+	assert_int_equal(t[7], 1); /* shuffle flag */
+	es = t[5] == PSPACE_F64 ? 8 : t[5] == PSPACE_F32 ? 4 : 2;
+	n = (size_t)rd_le32(t + 8) * rd_le32(t + 12);
+	assert_true(len - HDR >= 4 * es);
+	pi->es = es;
+	pi->n = n;
+	off = HDR + 4 * es;
+	sh = malloc(es * n);
+	el = malloc(es * n);
+	assert_true(sh && el);
+	for (size_t b = 0; b < es; b++) {
+		uint32_t v = rd_le32(t + HDR + 4 * b);
+
+		pi->raw[b] = (v >> 31) != 0;
+		pi->len[b] = v & 0x7fffffffu;
+		assert_true(off + pi->len[b] <= len);
+		if (pi->raw[b]) {
+			assert_int_equal(pi->len[b], n);
+			memcpy(sh + b * n, t + off, n);
+		} else {
+			size_t r = ZSTD_decompress(sh + b * n, n, t + off, pi->len[b]);
+
+			assert_false(ZSTD_isError(r));
+			assert_int_equal(r, n);
+			assert_true(pi->len[b] * 100 < 97 * n); /* the encoder's keep rule */
+		}
+		off += pi->len[b];
+	}
+	assert_int_equal(off, len);
+	for (size_t i = 0; i < n; i++)
+		for (size_t b = 0; b < es; b++)
+			el[i * es + b] = sh[b * n + i];
+	for (size_t i = 0; vals != NULL && i < n; i++) {
+		const unsigned char *q = el + i * es;
+
+		switch (t[5]) {
+		case PSPACE_F64: memcpy(&vals[i], q, 8); break;
+		case PSPACE_F32: {
+			float f;
+
+			memcpy(&f, q, 4);
+			vals[i] = f;
+			break;
+		}
+		case PSPACE_BF16: {
+			uint32_t u = (uint32_t)(q[0] | q[1] << 8) << 16;
+			float f;
+
+			memcpy(&f, &u, 4);
+			vals[i] = f;
+			break;
+		}
+		default: vals[i] = ldexp(half_to_double((uint16_t)(q[0] | q[1] << 8)), -e); break;
+		}
+	}
+	free(el);
+	free(sh);
+}
+
+static void check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, unsigned eflags,
+                            pspace_dtype src_type, const struct shape *sh, const double *x,
+                            const void *src)
 {
 	const void *tile = NULL, *view = NULL;
 	size_t len = 0, n = (size_t)sh->rows * sh->cols;
@@ -359,9 +455,9 @@ static void check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, pspace_
 	if (o->dtype == PSPACE_F16)
 		e = ref_scale_exp(maxabs);
 
-	assert_int_equal(
-	    pspace_tile_encode(c, o, src_type, src, sh->rows, sh->cols, sh->src_ld, &tile, &len),
-	    0);
+	assert_int_equal(pspace_tile_encode_ex(c, o, eflags, src_type, src, sh->rows, sh->cols,
+	                                       sh->src_ld, &tile, &len),
+	                 0);
 	assert_true(len <= pspace_tile_bound(o, sh->rows, sh->cols));
 	/* a private copy: the context's buffer is reused by view below */
 	copy = xaligned(64, len);
@@ -380,6 +476,21 @@ static void check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, pspace_
 		assert_int_equal(h.shuffle, 0);
 	else
 		assert_int_equal(h.shuffle, o->shuffle != 0);
+	if (h.codec != PSPACE_CODEC_RAW)
+		assert_int_equal(h.codec, o->shuffle && !(eflags & PSPACE_TILE_ENCODE_ONE_FRAME)
+		                              ? PSPACE_CODEC_ZSTD_PLANES
+		                              : PSPACE_CODEC_ZSTD);
+	if (h.codec == PSPACE_CODEC_ZSTD_PLANES) {
+		/* the layout as documented, read without the library's decoder */
+		struct planes_info pi;
+		double *vals = malloc(n * sizeof(*vals));
+
+		assert_non_null(vals);
+		planes_read(copy, len, &pi, vals);
+		for (size_t i = 0; i < n; i++)
+			assert_true(vals[i] == ref_stored(o->dtype, src_type, x[i], e));
+		free(vals);
+	}
 
 	for (size_t w = 0; w < 2; w++) {
 		pspace_dtype want = wants[w];
@@ -446,14 +557,18 @@ static void roundtrip_all(enum data_kind kind)
 					/* level 19 is slow on large tiles; small ones cover it */
 					if (levels[l] == 19 && n > 4096)
 						continue;
-					for (int shuf = 0; shuf < 2; shuf++) {
+					/* shuffle 2: shuffled single frame (codec 1) */
+					for (int shuf = 0; shuf < 3; shuf++) {
 						pspace_codec_opts o;
 
 						pspace_codec_opts_default(&o);
 						o.dtype = dtypes[d];
 						o.level = levels[l];
-						o.shuffle = shuf;
-						check_roundtrip(c, &o, srcs[t], sh, x, src);
+						o.shuffle = shuf != 0;
+						check_roundtrip(
+						    c, &o,
+						    shuf == 2 ? PSPACE_TILE_ENCODE_ONE_FRAME : 0,
+						    srcs[t], sh, x, src);
 						count++;
 					}
 				}
@@ -499,7 +614,7 @@ static void test_codec_fisher_compresses(void **state)
 	assert_int_equal(pspace_codec_create(&c), 0);
 	pspace_codec_opts_default(&o);
 	assert_int_equal(o.dtype, PSPACE_F32);
-	assert_int_equal(o.level, 3);
+	assert_int_equal(o.level, 1);
 	assert_int_equal(o.shuffle, 1);
 	assert_true(o.min_ratio == 1.03);
 	/* low bits of f32 Fisher entries are noise; zero them so zstd has something to find */
@@ -512,7 +627,7 @@ static void test_codec_fisher_compresses(void **state)
 	}
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 256, 256, 256, &tile, &len), 0);
 	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
-	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD);
+	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
 	assert_int_equal(h.shuffle, 1);
 	print_message("f32 Fisher tile, 16 low bits zeroed: %zu -> %zu bytes\n",
 	              (size_t)256 * 256 * 4, len);
@@ -762,7 +877,7 @@ static void test_codec_raw_fallback(void **state)
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, bits, rows, cols, cols, &tile, &len),
 	                 0);
 	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
-	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD);
+	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
 	memcpy(aligned, tile, len);
 	{
 		const void *v1, *v2;
@@ -781,16 +896,24 @@ static void test_codec_raw_fallback(void **state)
 
 /* -- corruption ----------------------------------------------------------------- */
 
+/* Every one-bit and one-byte flip and every truncation of a tile of up to 64 columns is rejected.
+ */
 static void flip_all(pspace_codec *c, const void *tile, size_t len)
 {
 	unsigned char *buf = xaligned(64, len);
-	float out[64];
+	uint32_t rows = rd_le32((const unsigned char *)tile + 8);
+	uint32_t cols = rd_le32((const unsigned char *)tile + 12);
+	float *out = malloc((size_t)rows * 64 * sizeof(*out));
+	const void *view;
+
+	assert_non_null(out);
+	assert_true(cols <= 64);
 
 	for (size_t pos = 0; pos < len; pos++) {
 		for (int m = 0; m < 2; m++) {
 			memcpy(buf, tile, len);
 			buf[pos] ^= m ? 0xff : 0x01;
-			assert_int_equal(pspace_tile_decode(c, buf, len, PSPACE_F32, out, 8),
+			assert_int_equal(pspace_tile_decode(c, buf, len, PSPACE_F32, out, 64),
 			                 PSPACE_ECORRUPT);
 			if (pos >= HDR || (pos >= 24 && pos < 28))
 				assert_non_null(strstr(pspace_errdetail(), "checksum"));
@@ -798,10 +921,14 @@ static void flip_all(pspace_codec *c, const void *tile, size_t len)
 		}
 	}
 	memcpy(buf, tile, len);
-	for (size_t l = 0; l < len; l++)
-		assert_int_equal(pspace_tile_decode(c, buf, l, PSPACE_F32, out, 8),
+	for (size_t l = 0; l < len; l++) {
+		assert_int_equal(pspace_tile_decode(c, buf, l, PSPACE_F32, out, 64),
 		                 PSPACE_ECORRUPT);
-	assert_int_equal(pspace_tile_decode(c, buf, len, PSPACE_F32, out, 8), 0);
+		assert_int_equal(pspace_tile_view(c, buf, l, PSPACE_F64, &view, NULL),
+		                 PSPACE_ECORRUPT);
+	}
+	assert_int_equal(pspace_tile_decode(c, buf, len, PSPACE_F32, out, 64), 0);
+	free(out);
 	free(buf);
 }
 
@@ -823,7 +950,19 @@ static void test_codec_checksum_flip(void **state)
 		src[i] = (float)(i % 4);
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 8, 8, 8, &tile, &len), 0);
 	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
+	copy = malloc(len);
+	assert_non_null(copy);
+	memcpy(copy, tile, len);
+	flip_all(c, copy, len);
+	free(copy);
+	/* the same as one shuffled frame (codec 1) */
+	assert_int_equal(pspace_tile_encode_ex(c, &o, PSPACE_TILE_ENCODE_ONE_FRAME, PSPACE_F32, src,
+	                                       8, 8, 8, &tile, &len),
+	                 0);
+	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD);
+	assert_int_equal(h.shuffle, 1);
 	copy = malloc(len);
 	assert_non_null(copy);
 	memcpy(copy, tile, len);
@@ -891,8 +1030,22 @@ static void test_codec_parse_rejects(void **state)
 	expect_corrupt(t, sizeof(t), "dtype");
 	make_header(t, 0, 0, 0, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "dtype");
-	make_header(t, PSPACE_F32, 2, 0, 2, 2, 16, 0);
+	make_header(t, PSPACE_F32, 3, 0, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "codec");
+	make_header(t, PSPACE_F32, 255, 1, 2, 2, 16, 0);
+	expect_corrupt(t, sizeof(t), "codec");
+	make_header(t, PSPACE_F32, 2, 0, 2, 2, 16, 0); /* planes without the shuffle flag */
+	expect_corrupt(t, sizeof(t), "shuffle bit");
+	make_header(t, PSPACE_F32, 2, 3, 2, 2, 16, 0);
+	expect_corrupt(t, sizeof(t), "flags");
+	make_header(t, PSPACE_F32, 2, 1, 2, 2, 16, 0); /* 16 < table 16 + 4 planes */
+	expect_corrupt(t, sizeof(t), "needs 20..32");
+	make_header(t, PSPACE_F32, 2, 1, 1, 1, 16, 0); /* 16 < 20 */
+	expect_corrupt(t, sizeof(t), "zstd-planes tile payload");
+	make_header(t, PSPACE_BF16, 2, 1, 1, 2, 16, 0); /* 16 > table 8 + 2 planes of 2 */
+	expect_corrupt(t, sizeof(t), "needs 10..12");
+	make_header(t, PSPACE_F64, 2, 1, 1, 1, 16, 0); /* 16 < 40 */
+	expect_corrupt(t, sizeof(t), "needs 40..40");
 	make_header(t, PSPACE_F32, 1, 2, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "flags");
 	make_header(t, PSPACE_F32, 0, 1, 2, 2, 16, 0);
@@ -1041,9 +1194,29 @@ static void test_codec_garbage(void **state)
 			len = HDR + plen;
 			for (size_t i = HDR; i < len; i++)
 				buf[i] = (unsigned char)rng_u64();
+			unsigned codec = 1 + (unsigned)(it % 4 == 0);
+			size_t es = dtype == PSPACE_F64 ? 8 : dtype == PSPACE_F32 ? 4 : 2;
+
 			if (plen >= 4)
 				wr_le32(buf + HDR, 0xfd2fb528u); /* zstd magic */
-			make_header(buf, dtype, 1, (unsigned)(rng_u64() % 2), rows, cols, plen,
+			if (codec == 2 && plen >= 4 * es) {
+				/* a plane table that adds up, random raw bits, frames where due */
+				size_t left = plen - 4 * es, off = HDR + 4 * es;
+
+				for (size_t b = 0; b < es; b++) {
+					uint32_t l = b + 1 < es ? (uint32_t)(rng_u64() % (left + 1))
+					                        : (uint32_t)left;
+
+					left -= l;
+					if (l >= 4)
+						wr_le32(buf + off, 0xfd2fb528u);
+					off += l;
+					wr_le32(buf + HDR + 4 * b,
+					        l | (rng_u64() % 4 == 0 ? 0x80000000u : 0));
+				}
+			}
+			make_header(buf, dtype, codec, codec == 2 ? 1 : (unsigned)(rng_u64() % 2),
+			            rows, cols, plen,
 			            dtype == PSPACE_F16 ? (int32_t)(rng_u64() % 41) - 20 : 0);
 		} else {
 			len = good_len;
@@ -1061,6 +1234,331 @@ static void test_codec_garbage(void **state)
 	pspace_codec_free(c);
 	free(out);
 	free(buf);
+}
+
+/* -- zstd planes (codec 2) ------------------------------------------------------- */
+
+/* Every stored precision, both sources, shapes from 1x1 to 512x512, levels 1 and -1. */
+static void test_codec_planes_roundtrip(void **state)
+{
+	static const struct shape psh[] = {
+	    {1, 1, 1, 1}, {37, 53, 53, 53}, {37, 53, 61, 64}, {512, 512, 512, 512}};
+	const pspace_dtype dtypes[] = {PSPACE_F64, PSPACE_F32, PSPACE_BF16, PSPACE_F16};
+	const pspace_dtype srcs[] = {PSPACE_F32, PSPACE_F64};
+	pspace_codec *c = NULL;
+	int planes = 0, count = 0;
+
+	(void)state;
+	rng_seed(17);
+	assert_int_equal(pspace_codec_create(&c), 0);
+	for (size_t s = 0; s < sizeof(psh) / sizeof(psh[0]); s++) {
+		const struct shape *sh = &psh[s];
+		size_t n = (size_t)sh->rows * sh->cols;
+		double *x = malloc(n * sizeof(*x));
+		void *src = malloc((size_t)sh->rows * sh->src_ld * 8);
+
+		assert_true(x && src);
+		for (size_t t = 0; t < 2; t++) {
+			make_data(DATA_FISHER, srcs[t], sh, x, src);
+			for (size_t d = 0; d < 4; d++) {
+				for (int level = -1; level <= 1; level += 2) {
+					pspace_codec_opts o;
+					const void *tile;
+					size_t len;
+
+					pspace_codec_opts_default(&o);
+					o.dtype = dtypes[d];
+					o.level = level;
+					check_roundtrip(c, &o, 0, srcs[t], sh, x, src);
+					count++;
+					assert_int_equal(
+					    pspace_tile_encode(c, &o, srcs[t], src, sh->rows,
+					                       sh->cols, sh->src_ld, &tile, &len),
+					    0);
+					planes += ((const unsigned char *)tile)[6] ==
+					          PSPACE_CODEC_ZSTD_PLANES;
+					/* 1x1: every plane raw, so the whole tile is raw */
+					if (n == 1)
+						assert_int_equal(((const unsigned char *)tile)[6],
+						                 PSPACE_CODEC_RAW);
+				}
+			}
+		}
+		free(src);
+		free(x);
+	}
+	print_message("%d round trips, %d as zstd planes\n", count, planes);
+	assert_true(planes >= 16); /* the larger Fisher tiles compress in every precision */
+	pspace_codec_free(c);
+}
+
+/* f32 Fisher data: the low mantissa plane is noise (raw), the exponent plane compresses. */
+static void test_codec_planes_layout(void **state)
+{
+	const struct shape sh = {256, 256, 256, 256};
+	const size_t n = 256 * 256;
+	double *x = malloc(n * sizeof(*x));
+	float *src = malloc(n * sizeof(*src));
+	pspace_codec *c = NULL;
+	pspace_codec_opts o;
+	const void *tile;
+	size_t len;
+	struct planes_info pi;
+
+	(void)state;
+	assert_true(x && src);
+	rng_seed(19);
+	make_data(DATA_FISHER, PSPACE_F32, &sh, x, src);
+	assert_int_equal(pspace_codec_create(&c), 0);
+	pspace_codec_opts_default(&o);
+	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 256, 256, 256, &tile, &len), 0);
+	planes_read(tile, len, &pi, NULL);
+	print_message("f32 planes: %s%u %s%u %s%u %s%u of %zu bytes each\n",
+	              pi.raw[0] ? "raw " : "zstd ", pi.len[0], pi.raw[1] ? "raw " : "zstd ",
+	              pi.len[1], pi.raw[2] ? "raw " : "zstd ", pi.len[2],
+	              pi.raw[3] ? "raw " : "zstd ", pi.len[3], n);
+	assert_int_equal(pi.es, 4);
+	assert_true(pi.raw[0]); /* lowest mantissa byte: noise */
+	assert_int_equal(pi.len[0], n);
+	assert_false(pi.raw[3]); /* sign and exponent */
+	assert_true(pi.len[3] < n / 2);
+	/* all-zero low planes compress too: bf16 of a tile of small integers */
+	for (size_t i = 0; i < n; i++)
+		src[i] = (float)(i % 5);
+	o.dtype = PSPACE_BF16;
+	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 256, 256, 256, &tile, &len), 0);
+	planes_read(tile, len, &pi, NULL);
+	assert_int_equal(pi.es, 2);
+	assert_false(pi.raw[0] || pi.raw[1]);
+	pspace_codec_free(c);
+	free(src);
+	free(x);
+}
+
+/* A tile with both kinds of plane: bit flips and truncations anywhere are rejected. */
+static void test_codec_planes_corrupt(void **state)
+{
+	float src[32 * 32];
+	pspace_codec *c = NULL;
+	pspace_codec_opts o;
+	const void *tile;
+	size_t len;
+	unsigned char *copy;
+	struct planes_info pi;
+
+	(void)state;
+	rng_seed(23);
+	for (int i = 0; i < 32 * 32; i++) {
+		uint32_t u = 0x3f800000u | (uint32_t)(i % 3) << 16 | (uint32_t)(rng_u64() & 0xff);
+
+		memcpy(&src[i], &u, 4);
+	}
+	assert_int_equal(pspace_codec_create(&c), 0);
+	pspace_codec_opts_default(&o);
+	for (int d = 0; d < 2; d++) {
+		o.dtype = d ? PSPACE_F64 : PSPACE_F32;
+		assert_int_equal(
+		    pspace_tile_encode(c, &o, PSPACE_F32, src, 32, 32, 32, &tile, &len), 0);
+		copy = malloc(len);
+		assert_non_null(copy);
+		memcpy(copy, tile, len);
+		planes_read(copy, len, &pi, NULL);
+		/* f32: the noise byte raw (in f64 its 8 random bits straddle two planes) */
+		assert_true(d || pi.raw[0]);
+		assert_false(pi.raw[pi.es - 1]);
+		flip_all(c, copy, len);
+		free(copy);
+	}
+	pspace_codec_free(c);
+}
+
+/* Decodes a doctored tile (checksum recomputed): ECORRUPT naming @p needle, for decode and view. */
+static void expect_decode_corrupt(pspace_codec *c, unsigned char *t, size_t len, const char *needle)
+{
+	float out[16 * 16];
+	const void *view;
+	unsigned char *dup = malloc(len); /* exactly the tile: any overread is seen */
+
+	assert_non_null(dup);
+	memcpy(dup, t, len);
+	fix_crc(dup, len);
+	assert_int_equal(pspace_tile_verify(dup, len), 0);
+	assert_int_equal(pspace_tile_decode(c, dup, len, PSPACE_F32, out, 16), PSPACE_ECORRUPT);
+	if (strstr(pspace_errdetail(), needle) == NULL) {
+		print_error("detail \"%s\" lacks \"%s\"\n", pspace_errdetail(), needle);
+		fail();
+	}
+	assert_int_equal(pspace_tile_view(c, dup, len, PSPACE_F64, &view, NULL), PSPACE_ECORRUPT);
+	assert_non_null(strstr(pspace_errdetail(), needle));
+	free(dup);
+}
+
+/*
+ * Plane tables that disagree with the planes, with a valid checksum: each
+ * is rejected with ECORRUPT and a message saying which plane (the buffers
+ * are exactly the tile's size, so ASan and valgrind see any overread).
+ */
+static void test_codec_planes_lengths(void **state)
+{
+	enum { N = 16 * 16 };
+	float src[N];
+	pspace_codec *c = NULL;
+	pspace_codec_opts o;
+	const void *tile;
+	size_t len, tlen;
+	unsigned char *good, *t;
+	struct planes_info pi;
+	uint32_t l0, l3;
+
+	(void)state;
+	rng_seed(29);
+	/* plane 0 noise (raw), planes 1-3 compressible */
+	for (int i = 0; i < N; i++) {
+		uint32_t u = 0x40000000u | (uint32_t)(i % 2) << 8 | (uint32_t)(rng_u64() & 0xff);
+
+		memcpy(&src[i], &u, 4);
+	}
+	assert_int_equal(pspace_codec_create(&c), 0);
+	pspace_codec_opts_default(&o);
+	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 16, 16, 16, &tile, &len), 0);
+	good = malloc(len);
+	assert_non_null(good);
+	memcpy(good, tile, len);
+	planes_read(good, len, &pi, NULL);
+	assert_true(pi.raw[0] && !pi.raw[1] && !pi.raw[2] && !pi.raw[3]);
+	l0 = rd_le32(good + HDR);
+	l3 = rd_le32(good + HDR + 12);
+	t = malloc(2048);
+	assert_non_null(t);
+#define FRESH() memcpy(t, good, len)
+	/* raw plane whose length is not n */
+	FRESH();
+	wr_le32(t + HDR, l0 - 1);
+	expect_decode_corrupt(c, t, len, "plane 0: stored raw with 255 bytes");
+	FRESH();
+	wr_le32(t + HDR, l0 + 1);
+	expect_decode_corrupt(c, t, len, "plane 0: stored raw with 257 bytes");
+	FRESH();
+	wr_le32(t + HDR, 0xffffffffu);
+	expect_decode_corrupt(c, t, len, "plane 0: stored raw");
+	/* the raw plane called a zstd frame: n bytes is too long for a frame */
+	FRESH();
+	wr_le32(t + HDR, 256);
+	expect_decode_corrupt(c, t, len, "plane 0: zstd frame of 256 bytes, must be 1..255");
+	/* zstd plane of length 0 */
+	FRESH();
+	wr_le32(t + HDR + 12, 0);
+	expect_decode_corrupt(c, t, len, "plane 3: zstd frame of 0 bytes");
+	/* huge lengths: no wrap-around in the sum */
+	FRESH();
+	wr_le32(t + HDR + 12, 0x7fffffffu);
+	expect_decode_corrupt(c, t, len, "plane 3: zstd frame of 2147483647 bytes");
+	/* a zstd plane called raw */
+	FRESH();
+	wr_le32(t + HDR + 12, 0x80000000u | l3);
+	expect_decode_corrupt(c, t, len, "plane 3: stored raw");
+	/* sums off by one either way */
+	FRESH();
+	wr_le32(t + HDR + 12, l3 + 1);
+	expect_decode_corrupt(c, t, len, "sum to");
+	FRESH();
+	wr_le32(t + HDR + 12, l3 - 1);
+	expect_decode_corrupt(c, t, len, "sum to");
+	/* a byte moved from one frame's length to another's: frames misaligned */
+	FRESH();
+	wr_le32(t + HDR + 4, rd_le32(good + HDR + 4) + 1);
+	wr_le32(t + HDR + 8, rd_le32(good + HDR + 8) - 1);
+	expect_decode_corrupt(c, t, len, "plane 1");
+	/* the raw plane moved to the end: plane 3 begins with noise, not a frame */
+	FRESH();
+	{
+		uint32_t lens[4];
+
+		for (int b = 0; b < 4; b++)
+			lens[b] = rd_le32(good + HDR + 4 * b);
+		wr_le32(t + HDR, lens[1]);
+		wr_le32(t + HDR + 4, lens[2]);
+		wr_le32(t + HDR + 8, lens[3] & 0x7fffffffu);
+		wr_le32(t + HDR + 12, lens[0]);
+		/* only the table changes: plane 0's frame length now covers raw noise */
+		expect_decode_corrupt(c, t, len, "plane 0: its");
+	}
+	/* a payload exactly as long as its table: caught by the header check */
+	FRESH();
+	tlen = HDR + 16;
+	wr_le32(t + 16, 16);
+	fix_crc(t, tlen);
+	assert_int_equal(pspace_tile_decode(c, t, tlen, PSPACE_F32, src, 16), PSPACE_ECORRUPT);
+	assert_non_null(strstr(pspace_errdetail(), "zstd-planes tile payload 16 bytes"));
+	/* hand-made: valid frames of the wrong size, two frames in one slot */
+	{
+		unsigned char zero[300] = {0};
+		size_t off = HDR + 16, z;
+
+		/* plane 0: a frame of 255 bytes where 256 are needed; planes 1-3 raw */
+		z = ZSTD_compress(t + off, 200, zero, 255, 1);
+		assert_false(ZSTD_isError(z));
+		wr_le32(t + HDR, (uint32_t)z);
+		off += z;
+		for (int b = 1; b < 4; b++) {
+			wr_le32(t + HDR + 4 * b, 0x80000100u);
+			memset(t + off, b, 256);
+			off += 256;
+		}
+		make_header(t, PSPACE_F32, 2, 1, 16, 16, (uint32_t)(off - HDR), 0);
+		expect_decode_corrupt(c, t, off, "plane 0 decompressed to 255 bytes");
+		/* 257 bytes: decompression itself must stop */
+		{
+			unsigned char f[200];
+
+			off = HDR + 16;
+			z = ZSTD_compress(f, sizeof(f), zero, 257, 1);
+			assert_false(ZSTD_isError(z));
+			memmove(t + off + z, t + off + rd_le32(t + HDR), 3 * 256);
+			memcpy(t + off, f, z);
+		}
+		wr_le32(t + HDR, (uint32_t)z);
+		off += z + 3 * 256;
+		make_header(t, PSPACE_F32, 2, 1, 16, 16, (uint32_t)(off - HDR), 0);
+		expect_decode_corrupt(c, t, off, "plane 0: decompression failed");
+		/* two frames of 128 bytes in plane 0's slot */
+		{
+			unsigned char rest[3 * 256];
+			size_t z1, z2;
+
+			memcpy(rest, t + HDR + 16 + z, sizeof(rest));
+			off = HDR + 16;
+			z1 = ZSTD_compress(t + off, 100, zero, 128, 1);
+			z2 = ZSTD_compress(t + off + z1, 100, zero, 128, 1);
+			assert_false(ZSTD_isError(z1) || ZSTD_isError(z2));
+			wr_le32(t + HDR, (uint32_t)(z1 + z2));
+			off += z1 + z2;
+			memcpy(t + off, rest, sizeof(rest));
+			off += sizeof(rest);
+			make_header(t, PSPACE_F32, 2, 1, 16, 16, (uint32_t)(off - HDR), 0);
+			expect_decode_corrupt(c, t, off, "not exactly one zstd frame");
+			/* and the well-formed version decodes */
+			off = HDR + 16;
+			z = ZSTD_compress(t + off, 200, zero, 256, 1);
+			wr_le32(t + HDR, (uint32_t)z);
+			off += z;
+			memcpy(t + off, rest, sizeof(rest));
+			off += sizeof(rest);
+			make_header(t, PSPACE_F32, 2, 1, 16, 16, (uint32_t)(off - HDR), 0);
+			fix_crc(t, off);
+			assert_int_equal(pspace_tile_decode(c, t, off, PSPACE_F32, src, 16), 0);
+			for (int i = 0; i < N; i++) {
+				uint32_t u;
+
+				memcpy(&u, &src[i], 4);
+				assert_int_equal(u, 0x03020100u);
+			}
+		}
+	}
+#undef FRESH
+	free(t);
+	free(good);
+	pspace_codec_free(c);
 }
 
 /* -- f16 scale --------------------------------------------------------------------- */
@@ -1207,6 +1705,10 @@ int main(void)
 	    cmocka_unit_test(test_codec_parse_rejects),
 	    cmocka_unit_test(test_codec_zstd_size_mismatch),
 	    cmocka_unit_test(test_codec_garbage),
+	    cmocka_unit_test(test_codec_planes_roundtrip),
+	    cmocka_unit_test(test_codec_planes_layout),
+	    cmocka_unit_test(test_codec_planes_corrupt),
+	    cmocka_unit_test(test_codec_planes_lengths),
 	    cmocka_unit_test(test_codec_f16_underflow),
 	    cmocka_unit_test(test_codec_args),
 	    cmocka_unit_test(test_codec_bound),

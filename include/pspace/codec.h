@@ -21,14 +21,17 @@ extern "C" {
 /** Payload codecs. Written to disk: ids are never reused. */
 typedef enum pspace_codec_id {
 	PSPACE_CODEC_RAW = 0,  /**< payload is the elements as stored, unencoded */
-	PSPACE_CODEC_ZSTD = 1, /**< payload is a zstd frame */
+	PSPACE_CODEC_ZSTD = 1, /**< payload is one zstd frame (of shuffled or plain elements) */
+	PSPACE_CODEC_ZSTD_PLANES = 2, /**< payload is the shuffled byte planes, each a zstd
+	                                  frame or raw (the default with shuffle and zstd) */
 } pspace_codec_id;
 
 /** How to encode tiles. */
 typedef struct pspace_codec_opts {
 	pspace_dtype dtype; /**< stored precision: F64, F32 (default), BF16, F16 */
 	int level;          /**< zstd level (1..19, negative = fast); 0 = always raw */
-	int shuffle;        /**< nonzero: byte-shuffle the element planes first */
+	int shuffle;        /**< nonzero: byte-shuffle; with zstd each byte plane is
+	                         compressed on its own (PSPACE_CODEC_ZSTD_PLANES) */
 	double min_ratio;   /**< keep zstd output only if raw/encoded >= this (default 1.03) */
 } pspace_codec_opts;
 

@@ -5,6 +5,7 @@
 #define PSPACE_SRC_CODEC_CODEC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <zstd.h>
 
@@ -36,5 +37,16 @@ struct pspace_codec {
  * @return its storage, or NULL with PSPACE_ENOMEM in the detail message.
  */
 unsigned char *pspace_codec_scratch(pspace_codec *c, int which, size_t need);
+
+/** pspace_tile_encode_ex() flag: shuffle + zstd as one frame (codec 1), not planes (codec 2). */
+#define PSPACE_TILE_ENCODE_ONE_FRAME 0x1u
+
+/**
+ * pspace_tile_encode() with internal @p flags (PSPACE_TILE_ENCODE_*), for
+ * tests and benchmarks that need the older single-frame shuffled tiles.
+ */
+int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsigned flags,
+                          pspace_dtype src_type, const void *src, uint32_t rows, uint32_t cols,
+                          size_t ld, const void **out, size_t *out_len);
 
 #endif

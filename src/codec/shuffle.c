@@ -46,9 +46,14 @@ static void shuffle8(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
 	}
 }
 
-static void unshuffle2(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
+/*
+ * The unshuffles read each plane through its own pointer, so that planes
+ * stored raw in a tile are read where they lie and only the decompressed
+ * ones pass through a scratch buffer.
+ */
+static void unshuffle2(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
-	const uint8_t *restrict i0 = in, *restrict i1 = in + n;
+	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1];
 
 	for (size_t i = 0; i < n; i++) {
 		o[2 * i] = i0[i];
@@ -56,10 +61,10 @@ static void unshuffle2(uint8_t *restrict o, const uint8_t *restrict in, size_t n
 	}
 }
 
-static void unshuffle4(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
+static void unshuffle4(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
-	const uint8_t *restrict i0 = in, *restrict i1 = in + n, *restrict i2 = in + 2 * n;
-	const uint8_t *restrict i3 = in + 3 * n;
+	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1], *restrict i2 = pl[2];
+	const uint8_t *restrict i3 = pl[3];
 
 	for (size_t i = 0; i < n; i++) {
 		o[4 * i] = i0[i];
@@ -69,19 +74,23 @@ static void unshuffle4(uint8_t *restrict o, const uint8_t *restrict in, size_t n
 	}
 }
 
-static void unshuffle8(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
+static void unshuffle8(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
+	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1], *restrict i2 = pl[2];
+	const uint8_t *restrict i3 = pl[3], *restrict i4 = pl[4], *restrict i5 = pl[5];
+	const uint8_t *restrict i6 = pl[6], *restrict i7 = pl[7];
+
 	for (size_t i = 0; i < n; i++) {
 		uint8_t *restrict e = o + 8 * i;
 
-		e[0] = in[i];
-		e[1] = in[n + i];
-		e[2] = in[2 * n + i];
-		e[3] = in[3 * n + i];
-		e[4] = in[4 * n + i];
-		e[5] = in[5 * n + i];
-		e[6] = in[6 * n + i];
-		e[7] = in[7 * n + i];
+		e[0] = i0[i];
+		e[1] = i1[i];
+		e[2] = i2[i];
+		e[3] = i3[i];
+		e[4] = i4[i];
+		e[5] = i5[i];
+		e[6] = i6[i];
+		e[7] = i7[i];
 	}
 }
 
@@ -102,19 +111,37 @@ void pspace_shuffle(void *restrict out, const void *restrict in, size_t n, size_
 	}
 }
 
-void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, size_t es)
+void pspace_unshuffle_planes(void *restrict out, const void *const *planes, size_t n, size_t es)
 {
 	uint8_t *restrict o = out;
-	const uint8_t *restrict s = in;
+	const uint8_t *const *pl = (const uint8_t *const *)planes;
 
 	switch (es) {
-	case 2: unshuffle2(o, s, n); break;
-	case 4: unshuffle4(o, s, n); break;
-	case 8: unshuffle8(o, s, n); break;
+	case 2: unshuffle2(o, pl, n); break;
+	case 4: unshuffle4(o, pl, n); break;
+	case 8: unshuffle8(o, pl, n); break;
 	default:
 		for (size_t b = 0; b < es; b++)
 			for (size_t i = 0; i < n; i++)
-				o[i * es + b] = s[b * n + i];
+				o[i * es + b] = pl[b][i];
 		break;
 	}
+}
+
+void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, size_t es)
+{
+	const uint8_t *s = in;
+	const void *planes[PSPACE_SHUFFLE_MAX_ES];
+
+	if (es > PSPACE_SHUFFLE_MAX_ES) {
+		uint8_t *restrict o = out;
+
+		for (size_t b = 0; b < es; b++)
+			for (size_t i = 0; i < n; i++)
+				o[i * es + b] = s[b * n + i];
+		return;
+	}
+	for (size_t b = 0; b < es; b++)
+		planes[b] = s + b * n;
+	pspace_unshuffle_planes(out, planes, n, es);
 }

@@ -17,4 +17,14 @@ void pspace_shuffle(void *restrict out, const void *restrict in, size_t n, size_
 /** The inverse: out[i*es + b] = in[b*n + i]. */
 void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, size_t es);
 
+/** Element sizes up to this have a pointer per plane in pspace_unshuffle(). */
+#define PSPACE_SHUFFLE_MAX_ES 8
+
+/**
+ * The inverse with each plane at its own address: out[i*es + b] =
+ * planes[b][i]. The planes may lie anywhere (also inside one another's
+ * buffers) but must not overlap @p out.
+ */
+void pspace_unshuffle_planes(void *restrict out, const void *const *planes, size_t n, size_t es);
+
 #endif

@@ -6,8 +6,9 @@
  *   0    4     magic "PSTL" (bytes 'P','S','T','L')
  *   4    1     header version = 1
  *   5    1     dtype (pspace_dtype id: 1 f64, 2 f32, 3 bf16, 4 f16)
- *   6    1     codec (0 raw, 1 zstd)
- *   7    1     flags (bit 0: byte shuffle applied before zstd; other bits 0)
+ *   6    1     codec (0 raw, 1 zstd, 2 zstd planes)
+ *   7    1     flags (bit 0: byte shuffle; set for codec 2, optional for
+ *                     codec 1, clear for codec 0; other bits 0)
  *   8    4     rows (u32, > 0)
  *   12   4     cols (u32, > 0)
  *   16   4     payload length in bytes (u32) = tile length - 32
@@ -15,11 +16,37 @@
  *   24   4     CRC-32C over header bytes 0..23 followed by the payload
  *   28   4     reserved, 0
  *
- * Payload: rows*cols elements, row-major, at the stored precision
- * (little-endian), then optionally byte-shuffled (element byte planes:
- * out[b*n + i] = in[i*es + b]), then optionally compressed as one zstd
- * frame. A raw payload has flags 0 and is exactly rows*cols*es bytes; a
- * zstd payload decompresses to exactly that. rows*cols*es fits in a u32.
+ * The elements: rows*cols values, row-major, at the stored precision
+ * (little-endian), es = 8, 4, 2, 2 bytes for f64, f32, bf16, f16;
+ * n = rows*cols, and n*es fits in a u32. Byte shuffle splits them into es
+ * planes of n bytes: plane b, byte i = byte b of element i
+ * (shuffled[b*n + i] = elements[i*es + b]).
+ *
+ * Codec 0, raw: the payload is the n*es element bytes, flags 0.
+ *
+ * Codec 1, zstd: the payload is exactly one zstd frame that decompresses to
+ * exactly n*es bytes: the elements, or with flag bit 0 the shuffled
+ * elements. Written for zstd without shuffle; tiles with shuffle written
+ * before codec 2 existed stay readable.
+ *
+ * Codec 2, zstd planes (shuffle + zstd): each byte plane on its own, so a
+ * plane of noise (low mantissa bytes) is stored as it is and decodes as a
+ * copy, and the others decompress as small independent frames.
+ *
+ *   off          size   field
+ *   0            4*es   plane length table: es u32 LE, one per plane b
+ *                       in order; bit 31 set: plane b is raw and the low
+ *                       31 bits are n; bit 31 clear: plane b is one zstd
+ *                       frame of that many bytes (1 .. n-1) decompressing
+ *                       to exactly n bytes
+ *   4*es         L_0    plane 0 (raw bytes or zstd frame)
+ *   4*es+L_0     L_1    plane 1
+ *   ...                 up to plane es-1
+ *
+ * The lengths L_b (low 31 bits) sum to exactly payload length - 4*es.
+ * Flags bit 0 is set. The encoder stores a plane raw when its frame is
+ * not below 97% of n, and the whole tile raw (codec 0) when the payload
+ * misses the tile's min_ratio.
  */
 #ifndef PSPACE_SRC_CODEC_TILE_FORMAT_H
 #define PSPACE_SRC_CODEC_TILE_FORMAT_H
@@ -36,7 +63,9 @@
 #define PSPACE_TILE_VERSION      1
 #define PSPACE_TILE_FLAG_SHUFFLE 0x01u
 #define PSPACE_TILE_FLAGS_KNOWN  PSPACE_TILE_FLAG_SHUFFLE
-#define PSPACE_TILE_CRC_SPAN     24 /* header bytes covered by the checksum */
+#define PSPACE_TILE_CRC_SPAN     24          /* header bytes covered by the checksum */
+#define PSPACE_TILE_PLANE_RAW    0x80000000u /* codec 2 plane length: plane stored raw */
+#define PSPACE_TILE_PLANE_LEN    0x7fffffffu /* codec 2 plane length: the byte count */
 
 /*
  * The layout as a struct, for the offsets below and the size check only:
