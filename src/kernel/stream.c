@@ -39,10 +39,10 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "common/exec.h"
 #include "kernel/engine.h"
 #include "kernel/pool.h"
 
-#define DEFAULT_BUDGET   ((size_t)1 << 30)
 #define QUEUE_PER_WORKER 4
 #define MSG_MAX          1024
 
@@ -117,17 +117,18 @@ static uint64_t block_tiles(const pspace_tiled *t, uint32_t b)
 
 int pspace_stream_threads(const pspace_exec *ex)
 {
-	long n;
+	pspace_exec e;
 
-	if (ex && ex->threads > 0)
-		return ex->threads;
-	n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (int)n : 1;
+	pspace_exec_resolve(ex, &e);
+	return e.threads;
 }
 
 size_t pspace_stream_budget(const pspace_exec *ex)
 {
-	return ex && ex->mem_budget ? ex->mem_budget : DEFAULT_BUDGET;
+	pspace_exec e;
+
+	pspace_exec_resolve(ex, &e);
+	return e.mem_budget;
 }
 
 /* ---- the engine ----------------------------------------------------------- */

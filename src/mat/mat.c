@@ -6,29 +6,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "common/error.h"
 #include "mat/mat_impl.h"
-
-/** Default working-memory budget: 1 GiB. */
-#define DEFAULT_MEM_BUDGET ((size_t)1 << 30)
-
-void pspace_exec_resolve(const pspace_exec *in, pspace_exec *out)
-{
-	pspace_exec e = {0, 0};
-
-	if (in)
-		e = *in;
-	if (e.threads <= 0) {
-		long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-		e.threads = n > 0 ? (int)n : 1;
-	}
-	if (e.mem_budget == 0)
-		e.mem_budget = DEFAULT_MEM_BUDGET;
-	*out = e;
-}
 
 void pspace_write_opts_default(pspace_write_opts *o)
 {
@@ -127,6 +107,10 @@ static const struct {
     {PSPACE_KIND_DENSE, pspace_dense_open},
     {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
     {PSPACE_KIND_IDENTITY, pspace_identity_open},
+    {PSPACE_KIND_DIAG, pspace_diag_open},
+    {PSPACE_KIND_QUASIDIAG, pspace_quasidiag_open},
+    {PSPACE_KIND_LOWRANK, pspace_lowrank_open},
+    {PSPACE_KIND_MIXED, pspace_mixed_open},
 };
 
 int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name)

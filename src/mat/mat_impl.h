@@ -7,6 +7,7 @@
 #ifndef PSPACE_SRC_MAT_MAT_IMPL_H
 #define PSPACE_SRC_MAT_MAT_IMPL_H
 
+#include "common/exec.h"
 #include "pspace/mat.h"
 
 struct pspace_tiled;
@@ -110,7 +111,5 @@ int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, dou
 /** @return the engine's view of @p m if it is stored as tiles, else NULL. */
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m);
 
-/** Resolves the execution settings: threads >= 1, mem_budget > 0. */
-void pspace_exec_resolve(const pspace_exec *in, pspace_exec *out);
 
 #endif
