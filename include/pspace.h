@@ -13,5 +13,6 @@
 #include "pspace/mat.h"
 #include "pspace/op.h"
 #include "pspace/factored.h"
+#include "pspace/build.h"
 
 #endif
