@@ -154,6 +154,52 @@ static void test_tool_demo_store(void **state)
 	pspace_store_close(s);
 }
 
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "rb");
+	long n;
+	char *buf;
+
+	assert_non_null(f);
+	assert_int_equal(fseek(f, 0, SEEK_END), 0);
+	n = ftell(f);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	assert_non_null(buf);
+	assert_int_equal(fread(buf, 1, (size_t)n, f), (size_t)n);
+	buf[n] = '\0';
+	fclose(f);
+	return buf;
+}
+
+/* The README shows tests/example_api.c (which ctest builds and runs) as an
+ * indented code block, line for line. */
+static void test_tool_readme_example(void **state)
+{
+	const char *src = getenv("PSPACE_SOURCE_DIR");
+	char path[1024], want[600];
+	char *readme, *example, *line, *save = NULL, *at;
+
+	(void)state;
+	assert_non_null(src);
+	snprintf(path, sizeof(path), "%s/README.md", src);
+	readme = slurp(path);
+	snprintf(path, sizeof(path), "%s/tests/example_api.c", src);
+	example = slurp(path);
+	at = readme;
+	for (line = strtok_r(example, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		snprintf(want, sizeof(want), "\n    %s\n", line);
+		char *hit = strstr(at, want);
+		if (!hit)
+			fail_msg("README.md does not show this line of tests/example_api.c (in "
+			         "order): %s",
+			         line);
+		at = hit + strlen(want) - 1;
+	}
+	free(example);
+	free(readme);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -161,6 +207,7 @@ int main(void)
 	    cmocka_unit_test(test_tool_usage_errors),
 	    cmocka_unit_test(test_tool_runtime_error_names_store),
 	    cmocka_unit_test(test_tool_demo_store),
+	    cmocka_unit_test(test_tool_readme_example),
 	};
 
 	return cmocka_run_group_tests(tests, setup, teardown);
