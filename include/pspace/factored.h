@@ -28,7 +28,8 @@ PSPACE_API int pspace_diag_create(pspace_mat **out, const pspace_layout *layout,
  * QuasiDiag (Ollivier 2015): the diagonal @p diag plus, for each layer L
  * with a bias, the cross terms cross[L][o * in + j] = F[(b_o), (W_oj)]
  * between bias o and weight (o, j). cross[L] is NULL (or cross itself NULL)
- * for layers without a bias.
+ * for layers without a bias; a NULL cross[L] for a layer with a bias means
+ * zero cross terms.
  */
 PSPACE_API int pspace_quasidiag_create(pspace_mat **out, const pspace_layout *layout,
                                        const double *diag, const double *const *cross);
@@ -91,6 +92,9 @@ PSPACE_API int pspace_ekfac_is_updated(const pspace_mat *m);
  * is a matrix of layer i's size (its own layout: that one layer); the new
  * matrix takes references. Typical: EKFAC for linear/conv layers,
  * BlockDiag or Diag for the rest.
+ * pspace_mat_save() saves each resident part as its own matrix
+ * "<name>/<layer>" and records stored parts (Dense, BlockDiag, which must
+ * live in the same store) by name; pspace_mat_open() reopens them all.
  */
 PSPACE_API int pspace_mixed_create(pspace_mat **out, const pspace_layout *layout,
                                    pspace_mat *const *parts);
@@ -104,16 +108,26 @@ PSPACE_API pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i);
 /* ---- operations that make new resident matrices ---------------------------- */
 
 /**
- * (M + damping I)^p as a new matrix of the same kind. Diag, LowRank, EKFAC:
- * any real p (p < 0 needs M + damping I positive definite). KFAC: integer
+ * (M + damping I)^p as a new matrix of the same kind. Diag, EKFAC: any
+ * real p (p < 0 needs M + damping I positive definite). KFAC: integer
  * p, damped as set by pspace_kfac_set_damping() (exact damping returns an
  * EKFAC-like result: PSPACE_ENOTSUP for KFAC with exact damping and p != -1
- * is allowed to fail). QuasiDiag: p = -1 only (arrowhead inverse).
+ * is allowed to fail). LowRank: only where the result is D'^T D' again,
+ * i.e. damping 0 and p > 0, or rows >= d (any p); otherwise (F + l I)^p
+ * has an identity part and the call returns PSPACE_ENOTSUP (apply inverses
+ * with pspace_mat_solve / pspace_op_inverse). QuasiDiag: p = 1 (M + l I)
+ * and p = 0 only; the inverse of an arrowhead is not an arrowhead
+ * (PSPACE_ENOTSUP: its exact solve is pspace_mat_solve). Mixed: part by
+ * part, failing naming the layer whose part cannot.
  */
 PSPACE_API int pspace_mat_pow(pspace_mat *m, double p, double damping, pspace_mat **out);
 /** (M + damping I)^-1 as a new matrix: pspace_mat_pow(m, -1, damping). */
 PSPACE_API int pspace_mat_inverse(pspace_mat *m, double damping, pspace_mat **out);
-/** Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag, LowRank). */
+/**
+ * Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag,
+ * LowRank, Mixed of those); zero eigenvalues (LowRank: singular values at
+ * rounding level) are never inverted, whatever the threshold.
+ */
 PSPACE_API int pspace_mat_pinv(pspace_mat *m, double threshold, pspace_mat **out);
 /** s M as a new matrix of the same kind. */
 PSPACE_API int pspace_mat_scale(pspace_mat *m, double s, pspace_mat **out);

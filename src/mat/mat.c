@@ -107,6 +107,12 @@ static const struct {
     {PSPACE_KIND_DENSE, pspace_dense_open},
     {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
     {PSPACE_KIND_IDENTITY, pspace_identity_open},
+    {PSPACE_KIND_DIAG, pspace_diag_open},
+    {PSPACE_KIND_QUASIDIAG, pspace_quasidiag_open},
+    {PSPACE_KIND_LOWRANK, pspace_lowrank_open},
+    {PSPACE_KIND_MIXED, pspace_mixed_open},
+    {PSPACE_KIND_KFAC, pspace_kfac_open},
+    {PSPACE_KIND_EKFAC, pspace_ekfac_open},
 };
 
 int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name)

@@ -1,0 +1,456 @@
+/*
+ * KFAC's eigendecompositions, damped solve and powers.
+ *
+ * Caches, under the matrix's mutex (a CG preconditioner calls solve every
+ * iteration): the Cholesky factors of the damped factors for the last
+ * damping value and mode, and the factor eigendecompositions (computed
+ * once, on first use by exact damping, pow, eig or EKFAC; immutable
+ * afterwards).
+ */
+#include <lapacke.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "mat/kfac_impl.h"
+
+/* ---- eigendecompositions ----------------------------------------------------------- */
+
+/* U (column p = eigenvector p) and ascending s of the symmetric n x n M. */
+static int syev(uint64_t n, const double *M, double *U, double *s, const char *who, const char *fac)
+{
+	lapack_int info;
+
+	if (n == 0)
+		return 0;
+	memcpy(U, M, n * n * sizeof(*U));
+	info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, U, (lapack_int)n, s);
+	if (info < 0)
+		return pspace_err_set(PSPACE_ENOMEM,
+		                      "layer %s: LAPACK dsyevd failed on factor %s (info %d)", who,
+		                      fac, (int)info);
+	if (info > 0)
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "layer %s: eigendecomposition of factor %s did not converge "
+		                      "(dsyevd info %d)",
+		                      who, fac, (int)info);
+	return 0;
+}
+
+/* Computes the factor eigendecompositions once; caller holds the lock. */
+static int eigen_locked(pspace_kfac *f)
+{
+	int rc = 0;
+
+	if (f->eig_ok)
+		return 0;
+	if (!f->sym)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "KFAC: the factors are not symmetric (a product of KFACs): "
+		                      "no eigendecomposition");
+	if (!f->UR) {
+		f->UR = pspace_kron_new_ptrs(f->n);
+		f->UC = pspace_kron_new_ptrs(f->n);
+		f->sR = pspace_kron_new_ptrs(f->n);
+		f->sC = pspace_kron_new_ptrs(f->n);
+		if (!f->UR || !f->UC || !f->sR || !f->sC)
+			return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	}
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+		uint64_t nr = g->nr, nc = g->nc;
+
+		if (f->sC[l])
+			continue; /* done before an earlier failure */
+		f->sR[l] = pspace_kron_alloc(nr);
+		f->UC[l] = pspace_kron_alloc(nc * nc);
+		f->sC[l] = pspace_kron_alloc(nc);
+		if (!g->rdiag)
+			f->UR[l] = pspace_kron_alloc(nr * nr);
+		if (!f->sR[l] || !f->UC[l] || !f->sC[l] || (!g->rdiag && !f->UR[l])) {
+			rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", g->name);
+		} else if (g->rdiag) {
+			memcpy(f->sR[l], f->R[l], nr * sizeof(double));
+		} else {
+			rc = syev(nr, f->R[l], f->UR[l], f->sR[l], g->name, pspace_kfac_rname(g));
+		}
+		if (rc == 0)
+			rc = syev(nc, f->C[l], f->UC[l], f->sC[l], g->name, pspace_kfac_cname(g));
+		if (rc != 0) {
+			free(f->sR[l]), f->sR[l] = NULL;
+			free(f->UR[l]), f->UR[l] = NULL;
+			free(f->sC[l]), f->sC[l] = NULL;
+			free(f->UC[l]), f->UC[l] = NULL;
+		}
+	}
+	if (rc == 0)
+		f->eig_ok = 1;
+	return rc;
+}
+
+int pspace_kfac_eigen(pspace_mat *m, const double *const **UR, const double *const **UC,
+                      const double *const **sR, const double *const **sC)
+{
+	pspace_kfac *f;
+	int rc;
+
+	if (!m || pspace_mat_kind(m) != PSPACE_KIND_KFAC)
+		return pspace_err_set(PSPACE_EINVAL, "not a KFAC matrix");
+	f = pspace_kfac_of(m);
+	pthread_mutex_lock(&f->lock);
+	rc = eigen_locked(f);
+	pthread_mutex_unlock(&f->lock);
+	if (rc != 0)
+		return rc;
+	*UR = (const double *const *)f->UR;
+	*UC = (const double *const *)f->UC;
+	*sR = (const double *const *)f->sR;
+	*sC = (const double *const *)f->sC;
+	return 0;
+}
+
+/* W = sR sC^T per layer (the block's eigenvalues); caller frees with free_ptrs. */
+static int products(const pspace_kfac *f, double ***out)
+{
+	double **W = pspace_kron_new_ptrs(f->n);
+
+	*out = NULL;
+	if (!W)
+		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	for (size_t l = 0; l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+
+		W[l] = pspace_kron_alloc(g->nr * g->nc);
+		if (!W[l]) {
+			pspace_kron_free_ptrs(W, f->n);
+			return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+		}
+		for (uint64_t o = 0; o < g->nr; o++)
+			for (uint64_t c = 0; c < g->nc; c++)
+				W[l][o * g->nc + c] = f->sR[l][o] * f->sC[l][c];
+	}
+	*out = W;
+	return 0;
+}
+
+int pspace_kfac_eig_impl(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
+                         double *evecs, size_t ld)
+{
+	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **W = NULL;
+	int rc;
+
+	(void)ex;
+	rc = pspace_kfac_eigen(m, &UR, &UC, &sR, &sC);
+	if (rc == 0)
+		rc = products(f, &W);
+	if (rc == 0)
+		rc = pspace_kron_eig_top(f->geo, f->n, m->d, UR, UC, (const double *const *)W, k,
+		                         evals, evecs, ld);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
+int pspace_kfac_eigvals_impl(pspace_mat *m, const pspace_exec *ex, double *evals)
+{
+	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **W = NULL;
+	int rc;
+
+	(void)ex;
+	rc = pspace_kfac_eigen(m, &UR, &UC, &sR, &sC);
+	if (rc == 0)
+		rc = products(f, &W);
+	if (rc == 0)
+		rc = pspace_kron_eig_all(f->geo, f->n, m->d, (const double *const *)W, evals);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
+/* ---- damped solve ------------------------------------------------------------------ */
+
+/* Cholesky factor L (row-major lower) of M + c I, n x n. */
+static int chol(const pspace_kron_layer *g, const char *fac, uint64_t n, const double *M, double c,
+                double **out)
+{
+	double *L = pspace_kron_alloc(n * n);
+	lapack_int info;
+
+	*out = NULL;
+	if (!L)
+		return pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", g->name);
+	memcpy(L, M, n * n * sizeof(*L));
+	for (uint64_t i = 0; i < n; i++)
+		L[i * n + i] += c;
+	/* Column-major upper of a row-major array is its row-major lower. */
+	info = n ? LAPACKE_dpotrf(LAPACK_COL_MAJOR, 'U', (lapack_int)n, L, (lapack_int)n) : 0;
+	if (info != 0) {
+		free(L);
+		return pspace_err_set(
+		    PSPACE_ENUMERIC,
+		    "layer %s: damped factor %s + %.6g I is not positive definite "
+		    "(dpotrf info %d)",
+		    g->name, fac, c, (int)info);
+	}
+	*out = L;
+	return 0;
+}
+
+/* Factors the damped factors for (damping, mode) unless cached; caller holds the lock. */
+static int chol_locked(pspace_kfac *f, double damping)
+{
+	int rc = 0;
+
+	if (f->chol_ok && f->chol_damp == damping && f->chol_mode == f->mode)
+		return 0;
+	f->chol_ok = 0;
+	pspace_kron_free_ptrs(f->LR, f->n);
+	pspace_kron_free_ptrs(f->LC, f->n);
+	f->LR = pspace_kron_new_ptrs(f->n);
+	f->LC = pspace_kron_new_ptrs(f->n);
+	if (!f->LR || !f->LC)
+		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+		double cr, cc;
+
+		rc = pspace_kron_damp_split(g, f->mode, damping, f->trR[l], f->trC[l], &cr, &cc);
+		if (rc == 0 && g->rdiag) {
+			f->LR[l] = pspace_kron_alloc(g->nr);
+			if (!f->LR[l])
+				rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory",
+				                    g->name);
+			for (uint64_t o = 0; rc == 0 && o < g->nr; o++) {
+				f->LR[l][o] = f->R[l][o] + cr;
+				if (!(f->LR[l][o] > 0))
+					rc = pspace_err_set(PSPACE_ENUMERIC,
+					                    "layer %s: damped diagonal factor A + "
+					                    "%.6g has entry %llu = %g <= 0",
+					                    g->name, cr, (unsigned long long)o,
+					                    f->LR[l][o]);
+			}
+		} else if (rc == 0) {
+			rc = chol(g, pspace_kfac_rname(g), g->nr, f->R[l], cr, &f->LR[l]);
+		}
+		if (rc == 0)
+			rc = chol(g, pspace_kfac_cname(g), g->nc, f->C[l], cc, &f->LC[l]);
+	}
+	if (rc == 0) {
+		f->chol_ok = 1;
+		f->chol_damp = damping;
+		f->chol_mode = f->mode;
+	}
+	return rc;
+}
+
+/* B <- R_d^{-1} B C_d^{-1} with the cached Cholesky factors. */
+static void chol_apply(const pspace_kfac *f, size_t l, uint32_t k, double *B, int threads)
+{
+	const pspace_kron_layer *g = &f->geo[l];
+	uint64_t nr = g->nr, nc = g->nc, w = (uint64_t)k * nc;
+
+	if (g->rdiag) {
+		for (uint64_t o = 0; o < nr; o++)
+			for (uint64_t c = 0; c < w; c++)
+				B[o * w + c] /= f->LR[l][o];
+	} else {
+		pspace_kron_trsm(0, 0, nr, w, f->LR[l], nr, B, w, threads);
+		pspace_kron_trsm(0, 1, nr, w, f->LR[l], nr, B, w, threads);
+	}
+	pspace_kron_trsm(1, 1, nr * k, nc, f->LC[l], nc, B, nc, threads);
+	pspace_kron_trsm(1, 0, nr * k, nc, f->LC[l], nc, B, nc, threads);
+}
+
+/* W[l] = 1 / (sR sC^T + damping), ENUMERIC where that is 0. */
+static int exact_weights(const pspace_kfac *f, double damping, double ***out)
+{
+	double **W = NULL;
+	int rc = products(f, &W);
+
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+
+		for (uint64_t i = 0; rc == 0 && i < g->nr * g->nc; i++) {
+			double v = W[l][i] + damping;
+
+			if (v == 0)
+				rc = pspace_err_set(PSPACE_ENUMERIC,
+				                    "layer %s: G (x) A + %g I is singular", g->name,
+				                    damping);
+			W[l][i] = 1.0 / v;
+		}
+	}
+	if (rc != 0) {
+		pspace_kron_free_ptrs(W, f->n);
+		W = NULL;
+	}
+	*out = W;
+	return rc;
+}
+
+int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+                           const double *Bv, size_t ldb, double *X, size_t ldx)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double *B = NULL, *T = NULL, **W = NULL;
+	int exact, rc;
+	uint32_t kc;
+
+	if (!f->sym)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "KFAC: the factors are not symmetric (a product of KFACs): "
+		                      "no direct solve");
+	pthread_mutex_lock(&f->lock);
+	exact = f->mode == PSPACE_KFAC_DAMP_EXACT;
+	rc = exact ? eigen_locked(f) : chol_locked(f, damping);
+	if (rc == 0 && exact)
+		rc = exact_weights(f, damping, &W);
+	if (rc == 0)
+		rc = pspace_kfac_work(f, ex, k, &kc, &B, &T);
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+
+		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
+			uint32_t kk = k - j0 < kc ? k - j0 : kc;
+
+			pspace_kron_gather(g, kk, Bv + (size_t)j0 * ldb + g->off, ldb, B);
+			if (exact)
+				pspace_kron_eig_mul(g, kk, f->UR[l], f->UC[l], W[l], B, T,
+				                    ex->threads);
+			else
+				chol_apply(f, l, kk, B, ex->threads);
+			pspace_kron_scatter(g, kk, 1.0, B, 0, X + (size_t)j0 * ldx + g->off, ldx);
+		}
+	}
+	pthread_mutex_unlock(&f->lock);
+	pspace_kron_free_ptrs(W, f->n);
+	free(T);
+	free(B);
+	return rc;
+}
+
+/* ---- new matrices ---------------------------------------------------------------------- */
+
+/*
+ * x^p for an eigenvalue x of a damped factor: p < 0 needs x > 0; a
+ * fractional p needs x >= 0 (rounding-level negatives, |x| <= 1e-13 of the
+ * largest, count as 0).
+ */
+static int powval(double x, double p, double big, const char *who, const char *fac, double *out)
+{
+	if (p != floor(p) && x < 0 && x >= -1e-13 * big)
+		x = 0;
+	if ((p < 0 && !(x > 0)) || (p != floor(p) && x < 0))
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "layer %s: damped factor %s has eigenvalue %g: no power %g",
+		                      who, fac, x, p);
+	*out = pow(x, p);
+	return 0;
+}
+
+/* U diag(f(s + c)) U^T, n x n, into a new array. */
+static int factor_pow(const pspace_kron_layer *g, const char *fac, uint64_t n, const double *U,
+                      const double *s, double c, double p, double **out)
+{
+	double *T = pspace_kron_alloc(n * n);
+	double *M = pspace_kron_alloc(n * n);
+	double big = 0;
+	int rc = 0;
+
+	*out = NULL;
+	if (!T || !M) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", g->name);
+		goto out;
+	}
+	for (uint64_t i = 0; i < n; i++)
+		big = fabs(s[i] + c) > big ? fabs(s[i] + c) : big;
+	for (uint64_t q = 0; rc == 0 && q < n; q++) {
+		double v = 0;
+
+		rc = powval(s[q] + c, p, big, g->name, fac, &v);
+		for (uint64_t i = 0; rc == 0 && i < n; i++)
+			T[i * n + q] = U[i * n + q] * v;
+	}
+	if (rc != 0)
+		goto out;
+	pspace_kron_gemm(0, 1, n, n, n, 1.0, T, n, U, n, 0.0, M, n, 1);
+	pspace_kron_symmetrize(n, M);
+	*out = M;
+	M = NULL;
+out:
+	free(M);
+	free(T);
+	return rc;
+}
+
+int pspace_kfac_pow_impl(pspace_mat *m, double p, double damping, pspace_mat **out)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **R = NULL, **C = NULL, **W = NULL;
+	int rc;
+
+	pthread_mutex_lock(&f->lock);
+	rc = eigen_locked(f);
+	pthread_mutex_unlock(&f->lock);
+	if (rc != 0)
+		return rc;
+	if (f->mode == PSPACE_KFAC_DAMP_EXACT) {
+		/* (G (x) A + l I)^p is not a Kronecker product: an EKFAC. */
+		rc = products(f, &W);
+		for (size_t l = 0; rc == 0 && l < f->n; l++) {
+			const pspace_kron_layer *g = &f->geo[l];
+			uint64_t cnt = g->nr * g->nc;
+			double big = 0;
+
+			for (uint64_t i = 0; i < cnt; i++)
+				big = fabs(W[l][i] + damping) > big ? fabs(W[l][i] + damping) : big;
+			for (uint64_t i = 0; rc == 0 && i < cnt; i++)
+				rc =
+				    powval(W[l][i] + damping, p, big, g->name, "G (x) A", &W[l][i]);
+		}
+		if (rc == 0)
+			rc = pspace_ekfac_build(
+			    out, m->layout, (const double *const *)f->UR,
+			    (const double *const *)f->UC, (const double *const *)f->sR,
+			    (const double *const *)f->sC, (const double *const *)W, 0,
+			    PSPACE_KFAC_DAMP_EXACT);
+		pspace_kron_free_ptrs(W, f->n);
+		return rc;
+	}
+	R = pspace_kron_new_ptrs(f->n);
+	C = pspace_kron_new_ptrs(f->n);
+	if (!R || !C)
+		rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+		double cr, cc;
+
+		rc = pspace_kron_damp_split(g, f->mode, damping, f->trR[l], f->trC[l], &cr, &cc);
+		if (rc == 0 && g->rdiag) {
+			double big = 0;
+
+			R[l] = pspace_kron_alloc(g->nr);
+			if (!R[l])
+				rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+			for (uint64_t o = 0; rc == 0 && o < g->nr; o++)
+				big = fabs(f->R[l][o] + cr) > big ? fabs(f->R[l][o] + cr) : big;
+			for (uint64_t o = 0; rc == 0 && o < g->nr; o++)
+				rc = powval(f->R[l][o] + cr, p, big, g->name, "A", &R[l][o]);
+		} else if (rc == 0) {
+			rc = factor_pow(g, pspace_kfac_rname(g), g->nr, f->UR[l], f->sR[l], cr, p,
+			                &R[l]);
+		}
+		if (rc == 0)
+			rc = factor_pow(g, pspace_kfac_cname(g), g->nc, f->UC[l], f->sC[l], cc, p,
+			                &C[l]);
+	}
+	if (rc != 0) {
+		pspace_kron_free_ptrs(R, f->n);
+		pspace_kron_free_ptrs(C, f->n);
+		return rc;
+	}
+	return pspace_kfac_new(out, m->layout, R, C, f->mode, NULL, NULL);
+}

@@ -1,0 +1,372 @@
+/*
+ * Kronecker-factored layer blocks (kron.h): layer geometry with the bias
+ * column permutation, gathering a layer's parameters into V matrices and
+ * back, the products R V C^T and U_R [W .* (U_R^T V U_C)] U_C^T for many
+ * vectors at once, factor eigendecompositions, damping, eigenvalue
+ * selection.
+ */
+#include <blis.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "mat/kron.h"
+
+int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
+                         size_t *n)
+{
+	size_t nl = pspace_layout_nlayers(layout);
+	pspace_kron_layer *g;
+	int rc = 0;
+
+	*out = NULL;
+	*n = 0;
+	g = calloc(nl ? nl : 1, sizeof(*g));
+	if (!g)
+		return pspace_err_set(PSPACE_ENOMEM, "%s: out of memory", what);
+	for (size_t i = 0; i < nl; i++) {
+		const pspace_layer *L = pspace_layout_layer(layout, i);
+
+		g[i].name = L->name;
+		g[i].off = L->offset;
+		g[i].wsize = L->weight_size;
+		switch (L->kind) {
+		case PSPACE_LAYER_LINEAR:
+		case PSPACE_LAYER_CONV1D:
+		case PSPACE_LAYER_CONV2D:
+			g[i].nr = L->shape[0];
+			g[i].in = L->shape[0] ? L->weight_size / L->shape[0] : 0;
+			g[i].bias = L->bias;
+			g[i].nc = g[i].in + (L->bias ? 1 : 0);
+			break;
+		case PSPACE_LAYER_EMBEDDING:
+			if (L->bias) {
+				rc = pspace_err_set(PSPACE_ENOTSUP,
+				                    "layer %s: %s has no form for an embedding "
+				                    "with a bias",
+				                    L->name, what);
+				goto out;
+			}
+			g[i].nr = L->shape[0];
+			g[i].nc = g[i].in = L->shape[1];
+			g[i].rdiag = 1;
+			break;
+		default:
+			rc = pspace_err_set(PSPACE_ENOTSUP,
+			                    "layer %s: %s has no form for a %s layer (use Mixed)",
+			                    L->name, what, pspace_layer_kind_name(L->kind));
+			goto out;
+		}
+	}
+out:
+	if (rc != 0) {
+		free(g);
+		return rc;
+	}
+	*out = g;
+	*n = nl;
+	return 0;
+}
+
+void pspace_kron_gather(const pspace_kron_layer *g, uint32_t k, const double *X, size_t ldx,
+                        double *B)
+{
+	uint64_t nc = g->nc, in = g->in;
+
+	for (uint64_t o = 0; o < g->nr; o++)
+		for (uint32_t j = 0; j < k; j++) {
+			const double *x = X + (size_t)j * ldx;
+			double *b = B + (o * k + j) * nc;
+
+			memcpy(b, x + o * in, in * sizeof(*b));
+			if (g->bias)
+				b[in] = x[g->wsize + o];
+		}
+}
+
+void pspace_kron_scatter(const pspace_kron_layer *g, uint32_t k, double alpha, const double *B,
+                         int add, double *Y, size_t ldy)
+{
+	uint64_t nc = g->nc, in = g->in;
+
+	for (uint64_t o = 0; o < g->nr; o++)
+		for (uint32_t j = 0; j < k; j++) {
+			double *y = Y + (size_t)j * ldy;
+			const double *b = B + (o * k + j) * nc;
+
+			if (add) {
+				for (uint64_t c = 0; c < in; c++)
+					y[o * in + c] += alpha * b[c];
+				if (g->bias)
+					y[g->wsize + o] += alpha * b[in];
+			} else {
+				for (uint64_t c = 0; c < in; c++)
+					y[o * in + c] = alpha * b[c];
+				if (g->bias)
+					y[g->wsize + o] = alpha * b[in];
+			}
+		}
+}
+
+void pspace_kron_gemm(int transa, int transb, uint64_t m, uint64_t n, uint64_t kk, double alpha,
+                      const double *A, uint64_t lda, const double *B, uint64_t ldb, double beta,
+                      double *C, uint64_t ldc, int threads)
+{
+	rntm_t rn;
+
+	if (m == 0 || n == 0)
+		return;
+	bli_rntm_init(&rn);
+	bli_rntm_set_num_threads(threads > 0 ? threads : 1, &rn);
+	bli_dgemm_ex(transa ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE,
+	             transb ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)kk,
+	             &alpha, (double *)A, (inc_t)lda, 1, (double *)B, (inc_t)ldb, 1, &beta, C,
+	             (inc_t)ldc, 1, NULL, &rn);
+}
+
+void pspace_kron_mul(const pspace_kron_layer *g, uint32_t k, const double *R, const double *C,
+                     double *B, double *T, int threads)
+{
+	uint64_t nr = g->nr, nc = g->nc, w = (uint64_t)k * nc;
+
+	/* T = [V_j C^T] stacked, then B = R T side by side. */
+	pspace_kron_gemm(0, 1, nr * k, nc, nc, 1.0, B, nc, C, nc, 0.0, T, nc, threads);
+	if (g->rdiag) {
+		for (uint64_t o = 0; o < nr; o++)
+			for (uint64_t c = 0; c < w; c++)
+				B[o * w + c] = R[o] * T[o * w + c];
+		return;
+	}
+	pspace_kron_gemm(0, 0, nr, w, nr, 1.0, R, nr, T, w, 0.0, B, w, threads);
+}
+
+void pspace_kron_to_basis(const pspace_kron_layer *g, uint32_t k, const double *UR,
+                          const double *UC, double *B, double *T, int threads)
+{
+	uint64_t nr = g->nr, nc = g->nc, w = (uint64_t)k * nc;
+
+	pspace_kron_gemm(0, 0, nr * k, nc, nc, 1.0, B, nc, UC, nc, 0.0, T, nc, threads);
+	if (!UR) {
+		memcpy(B, T, nr * w * sizeof(*B));
+		return;
+	}
+	pspace_kron_gemm(1, 0, nr, w, nr, 1.0, UR, nr, T, w, 0.0, B, w, threads);
+}
+
+void pspace_kron_eig_mul(const pspace_kron_layer *g, uint32_t k, const double *UR, const double *UC,
+                         const double *W, double *B, double *T, int threads)
+{
+	uint64_t nr = g->nr, nc = g->nc, w = (uint64_t)k * nc;
+
+	pspace_kron_to_basis(g, k, UR, UC, B, T, threads);
+	for (uint64_t o = 0; o < nr; o++)
+		for (uint32_t j = 0; j < k; j++) {
+			double *b = B + (o * k + j) * nc;
+			const double *s = W + o * nc;
+
+			for (uint64_t c = 0; c < nc; c++)
+				b[c] *= s[c];
+		}
+	pspace_kron_gemm(0, 1, nr * k, nc, nc, 1.0, B, nc, UC, nc, 0.0, T, nc, threads);
+	if (!UR) {
+		memcpy(B, T, nr * w * sizeof(*B));
+		return;
+	}
+	pspace_kron_gemm(0, 0, nr, w, nr, 1.0, UR, nr, T, w, 0.0, B, w, threads);
+}
+
+uint32_t pspace_kron_chunk(const pspace_kron_layer *g, size_t n, uint32_t k, int bufs,
+                           size_t budget)
+{
+	uint64_t big = 1, c;
+
+	for (size_t l = 0; l < n; l++)
+		if (g[l].nr * g[l].nc > big)
+			big = g[l].nr * g[l].nc;
+	c = budget / ((uint64_t)bufs * big * sizeof(double));
+	if (c < 1)
+		c = 1;
+	return c < k ? (uint32_t)c : k;
+}
+
+void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double *L, uint64_t ldl,
+                      double *B, uint64_t ldb, int threads)
+{
+	double one = 1.0;
+	rntm_t rn;
+
+	if (m == 0 || n == 0)
+		return;
+	bli_rntm_init(&rn);
+	bli_rntm_set_num_threads(threads > 0 ? threads : 1, &rn);
+	bli_dtrsm_ex(right ? BLIS_RIGHT : BLIS_LEFT, BLIS_LOWER,
+	             trans ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE, BLIS_NONUNIT_DIAG, (dim_t)m,
+	             (dim_t)n, &one, (double *)L, (inc_t)ldl, 1, B, (inc_t)ldb, 1, NULL, &rn);
+}
+
+int pspace_kron_damp_split(const pspace_kron_layer *g, pspace_kfac_damping mode, double damping,
+                           double tr_r, double tr_c, double *cr, double *cc)
+{
+	double tr_a = g->rdiag ? tr_r : tr_c, tr_g = g->rdiag ? tr_c : tr_r;
+	double dim_a = (double)(g->rdiag ? g->nr : g->nc),
+	       dim_g = (double)(g->rdiag ? g->nc : g->nr);
+	double pi = 1.0, sl, ca, cg;
+
+	if (!(damping >= 0))
+		return pspace_err_set(
+		    PSPACE_EINVAL,
+		    "layer %s: damping %g: factor-wise (pi or sqrt) damping needs "
+		    "damping >= 0",
+		    g->name, damping);
+	if (mode == PSPACE_KFAC_DAMP_PI && tr_a != 0 && tr_g != 0) {
+		double r = (tr_a / dim_a) / (tr_g / dim_g);
+
+		if (r > 0 && isfinite(r))
+			pi = sqrt(r);
+	}
+	sl = sqrt(damping);
+	ca = pi * sl;
+	cg = sl / pi;
+	*cr = g->rdiag ? ca : cg;
+	*cc = g->rdiag ? cg : ca;
+	return 0;
+}
+
+/* ---- eigenvalue selection ------------------------------------------------------ */
+
+typedef struct eig_entry {
+	double v;
+	size_t layer;
+	uint64_t p, q;
+} eig_entry;
+
+/* Min-heap on v: the root is the smallest of the k kept. */
+static void heap_down(eig_entry *h, uint32_t n, uint32_t i)
+{
+	for (;;) {
+		uint32_t l = 2 * i + 1, r = l + 1, m = i;
+		eig_entry t;
+
+		if (l < n && h[l].v < h[m].v)
+			m = l;
+		if (r < n && h[r].v < h[m].v)
+			m = r;
+		if (m == i)
+			return;
+		t = h[i], h[i] = h[m], h[m] = t;
+		i = m;
+	}
+}
+
+static void heap_up(eig_entry *h, uint32_t i)
+{
+	while (i > 0) {
+		uint32_t p = (i - 1) / 2;
+		eig_entry t;
+
+		if (h[p].v <= h[i].v)
+			return;
+		t = h[i], h[i] = h[p], h[p] = t;
+		i = p;
+	}
+}
+
+static int cmp_desc(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x < y) - (x > y);
+}
+
+static int entry_desc(const void *a, const void *b)
+{
+	return cmp_desc(&((const eig_entry *)a)->v, &((const eig_entry *)b)->v);
+}
+
+int pspace_kron_eig_top(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *UR,
+                        const double *const *UC, const double *const *W, uint32_t k, double *evals,
+                        double *evecs, size_t ld)
+{
+	eig_entry *h = malloc((size_t)k * sizeof(*h));
+	uint32_t m = 0;
+
+	if (!h)
+		return pspace_err_set(PSPACE_ENOMEM, "eig: out of memory for %u eigenpairs", k);
+	for (size_t l = 0; l < n; l++)
+		for (uint64_t p = 0; p < geo[l].nr; p++)
+			for (uint64_t q = 0; q < geo[l].nc; q++) {
+				eig_entry e = {W[l][p * geo[l].nc + q], l, p, q};
+
+				if (m < k) {
+					h[m] = e;
+					heap_up(h, m++);
+				} else if (e.v > h[0].v) {
+					h[0] = e;
+					heap_down(h, m, 0);
+				}
+			}
+	qsort(h, m, sizeof(*h), entry_desc);
+	for (uint32_t i = 0; i < m; i++) {
+		const pspace_kron_layer *g = &geo[h[i].layer];
+		const double *ur = UR[h[i].layer], *uc = UC[h[i].layer];
+		double *v;
+
+		evals[i] = h[i].v;
+		if (!evecs)
+			continue;
+		v = evecs + (size_t)i * ld;
+		memset(v, 0, d * sizeof(*v));
+		for (uint64_t o = 0; o < g->nr; o++) {
+			double a = ur ? ur[o * g->nr + h[i].p] : (o == h[i].p ? 1.0 : 0.0);
+
+			if (a == 0)
+				continue;
+			for (uint64_t c = 0; c < g->nc; c++)
+				v[g->off + pspace_kron_index(g, o, c)] = a * uc[c * g->nc + h[i].q];
+		}
+	}
+	free(h);
+	return 0;
+}
+
+int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *W,
+                        double *evals)
+{
+	uint64_t i = 0;
+
+	for (size_t l = 0; l < n; l++) {
+		uint64_t c = geo[l].nr * geo[l].nc;
+
+		memcpy(evals + i, W[l], c * sizeof(*evals));
+		i += c;
+	}
+	qsort(evals, d, sizeof(*evals), cmp_desc);
+	return 0;
+}
+
+double pspace_kron_asym(uint64_t n, const double *M)
+{
+	double big = 0, diff = 0;
+
+	for (uint64_t i = 0; i < n; i++)
+		for (uint64_t j = 0; j < n; j++) {
+			double a = fabs(M[i * n + j]), e = fabs(M[i * n + j] - M[j * n + i]);
+
+			if (a > big)
+				big = a;
+			if (e > diff)
+				diff = e;
+		}
+	return big > 0 ? diff / big : 0;
+}
+
+void pspace_kron_symmetrize(uint64_t n, double *M)
+{
+	for (uint64_t i = 0; i < n; i++)
+		for (uint64_t j = i + 1; j < n; j++) {
+			double s = 0.5 * (M[i * n + j] + M[j * n + i]);
+
+			M[i * n + j] = M[j * n + i] = s;
+		}
+}

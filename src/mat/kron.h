@@ -1,0 +1,183 @@
+/*
+ * Internal: Kronecker-factored layer blocks, shared by KFAC and EKFAC.
+ *
+ * Every layer a Kronecker form covers is viewed as an nr x nc matrix V of
+ * its parameters, and its block acts as (R (x) C) vec(V) = vec(R V C^T)
+ * (vec row-major). Linear / conv layers: rows are outputs o (R = G,
+ * nr = out), columns j = 0..a (C = A, nc = a = in (+1)), and the bias
+ * column, last in V, sits after all the weights in the canonical parameter
+ * order: V[o][j] = w[o * in + j] (j < in), V[o][in] = b[o]. Embedding
+ * (num x dim): the roles are transposed, R = A is diagonal (nr = num) and
+ * C = G (nc = dim), V[i][e] = w[i * dim + e].
+ *
+ * Work buffers hold k vectors of a layer as an (nr, k, nc) array B: the
+ * same memory is the nr x (k nc) matrix [V_1 ... V_k] (for products on the
+ * left) and the (nr k) x nc matrix stacking the rows of all V_j (for
+ * products on the right), so one gemm per side handles all k vectors.
+ */
+#ifndef PSPACE_SRC_MAT_KRON_H
+#define PSPACE_SRC_MAT_KRON_H
+
+#include <stdlib.h>
+
+#include "mat/mat_impl.h"
+#include "pspace/factored.h"
+
+/** Geometry of one layer's Kronecker block. */
+typedef struct pspace_kron_layer {
+	const char *name; /* the layer's name (points into the matrix's layout) */
+	uint64_t off;     /* first parameter of the layer */
+	uint64_t nr, nc;  /* V is nr x nc */
+	uint64_t in;      /* weight columns: in (linear, conv), dim (embedding) */
+	uint64_t wsize;   /* weight_size (the bias starts at off + wsize) */
+	int bias;         /* column nc - 1 is the bias */
+	int rdiag;        /* embedding: R = A is diagonal, A is the row factor */
+} pspace_kron_layer;
+
+/**
+ * Geometry of every layer of @p layout (malloc'd array, *n entries).
+ * Layers other than linear/conv1d/conv2d/embedding: PSPACE_ENOTSUP naming
+ * the layer and @p what ("KFAC").
+ */
+int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
+                         size_t *n);
+
+/** Index, relative to the layer's first parameter, of V[o][c]. */
+static inline uint64_t pspace_kron_index(const pspace_kron_layer *g, uint64_t o, uint64_t c)
+{
+	return c < g->in ? o * g->in + c : g->wsize + o;
+}
+
+/** malloc of @p n doubles (at least one, so 0 is not a failure). */
+static inline double *pspace_kron_alloc(uint64_t n)
+{
+	return (double *)malloc((n ? n : 1) * sizeof(double));
+}
+
+/** Frees @p n arrays and the pointer array; NULL accepted. */
+static inline void pspace_kron_free_ptrs(double **p, size_t n)
+{
+	if (!p)
+		return;
+	for (size_t i = 0; i < n; i++)
+		free(p[i]);
+	free(p);
+}
+
+/** A zeroed array of @p n pointers (at least one). */
+static inline double **pspace_kron_new_ptrs(size_t n)
+{
+	return (double **)calloc(n ? n : 1, sizeof(double *));
+}
+
+/** Elements of the row factor (nr for a diagonal one, else nr^2). */
+static inline uint64_t pspace_kron_rsize(const pspace_kron_layer *g)
+{
+	return g->rdiag ? g->nr : g->nr * g->nr;
+}
+
+/**
+ * B (nr, k, nc) <- V_j of the k vectors X_j (X points at the layer's first
+ * parameter of vector 0; vector j at X + j * ldx).
+ */
+void pspace_kron_gather(const pspace_kron_layer *g, uint32_t k, const double *X, size_t ldx,
+                        double *B);
+/** Y_j[V[o][c]] (+)= alpha B[o][j][c]: adds when @p add, else overwrites. */
+void pspace_kron_scatter(const pspace_kron_layer *g, uint32_t k, double alpha, const double *B,
+                         int add, double *Y, size_t ldy);
+
+/**
+ * Row-major C = alpha op(A) op(B) + beta C (m x n, inner dimension kk),
+ * through BLIS with @p threads threads. transa/transb: 0 or 1.
+ */
+void pspace_kron_gemm(int transa, int transb, uint64_t m, uint64_t n, uint64_t kk, double alpha,
+                      const double *A, uint64_t lda, const double *B, uint64_t ldb, double beta,
+                      double *C, uint64_t ldc, int threads);
+
+/**
+ * B <- R B C^T for the k vectors held in B (nr, k, nc); T is a work
+ * buffer of the same size. R diagonal when g->rdiag (its nr entries).
+ */
+void pspace_kron_mul(const pspace_kron_layer *g, uint32_t k, const double *R, const double *C,
+                     double *B, double *T, int threads);
+
+/**
+ * B <- U_R [ W .* (U_R^T B U_C) ] U_C^T for the k vectors held in B, with
+ * W (nr x nc) applied to every vector; U_R NULL means the identity. T is a
+ * work buffer of B's size.
+ */
+void pspace_kron_eig_mul(const pspace_kron_layer *g, uint32_t k, const double *UR, const double *UC,
+                         const double *W, double *B, double *T, int threads);
+
+/**
+ * B <- U_R^T B U_C (into the eigenbasis; T a work buffer). U_R NULL: identity.
+ */
+void pspace_kron_to_basis(const pspace_kron_layer *g, uint32_t k, const double *UR,
+                          const double *UC, double *B, double *T, int threads);
+
+/**
+ * Vectors per chunk so that @p bufs buffers of nr * k * nc doubles of the
+ * largest layer fit in @p budget bytes (at least 1, at most @p k).
+ */
+uint32_t pspace_kron_chunk(const pspace_kron_layer *g, size_t n, uint32_t k, int bufs,
+                           size_t budget);
+
+/**
+ * B <- B op(L)^{-1} (right) or op(L)^{-1} B (left) for row-major lower
+ * triangular L (n x n) and B (m x n, or n x ncols on the left: m rows, n
+ * columns of B as given), through BLIS trsm.
+ */
+void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double *L, uint64_t ldl,
+                      double *B, uint64_t ldb, int threads);
+
+/**
+ * Damping split per factor: @p mode PI or SQRT gives R + cr I and C + cc I
+ * with pi from the traces of A and G (SPEC 3; pi = 1 when either is 0 or
+ * for SQRT). tr_r, tr_c: traces of R and C. EINVAL for damping < 0.
+ */
+int pspace_kron_damp_split(const pspace_kron_layer *g, pspace_kfac_damping mode, double damping,
+                           double tr_r, double tr_c, double *cr, double *cc);
+
+/**
+ * The k largest values over all layers' value arrays W[l] (nr x nc, the
+ * eigenvalues of the layer block in its Kronecker eigenbasis U_R (x) U_C),
+ * decreasing, and if evecs is not NULL their eigenvectors (rows of evecs,
+ * canonical order). UR[l] NULL: identity.
+ */
+int pspace_kron_eig_top(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *UR,
+                        const double *const *UC, const double *const *W, uint32_t k, double *evals,
+                        double *evecs, size_t ld);
+
+/** All d values of W[l] over the layers, decreasing. */
+int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *W,
+                        double *evals);
+
+/** Relative asymmetry max |M - M^T| / max |M| of n x n @p M (0 for a zero M). */
+double pspace_kron_asym(uint64_t n, const double *M);
+/** M <- (M + M^T) / 2. */
+void pspace_kron_symmetrize(uint64_t n, double *M);
+
+/* ---- between kfac.c and ekfac.c -------------------------------------------- */
+
+/**
+ * A new EKFAC on @p layout from per-layer eigenbases (copied): UR[l]
+ * (nr x nr, NULL for a diagonal row factor), UC[l] (nc x nc), factor
+ * eigenvalues sR[l] (nr), sC[l] (nc), and diagonal S[l] (nr x nc; NULL:
+ * sR sC^T).
+ */
+int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const double *const *UR,
+                       const double *const *UC, const double *const *sR, const double *const *sC,
+                       const double *const *S, int updated, pspace_kfac_damping mode);
+
+/** Sets an EKFAC's damping mode (pspace_kfac_set_damping on an EKFAC). */
+int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode);
+
+/**
+ * The cached eigendecomposition of a KFAC (computed on first use; owned by
+ * the matrix, valid while it lives): per layer UR (NULL when diagonal), UC,
+ * sR, sC. ENOTSUP when the KFAC is not symmetric (a product).
+ */
+int pspace_kfac_eigen(pspace_mat *m, const double *const **UR, const double *const **UC,
+                      const double *const **sR, const double *const **sC);
+
+#endif

@@ -1,0 +1,708 @@
+/*
+ * QuasiDiag (Ollivier 2015; SPEC 3): the diagonal of F plus, for every
+ * layer with a bias, the cross terms c[o, j] between bias o and weight
+ * (o, j). Per output neuron o the block over (W[o, 0..in), b[o]) is an
+ * arrowhead matrix; layers without a bias are plain diagonal.
+ *
+ * Powers: M + l I is an arrowhead again (p = 1) and so is I (p = 0), but
+ * the inverse of an arrowhead, or any other power, is dense within each
+ * neuron block: pspace_mat_pow returns those two only and PSPACE_ENOTSUP
+ * otherwise. Inverses are applied by the exact solve (pspace_mat_solve,
+ * or lazily pspace_op_inverse). No pseudo-inverse and no product, for the
+ * same reason.
+ *
+ * Persisted as a tileless entry holding the layout, the array "diag" (f64,
+ * d) and, for each layer L with a bias, "cross.L" (f64, out x in).
+ */
+#include <lapacke.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/error.h"
+#include "mat/mat_impl.h"
+#include "pspace/factored.h"
+
+#define DIAG_ARRAY  "diag"
+#define CROSS_ARRAY "cross."
+
+typedef struct quasidiag {
+	pspace_mat base;
+	double *diag; /* d entries */
+	size_t nlayers;
+	double **cross; /* per layer: out x in, NULL without bias */
+} quasidiag;
+
+static quasidiag *qd_of(pspace_mat *m)
+{
+	return (quasidiag *)m;
+}
+
+/* Layer @p i's neuron geometry: out neurons of in weights, parameters at off. */
+typedef struct geom {
+	const pspace_layer *L;
+	uint64_t out, in, off, boff; /* boff: first bias parameter */
+} geom;
+
+static void geom_of(const pspace_mat *m, size_t i, geom *g)
+{
+	g->L = pspace_layout_layer(m->layout, i);
+	g->out = g->L->shape[0];
+	g->in = g->out ? g->L->weight_size / g->out : 0;
+	g->off = g->L->offset;
+	g->boff = g->off + g->L->weight_size;
+}
+
+static void qd_destroy(pspace_mat *m)
+{
+	quasidiag *q = qd_of(m);
+
+	for (size_t i = 0; q->cross && i < q->nlayers; i++)
+		free(q->cross[i]);
+	free(q->cross);
+	free(q->diag);
+}
+
+static int qd_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
+                 size_t ldx, double *Y, size_t ldy)
+{
+	quasidiag *q = qd_of(m);
+
+	(void)ex;
+	for (uint32_t r = 0; r < k; r++) {
+		const double *x = X + (size_t)r * ldx;
+		double *y = Y + (size_t)r * ldy;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			y[i] += alpha * q->diag[i] * x[i];
+		for (size_t l = 0; l < q->nlayers; l++) {
+			const double *c = q->cross[l];
+			geom g;
+
+			if (!c)
+				continue;
+			geom_of(m, l, &g);
+			for (uint64_t o = 0; o < g.out; o++) {
+				const double *co = c + o * g.in, *xw = x + g.off + o * g.in;
+				double *yw = y + g.off + o * g.in, xb = x[g.boff + o], s = 0;
+
+				for (uint64_t j = 0; j < g.in; j++) {
+					yw[j] += alpha * co[j] * xb;
+					s += co[j] * xw[j];
+				}
+				y[g.boff + o] += alpha * s;
+			}
+		}
+	}
+	return 0;
+}
+
+static int qd_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const double *V,
+                         size_t ldv, double *out)
+{
+	quasidiag *q = qd_of(m);
+
+	(void)ex;
+	for (uint32_t r = 0; r < k; r++) {
+		const double *x = V + (size_t)r * ldv;
+		double s = 0;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			s += q->diag[i] * x[i] * x[i];
+		for (size_t l = 0; l < q->nlayers; l++) {
+			const double *c = q->cross[l];
+			geom g;
+
+			if (!c)
+				continue;
+			geom_of(m, l, &g);
+			for (uint64_t o = 0; o < g.out; o++) {
+				double t = 0;
+
+				for (uint64_t j = 0; j < g.in; j++)
+					t += c[o * g.in + j] * x[g.off + o * g.in + j];
+				s += 2 * t * x[g.boff + o];
+			}
+		}
+		out[r] = s;
+	}
+	return 0;
+}
+
+static int qd_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	double s = 0;
+
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++)
+		s += qd_of(m)->diag[i];
+	*out = s;
+	return 0;
+}
+
+static int qd_diag(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	(void)ex;
+	memcpy(out, qd_of(m)->diag, m->d * sizeof(*out));
+	return 0;
+}
+
+static int qd_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	quasidiag *q = qd_of(m);
+	double s = 0, c2 = 0;
+
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++)
+		s += q->diag[i] * q->diag[i];
+	for (size_t l = 0; l < q->nlayers; l++) {
+		const pspace_layer *L = pspace_layout_layer(m->layout, l);
+
+		if (q->cross[l])
+			for (uint64_t i = 0; i < L->weight_size; i++)
+				c2 += q->cross[l][i] * q->cross[l][i];
+	}
+	*out = s + 2 * c2;
+	return 0;
+}
+
+static int qd_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	quasidiag *q = qd_of(m);
+
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++) {
+		memset(out + i * ld, 0, m->d * sizeof(*out));
+		out[i * ld + i] = q->diag[i];
+	}
+	for (size_t l = 0; l < q->nlayers; l++) {
+		geom g;
+
+		if (!q->cross[l])
+			continue;
+		geom_of(m, l, &g);
+		for (uint64_t o = 0; o < g.out; o++)
+			for (uint64_t j = 0; j < g.in; j++) {
+				uint64_t w = g.off + o * g.in + j, b = g.boff + o;
+
+				out[w * ld + b] = out[b * ld + w] = q->cross[l][o * g.in + j];
+			}
+	}
+	return 0;
+}
+
+/*
+ * Exact solve of (M + l I) X = B. Per neuron the arrowhead block is solved
+ * through the Schur complement of the weight diagonal:
+ *   s_b = (v_b - sum_j c_j v_j / (d_j + l)) / (d_b + l - sum_j c_j^2 / (d_j + l)),
+ *   s_j = (v_j - c_j s_b) / (d_j + l).
+ * Every pivot is checked before anything is written.
+ */
+static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+                    const double *B, size_t ldb, double *X, size_t ldx)
+{
+	quasidiag *q = qd_of(m);
+	double *schur = NULL;
+	uint64_t nb = 0;
+	int rc = 0;
+
+	(void)ex;
+	for (uint64_t i = 0; i < m->d; i++)
+		if (q->diag[i] + damping == 0) {
+			const pspace_layer *L =
+			    pspace_layout_layer(m->layout, pspace_layout_layer_of(m->layout, i));
+
+			return pspace_err_set(PSPACE_ENUMERIC,
+			                      "layer %s: quasidiag solve: zero pivot at parameter "
+			                      "%llu of the layer (diagonal %g, damping %g)",
+			                      L->name, (unsigned long long)(i - L->offset),
+			                      q->diag[i], damping);
+		}
+	for (size_t l = 0; l < q->nlayers; l++)
+		if (q->cross[l])
+			nb += pspace_layout_layer(m->layout, l)->bias_size;
+	schur = malloc((nb ? nb : 1) * sizeof(*schur));
+	if (!schur)
+		return pspace_err_set(PSPACE_ENOMEM, "quasidiag solve: out of memory");
+	/* The Schur complements, once for all right-hand sides. */
+	nb = 0;
+	for (size_t l = 0; l < q->nlayers; l++) {
+		geom g;
+
+		if (!q->cross[l])
+			continue;
+		geom_of(m, l, &g);
+		for (uint64_t o = 0; o < g.out; o++) {
+			const double *c = q->cross[l] + o * g.in, *dw = q->diag + g.off + o * g.in;
+			double s = q->diag[g.boff + o] + damping;
+
+			for (uint64_t j = 0; j < g.in; j++)
+				s -= c[j] * c[j] / (dw[j] + damping);
+			if (s == 0 || !isfinite(s)) {
+				rc = pspace_err_set(PSPACE_ENUMERIC,
+				                    "layer %s: quasidiag solve: neuron %llu is "
+				                    "singular (Schur complement %g, damping %g)",
+				                    g.L->name, (unsigned long long)o, s, damping);
+				goto out;
+			}
+			schur[nb++] = s;
+		}
+	}
+	for (uint32_t r = 0; r < k; r++) {
+		const double *b = B + (size_t)r * ldb;
+		double *x = X + (size_t)r * ldx;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			x[i] = b[i] / (q->diag[i] + damping);
+		nb = 0;
+		for (size_t l = 0; l < q->nlayers; l++) {
+			geom g;
+
+			if (!q->cross[l])
+				continue;
+			geom_of(m, l, &g);
+			for (uint64_t o = 0; o < g.out; o++) {
+				const double *c = q->cross[l] + o * g.in;
+				const double *dw = q->diag + g.off + o * g.in;
+				const double *bw = b + g.off + o * g.in;
+				double *xw = x + g.off + o * g.in, sb = b[g.boff + o];
+
+				for (uint64_t j = 0; j < g.in; j++)
+					sb -= c[j] * bw[j] / (dw[j] + damping);
+				sb /= schur[nb++];
+				x[g.boff + o] = sb;
+				for (uint64_t j = 0; j < g.in; j++)
+					xw[j] = (bw[j] - c[j] * sb) / (dw[j] + damping);
+			}
+		}
+	}
+out:
+	free(schur);
+	return rc;
+}
+
+static int qd_save(pspace_mat *m, pspace_store *s, const char *name)
+{
+	quasidiag *q = qd_of(m);
+	pspace_writer *w = NULL;
+	uint64_t shape[2] = {m->d, 0};
+	char an[PSPACE_NAME_MAX + 1];
+	int rc;
+
+	rc = pspace_resident_save_begin(m, PSPACE_KIND_QUASIDIAG, s, name, &w);
+	if (rc != 0)
+		return rc;
+	rc = pspace_writer_put_array(w, DIAG_ARRAY, PSPACE_F64, 1, shape, q->diag);
+	for (size_t l = 0; rc == 0 && l < q->nlayers; l++) {
+		geom g;
+
+		if (!q->cross[l])
+			continue;
+		geom_of(m, l, &g);
+		snprintf(an, sizeof(an), CROSS_ARRAY "%s", g.L->name);
+		shape[0] = g.out;
+		shape[1] = g.in;
+		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, q->cross[l]);
+	}
+	if (rc != 0) {
+		pspace_writer_abort(w, 1);
+		return rc;
+	}
+	return pspace_writer_finish(w);
+}
+
+static const pspace_mat_vtable qd_vt;
+
+/*
+ * An empty QuasiDiag of @p layout: diag allocated (uninitialized), cross
+ * arrays allocated and zeroed for the layers with a bias.
+ */
+static int qd_alloc(pspace_mat **out, const pspace_layout *layout, pspace_store *s,
+                    const char *name)
+{
+	quasidiag *q = calloc(1, sizeof(*q));
+	uint64_t d = pspace_layout_dim(layout);
+	int rc;
+
+	*out = NULL;
+	if (!q)
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_mat_base_init(&q->base, &qd_vt, d, layout, s, name);
+	if (rc != 0) {
+		free(q);
+		return rc;
+	}
+	q->nlayers = pspace_layout_nlayers(layout);
+	q->diag = malloc((d ? d : 1) * sizeof(*q->diag));
+	q->cross = calloc(q->nlayers ? q->nlayers : 1, sizeof(*q->cross));
+	if (!q->diag || !q->cross)
+		goto nomem;
+	for (size_t l = 0; l < q->nlayers; l++) {
+		const pspace_layer *L = pspace_layout_layer(layout, l);
+
+		if (!L->bias)
+			continue;
+		q->cross[l] = calloc(L->weight_size ? L->weight_size : 1, sizeof(double));
+		if (!q->cross[l])
+			goto nomem;
+	}
+	*out = &q->base;
+	return 0;
+nomem:
+	pspace_mat_free(&q->base);
+	return pspace_err_set(PSPACE_ENOMEM, "out of memory for a quasidiag of %llu parameters",
+	                      (unsigned long long)d);
+}
+
+/* A new QuasiDiag with diagonal dmul * diag + dadd and cross terms cmul * cross. */
+static int qd_map(pspace_mat *m, double dmul, double dadd, double cmul, pspace_mat **out)
+{
+	quasidiag *q = qd_of(m), *r;
+	int rc = qd_alloc(out, m->layout, NULL, NULL);
+
+	if (rc != 0)
+		return rc;
+	r = qd_of(*out);
+	for (uint64_t i = 0; i < m->d; i++)
+		r->diag[i] = dmul * q->diag[i] + dadd;
+	for (size_t l = 0; l < q->nlayers; l++) {
+		uint64_t n = pspace_layout_layer(m->layout, l)->weight_size;
+
+		if (q->cross[l])
+			for (uint64_t i = 0; i < n; i++)
+				r->cross[l][i] = cmul * q->cross[l][i];
+	}
+	return 0;
+}
+
+static int qd_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
+{
+	if (p == 1)
+		return qd_map(m, 1, damping, 1, out);
+	if (p == 0)
+		return qd_map(m, 0, 1, 0, out);
+	return pspace_err_set(PSPACE_ENOTSUP,
+	                      "quasidiag pow %g: only p = 1 and p = 0 are arrowhead matrices; "
+	                      "for the inverse use the exact solve (pspace_mat_solve, or lazily "
+	                      "pspace_op_inverse)",
+	                      p);
+}
+
+static int qd_scale(pspace_mat *m, double s, pspace_mat **out)
+{
+	return qd_map(m, s, 0, s, out);
+}
+
+/* ---- eigendecomposition: one (in + 1) x (in + 1) arrowhead per neuron --------- */
+
+/* One eigenvalue and where it came from. */
+typedef struct eigent {
+	double v;
+	uint64_t block; /* neuron block number, or UINT64_MAX for a diagonal entry */
+	uint64_t idx;   /* index inside the block (ascending LAPACK order), or the parameter */
+} eigent;
+
+/* Numbering of blocks: layers in order, neurons in order, biased layers only. */
+typedef struct blockpos {
+	size_t layer;
+	uint64_t o;
+} blockpos;
+
+/* Fills A (n x n, n = in + 1) with neuron o's arrowhead block. */
+static void arrow_block(quasidiag *q, const geom *g, size_t l, uint64_t o, double *A)
+{
+	uint64_t n = g->in + 1;
+
+	memset(A, 0, n * n * sizeof(*A));
+	for (uint64_t j = 0; j < g->in; j++) {
+		A[j * n + j] = q->diag[g->off + o * g->in + j];
+		A[j * n + g->in] = A[g->in * n + j] = q->cross[l][o * g->in + j];
+	}
+	A[g->in * n + g->in] = q->diag[g->boff + o];
+}
+
+static int block_eig(const geom *g, uint64_t o, double *A, double *w, char jobz)
+{
+	lapack_int n = (lapack_int)(g->in + 1);
+	lapack_int info = LAPACKE_dsyevd(LAPACK_COL_MAJOR, jobz, 'U', n, A, n, w);
+
+	if (info != 0)
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "layer %s: quasidiag eig: LAPACKE_dsyevd failed (info %d) "
+		                      "on neuron %llu",
+		                      g->L->name, (int)info, (unsigned long long)o);
+	return 0;
+}
+
+static int cmp_eigent(const void *pa, const void *pb)
+{
+	const eigent *a = pa, *b = pb;
+
+	if (a->v != b->v)
+		return (a->v < b->v) - (a->v > b->v);
+	if (a->block != b->block)
+		return (a->block > b->block) - (a->block < b->block);
+	return (a->idx > b->idx) - (a->idx < b->idx);
+}
+
+static int cmp_by_block(const void *pa, const void *pb, void *ud)
+{
+	const eigent *e = ud;
+	uint32_t a = *(const uint32_t *)pa, b = *(const uint32_t *)pb;
+
+	if (e[a].block != e[b].block)
+		return (e[a].block > e[b].block) - (e[a].block < e[b].block);
+	return (a > b) - (a < b);
+}
+
+/*
+ * All d eigenvalues with their origin, sorted decreasing. Checks that the
+ * largest block (and its workspace) fits the memory budget.
+ */
+static int all_eigs(pspace_mat *m, const pspace_exec *ex, eigent **outp, blockpos **posp)
+{
+	quasidiag *q = qd_of(m);
+	eigent *e = malloc((m->d ? m->d : 1) * sizeof(*e));
+	blockpos *pos = NULL;
+	double *A = NULL, *w = NULL;
+	uint64_t nblocks = 0, maxn = 1, t = 0, b = 0;
+	pspace_exec x;
+	int rc = 0;
+
+	pspace_exec_resolve(ex, &x);
+	*outp = NULL;
+	*posp = NULL;
+	for (size_t l = 0; l < q->nlayers; l++)
+		if (q->cross[l]) {
+			geom g;
+
+			geom_of(m, l, &g);
+			nblocks += g.out;
+			if (g.in + 1 > maxn)
+				maxn = g.in + 1;
+			/* dsyevd with vectors: A, w and ~ 1 + 6n + 2n^2 doubles of work. */
+			if ((double)(3 * (g.in + 1) * (g.in + 1) + 8 * (g.in + 1)) *
+			        sizeof(double) >
+			    (double)x.mem_budget) {
+				free(e);
+				return pspace_err_set(
+				    PSPACE_ENOTSUP,
+				    "layer %s: quasidiag eig: neuron blocks of %llu "
+				    "exceed the memory budget of %zu bytes",
+				    g.L->name, (unsigned long long)(g.in + 1), x.mem_budget);
+			}
+		}
+	pos = malloc((nblocks ? nblocks : 1) * sizeof(*pos));
+	A = malloc(maxn * maxn * sizeof(*A));
+	w = malloc(maxn * sizeof(*w));
+	if (!e || !pos || !A || !w) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "quasidiag eig: out of memory");
+		goto out;
+	}
+	for (size_t l = 0; l < q->nlayers; l++) {
+		geom g;
+
+		geom_of(m, l, &g);
+		if (!q->cross[l]) {
+			for (uint64_t i = 0; i < g.L->size; i++)
+				e[t++] = (eigent){q->diag[g.off + i], UINT64_MAX, g.off + i};
+			continue;
+		}
+		for (uint64_t o = 0; o < g.out; o++, b++) {
+			pos[b] = (blockpos){l, o};
+			arrow_block(q, &g, l, o, A);
+			rc = block_eig(&g, o, A, w, 'N');
+			if (rc != 0)
+				goto out;
+			for (uint64_t j = 0; j <= g.in; j++)
+				e[t++] = (eigent){w[j], b, j};
+		}
+	}
+	qsort(e, m->d, sizeof(*e), cmp_eigent);
+	*outp = e;
+	*posp = pos;
+	e = NULL;
+	pos = NULL;
+out:
+	free(w);
+	free(A);
+	free(pos);
+	free(e);
+	return rc;
+}
+
+static int qd_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals)
+{
+	eigent *e;
+	blockpos *pos;
+	int rc = all_eigs(m, ex, &e, &pos);
+
+	if (rc != 0)
+		return rc;
+	for (uint64_t i = 0; i < m->d; i++)
+		evals[i] = e[i].v;
+	free(pos);
+	free(e);
+	return 0;
+}
+
+/*
+ * Top k: the eigenvalues of every block first, then the eigenvectors of
+ * only the blocks that hold one of the k largest (computed again with
+ * vectors), so memory stays O(d + block^2).
+ */
+static int qd_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals, double *evecs,
+                  size_t ld)
+{
+	quasidiag *q = qd_of(m);
+	eigent *e = NULL;
+	blockpos *pos = NULL;
+	double *A = NULL, *w = NULL;
+	uint32_t *ord = NULL;
+	uint64_t maxn = 1, last = UINT64_MAX;
+	geom g = {0};
+	int rc = all_eigs(m, ex, &e, &pos);
+
+	if (rc != 0)
+		return rc;
+	for (uint32_t t = 0; t < k; t++)
+		evals[t] = e[t].v;
+	if (!evecs)
+		goto out;
+	for (size_t l = 0; l < q->nlayers; l++) {
+		geom_of(m, l, &g);
+		if (q->cross[l] && g.in + 1 > maxn)
+			maxn = g.in + 1;
+	}
+	A = malloc(maxn * maxn * sizeof(*A));
+	w = malloc(maxn * sizeof(*w));
+	ord = malloc(k * sizeof(*ord));
+	if (!A || !w || !ord) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "quasidiag eig: out of memory");
+		goto out;
+	}
+	/* Grouped by block, so a block holding several is decomposed once. */
+	for (uint32_t t = 0; t < k; t++)
+		ord[t] = t;
+	qsort_r(ord, k, sizeof(*ord), cmp_by_block, e);
+	for (uint32_t i = 0; i < k; i++) {
+		uint32_t t = ord[i];
+		double *v = evecs + (size_t)t * ld;
+		uint64_t b = e[t].block, n;
+
+		memset(v, 0, m->d * sizeof(*v));
+		if (b == UINT64_MAX) {
+			v[e[t].idx] = 1.0;
+			continue;
+		}
+		if (b != last) {
+			geom_of(m, pos[b].layer, &g);
+			arrow_block(q, &g, pos[b].layer, pos[b].o, A);
+			rc = block_eig(&g, pos[b].o, A, w, 'V');
+			if (rc != 0)
+				goto out;
+			last = b;
+		}
+		/* Column idx of the column-major A is the eigenvector. */
+		n = g.in + 1;
+		for (uint64_t j = 0; j < g.in; j++)
+			v[g.off + pos[b].o * g.in + j] = A[e[t].idx * n + j];
+		v[g.boff + pos[b].o] = A[e[t].idx * n + g.in];
+	}
+out:
+	free(ord);
+	free(w);
+	free(A);
+	free(pos);
+	free(e);
+	return rc;
+}
+
+static const pspace_mat_vtable qd_vt = {
+    .kind = PSPACE_KIND_QUASIDIAG,
+    .destroy = qd_destroy,
+    .mm = qd_mm,
+    .vtmv_batch = qd_vtmv_batch,
+    .trace = qd_trace,
+    .diag = qd_diag,
+    .frob2 = qd_frob2,
+    .dense = qd_dense,
+    .solve = qd_solve,
+    .save = qd_save,
+    .pow = qd_pow,
+    .scale = qd_scale,
+    .eig = qd_eig,
+    .eigvals = qd_eigvals,
+};
+
+int pspace_quasidiag_create(pspace_mat **out, const pspace_layout *layout, const double *diag,
+                            const double *const *cross)
+{
+	quasidiag *q;
+	int rc;
+
+	if (!out)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_quasidiag_create: out is NULL");
+	*out = NULL;
+	if (!layout || !diag)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "pspace_quasidiag_create: layout or diag is NULL");
+	rc = qd_alloc(out, layout, NULL, NULL);
+	if (rc != 0)
+		return rc;
+	q = qd_of(*out);
+	memcpy(q->diag, diag, (*out)->d * sizeof(*diag));
+	/* A NULL cross array of a layer with a bias means zero cross terms. */
+	for (size_t l = 0; cross && l < q->nlayers; l++)
+		if (q->cross[l] && cross[l])
+			memcpy(q->cross[l], cross[l],
+			       pspace_layout_layer(layout, l)->weight_size * sizeof(double));
+	return 0;
+}
+
+int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
+{
+	pspace_reader *r = NULL;
+	pspace_layout *layout = NULL;
+	char an[PSPACE_NAME_MAX + 1];
+	double *buf = NULL;
+	quasidiag *q;
+	int rc;
+
+	*out = NULL;
+	if (info->kind != PSPACE_KIND_QUASIDIAG)
+		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not quasidiag",
+		                      pspace_kind_name(info->kind));
+	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	if (rc == 0)
+		rc = qd_alloc(out, layout, s, info->name);
+	if (rc != 0)
+		goto out;
+	q = qd_of(*out);
+	rc = pspace_resident_read(r, DIAG_ARRAY, info->d, &buf);
+	if (rc == 0)
+		memcpy(q->diag, buf, info->d * sizeof(*buf));
+	free(buf);
+	buf = NULL;
+	for (size_t l = 0; rc == 0 && l < q->nlayers; l++) {
+		const pspace_layer *L = pspace_layout_layer(layout, l);
+
+		if (!q->cross[l])
+			continue;
+		snprintf(an, sizeof(an), CROSS_ARRAY "%s", L->name);
+		rc = pspace_resident_read(r, an, L->weight_size, &buf);
+		if (rc == 0)
+			memcpy(q->cross[l], buf, L->weight_size * sizeof(*buf));
+		free(buf);
+		buf = NULL;
+	}
+out:
+	if (rc != 0) {
+		pspace_mat_free(*out);
+		*out = NULL;
+	}
+	pspace_layout_free(layout);
+	pspace_reader_close(r);
+	return rc;
+}

@@ -1,0 +1,72 @@
+/*
+ * Test helper for the resident representations: temporary stores, seeded
+ * data, and float64 dense references computed here (plain loops and
+ * LAPACK's dgesv / dsyev on the dense reference), independent of the code
+ * under test. The fref_check_* functions compare every operation of a
+ * matrix against its dense reference F and assert (cmocka) on mismatch.
+ */
+#ifndef PSPACE_TESTS_FREF_H
+#define PSPACE_TESTS_FREF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pspace/mat.h"
+
+/** A store in a fresh mkdtemp directory under /tmp, removed by fref_store_close. */
+typedef struct fref_store {
+	char root[64];
+	char path[128];
+	pspace_store *s;
+} fref_store;
+
+void fref_store_open(fref_store *t);
+/** Closes and reopens the store (a fresh handle, as another process would see it). */
+void fref_store_reopen(fref_store *t);
+void fref_store_close(fref_store *t);
+
+/** n uniform numbers in [-1, 1) from @p seed (malloc'd). */
+double *fref_randv(size_t n, uint64_t seed);
+/** Relative Frobenius error ||got - want|| / ||want|| (absolute if want = 0). */
+double fref_relerr(const double *got, const double *want, size_t n);
+
+/** Y = F X for k vectors ((k, d) row-major, ld d). */
+void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y);
+/** X = (F + l I)^-1 B by LU with partial pivoting (LAPACKE_dgesv) on a copy. */
+void fref_solve(const double *F, size_t d, double l, size_t k, const double *B, double *X);
+/** All eigenvalues of symmetric F, decreasing; V (optional) gets the eigenvectors as rows. */
+void fref_eigh(const double *F, size_t d, double *w, double *V);
+/** P = (F + l I)^p through the eigendecomposition (eigenvalues <= 0 map to 0 when p > 0). */
+void fref_pow(const double *F, size_t d, double p, double l, double *P);
+/** P = pseudo-inverse of F, eigenvalues <= max(thr, tiny) dropped. */
+void fref_pinv(const double *F, size_t d, double thr, double *P);
+
+/**
+ * Checks mm (k = 1, 3, with ld > d and accumulation), mv, vTMv, batched
+ * vTMv, trace, diag, Frobenius norm and dense of @p m against F.
+ */
+void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol);
+/** Checks pspace_mat_solve with @p damping against fref_solve (k = 1 and 4). */
+void fref_check_solve(pspace_mat *m, const double *F, size_t d, double damping, double tol);
+/**
+ * Checks eigvals against dsyev on F, and eig top-k (k = 1, kmax): values,
+ * residuals ||F v - lambda v|| and orthonormality of the vectors.
+ */
+void fref_check_eig(pspace_mat *m, const double *F, size_t d, uint32_t kmax, double tol);
+/**
+ * Saves @p m as @p name, reopens the store (if @p reopen: not when @p m
+ * refers to stored matrices of this handle), opens it and checks that mm,
+ * vTMv, trace, Frobenius, diag, dense (and solve with @p damping if >= 0)
+ * give bit-identical results. Returns the opened matrix (caller frees).
+ */
+pspace_mat *fref_check_roundtrip(pspace_mat *m, fref_store *t, const char *name, double damping,
+                                 int reopen);
+/**
+ * Writes F as a stored Dense matrix @p name (f64 tiles), solves
+ * (F + damping I) X = B by CG preconditioned with @p m, and checks the
+ * result against the direct solve of the stored Dense. @return iterations.
+ */
+uint32_t fref_check_precond(pspace_mat *m, fref_store *t, const char *name, const double *F,
+                            size_t d, double damping);
+
+#endif
