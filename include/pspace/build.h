@@ -181,7 +181,7 @@ typedef struct pspace_refnet_opts {
 	 * stride 1, no padding, then a linear layer to C outputs).
 	 */
 	const char *spec;
-	const char *activation; /**< "tanh" (default) or "relu" (MLP) */
+	const char *activation; /**< "tanh" or "relu"; NULL: tanh (MLP), relu (CNN) */
 	uint64_t examples;      /**< n */
 	pspace_variant variant;
 	uint32_t mc_samples; /**< for PSPACE_VARIANT_MC */
@@ -194,15 +194,23 @@ PSPACE_API int pspace_refnet_create(pspace_refnet **out, const pspace_refnet_opt
 PSPACE_API void pspace_refnet_free(pspace_refnet *net);
 /** @return its layout (layers named fc1, fc2, ... / conv1, ..., fc). */
 PSPACE_API const pspace_layout *pspace_refnet_layout(const pspace_refnet *net);
-/** A Jacobian-row source over the network's examples (valid while @p net lives). */
+/**
+ * A Jacobian-row source over the network's examples (valid while @p net
+ * lives). Rows are computed on each read (one forward and K backward passes
+ * per example) and do not depend on how the examples are batched. The
+ * sources of one network share its scratch: read them from one thread at a
+ * time.
+ */
 PSPACE_API int pspace_refnet_jacobian(pspace_refnet *net, pspace_jac_source *out);
-/** A layer-tensor source over the network's examples. */
+/** A layer-tensor source over the network's examples (as the Jacobian source). */
 PSPACE_API int pspace_refnet_layers(pspace_refnet *net, pspace_layer_source *out);
 /** The network's outputs (C values) for example @p x with parameters @p theta (d). */
 PSPACE_API int pspace_refnet_forward(pspace_refnet *net, const double *theta, uint64_t x,
                                      double *out);
 /** The current parameters (d values, layout order); writable (tests perturb them). */
 PSPACE_API double *pspace_refnet_params(pspace_refnet *net);
+/** The true label (0..C-1) of example @p x, as the empirical variant uses it. */
+PSPACE_API int pspace_refnet_label(const pspace_refnet *net, uint64_t x, uint32_t *out);
 
 #ifdef __cplusplus
 }
