@@ -134,6 +134,42 @@ static void lowrank_solve(const lowrank *lr, double l, const double *b, double *
 	pspace_vec_scale(lr->d, 1.0 / l, x);
 }
 
+/* Largest eigenvalue of a small symmetric matrix (n x n, destroyed) by
+ * cyclic Jacobi rotations. */
+static double small_max_eig(int n, double *a)
+{
+	for (int sweep = 0; sweep < 100; sweep++) {
+		double off = 0;
+		for (int p = 0; p < n; p++)
+			for (int q = p + 1; q < n; q++)
+				off += a[p * n + q] * a[p * n + q];
+		if (off < 1e-30)
+			break;
+		for (int p = 0; p < n; p++)
+			for (int q = p + 1; q < n; q++) {
+				if (fabs(a[p * n + q]) < 1e-300)
+					continue;
+				double th = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
+				double t = (th >= 0 ? 1 : -1) / (fabs(th) + sqrt(th * th + 1));
+				double c = 1 / sqrt(t * t + 1), sn = t * c;
+				for (int k = 0; k < n; k++) {
+					double akp = a[k * n + p], akq = a[k * n + q];
+					a[k * n + p] = c * akp - sn * akq;
+					a[k * n + q] = sn * akp + c * akq;
+				}
+				for (int k = 0; k < n; k++) {
+					double apk = a[p * n + k], aqk = a[q * n + k];
+					a[p * n + k] = c * apk - sn * aqk;
+					a[q * n + k] = sn * apk + c * aqk;
+				}
+			}
+	}
+	double m = a[0];
+	for (int i = 1; i < n; i++)
+		m = a[i * n + i] > m ? a[i * n + i] : m;
+	return m;
+}
+
 static double rel_err(uint64_t n, const double *got, const double *want)
 {
 	double e = 0, w = 0;
@@ -206,6 +242,30 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 		}
 	ref = sqrt(ref) / NEX;
 	CHECK(fabs(v - ref) <= 1e-4 * ref, "frobenius %.9g vs %.9g", v, ref);
+
+	/* 2-norm by Lanczos (one pass per step) vs the largest eigenvalue of
+	 * the n x n Gram J J^T / n, which F shares. */
+	{
+		double gram[NEX * NEX];
+		pspace_eig_opts eo = {0};
+		pspace_op *fop = NULL;
+
+		for (int a = 0; a < NEX; a++)
+			for (int c = 0; c < NEX; c++)
+				gram[a * NEX + c] = pspace_vec_dot(d, lr->j + (uint64_t)a * d,
+				                                   lr->j + (uint64_t)c * d) /
+				                    NEX;
+		ref = small_max_eig(NEX, gram);
+		eo.max_iter = 60;
+		eo.tol = 1e-8;
+		rc = pspace_op_mat(&fop, f);
+		CHECK(rc == 0, "op");
+		rc = pspace_op_norm(fop, &ex, PSPACE_NORM_2, &eo, &v);
+		CHECK(rc == 0, "2-norm: %s", pspace_strerror(rc));
+		CHECK(fabs(v - ref) <= 1e-4 * ref, "2-norm %.9g vs %.9g after %u steps", v, ref,
+		      eo.iterations);
+		pspace_op_free(fop);
+	}
 
 	/* The direct solve needs d^2 doubles: refused within the budget. */
 	rc = pspace_mat_solve(f, &ex, 1e-3, 1, x, d, y, d);
@@ -284,6 +344,7 @@ static void test_outofcore_dense_under_cap(void **state)
 	if (!env)
 		assert_true(info.tile_bytes >= 4 * CAP);
 
+	fflush(stdout); /* or the child prints it again */
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
