@@ -1,0 +1,112 @@
+/*
+ * Internal: what the builders share. Every builder but KFAC reads
+ * per-example (per-output) gradient rows through one interface, the row
+ * source, whether they come from Jacobian .npy files or are computed from
+ * layer tensors; and builds either a whole matrix or one layer's part of a
+ * Mixed (a "slice": the columns [coff, coff + dim(sub)) of the rows, with
+ * the sub-layout of that part).
+ */
+#ifndef PSPACE_SRC_BUILD_BUILD_IMPL_H
+#define PSPACE_SRC_BUILD_BUILD_IMPL_H
+
+#include "pspace/build.h"
+
+/**
+ * Per-example gradient rows, K per example: read() fills rows
+ * out[(k * nx + x) * ld + p] for examples [x0, x0 + nx) and at least the
+ * columns [c0, c1) (other columns may be left untouched).
+ */
+typedef struct pspace_rows {
+	uint64_t n;
+	uint32_t K;
+	uint64_t d;
+	/** Extra working bytes read() needs per example of a batch (adapters). */
+	uint64_t extra_per_example;
+	int (*read)(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
+	            size_t ld);
+	void *ud;
+	uint64_t reads; /**< read() calls so far (statistics) */
+} pspace_rows;
+
+/** What a builder writes: a matrix @p name over the columns of @p sub starting at @p coff. */
+typedef struct pspace_build_target {
+	pspace_store *s;
+	const char *name;
+	const pspace_layout *sub; /**< layout of the matrix (the whole one, or one layer) */
+	uint64_t coff;            /**< first column of the rows that belongs to it */
+} pspace_build_target;
+
+/** The options with the execution settings resolved (threads >= 1, budget > 0). */
+void pspace_build_opts_resolve(const pspace_build_opts *in, pspace_build_opts *out);
+
+/** Calls the progress callback, if any. */
+void pspace_build_progress(const pspace_build_opts *o, const char *stage, uint64_t done,
+                           uint64_t total);
+
+/** Reads a batch, turning a positive or unknown code into PSPACE_EINVAL, with context. */
+int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1,
+                     double *out);
+
+/**
+ * Examples per batch: o->batch, or (auto) what fits @p avail bytes at
+ * K d doubles (plus the adapter's extra) per example; at least 1, at most n.
+ * @return 0 or PSPACE_ENOMEM (naming @p what) when one example does not fit.
+ */
+int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
+                      const char *what, uint64_t *nx);
+
+/** A layout of layer @p i of @p l alone (offset 0). */
+int pspace_layout_sub(const pspace_layout *l, size_t i, pspace_layout **out);
+
+/* ---- builders over rows (build_dense.c, build_factored.c) ------------------------------- */
+
+/**
+ * Dense (one block) or BlockDiag (one block per layer of t->sub), in RAM or
+ * out of core in bands of tile rows, each tile written once; resumable.
+ */
+int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
+                       const pspace_build_opts *o);
+
+/** Diag, QuasiDiag or LowRank as a resident matrix (*out), not saved. */
+int pspace_build_factored(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
+                          const pspace_build_opts *o, pspace_mat **out);
+
+/** The EKFAC diagonal update of @p m from the rows (columns from t->coff), one pass. */
+int pspace_build_ekfac_update(const pspace_build_target *t, pspace_mat *m, pspace_rows *r,
+                              const pspace_build_opts *o);
+
+/** Saves @p m under t->name replacing the stored matrix of that name (see build_factored.c). */
+int pspace_build_replace(pspace_store *s, const char *name, pspace_mat *m);
+
+/* ---- layer tensors (build_layers.c) ---------------------------------------------------- */
+
+/** A row source computing per-example gradients from layer tensors (free with _close). */
+int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
+                            const pspace_layer_source *src);
+void pspace_rows_from_layers_close(pspace_rows *r);
+
+/* ---- Mixed (mixed_spec.c) ------------------------------------------------------------ */
+
+/**
+ * Parses a Mixed specification "sel,sel=kind;...;*=kind" into one kind per
+ * layer of @p layout (kinds[nlayers]). A selector is a layer name, a layer
+ * kind name or '*'; a layer name beats a kind, a kind beats '*'.
+ * @return 0 or PSPACE_EINVAL naming the clause or the layer left without a kind.
+ */
+int pspace_mixed_spec_parse(const char *spec, const pspace_layout *layout, pspace_kind *kinds);
+
+/**
+ * Builds a Mixed matrix: each layer's part with its kind, saved as
+ * "<name>/<layer>", then the Mixed itself. @p rows: the rows (always);
+ * @p layers: the layer tensors, or NULL (KFAC/EKFAC parts then ENOTSUP).
+ */
+int pspace_build_mixed(pspace_store *s, const char *name, const pspace_layout *layout,
+                       pspace_rows *rows, const pspace_layer_source *layers,
+                       const pspace_build_opts *o);
+
+/** KFAC factors for the layers i with want[i] (from layer tensors), one pass. */
+int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_source *src,
+                              const unsigned char *want, const pspace_build_opts *o, double **A,
+                              double **G);
+
+#endif

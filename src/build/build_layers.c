@@ -1,0 +1,310 @@
+/*
+ * Building from layer tensors (SPEC 2, 3): the KFAC factors, and a row
+ * source that turns the tensors into exact per-example gradients, so every
+ * row builder (Dense, BlockDiag, Diag, QuasiDiag, LowRank, the EKFAC
+ * update) also works from layer tensors.
+ *
+ * Per layer, with a_t = [x_t; 1] (bias) and g_t the output gradient of
+ * output k at location t:
+ *   per-example gradient   grad_x,k = sum_t g_t a_t^T  (weights (o, j), then bias o)
+ *   KFAC                   A = (1/n) sum_x sum_t a_t a_t^T,
+ *                          G = (1/n) sum_x sum_k sum_t g_t g_t^T / T
+ *   embedding              grad[id_t, :] += g_t; A = diag((1/n) id counts), G as above.
+ */
+#include <blis.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build/build_impl.h"
+#include "common/error.h"
+
+/* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
+static int check_layers(const pspace_layout *l, const unsigned char *want)
+{
+	for (size_t i = 0; i < pspace_layout_nlayers(l); i++) {
+		const pspace_layer *L = pspace_layout_layer(l, i);
+
+		if (want && !want[i])
+			continue;
+		switch (L->kind) {
+		case PSPACE_LAYER_LINEAR:
+		case PSPACE_LAYER_CONV1D:
+		case PSPACE_LAYER_CONV2D: break;
+		case PSPACE_LAYER_EMBEDDING:
+			if (!L->bias)
+				break;
+			return pspace_err_set(PSPACE_ENOTSUP,
+			                      "layer %s: an embedding with a bias has no layer "
+			                      "tensors",
+			                      L->name);
+		default:
+			return pspace_err_set(PSPACE_ENOTSUP,
+			                      "layer %s: a %s layer has no layer tensors (build it "
+			                      "from Jacobian rows)",
+			                      L->name, pspace_layer_kind_name(L->kind));
+		}
+	}
+	return 0;
+}
+
+/* Checks the tensors of layer @p L in a batch. */
+static int check_batch(const pspace_layer *L, const pspace_layer_batch *b)
+{
+	int emb = L->kind == PSPACE_LAYER_EMBEDDING;
+
+	if (b->T == 0 || !b->grads || (emb ? !b->ids : !b->acts))
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "layer %s: the source gave no %s, no gradients or T = 0",
+		                      L->name, emb ? "ids" : "activations");
+	return 0;
+}
+
+static int check_id(const pspace_layer *L, int64_t id, uint64_t x)
+{
+	if (id >= 0 && (uint64_t)id < L->shape[0])
+		return 0;
+	return pspace_err_set(PSPACE_EINVAL, "layer %s: example %llu: id %lld outside [0, %llu)",
+	                      L->name, (unsigned long long)x, (long long)id,
+	                      (unsigned long long)L->shape[0]);
+}
+
+/*
+ * Row-major C (m x n) = alpha A^T B + beta C with A (kk x m), B (kk x n).
+ * Called with one thread: BLIS threads with OpenMP, whose pool a fork breaks.
+ */
+static void gemm_tn(uint64_t m, uint64_t n, uint64_t kk, double alpha, const double *A,
+                    uint64_t lda, const double *B, uint64_t ldb, double beta, double *C,
+                    uint64_t ldc, int threads)
+{
+	rntm_t rn;
+
+	bli_rntm_init(&rn);
+	bli_rntm_set_num_threads(threads, &rn);
+	bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)m, (dim_t)n, (dim_t)kk, &alpha,
+	             (double *)A, (inc_t)lda, 1, (double *)B, (inc_t)ldb, 1, &beta, C, (inc_t)ldc,
+	             1, NULL, &rn);
+}
+
+/* ---- per-example gradients as rows -------------------------------------------------- */
+
+typedef struct lrows {
+	const pspace_layout *l;
+	const pspace_layer_source *src;
+	pspace_layer_batch *batch;
+} lrows;
+
+/* Layer @p L's slice of the K nx rows from its tensors. */
+static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t x0,
+                      uint64_t nx, double *out, size_t ld)
+{
+	uint64_t T = b->T, out_dim = L->kind == PSPACE_LAYER_EMBEDDING ? L->shape[1] : L->shape[0];
+	uint64_t in = L->kind == PSPACE_LAYER_EMBEDDING ? 0 : L->weight_size / L->shape[0];
+	int rc = check_batch(L, b);
+
+	for (uint32_t k = 0; rc == 0 && k < K; k++)
+		for (uint64_t x = 0; rc == 0 && x < nx; x++) {
+			const double *g = b->grads + ((uint64_t)k * nx + x) * T * out_dim;
+			double *row = out + ((uint64_t)k * nx + x) * ld + L->offset;
+
+			if (L->kind == PSPACE_LAYER_EMBEDDING) {
+				memset(row, 0, L->size * sizeof(*row));
+				for (uint64_t t = 0; rc == 0 && t < T; t++) {
+					int64_t id = b->ids[x * T + t];
+
+					rc = check_id(L, id, x0 + x);
+					for (uint64_t e = 0; rc == 0 && e < out_dim; e++)
+						row[(uint64_t)id * out_dim + e] +=
+						    g[t * out_dim + e];
+				}
+				continue;
+			}
+			gemm_tn(out_dim, in, T, 1.0, g, out_dim, b->acts + x * T * in, in, 0.0, row,
+			        in, 1);
+			for (uint64_t o = 0; L->bias && o < out_dim; o++) {
+				double s = 0;
+
+				for (uint64_t t = 0; t < T; t++)
+					s += g[t * out_dim + o];
+				row[L->weight_size + o] = s;
+			}
+		}
+	return pspace_err_prefix(rc, "layer %s", L->name);
+}
+
+static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
+                      size_t ld)
+{
+	lrows *q = ud;
+	int rc = q->src->read(q->src->ud, x0, nx, q->batch);
+
+	if (rc > 0 || rc < PSPACE_EBLIS)
+		rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
+	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(q->l); i++) {
+		const pspace_layer *L = pspace_layout_layer(q->l, i);
+
+		if (L->offset + L->size > c0 && L->offset < c1)
+			rc = layer_rows(L, &q->batch[i], q->src->outputs, x0, nx, out, ld);
+	}
+	return rc;
+}
+
+int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
+                            const pspace_layer_source *src)
+{
+	lrows *q;
+	int rc = check_layers(layout, NULL);
+
+	memset(out, 0, sizeof(*out));
+	if (rc != 0)
+		return rc;
+	q = calloc(1, sizeof(*q));
+	if (q)
+		q->batch = calloc(pspace_layout_nlayers(layout), sizeof(*q->batch));
+	if (!q || !q->batch) {
+		free(q);
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	}
+	q->l = layout;
+	q->src = src;
+	out->n = src->examples;
+	out->K = src->outputs;
+	out->d = pspace_layout_dim(layout);
+	out->read = lrows_read;
+	out->ud = q;
+	return 0;
+}
+
+void pspace_rows_from_layers_close(pspace_rows *r)
+{
+	lrows *q = r->ud;
+
+	if (q)
+		free(q->batch);
+	free(q);
+	r->ud = NULL;
+}
+
+/* ---- KFAC factors ------------------------------------------------------------------- */
+
+/* Adds one batch of layer @p L to its factors. */
+static void add_factors(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t nx,
+                        double *A, double *G, int threads)
+{
+	uint64_t T = b->T, rows = nx * T;
+
+	if (L->kind == PSPACE_LAYER_EMBEDDING) {
+		uint64_t dim = L->shape[1];
+
+		for (uint64_t i = 0; i < rows; i++)
+			A[b->ids[i]] += 1.0;
+		gemm_tn(dim, dim, K * rows, 1.0 / (double)T, b->grads, dim, b->grads, dim, 1.0, G,
+		        dim, threads);
+		return;
+	}
+	uint64_t out = L->shape[0], in = L->weight_size / out, a = in + (L->bias ? 1 : 0);
+
+	gemm_tn(in, in, rows, 1.0, b->acts, in, b->acts, in, 1.0, A, a, threads);
+	if (L->bias) {
+		for (uint64_t i = 0; i < rows; i++)
+			for (uint64_t j = 0; j < in; j++)
+				A[j * a + in] += b->acts[i * in + j];
+		for (uint64_t j = 0; j < in; j++)
+			A[in * a + j] = A[j * a + in];
+		A[in * a + in] += (double)rows;
+	}
+	gemm_tn(out, out, K * rows, 1.0 / (double)T, b->grads, out, b->grads, out, 1.0, G, out,
+	        threads);
+}
+
+/* M = (M + M^T) / 2 * s for an n x n M. */
+static void sym_scale(uint64_t n, double *M, double s)
+{
+	for (uint64_t i = 0; i < n; i++)
+		for (uint64_t j = i; j < n; j++) {
+			double v = 0.5 * (M[i * n + j] + M[j * n + i]) * s;
+
+			M[i * n + j] = M[j * n + i] = v;
+		}
+}
+
+int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_source *src,
+                              const unsigned char *want, const pspace_build_opts *o, double **A,
+                              double **G)
+{
+	size_t nl = pspace_layout_nlayers(layout);
+	pspace_layer_batch *batch = calloc(nl ? nl : 1, sizeof(*batch));
+	uint64_t per = (uint64_t)src->outputs * pspace_layout_dim(layout) * 8, nx,
+	         n = src->examples;
+	int rc = check_layers(layout, want);
+
+	if (rc == 0 && !batch) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (size_t i = 0; rc == 0 && i < nl; i++) {
+		const pspace_layer *L = pspace_layout_layer(layout, i);
+		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
+		uint64_t a = emb ? L->shape[0] : L->weight_size / L->shape[0] + (L->bias ? 1 : 0);
+		uint64_t g = emb ? L->shape[1] : L->shape[0];
+
+		if (!want[i])
+			continue;
+		A[i] = calloc(emb ? a : a * a, sizeof(double));
+		G[i] = calloc(g * g, sizeof(double));
+		if (!A[i] || !G[i])
+			rc = pspace_err_set(PSPACE_ENOMEM,
+			                    "layer %s: out of memory for the factors", L->name);
+	}
+	/* Batches as large as the per-example gradients would take (a proxy for the tensors). */
+	nx = o->batch ? o->batch : (per ? o->exec.mem_budget / 2 / per : n);
+	nx = nx == 0 ? 1 : (nx > n ? n : nx);
+	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
+		uint64_t k = n - x0 < nx ? n - x0 : nx;
+
+		rc = src->read(src->ud, x0, k, batch);
+		if (rc > 0 || rc < PSPACE_EBLIS)
+			rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
+		rc = pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
+		                       (unsigned long long)(x0 + k));
+		for (size_t i = 0; rc == 0 && i < nl; i++) {
+			const pspace_layer *L = pspace_layout_layer(layout, i);
+
+			if (!want[i])
+				continue;
+			rc = check_batch(L, &batch[i]);
+			for (uint64_t j = 0;
+			     rc == 0 && L->kind == PSPACE_LAYER_EMBEDDING && j < k * batch[i].T;
+			     j++)
+				rc = check_id(L, batch[i].ids[j], x0 + j / batch[i].T);
+			if (rc == 0)
+				add_factors(L, &batch[i], src->outputs, k, A[i], G[i], 1);
+		}
+		if (rc == 0)
+			pspace_build_progress(o, "kfac", x0 + k, n);
+	}
+	for (size_t i = 0; rc == 0 && i < nl; i++) {
+		const pspace_layer *L = pspace_layout_layer(layout, i);
+		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
+		uint64_t a = emb ? L->shape[0] : L->weight_size / L->shape[0] + (L->bias ? 1 : 0);
+		uint64_t g = emb ? L->shape[1] : L->shape[0];
+
+		if (!want[i])
+			continue;
+		if (emb)
+			for (uint64_t j = 0; j < a; j++)
+				A[i][j] /= (double)n;
+		else
+			sym_scale(a, A[i], 1.0 / (double)n);
+		sym_scale(g, G[i], 1.0 / (double)n);
+	}
+out:
+	if (rc != 0)
+		for (size_t i = 0; i < nl; i++) {
+			free(A[i]);
+			free(G[i]);
+			A[i] = G[i] = NULL;
+		}
+	free(batch);
+	return rc;
+}

@@ -1,0 +1,302 @@
+/*
+ * The builders' entry points: options, the Jacobian row source, and the
+ * dispatch of pspace_build_jacobian() / pspace_build_layers() to the
+ * builder of each kind (build_dense.c, build_factored.c, build_layers.c,
+ * mixed_spec.c).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "build/build_impl.h"
+#include "common/error.h"
+#include "common/exec.h"
+#include "pspace/factored.h"
+
+void pspace_build_opts_default(pspace_build_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	o->kind = PSPACE_KIND_DENSE;
+	pspace_write_opts_default(&o->write);
+	o->exec.threads = 0;
+	o->exec.mem_budget = 0;
+}
+
+void pspace_build_opts_resolve(const pspace_build_opts *in, pspace_build_opts *out)
+{
+	if (in)
+		*out = *in;
+	else
+		pspace_build_opts_default(out);
+	pspace_exec_resolve(&out->exec, &out->exec);
+}
+
+void pspace_build_progress(const pspace_build_opts *o, const char *stage, uint64_t done,
+                           uint64_t total)
+{
+	if (o->progress)
+		o->progress(o->progress_ud, stage, done, total);
+}
+
+int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1,
+                     double *out)
+{
+	int rc = r->read(r->ud, x0, nx, c0, c1, out, (size_t)r->d);
+
+	r->reads++;
+	if (rc > 0 || rc < PSPACE_EBLIS)
+		rc = pspace_err_set(PSPACE_EINVAL, "gradient source returned %d", rc);
+	return pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
+	                         (unsigned long long)(x0 + nx));
+}
+
+int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
+                      const char *what, uint64_t *nx)
+{
+	uint64_t per = (uint64_t)r->K * r->d * sizeof(double) + r->extra_per_example;
+
+	*nx = 0;
+	if (o->batch > 0) {
+		*nx = o->batch < r->n ? o->batch : r->n;
+		return 0;
+	}
+	if (per == 0 || avail < per)
+		return pspace_err_set(PSPACE_ENOMEM,
+		                      "%s: one example's %u gradient rows of %llu parameters take "
+		                      "%llu bytes, more than the %llu bytes of the memory budget "
+		                      "left for a batch",
+		                      what, r->K, (unsigned long long)r->d, (unsigned long long)per,
+		                      (unsigned long long)avail);
+	*nx = avail / per;
+	if (*nx > r->n)
+		*nx = r->n;
+	return 0;
+}
+
+int pspace_layout_sub(const pspace_layout *l, size_t i, pspace_layout **out)
+{
+	const pspace_layer *L = pspace_layout_layer(l, i);
+	char text[PSPACE_LAYER_NAME_MAX + 160];
+	size_t len;
+
+	*out = NULL;
+	if (!L)
+		return pspace_err_set(PSPACE_EINVAL, "layer %zu out of range", i);
+	len = (size_t)snprintf(text, sizeof(text), "%s %s ", L->name,
+	                       pspace_layer_kind_name(L->kind));
+	for (int k = 0; k < L->ndim && len < sizeof(text); k++)
+		len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%llu", k ? "x" : "",
+		                        (unsigned long long)L->shape[k]);
+	if (len < sizeof(text))
+		snprintf(text + len, sizeof(text) - len, " %s\n", L->bias ? "bias" : "nobias");
+	return pspace_err_prefix(pspace_layout_parse(out, text, "sub-layout"), "layer %s", L->name);
+}
+
+/* ---- the Jacobian source as rows ------------------------------------------------------ */
+
+static int jac_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
+                    size_t ld)
+{
+	const pspace_jac_source *src = ud;
+
+	(void)c0;
+	(void)c1;
+	return src->read(src->ud, x0, nx, out, ld);
+}
+
+static int check_common(pspace_store *s, const char *name, const pspace_layout *layout,
+                        const char *fn)
+{
+	if (!s || !name || !layout)
+		return pspace_err_set(PSPACE_EINVAL, "%s: store, name or layout is NULL", fn);
+	if (pspace_layout_dim(layout) == 0)
+		return pspace_err_set(PSPACE_EINVAL, "%s: matrix %s: empty layout", fn, name);
+	return 0;
+}
+
+/* EEXIST before any work, for the kinds that create @p name. */
+static int check_absent(pspace_store *s, const char *name, const pspace_build_opts *o)
+{
+	pspace_matrix_info info;
+	int tiled = o->kind == PSPACE_KIND_DENSE || o->kind == PSPACE_KIND_BLOCKDIAG;
+
+	if (pspace_store_info(s, name, &info) != 0 || (tiled && o->resume))
+		return 0;
+	return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists%s", name,
+	                      info.state == PSPACE_STATE_BUILDING
+	                          ? " (an interrupted build: resume or remove it)"
+	                          : "");
+}
+
+/* Builds one of the kinds every row source can give: Dense, BlockDiag, Diag, QuasiDiag, LowRank. */
+static int build_rows(pspace_store *s, const char *name, const pspace_layout *layout,
+                      pspace_rows *r, const pspace_build_opts *o)
+{
+	pspace_build_target t = {s, name, layout, 0};
+	pspace_mat *m = NULL;
+	int rc;
+
+	switch (o->kind) {
+	case PSPACE_KIND_DENSE:
+	case PSPACE_KIND_BLOCKDIAG: return pspace_build_tiled(&t, o->kind, r, o);
+	case PSPACE_KIND_DIAG:
+	case PSPACE_KIND_QUASIDIAG:
+	case PSPACE_KIND_LOWRANK:
+		rc = pspace_build_factored(&t, o->kind, r, o, &m);
+		if (rc == 0)
+			rc = pspace_mat_save(m, s, name);
+		pspace_mat_free(m);
+		return pspace_err_prefix(rc, "matrix %s", name);
+	default:
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: cannot build kind %s", name,
+		                      pspace_kind_name(o->kind));
+	}
+}
+
+/* EKFAC from rows: the diagonal update of the stored EKFAC @p name, which it replaces. */
+static int update_ekfac(pspace_store *s, const char *name, const pspace_layout *layout,
+                        pspace_rows *r, const pspace_build_opts *o)
+{
+	pspace_build_target t = {s, name, layout, 0};
+	pspace_mat *m = NULL;
+	int rc = pspace_mat_open(&m, s, name);
+
+	if (rc != 0) {
+		rc = pspace_err_prefix(rc,
+		                       "EKFAC update of %s (build the EKFAC from layer "
+		                       "tensors first)",
+		                       name);
+		goto out;
+	}
+	if (pspace_mat_kind(m) != PSPACE_KIND_EKFAC) {
+		rc = pspace_err_set(PSPACE_EINVAL, "EKFAC update: matrix %s is %s, not ekfac", name,
+		                    pspace_kind_name(pspace_mat_kind(m)));
+		goto out;
+	}
+	if (!pspace_layout_equal(pspace_mat_layout(m), layout)) {
+		rc = pspace_err_set(PSPACE_EDIM,
+		                    "EKFAC update: matrix %s has another layout than the "
+		                    "gradients",
+		                    name);
+		goto out;
+	}
+	rc = pspace_build_ekfac_update(&t, m, r, o);
+	if (rc == 0)
+		rc = pspace_build_replace(s, name, m);
+out:
+	pspace_mat_free(m);
+	return rc;
+}
+
+int pspace_build_jacobian(pspace_store *s, const char *name, const pspace_layout *layout,
+                          const pspace_jac_source *src, const pspace_build_opts *opts)
+{
+	pspace_build_opts o;
+	pspace_rows r;
+	int rc = check_common(s, name, layout, "pspace_build_jacobian");
+
+	if (rc != 0)
+		return rc;
+	if (!src || !src->read)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: no Jacobian source", name);
+	if (src->d != pspace_layout_dim(layout))
+		return pspace_err_set(PSPACE_EDIM,
+		                      "matrix %s: Jacobian rows of %llu parameters for a layout of "
+		                      "%llu",
+		                      name, (unsigned long long)src->d,
+		                      (unsigned long long)pspace_layout_dim(layout));
+	if (src->examples == 0 || src->outputs == 0)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: the Jacobian has no rows", name);
+	pspace_build_opts_resolve(opts, &o);
+	memset(&r, 0, sizeof(r));
+	r.n = src->examples;
+	r.K = src->outputs;
+	r.d = src->d;
+	r.read = jac_read;
+	r.ud = (void *)src;
+	if (o.kind == PSPACE_KIND_KFAC)
+		return pspace_err_set(
+		    PSPACE_ENOTSUP, "matrix %s: KFAC needs layer tensors, not Jacobian rows", name);
+	if (o.kind == PSPACE_KIND_EKFAC)
+		return update_ekfac(s, name, layout, &r, &o);
+	rc = check_absent(s, name, &o);
+	if (rc != 0)
+		return rc;
+	if (o.kind == PSPACE_KIND_MIXED)
+		return pspace_build_mixed(s, name, layout, &r, NULL, &o);
+	return build_rows(s, name, layout, &r, &o);
+}
+
+/* KFAC, or EKFAC (KFAC, its eigenbases, then the diagonal update in a second pass). */
+static int build_kfac(pspace_store *s, const char *name, const pspace_layout *layout,
+                      const pspace_layer_source *src, pspace_rows *r, const pspace_build_opts *o)
+{
+	size_t nl = pspace_layout_nlayers(layout);
+	double **A = calloc(nl, sizeof(*A)), **G = calloc(nl, sizeof(*G));
+	unsigned char *want = malloc(nl);
+	pspace_mat *k = NULL, *e = NULL;
+	pspace_build_target t = {s, name, layout, 0};
+	int rc;
+
+	if (!A || !G || !want) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory", name);
+		goto out;
+	}
+	memset(want, 1, nl);
+	rc = pspace_build_kfac_factors(layout, src, want, o, A, G);
+	if (rc == 0)
+		rc = pspace_kfac_create(&k, layout, (const double *const *)A,
+		                        (const double *const *)G);
+	if (rc == 0 && o->kind == PSPACE_KIND_EKFAC) {
+		rc = pspace_ekfac_from_kfac(&e, k);
+		if (rc == 0)
+			rc = pspace_build_ekfac_update(&t, e, r, o);
+		if (rc == 0)
+			rc = pspace_mat_save(e, s, name);
+	} else if (rc == 0) {
+		rc = pspace_mat_save(k, s, name);
+	}
+	rc = pspace_err_prefix(rc, "matrix %s", name);
+out:
+	pspace_mat_free(e);
+	pspace_mat_free(k);
+	for (size_t i = 0; i < nl && A && G; i++) {
+		free(A[i]);
+		free(G[i]);
+	}
+	free(want);
+	free(G);
+	free(A);
+	return rc;
+}
+
+int pspace_build_layers(pspace_store *s, const char *name, const pspace_layout *layout,
+                        const pspace_layer_source *src, const pspace_build_opts *opts)
+{
+	pspace_build_opts o;
+	pspace_rows r;
+	int rc = check_common(s, name, layout, "pspace_build_layers");
+
+	if (rc != 0)
+		return rc;
+	if (!src || !src->read)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: no layer-tensor source", name);
+	if (src->examples == 0 || src->outputs == 0)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "matrix %s: the layer tensors have no examples", name);
+	pspace_build_opts_resolve(opts, &o);
+	rc = check_absent(s, name, &o);
+	if (rc != 0)
+		return rc;
+	rc = pspace_rows_from_layers(&r, layout, src);
+	if (rc != 0)
+		return pspace_err_prefix(rc, "matrix %s", name);
+	if (o.kind == PSPACE_KIND_KFAC || o.kind == PSPACE_KIND_EKFAC)
+		rc = build_kfac(s, name, layout, src, &r, &o);
+	else if (o.kind == PSPACE_KIND_MIXED)
+		rc = pspace_build_mixed(s, name, layout, &r, src, &o);
+	else
+		rc = build_rows(s, name, layout, &r, &o);
+	pspace_rows_from_layers_close(&r);
+	return rc;
+}

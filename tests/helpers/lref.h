@@ -1,0 +1,42 @@
+/*
+ * Test helper for the builders: an in-memory layer-tensor source over
+ * random tensors, and float64 references computed from the tensors by the
+ * definitions of SPEC 2 and 3 (plain loops, LAPACK dsyev for the factor
+ * eigenvectors): per-example gradients, KFAC factors, dense KFAC and EKFAC.
+ */
+#ifndef PSPACE_TESTS_LREF_H
+#define PSPACE_TESTS_LREF_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pspace/build.h"
+
+/** Layer tensors of up to 3 layers, all in memory; batches are copies. */
+typedef struct lref_src {
+	const pspace_layout *l;
+	uint64_t n;
+	uint32_t K;
+	uint64_t T[3];
+	double *acts[3], *grads[3]; /* (n, T, in); (K, n, T, out) */
+	int64_t *ids;               /* (n, T) of the embedding layer */
+	double *bact[3], *bgrad[3]; /* batch copies */
+	int64_t *bids;
+} lref_src;
+
+/** n uniform numbers in [-1, 1) from @p seed (malloc'd). */
+double *lref_randv(size_t n, uint64_t seed);
+/** Random tensors; @p same_input: every example has the same activations. */
+void lref_src_init(lref_src *s, pspace_layer_source *src, const pspace_layout *l, uint64_t n,
+                   uint32_t K, const uint64_t *T, int same_input, uint64_t seed);
+void lref_src_free(lref_src *s);
+/** Per-example gradient rows (K n x d) by the definition (malloc'd). */
+double *lref_rows(const lref_src *s);
+/** KFAC factors of layer @p i: A (a x a, or the num diagonal of an embedding), G. */
+void lref_factors(const lref_src *s, size_t i, double **A, double **G);
+/** Dense KFAC (d x d) in the canonical parameter order. */
+double *lref_kfac(const lref_src *s);
+/** Dense EKFAC with S from the @p rows per-example gradient rows @p R. */
+double *lref_ekfac(const lref_src *s, const double *R, uint64_t rows);
+
+#endif
