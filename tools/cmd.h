@@ -19,8 +19,18 @@ typedef struct tool_cmd {
 	const char *summary;
 } tool_cmd;
 
+int cmd_build(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
+int cmd_eval(int argc, char **argv);
 int cmd_version(int argc, char **argv);
+/* inspection (tools/inspect.h) */
+int cmd_ls(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+int cmd_verify(int argc, char **argv);
+int cmd_rm(int argc, char **argv);
+int cmd_compact(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 /** Prints "pspace: <what>: <strerror>[: detail]" to stderr; @return EXIT_RUNTIME. */
 int tool_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

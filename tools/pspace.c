@@ -7,8 +7,17 @@
 #include "cmd.h"
 
 static const tool_cmd commands[] = {
+    {"build", cmd_build, "build a Fisher matrix from gradients (.npy) or a reference network"},
     {"demo", cmd_demo, "write a Fisher-like matrix into a store and read it back"},
+    {"eval", cmd_eval, "evaluate an expression over stored matrices (mv, solve, ...)"},
     {"version", cmd_version, "print library, store format and BLIS kernel versions"},
+    {"ls", cmd_ls, "list the matrices of a store"},
+    {"info", cmd_info, "everything the store knows about one matrix"},
+    {"stat", cmd_stat, "tiles, bytes, compression ratios, LMDB page statistics"},
+    {"verify", cmd_verify, "decode every tile and check every checksum"},
+    {"rm", cmd_rm, "remove a matrix"},
+    {"compact", cmd_compact, "write a compacted copy of a store"},
+    {"export", cmd_export, "a matrix, block, diagonal or factors as .npy; a PNG picture"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

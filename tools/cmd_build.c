@@ -1,0 +1,480 @@
+/*
+ * pspace build STORE NAME --kind KIND ...: builds a matrix from Jacobian
+ * rows or layer tensors in .npy files, or from a built-in reference
+ * network, with a progress bar per stage and a summary at the end.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cmd.h"
+#include "json.h"
+
+#define BUILD_MAX_INPUTS 256
+
+static const char build_help[] =
+    "usage: pspace build STORE NAME --kind KIND --layout LAYOUT.txt --jacobian J.npy "
+    "[--jacobian J2.npy ...]\n"
+    "       pspace build STORE NAME --kind KIND --layout LAYOUT.txt --layer-tensors DIR "
+    "[--layer-tensors DIR2 ...]\n"
+    "       pspace build STORE NAME --kind KIND --model mlp:IN,H1,...,C | cnn:CxHxW,CH1,...,C\n"
+    "                    --examples N --variant classif_logits|mc:T|regression|empirical "
+    "[--seed S]\n"
+    "\n"
+    "Builds matrix NAME in STORE (created if missing) from per-example gradients:\n"
+    "F = (1/n) sum_x sum_k J[k,x,:]^T J[k,x,:] in representation KIND. Inputs are\n"
+    "streamed, never loaded whole; several files are concatenated along examples.\n"
+    "\n"
+    "Inputs (one kind):\n"
+    "  --jacobian FILE       Jacobian rows, .npy of shape (K, n, d) or (n, d), float32/64\n"
+    "  --layer-tensors DIR   a directory with <layer>.acts.npy and <layer>.grads.npy for\n"
+    "                        every linear/conv/embedding layer of the layout\n"
+    "  --model SPEC          a built-in reference network with synthetic data:\n"
+    "                        mlp:IN,H1,...,C or cnn:C0xHxW,CH1,...,C (its own layout)\n"
+    "  --examples N          --model: number of examples\n"
+    "  --variant V           --model: classif_logits (exact Fisher, default), mc:T\n"
+    "                        (Monte-Carlo, T samples), regression (Gauss-Newton),\n"
+    "                        empirical (gradient at the true label)\n"
+    "  --activation A        --model: tanh or relu\n"
+    "  --seed S              --model: weights, data and labels (default 1)\n"
+    "  --layout FILE         the parameter layout (README, \"Layout files\"); with\n"
+    "                        --model optional and must match the network\n"
+    "\n"
+    "KIND: dense, blockdiag, diag, quasidiag, lowrank, kfac, ekfac, or mixed:SPEC.\n"
+    "  kfac and ekfac need layer tensors (--layer-tensors, or --model). ekfac with\n"
+    "  --jacobian is the diagonal update of the existing EKFAC NAME, which it replaces.\n"
+    "  mixed:SPEC chooses a kind per layer: clauses separated by ';', each a\n"
+    "  comma-separated list of selectors, '=' and a kind; a selector is a layer name,\n"
+    "  a layer kind (linear, conv1d, conv2d, embedding, norm, generic) or '*'. A layer\n"
+    "  takes the kind of the clause naming it, else of the one naming its kind, else\n"
+    "  of '*'. Example: --kind 'mixed:linear,conv2d=ekfac;*=blockdiag'. Each layer's\n"
+    "  part is stored as NAME/<layer>.\n"
+    "\n"
+    "Options:\n"
+    "  --precision P    dense/blockdiag tiles: f32 (default, lossless), f64, bf16, f16\n"
+    "  --tile N         tile edge (default: the store's, 512)\n"
+    "  --level Z        zstd level (default 1; 0 stores tiles raw)\n"
+    "  --no-shuffle     no byte shuffle before zstd\n"
+    "  --mem SIZE       memory budget (default 1G); larger dense builds run out of core\n"
+    "  --threads N      worker threads (default: all cores)\n"
+    "  --batch N        examples per batch read (default: from --mem)\n"
+    "  --resume         finish an interrupted dense/blockdiag build of NAME\n"
+    "  --json           the summary as JSON\n"
+    "\n"
+    "A failed build leaves the store as it was (an interrupted dense/blockdiag build\n"
+    "is kept as incomplete, for --resume). Exit status: 0, 1 runtime error, 2 usage.\n";
+
+typedef struct build_cli {
+	const char *store, *name, *kind_str, *layout_path, *model, *activation;
+	const char *inputs[BUILD_MAX_INPUTS];
+	size_t ninputs;
+	int input_kind; /* 'j' Jacobian, 'l' layer tensors, 0 none */
+	uint64_t examples, seed;
+	pspace_variant variant;
+	uint32_t mc_samples;
+	int json;
+	pspace_build_opts bo;
+} build_cli;
+
+typedef struct build_progress {
+	tool_progress bar;
+	char stage[64];
+	int started;
+} build_progress;
+
+static void on_progress(void *ud, const char *stage, uint64_t done, uint64_t total)
+{
+	build_progress *p = ud;
+
+	if (!p->started || strcmp(stage, p->stage) != 0 || total != p->bar.total) {
+		if (p->started)
+			tool_progress_end(&p->bar);
+		snprintf(p->stage, sizeof(p->stage), "%s", stage);
+		tool_progress_start(&p->bar, p->stage, total);
+		p->started = 1;
+	}
+	tool_progress_update(&p->bar, done);
+}
+
+static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoull(s, &end, 10);
+	if (end == s || *end != '\0' || errno != 0 || s[0] == '-' || *out < min)
+		return tool_usage_error("build", "build: %s needs an integer >= %llu, not '%s'",
+		                        opt, (unsigned long long)min, s);
+	return EXIT_OK;
+}
+
+static int parse_variant(build_cli *c, const char *v)
+{
+	uint64_t t;
+
+	if (strcmp(v, "classif_logits") == 0)
+		c->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
+	else if (strcmp(v, "regression") == 0)
+		c->variant = PSPACE_VARIANT_REGRESSION;
+	else if (strcmp(v, "empirical") == 0)
+		c->variant = PSPACE_VARIANT_EMPIRICAL;
+	else if (strncmp(v, "mc:", 3) == 0 && parse_u64("--variant mc:T", v + 3, 1, &t) == 0 &&
+	         t <= UINT32_MAX) {
+		c->variant = PSPACE_VARIANT_MC;
+		c->mc_samples = (uint32_t)t;
+	} else
+		return tool_usage_error("build",
+		                        "build: --variant is classif_logits, mc:T, regression or "
+		                        "empirical, not '%s'",
+		                        v);
+	return EXIT_OK;
+}
+
+static int add_input(build_cli *c, int kind, const char *opt, const char *v)
+{
+	if (c->input_kind && c->input_kind != kind)
+		return tool_usage_error("build", "build: --jacobian and --layer-tensors cannot be "
+		                                 "mixed");
+	if (c->ninputs == BUILD_MAX_INPUTS)
+		return tool_usage_error("build", "build: more than %d %s", BUILD_MAX_INPUTS, opt);
+	c->input_kind = kind;
+	c->inputs[c->ninputs++] = v;
+	return EXIT_OK;
+}
+
+/* Options with a value; @return EXIT_OK, EXIT_USAGE, or -1 if unknown. */
+static int parse_valued(build_cli *c, const char *a, const char *v)
+{
+	pspace_build_opts *o = &c->bo;
+	uint64_t u = 0;
+	int rc = EXIT_OK;
+
+	if (strcmp(a, "--kind") == 0)
+		c->kind_str = v;
+	else if (strcmp(a, "--layout") == 0)
+		c->layout_path = v;
+	else if (strcmp(a, "--jacobian") == 0)
+		rc = add_input(c, 'j', a, v);
+	else if (strcmp(a, "--layer-tensors") == 0)
+		rc = add_input(c, 'l', a, v);
+	else if (strcmp(a, "--model") == 0)
+		c->model = v;
+	else if (strcmp(a, "--activation") == 0)
+		c->activation = v;
+	else if (strcmp(a, "--examples") == 0)
+		rc = parse_u64(a, v, 1, &c->examples);
+	else if (strcmp(a, "--seed") == 0)
+		rc = parse_u64(a, v, 0, &c->seed);
+	else if (strcmp(a, "--variant") == 0)
+		rc = parse_variant(c, v);
+	else if (strcmp(a, "--batch") == 0)
+		rc = parse_u64(a, v, 1, &o->batch);
+	else if (strcmp(a, "--precision") == 0) {
+		if (pspace_dtype_parse(v, &o->write.codec.dtype) != 0 ||
+		    o->write.codec.dtype == PSPACE_I64)
+			rc = tool_usage_error(
+			    "build", "build: --precision is f64, f32, bf16 or f16, not '%s'", v);
+	} else if (strcmp(a, "--tile") == 0) {
+		rc = parse_u64(a, v, 1, &u);
+		if (rc == EXIT_OK && u > 65536)
+			rc = tool_usage_error("build", "build: --tile %s is above 65536", v);
+		o->write.tile = (uint32_t)u;
+	} else if (strcmp(a, "--level") == 0) {
+		char *end;
+		long z = strtol(v, &end, 10);
+		if (end == v || *end != '\0' || z < -100 || z > 22)
+			rc = tool_usage_error("build",
+			                      "build: --level needs a zstd level, not '%s'", v);
+		o->write.codec.level = (int)z;
+	} else if (strcmp(a, "--mem") == 0) {
+		if (tool_parse_size(v, &u) != 0 || u == 0)
+			rc = tool_usage_error("build",
+			                      "build: --mem needs a size like 512M, not '%s'", v);
+		o->exec.mem_budget = (size_t)u;
+	} else if (strcmp(a, "--threads") == 0) {
+		rc = parse_u64(a, v, 0, &u);
+		o->exec.threads = (int)u;
+	} else
+		return -1;
+	return rc;
+}
+
+/* @return EXIT_OK, EXIT_USAGE, or -1 after --help. */
+static int parse(int argc, char **argv, build_cli *c)
+{
+	int npos = 0, rc;
+
+	memset(c, 0, sizeof(*c));
+	pspace_build_opts_default(&c->bo);
+	c->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
+	c->seed = 1;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (tool_is_help(a)) {
+			fputs(build_help, stdout);
+			return -1;
+		}
+		if (a[0] != '-') {
+			if (npos == 2)
+				return tool_usage_error("build", "build: unexpected argument '%s'",
+				                        a);
+			*(npos++ ? &c->name : &c->store) = a;
+		} else if (strcmp(a, "--json") == 0) {
+			c->json = 1;
+		} else if (strcmp(a, "--resume") == 0) {
+			c->bo.resume = 1;
+		} else if (strcmp(a, "--no-shuffle") == 0) {
+			c->bo.write.codec.shuffle = 0;
+		} else if (i + 1 >= argc) {
+			return tool_usage_error("build", "build: %s needs a value (or is unknown)",
+			                        a);
+		} else {
+			rc = parse_valued(c, a, argv[i + 1]);
+			if (rc < 0)
+				return tool_usage_error("build", "build: unknown option '%s'", a);
+			if (rc)
+				return rc;
+			i++;
+		}
+	}
+	if (npos < 2)
+		return tool_usage_error("build", "build: missing %s", npos ? "NAME" : "STORE");
+	if (!c->kind_str)
+		return tool_usage_error("build", "build: --kind is required");
+	if (strncmp(c->kind_str, "mixed:", 6) == 0) {
+		c->bo.kind = PSPACE_KIND_MIXED;
+		c->bo.mixed = c->kind_str + 6;
+	} else if (pspace_kind_parse(c->kind_str, &c->bo.kind) != 0 ||
+	           c->bo.kind == PSPACE_KIND_IDENTITY || c->bo.kind == PSPACE_KIND_IMPLICIT ||
+	           c->bo.kind == PSPACE_KIND_MIXED) {
+		return tool_usage_error(
+		    "build",
+		    "build: --kind is dense, blockdiag, diag, quasidiag, lowrank, "
+		    "kfac, ekfac or mixed:SPEC, not '%s'",
+		    c->kind_str);
+	}
+	if (!!c->model + !!c->input_kind != 1)
+		return tool_usage_error("build", "build: give one input: --jacobian, "
+		                                 "--layer-tensors or --model");
+	if (c->model && c->examples == 0)
+		return tool_usage_error("build", "build: --model needs --examples N");
+	if (!c->model && (c->examples || c->activation))
+		return tool_usage_error("build", "build: --examples, --activation go with --model");
+	if (!c->model && !c->layout_path)
+		return tool_usage_error("build", "build: --layout is required (but with --model)");
+	return EXIT_OK;
+}
+
+/* Totals over matrix NAME and its parts NAME/<layer> (Mixed). */
+typedef struct build_totals {
+	const char *name;
+	size_t len;
+	uint64_t matrices, tiles, tile_bytes, logical_bytes, arrays, array_bytes;
+	pspace_dtype dtype;
+} build_totals;
+
+static int add_totals(const pspace_matrix_info *in, void *ud)
+{
+	build_totals *t = ud;
+
+	if (strncmp(in->name, t->name, t->len) != 0 ||
+	    (in->name[t->len] != '\0' && in->name[t->len] != '/'))
+		return 0;
+	t->matrices++;
+	t->tiles += in->tiles;
+	t->tile_bytes += in->tile_bytes;
+	t->logical_bytes += in->logical_bytes;
+	t->arrays += in->arrays;
+	t->array_bytes += in->array_bytes;
+	if (in->tiles)
+		t->dtype = in->codec.dtype;
+	return 0;
+}
+
+static int summary(const build_cli *c, pspace_store *s, uint64_t d, uint64_t n, uint32_t K,
+                   double secs)
+{
+	build_totals t;
+	json_writer w;
+	double ratio;
+	char b1[32], b2[32];
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.name = c->name;
+	t.len = strlen(c->name);
+	rc = pspace_store_foreach(s, add_totals, &t);
+	if (rc)
+		return tool_fail(rc, "build: reading the catalog of store %s", c->store);
+	ratio = t.tile_bytes ? (double)t.logical_bytes / (double)t.tile_bytes : 0.0;
+	if (c->json) {
+		json_init(&w, stdout, 0);
+		json_begin_object(&w);
+		json_kv_string(&w, "store", c->store);
+		json_kv_string(&w, "name", c->name);
+		json_kv_string(&w, "kind", c->kind_str);
+		json_kv_uint(&w, "d", d);
+		json_kv_uint(&w, "examples", n);
+		json_kv_uint(&w, "outputs", K);
+		json_kv_number(&w, "seconds", secs);
+		json_kv_uint(&w, "matrices", t.matrices);
+		json_kv_uint(&w, "stored_bytes", t.tile_bytes + t.array_bytes);
+		json_kv_uint(&w, "tiles", t.tiles);
+		json_kv_uint(&w, "tile_bytes", t.tile_bytes);
+		json_kv_uint(&w, "arrays", t.arrays);
+		json_kv_uint(&w, "array_bytes", t.array_bytes);
+		if (t.tiles)
+			json_kv_number(&w, "compression_ratio", ratio);
+		json_end_object(&w);
+		return json_finish(&w) ? tool_fail(PSPACE_EIO, "build: writing JSON") : EXIT_OK;
+	}
+	printf("built %s '%s' in %s: d = %llu, n = %llu examples x %u outputs, %.3f s\n",
+	       c->kind_str, c->name, c->store, (unsigned long long)d, (unsigned long long)n, K,
+	       secs);
+	printf("stored %s", tool_fmt_bytes(t.tile_bytes + t.array_bytes, b1, sizeof(b1)));
+	if (t.tiles)
+		printf(": %llu %s tiles, %s at stored precision, compression ratio %.2f",
+		       (unsigned long long)t.tiles, pspace_dtype_name(t.dtype),
+		       tool_fmt_bytes(t.logical_bytes, b2, sizeof(b2)), ratio);
+	if (t.arrays)
+		printf("%s%llu arrays", t.tiles ? ", " : ": ", (unsigned long long)t.arrays);
+	if (t.matrices > 1)
+		printf(" (in %llu matrices)", (unsigned long long)t.matrices);
+	putchar('\n');
+	return EXIT_OK;
+}
+
+static int uses_layers(const build_cli *c)
+{
+	return c->bo.kind == PSPACE_KIND_KFAC || c->bo.kind == PSPACE_KIND_EKFAC ||
+	       c->bo.kind == PSPACE_KIND_MIXED;
+}
+
+/* The build from a reference network. */
+static int run_model(build_cli *c, pspace_store *s, const pspace_layout *file_layout, uint64_t *d,
+                     uint64_t *n, uint32_t *K)
+{
+	pspace_refnet_opts ro;
+	pspace_refnet *net = NULL;
+	pspace_jac_source js;
+	pspace_layer_source ls;
+	const pspace_layout *l;
+	int rc = EXIT_OK, lrc;
+
+	memset(&ro, 0, sizeof(ro));
+	ro.spec = c->model;
+	ro.activation = c->activation;
+	ro.examples = c->examples;
+	ro.variant = c->variant;
+	ro.mc_samples = c->mc_samples;
+	ro.seed = c->seed;
+	lrc = pspace_refnet_create(&net, &ro);
+	if (lrc == PSPACE_EINVAL)
+		return tool_usage_error("build", "build: --model %s: %s", c->model,
+		                        pspace_errdetail());
+	if (lrc)
+		return tool_fail(lrc, "build: --model %s", c->model);
+	l = pspace_refnet_layout(net);
+	*d = pspace_layout_dim(l);
+	if (file_layout && !pspace_layout_equal(l, file_layout)) {
+		fprintf(stderr,
+		        "pspace: build: layout file %s (d = %llu) does not match the network %s "
+		        "(d = %llu)\n",
+		        c->layout_path, (unsigned long long)pspace_layout_dim(file_layout),
+		        c->model, (unsigned long long)*d);
+		rc = EXIT_RUNTIME;
+		goto out;
+	}
+	if (uses_layers(c)) {
+		lrc = pspace_refnet_layers(net, &ls);
+		*n = ls.examples;
+		*K = ls.outputs;
+		if (lrc == 0)
+			lrc = pspace_build_layers(s, c->name, l, &ls, &c->bo);
+	} else {
+		lrc = pspace_refnet_jacobian(net, &js);
+		*n = js.examples;
+		*K = js.outputs;
+		if (lrc == 0)
+			lrc = pspace_build_jacobian(s, c->name, l, &js, &c->bo);
+	}
+	if (lrc)
+		rc = tool_fail(lrc, "build: matrix '%s' in store %s", c->name, c->store);
+out:
+	pspace_refnet_free(net);
+	return rc;
+}
+
+/* The build from .npy files. */
+static int run_files(build_cli *c, pspace_store *s, const pspace_layout *l, uint64_t *n,
+                     uint32_t *K)
+{
+	pspace_jac_source js;
+	pspace_layer_source ls;
+	int lrc;
+
+	if (c->input_kind == 'j') {
+		lrc = pspace_jac_source_npy(&js, c->inputs, c->ninputs, l);
+		if (lrc)
+			return tool_fail(lrc, "build: Jacobian input");
+		*n = js.examples;
+		*K = js.outputs;
+		lrc = pspace_build_jacobian(s, c->name, l, &js, &c->bo);
+		pspace_jac_source_npy_close(&js);
+	} else {
+		lrc = pspace_layer_source_dirs(&ls, l, c->inputs, c->ninputs);
+		if (lrc)
+			return tool_fail(lrc, "build: layer-tensor input");
+		*n = ls.examples;
+		*K = ls.outputs;
+		lrc = pspace_build_layers(s, c->name, l, &ls, &c->bo);
+		pspace_layer_source_dirs_close(&ls);
+	}
+	if (lrc)
+		return tool_fail(lrc, "build: matrix '%s' in store %s", c->name, c->store);
+	return EXIT_OK;
+}
+
+int cmd_build(int argc, char **argv)
+{
+	build_cli c;
+	build_progress prog;
+	pspace_store *s = NULL;
+	pspace_layout *layout = NULL;
+	uint64_t d = 0, n = 0;
+	uint32_t K = 0;
+	double t0;
+	int rc, lrc;
+
+	rc = parse(argc, argv, &c);
+	if (rc)
+		return rc < 0 ? EXIT_OK : rc;
+	if (c.layout_path) {
+		lrc = pspace_layout_load(&layout, c.layout_path);
+		if (lrc)
+			return tool_fail(lrc, "build: layout %s", c.layout_path);
+		d = pspace_layout_dim(layout);
+	}
+	memset(&prog, 0, sizeof(prog));
+	c.bo.progress = on_progress;
+	c.bo.progress_ud = &prog;
+	lrc = pspace_store_open(&s, c.store, NULL);
+	if (lrc) {
+		rc = tool_fail(lrc, "build: cannot open store %s", c.store);
+		goto out;
+	}
+	t0 = tool_now();
+	if (c.model)
+		rc = run_model(&c, s, layout, &d, &n, &K);
+	else
+		rc = run_files(&c, s, layout, &n, &K);
+	if (prog.started)
+		tool_progress_end(&prog.bar);
+	if (rc == EXIT_OK)
+		rc = summary(&c, s, d, n, K, tool_now() - t0);
+out:
+	pspace_store_close(s);
+	pspace_layout_free(layout);
+	return rc;
+}

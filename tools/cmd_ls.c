@@ -1,0 +1,134 @@
+/*
+ * pspace ls: the matrices of a store, one a line (or as JSON).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "inspect.h"
+
+static const char ls_help[] =
+    "usage: pspace ls STORE [--json]\n\n"
+    "Lists the matrices of STORE: name, kind, dimension d, stored precision,\n"
+    "stored bytes (tiles and arrays), compression ratio of the tiles\n"
+    "(logical / encoded bytes; '-' for resident kinds, which store f64 arrays)\n"
+    "and build state (complete, or building: an interrupted or running build).\n\n"
+    "  --json   the same as a JSON array of objects\n";
+
+typedef struct ls_list {
+	pspace_matrix_info *v;
+	size_t n, cap;
+} ls_list;
+
+static int ls_collect(const pspace_matrix_info *info, void *ud)
+{
+	ls_list *l = ud;
+
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? 2 * l->cap : 16;
+		pspace_matrix_info *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return PSPACE_ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = *info;
+	return 0;
+}
+
+static const char *precision(const pspace_matrix_info *mi)
+{
+	return insp_is_tiled(mi->kind) ? pspace_dtype_name(mi->codec.dtype) : "f64";
+}
+
+static void ls_json(const ls_list *l)
+{
+	json_writer w;
+
+	json_init(&w, stdout, 1);
+	json_begin_array(&w);
+	for (size_t i = 0; i < l->n; i++) {
+		const pspace_matrix_info *mi = &l->v[i];
+
+		json_begin_object(&w);
+		json_kv_string(&w, "name", mi->name);
+		json_kv_string(&w, "kind", pspace_kind_name(mi->kind));
+		json_kv_uint(&w, "d", mi->d);
+		json_kv_string(&w, "precision", precision(mi));
+		json_kv_uint(&w, "stored_bytes", insp_stored_bytes(mi));
+		json_key(&w, "ratio");
+		if (mi->tile_bytes)
+			json_number(&w, insp_ratio(mi));
+		else
+			json_null(&w);
+		json_kv_string(&w, "state", insp_state_name(mi->state));
+		json_end_object(&w);
+	}
+	json_end_array(&w);
+	json_finish(&w);
+}
+
+static void ls_text(const ls_list *l)
+{
+	int wn = 4;
+	char b[32], r[32];
+
+	for (size_t i = 0; i < l->n; i++) {
+		int n = (int)strlen(l->v[i].name);
+		wn = n > wn ? n : wn;
+	}
+	printf("%-*s  %-9s  %10s  %-4s  %10s  %6s  %s\n", wn, "NAME", "KIND", "D", "PREC", "STORED",
+	       "RATIO", "STATE");
+	for (size_t i = 0; i < l->n; i++) {
+		const pspace_matrix_info *mi = &l->v[i];
+
+		if (mi->tile_bytes)
+			snprintf(r, sizeof(r), "%.2f", insp_ratio(mi));
+		else
+			snprintf(r, sizeof(r), "-");
+		printf("%-*s  %-9s  %10llu  %-4s  %10s  %6s  %s\n", wn, mi->name,
+		       pspace_kind_name(mi->kind), (unsigned long long)mi->d, precision(mi),
+		       tool_fmt_bytes(insp_stored_bytes(mi), b, sizeof(b)), r,
+		       insp_state_name(mi->state));
+	}
+}
+
+int cmd_ls(int argc, char **argv)
+{
+	const char *path = NULL;
+	pspace_store *s = NULL;
+	ls_list l = {NULL, 0, 0};
+	int json = 0, ret, rc;
+
+	for (int i = 1; i < argc; i++) {
+		if (tool_is_help(argv[i])) {
+			fputs(ls_help, stdout);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			json = 1;
+		} else if (argv[i][0] == '-') {
+			return tool_usage_error("ls", "ls: unknown option '%s'", argv[i]);
+		} else if (!path) {
+			path = argv[i];
+		} else {
+			return tool_usage_error("ls", "ls: unexpected argument '%s'", argv[i]);
+		}
+	}
+	if (!path)
+		return tool_usage_error("ls", "ls: missing STORE");
+	ret = insp_open_store(path, 1, &s);
+	if (ret)
+		return ret;
+	rc = pspace_store_foreach(s, ls_collect, &l);
+	if (rc) {
+		ret = tool_fail(rc, "store %s: listing matrices", path);
+		goto out;
+	}
+	if (json)
+		ls_json(&l);
+	else
+		ls_text(&l);
+out:
+	free(l.v);
+	pspace_store_close(s);
+	return ret;
+}

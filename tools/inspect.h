@@ -1,0 +1,66 @@
+/*
+ * Shared helpers of the inspection commands (ls, info, stat, verify, rm,
+ * compact, export): opening stores, formatting catalog records, and the
+ * streaming sources of matrix entries that export uses.
+ */
+#ifndef PSPACE_TOOLS_INSPECT_H
+#define PSPACE_TOOLS_INSPECT_H
+
+#include "cmd.h"
+#include "json.h"
+
+/**
+ * Opens the existing store at @p path (never creates one); prints the error
+ * naming the path. @return EXIT_OK or EXIT_RUNTIME.
+ */
+int insp_open_store(const char *path, int readonly, pspace_store **out);
+
+/** Looks up matrix @p name; prints "store S: no matrix 'N'" on failure. */
+int insp_matrix_info(pspace_store *s, const char *name, pspace_matrix_info *out);
+
+/** @return 1 for the kinds stored as tiles (Dense, BlockDiag). */
+int insp_is_tiled(pspace_kind k);
+
+/** "2024-05-01T12:00:00Z" for unix time @p t ("-" for 0). */
+const char *insp_time_iso(uint64_t t, char *buf, size_t cap);
+
+/** Stored bytes of a matrix: its tiles plus its arrays. */
+uint64_t insp_stored_bytes(const pspace_matrix_info *mi);
+/** Compression ratio logical / encoded tile bytes; 0 when there are no tiles. */
+double insp_ratio(const pspace_matrix_info *mi);
+/** "complete" or "building". */
+const char *insp_state_name(pspace_state st);
+
+/* ---- sources of matrix entries (export) ------------------------------------ */
+
+/**
+ * Rows of a matrix, band by band, within a memory budget: stored kinds
+ * decode the tiles crossing the band (symmetric halves transposed),
+ * resident kinds multiply blocks of unit vectors (pspace_mat_mm).
+ */
+typedef struct insp_band insp_band;
+
+/**
+ * Opens a band source of matrix @p m (opened from @p s under @p name) for
+ * columns [c0, c0 + nc). @p mem: bytes the source may use for bands of up
+ * to *rows rows; *rows is set to the band height that fits (>= 1), or
+ * PSPACE_ENOMEM is returned when not even one row fits.
+ */
+int insp_band_open(insp_band **out, pspace_store *s, pspace_mat *m, uint64_t c0, uint64_t nc,
+                   uint64_t mem, uint64_t *rows);
+/** Fills @p out (h x nc, ld nc) with rows [r0, r0 + h) of the source's columns. */
+int insp_band_get(insp_band *b, uint64_t r0, uint64_t h, double *out);
+/** @return the smallest memory with which a band source of @p m works. */
+uint64_t insp_band_min_mem(pspace_store *s, pspace_mat *m, uint64_t nc);
+void insp_band_close(insp_band *b);
+
+/**
+ * Writes the PNG image of a matrix (SPEC 6): correlation magnitudes
+ * |F_ij| / sqrt(F_ii F_jj), block-averaged to at most @p px pixels, viridis,
+ * layer boundaries as red lines (unless @p lines is 0). @p layer: NULL or
+ * the one layer to draw.
+ */
+int insp_png_export(pspace_store *s, pspace_mat *m, const char *name, const char *layer,
+                    uint32_t px, int lines, uint64_t mem, const char *out);
+
+#endif
