@@ -1,7 +1,7 @@
 /*
  * Tests of the pspace tool, run as a separate program ($PSPACE_TOOL, set by
- * ctest): exit codes, messages, and the demo's store read back through the
- * library.
+ * ctest): exit codes, messages, and the demo's store and images read back
+ * through the library.
  */
 #include <math.h>
 #include <setjmp.h>
@@ -100,58 +100,125 @@ static void test_tool_runtime_error_names_store(void **state)
 	assert_non_null(strstr(out, "/dev/null/store"));
 }
 
-/* The demo stores F as f32 and bf16: the f32 copy must be symmetric-tiled
- * and the bf16 copy within bf16 rounding (2^-8 relative) of it. */
-static void test_tool_demo_store(void **state)
+/* The cell in column @p col (1 = representation) of the demo table's row
+ * for @p label, as a number; fails the test if the row is missing. */
+static double table_cell(const char *out, const char *label, int col)
 {
-	char out[8192], args[512], path[300];
+	char want[64];
+	const char *row, *p;
+
+	snprintf(want, sizeof(want), "\n| %-14s |", label);
+	row = strstr(out, want);
+	if (!row)
+		fail_msg("the demo table has no row %s", label);
+	p = row + 1;
+	for (int c = 1; c < col; c++) {
+		p = strchr(p + 1, '|');
+		assert_non_null(p);
+	}
+	return strtod(p + 1, NULL);
+}
+
+/* Width and height from the IHDR chunk, after checking the PNG signature. */
+static void png_size(const char *path, uint32_t *w, uint32_t *h)
+{
+	static const unsigned char sig[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+	unsigned char b[24];
+	FILE *f = fopen(path, "rb");
+
+	if (!f)
+		fail_msg("no image %s", path);
+	assert_int_equal(fread(b, 1, sizeof(b), f), sizeof(b));
+	fclose(f);
+	assert_memory_equal(b, sig, 8);
+	assert_memory_equal(b + 12, "IHDR", 4);
+	*w = (uint32_t)b[16] << 24 | (uint32_t)b[17] << 16 | (uint32_t)b[18] << 8 | b[19];
+	*h = (uint32_t)b[20] << 24 | (uint32_t)b[21] << 16 | (uint32_t)b[22] << 8 | b[23];
+}
+
+/* The demo builds every representation of one Fisher into the store, prints
+ * the table and writes one image each; the store is read back through the
+ * library and the KFAC row's trace error recomputed from it. */
+static void test_tool_demo(void **state)
+{
+	static const struct {
+		const char *label, *name, *file;
+		pspace_kind kind;
+	} reps[] = {
+	    {"Dense", "fisher_dense", "dense", PSPACE_KIND_DENSE},
+	    {"BlockDiag", "fisher_blockdiag", "blockdiag", PSPACE_KIND_BLOCKDIAG},
+	    {"Diag", "fisher_diag", "diag", PSPACE_KIND_DIAG},
+	    {"QuasiDiag", "fisher_quasidiag", "quasidiag", PSPACE_KIND_QUASIDIAG},
+	    {"LowRank", "fisher_lowrank", "lowrank", PSPACE_KIND_LOWRANK},
+	    {"KFAC", "fisher_kfac", "kfac", PSPACE_KIND_KFAC},
+	    {"EKFAC", "fisher_ekfac", "ekfac", PSPACE_KIND_EKFAC},
+	    {"Mixed", "fisher_mixed", "mixed", PSPACE_KIND_MIXED},
+	};
+	char out[16384], args[1024], store[300], png[300], path[400];
 	pspace_store *s = NULL;
-	pspace_reader *r32 = NULL, *r16 = NULL;
-	pspace_codec *c = NULL;
-	pspace_tile_ref t32, t16;
-	float *a, *b;
-	int done = 0;
-	uint64_t tiles = 0;
+	pspace_mat *dense = NULL, *kfac = NULL;
+	pspace_matrix_info mi;
+	unsigned long long d = 0;
+	double trF, trK, want, got;
+	const char *at;
 
 	(void)state;
-	snprintf(path, sizeof(path), "%s/demo.store", tmpdir);
-	snprintf(args, sizeof(args), "demo '%s' --params 700 --examples 64 --tile 128", path);
-	assert_int_equal(run_tool(args, out, sizeof(out)), 0);
-	assert_non_null(strstr(out, "fisher_f32"));
-	assert_non_null(strstr(out, "fisher_bf16"));
+	snprintf(store, sizeof(store), "%s/demo.store", tmpdir);
+	snprintf(png, sizeof(png), "%s/png", tmpdir);
+	snprintf(args, sizeof(args), "demo '%s' --out '%s' --params 2000 --examples 100", store,
+	         png);
+	if (run_tool(args, out, sizeof(out)) != 0)
+		fail_msg("pspace %s failed:\n%s", args, out);
+	at = strstr(out, "d = ");
+	assert_non_null(at);
+	assert_int_equal(sscanf(at, "d = %llu parameters", &d), 1);
+	assert_true(d > 1500 && d < 2500);
+	assert_non_null(strstr(out, store));
+	assert_non_null(strstr(out, png));
+	/* Dense is the reference; the others are approximations, or exact */
+	for (int c = 4; c <= 6; c++)
+		assert_true(table_cell(out, "Dense", c) == 0.0);
+	assert_true(table_cell(out, "BlockDiag", 4) < 1.0);
+	assert_true(table_cell(out, "LowRank", 4) < 1e-4); /* all K n rows: exact */
 
-	assert_int_equal(pspace_store_open(&s, path, NULL), 0);
-	assert_int_equal(pspace_codec_create(&c), 0);
-	assert_int_equal(pspace_reader_open(&r32, s, "fisher_f32", 0), 0);
-	assert_int_equal(pspace_reader_open(&r16, s, "fisher_bf16", 0), 0);
-	assert_int_equal(pspace_reader_info(r32)->d, 700);
-	assert_int_equal(pspace_reader_info(r32)->state, PSPACE_STATE_COMPLETE);
-	a = malloc(128 * 128 * sizeof(float));
-	b = malloc(128 * 128 * sizeof(float));
-	for (;;) {
-		assert_int_equal(pspace_reader_next(r32, &t32, &done), 0);
-		if (done)
-			break;
-		assert_true(t32.row <= t32.col);
-		assert_int_equal(pspace_reader_tile(r16, t32.block, t32.row, t32.col, &t16), 0);
-		assert_int_equal(pspace_reader_decode(r32, c, &t32, PSPACE_F32, a, 128), 0);
-		assert_int_equal(pspace_reader_decode(r16, c, &t16, PSPACE_F32, b, 128), 0);
-		uint32_t rows = t32.row == 5 ? 700 - 5 * 128 : 128;
-		uint32_t cols = t32.col == 5 ? 700 - 5 * 128 : 128;
-		for (uint32_t i = 0; i < rows; i++)
-			for (uint32_t j = 0; j < cols; j++) {
-				double x = a[i * 128 + j], y = b[i * 128 + j];
-				assert_true(fabs(x - y) <= ldexp(fabs(x), -8));
-			}
-		tiles++;
+	assert_int_equal(pspace_store_open(&s, store, NULL), 0);
+	for (size_t i = 0; i < sizeof(reps) / sizeof(reps[0]); i++) {
+		uint32_t w, h;
+
+		table_cell(out, reps[i].label, 1);
+		assert_int_equal(pspace_store_info(s, reps[i].name, &mi), 0);
+		assert_int_equal(mi.kind, reps[i].kind);
+		assert_int_equal(mi.d, d);
+		assert_int_equal(mi.state, PSPACE_STATE_COMPLETE);
+		snprintf(path, sizeof(path), "%s/%s.png", png, reps[i].file);
+		png_size(path, &w, &h);
+		assert_int_equal(w, 512);
+		assert_int_equal(h, 512);
 	}
-	assert_int_equal(tiles, 6 * 7 / 2);
-	free(a);
-	free(b);
-	pspace_reader_close(r16);
-	pspace_reader_close(r32);
-	pspace_codec_free(c);
+	/* the KFAC row's trace error, from the stored matrices */
+	assert_int_equal(pspace_mat_open(&dense, s, "fisher_dense"), 0);
+	assert_int_equal(pspace_mat_open(&kfac, s, "fisher_kfac"), 0);
+	assert_int_equal(pspace_mat_trace(dense, NULL, &trF), 0);
+	assert_int_equal(pspace_mat_trace(kfac, NULL, &trK), 0);
+	want = fabs(trK - trF) / fabs(trF);
+	got = table_cell(out, "KFAC", 6);
+	assert_true(want > 0);
+	if (fabs(got - want) > 6e-3 * want)
+		fail_msg("KFAC trace rel. error printed %g, recomputed %g", got, want);
+	pspace_mat_free(kfac);
+	pspace_mat_free(dense);
 	pspace_store_close(s);
+
+	/* a rerun replaces the demo's matrices; JSON output */
+	snprintf(args, sizeof(args),
+	         "demo '%s' --no-png --params 300 --examples 20 --json --vectors 2", store);
+	if (run_tool(args, out, sizeof(out)) != 0)
+		fail_msg("pspace %s failed:\n%s", args, out);
+	assert_non_null(strstr(out, "\"representation\": \"EKFAC\""));
+	assert_non_null(strstr(out, "\"mv_rel_err\": 0,"));
+	assert_null(strstr(out, "| Dense"));
+	assert_int_equal(run_tool("demo --params 0", out, sizeof(out)), 2);
+	assert_int_equal(run_tool("demo --variant nope", out, sizeof(out)), 2);
 }
 
 static char *slurp(const char *path)
@@ -206,7 +273,7 @@ int main(void)
 	    cmocka_unit_test(test_tool_version),
 	    cmocka_unit_test(test_tool_usage_errors),
 	    cmocka_unit_test(test_tool_runtime_error_names_store),
-	    cmocka_unit_test(test_tool_demo_store),
+	    cmocka_unit_test(test_tool_demo),
 	    cmocka_unit_test(test_tool_readme_example),
 	};
 

@@ -229,6 +229,12 @@ static void draw(const png_job *j, const pspace_layout *L, int lines, unsigned c
 int insp_png_export(pspace_store *s, pspace_mat *m, const char *name, const char *layer,
                     uint32_t px, int lines, uint64_t mem, const char *out)
 {
+	return insp_png_write(s, m, name, layer, px, lines, mem, out, stdout);
+}
+
+int insp_png_write(pspace_store *s, pspace_mat *m, const char *name, const char *layer, uint32_t px,
+                   int lines, uint64_t mem, const char *out, FILE *report)
+{
 	const pspace_layout *L = pspace_mat_layout(m);
 	const char *sp = pspace_store_path(s);
 	uint64_t d = pspace_mat_dim(m), fixed;
@@ -312,9 +318,10 @@ int insp_png_export(pspace_store *s, pspace_mat *m, const char *name, const char
 		ret = EXIT_RUNTIME;
 		goto out;
 	}
-	printf("%s: %ux%u PNG of %s%s%s (d = %llu, %s per pixel)\n", out, j.P, j.P, name,
-	       layer ? ", layer " : "", layer ? layer : "", (unsigned long long)d,
-	       j.n == j.P ? "one entry" : "block average");
+	if (report)
+		fprintf(report, "%s: %ux%u PNG of %s%s%s (d = %llu, %s per pixel)\n", out, j.P, j.P,
+		        name, layer ? ", layer " : "", layer ? layer : "", (unsigned long long)d,
+		        j.n == j.P ? "one entry" : "block average");
 out:
 	free(rgb);
 	free(j.cnt);

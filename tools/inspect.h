@@ -62,5 +62,8 @@ void insp_band_close(insp_band *b);
  */
 int insp_png_export(pspace_store *s, pspace_mat *m, const char *name, const char *layer,
                     uint32_t px, int lines, uint64_t mem, const char *out);
+/** As insp_png_export(), reporting the written image on @p report (NULL: silent). */
+int insp_png_write(pspace_store *s, pspace_mat *m, const char *name, const char *layer, uint32_t px,
+                   int lines, uint64_t mem, const char *out, FILE *report);
 
 #endif
