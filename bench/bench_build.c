@@ -21,10 +21,12 @@
  * layer tensors), the KFAC build (factor pass + save), the eigendecomposition
  * of its factors (pspace_ekfac_from_kfac, timed alone), and the EKFAC build
  * (factor pass, eigendecomposition, diagonal update in a second pass, save),
- * split by the builder's progress callbacks. The second pass turns every
- * gradient row into the factors' eigenbases with two dense gemms per layer,
- * 2 out a (out + a) flops per row and layer, seconds per example at this
- * size: it runs on --ekfac-examples examples and is projected to --examples.
+ * split by the builder's progress callbacks. The second pass takes linear
+ * layers straight from the layer tensors (pspace_ekfac_update_add_layer_batch:
+ * P = [x 1] U_A, Q = G U_G, acc += (sum_k q_k^2)(p^2)^T, about
+ * 2 a^2 + 2 K out^2 + 2 out a flops per example and layer, where the rows
+ * path needed K 2 out a (out + a)); it runs on all --examples by default,
+ * or on --ekfac-examples examples projected to --examples.
  *
  * Baselines: BLIS sgemm and dgemm, square n = 2048, all threads through an
  * rntm_t passed to bli_?gemm_ex, measured in the same run (dgemm again at
@@ -67,8 +69,8 @@ static void usage(FILE *f)
 	    "  --quick             a smoke run (d = 2048, tile 128, mlp:256,1024,512,10), < 20 s\n"
 	    "  --d N               Dense: parameters (8192); n K = 2048 rows (256 x 8)\n"
 	    "  --examples N        reference network examples for KFAC (256)\n"
-	    "  --ekfac-examples N  examples of the EKFAC build (1); its second pass is\n"
-	    "                      projected to --examples\n"
+	    "  --ekfac-examples N  examples of the EKFAC build (default: --examples); when\n"
+	    "                      fewer, its second pass is projected to --examples\n"
 	    "  --net SPEC          reference network (mlp:1024,4096,2048,10)\n"
 	    "  --variant V         classif_logits (K = C - 1, default) or empirical (K = 1)\n"
 	    "  --reps N            timed builds per Dense row (2)\n"
@@ -102,7 +104,7 @@ static int parse_args(int argc, char **argv, struct config *c)
 	c->tile = PSPACE_DEFAULT_TILE;
 	c->net = "mlp:1024,4096,2048,10";
 	c->examples = 256;
-	c->ekfac_examples = 1;
+	c->ekfac_examples = 0; /* = examples */
 	c->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
 	c->reps = 2;
 	c->layer_budget = (size_t)4 << 30;
@@ -116,7 +118,6 @@ static int parse_args(int argc, char **argv, struct config *c)
 			c->tile = 128;
 			c->net = "mlp:256,1024,512,10";
 			c->examples = 64;
-			c->ekfac_examples = 1;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			exit(0);
@@ -157,6 +158,8 @@ static int parse_args(int argc, char **argv, struct config *c)
 			rc = 2;
 		}
 	}
+	if (c->ekfac_examples == 0 || c->ekfac_examples > c->examples)
+		c->ekfac_examples = c->examples;
 	return rc;
 }
 
@@ -532,7 +535,8 @@ static void mark(void *ud, const char *stage, uint64_t done, uint64_t total)
 /* Flop counts of one example, summed over the layers (linear, T = 1). */
 struct lflops {
 	double factors; /* 2 in^2 (A, gemm_tn on the activations) + 2 K out^2 (G) */
-	double basis;   /* K rows x 2 out a (out + a): the second pass's two gemms per row */
+	double basis;   /* K rows x 2 out a (out + a): the rows path's two gemms per row */
+	double update;  /* 2 a^2 (P) + 2 K out^2 (Q) + 2 out a (W^T P2): the tensor path */
 };
 
 static void layer_flops(const pspace_layout *l, uint32_t K, struct lflops *f)
@@ -545,6 +549,7 @@ static void layer_flops(const pspace_layout *l, uint32_t K, struct lflops *f)
 
 		f->factors += 2 * in * in + 2.0 * K * out * out;
 		f->basis += K * 2 * out * a * (out + a);
+		f->update += 2 * a * a + 2.0 * K * out * out + 2 * out * a;
 	}
 }
 
@@ -634,8 +639,10 @@ static int bench_layers(const struct config *c, pspace_store *s, int ncpu, struc
 	int rc;
 
 	rc = make_net(c, c->examples, &net);
-	if (rc == 0)
+	if (rc == 0 && c->ekfac_examples < c->examples)
 		rc = make_net(c, c->ekfac_examples, &enet);
+	else
+		enet = net;
 	if (rc == 0)
 		rc = pspace_refnet_layers(net, &src);
 	if (rc != 0)
@@ -658,9 +665,10 @@ static int bench_layers(const struct config *c, pspace_store *s, int ncpu, struc
 	           "gradient rows is K d doubles per example)",
 	           ncpu, bench_fmt_bytes(b1, sizeof(b1), (double)c->layer_budget));
 	bench_info(stdout, "flops per example",
-	           "factors sum 2 in^2 + 2 K out^2 = %.2f GFLOP; EKFAC second pass sum K 2 out a "
-	           "(out + a) = %.1f GFLOP (a = in + 1)",
-	           f.factors / 1e9, f.basis / 1e9);
+	           "factors sum 2 in^2 + 2 K out^2 = %.2f GFLOP; EKFAC second pass from the "
+	           "tensors sum 2 a^2 + 2 K out^2 + 2 out a = %.2f GFLOP (a = in + 1; from "
+	           "gradient rows it was sum K 2 out a (out + a) = %.1f GFLOP)",
+	           f.factors / 1e9, f.update / 1e9, f.basis / 1e9);
 
 	rc = peaks_now(ncpu, c->quick, pk);
 	if (rc != 0) {
@@ -691,7 +699,7 @@ static int bench_layers(const struct config *c, pspace_store *s, int ncpu, struc
 		fail(rc, "eigendecomposition");
 		goto out;
 	}
-	rc = build_layers(s, enet, "ekfac", PSPACE_KIND_EKFAC, ncpu, c->layer_budget, 1, &em,
+	rc = build_layers(s, enet, "ekfac", PSPACE_KIND_EKFAC, ncpu, c->layer_budget, 0, &em,
 	                  &t_ekfac);
 	bench_progress_end();
 	if (rc != 0) {
@@ -727,19 +735,24 @@ static int bench_layers(const struct config *c, pspace_store *s, int ncpu, struc
 	bench_table_row(
 	    stdout, "EKFAC: second pass (the above - eig. alone)|%llu|%.2f|%.3f|%.1f|%.0f%%|%.0f%%",
 	    (unsigned long long)c->ekfac_examples, e_pass2, ne / e_pass2,
-	    f.basis * ne / e_pass2 / 1e9, 100 * f.basis * ne / e_pass2 / 1e9 / dmax,
-	    100 * f.basis * ne / e_pass2 / 1e9 / pk->s);
+	    f.update * ne / e_pass2 / 1e9, 100 * f.update * ne / e_pass2 / 1e9 / dmax,
+	    100 * f.update * ne / e_pass2 / 1e9 / pk->s);
 	bench_table_row(stdout, "EKFAC: save|-|%.2f|-|-|-|-", e_save);
 	bench_table_row(stdout, "**EKFAC build**|%llu|%.2f|-|-|-|-",
 	                (unsigned long long)c->ekfac_examples, t_ekfac);
-	bench_table_row(stdout, "**EKFAC build, projected**|%llu|%.1f|-|-|-|-",
-	                (unsigned long long)c->examples, proj);
+	if (c->ekfac_examples < c->examples)
+		bench_table_row(stdout, "**EKFAC build, projected**|%llu|%.1f|-|-|-|-",
+		                (unsigned long long)c->examples, proj);
 	printf("\nKFAC factor pass GFLOP/s: the factor flops over the pass time less the layer "
-	       "tensors alone. EKFAC projected to %llu examples: KFAC factor pass + "
-	       "eigendecomposition + %llu x the second pass per example + save.\n",
-	       (unsigned long long)c->examples, (unsigned long long)c->examples);
+	       "tensors alone. EKFAC second pass GFLOP/s: the tensor path's flops (above).");
+	if (c->ekfac_examples < c->examples)
+		printf(" EKFAC projected to %llu examples: KFAC factor pass + eigendecomposition + "
+		       "%llu x the second pass per example + save.",
+		       (unsigned long long)c->examples, (unsigned long long)c->examples);
+	printf("\n");
 out:
-	pspace_refnet_free(enet);
+	if (enet != net)
+		pspace_refnet_free(enet);
 	pspace_refnet_free(net);
 	return rc;
 }

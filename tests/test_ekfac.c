@@ -508,6 +508,111 @@ static void test_ekfac_precond(void **state)
 	fref_store_close(&t);
 }
 
+/*
+ * pspace_ekfac_update_add_layer(_batch) from layer tensors against
+ * pspace_ekfac_update_add on the gradient rows sum_t g a^T built here
+ * (canonical order: weights (o, j) row-major, then bias o): fc1 (bias,
+ * T = 1), fc2 (no bias, T = 3), conv (bias, T = 4); the embedding gets
+ * nothing from either path.
+ */
+#define LX 5 /* examples */
+#define LK 3 /* outputs */
+
+static void test_ekfac_update_layer(void **state)
+{
+	const uint64_t Ts[3] = {1, 3, 4};
+	pspace_exec small = {1, 4000}; /* the batch in chunks of two conv examples */
+	double *acts[3], *grads[3], *R, *Fr, *Fl, *Fb, *gx, one[4];
+	pspace_mat *m, *er, *el, *eb;
+	size_t d;
+	kref k;
+
+	(void)state;
+	kref_init(&k, 811, 0.05);
+	d = k.d;
+	m = make_kfac(&k);
+	er = make_ekfac(m);
+	el = make_ekfac(m);
+	eb = make_ekfac(m);
+	R = calloc((size_t)LX * LK * d, sizeof(*R));
+	gx = malloc(LK * 4 * 5 * sizeof(*gx));
+	assert_non_null(R);
+	assert_non_null(gx);
+	assert_int_equal(pspace_ekfac_update_begin(er), 0);
+	assert_int_equal(pspace_ekfac_update_begin(el), 0);
+	assert_int_equal(pspace_ekfac_update_begin(eb), 0);
+	for (size_t l = 0; l < 3; l++) {
+		const pspace_layer *L = pspace_layout_layer(k.layout, l);
+		size_t nr, nc, in, T = (size_t)Ts[l];
+		int emb;
+
+		kref_dims(L, &nr, &nc, &in, &emb);
+		acts[l] = fref_randv(LX * T * in, 820 + l);
+		grads[l] = fref_randv(LK * LX * T * nr, 830 + l);
+		for (size_t x = 0; x < LX; x++) {
+			for (size_t kk = 0; kk < LK; kk++) {
+				double *row = R + (x * LK + kk) * d + L->offset;
+				const double *g = grads[l] + (kk * LX + x) * T * nr;
+
+				for (size_t t = 0; t < T; t++)
+					for (size_t o = 0; o < nr; o++)
+						for (size_t c = 0; c < nc; c++)
+							row[kref_canon(L, o, c)] +=
+							    g[t * nr + o] *
+							    (c < in ? acts[l][(x * T + t) * in + c]
+							            : 1.0);
+				/* this example's gradients, K x T x out */
+				memcpy(gx + kk * T * nr, g, T * nr * sizeof(*gx));
+			}
+			assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, l, LK, T,
+			                                               acts[l] + x * T * in, gx),
+			                 0);
+		}
+		assert_int_equal(pspace_ekfac_update_add_layer_batch(eb, &small, l, LK, LX, T,
+		                                                     acts[l], grads[l]),
+		                 0);
+	}
+	assert_int_equal(pspace_ekfac_update_add(er, NULL, LX * LK, R, d), 0);
+	/* errors: the embedding, a layer out of range, NULL tensors, not EKFAC, no begin */
+	memset(one, 0, sizeof(one));
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 3, 1, 1, one, one),
+	                 PSPACE_ENOTSUP);
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 4, 1, 1, one, one), PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 0, 1, 1, NULL, one),
+	                 PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 0, 1, 1, one, NULL),
+	                 PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_add_layer_batch(el, NULL, 9, 1, 1, 1, one, one),
+	                 PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 0, 0, 1, NULL, NULL), 0);
+	assert_int_equal(pspace_ekfac_update_add_layer(m, NULL, 0, 1, 1, one, one), PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_add_layer(NULL, NULL, 0, 1, 1, one, one),
+	                 PSPACE_EINVAL);
+	assert_int_equal(pspace_ekfac_update_end(er, LX), 0);
+	assert_int_equal(pspace_ekfac_update_end(el, LX), 0);
+	assert_int_equal(pspace_ekfac_update_end(eb, LX), 0);
+	assert_int_equal(pspace_ekfac_update_add_layer(el, NULL, 0, 1, 1, one, one), PSPACE_EINVAL);
+	Fr = dense_of(er);
+	Fl = dense_of(el);
+	Fb = dense_of(eb);
+	assert_true(fref_relerr(Fl, Fr, d * d) < 1e-12);
+	assert_true(fref_relerr(Fb, Fr, d * d) < 1e-12);
+	free(Fb);
+	free(Fl);
+	free(Fr);
+	for (size_t l = 0; l < 3; l++) {
+		free(acts[l]);
+		free(grads[l]);
+	}
+	free(gx);
+	free(R);
+	pspace_mat_free(eb);
+	pspace_mat_free(el);
+	pspace_mat_free(er);
+	pspace_mat_free(m);
+	kref_free(&k);
+}
+
 static void test_ekfac_errors(void **state)
 {
 	kref k;
@@ -547,7 +652,7 @@ int main(void)
 	    cmocka_unit_test(test_ekfac_from_kfac),  cmocka_unit_test(test_ekfac_update),
 	    cmocka_unit_test(test_ekfac_same_input), cmocka_unit_test(test_ekfac_pow_pinv),
 	    cmocka_unit_test(test_ekfac_roundtrip),  cmocka_unit_test(test_ekfac_precond),
-	    cmocka_unit_test(test_ekfac_errors),
+	    cmocka_unit_test(test_ekfac_errors),     cmocka_unit_test(test_ekfac_update_layer),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

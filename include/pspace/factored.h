@@ -82,6 +82,31 @@ PSPACE_API int pspace_ekfac_update_begin(pspace_mat *m);
 PSPACE_API int pspace_ekfac_update_add(pspace_mat *m, const pspace_exec *ex, uint64_t rows,
                                        const double *grads, size_t ld);
 PSPACE_API int pspace_ekfac_update_end(pspace_mat *m, uint64_t n);
+/**
+ * Faster equivalent of pspace_ekfac_update_add() for layer tensors: adds
+ * what update_add would for the @p K per-output gradients of layer
+ * @p layer (index in the layout) of one example, grad_k = sum_t g_{k,t}
+ * a_t^T with a_t = [x_t; 1] (the 1 only when the layer has a bias), without
+ * forming them: (U_G^T grad_k U_A)^2 = ((G_k U_G)^T (A U_A))^2, and for
+ * T = 1 the rank one (q_k^2)(p^2)^T. @p acts: T x in (row t = x_t, no bias
+ * column); @p grads: K x T x out (g_{k,t}). Linear, conv1d and conv2d
+ * layers; PSPACE_ENOTSUP for an embedding (use update_add), PSPACE_EINVAL
+ * for a layer index out of range, a matrix that is not EKFAC or no
+ * update_begin(). Other layers' accumulators are untouched.
+ */
+PSPACE_API int pspace_ekfac_update_add_layer(pspace_mat *m, const pspace_exec *ex, size_t layer,
+                                             uint32_t K, uint64_t T, const double *acts,
+                                             const double *grads);
+/**
+ * pspace_ekfac_update_add_layer() for @p nx examples at once, in the
+ * layout of pspace_layer_batch: acts (nx, T, in), grads (K, nx, T, out).
+ * The transforms run as gemms over the batch (and for T = 1 the whole
+ * batch adds as one gemm), so this is the form builders use.
+ */
+PSPACE_API int pspace_ekfac_update_add_layer_batch(pspace_mat *m, const pspace_exec *ex,
+                                                   size_t layer, uint32_t K, uint64_t nx,
+                                                   uint64_t T, const double *acts,
+                                                   const double *grads);
 /** @return 1 if the EKFAC diagonal was updated (persisted), 0 if not, or an error. */
 PSPACE_API int pspace_ekfac_is_updated(const pspace_mat *m);
 

@@ -85,6 +85,16 @@ int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
                             const pspace_layer_source *src);
 void pspace_rows_from_layers_close(pspace_rows *r);
 
+/**
+ * The EKFAC diagonal update of @p m straight from layer tensors, one pass:
+ * m's layer j is layer l0 + j of @p layout (the source's layout), for the
+ * layers of t->sub. Linear/conv layers go through
+ * pspace_ekfac_update_add_layer_batch, embeddings as gradient rows.
+ */
+int pspace_build_ekfac_update_layers(const pspace_build_target *t, pspace_mat *m,
+                                     const pspace_layout *layout, size_t l0,
+                                     const pspace_layer_source *src, const pspace_build_opts *o);
+
 /* ---- Mixed (mixed_spec.c) ------------------------------------------------------------ */
 
 /**

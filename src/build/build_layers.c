@@ -10,6 +10,8 @@
  *   KFAC                   A = (1/n) sum_x sum_t a_t a_t^T,
  *                          G = (1/n) sum_x sum_k sum_t g_t g_t^T / T
  *   embedding              grad[id_t, :] += g_t; A = diag((1/n) id counts), G as above.
+ * The EKFAC update takes linear/conv layers straight from the tensors
+ * (pspace_ekfac_update_add_layer_batch) and only embeddings as rows.
  */
 #include <blis.h>
 #include <stdio.h>
@@ -18,6 +20,7 @@
 
 #include "build/build_impl.h"
 #include "common/error.h"
+#include "mat/ekfac_impl.h"
 
 /* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
 static int check_layers(const pspace_layout *l, const unsigned char *want)
@@ -94,9 +97,9 @@ typedef struct lrows {
 	pspace_layer_batch *batch;
 } lrows;
 
-/* Layer @p L's slice of the K nx rows from its tensors. */
+/* Layer @p L's slice of the K nx rows from its tensors, at column @p coff of @p out. */
 static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t x0,
-                      uint64_t nx, double *out, size_t ld)
+                      uint64_t nx, double *out, size_t ld, uint64_t coff)
 {
 	uint64_t T = b->T, out_dim = L->kind == PSPACE_LAYER_EMBEDDING ? L->shape[1] : L->shape[0];
 	uint64_t in = L->kind == PSPACE_LAYER_EMBEDDING ? 0 : L->weight_size / L->shape[0];
@@ -105,7 +108,7 @@ static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32
 	for (uint32_t k = 0; rc == 0 && k < K; k++)
 		for (uint64_t x = 0; rc == 0 && x < nx; x++) {
 			const double *g = b->grads + ((uint64_t)k * nx + x) * T * out_dim;
-			double *row = out + ((uint64_t)k * nx + x) * ld + L->offset;
+			double *row = out + ((uint64_t)k * nx + x) * ld + coff;
 
 			if (L->kind == PSPACE_LAYER_EMBEDDING) {
 				memset(row, 0, L->size * sizeof(*row));
@@ -144,7 +147,8 @@ static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t 
 		const pspace_layer *L = pspace_layout_layer(q->l, i);
 
 		if (L->offset + L->size > c0 && L->offset < c1)
-			rc = layer_rows(L, &q->batch[i], q->src->outputs, x0, nx, out, ld);
+			rc = layer_rows(L, &q->batch[i], q->src->outputs, x0, nx, out, ld,
+			                L->offset);
 	}
 	return rc;
 }
@@ -307,4 +311,92 @@ out:
 		}
 	free(batch);
 	return rc;
+}
+
+/* ---- EKFAC diagonal update ---------------------------------------------------------- */
+
+/*
+ * Examples per batch of the update: o->batch, or what fits half the budget
+ * at the tensors of layers [l0, l0 + ns) of one example plus the update's
+ * work on them (the activations with their ones and P, Q; an embedding's
+ * K gradient rows). T is not known before the first read: 1 is assumed.
+ */
+static uint64_t update_batch(const pspace_build_opts *o, const pspace_layout *layout, size_t l0,
+                             size_t ns, uint32_t K, uint64_t n)
+{
+	uint64_t per = 0, nx;
+
+	for (size_t j = 0; j < ns; j++) {
+		const pspace_layer *L = pspace_layout_layer(layout, l0 + j);
+
+		if (L->kind == PSPACE_LAYER_EMBEDDING) {
+			per += ((uint64_t)K * L->size + 1 + (uint64_t)K * L->shape[1]) * 8;
+		} else {
+			uint64_t out = L->shape[0], in = L->weight_size / out;
+
+			per += (3 * in + 2 + 2 * (uint64_t)K * out) * 8;
+		}
+	}
+	nx = o->batch ? o->batch : (per ? o->exec.mem_budget / 2 / per : n);
+	return nx == 0 ? 1 : (nx > n ? n : nx);
+}
+
+int pspace_build_ekfac_update_layers(const pspace_build_target *t, pspace_mat *m,
+                                     const pspace_layout *layout, size_t l0,
+                                     const pspace_layer_source *src, const pspace_build_opts *o)
+{
+	size_t nl = pspace_layout_nlayers(layout), ns = pspace_layout_nlayers(t->sub);
+	pspace_layer_batch *batch = calloc(nl ? nl : 1, sizeof(*batch));
+	uint64_t n = src->examples, emb = 0, nx;
+	uint32_t K = src->outputs;
+	double *rows = NULL;
+	int rc = batch ? 0 : pspace_err_set(PSPACE_ENOMEM, "out of memory");
+
+	if (rc == 0 && l0 + ns > nl)
+		rc = pspace_err_set(PSPACE_EINVAL, "layers [%zu, %zu) of %zu", l0, l0 + ns, nl);
+	for (size_t j = 0; rc == 0 && j < ns; j++) {
+		const pspace_layer *L = pspace_layout_layer(layout, l0 + j);
+
+		if (L->kind == PSPACE_LAYER_EMBEDDING && L->size > emb)
+			emb = L->size;
+	}
+	nx = update_batch(o, layout, l0, rc == 0 ? ns : 0, K, n);
+	if (rc == 0 && emb && !(rows = malloc((size_t)(K * nx * emb) * sizeof(*rows))))
+		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory for a batch of %llu",
+		                    (unsigned long long)nx);
+	if (rc == 0)
+		rc = pspace_ekfac_update_begin(m);
+	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
+		uint64_t k = n - x0 < nx ? n - x0 : nx;
+
+		rc = src->read(src->ud, x0, k, batch);
+		if (rc > 0 || rc < PSPACE_EBLIS)
+			rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
+		rc = pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
+		                       (unsigned long long)(x0 + k));
+		for (size_t j = 0; rc == 0 && j < ns; j++) {
+			const pspace_layer *L = pspace_layout_layer(layout, l0 + j);
+			const pspace_layer_batch *b = &batch[l0 + j];
+
+			if (L->kind == PSPACE_LAYER_EMBEDDING) {
+				rc = layer_rows(L, b, K, x0, k, rows, (size_t)L->size, 0);
+				if (rc == 0)
+					rc = pspace_ekfac_update_add_rows_layer(
+					    m, &o->exec, j, K * k, rows, (size_t)L->size);
+			} else {
+				rc = check_batch(L, b);
+				if (rc == 0)
+					rc = pspace_ekfac_update_add_layer_batch(
+					    m, &o->exec, j, K, k, b->T, b->acts, b->grads);
+				rc = pspace_err_prefix(rc, "layer %s", L->name);
+			}
+		}
+		if (rc == 0)
+			pspace_build_progress(o, "ekfac-update", x0 + k, n);
+	}
+	if (rc == 0)
+		rc = pspace_ekfac_update_end(m, n);
+	free(rows);
+	free(batch);
+	return pspace_err_prefix(rc, "EKFAC update of %s", t->name);
 }

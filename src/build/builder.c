@@ -227,9 +227,12 @@ int pspace_build_jacobian(pspace_store *s, const char *name, const pspace_layout
 	return build_rows(s, name, layout, &r, &o);
 }
 
-/* KFAC, or EKFAC (KFAC, its eigenbases, then the diagonal update in a second pass). */
+/*
+ * KFAC, or EKFAC (KFAC, its eigenbases, then the diagonal update in a second
+ * pass over the layer tensors).
+ */
 static int build_kfac(pspace_store *s, const char *name, const pspace_layout *layout,
-                      const pspace_layer_source *src, pspace_rows *r, const pspace_build_opts *o)
+                      const pspace_layer_source *src, const pspace_build_opts *o)
 {
 	size_t nl = pspace_layout_nlayers(layout);
 	double **A = calloc(nl, sizeof(*A)), **G = calloc(nl, sizeof(*G));
@@ -250,7 +253,7 @@ static int build_kfac(pspace_store *s, const char *name, const pspace_layout *la
 	if (rc == 0 && o->kind == PSPACE_KIND_EKFAC) {
 		rc = pspace_ekfac_from_kfac(&e, k);
 		if (rc == 0)
-			rc = pspace_build_ekfac_update(&t, e, r, o);
+			rc = pspace_build_ekfac_update_layers(&t, e, layout, 0, src, o);
 		if (rc == 0)
 			rc = pspace_mat_save(e, s, name);
 	} else if (rc == 0) {
@@ -292,7 +295,7 @@ int pspace_build_layers(pspace_store *s, const char *name, const pspace_layout *
 	if (rc != 0)
 		return pspace_err_prefix(rc, "matrix %s", name);
 	if (o.kind == PSPACE_KIND_KFAC || o.kind == PSPACE_KIND_EKFAC)
-		rc = build_kfac(s, name, layout, src, &r, &o);
+		rc = build_kfac(s, name, layout, src, &o);
 	else if (o.kind == PSPACE_KIND_MIXED)
 		rc = pspace_build_mixed(s, name, layout, &r, src, &o);
 	else

@@ -200,7 +200,8 @@ static int mb_alloc(mixed_build *b, const pspace_layout *layout, const char *nam
 
 /* Builds layer @p i's part. */
 static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_layout *layout,
-                      pspace_rows *rows, const pspace_build_opts *o)
+                      pspace_rows *rows, const pspace_layer_source *layers,
+                      const pspace_build_opts *o)
 {
 	const pspace_layer *L = pspace_layout_layer(layout, i);
 	pspace_build_target t = {s, b->names[i], b->subs[i], L->offset};
@@ -228,7 +229,8 @@ static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_la
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)
 			rc = pspace_ekfac_from_kfac(&b->parts[i], k);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)
-			rc = pspace_build_ekfac_update(&t, b->parts[i], rows, o);
+			rc =
+			    pspace_build_ekfac_update_layers(&t, b->parts[i], layout, i, layers, o);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_KFAC)
 			b->parts[i] = pspace_mat_ref(k);
 		pspace_mat_free(k);
@@ -262,7 +264,7 @@ int pspace_build_mixed(pspace_store *s, const char *name, const pspace_layout *l
 	if (rc == 0 && any)
 		rc = pspace_build_kfac_factors(layout, layers, b.want, o, b.A, b.G);
 	for (size_t i = 0; rc == 0 && i < b.nl; i++)
-		rc = pspace_err_prefix(build_part(&b, i, s, layout, rows, o), "layer %s",
+		rc = pspace_err_prefix(build_part(&b, i, s, layout, rows, layers, o), "layer %s",
 		                       pspace_layout_layer(layout, i)->name);
 	if (rc == 0)
 		rc = pspace_mixed_create(&m, layout, b.parts);

@@ -17,20 +17,10 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kron.h"
+#include "mat/ekfac_impl.h"
 #include "pspace/vec.h"
 
-typedef struct ekfac {
-	pspace_mat base;
-	size_t n;
-	pspace_kron_layer *geo;
-	double **UR, **UC; /* eigenbases; UR[l] NULL for a diagonal row factor */
-	double **sR, **sC; /* factor eigenvalues */
-	double **S;        /* nr x nc diagonal in the eigenbasis */
-	int updated;
-	pspace_kfac_damping mode;
-	double **acc; /* update accumulator between begin and end, else NULL */
-} ekfac;
+typedef pspace_ekfac ekfac;
 
 static const pspace_mat_vtable ekfac_vt;
 
@@ -173,7 +163,7 @@ int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode)
 
 /* ---- products and reductions ----------------------------------------------------- */
 
-static int work_alloc(const ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc, double **B,
+int pspace_ekfac_work(const ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc, double **B,
                       double **T)
 {
 	uint64_t big = 1;
@@ -202,7 +192,7 @@ static int apply(ekfac *e, const pspace_exec *ex, double **W, uint32_t k, double
 {
 	double *B, *T;
 	uint32_t kc;
-	int rc = work_alloc(e, ex, k, &kc, &B, &T);
+	int rc = pspace_ekfac_work(e, ex, k, &kc, &B, &T);
 
 	if (rc != 0)
 		return rc;
@@ -312,7 +302,7 @@ static int ekfac_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t
 	for (size_t l = 0; l < e->n; l++)
 		if (e->geo[l].nr * e->geo[l].nc > big)
 			big = e->geo[l].nr * e->geo[l].nc;
-	rc = work_alloc(e, ex, big > UINT32_MAX ? UINT32_MAX : (uint32_t)big, &kc, &B, &T);
+	rc = pspace_ekfac_work(e, ex, big > UINT32_MAX ? UINT32_MAX : (uint32_t)big, &kc, &B, &T);
 	for (size_t l = 0; rc == 0 && l < e->n; l++) {
 		const pspace_kron_layer *g = &e->geo[l];
 		uint64_t ns = g->nr * g->nc, nc = g->nc;
@@ -538,9 +528,9 @@ static int ekfac_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals)
 	return pspace_kron_eig_all(e->geo, e->n, m->d, (const double *const *)e->S, evals);
 }
 
-/* ---- diagonal update ---------------------------------------------------------------- */
+/* ---- checks (ekfac_update.c: the diagonal update) ---------------------------------- */
 
-static int check_ekfac(const pspace_mat *m, const char *fn)
+int pspace_ekfac_check(const pspace_mat *m, const char *fn)
 {
 	if (!m)
 		return pspace_err_set(PSPACE_EINVAL, "%s: matrix is NULL", fn);
@@ -548,110 +538,6 @@ static int check_ekfac(const pspace_mat *m, const char *fn)
 		return pspace_err_set(PSPACE_EINVAL, "%s: a %s matrix is not EKFAC", fn,
 		                      pspace_kind_name(m->vt->kind));
 	return 0;
-}
-
-int pspace_ekfac_update_begin(pspace_mat *m)
-{
-	ekfac *e;
-	int rc = check_ekfac(m, "pspace_ekfac_update_begin");
-
-	if (rc != 0)
-		return rc;
-	e = ekfac_of(m);
-	pspace_kron_free_ptrs(e->acc, e->n);
-	e->acc = pspace_kron_new_ptrs(e->n);
-	for (size_t l = 0; e->acc && l < e->n; l++) {
-		uint64_t cnt = e->geo[l].nr * e->geo[l].nc;
-
-		e->acc[l] = calloc(cnt ? cnt : 1, sizeof(double));
-		if (!e->acc[l]) {
-			pspace_kron_free_ptrs(e->acc, e->n);
-			e->acc = NULL;
-		}
-	}
-	if (!e->acc)
-		return pspace_err_set(PSPACE_ENOMEM, "EKFAC update: out of memory");
-	return 0;
-}
-
-int pspace_ekfac_update_add(pspace_mat *m, const pspace_exec *ex, uint64_t rows,
-                            const double *grads, size_t ld)
-{
-	double *B = NULL, *T = NULL;
-	pspace_exec x;
-	ekfac *e;
-	uint32_t kc;
-	int rc = check_ekfac(m, "pspace_ekfac_update_add");
-
-	if (rc != 0)
-		return rc;
-	e = ekfac_of(m);
-	if (!e->acc)
-		return pspace_err_set(
-		    PSPACE_EINVAL, "pspace_ekfac_update_add: pspace_ekfac_update_begin not called");
-	if (rows == 0)
-		return 0;
-	if (!grads || ld < m->d)
-		return pspace_err_set(PSPACE_EINVAL,
-		                      "pspace_ekfac_update_add: gradients NULL or ld %zu < d %llu",
-		                      ld, (unsigned long long)m->d);
-	pspace_exec_resolve(ex, &x);
-	rc = work_alloc(e, &x, rows > UINT32_MAX ? UINT32_MAX : (uint32_t)rows, &kc, &B, &T);
-	for (size_t l = 0; rc == 0 && l < e->n; l++) {
-		const pspace_kron_layer *g = &e->geo[l];
-		uint64_t nc = g->nc;
-
-		for (uint64_t j0 = 0; j0 < rows; j0 += kc) {
-			uint32_t kk = (uint32_t)(rows - j0 < kc ? rows - j0 : kc);
-
-			pspace_kron_gather(g, kk, grads + j0 * ld + g->off, ld, B);
-			pspace_kron_to_basis(g, kk, e->UR[l], e->UC[l], B, T, x.threads);
-			for (uint64_t o = 0; o < g->nr; o++)
-				for (uint32_t j = 0; j < kk; j++) {
-					const double *b = B + (o * kk + j) * nc;
-					double *a = e->acc[l] + o * nc;
-
-					for (uint64_t c = 0; c < nc; c++)
-						a[c] += b[c] * b[c];
-				}
-		}
-	}
-	free(T);
-	free(B);
-	return rc;
-}
-
-int pspace_ekfac_update_end(pspace_mat *m, uint64_t n)
-{
-	ekfac *e;
-	int rc = check_ekfac(m, "pspace_ekfac_update_end");
-
-	if (rc != 0)
-		return rc;
-	e = ekfac_of(m);
-	if (!e->acc)
-		return pspace_err_set(
-		    PSPACE_EINVAL, "pspace_ekfac_update_end: pspace_ekfac_update_begin not called");
-	if (n == 0)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_ekfac_update_end: n = 0");
-	for (size_t l = 0; l < e->n; l++) {
-		for (uint64_t i = 0; i < e->geo[l].nr * e->geo[l].nc; i++)
-			e->acc[l][i] /= (double)n;
-		free(e->S[l]);
-		e->S[l] = e->acc[l];
-		e->acc[l] = NULL;
-	}
-	free(e->acc);
-	e->acc = NULL;
-	e->updated = 1;
-	return 0;
-}
-
-int pspace_ekfac_is_updated(const pspace_mat *m)
-{
-	int rc = check_ekfac(m, "pspace_ekfac_is_updated");
-
-	return rc != 0 ? rc : ((const ekfac *)m)->updated;
 }
 
 /* ---- persistence -------------------------------------------------------------------- */

@@ -1,0 +1,37 @@
+/*
+ * Internal: the EKFAC matrix, shared by ekfac.c (construction, products,
+ * reductions, persistence) and ekfac_update.c (the diagonal update).
+ */
+#ifndef PSPACE_SRC_MAT_EKFAC_IMPL_H
+#define PSPACE_SRC_MAT_EKFAC_IMPL_H
+
+#include "mat/kron.h"
+
+typedef struct pspace_ekfac {
+	pspace_mat base;
+	size_t n;
+	pspace_kron_layer *geo;
+	double **UR, **UC; /* eigenbases; UR[l] NULL for a diagonal row factor */
+	double **sR, **sC; /* factor eigenvalues */
+	double **S;        /* nr x nc diagonal in the eigenbasis */
+	int updated;
+	pspace_kfac_damping mode;
+	double **acc; /* update accumulator between begin and end, else NULL */
+} pspace_ekfac;
+
+/** 0 if @p m is an EKFAC, else PSPACE_EINVAL naming @p fn. */
+int pspace_ekfac_check(const pspace_mat *m, const char *fn);
+
+/* Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the largest layer. */
+int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc,
+                      double **B, double **T);
+
+/**
+ * pspace_ekfac_update_add() for layer @p layer alone: @p grads points at
+ * the layer's first parameter of row 0 (rows at grads + j * ld, ld >= the
+ * layer's size). Any layer kind (the builders use it for embeddings).
+ */
+int pspace_ekfac_update_add_rows_layer(pspace_mat *m, const pspace_exec *ex, size_t layer,
+                                       uint64_t rows, const double *grads, size_t ld);
+
+#endif
