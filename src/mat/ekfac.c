@@ -163,24 +163,10 @@ int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode)
 
 /* ---- products and reductions ----------------------------------------------------- */
 
-int pspace_ekfac_work(const ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc, double **B,
-                      double **T)
+int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc,
+                      double **B, double **T)
 {
-	uint64_t big = 1;
-
-	*kc = pspace_kron_chunk(e->geo, e->n, k, 2, ex->mem_budget);
-	for (size_t l = 0; l < e->n; l++)
-		if (e->geo[l].nr * e->geo[l].nc > big)
-			big = e->geo[l].nr * e->geo[l].nc;
-	*B = malloc(big * *kc * sizeof(double));
-	*T = malloc(big * *kc * sizeof(double));
-	if (!*B || !*T) {
-		free(*B);
-		free(*T);
-		*B = *T = NULL;
-		return pspace_err_set(PSPACE_ENOMEM, "EKFAC: out of memory for %u vectors", *kc);
-	}
-	return 0;
+	return pspace_kron_work(e->geo, e->n, k, ex->mem_budget, "EKFAC", kc, B, T);
 }
 
 /*

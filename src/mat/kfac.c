@@ -181,21 +181,7 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k, uint32_t *kc,
                      double **B, double **T)
 {
-	uint64_t big = 1;
-
-	*kc = pspace_kron_chunk(f->geo, f->n, k, 2, ex->mem_budget);
-	for (size_t l = 0; l < f->n; l++)
-		if (f->geo[l].nr * f->geo[l].nc > big)
-			big = f->geo[l].nr * f->geo[l].nc;
-	*B = malloc(big * *kc * sizeof(double));
-	*T = malloc(big * *kc * sizeof(double));
-	if (!*B || !*T) {
-		free(*B);
-		free(*T);
-		*B = *T = NULL;
-		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory for %u vectors", *kc);
-	}
-	return 0;
+	return pspace_kron_work(f->geo, f->n, k, ex->mem_budget, "KFAC", kc, B, T);
 }
 
 static int kfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,

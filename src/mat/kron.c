@@ -190,6 +190,26 @@ uint32_t pspace_kron_chunk(const pspace_kron_layer *g, size_t n, uint32_t k, int
 	return c < k ? (uint32_t)c : k;
 }
 
+int pspace_kron_work(const pspace_kron_layer *g, size_t n, uint32_t k, size_t budget,
+                     const char *what, uint32_t *kc, double **B, double **T)
+{
+	uint64_t big = 1;
+
+	*kc = pspace_kron_chunk(g, n, k, 2, budget);
+	for (size_t l = 0; l < n; l++)
+		if (g[l].nr * g[l].nc > big)
+			big = g[l].nr * g[l].nc;
+	*B = malloc(big * *kc * sizeof(double));
+	*T = malloc(big * *kc * sizeof(double));
+	if (!*B || !*T) {
+		free(*B);
+		free(*T);
+		*B = *T = NULL;
+		return pspace_err_set(PSPACE_ENOMEM, "%s: out of memory for %u vectors", what, *kc);
+	}
+	return 0;
+}
+
 void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double *L, uint64_t ldl,
                       double *B, uint64_t ldb, int threads)
 {

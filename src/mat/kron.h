@@ -123,6 +123,14 @@ uint32_t pspace_kron_chunk(const pspace_kron_layer *g, size_t n, uint32_t k, int
                            size_t budget);
 
 /**
+ * Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the
+ * largest layer, with kc = pspace_kron_chunk(g, n, k, 2, budget). @p what
+ * names the caller in the error. On failure both are NULL.
+ */
+int pspace_kron_work(const pspace_kron_layer *g, size_t n, uint32_t k, size_t budget,
+                     const char *what, uint32_t *kc, double **B, double **T);
+
+/**
  * B <- B op(L)^{-1} (right) or op(L)^{-1} B (left) for row-major lower
  * triangular L (n x n) and B (m x n, or n x ncols on the left: m rows, n
  * columns of B as given), through BLIS trsm.
