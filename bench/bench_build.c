@@ -169,74 +169,6 @@ static int fail(int rc, const char *what)
 	return rc;
 }
 
-/* ---- baselines: BLIS gemm peak ------------------------------------------------------- */
-
-struct gemm_work {
-	int single; /* sgemm, else dgemm */
-	dim_t n;
-	void *a, *b, *c;
-	rntm_t rntm;
-};
-
-static int run_gemm(void *ctx)
-{
-	struct gemm_work *g = ctx;
-
-	if (g->single) {
-		float one = 1.0f, zero = 0.0f;
-
-		bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
-		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
-	} else {
-		double one = 1.0, zero = 0.0;
-
-		bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
-		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
-	}
-	return 0;
-}
-
-/* GFLOP/s of BLIS ?gemm, square n = PEAK_N, @p threads threads through an rntm_t. */
-static int gemm_peak(int single, int threads, int quick, double *gflops)
-{
-	struct gemm_work g = {0};
-	size_t cnt = (size_t)PEAK_N * PEAK_N, es = single ? sizeof(float) : sizeof(double);
-	uint64_t seed = 3;
-	bench_opts o;
-	bench_stats st;
-	int rc = PSPACE_ENOMEM;
-
-	g.single = single;
-	g.n = PEAK_N;
-	g.a = malloc(cnt * es);
-	g.b = malloc(cnt * es);
-	g.c = malloc(cnt * es);
-	if (g.a && g.b && g.c) {
-		for (size_t i = 0; i < cnt; i++) {
-			double x = bench_rng_normal(&seed), y = bench_rng_normal(&seed);
-
-			if (single) {
-				((float *)g.a)[i] = (float)x;
-				((float *)g.b)[i] = (float)y;
-			} else {
-				((double *)g.a)[i] = x;
-				((double *)g.b)[i] = y;
-			}
-		}
-		bli_rntm_init(&g.rntm);
-		bli_rntm_set_num_threads(threads, &g.rntm);
-		bench_opts_default(&o);
-		o.min_time = quick ? 0.3 : 1.0;
-		o.min_reps = 3;
-		rc = bench_run(run_gemm, &g, &o, &st);
-		*gflops = 2.0 * PEAK_N * PEAK_N * (double)PEAK_N / st.median / 1e9;
-	}
-	free(g.c);
-	free(g.b);
-	free(g.a);
-	return rc;
-}
-
 struct peaks {
 	double s, d; /* sgemm, dgemm */
 };
@@ -247,9 +179,9 @@ static int peaks_now(int ncpu, int quick, struct peaks *pk)
 	int rc;
 
 	bench_progress("baseline: sgemm, dgemm");
-	rc = gemm_peak(1, ncpu, quick, &pk->s);
+	rc = bench_gemm_peak(1, ncpu, PEAK_N, quick ? 0.3 : 1.0, &pk->s);
 	if (rc == 0)
-		rc = gemm_peak(0, ncpu, quick, &pk->d);
+		rc = bench_gemm_peak(0, ncpu, PEAK_N, quick ? 0.3 : 1.0, &pk->d);
 	return rc;
 }
 
@@ -799,7 +731,7 @@ int main(int argc, char **argv)
 	if (rc != 0)
 		goto out;
 	bench_progress("baseline again: dgemm");
-	rc = gemm_peak(0, ncpu, cfg.quick, &d_end);
+	rc = bench_gemm_peak(0, ncpu, PEAK_N, cfg.quick ? 0.3 : 1.0, &d_end);
 	bench_progress_end();
 	if (rc != 0) {
 		fail(rc, "gemm baseline");

@@ -109,74 +109,6 @@ static int fail(int rc, const char *what)
 	return rc;
 }
 
-/* ---- baselines: BLIS gemm peak ------------------------------------------------------- */
-
-struct gemm_work {
-	int single; /* sgemm, else dgemm */
-	dim_t n;
-	void *a, *b, *c;
-	rntm_t rntm;
-};
-
-static int run_gemm(void *ctx)
-{
-	struct gemm_work *g = ctx;
-
-	if (g->single) {
-		float one = 1.0f, zero = 0.0f;
-
-		bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
-		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
-	} else {
-		double one = 1.0, zero = 0.0;
-
-		bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
-		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
-	}
-	return 0;
-}
-
-/* GFLOP/s of BLIS ?gemm, square n = PEAK_N, @p threads threads through an rntm_t. */
-static int gemm_peak(int single, int threads, int quick, double *gflops)
-{
-	struct gemm_work g = {0};
-	size_t cnt = (size_t)PEAK_N * PEAK_N, es = single ? sizeof(float) : sizeof(double);
-	uint64_t seed = 3;
-	bench_opts o;
-	bench_stats st;
-	int rc = PSPACE_ENOMEM;
-
-	g.single = single;
-	g.n = PEAK_N;
-	g.a = malloc(cnt * es);
-	g.b = malloc(cnt * es);
-	g.c = malloc(cnt * es);
-	if (g.a && g.b && g.c) {
-		for (size_t i = 0; i < cnt; i++) {
-			double x = bench_rng_normal(&seed), y = bench_rng_normal(&seed);
-
-			if (single) {
-				((float *)g.a)[i] = (float)x;
-				((float *)g.b)[i] = (float)y;
-			} else {
-				((double *)g.a)[i] = x;
-				((double *)g.b)[i] = y;
-			}
-		}
-		bli_rntm_init(&g.rntm);
-		bli_rntm_set_num_threads(threads, &g.rntm);
-		bench_opts_default(&o);
-		o.min_time = quick ? 0.3 : 1.0;
-		o.min_reps = 3;
-		rc = bench_run(run_gemm, &g, &o, &st);
-		*gflops = 2.0 * PEAK_N * PEAK_N * (double)PEAK_N / st.median / 1e9;
-	}
-	free(g.c);
-	free(g.b);
-	free(g.a);
-	return rc;
-}
-
 /* ---- the layout and its factors ------------------------------------------------------- */
 
 struct layer_dims {
@@ -560,9 +492,9 @@ int main(int argc, char **argv)
 		int th = t ? 1 : ncpu;
 
 		bench_progress("baseline: sgemm, dgemm, %d thread(s)", th);
-		rc = gemm_peak(1, th, cfg.quick, &peak_s[t]);
+		rc = bench_gemm_peak(1, th, PEAK_N, cfg.quick ? 0.3 : 1.0, &peak_s[t]);
 		if (rc == 0)
-			rc = gemm_peak(0, th, cfg.quick, &peak_d[0][t]);
+			rc = bench_gemm_peak(0, th, PEAK_N, cfg.quick ? 0.3 : 1.0, &peak_d[0][t]);
 		if (rc != 0) {
 			fail(rc, "gemm baseline");
 			goto out;
@@ -674,7 +606,7 @@ int main(int argc, char **argv)
 
 	for (int t = 0; t < 2; t++) {
 		bench_progress("baseline again: dgemm, %d thread(s)", t ? 1 : ncpu);
-		rc = gemm_peak(0, t ? 1 : ncpu, cfg.quick, &peak_d[1][t]);
+		rc = bench_gemm_peak(0, t ? 1 : ncpu, PEAK_N, cfg.quick ? 0.3 : 1.0, &peak_d[1][t]);
 		if (rc != 0) {
 			fail(rc, "gemm baseline");
 			goto out;

@@ -698,3 +698,70 @@ void bench_range_f32(const float *a, size_t rows, size_t cols, size_t ld, bench_
 	out->absmax = hi;
 	out->zeros = zeros;
 }
+
+/* ---- baselines: BLIS gemm peak ---------------------------------------------------- */
+
+struct gemm_work {
+	int single; /* sgemm, else dgemm */
+	dim_t n;
+	void *a, *b, *c;
+	rntm_t rntm;
+};
+
+static int run_gemm(void *ctx)
+{
+	struct gemm_work *g = ctx;
+
+	if (g->single) {
+		float one = 1.0f, zero = 0.0f;
+
+		bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
+		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
+	} else {
+		double one = 1.0, zero = 0.0;
+
+		bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, g->n, g->n, g->n, &one, g->a,
+		             g->n, 1, g->b, g->n, 1, &zero, g->c, g->n, 1, NULL, &g->rntm);
+	}
+	return 0;
+}
+
+int bench_gemm_peak(int single, int threads, int n, double min_time, double *gflops)
+{
+	struct gemm_work g = {0};
+	size_t cnt = (size_t)n * (size_t)n, es = single ? sizeof(float) : sizeof(double);
+	uint64_t seed = 3;
+	bench_opts o;
+	bench_stats st;
+	int rc = PSPACE_ENOMEM;
+
+	g.single = single;
+	g.n = n;
+	g.a = malloc(cnt * es);
+	g.b = malloc(cnt * es);
+	g.c = malloc(cnt * es);
+	if (g.a && g.b && g.c) {
+		for (size_t i = 0; i < cnt; i++) {
+			double x = bench_rng_normal(&seed), y = bench_rng_normal(&seed);
+
+			if (single) {
+				((float *)g.a)[i] = (float)x;
+				((float *)g.b)[i] = (float)y;
+			} else {
+				((double *)g.a)[i] = x;
+				((double *)g.b)[i] = y;
+			}
+		}
+		bli_rntm_init(&g.rntm);
+		bli_rntm_set_num_threads(threads, &g.rntm);
+		bench_opts_default(&o);
+		o.min_time = min_time;
+		o.min_reps = 3;
+		rc = bench_run(run_gemm, &g, &o, &st);
+		*gflops = 2.0 * n * (double)n * (double)n / st.median / 1e9;
+	}
+	free(g.c);
+	free(g.b);
+	free(g.a);
+	return rc;
+}

@@ -233,4 +233,12 @@ typedef struct bench_range {
 /** Scans a float block for its magnitude range. */
 void bench_range_f32(const float *a, size_t rows, size_t cols, size_t ld, bench_range *out);
 
+/**
+ * GFLOP/s of BLIS sgemm (@p single) or dgemm on square n x n matrices with
+ * @p threads threads (through an rntm_t passed to bli_?gemm_ex; BLIS's
+ * global setting is not changed), median over at least 3 runs and
+ * @p min_time seconds. @return 0 or PSPACE_ENOMEM.
+ */
+int bench_gemm_peak(int single, int threads, int n, double min_time, double *gflops);
+
 #endif
