@@ -289,6 +289,7 @@ typedef struct accjob {
 	atomic_size_t next;
 	const double *X;
 	uint64_t m, d;
+	uint64_t T; /* tile edge */
 } accjob;
 
 static void *acc_worker(void *arg)
@@ -304,20 +305,24 @@ static void *acc_worker(void *arg)
 		const chunk *c = &j->ch[i];
 		const seg *sg = c->sg;
 		double *X = (double *)j->X;
+		/* Only the upper tiles are stored: the rows of the band in tile
+		 * rows past the chunk's last tile column feed lower tiles only,
+		 * so they are skipped (this halves the work of a single pass). */
+		uint64_t need = ((sg->r0 + c->c1 - 1) / j->T + 1) * j->T - sg->r0;
+		uint64_t h = need < sg->h ? need : sg->h;
 
-		bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)sg->h,
-		             (dim_t)(c->c1 - c->c0), (dim_t)j->m, &one, X + sg->col, (inc_t)j->d, 1,
-		             X + sg->col + c->c0, (inc_t)j->d, 1, &one, sg->acc + c->c0,
-		             (inc_t)sg->w, 1, NULL, &rn);
+		bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)h, (dim_t)(c->c1 - c->c0),
+		             (dim_t)j->m, &one, X + sg->col, (inc_t)j->d, 1, X + sg->col + c->c0,
+		             (inc_t)j->d, 1, &one, sg->acc + c->c0, (inc_t)sg->w, 1, NULL, &rn);
 	}
 	return NULL;
 }
 
 /* acc += X[:, band]^T X[:, band start..] for every chunk, on @p threads threads. */
 static void accumulate(const chunk *ch, size_t nch, uint64_t m, const double *X, uint64_t d,
-                       int threads)
+                       uint64_t T, int threads)
 {
-	accjob j = {ch, nch, 0, X, m, d};
+	accjob j = {ch, nch, 0, X, m, d, T};
 	pthread_t tid[64];
 	int started = 0;
 
@@ -423,7 +428,7 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 
 		rc = pspace_rows_read(r, x0, k, c0, c1, X);
 		if (rc == 0)
-			accumulate(ch, nch, k * r->K, X, r->d, o->exec.threads);
+			accumulate(ch, nch, k * r->K, X, r->d, p->T, o->exec.threads);
 		if (rc == 0)
 			pspace_build_progress(o, stage, pi * r->n + x0 + k, npasses * r->n);
 	}
