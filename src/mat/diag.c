@@ -143,11 +143,7 @@ static int diag_save(pspace_mat *m, pspace_store *s, const char *name)
 	if (rc != 0)
 		return rc;
 	rc = pspace_writer_put_array(w, DIAG_ARRAY, PSPACE_F64, 1, shape, vals(m));
-	if (rc != 0) {
-		pspace_writer_abort(w, 1);
-		return rc;
-	}
-	return pspace_writer_finish(w);
+	return pspace_resident_save_end(w, rc);
 }
 
 static int diag_new(pspace_mat **out, const pspace_layout *layout, uint64_t d, double *v,

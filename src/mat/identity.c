@@ -96,31 +96,14 @@ static int identity_solve(pspace_mat *m, const pspace_exec *ex, double damping, 
 
 static int identity_save(pspace_mat *m, pspace_store *s, const char *name)
 {
-	pspace_matrix_desc desc;
 	pspace_writer *w = NULL;
 	uint64_t shape[1] = {1};
 	double v = scale_of(m);
-	char *text = pspace_layout_text(m->layout);
-	int rc;
+	int rc = pspace_resident_save_begin(m, PSPACE_KIND_IDENTITY, s, name, &w);
 
-	if (!text)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	memset(&desc, 0, sizeof(desc));
-	desc.kind = PSPACE_KIND_IDENTITY;
-	desc.d = m->d;
-	pspace_codec_opts_default(&desc.codec);
-	desc.layout_text = text;
-	rc = pspace_writer_begin(&w, s, name, &desc);
 	if (rc == 0)
 		rc = pspace_writer_put_array(w, SCALE_ARRAY, PSPACE_F64, 1, shape, &v);
-	if (rc == 0) {
-		rc = pspace_writer_finish(w);
-		w = NULL;
-	}
-	if (w)
-		pspace_writer_abort(w, 1);
-	free(text);
-	return rc;
+	return pspace_resident_save_end(w, rc);
 }
 
 static const pspace_mat_vtable identity_vt = {
@@ -157,7 +140,6 @@ int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_
 {
 	pspace_reader *r = NULL;
 	pspace_layout *layout = NULL;
-	char *text = NULL;
 	double v = 0;
 	int rc;
 
@@ -165,22 +147,14 @@ int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_
 	if (info->kind != PSPACE_KIND_IDENTITY)
 		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not identity",
 		                      pspace_kind_name(info->kind));
-	rc = pspace_reader_open(&r, s, info->name, 0);
+	rc = pspace_resident_open_begin(s, info, &r, &layout);
 	if (rc == 0)
 		rc = pspace_reader_array(r, SCALE_ARRAY, PSPACE_F64, &v, 1);
-	if (rc == 0 && info->layout_id) {
-		rc = pspace_store_layout(s, info->layout_id, &text);
-		if (rc == 0)
-			rc = pspace_layout_parse(&layout, text, "stored layout");
-		if (rc == PSPACE_EFORMAT)
-			rc = PSPACE_ECORRUPT;
-	}
 	if (rc == 0)
 		rc = identity_new(out, info->d, v, layout, s, info->name);
 	if (rc == PSPACE_EDIM)
 		rc = PSPACE_ECORRUPT;
 	pspace_layout_free(layout);
-	free(text);
 	pspace_reader_close(r);
 	return rc;
 }

@@ -419,13 +419,7 @@ static int kfac_save(pspace_mat *m, pspace_store *s, const char *name)
 	}
 	if (rc == 0)
 		rc = pspace_writer_put_array(w, DAMPING_ARRAY, PSPACE_I64, 1, &one, &mode);
-	if (rc == 0) {
-		rc = pspace_writer_finish(w);
-		w = NULL;
-	}
-	if (w)
-		pspace_writer_abort(w, 1);
-	return rc;
+	return pspace_resident_save_end(w, rc);
 }
 
 int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)

@@ -575,11 +575,7 @@ static int lr_save(pspace_mat *m, pspace_store *s, const char *name)
 	if (rc != 0)
 		return rc;
 	rc = pspace_writer_put_array(w, D_ARRAY, PSPACE_F64, 2, shape, q->D);
-	if (rc != 0) {
-		pspace_writer_abort(w, 1);
-		return rc;
-	}
-	return pspace_writer_finish(w);
+	return pspace_resident_save_end(w, rc);
 }
 
 static const pspace_mat_vtable lr_vt = {

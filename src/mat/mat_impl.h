@@ -97,6 +97,11 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s, const char *name,
                                pspace_writer **w);
 /**
+ * Ends a save: finishes @p w when @p rc is 0, else removes what was begun.
+ * @p w may be NULL (begin failed). @return the first error, or 0.
+ */
+int pspace_resident_save_end(pspace_writer *w, int rc);
+/**
  * Opens the arrays of a stored resident matrix: a reader and its layout
  * (a flat one when none was stored). EFORMAT in a stored layout is ECORRUPT.
  */
@@ -110,6 +115,5 @@ int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, dou
 
 /** @return the engine's view of @p m if it is stored as tiles, else NULL. */
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m);
-
 
 #endif

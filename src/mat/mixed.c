@@ -398,10 +398,7 @@ static int mx_save(pspace_mat *m, pspace_store *s, const char *name)
 	shape[0] = x->n;
 	if (rc == 0)
 		rc = pspace_writer_put_array(w, STORED_ARRAY, PSPACE_I64, 1, shape, stored);
-	if (rc == 0)
-		rc = pspace_writer_finish(w);
-	else
-		pspace_writer_abort(w, 1);
+	rc = pspace_resident_save_end(w, rc);
 out:
 	/* On failure, no half-saved Mixed: remove the parts saved for it. */
 	for (size_t i = 0; rc != 0 && i < saved; i++)

@@ -305,11 +305,7 @@ static int qd_save(pspace_mat *m, pspace_store *s, const char *name)
 		shape[1] = g.in;
 		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, q->cross[l]);
 	}
-	if (rc != 0) {
-		pspace_writer_abort(w, 1);
-		return rc;
-	}
-	return pspace_writer_finish(w);
+	return pspace_resident_save_end(w, rc);
 }
 
 static const pspace_mat_vtable qd_vt;

@@ -28,6 +28,17 @@ int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s,
 	return rc;
 }
 
+int pspace_resident_save_end(pspace_writer *w, int rc)
+{
+	if (!w)
+		return rc;
+	if (rc != 0) {
+		pspace_writer_abort(w, 1);
+		return rc;
+	}
+	return pspace_writer_finish(w);
+}
+
 int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_reader **r,
                                pspace_layout **layout)
 {
