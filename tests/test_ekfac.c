@@ -296,12 +296,23 @@ static void test_ekfac_update(void **state)
 	gen(&k, 302, 0, Gr, ld0, Ft);
 	m = make_kfac(&k);
 	e = make_ekfac(m);
+	{
+		/* a solve before the update caches (S + 0.1)^-1 of the old S: the
+		 * update must drop it (checked by the solves below) */
+		double *b = fref_randv(d, 303), *x = calloc(d, sizeof(double));
+		assert_non_null(x);
+		assert_int_equal(pspace_mat_solve(e, NULL, 0.1, 1, b, d, x, d), 0);
+		free(x);
+		free(b);
+	}
 	update(e, Gr, ld0);
 
 	Fr = ekfac_ref(&k, Gr, ld0);
 	fref_check_ops(e, Fr, d, TOL);
 	check_mm(e, NULL, Fr, d);
 	fref_check_eig(e, Fr, d, 12, 1e-10);
+	fref_check_solve(e, Fr, d, 0.1, TOL);
+	fref_check_solve(e, Fr, d, 0.3, TOL); /* another damping: a new inverse */
 	fref_check_solve(e, Fr, d, 0.1, TOL);
 
 	/* SPEC 3: EKFAC after the update is at least as close to the true

@@ -48,7 +48,17 @@ static void ekfac_destroy(pspace_mat *m)
 	pspace_kron_free_ptrs(e->sC, e->n);
 	pspace_kron_free_ptrs(e->S, e->n);
 	pspace_kron_free_ptrs(e->acc, e->n);
+	pspace_kron_free_ptrs(e->inv, e->n);
+	pthread_mutex_destroy(&e->lock);
 	free(e->geo);
+}
+
+void pspace_ekfac_drop_inverse(pspace_ekfac *e)
+{
+	pthread_mutex_lock(&e->lock);
+	pspace_kron_free_ptrs(e->inv, e->n);
+	e->inv = NULL;
+	pthread_mutex_unlock(&e->lock);
 }
 
 /* Row/column factor names in messages and arrays: G, A (embedding: A, G). */
@@ -72,8 +82,10 @@ static int ekfac_alloc(ekfac **out, const pspace_layout *layout, pspace_store *s
 	*out = NULL;
 	if (!e)
 		return pspace_err_set(PSPACE_ENOMEM, "EKFAC: out of memory");
+	pthread_mutex_init(&e->lock, NULL);
 	rc = pspace_mat_base_init(&e->base, &ekfac_vt, pspace_layout_dim(layout), layout, s, name);
 	if (rc != 0) {
+		pthread_mutex_destroy(&e->lock);
 		free(e);
 		return rc;
 	}
@@ -416,13 +428,25 @@ static int ekfac_solve(pspace_mat *m, const pspace_exec *ex, double damping, uin
 {
 	ekfac *e = ekfac_of(m);
 	double **W = NULL;
-	int rc = damped(e, damping, &W);
+	int rc = 0;
 
+	pthread_mutex_lock(&e->lock);
+	if (!e->inv || e->inv_damping != damping || e->inv_mode != e->mode) {
+		rc = damped(e, damping, &W);
+		if (rc == 0)
+			rc = pow_all(e, W, -1.0);
+		if (rc == 0) {
+			pspace_kron_free_ptrs(e->inv, e->n);
+			e->inv = W;
+			e->inv_damping = damping;
+			e->inv_mode = e->mode;
+		} else {
+			pspace_kron_free_ptrs(W, e->n);
+		}
+	}
 	if (rc == 0)
-		rc = pow_all(e, W, -1.0);
-	if (rc == 0)
-		rc = apply(e, ex, W, k, 1.0, B, ldb, 0, X, ldx);
-	pspace_kron_free_ptrs(W, e->n);
+		rc = apply(e, ex, e->inv, k, 1.0, B, ldb, 0, X, ldx);
+	pthread_mutex_unlock(&e->lock);
 	return rc;
 }
 

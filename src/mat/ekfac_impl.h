@@ -5,6 +5,8 @@
 #ifndef PSPACE_SRC_MAT_EKFAC_IMPL_H
 #define PSPACE_SRC_MAT_EKFAC_IMPL_H
 
+#include <pthread.h>
+
 #include "mat/kron.h"
 
 typedef struct pspace_ekfac {
@@ -17,7 +19,16 @@ typedef struct pspace_ekfac {
 	int updated;
 	pspace_kfac_damping mode;
 	double **acc; /* update accumulator between begin and end, else NULL */
+	/* (S + damping)^-1 of the last solve, kept for the next one: a CG
+	 * preconditioner solves with the same damping every iteration. */
+	pthread_mutex_t lock;
+	double **inv;
+	double inv_damping;
+	pspace_kfac_damping inv_mode;
 } pspace_ekfac;
+
+/** Drops the cached inverse (S or the damping mode changed). */
+void pspace_ekfac_drop_inverse(pspace_ekfac *e);
 
 /** 0 if @p m is an EKFAC, else PSPACE_EINVAL naming @p fn. */
 int pspace_ekfac_check(const pspace_mat *m, const char *fn);

@@ -282,6 +282,7 @@ int pspace_ekfac_update_end(pspace_mat *m, uint64_t n)
 	free(e->acc);
 	e->acc = NULL;
 	e->updated = 1;
+	pspace_ekfac_drop_inverse(e);
 	return 0;
 }
 
