@@ -162,6 +162,21 @@ static int build(const char *dir, const char *name, const lowrank *lr, size_t bu
 	} while (0)
 
 /* Runs in the capped child: builds F_cap within BUDGET, checks the peak. */
+typedef struct child_args {
+	const char *dir;
+	const lowrank *lr;
+} child_args;
+
+static void capped_child(const char *dir, const lowrank *lr, const char *cgroup);
+
+/* memcap_run's entry point in the capped child. */
+static void child_main(void *ud, const char *cgroup)
+{
+	const child_args *a = ud;
+
+	capped_child(a->dir, a->lr, cgroup);
+}
+
 static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 {
 	uint64_t np = 0, peak;
@@ -326,7 +341,7 @@ static void compare_closed_form(pspace_store *s, const lowrank *lr)
 static void test_build_outofcore_dense_under_cap(void **state)
 {
 	char dir[] = "/tmp/pspace-test-booc-XXXXXX";
-	char cgroup[512], why[256], cmd[600];
+	char cmd[600];
 	const char *env = getenv("PSPACE_BUILD_OOC_D");
 	uint64_t d = env ? strtoull(env, NULL, 10) : 20000, np = 0;
 	pspace_store *s = NULL;
@@ -335,7 +350,6 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	lowrank lr;
 	double secs;
 	int st;
-	pid_t pid;
 
 	(void)state;
 #ifdef UNDER_ASAN
@@ -360,28 +374,14 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	       (double)(8 * d * d + 256 * MIB) / MIB, secs, (unsigned long long)np);
 	assert_int_equal(np, 1);
 
-	fflush(stdout); /* or the child prints it again */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		memcap_drop_caches();
-		if (memcap_enter(CAP, cgroup, sizeof(cgroup), why, sizeof(why)) != 0) {
-			printf("build-out-of-core: skipped: %s\n", why);
-			fflush(stdout);
-			_exit(77);
-		}
-		capped_child(dir, &lr, cgroup);
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (memcap_group_path((long)pid, cgroup, sizeof(cgroup)) == 0)
-		memcap_remove(cgroup);
-	if (WIFSIGNALED(st))
+	st = memcap_run(CAP, "build-out-of-core", child_main, &(child_args){dir, &lr});
+	if (st < 0)
 		fail_msg("the capped child died of signal %d (9 = killed by the OOM killer: "
 		         "memory above the %llu MiB cap)",
-		         WTERMSIG(st), (unsigned long long)(CAP / MIB));
-	if (WEXITSTATUS(st) == 77)
+		         -st, (unsigned long long)(CAP / MIB));
+	if (st == 77)
 		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(st, 0);
 
 	assert_int_equal(pspace_store_open(&s, dir, NULL), 0);
 	assert_int_equal(pspace_store_info(s, "F_ram", &ram), 0);

@@ -192,6 +192,21 @@ static double rel_err(uint64_t n, const double *got, const double *want)
 	} while (0)
 
 /* Runs in the capped child: every operation against the closed forms. */
+typedef struct child_args {
+	const char *dir;
+	const lowrank *lr;
+} child_args;
+
+static void capped_child(const char *dir, const lowrank *lr, const char *cgroup);
+
+/* memcap_run's entry point in the capped child. */
+static void child_main(void *ud, const char *cgroup)
+{
+	const child_args *a = ud;
+
+	capped_child(a->dir, a->lr, cgroup);
+}
+
 static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 {
 	pspace_exec ex = {2, BUDGET};
@@ -314,7 +329,7 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 static void test_outofcore_dense_under_cap(void **state)
 {
 	char dir[] = "/tmp/pspace-test-ooc-XXXXXX";
-	char cgroup[512], why[256], cmd[600];
+	char cmd[600];
 	const char *env = getenv("PSPACE_OOC_D");
 	uint64_t d = env ? strtoull(env, NULL, 10) : 20000;
 	pspace_store *s = NULL;
@@ -322,7 +337,6 @@ static void test_outofcore_dense_under_cap(void **state)
 	pspace_matrix_info info;
 	lowrank lr;
 	int st;
-	pid_t pid;
 
 	(void)state;
 #ifdef UNDER_ASAN
@@ -344,32 +358,18 @@ static void test_outofcore_dense_under_cap(void **state)
 	if (!env)
 		assert_true(info.tile_bytes >= 4 * CAP);
 
-	fflush(stdout); /* or the child prints it again */
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		memcap_drop_caches();
-		if (memcap_enter(CAP, cgroup, sizeof(cgroup), why, sizeof(why)) != 0) {
-			printf("out-of-core: skipped: %s\n", why);
-			fflush(stdout);
-			_exit(77);
-		}
-		capped_child(dir, &lr, cgroup);
-	}
-	assert_int_equal(waitpid(pid, &st, 0), pid);
-	if (memcap_group_path((long)pid, cgroup, sizeof(cgroup)) == 0)
-		memcap_remove(cgroup);
+	st = memcap_run(CAP, "out-of-core", child_main, &(child_args){dir, &lr});
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
 		printf("out-of-core: could not remove %s\n", dir);
 	free(lr.j);
-	if (WIFSIGNALED(st))
+	if (st < 0)
 		fail_msg("the capped child died of signal %d (9 = killed by the OOM killer: "
 		         "memory above the %llu MiB cap)",
-		         WTERMSIG(st), (unsigned long long)(CAP / MIB));
-	if (WEXITSTATUS(st) == 77)
+		         -st, (unsigned long long)(CAP / MIB));
+	if (st == 77)
 		skip();
-	assert_int_equal(WEXITSTATUS(st), 0);
+	assert_int_equal(st, 0);
 }
 
 int main(void)

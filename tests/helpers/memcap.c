@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -91,6 +92,35 @@ int memcap_enter(uint64_t bytes, char *path, size_t cap, char *why, size_t whyca
 		return -1;
 	}
 	return 0;
+}
+
+int memcap_run(uint64_t bytes, const char *label, void (*fn)(void *ud, const char *cgroup),
+               void *ud)
+{
+	char cgroup[512], why[256];
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid < 0)
+		return -1000;
+	if (pid == 0) {
+		memcap_drop_caches();
+		if (memcap_enter(bytes, cgroup, sizeof(cgroup), why, sizeof(why)) != 0) {
+			printf("%s: skipped: %s\n", label, why);
+			fflush(stdout);
+			_exit(77);
+		}
+		fn(ud, cgroup);
+		fflush(stdout);
+		_exit(0);
+	}
+	if (waitpid(pid, &st, 0) != pid)
+		return -1000;
+	if (memcap_group_path((long)pid, cgroup, sizeof(cgroup)) == 0)
+		memcap_remove(cgroup);
+	return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
 }
 
 void memcap_remove(const char *path)

@@ -19,6 +19,18 @@ int memcap_enter(uint64_t bytes, char *path, size_t cap, char *why, size_t whyca
 /** The group path memcap_enter() uses for process @p pid. @return 0 or -1. */
 int memcap_group_path(long pid, char *path, size_t cap);
 
+/**
+ * Runs @p fn(@p ud, cgroup path) in a forked child that drops the page
+ * cache and enters a group capped at @p bytes (it exits 0 when fn returns;
+ * fn may _exit with its own code), waits for it and removes the group.
+ * Flushes stdout first, so the child does not print the parent's buffer.
+ * @return the child's exit code (77: it could not enter a group, the reason
+ * printed after @p label), or minus the signal that killed it (-9: the OOM
+ * killer, memory above the cap).
+ */
+int memcap_run(uint64_t bytes, const char *label, void (*fn)(void *ud, const char *cgroup),
+               void *ud);
+
 /** Removes the group at @p path (it must have no processes left). */
 void memcap_remove(const char *path);
 
