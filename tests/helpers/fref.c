@@ -1,7 +1,6 @@
 /*
  * Dense float64 references for the resident representations' tests.
  */
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -10,84 +9,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include <cmocka.h>
 #include <lapacke.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "pspace/factored.h"
 #include "pspace/op.h"
 #include "pspace/store.h"
-
-/* ---- stores --------------------------------------------------------------------- */
-
-void fref_store_open(fref_store *t)
-{
-	pspace_store_opts o;
-
-	snprintf(t->root, sizeof(t->root), "/tmp/pspace-test-fref-XXXXXX");
-	assert_non_null(mkdtemp(t->root));
-	snprintf(t->path, sizeof(t->path), "%s/s", t->root);
-	pspace_store_opts_default(&o);
-	o.nosync = 1;
-	assert_int_equal(pspace_store_open(&t->s, t->path, &o), 0);
-}
-
-void fref_store_reopen(fref_store *t)
-{
-	pspace_store_opts o;
-
-	pspace_store_close(t->s);
-	pspace_store_opts_default(&o);
-	o.nosync = 1;
-	assert_int_equal(pspace_store_open(&t->s, t->path, &o), 0);
-}
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-void fref_store_close(fref_store *t)
-{
-	pspace_store_close(t->s);
-	t->s = NULL;
-	nftw(t->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
-/* ---- data ------------------------------------------------------------------------- */
-
-double *fref_randv(size_t n, uint64_t seed)
-{
-	double *v = malloc((n ? n : 1) * sizeof(*v));
-	uint64_t st = seed;
-
-	assert_non_null(v);
-	for (size_t i = 0; i < n; i++) {
-		uint64_t x = (st += 0x9e3779b97f4a7c15ull);
-
-		x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-		x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-		x ^= x >> 31;
-		v[i] = (double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-	}
-	return v;
-}
-
-double fref_relerr(const double *got, const double *want, size_t n)
-{
-	double e = 0, w = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		e += (got[i] - want[i]) * (got[i] - want[i]);
-		w += want[i] * want[i];
-	}
-	return w > 0 ? sqrt(e / w) : sqrt(e);
-}
 
 /* ---- dense references ----------------------------------------------------------- */
 
@@ -192,7 +122,7 @@ void fref_pinv(const double *F, size_t d, double thr, double *P)
 void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 {
 	const size_t ld = d + 3, k = 3;
-	double *X = fref_randv(k * ld, 101), *Y0 = fref_randv(k * ld, 102);
+	double *X = fx_randv(k * ld, 101), *Y0 = fx_randv(k * ld, 102);
 	double *Y = malloc(k * ld * sizeof(*Y)), *Xc = malloc(k * d * sizeof(*Xc));
 	double *R = malloc(k * d * sizeof(*R)), *got = malloc(k * d * sizeof(*got));
 	double *G = malloc(d * (d + 2) * sizeof(*G)), *dg = malloc(d * sizeof(*dg));
@@ -216,14 +146,14 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 			got[j * d + i] = Y[j * ld + i] - Y0[j * ld + i];
 			R[j * d + i] *= 0.5;
 		}
-	assert_true(fref_relerr(got, R, k * d) < tol);
+	assert_true(fx_relerr(got, R, k * d) < tol);
 	for (size_t j = 0; j < k; j++) /* padding untouched */
 		for (size_t i = d; i < ld; i++)
 			assert_true(Y[j * ld + i] == Y0[j * ld + i]);
 	/* mv */
 	fref_mm(F, d, 1, Xc, R);
 	assert_int_equal(pspace_mat_mv(m, NULL, Xc, got), 0);
-	assert_true(fref_relerr(got, R, d) < tol);
+	assert_true(fx_relerr(got, R, d) < tol);
 	/* vTMv and batched vTMv */
 	fref_mm(F, d, k, Xc, R);
 	assert_int_equal(pspace_mat_vtmv_batch(m, NULL, (uint32_t)k, X, ld, vt), 0);
@@ -247,7 +177,7 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 	assert_int_equal(pspace_mat_diag(m, NULL, dg), 0);
 	for (size_t i = 0; i < d; i++)
 		R[i] = F[i * d + i];
-	assert_true(fref_relerr(dg, R, d) < tol);
+	assert_true(fx_relerr(dg, R, d) < tol);
 	assert_int_equal(pspace_mat_frobenius(m, NULL, &s), 0);
 	assert_true(fabs(s - sqrt(fro)) <= tol * sqrt(fro) + 1e-14);
 	/* dense with ld = d + 2 */
@@ -256,7 +186,7 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 	assert_int_equal(pspace_mat_dense(m, NULL, G, d + 2), 0);
 	for (size_t i = 0; i < d; i++)
 		memmove(G + i * d, G + i * (d + 2), d * sizeof(*G));
-	assert_true(fref_relerr(G, F, d * d) < tol);
+	assert_true(fx_relerr(G, F, d * d) < tol);
 
 	free(dg);
 	free(G);
@@ -271,7 +201,7 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 void fref_check_solve(pspace_mat *m, const double *F, size_t d, double damping, double tol)
 {
 	const size_t k = 4, ld = d + 1;
-	double *B = fref_randv(k * d, 201), *X = malloc(k * ld * sizeof(*X));
+	double *B = fx_randv(k * d, 201), *X = malloc(k * ld * sizeof(*X));
 	double *R = malloc(k * d * sizeof(*R)), *got = malloc(k * d * sizeof(*got));
 
 	assert_non_null(X);
@@ -282,7 +212,7 @@ void fref_check_solve(pspace_mat *m, const double *F, size_t d, double damping, 
 		assert_int_equal(pspace_mat_solve(m, NULL, damping, kk, B, d, X, ld), 0);
 		for (size_t j = 0; j < kk; j++)
 			memcpy(got + j * d, X + j * ld, d * sizeof(*got));
-		assert_true(fref_relerr(got, R, kk * d) < tol);
+		assert_true(fx_relerr(got, R, kk * d) < tol);
 	}
 	free(got);
 	free(R);
@@ -337,11 +267,11 @@ void fref_check_eig(pspace_mat *m, const double *F, size_t d, uint32_t kmax, dou
 	free(w);
 }
 
-pspace_mat *fref_check_roundtrip(pspace_mat *m, fref_store *t, const char *name, double damping,
+pspace_mat *fref_check_roundtrip(pspace_mat *m, fx_store *t, const char *name, double damping,
                                  int reopen)
 {
 	size_t d = pspace_mat_dim(m), k = 3;
-	double *X = fref_randv(k * d, 301);
+	double *X = fx_randv(k * d, 301);
 	double *Y1 = calloc(k * d, sizeof(double)), *Y2 = calloc(k * d, sizeof(double));
 	double *G1 = malloc(d * d * sizeof(double)), *G2 = malloc(d * d * sizeof(double));
 	double a[8], b[8];
@@ -354,7 +284,7 @@ pspace_mat *fref_check_roundtrip(pspace_mat *m, fref_store *t, const char *name,
 	assert_int_equal(pspace_mat_save(m, t->s, name), 0);
 	assert_int_equal(pspace_mat_save(m, t->s, name), PSPACE_EEXIST);
 	if (reopen)
-		fref_store_reopen(t);
+		fx_store_reopen(t);
 	assert_int_equal(pspace_mat_open(&o, t->s, name), 0);
 	assert_int_equal(pspace_mat_kind(o), pspace_mat_kind(m));
 	assert_int_equal(pspace_mat_dim(o), d);
@@ -391,15 +321,15 @@ pspace_mat *fref_check_roundtrip(pspace_mat *m, fref_store *t, const char *name,
 	return o;
 }
 
-uint32_t fref_check_precond(pspace_mat *m, fref_store *t, const char *name, const double *F,
-                            size_t d, double damping)
+uint32_t fref_check_precond(pspace_mat *m, fx_store *t, const char *name, const double *F, size_t d,
+                            double damping)
 {
 	const size_t k = 2;
 	pspace_write_opts wo;
 	pspace_solve_opts so;
 	pspace_mat *dense = NULL;
 	pspace_op *od, *op;
-	double *B = fref_randv(k * d, 401), *X = malloc(k * d * sizeof(double));
+	double *B = fx_randv(k * d, 401), *X = malloc(k * d * sizeof(double));
 	double *R = malloc(k * d * sizeof(double));
 	uint32_t it;
 
@@ -422,7 +352,7 @@ uint32_t fref_check_precond(pspace_mat *m, fref_store *t, const char *name, cons
 	so.precond = op;
 	assert_int_equal(pspace_op_solve(od, NULL, damping, (uint32_t)k, B, d, X, d, &so), 0);
 	assert_true(so.residual <= 1e-11);
-	assert_true(fref_relerr(X, R, k * d) < 1e-8);
+	assert_true(fx_relerr(X, R, k * d) < 1e-8);
 	it = so.iterations;
 	pspace_op_free(op);
 	pspace_op_free(od);

@@ -60,7 +60,7 @@ size_t kref_canon(const pspace_layer *L, size_t o, size_t c)
 void kref_spd(size_t n, uint64_t seed, double shift, double *M)
 {
 	size_t m = n + 2;
-	double *J = fref_randv(m * n, seed);
+	double *J = fx_randv(m * n, seed);
 
 	for (size_t i = 0; i < n; i++)
 		for (size_t j = 0; j < n; j++) {
@@ -91,7 +91,7 @@ void kref_init(kref *k, uint64_t seed, double shift)
 		assert_non_null(k->A[l]);
 		assert_non_null(k->G[l]);
 		if (emb) {
-			double *v = fref_randv(nr, seed + 10 * l);
+			double *v = fx_randv(nr, seed + 10 * l);
 
 			for (size_t i = 0; i < nr; i++)
 				k->A[l][i] = 0.2 + fabs(v[i]) + shift;

@@ -12,30 +12,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "lref.h"
-
-static uint64_t rng_state;
-
-static double urand(void)
-{
-	uint64_t x = (rng_state += 0x9e3779b97f4a7c15ull);
-
-	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-	x ^= x >> 31;
-	return (double)(x >> 11) / 9007199254740992.0 * 2.0 - 1.0;
-}
-
-double *lref_randv(size_t n, uint64_t seed)
-{
-	double *v = malloc((n ? n : 1) * sizeof(*v));
-
-	assert_non_null(v);
-	rng_state = seed;
-	for (size_t i = 0; i < n; i++)
-		v[i] = urand();
-	return v;
-}
 
 static uint64_t lref_in(const pspace_layer *L)
 {
@@ -93,13 +71,13 @@ void lref_src_init(lref_src *s, pspace_layer_source *src, const pspace_layout *l
 			for (uint64_t j = 0; j < n * T[i]; j++)
 				s->ids[j] = (int64_t)((j * 7 + seed) % L->shape[0]);
 		} else {
-			s->acts[i] = lref_randv(n * T[i] * in, seed + 10 * i);
+			s->acts[i] = fx_randv(n * T[i] * in, seed + 10 * i);
 			s->bact[i] = malloc(n * T[i] * in * sizeof(double));
 			for (uint64_t x = 1; same_input && x < n; x++)
 				memcpy(s->acts[i] + x * T[i] * in, s->acts[i],
 				       T[i] * in * sizeof(double));
 		}
-		s->grads[i] = lref_randv(K * n * T[i] * out, seed + 10 * i + 1);
+		s->grads[i] = fx_randv(K * n * T[i] * out, seed + 10 * i + 1);
 		s->bgrad[i] = malloc(K * n * T[i] * out * sizeof(double));
 	}
 	src->examples = n;

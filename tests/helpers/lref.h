@@ -24,8 +24,6 @@ typedef struct lref_src {
 	int64_t *bids;
 } lref_src;
 
-/** n uniform numbers in [-1, 1) from @p seed (malloc'd). */
-double *lref_randv(size_t n, uint64_t seed);
 /** Random tensors; @p same_input: every example has the same activations. */
 void lref_src_init(lref_src *s, pspace_layer_source *src, const pspace_layout *l, uint64_t n,
                    uint32_t K, const uint64_t *T, int same_input, uint64_t seed);
