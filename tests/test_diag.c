@@ -19,6 +19,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "pspace/factored.h"
 #include "pspace/layout.h"
@@ -50,7 +51,7 @@ static const char *detail(void)
 /* v: entries in [0.1, 1.1). */
 static double *diag_values(uint64_t seed)
 {
-	double *v = fref_randv(D, seed);
+	double *v = fx_randv(D, seed);
 
 	for (size_t i = 0; i < D; i++)
 		v[i] = 0.6 + 0.5 * v[i];
@@ -65,16 +66,6 @@ static double *diag_dense(const double *v)
 	for (size_t i = 0; i < D; i++)
 		F[i * D + i] = v[i];
 	return F;
-}
-
-static void check_dense_of(pspace_mat *m, const double *want, double tol)
-{
-	double *G = malloc(D * D * sizeof(*G));
-
-	assert_non_null(G);
-	assert_int_equal(pspace_mat_dense(m, NULL, G, D), 0);
-	assert_true(fref_relerr(G, want, D * D) <= tol);
-	free(G);
 }
 
 static void test_diag_ops(void **state)
@@ -135,12 +126,12 @@ static void test_diag_transforms(void **state)
 		assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_DIAG);
 		assert_true(pspace_layout_equal(pspace_mat_layout(r), ly));
 		fref_pow(F, D, ps[t], 0.1, P);
-		check_dense_of(r, P, 1e-12);
+		fref_check_dense(r, P, D, 1e-12);
 		pspace_mat_free(r);
 	}
 	assert_int_equal(pspace_mat_inverse(m, 0.2, &r), 0);
 	fref_pow(F, D, -1, 0.2, P);
-	check_dense_of(r, P, 1e-12);
+	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
 	/* p < 0 needs v + l > 0 */
 	assert_int_equal(pspace_mat_pow(m, -1, -0.5, &r), PSPACE_ENUMERIC);
@@ -153,17 +144,17 @@ static void test_diag_transforms(void **state)
 	F = diag_dense(v);
 	assert_int_equal(pspace_mat_pinv(m, 0.6, &r), 0);
 	fref_pinv(F, D, 0.6, P);
-	check_dense_of(r, P, 1e-12);
+	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pinv(m, -1.0, &r), 0);
 	fref_pinv(F, D, -1.0, P);
-	check_dense_of(r, P, 1e-12);
+	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
 	/* scale */
 	assert_int_equal(pspace_mat_scale(m, -2.5, &r), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = -2.5 * F[i];
-	check_dense_of(r, P, 1e-15);
+	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
 	/* product, against the dense product */
 	assert_int_equal(pspace_diag_create(&b, ly, w), 0);
@@ -176,7 +167,7 @@ static void test_diag_transforms(void **state)
 				s += F[i * D + l] * Fw[l * D + j];
 			P[i * D + j] = s;
 		}
-	check_dense_of(r, P, 1e-15);
+	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
 	pspace_mat_free(b);
 	pspace_mat_free(m);
@@ -211,13 +202,13 @@ static void test_diag_eig_ties(void **state)
 static void test_diag_persist(void **state)
 {
 	pspace_layout *ly = layout();
-	double *v = diag_values(5), *F = diag_dense(v), *J = fref_randv(3 * D, 6);
-	fref_store t;
+	double *v = diag_values(5), *F = diag_dense(v), *J = fx_randv(3 * D, 6);
+	fx_store t;
 	pspace_mat *m, *o;
 	uint32_t it;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "diag");
 	assert_int_equal(pspace_diag_create(&m, ly, v), 0);
 	o = fref_check_roundtrip(m, &t, "diag", 0.1, 1);
 	fref_check_ops(o, F, D, 1e-13);
@@ -230,7 +221,7 @@ static void test_diag_persist(void **state)
 	it = fref_check_precond(m, &t, "dense", F, D, 0.05);
 	assert_true(it <= 10); /* exact up to rank 3: a handful of iterations */
 	pspace_mat_free(m);
-	fref_store_close(&t);
+	fx_store_close(&t);
 	free(J);
 	free(F);
 	free(v);
@@ -252,7 +243,7 @@ typedef struct qd {
  */
 static void qd_make(qd *q, const pspace_layout *ly, uint64_t seed)
 {
-	q->diag = fref_randv(D, seed);
+	q->diag = fx_randv(D, seed);
 	for (size_t i = 0; i < D; i++)
 		q->diag[i] = 1.5 + 0.5 * q->diag[i];
 	q->F = calloc(D * D, sizeof(double));
@@ -264,7 +255,7 @@ static void qd_make(qd *q, const pspace_layout *ly, uint64_t seed)
 		q->cross[l] = NULL;
 		if (!L->bias)
 			continue;
-		q->cross[l] = fref_randv(out * in, seed * 10 + l);
+		q->cross[l] = fx_randv(out * in, seed * 10 + l);
 		for (size_t i = 0; i < out * in; i++)
 			q->cross[l][i] *= 0.3;
 		for (size_t i = 0; i < out; i++)
@@ -408,12 +399,12 @@ static void test_diag_quasi_transforms(void **state)
 	memcpy(P, q.F, D * D * sizeof(*P));
 	for (size_t i = 0; i < D; i++)
 		P[i * D + i] += 0.5;
-	check_dense_of(r, P, 1e-15);
+	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, 0, 0.5, &r), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = i % (D + 1) == 0;
-	check_dense_of(r, P, 0);
+	fref_check_dense(r, P, D, 0);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), PSPACE_ENOTSUP);
 	assert_non_null(strstr(detail(), "solve"));
@@ -424,7 +415,7 @@ static void test_diag_quasi_transforms(void **state)
 	assert_int_equal(pspace_mat_scale(m, -1.5, &r), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = -1.5 * q.F[i];
-	check_dense_of(r, P, 1e-15);
+	fref_check_dense(r, P, D, 1e-15);
 	fref_check_ops(r, P, D, 1e-13);
 	pspace_mat_free(r);
 	/* Neuron blocks larger than the budget: ENOTSUP naming the layer. */
@@ -439,14 +430,14 @@ static void test_diag_quasi_transforms(void **state)
 static void test_diag_quasi_persist(void **state)
 {
 	pspace_layout *ly = layout();
-	double *J = fref_randv(4 * D, 15);
-	fref_store t;
+	double *J = fx_randv(4 * D, 15);
+	fx_store t;
 	pspace_mat *m, *o;
 	uint32_t it;
 	qd q;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "diag");
 	qd_make(&q, ly, 16);
 	m = qd_create(&q, ly);
 	o = fref_check_roundtrip(m, &t, "qd", 0.1, 1);
@@ -461,7 +452,7 @@ static void test_diag_quasi_persist(void **state)
 	assert_true(it <= 12);
 	pspace_mat_free(m);
 	qd_free(&q);
-	fref_store_close(&t);
+	fx_store_close(&t);
 	free(J);
 	pspace_layout_free(ly);
 }

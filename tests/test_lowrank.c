@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "pspace/factored.h"
 #include "pspace/layout.h"
@@ -47,7 +48,7 @@ static void lr_make(lr *x, uint64_t r, uint64_t seed)
 	const size_t ld = D + 2;
 
 	x->r = r;
-	x->Dm = fref_randv(r * ld, seed);
+	x->Dm = fx_randv(r * ld, seed);
 	x->F = calloc(D * D, sizeof(double));
 	assert_non_null(x->F);
 	for (size_t k = 0; k < r; k++)
@@ -68,16 +69,6 @@ static void lr_free(lr *x)
 {
 	free(x->Dm);
 	free(x->F);
-}
-
-static void check_dense_of(pspace_mat *m, const double *want, double tol)
-{
-	double *G = malloc(D * D * sizeof(*G));
-
-	assert_non_null(G);
-	assert_int_equal(pspace_mat_dense(m, NULL, G, D), 0);
-	assert_true(fref_relerr(G, want, D * D) <= tol);
-	free(G);
 }
 
 static void test_lowrank_ops(void **state)
@@ -148,7 +139,7 @@ static void to_null_space(const lr *x, double *v)
 static void test_lowrank_solve_null_space(void **state)
 {
 	pspace_layout *ly = layout();
-	double *v = fref_randv(2 * D, 21), X[2 * D], R[2 * D], Dv = 0;
+	double *v = fx_randv(2 * D, 21), X[2 * D], R[2 * D], Dv = 0;
 	pspace_mat *m;
 	lr x;
 
@@ -170,16 +161,16 @@ static void test_lowrank_solve_null_space(void **state)
 		v[D + i] += 0.5 * v[i]; /* v1: both components */
 	}
 	assert_int_equal(pspace_mat_solve(m, NULL, 0.01, 2, v, D, X, D), 0);
-	assert_true(fref_relerr(X, R, D) < 1e-10);
+	assert_true(fx_relerr(X, R, D) < 1e-10);
 	fref_solve(x.F, D, 0.01, 1, v + D, R + D);
-	assert_true(fref_relerr(X + D, R + D, D) < 1e-9);
+	assert_true(fx_relerr(X + D, R + D, D) < 1e-9);
 	/* The cached factor follows the damping: 0.01, 0.3, 0.01 again, 0.3 in place. */
 	fref_check_solve(m, x.F, D, 0.3, 1e-11);
 	fref_check_solve(m, x.F, D, 0.01, 1e-9);
 	memcpy(X, v, 2 * D * sizeof(double));
 	assert_int_equal(pspace_mat_solve(m, NULL, 0.3, 2, X, D, X, D), 0);
 	fref_solve(x.F, D, 0.3, 2, v, R);
-	assert_true(fref_relerr(X, R, 2 * D) < 1e-11);
+	assert_true(fx_relerr(X, R, 2 * D) < 1e-11);
 	/* Without damping F is singular for r < d. */
 	assert_int_equal(pspace_mat_solve(m, NULL, 0, 1, v, D, X, D), PSPACE_ENUMERIC);
 	/* Damping that leaves l I + D D^T indefinite. */
@@ -212,15 +203,15 @@ static void test_lowrank_transforms(void **state)
 	assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_LOWRANK);
 	assert_true(pspace_layout_equal(pspace_mat_layout(r), ly));
 	fref_pow(x.F, D, 0.5, 0, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	fref_check_ops(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, 2, 0, &r), 0);
 	fref_pow(x.F, D, 2, 0, P);
-	check_dense_of(r, P, 1e-11);
+	fref_check_dense(r, P, D, 1e-11);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, 1, 0, &r), 0);
-	check_dense_of(r, x.F, 1e-15);
+	fref_check_dense(r, x.F, D, 1e-15);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "pspace_mat_solve"));
@@ -229,7 +220,7 @@ static void test_lowrank_transforms(void **state)
 	/* pinv: all nonzero eigenvalues, then those above a threshold */
 	assert_int_equal(pspace_mat_pinv(m, 0, &r), 0);
 	fref_pinv(x.F, D, 0, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	{
 		double w[D];
@@ -237,14 +228,14 @@ static void test_lowrank_transforms(void **state)
 		fref_eigh(x.F, D, w, NULL);
 		assert_int_equal(pspace_mat_pinv(m, 0.5 * (w[3] + w[4]), &r), 0);
 		fref_pinv(x.F, D, 0.5 * (w[3] + w[4]), P);
-		check_dense_of(r, P, 1e-10);
+		fref_check_dense(r, P, D, 1e-10);
 		pspace_mat_free(r);
 	}
 	/* scale */
 	assert_int_equal(pspace_mat_scale(m, 2.5, &r), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = 2.5 * x.F[i];
-	check_dense_of(r, P, 1e-14);
+	fref_check_dense(r, P, D, 1e-14);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_scale(m, -1, &r), PSPACE_ENOTSUP);
 	assert_int_equal(pspace_mat_product(m, m, &r), PSPACE_ENOTSUP);
@@ -256,15 +247,15 @@ static void test_lowrank_transforms(void **state)
 	m = lr_create(&x, ly);
 	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), 0);
 	fref_pow(x.F, D, -1, 0.1, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, -0.5, 0, &r), 0);
 	fref_pow(x.F, D, -0.5, 0, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, 1.5, 0.2, &r), 0);
 	fref_pow(x.F, D, 1.5, 0.2, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(m, 0.5, -1e4, &r), PSPACE_ENUMERIC);
 	pspace_mat_free(m);
@@ -297,7 +288,7 @@ static void test_lowrank_rank_deficient(void **state)
 	fref_check_eig(m, x.F, D, 9, 1e-10);
 	assert_int_equal(pspace_mat_pinv(m, 0, &r), 0);
 	fref_pinv(x.F, D, 1e-8, P);
-	check_dense_of(r, P, 1e-9);
+	fref_check_dense(r, P, D, 1e-9);
 	pspace_mat_free(r);
 	pspace_mat_free(m);
 	lr_free(&x);
@@ -308,14 +299,14 @@ static void test_lowrank_rank_deficient(void **state)
 static void test_lowrank_persist(void **state)
 {
 	pspace_layout *ly = layout();
-	double *J = fref_randv(2 * D, 51);
-	fref_store t;
+	double *J = fx_randv(2 * D, 51);
+	fx_store t;
 	pspace_mat *m, *o;
 	uint32_t it;
 	lr x;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "lowrank");
 	lr_make(&x, 9, 52);
 	m = lr_create(&x, ly);
 	o = fref_check_roundtrip(m, &t, "lr", 0.1, 1);
@@ -331,7 +322,7 @@ static void test_lowrank_persist(void **state)
 	assert_true(it < D);
 	pspace_mat_free(m);
 	lr_free(&x);
-	fref_store_close(&t);
+	fx_store_close(&t);
 	free(J);
 	pspace_layout_free(ly);
 }

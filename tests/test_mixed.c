@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "kref.h"
 #include "pspace/factored.h"
@@ -57,11 +58,11 @@ static pspace_layout *layer_layout(int i)
 }
 
 /* Parts and the dense reference F (block-diagonal). */
-typedef struct fixture {
+typedef struct mix {
 	pspace_layout *ly;
 	pspace_mat *parts[NL];
 	double *F;
-} fixture;
+} mix;
 
 /* Copies the n x n block B into F at offset off. */
 static void put_block(double *F, size_t off, size_t n, const double *B)
@@ -75,7 +76,7 @@ static pspace_mat *make_diag(int i, uint64_t seed, double lo, double *B)
 {
 	pspace_layout *l = layer_layout(i);
 	size_t n = pspace_layout_dim(l);
-	double *v = fref_randv(n, seed);
+	double *v = fx_randv(n, seed);
 	pspace_mat *m;
 
 	memset(B, 0, n * n * sizeof(*B));
@@ -94,7 +95,7 @@ static pspace_mat *make_lowrank(int i, uint64_t seed, size_t r, double *B)
 {
 	pspace_layout *l = layer_layout(i);
 	size_t n = pspace_layout_dim(l);
-	double *Dm = fref_randv(r * n, seed);
+	double *Dm = fx_randv(r * n, seed);
 	pspace_mat *m;
 
 	memset(B, 0, n * n * sizeof(*B));
@@ -114,7 +115,7 @@ static pspace_mat *make_quasidiag(int i, uint64_t seed, double *B)
 	pspace_layout *l = layer_layout(i);
 	const pspace_layer *L = pspace_layout_layer(l, 0);
 	size_t n = L->size, out = L->shape[0], in = L->weight_size / out;
-	double *v = fref_randv(n, seed), *c = fref_randv(out * in, seed + 1);
+	double *v = fx_randv(n, seed), *c = fx_randv(out * in, seed + 1);
 	const double *cr[1] = {c};
 	pspace_mat *m;
 
@@ -138,11 +139,11 @@ static pspace_mat *make_quasidiag(int i, uint64_t seed, double *B)
 }
 
 /* A stored Dense part (f64 tiles) written with the layer's layout. */
-static pspace_mat *make_stored(fref_store *t, const char *name, int i, uint64_t seed, double *B)
+static pspace_mat *make_stored(fx_store *t, const char *name, int i, uint64_t seed, double *B)
 {
 	pspace_layout *l = layer_layout(i);
 	size_t n = pspace_layout_dim(l);
-	double *J = fref_randv(2 * n * n, seed);
+	double *J = fx_randv(2 * n * n, seed);
 	pspace_write_opts wo;
 	pspace_mat *m;
 
@@ -163,7 +164,7 @@ static pspace_mat *make_stored(fref_store *t, const char *name, int i, uint64_t 
 }
 
 /* The standard five parts; the stored one lives in @p t as "F3". */
-static void fx_init(fixture *x, fref_store *t)
+static void mix_init(mix *x, fx_store *t)
 {
 	double B[16 * 16];
 	size_t off = 0, n;
@@ -189,7 +190,7 @@ static void fx_init(fixture *x, fref_store *t)
 	put_block(x->F, off, n, B);
 }
 
-static void fx_free(fixture *x)
+static void mix_free(mix *x)
 {
 	for (int i = 0; i < NL; i++)
 		pspace_mat_free(x->parts[i]);
@@ -197,25 +198,15 @@ static void fx_free(fixture *x)
 	pspace_layout_free(x->ly);
 }
 
-static void check_dense_of(pspace_mat *m, const double *want, double tol)
-{
-	double *G = malloc(D * D * sizeof(*G));
-
-	assert_non_null(G);
-	assert_int_equal(pspace_mat_dense(m, NULL, G, D), 0);
-	assert_true(fref_relerr(G, want, D * D) <= tol);
-	free(G);
-}
-
 static void test_mixed_ops(void **state)
 {
-	fref_store t;
-	fixture x;
+	fx_store t;
+	mix x;
 	pspace_mat *m;
 
 	(void)state;
-	fref_store_open(&t);
-	fx_init(&x, &t);
+	fx_store_open(&t, "mixed");
+	mix_init(&x, &t);
 	assert_int_equal(pspace_mixed_create(&m, x.ly, x.parts), 0);
 	assert_int_equal(pspace_mat_kind(m), PSPACE_KIND_MIXED);
 	assert_int_equal(pspace_mat_dim(m), D);
@@ -228,8 +219,8 @@ static void test_mixed_ops(void **state)
 	fref_check_solve(m, x.F, D, 0.2, 1e-11);
 	fref_check_solve(m, x.F, D, 1.5, 1e-11);
 	pspace_mat_free(m);
-	fx_free(&x);
-	fref_store_close(&t);
+	mix_free(&x);
+	fx_store_close(&t);
 }
 
 /* Operations a part lacks fail naming its layer. */
@@ -243,14 +234,14 @@ static int implicit_mv(void *ud, const double *xv, double *y)
 
 static void test_mixed_unsupported(void **state)
 {
-	fref_store t;
-	fixture x;
+	fx_store t;
+	mix x;
 	pspace_mat *m, *r, *imp, *save4;
 	double ev[3], B[D], X[D];
 
 	(void)state;
-	fref_store_open(&t);
-	fx_init(&x, &t);
+	fx_store_open(&t, "mixed");
+	mix_init(&x, &t);
 	assert_int_equal(pspace_mixed_create(&m, x.ly, x.parts), 0);
 	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), PSPACE_ENOTSUP);
 	assert_null(r);
@@ -281,20 +272,8 @@ static void test_mixed_unsupported(void **state)
 	assert_int_equal(pspace_store_info(t.s, "M2/fc1", &(pspace_matrix_info){0}),
 	                 PSPACE_ENOTFOUND);
 	pspace_mat_free(m);
-	fx_free(&x);
-	fref_store_close(&t);
-}
-
-static void matmul(const double *A, const double *B, double *C)
-{
-	for (size_t i = 0; i < D; i++)
-		for (size_t j = 0; j < D; j++) {
-			double s = 0;
-
-			for (size_t l = 0; l < D; l++)
-				s += A[i * D + l] * B[l * D + j];
-			C[i * D + j] = s;
-		}
+	mix_free(&x);
+	fx_store_close(&t);
 }
 
 static void test_mixed_transforms(void **state)
@@ -330,25 +309,25 @@ static void test_mixed_transforms(void **state)
 	assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_MIXED);
 	assert_int_equal(pspace_mat_kind(pspace_mixed_part(r, 1)), PSPACE_KIND_LOWRANK);
 	fref_pow(Fa, D, -1, 0.2, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pow(a, 0.5, 0, &r), 0);
 	fref_pow(Fa, D, 0.5, 0, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_pinv(a, 0, &r), 0);
 	fref_pinv(Fa, D, 0, P);
-	check_dense_of(r, P, 1e-10);
+	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_scale(a, 3, &r), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = 3 * Fa[i];
-	check_dense_of(r, P, 1e-14);
+	fref_check_dense(r, P, D, 1e-14);
 	pspace_mat_free(r);
 	/* product: parts of the same kind only */
 	assert_int_equal(pspace_mat_product(b, b, &r), 0);
-	matmul(Fb, Fb, P);
-	check_dense_of(r, P, 1e-14);
+	kref_matmul(D, Fb, Fb, P);
+	fref_check_dense(r, P, D, 1e-14);
 	pspace_mat_free(r);
 	assert_int_equal(pspace_mat_product(a, b, &r), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "layer fc2"));
@@ -400,18 +379,18 @@ static void test_mixed_eig(void **state)
 
 static void test_mixed_persist(void **state)
 {
-	fref_store t;
-	fixture x;
+	fx_store t;
+	mix x;
 	pspace_matrix_info info;
 	pspace_mat *m, *o;
 	double *G1 = malloc(D * D * sizeof(double)), *G2 = malloc(D * D * sizeof(double));
-	double *J = fref_randv(D, 41);
+	double *J = fx_randv(D, 41);
 
 	(void)state;
 	assert_non_null(G1);
 	assert_non_null(G2);
-	fref_store_open(&t);
-	fx_init(&x, &t);
+	fx_store_open(&t, "mixed");
+	mix_init(&x, &t);
 	assert_int_equal(pspace_mixed_create(&m, x.ly, x.parts), 0);
 	/* The stored part belongs to this handle: no reopening in between. */
 	o = fref_check_roundtrip(m, &t, "M", 0.2, 0);
@@ -435,10 +414,10 @@ static void test_mixed_persist(void **state)
 			x.F[i * D + j] += 0.3 * J[i] * J[j];
 	assert_true(fref_check_precond(m, &t, "dense", x.F, D, 0.05) <= 6);
 	pspace_mat_free(m);
-	fx_free(&x);
+	mix_free(&x);
 
 	/* A fresh handle: everything reopens by name. */
-	fref_store_reopen(&t);
+	fx_store_reopen(&t);
 	assert_int_equal(pspace_mat_open(&o, t.s, "M"), 0);
 	assert_int_equal(pspace_mat_dense(o, NULL, G2, D), 0);
 	assert_memory_equal(G1, G2, D * D * sizeof(double));
@@ -448,7 +427,7 @@ static void test_mixed_persist(void **state)
 	assert_int_equal(pspace_mat_open(&o, t.s, "M"), PSPACE_ENOTFOUND);
 	assert_null(o);
 	assert_non_null(strstr(pspace_errdetail(), "layer fc3"));
-	fref_store_close(&t);
+	fx_store_close(&t);
 	free(J);
 	free(G2);
 	free(G1);
@@ -495,12 +474,12 @@ static void test_mixed_ekfac(void **state)
 	double *F = calloc(D * D, sizeof(double)), B[16 * 16], A[4 * 4], G[4 * 4];
 	double *Ap[1] = {A}, *Gp[1] = {G};
 	const double *Ac[1] = {A}, *Gc[1] = {G};
-	fref_store t;
+	fx_store t;
 	size_t off = 0;
 
 	(void)state;
 	assert_non_null(F);
-	fref_store_open(&t);
+	fx_store_open(&t, "mixed");
 	kref_spd(4, 61, 0.2, A); /* a = in + 1 = 4 */
 	kref_spd(4, 62, 0.3, G); /* out = 4 */
 	assert_int_equal(pspace_kfac_create(&kf, l0, Ac, Gc), 0);
@@ -529,7 +508,7 @@ static void test_mixed_ekfac(void **state)
 	pspace_mat_free(m);
 	for (int i = 0; i < NL; i++)
 		pspace_mat_free(p[i]);
-	fref_store_close(&t);
+	fx_store_close(&t);
 	free(F);
 	pspace_layout_free(l0);
 	pspace_layout_free(ly);

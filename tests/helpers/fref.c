@@ -198,6 +198,16 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 	free(X);
 }
 
+void fref_check_dense(pspace_mat *m, const double *F, size_t d, double tol)
+{
+	double *G = malloc(d * d * sizeof(*G));
+
+	assert_non_null(G);
+	assert_int_equal(pspace_mat_dense(m, NULL, G, d), 0);
+	assert_true(fx_relerr(G, F, d * d) <= tol);
+	free(G);
+}
+
 void fref_check_solve(pspace_mat *m, const double *F, size_t d, double damping, double tol)
 {
 	const size_t k = 4, ld = d + 1;

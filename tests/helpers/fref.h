@@ -41,6 +41,8 @@ void fref_pinv(const double *F, size_t d, double thr, double *P);
  * vTMv, trace, diag, Frobenius norm and dense of @p m against F.
  */
 void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol);
+/** Checks that pspace_mat_dense of @p m is F within relative Frobenius error @p tol. */
+void fref_check_dense(pspace_mat *m, const double *F, size_t d, double tol);
 /** Checks pspace_mat_solve with @p damping against fref_solve (k = 1 and 4). */
 void fref_check_solve(pspace_mat *m, const double *F, size_t d, double damping, double tol);
 /**
