@@ -15,6 +15,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "pspace.h"
 
 static const char spec_example[] = "# name  kind    weight-shape  bias\n"
@@ -449,8 +450,7 @@ static void test_layout_load(void **state)
 	FILE *f;
 
 	(void)state;
-	snprintf(dir, sizeof(dir), "/tmp/pspace-test-layout-XXXXXX");
-	assert_non_null(mkdtemp(dir));
+	fx_dir_make(dir, sizeof(dir), "layout");
 	snprintf(path, sizeof(path), "%s/layout.txt", dir);
 	snprintf(missing, sizeof(missing), "%s/missing.txt", dir);
 
