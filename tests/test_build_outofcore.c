@@ -39,16 +39,9 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "memcap.h"
 #include "pspace.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
 #define NEX    32
 #define MIB    ((uint64_t)1 << 20)
@@ -151,40 +144,22 @@ static int build(const char *dir, const char *name, const lowrank *lr, size_t bu
 	return rc;
 }
 
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("build-out-of-core child: " __VA_ARGS__);                           \
-			printf(" [%s]\n", pspace_errdetail());                                     \
-			fflush(stdout);                                                            \
-			_exit(1);                                                                  \
-		}                                                                                  \
-	} while (0)
+#define CHECK(cond, ...) MEMCAP_CHECK("build-out-of-core", cond, __VA_ARGS__)
 
-/* Runs in the capped child: builds F_cap within BUDGET, checks the peak. */
-typedef struct child_args {
-	const char *dir;
-	const lowrank *lr;
-} child_args;
+/* The store's directory (the capped child reads it too). */
+static char store_dir[64];
 
-static void capped_child(const char *dir, const lowrank *lr, const char *cgroup);
-
-/* memcap_run's entry point in the capped child. */
-static void child_main(void *ud, const char *cgroup)
+/* memcap_run's entry point in the capped child (@p ud: the lowrank): builds F_cap within BUDGET,
+ * checks the peak. */
+static void capped_child(void *ud, const char *cgroup)
 {
-	const child_args *a = ud;
-
-	capped_child(a->dir, a->lr, cgroup);
-}
-
-static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
-{
+	const lowrank *lr = ud;
 	uint64_t np = 0, peak;
 	double secs;
 	int rc;
 
 	CHECK(memcap_sampler_start() == 0, "sampler");
-	rc = build(dir, "F_cap", lr, BUDGET, &np, &secs);
+	rc = build(store_dir, "F_cap", lr, BUDGET, &np, &secs);
 	CHECK(rc == 0, "build F_cap: %s", pspace_strerror(rc));
 	peak = memcap_sampler_stop();
 	printf("build-out-of-core: F_cap under a %llu MiB cap, budget %llu MiB: %.1f s, %llu "
@@ -340,8 +315,6 @@ static void compare_closed_form(pspace_store *s, const lowrank *lr)
 
 static void test_build_outofcore_dense_under_cap(void **state)
 {
-	char dir[] = "/tmp/pspace-test-booc-XXXXXX";
-	char cmd[600];
 	const char *env = getenv("PSPACE_BUILD_OOC_D");
 	uint64_t d = env ? strtoull(env, NULL, 10) : 20000, np = 0;
 	pspace_store *s = NULL;
@@ -352,7 +325,7 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	int st;
 
 	(void)state;
-#ifdef UNDER_ASAN
+#ifdef MEMCAP_UNDER_ASAN
 	skip();
 #endif
 	/* Known before the in-RAM build, so a skip costs nothing (the child checks again). */
@@ -365,25 +338,20 @@ static void test_build_outofcore_dense_under_cap(void **state)
 		       "/sys/fs/cgroup/memory\n");
 		skip();
 	}
-	assert_non_null(mkdtemp(dir));
+	fx_dir_make(store_dir, sizeof(store_dir), "booc");
 	lowrank_init(&lr, d);
 
 	/* In RAM: one pass, the whole upper band of d x d f64 accumulators. */
-	assert_int_equal(build(dir, "F_ram", &lr, (size_t)(8 * d * d + 256 * MIB), &np, &secs), 0);
+	assert_int_equal(
+	    build(store_dir, "F_ram", &lr, (size_t)(8 * d * d + 256 * MIB), &np, &secs), 0);
 	printf("build-out-of-core: F_ram in RAM (budget %.0f MiB): %.1f s, %llu pass(es)\n",
 	       (double)(8 * d * d + 256 * MIB) / MIB, secs, (unsigned long long)np);
 	assert_int_equal(np, 1);
 
-	st = memcap_run(CAP, "build-out-of-core", child_main, &(child_args){dir, &lr});
-	if (st < 0)
-		fail_msg("the capped child died of signal %d (9 = killed by the OOM killer: "
-		         "memory above the %llu MiB cap)",
-		         -st, (unsigned long long)(CAP / MIB));
-	if (st == 77)
-		skip();
-	assert_int_equal(st, 0);
+	st = memcap_run(CAP, "build-out-of-core", capped_child, &lr);
+	memcap_expect_child(st, CAP);
 
-	assert_int_equal(pspace_store_open(&s, dir, NULL), 0);
+	assert_int_equal(pspace_store_open(&s, store_dir, NULL), 0);
 	assert_int_equal(pspace_store_info(s, "F_ram", &ram), 0);
 	assert_int_equal(pspace_store_info(s, "F_cap", &cap), 0);
 	assert_int_equal(cap.state, PSPACE_STATE_COMPLETE);
@@ -399,9 +367,8 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	compare_closed_form(s, &lr);
 	pspace_store_close(s);
 
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("build-out-of-core: could not remove %s\n", dir);
+	if (fx_dir_remove(store_dir) != 0)
+		printf("build-out-of-core: could not remove %s\n", store_dir);
 	free(lr.diag);
 	free(lr.j);
 }

@@ -27,16 +27,9 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "memcap.h"
 #include "pspace.h"
-
-#if defined(__SANITIZE_ADDRESS__)
-#define UNDER_ASAN 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define UNDER_ASAN 1
-#endif
-#endif
 
 #define NEX    32
 #define MIB    ((uint64_t)1 << 20)
@@ -170,45 +163,16 @@ static double small_max_eig(int n, double *a)
 	return m;
 }
 
-static double rel_err(uint64_t n, const double *got, const double *want)
+#define CHECK(cond, ...) MEMCAP_CHECK("out-of-core", cond, __VA_ARGS__)
+
+/* The store's directory (the capped child reads it too). */
+static char store_dir[64];
+
+/* memcap_run's entry point in the capped child (@p ud: the lowrank): every operation against the
+ * closed forms. */
+static void capped_child(void *ud, const char *cgroup)
 {
-	double e = 0, w = 0;
-
-	for (uint64_t i = 0; i < n; i++) {
-		e += (got[i] - want[i]) * (got[i] - want[i]);
-		w += want[i] * want[i];
-	}
-	return sqrt(e / w);
-}
-
-#define CHECK(cond, ...)                                                                           \
-	do {                                                                                       \
-		if (!(cond)) {                                                                     \
-			printf("out-of-core child: " __VA_ARGS__);                                 \
-			printf(" [%s]\n", pspace_errdetail());                                     \
-			fflush(stdout);                                                            \
-			_exit(1);                                                                  \
-		}                                                                                  \
-	} while (0)
-
-/* Runs in the capped child: every operation against the closed forms. */
-typedef struct child_args {
-	const char *dir;
-	const lowrank *lr;
-} child_args;
-
-static void capped_child(const char *dir, const lowrank *lr, const char *cgroup);
-
-/* memcap_run's entry point in the capped child. */
-static void child_main(void *ud, const char *cgroup)
-{
-	const child_args *a = ud;
-
-	capped_child(a->dir, a->lr, cgroup);
-}
-
-static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
-{
+	const lowrank *lr = ud;
 	pspace_exec ex = {2, BUDGET};
 	pspace_store *s = NULL;
 	pspace_mat *f = NULL;
@@ -221,8 +185,8 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 
 	CHECK(x && y && want, "no memory for vectors");
 	CHECK(memcap_sampler_start() == 0, "sampler");
-	rc = pspace_store_open(&s, dir, NULL);
-	CHECK(rc == 0, "open store %s: %s", dir, pspace_strerror(rc));
+	rc = pspace_store_open(&s, store_dir, NULL);
+	CHECK(rc == 0, "open store %s: %s", store_dir, pspace_strerror(rc));
 	rc = pspace_mat_open(&f, s, "F");
 	CHECK(rc == 0, "open F: %s", pspace_strerror(rc));
 
@@ -230,15 +194,15 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 	rc = pspace_mat_mv(f, &ex, x, y);
 	CHECK(rc == 0, "mv: %s", pspace_strerror(rc));
 	lowrank_mv(lr, x, want);
-	CHECK(rel_err(d, y, want) < 1e-4, "mv relative error %g", rel_err(d, y, want));
+	CHECK(fx_relerr(y, want, d) < 1e-4, "mv relative error %g", fx_relerr(y, want, d));
 
 	memset(y, 0, sizeof(double) * d * 4);
 	rc = pspace_mat_mm(f, &ex, 4, 1.0, x, d, y, d);
 	CHECK(rc == 0, "mm: %s", pspace_strerror(rc));
 	for (int j = 0; j < 4; j++) {
 		lowrank_mv(lr, x + j * d, want);
-		CHECK(rel_err(d, y + j * d, want) < 1e-4, "mm column %d error %g", j,
-		      rel_err(d, y + j * d, want));
+		CHECK(fx_relerr(y + j * d, want, d) < 1e-4, "mm column %d error %g", j,
+		      fx_relerr(y + j * d, want, d));
 	}
 
 	rc = pspace_mat_trace(f, &ex, &v);
@@ -300,8 +264,8 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 	rc = pspace_op_solve(op, &ex, l, 1, x, d, y, d, &so);
 	CHECK(rc == 0, "CG solve: %s", pspace_strerror(rc));
 	lowrank_solve(lr, l, x, want);
-	CHECK(rel_err(d, y, want) < 1e-4, "CG solve error %g after %u iterations",
-	      rel_err(d, y, want), so.iterations);
+	CHECK(fx_relerr(y, want, d) < 1e-4, "CG solve error %g after %u iterations",
+	      fx_relerr(y, want, d), so.iterations);
 
 	uint64_t peak = memcap_sampler_stop();
 	printf("out-of-core: d = %llu, cap %llu MiB, budget %llu MiB: peak anonymous memory "
@@ -328,8 +292,6 @@ static void capped_child(const char *dir, const lowrank *lr, const char *cgroup)
 
 static void test_outofcore_dense_under_cap(void **state)
 {
-	char dir[] = "/tmp/pspace-test-ooc-XXXXXX";
-	char cmd[600];
 	const char *env = getenv("PSPACE_OOC_D");
 	uint64_t d = env ? strtoull(env, NULL, 10) : 20000;
 	pspace_store *s = NULL;
@@ -339,12 +301,12 @@ static void test_outofcore_dense_under_cap(void **state)
 	int st;
 
 	(void)state;
-#ifdef UNDER_ASAN
+#ifdef MEMCAP_UNDER_ASAN
 	skip();
 #endif
-	assert_non_null(mkdtemp(dir));
+	fx_dir_make(store_dir, sizeof(store_dir), "ooc");
 	lowrank_init(&lr, d);
-	assert_int_equal(pspace_store_open(&s, dir, NULL), 0);
+	assert_int_equal(pspace_store_open(&s, store_dir, NULL), 0);
 	assert_int_equal(pspace_layout_flat(&layout, d), 0);
 	assert_int_equal(
 	    pspace_tiled_write(s, "F", PSPACE_KIND_DENSE, layout, lowrank_tile, &lr, NULL, NULL),
@@ -358,18 +320,11 @@ static void test_outofcore_dense_under_cap(void **state)
 	if (!env)
 		assert_true(info.tile_bytes >= 4 * CAP);
 
-	st = memcap_run(CAP, "out-of-core", child_main, &(child_args){dir, &lr});
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-	if (system(cmd) != 0)
-		printf("out-of-core: could not remove %s\n", dir);
+	st = memcap_run(CAP, "out-of-core", capped_child, &lr);
+	if (fx_dir_remove(store_dir) != 0)
+		printf("out-of-core: could not remove %s\n", store_dir);
 	free(lr.j);
-	if (st < 0)
-		fail_msg("the capped child died of signal %d (9 = killed by the OOM killer: "
-		         "memory above the %llu MiB cap)",
-		         -st, (unsigned long long)(CAP / MIB));
-	if (st == 77)
-		skip();
-	assert_int_equal(st, 0);
+	memcap_expect_child(st, CAP);
 }
 
 int main(void)

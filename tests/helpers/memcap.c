@@ -5,7 +5,10 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,6 +16,10 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <cmocka.h>
+
+#include "pspace/common.h"
 
 static int write_file(const char *path, const char *text)
 {
@@ -121,6 +128,30 @@ int memcap_run(uint64_t bytes, const char *label, void (*fn)(void *ud, const cha
 	if (memcap_group_path((long)pid, cgroup, sizeof(cgroup)) == 0)
 		memcap_remove(cgroup);
 	return WIFSIGNALED(st) ? -WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+void memcap_expect_child(int st, uint64_t bytes)
+{
+	if (st < 0)
+		fail_msg("the capped child died of signal %d (9 = killed by the OOM killer: "
+		         "memory above the %llu MiB cap)",
+		         -st, (unsigned long long)(bytes >> 20));
+	if (st == 77)
+		skip();
+	assert_int_equal(st, 0);
+}
+
+void memcap_child_fail(const char *label, const char *fmt, ...)
+{
+	va_list ap;
+
+	printf("%s child: ", label);
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	printf(" [%s]\n", pspace_errdetail());
+	fflush(stdout);
+	_exit(1);
 }
 
 void memcap_remove(const char *path)

@@ -8,6 +8,16 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* MEMCAP_UNDER_ASAN: defined when built with AddressSanitizer, whose shadow memory fits no tight
+ * cap. */
+#if defined(__SANITIZE_ADDRESS__)
+#define MEMCAP_UNDER_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define MEMCAP_UNDER_ASAN 1
+#endif
+#endif
+
 /**
  * Creates a memory cgroup below this process's own with limit @p bytes and
  * moves the calling process into it. @p path receives its directory.
@@ -30,6 +40,27 @@ int memcap_group_path(long pid, char *path, size_t cap);
  */
 int memcap_run(uint64_t bytes, const char *label, void (*fn)(void *ud, const char *cgroup),
                void *ud);
+
+/**
+ * In the parent: fails the test (cmocka) when memcap_run() returned a
+ * signal @p st (the message names the OOM killer and the cap @p bytes),
+ * skips it on 77 (no group could be entered), asserts @p st = 0 otherwise.
+ */
+void memcap_expect_child(int st, uint64_t bytes);
+
+/**
+ * In a capped child: prints "@p label child: <fmt, ...> [<pspace_errdetail()>]"
+ * and exits with code 1 (the parent's memcap_expect_child fails on it).
+ */
+void memcap_child_fail(const char *label, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3), noreturn));
+
+/** In a capped child: memcap_child_fail(@p label, ...) unless @p cond holds. */
+#define MEMCAP_CHECK(label, cond, ...)                                                             \
+	do {                                                                                       \
+		if (!(cond))                                                                       \
+			memcap_child_fail(label, __VA_ARGS__);                                     \
+	} while (0)
 
 /** Removes the group at @p path (it must have no processes left). */
 void memcap_remove(const char *path);
