@@ -140,6 +140,11 @@ double fx_relerr(const double *got, const double *want, size_t n)
 	return w > 0 ? sqrt(e / w) : sqrt(e);
 }
 
+double fx_relerr1(double got, double want)
+{
+	return fabs(got - want) / (fabs(want) > 0 ? fabs(want) : 1.0);
+}
+
 /* ---- the tool ----------------------------------------------------------------------- */
 
 /* Reads what is left of @p f into @p buf (NUL-terminated; the rest is drained). */

@@ -71,6 +71,9 @@ double *fx_randv(size_t n, uint64_t seed);
 /** Relative Frobenius error ||got - want|| / ||want|| (the absolute one when want = 0). */
 double fx_relerr(const double *got, const double *want, size_t n);
 
+/** Relative error of a scalar |got - want| / |want| (the absolute one when want = 0). */
+double fx_relerr1(double got, double want);
+
 /* ---- the tool ----------------------------------------------------------------------- */
 
 /**

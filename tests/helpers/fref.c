@@ -21,6 +21,27 @@
 
 /* ---- dense references ----------------------------------------------------------- */
 
+double *fref_gram(size_t d, size_t n, double shift, uint64_t seed)
+{
+	double *J = fx_randv(n * d, seed), *F = calloc(d * d, sizeof(*F));
+
+	assert_non_null(F);
+	for (size_t x = 0; x < n; x++)
+		for (size_t i = 0; i < d; i++) {
+			double a = J[x * d + i] / (double)n;
+
+			for (size_t j = i; j < d; j++)
+				F[i * d + j] += a * J[x * d + j];
+		}
+	for (size_t i = 0; i < d; i++) {
+		F[i * d + i] += shift;
+		for (size_t j = 0; j < i; j++)
+			F[i * d + j] = F[j * d + i];
+	}
+	free(J);
+	return F;
+}
+
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y)
 {
 	for (size_t j = 0; j < k; j++)

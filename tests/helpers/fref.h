@@ -25,6 +25,8 @@ typedef fx_store fref_store;
 #define fref_randv         fx_randv
 #define fref_relerr        fx_relerr
 
+/** F = J^T J / n + shift I (d x d, malloc'd), J n x d from fx_randv(n d, @p seed). */
+double *fref_gram(size_t d, size_t n, double shift, uint64_t seed);
 /** Y = F X for k vectors ((k, d) row-major, ld d). */
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y);
 /** X = (F + l I)^-1 B by LU with partial pivoting (LAPACKE_dgesv) on a copy. */
