@@ -1,16 +1,12 @@
 /*
- * Tests of the reference networks (src/build/refnet*.c, SPEC 7).
+ * Tests of the reference networks (src/build/refnet*.c, SPEC 7): layouts,
+ * errors, the forward pass, the Jacobian rows, layer tensors and
+ * batchings. The Fisher variants are in test_refnet_fisher.c.
  *
  * References computed here, independently of the code under test:
  * - a naive float64 forward pass written from the layout alone (PyTorch
  *   conventions: conv2d weight (out, in, 3, 3), no padding, flatten (C, H, W));
- * - the logit Jacobian J_f by central finite differences of
- *   pspace_refnet_forward;
- * - each Fisher variant from its definition with J_f and p = softmax:
- *   classif_logits (1/n) sum J^T (diag p - p p^T) J, regression
- *   (1/n) sum J^T J, empirical (1/n) sum g g^T with g the finite difference
- *   of log softmax at the true label, and the Monte-Carlo estimate against
- *   classif_logits within a multiple of its exact standard deviation.
+ * - the rows against central finite differences of pspace_refnet_forward.
  * Layer tensors are checked against the Jacobian rows, batchings against
  * each other byte for byte.
  */
@@ -25,126 +21,12 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+#include "fref.h"
 #include "pspace.h"
+#include "rref.h"
 
 #define FD_H 1e-5
-
-static pspace_refnet *mk(const char *spec, const char *act, uint64_t n, pspace_variant v,
-                         uint32_t mc, uint64_t seed, int same)
-{
-	pspace_refnet_opts o = {.spec = spec,
-	                        .activation = act,
-	                        .examples = n,
-	                        .variant = v,
-	                        .mc_samples = mc,
-	                        .seed = seed,
-	                        .same_input = same};
-	pspace_refnet *net = NULL;
-	int rc = pspace_refnet_create(&net, &o);
-
-	if (rc != 0)
-		fail_msg("refnet_create %s: %s: %s", spec, pspace_strerror(rc), pspace_errdetail());
-	return net;
-}
-
-static uint64_t dim(const pspace_refnet *net)
-{
-	return pspace_layout_dim(pspace_refnet_layout(net));
-}
-
-/* Rows of examples [x0, x0 + nx): (K, nx, d). */
-static double *rows(pspace_refnet *net, uint64_t x0, uint64_t nx, uint32_t *K)
-{
-	pspace_jac_source src;
-	uint64_t d = dim(net);
-	double *R;
-	int rc;
-
-	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
-	assert_int_equal(src.d, d);
-	*K = src.outputs;
-	R = malloc((size_t)src.outputs * nx * d * sizeof(*R));
-	assert_non_null(R);
-	rc = src.read(src.ud, x0, nx, R, d);
-	if (rc != 0)
-		fail_msg("read: %s", pspace_errdetail());
-	return R;
-}
-
-/* F = (1/n) R^T R for R (m, d). */
-static double *gram(const double *R, size_t m, size_t d, double n)
-{
-	double *F = calloc(d * d, sizeof(*F));
-
-	assert_non_null(F);
-	for (size_t r = 0; r < m; r++)
-		for (size_t i = 0; i < d; i++) {
-			double a = R[r * d + i] / n;
-
-			if (a != 0)
-				for (size_t j = 0; j < d; j++)
-					F[i * d + j] += a * R[r * d + j];
-		}
-	return F;
-}
-
-static double relerr(const double *got, const double *want, size_t n)
-{
-	double e = 0, w = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		e += (got[i] - want[i]) * (got[i] - want[i]);
-		w += want[i] * want[i];
-	}
-	return w > 0 ? sqrt(e / w) : sqrt(e);
-}
-
-static uint32_t nclasses(const pspace_refnet *net)
-{
-	const pspace_layout *l = pspace_refnet_layout(net);
-
-	return (uint32_t)pspace_layout_layer(l, pspace_layout_nlayers(l) - 1)->shape[0];
-}
-
-/* J (C x d) of example x by central differences of pspace_refnet_forward. */
-static void fd_jacobian(pspace_refnet *net, uint64_t x, double *J)
-{
-	uint64_t d = dim(net);
-	uint32_t C = nclasses(net);
-	double *t = malloc(d * sizeof(*t)), *fp = malloc(C * sizeof(*fp)),
-	       *fm = malloc(C * sizeof(*fm));
-
-	assert_true(t && fp && fm);
-	memcpy(t, pspace_refnet_params(net), d * sizeof(*t));
-	for (uint64_t p = 0; p < d; p++) {
-		double t0 = t[p];
-
-		t[p] = t0 + FD_H;
-		assert_int_equal(pspace_refnet_forward(net, t, x, fp), 0);
-		t[p] = t0 - FD_H;
-		assert_int_equal(pspace_refnet_forward(net, t, x, fm), 0);
-		t[p] = t0;
-		for (uint32_t c = 0; c < C; c++)
-			J[c * d + p] = (fp[c] - fm[c]) / (2 * FD_H);
-	}
-	free(t);
-	free(fp);
-	free(fm);
-}
-
-static void softmax(const double *z, uint32_t C, double *p)
-{
-	double mx = z[0], s = 0;
-
-	for (uint32_t c = 1; c < C; c++)
-		mx = fmax(mx, z[c]);
-	for (uint32_t c = 0; c < C; c++)
-		s += p[c] = exp(z[c] - mx);
-	for (uint32_t c = 0; c < C; c++)
-		p[c] /= s;
-}
-
-/* ---- an independent forward pass ------------------------------------------------ */
 
 /*
  * Logits of a network from its layout, parameters and input (C0, H, W) or
@@ -270,8 +152,6 @@ static void input_of(pspace_refnet *net, uint64_t x, int cnn, uint64_t c0, uint6
 	free(b);
 }
 
-/* ---- layouts --------------------------------------------------------------------- */
-
 static void check_layer(const pspace_layer *y, const char *name, pspace_layer_kind kind,
                         const char *shape, uint64_t offset)
 {
@@ -288,37 +168,6 @@ static void check_layer(const pspace_layer *y, const char *name, pspace_layer_ki
 	assert_int_equal(y->offset, offset);
 }
 
-static void test_refnet_layout_mlp(void **state)
-{
-	pspace_refnet *net = mk("mlp:5,7,4,3", NULL, 2, PSPACE_VARIANT_REGRESSION, 0, 1, 0);
-	const pspace_layout *l = pspace_refnet_layout(net);
-
-	(void)state;
-	assert_int_equal(pspace_layout_nlayers(l), 3);
-	/* fc1 7*5 + 7 = 42; fc2 4*7 + 4 = 32; fc3 3*4 + 3 = 15 */
-	check_layer(pspace_layout_layer(l, 0), "fc1", PSPACE_LAYER_LINEAR, "7x5", 0);
-	check_layer(pspace_layout_layer(l, 1), "fc2", PSPACE_LAYER_LINEAR, "4x7", 42);
-	check_layer(pspace_layout_layer(l, 2), "fc3", PSPACE_LAYER_LINEAR, "3x4", 74);
-	assert_int_equal(pspace_layout_dim(l), 89);
-	pspace_refnet_free(net);
-}
-
-static void test_refnet_layout_cnn(void **state)
-{
-	pspace_refnet *net = mk("cnn:2x6x5,3,4,3", NULL, 2, PSPACE_VARIANT_REGRESSION, 0, 1, 0);
-	const pspace_layout *l = pspace_refnet_layout(net);
-
-	(void)state;
-	assert_int_equal(pspace_layout_nlayers(l), 3);
-	/* conv1 3*2*9 + 3 = 57 (6x5 -> 4x3); conv2 4*3*9 + 4 = 112 (-> 2x1);
-	 * fc 3 x (4*2*1) + 3 = 27 */
-	check_layer(pspace_layout_layer(l, 0), "conv1", PSPACE_LAYER_CONV2D, "3x2x3x3", 0);
-	check_layer(pspace_layout_layer(l, 1), "conv2", PSPACE_LAYER_CONV2D, "4x3x3x3", 57);
-	check_layer(pspace_layout_layer(l, 2), "fc", PSPACE_LAYER_LINEAR, "3x8", 169);
-	assert_int_equal(pspace_layout_dim(l), 196);
-	pspace_refnet_free(net);
-}
-
 static void expect_einval(const char *spec, const char *act, uint64_t n, pspace_variant v,
                           uint32_t mc, const char *detail)
 {
@@ -331,43 +180,6 @@ static void expect_einval(const char *spec, const char *act, uint64_t n, pspace_
 	if (!strstr(pspace_errdetail(), detail))
 		fail_msg("'%s': detail '%s' lacks '%s'", spec, pspace_errdetail(), detail);
 }
-
-static void test_refnet_errors(void **state)
-{
-	pspace_variant r = PSPACE_VARIANT_REGRESSION;
-	pspace_refnet *net;
-	pspace_jac_source src;
-	double buf[64];
-
-	(void)state;
-	expect_einval("mlp:", NULL, 1, r, 0, "mlp:");
-	expect_einval("mlp:5", NULL, 1, r, 0, "mlp:5");
-	expect_einval("mlp:5,0,3", NULL, 1, r, 0, "mlp:5,0,3");
-	expect_einval("mlp:5,,3", NULL, 1, r, 0, "mlp:5,,3");
-	expect_einval("mlp:5,3,", NULL, 1, r, 0, "mlp:5,3,");
-	expect_einval("mlp:5,x", NULL, 1, r, 0, "mlp:5,x");
-	expect_einval("cnn:3x8,4,2", NULL, 1, r, 0, "cnn:3x8,4,2");
-	expect_einval("cnn:3x8x8,2", NULL, 1, r, 0, "at least one conv");
-	expect_einval("cnn:3x4x4,2,2,2", NULL, 1, r, 0, "do not fit");
-	expect_einval("rnn:3,4", NULL, 1, r, 0, "unknown network");
-	expect_einval("mlp:3,4", "sigmoid", 1, r, 0, "sigmoid");
-	expect_einval("mlp:3,4", NULL, 0, r, 0, "no examples");
-	expect_einval("mlp:3,4", NULL, 1, PSPACE_VARIANT_MC, 0, "mc_samples");
-	expect_einval("mlp:3,1", NULL, 1, PSPACE_VARIANT_CLASSIF_LOGITS, 0, "one class");
-	expect_einval("mlp:3,4", NULL, 1, (pspace_variant)9, 0, "variant");
-
-	net = mk("cnn:1x5x5,2,3", NULL, 3, r, 0, 1, 0); /* 3 x 3 x 2 -> 3: d = 20 + 57 */
-	assert_int_equal(dim(net), 77);
-	assert_int_equal(pspace_refnet_forward(net, NULL, 3, buf), PSPACE_EINVAL);
-	assert_non_null(strstr(pspace_errdetail(), "cnn:1x5x5,2,3"));
-	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
-	assert_int_equal(src.read(src.ud, 2, 2, buf, 77), PSPACE_EINVAL);
-	assert_int_equal(src.read(src.ud, 0, 0, buf, 77), 0);
-	pspace_refnet_free(net);
-	pspace_refnet_free(NULL);
-}
-
-/* ---- forward pass and Jacobian rows ----------------------------------------------- */
 
 typedef struct netcase {
 	const char *spec;
@@ -389,7 +201,7 @@ static const netcase cases[] = {
 /* Logits against the independent forward pass; @return the relu margin. */
 static double check_forward(pspace_refnet *net, const netcase *c, uint64_t x)
 {
-	uint32_t C = nclasses(net);
+	uint32_t C = rref_nclasses(net);
 	double *u = malloc(c->c0 * c->h * c->w * sizeof(*u)), got[16], want[16], margin;
 
 	assert_non_null(u);
@@ -397,341 +209,23 @@ static double check_forward(pspace_refnet *net, const netcase *c, uint64_t x)
 	ref_forward(pspace_refnet_layout(net), pspace_refnet_params(net), u, c->c0, c->h, c->w,
 	            strcmp(c->act, "relu") == 0, want, &margin);
 	assert_int_equal(pspace_refnet_forward(net, NULL, x, got), 0);
-	if (relerr(got, want, C) > 1e-12)
+	if (fx_relerr(got, want, C) > 1e-12)
 		fail_msg("%s: logits differ from the reference forward pass (%g)", c->spec,
-		         relerr(got, want, C));
+		         fx_relerr(got, want, C));
 	free(u);
 	return margin;
 }
-
-static void test_refnet_forward(void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		pspace_refnet *net =
-		    mk(cases[i].spec, cases[i].act, 3, PSPACE_VARIANT_REGRESSION, 0, 7 + i, 0);
-
-		for (uint64_t x = 0; x < 3; x++)
-			check_forward(net, &cases[i], x);
-		pspace_refnet_free(net);
-	}
-}
-
-/*
- * Regression rows are the rows of J_f: compare with finite differences on
- * every parameter (small nets) or on every 13th parameter plus all biases
- * of the last layer (large nets).
- */
-static void test_refnet_rows_fd(void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const netcase *c = &cases[i];
-		pspace_refnet *net =
-		    mk(c->spec, c->act, 2, PSPACE_VARIANT_REGRESSION, 0, 11 + i, 0);
-		uint64_t d = dim(net), x = 1;
-		uint32_t C = nclasses(net), K;
-		double *R = rows(net, x, 1, &K), *t = malloc(d * sizeof(*t));
-		double fp[16], fm[16], e2 = 0, w2 = 0;
-		uint64_t step = d > 2000 ? 13 : 1;
-
-		assert_non_null(t);
-		assert_int_equal(K, C);
-		/* relu: keep every unit at least 1e3 h from its kink */
-		/* relu: every unit far (> 20 h) from its kink, so differences see no kink */
-		assert_true(check_forward(net, c, x) > 20 * FD_H || strcmp(c->act, "relu") != 0);
-		memcpy(t, pspace_refnet_params(net), d * sizeof(*t));
-		for (uint64_t p = 0; p < d; p += (p + C >= d ? 1 : step)) {
-			double t0 = t[p];
-
-			t[p] = t0 + FD_H;
-			assert_int_equal(pspace_refnet_forward(net, t, x, fp), 0);
-			t[p] = t0 - FD_H;
-			assert_int_equal(pspace_refnet_forward(net, t, x, fm), 0);
-			t[p] = t0;
-			for (uint32_t k = 0; k < C; k++) {
-				double fd = (fp[k] - fm[k]) / (2 * FD_H), r = R[k * d + p];
-
-				e2 += (fd - r) * (fd - r);
-				w2 += fd * fd;
-			}
-		}
-		if (!(sqrt(e2 / w2) < 1e-5))
-			fail_msg("%s (%s): rows vs finite differences: relative error %g", c->spec,
-			         c->act, sqrt(e2 / w2));
-		free(t);
-		free(R);
-		pspace_refnet_free(net);
-	}
-}
-
-/* ---- the Fisher variants ------------------------------------------------------------ */
-
-/* The finite-difference J_f and p of examples 0..n-1: J (n, C, d), P (n, C). */
-static void fd_all(pspace_refnet *net, uint64_t n, double **J, double **P)
-{
-	uint64_t d = dim(net);
-	uint32_t C = nclasses(net);
-	double z[16];
-
-	*J = malloc(n * C * d * sizeof(**J));
-	*P = malloc(n * C * sizeof(**P));
-	assert_true(*J && *P);
-	for (uint64_t x = 0; x < n; x++) {
-		fd_jacobian(net, x, *J + x * C * d);
-		assert_int_equal(pspace_refnet_forward(net, NULL, x, z), 0);
-		softmax(z, C, *P + x * C);
-	}
-}
-
-/* (1/n) sum_x J_x^T M_x J_x with M_x (C x C). */
-static void add_jmj(const double *Jx, const double *M, uint32_t C, uint64_t d, double n, double *F)
-{
-	for (uint32_t a = 0; a < C; a++)
-		for (uint32_t b = 0; b < C; b++) {
-			double m = M[a * C + b] / n;
-
-			if (m == 0)
-				continue;
-			for (uint64_t i = 0; i < d; i++)
-				for (uint64_t j = 0; j < d; j++)
-					F[i * d + j] += m * Jx[a * d + i] * Jx[b * d + j];
-		}
-}
-
-static double *classif_ref(const double *J, const double *P, uint64_t n, uint32_t C, uint64_t d)
-{
-	double *F = calloc(d * d, sizeof(*F)), M[256];
-
-	assert_non_null(F);
-	for (uint64_t x = 0; x < n; x++) {
-		const double *p = P + x * C;
-
-		for (uint32_t a = 0; a < C; a++)
-			for (uint32_t b = 0; b < C; b++)
-				M[a * C + b] = (a == b ? p[a] : 0) - p[a] * p[b];
-		add_jmj(J + x * C * d, M, C, d, (double)n, F);
-	}
-	return F;
-}
-
-static const char *const vspecs[][2] = {
-    {"mlp:5,8,4", "tanh"},
-    {"mlp:4,6,5,3", "relu"},
-    {"cnn:2x5x5,3,4", "tanh"},
-};
-
-static void test_refnet_classif_logits(void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < 3; i++) {
-		uint64_t n = 4;
-		pspace_refnet *net =
-		    mk(vspecs[i][0], vspecs[i][1], n, PSPACE_VARIANT_CLASSIF_LOGITS, 0, 21 + i, 0);
-		uint64_t d = dim(net);
-		uint32_t C = nclasses(net), K;
-		double *R = rows(net, 0, n, &K), *J, *P, *F, *Fr;
-
-		assert_int_equal(K, C - 1);
-		fd_all(net, n, &J, &P);
-		F = gram(R, (size_t)K * n, d, (double)n);
-		Fr = classif_ref(J, P, n, C, d);
-		if (!(relerr(F, Fr, d * d) < 1e-6))
-			fail_msg("%s: classif_logits F relative error %g", vspecs[i][0],
-			         relerr(F, Fr, d * d));
-		free(R);
-		free(J);
-		free(P);
-		free(F);
-		free(Fr);
-		pspace_refnet_free(net);
-	}
-}
-
-/* Peaked probabilities (large logits): the factor stays exact. */
-static void test_refnet_classif_peaked(void **state)
-{
-	uint64_t n = 3;
-	pspace_refnet *net = mk("mlp:4,5,6", "tanh", n, PSPACE_VARIANT_CLASSIF_LOGITS, 0, 5, 0);
-	const pspace_layout *l = pspace_refnet_layout(net);
-	const pspace_layer *y = pspace_layout_layer(l, 1);
-	uint64_t d = dim(net);
-	uint32_t C = 6, K;
-	double *th = pspace_refnet_params(net), *R, *J, *P, *F, *Fr, pmax = 0;
-
-	(void)state;
-	for (uint64_t i = 0; i < y->size; i++)
-		th[y->offset + i] *= 40; /* logits spread over ~ +-30 */
-	R = rows(net, 0, n, &K);
-	fd_all(net, n, &J, &P);
-	for (uint64_t i = 0; i < n * C; i++)
-		pmax = fmax(pmax, P[i]);
-	assert_true(pmax > 0.999);
-	F = gram(R, (size_t)K * n, d, (double)n);
-	Fr = classif_ref(J, P, n, C, d);
-	if (!(relerr(F, Fr, d * d) < 1e-5))
-		fail_msg("peaked classif_logits F relative error %g", relerr(F, Fr, d * d));
-	free(R);
-	free(J);
-	free(P);
-	free(F);
-	free(Fr);
-	pspace_refnet_free(net);
-}
-
-static void test_refnet_regression(void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < 3; i++) {
-		uint64_t n = 3;
-		pspace_refnet *net =
-		    mk(vspecs[i][0], vspecs[i][1], n, PSPACE_VARIANT_REGRESSION, 0, 31 + i, 0);
-		uint64_t d = dim(net);
-		uint32_t C = nclasses(net), K;
-		double *R = rows(net, 0, n, &K), *J, *P, *F, *Fr = calloc(d * d, sizeof(*Fr));
-		double I[256] = {0};
-
-		assert_non_null(Fr);
-		assert_int_equal(K, C);
-		for (uint32_t c = 0; c < C; c++)
-			I[c * C + c] = 1;
-		fd_all(net, n, &J, &P);
-		for (uint64_t x = 0; x < n; x++)
-			add_jmj(J + x * C * d, I, C, d, (double)n, Fr);
-		F = gram(R, (size_t)K * n, d, (double)n);
-		if (!(relerr(F, Fr, d * d) < 1e-6))
-			fail_msg("%s: regression F relative error %g", vspecs[i][0],
-			         relerr(F, Fr, d * d));
-		free(R);
-		free(J);
-		free(P);
-		free(F);
-		free(Fr);
-		pspace_refnet_free(net);
-	}
-}
-
-static void test_refnet_empirical(void **state)
-{
-	(void)state;
-	for (size_t i = 0; i < 3; i++) {
-		uint64_t n = 12;
-		pspace_refnet *net =
-		    mk(vspecs[i][0], vspecs[i][1], n, PSPACE_VARIANT_EMPIRICAL, 0, 41 + i, 0);
-		uint64_t d = dim(net);
-		uint32_t C = nclasses(net), K, seen = 0;
-		double *R = rows(net, 0, n, &K), *G = malloc(n * d * sizeof(*G));
-		double *t = malloc(d * sizeof(*t)), *F, *Fr, zp[16], zm[16], pp[16], pm[16];
-
-		assert_true(G && t);
-		assert_int_equal(K, 1);
-		memcpy(t, pspace_refnet_params(net), d * sizeof(*t));
-		for (uint64_t x = 0; x < n; x++) {
-			uint32_t y;
-
-			assert_int_equal(pspace_refnet_label(net, x, &y), 0);
-			assert_true(y < C);
-			seen |= 1u << y;
-			for (uint64_t p = 0; p < d; p++) {
-				double t0 = t[p];
-
-				t[p] = t0 + FD_H;
-				assert_int_equal(pspace_refnet_forward(net, t, x, zp), 0);
-				t[p] = t0 - FD_H;
-				assert_int_equal(pspace_refnet_forward(net, t, x, zm), 0);
-				t[p] = t0;
-				softmax(zp, C, pp);
-				softmax(zm, C, pm);
-				G[x * d + p] = (log(pp[y]) - log(pm[y])) / (2 * FD_H);
-			}
-		}
-		assert_true((seen & (seen - 1)) != 0); /* labels vary */
-
-		F = gram(R, n, d, (double)n);
-		Fr = gram(G, n, d, (double)n);
-		if (!(relerr(F, Fr, d * d) < 1e-6))
-			fail_msg("%s: empirical F relative error %g", vspecs[i][0],
-			         relerr(F, Fr, d * d));
-		free(R);
-		free(G);
-		free(t);
-		free(F);
-		free(Fr);
-		pspace_refnet_free(net);
-	}
-}
-
-/*
- * MC with K samples: F_mc = (1/n) sum_x (1/K) sum_k g g^T, g = J^T (e_y - p),
- * y ~ p, is unbiased for F = classif_logits, with
- * E ||F_mc - F||^2 = (1/n^2) sum_x (1/K) (sum_y p_y ||g_y||^4 - ||F_x||^2)
- * computed exactly here. The test holds ||F_mc - F|| < 4 sd (Chebyshev:
- * a wrong-free estimator fails with probability < 1/16; the seed is
- * fixed, so the outcome is reproducible) and < 10% relative.
- */
-static void test_refnet_mc(void **state)
-{
-	uint64_t n = 2;
-	uint32_t Ks = 3000, K;
-	pspace_refnet *net = mk("mlp:4,6,4", "tanh", n, PSPACE_VARIANT_MC, Ks, 51, 0);
-	uint64_t d = dim(net);
-	uint32_t C = nclasses(net);
-	double *R = rows(net, 0, n, &K), *J, *P, *F, *Fr, var = 0, err, g[128];
-
-	(void)state;
-	assert_int_equal(K, Ks);
-	fd_all(net, n, &J, &P);
-	F = gram(R, (size_t)K * n, d, (double)n);
-	Fr = classif_ref(J, P, n, C, d);
-	for (uint64_t x = 0; x < n; x++) {
-		double *Fx = classif_ref(J + x * C * d, P + x * C, 1, C, d), e4 = 0, f2 = 0;
-
-		for (uint32_t y = 0; y < C; y++) {
-			double g2 = 0;
-
-			for (uint64_t i = 0; i < d; i++) {
-				g[i] = 0;
-				for (uint32_t c = 0; c < C; c++)
-					g[i] += J[(x * C + c) * d + i] * ((c == y) - P[x * C + c]);
-				g2 += g[i] * g[i];
-			}
-			e4 += P[x * C + y] * g2 * g2;
-		}
-		for (uint64_t i = 0; i < d * d; i++)
-			f2 += Fx[i] * Fx[i];
-		var += (e4 - f2) / Ks / (double)(n * n);
-		free(Fx);
-	}
-	err = relerr(F, Fr, d * d);
-	{
-		double nrm = 0;
-
-		for (uint64_t i = 0; i < d * d; i++)
-			nrm += Fr[i] * Fr[i];
-		if (!(err * sqrt(nrm) < 4 * sqrt(var) && err < 0.1))
-			fail_msg("MC F: error %g (relative %g), sd %g", err * sqrt(nrm), err,
-			         sqrt(var));
-	}
-	free(R);
-	free(J);
-	free(P);
-	free(F);
-	free(Fr);
-	pspace_refnet_free(net);
-}
-
-/* ---- layer tensors ------------------------------------------------------------------ */
 
 /* Per-example gradients from the layer tensors reproduce the Jacobian rows. */
 static void check_layers_rows(pspace_refnet *net, uint64_t n)
 {
 	const pspace_layout *lay = pspace_refnet_layout(net);
 	size_t nl = pspace_layout_nlayers(lay);
-	uint64_t d = dim(net);
+	uint64_t d = rref_dim(net);
 	pspace_layer_source src;
 	pspace_layer_batch *b = calloc(nl, sizeof(*b));
 	uint32_t K;
-	double *R = rows(net, 0, n, &K), e2 = 0, w2 = 0;
+	double *R = rref_rows(net, 0, n, &K), e2 = 0, w2 = 0;
 
 	assert_non_null(b);
 	assert_int_equal(pspace_refnet_layers(net, &src), 0);
@@ -770,6 +264,134 @@ static void check_layers_rows(pspace_refnet *net, uint64_t n)
 	free(b);
 }
 
+static void test_refnet_layout_mlp(void **state)
+{
+	pspace_refnet *net = rref_make("mlp:5,7,4,3", NULL, 2, PSPACE_VARIANT_REGRESSION, 0, 1, 0);
+	const pspace_layout *l = pspace_refnet_layout(net);
+
+	(void)state;
+	assert_int_equal(pspace_layout_nlayers(l), 3);
+	/* fc1 7*5 + 7 = 42; fc2 4*7 + 4 = 32; fc3 3*4 + 3 = 15 */
+	check_layer(pspace_layout_layer(l, 0), "fc1", PSPACE_LAYER_LINEAR, "7x5", 0);
+	check_layer(pspace_layout_layer(l, 1), "fc2", PSPACE_LAYER_LINEAR, "4x7", 42);
+	check_layer(pspace_layout_layer(l, 2), "fc3", PSPACE_LAYER_LINEAR, "3x4", 74);
+	assert_int_equal(pspace_layout_dim(l), 89);
+	pspace_refnet_free(net);
+}
+
+static void test_refnet_layout_cnn(void **state)
+{
+	pspace_refnet *net =
+	    rref_make("cnn:2x6x5,3,4,3", NULL, 2, PSPACE_VARIANT_REGRESSION, 0, 1, 0);
+	const pspace_layout *l = pspace_refnet_layout(net);
+
+	(void)state;
+	assert_int_equal(pspace_layout_nlayers(l), 3);
+	/* conv1 3*2*9 + 3 = 57 (6x5 -> 4x3); conv2 4*3*9 + 4 = 112 (-> 2x1);
+	 * fc 3 x (4*2*1) + 3 = 27 */
+	check_layer(pspace_layout_layer(l, 0), "conv1", PSPACE_LAYER_CONV2D, "3x2x3x3", 0);
+	check_layer(pspace_layout_layer(l, 1), "conv2", PSPACE_LAYER_CONV2D, "4x3x3x3", 57);
+	check_layer(pspace_layout_layer(l, 2), "fc", PSPACE_LAYER_LINEAR, "3x8", 169);
+	assert_int_equal(pspace_layout_dim(l), 196);
+	pspace_refnet_free(net);
+}
+
+static void test_refnet_errors(void **state)
+{
+	pspace_variant r = PSPACE_VARIANT_REGRESSION;
+	pspace_refnet *net;
+	pspace_jac_source src;
+	double buf[64];
+
+	(void)state;
+	expect_einval("mlp:", NULL, 1, r, 0, "mlp:");
+	expect_einval("mlp:5", NULL, 1, r, 0, "mlp:5");
+	expect_einval("mlp:5,0,3", NULL, 1, r, 0, "mlp:5,0,3");
+	expect_einval("mlp:5,,3", NULL, 1, r, 0, "mlp:5,,3");
+	expect_einval("mlp:5,3,", NULL, 1, r, 0, "mlp:5,3,");
+	expect_einval("mlp:5,x", NULL, 1, r, 0, "mlp:5,x");
+	expect_einval("cnn:3x8,4,2", NULL, 1, r, 0, "cnn:3x8,4,2");
+	expect_einval("cnn:3x8x8,2", NULL, 1, r, 0, "at least one conv");
+	expect_einval("cnn:3x4x4,2,2,2", NULL, 1, r, 0, "do not fit");
+	expect_einval("rnn:3,4", NULL, 1, r, 0, "unknown network");
+	expect_einval("mlp:3,4", "sigmoid", 1, r, 0, "sigmoid");
+	expect_einval("mlp:3,4", NULL, 0, r, 0, "no examples");
+	expect_einval("mlp:3,4", NULL, 1, PSPACE_VARIANT_MC, 0, "mc_samples");
+	expect_einval("mlp:3,1", NULL, 1, PSPACE_VARIANT_CLASSIF_LOGITS, 0, "one class");
+	expect_einval("mlp:3,4", NULL, 1, (pspace_variant)9, 0, "variant");
+
+	net = rref_make("cnn:1x5x5,2,3", NULL, 3, r, 0, 1, 0); /* 3 x 3 x 2 -> 3: d = 20 + 57 */
+	assert_int_equal(rref_dim(net), 77);
+	assert_int_equal(pspace_refnet_forward(net, NULL, 3, buf), PSPACE_EINVAL);
+	assert_non_null(strstr(pspace_errdetail(), "cnn:1x5x5,2,3"));
+	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
+	assert_int_equal(src.read(src.ud, 2, 2, buf, 77), PSPACE_EINVAL);
+	assert_int_equal(src.read(src.ud, 0, 0, buf, 77), 0);
+	pspace_refnet_free(net);
+	pspace_refnet_free(NULL);
+}
+
+static void test_refnet_forward(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		pspace_refnet *net = rref_make(cases[i].spec, cases[i].act, 3,
+		                               PSPACE_VARIANT_REGRESSION, 0, 7 + i, 0);
+
+		for (uint64_t x = 0; x < 3; x++)
+			check_forward(net, &cases[i], x);
+		pspace_refnet_free(net);
+	}
+}
+
+/*
+ * Regression rows are the rows of J_f: compare with finite differences on
+ * every parameter (small nets) or on every 13th parameter plus all biases
+ * of the last layer (large nets).
+ */
+static void test_refnet_rows_fd(void **state)
+{
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const netcase *c = &cases[i];
+		pspace_refnet *net =
+		    rref_make(c->spec, c->act, 2, PSPACE_VARIANT_REGRESSION, 0, 11 + i, 0);
+		uint64_t d = rref_dim(net), x = 1;
+		uint32_t C = rref_nclasses(net), K;
+		double *R = rref_rows(net, x, 1, &K), *t = malloc(d * sizeof(*t));
+		double fp[16], fm[16], e2 = 0, w2 = 0;
+		uint64_t step = d > 2000 ? 13 : 1;
+
+		assert_non_null(t);
+		assert_int_equal(K, C);
+		/* relu: keep every unit at least 1e3 h from its kink */
+		/* relu: every unit far (> 20 h) from its kink, so differences see no kink */
+		assert_true(check_forward(net, c, x) > 20 * FD_H || strcmp(c->act, "relu") != 0);
+		memcpy(t, pspace_refnet_params(net), d * sizeof(*t));
+		for (uint64_t p = 0; p < d; p += (p + C >= d ? 1 : step)) {
+			double t0 = t[p];
+
+			t[p] = t0 + FD_H;
+			assert_int_equal(pspace_refnet_forward(net, t, x, fp), 0);
+			t[p] = t0 - FD_H;
+			assert_int_equal(pspace_refnet_forward(net, t, x, fm), 0);
+			t[p] = t0;
+			for (uint32_t k = 0; k < C; k++) {
+				double fd = (fp[k] - fm[k]) / (2 * FD_H), r = R[k * d + p];
+
+				e2 += (fd - r) * (fd - r);
+				w2 += fd * fd;
+			}
+		}
+		if (!(sqrt(e2 / w2) < 1e-5))
+			fail_msg("%s (%s): rows vs finite differences: relative error %g", c->spec,
+			         c->act, sqrt(e2 / w2));
+		free(t);
+		free(R);
+		pspace_refnet_free(net);
+	}
+}
+
 static void test_refnet_layers_rows(void **state)
 {
 	static const pspace_variant vs[] = {PSPACE_VARIANT_CLASSIF_LOGITS, PSPACE_VARIANT_MC,
@@ -779,14 +401,12 @@ static void test_refnet_layers_rows(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
 		for (size_t v = 0; v < 4; v++) {
 			pspace_refnet *net =
-			    mk(cases[i].spec, cases[i].act, 3, vs[v], 3, 61 + i, 0);
+			    rref_make(cases[i].spec, cases[i].act, 3, vs[v], 3, 61 + i, 0);
 
 			check_layers_rows(net, 3);
 			pspace_refnet_free(net);
 		}
 }
-
-/* ---- batching and same input --------------------------------------------------------- */
 
 static void test_refnet_batching(void **state)
 {
@@ -796,13 +416,13 @@ static void test_refnet_batching(void **state)
 	(void)state;
 	for (int cnn = 0; cnn < 2; cnn++) {
 		pspace_refnet *net =
-		    mk(cnn ? "cnn:2x6x6,3,4" : "mlp:5,7,4", NULL, n,
-		       cnn ? PSPACE_VARIANT_EMPIRICAL : PSPACE_VARIANT_MC, 3, 71, 0);
+		    rref_make(cnn ? "cnn:2x6x6,3,4" : "mlp:5,7,4", NULL, n,
+		              cnn ? PSPACE_VARIANT_EMPIRICAL : PSPACE_VARIANT_MC, 3, 71, 0);
 		const pspace_layout *lay = pspace_refnet_layout(net);
 		size_t nl = pspace_layout_nlayers(lay);
-		uint64_t d = dim(net);
+		uint64_t d = rref_dim(net);
 		uint32_t K, K2;
-		double *full = rows(net, 0, n, &K), *fa[4], *fg[4];
+		double *full = rref_rows(net, 0, n, &K), *fa[4], *fg[4];
 		pspace_layer_source src;
 		pspace_layer_batch b[4];
 		uint64_t na[4], ng[4];
@@ -823,7 +443,7 @@ static void test_refnet_batching(void **state)
 		}
 		for (size_t c = 0; c < 4; c++) {
 			uint64_t x0 = chunks[c][0], nx = chunks[c][1];
-			double *part = rows(net, x0, nx, &K2);
+			double *part = rref_rows(net, x0, nx, &K2);
 
 			for (uint32_t k = 0; k < K; k++)
 				assert_memory_equal(part + k * nx * d, full + (k * n + x0) * d,
@@ -855,15 +475,15 @@ static void test_refnet_same_input(void **state)
 	(void)state;
 	for (int same = 0; same < 2; same++)
 		for (int cnn = 0; cnn < 2; cnn++) {
-			pspace_refnet *net = mk(cnn ? "cnn:2x6x6,3,4" : "mlp:5,7,4", NULL, n,
-			                        PSPACE_VARIANT_REGRESSION, 0, 81, same);
+			pspace_refnet *net = rref_make(cnn ? "cnn:2x6x6,3,4" : "mlp:5,7,4", NULL, n,
+			                               PSPACE_VARIANT_REGRESSION, 0, 81, same);
 			const pspace_layout *lay = pspace_refnet_layout(net);
 			size_t nl = pspace_layout_nlayers(lay);
-			uint64_t d = dim(net);
+			uint64_t d = rref_dim(net);
 			pspace_layer_source src;
 			pspace_layer_batch b[4];
 			uint32_t K;
-			double *R = rows(net, 0, n, &K);
+			double *R = rref_rows(net, 0, n, &K);
 
 			assert_int_equal(pspace_refnet_layers(net, &src), 0);
 			assert_int_equal(src.read(src.ud, 0, n, b), 0);
@@ -891,19 +511,10 @@ static void test_refnet_same_input(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_refnet_layout_mlp),
-	    cmocka_unit_test(test_refnet_layout_cnn),
-	    cmocka_unit_test(test_refnet_errors),
-	    cmocka_unit_test(test_refnet_forward),
-	    cmocka_unit_test(test_refnet_rows_fd),
-	    cmocka_unit_test(test_refnet_classif_logits),
-	    cmocka_unit_test(test_refnet_classif_peaked),
-	    cmocka_unit_test(test_refnet_regression),
-	    cmocka_unit_test(test_refnet_empirical),
-	    cmocka_unit_test(test_refnet_mc),
-	    cmocka_unit_test(test_refnet_layers_rows),
-	    cmocka_unit_test(test_refnet_batching),
-	    cmocka_unit_test(test_refnet_same_input),
+	    cmocka_unit_test(test_refnet_layout_mlp), cmocka_unit_test(test_refnet_layout_cnn),
+	    cmocka_unit_test(test_refnet_errors),     cmocka_unit_test(test_refnet_forward),
+	    cmocka_unit_test(test_refnet_rows_fd),    cmocka_unit_test(test_refnet_layers_rows),
+	    cmocka_unit_test(test_refnet_batching),   cmocka_unit_test(test_refnet_same_input),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

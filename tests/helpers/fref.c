@@ -42,6 +42,22 @@ double *fref_gram(size_t d, size_t n, double shift, uint64_t seed)
 	return F;
 }
 
+double *fref_rows_gram(const double *R, size_t m, size_t d, double n)
+{
+	double *F = calloc(d * d, sizeof(*F));
+
+	assert_non_null(F);
+	for (size_t r = 0; r < m; r++)
+		for (size_t i = 0; i < d; i++) {
+			double a = R[r * d + i] / n;
+
+			if (a != 0)
+				for (size_t j = 0; j < d; j++)
+					F[i * d + j] += a * R[r * d + j];
+		}
+	return F;
+}
+
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y)
 {
 	for (size_t j = 0; j < k; j++)

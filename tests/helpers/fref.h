@@ -27,6 +27,8 @@ typedef fx_store fref_store;
 
 /** F = J^T J / n + shift I (d x d, malloc'd), J n x d from fx_randv(n d, @p seed). */
 double *fref_gram(size_t d, size_t n, double shift, uint64_t seed);
+/** F = (1/n) R^T R (d x d, malloc'd) for @p m rows R (m, d). */
+double *fref_rows_gram(const double *R, size_t m, size_t d, double n);
 /** Y = F X for k vectors ((k, d) row-major, ld d). */
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y);
 /** X = (F + l I)^-1 B by LU with partial pivoting (LAPACKE_dgesv) on a copy. */
