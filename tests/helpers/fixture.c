@@ -19,6 +19,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "pspace/common.h"
 
 /* ---- temporary directories and stores ------------------------------------------- */
 
@@ -143,6 +144,17 @@ double fx_relerr(const double *got, const double *want, size_t n)
 double fx_relerr1(double got, double want)
 {
 	return fabs(got - want) / (fabs(want) > 0 ? fabs(want) : 1.0);
+}
+
+void fx_expect_err(int rc, int code, const char *path, const char *substr)
+{
+	if (rc != code)
+		fail_msg("expected %s, got %d (%s); detail: %s", pspace_strerror(code), rc,
+		         pspace_strerror(rc), pspace_errdetail());
+	if (path != NULL && strstr(pspace_errdetail(), path) == NULL)
+		fail_msg("detail does not name %s: %s", path, pspace_errdetail());
+	if (substr != NULL && strstr(pspace_errdetail(), substr) == NULL)
+		fail_msg("detail lacks '%s': %s", substr, pspace_errdetail());
 }
 
 /* ---- the tool ----------------------------------------------------------------------- */

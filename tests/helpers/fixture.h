@@ -74,6 +74,13 @@ double fx_relerr(const double *got, const double *want, size_t n);
 /** Relative error of a scalar |got - want| / |want| (the absolute one when want = 0). */
 double fx_relerr1(double got, double want);
 
+/**
+ * Asserts that @p rc is the error @p code and that the detail message
+ * (pspace_errdetail) names @p path and contains @p substr (each when not
+ * NULL), failing with the three of them otherwise.
+ */
+void fx_expect_err(int rc, int code, const char *path, const char *substr);
+
 /* ---- the tool ----------------------------------------------------------------------- */
 
 /**
