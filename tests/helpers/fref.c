@@ -58,6 +58,45 @@ double *fref_rows_gram(const double *R, size_t m, size_t d, double n)
 	return F;
 }
 
+double fref_norm(const double *a, size_t n)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += a[i] * a[i];
+	return sqrt(s);
+}
+
+double fref_dist(const double *a, const double *b, size_t n)
+{
+	double s = 0;
+
+	for (size_t i = 0; i < n; i++)
+		s += (a[i] - b[i]) * (a[i] - b[i]);
+	return sqrt(s);
+}
+
+double *fref_stored_dense(pspace_store *s, const char *name, size_t d)
+{
+	pspace_mat *m = NULL;
+	double *D = malloc(d * d * sizeof(*D));
+
+	assert_non_null(D);
+	assert_int_equal(pspace_mat_open(&m, s, name), 0);
+	assert_int_equal(pspace_mat_dim(m), d);
+	assert_int_equal(pspace_mat_dense(m, NULL, D, d), 0);
+	pspace_mat_free(m);
+	return D;
+}
+
+double fref_stored_relerr(pspace_store *s, const char *name, const double *F, size_t d)
+{
+	double *D = fref_stored_dense(s, name, d), e = fref_dist(D, F, d * d) / fref_norm(F, d * d);
+
+	free(D);
+	return e;
+}
+
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y)
 {
 	for (size_t j = 0; j < k; j++)

@@ -29,6 +29,15 @@ typedef fx_store fref_store;
 double *fref_gram(size_t d, size_t n, double shift, uint64_t seed);
 /** F = (1/n) R^T R (d x d, malloc'd) for @p m rows R (m, d). */
 double *fref_rows_gram(const double *R, size_t m, size_t d, double n);
+/** ||a|| (Euclidean, over @p n entries). */
+double fref_norm(const double *a, size_t n);
+/** ||a - b|| (Euclidean, over @p n entries). */
+double fref_dist(const double *a, const double *b, size_t n);
+/** The dense form (d x d, malloc'd) of the stored matrix @p name of @p s (asserts its dimension).
+ */
+double *fref_stored_dense(pspace_store *s, const char *name, size_t d);
+/** Relative Frobenius error of the stored matrix @p name against @p F (d x d). */
+double fref_stored_relerr(pspace_store *s, const char *name, const double *F, size_t d);
 /** Y = F X for k vectors ((k, d) row-major, ld d). */
 void fref_mm(const double *F, size_t d, size_t k, const double *X, double *Y);
 /** X = (F + l I)^-1 B by LU with partial pivoting (LAPACKE_dgesv) on a copy. */

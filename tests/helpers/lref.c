@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -279,4 +280,82 @@ double *lref_ekfac(const lref_src *s, const double *R, uint64_t rows)
 		free(S);
 	}
 	return F;
+}
+
+/* ---- Jacobian rows in memory ------------------------------------------------------ */
+
+const char lref_jlayout[] = "fc1 linear 5x4 bias\n"
+                            "bn  norm   5   bias\n"
+                            "fc2 linear 3x5 nobias\n";
+
+static int lref_jsrc_read(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld)
+{
+	lref_jsrc *j = ud;
+
+	j->reads++;
+	if (x0 == 0)
+		j->passes++;
+	if (j->fail_at && j->passes == j->fail_at && x0 > 0)
+		return PSPACE_EIO;
+	if (j->stop_pass && (int)j->passes == j->stop_pass) {
+		char c = 1;
+
+		if (write(j->fd, &c, 1) != 1)
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	for (uint32_t k = 0; k < j->K; k++)
+		for (uint64_t x = 0; x < nx; x++)
+			for (uint64_t p = 0; p < j->d; p++)
+				out[(k * nx + x) * ld + p] =
+				    j->scale * j->J[(k * j->n + x0 + x) * j->d + p];
+	return 0;
+}
+
+void lref_jsrc_init(lref_jsrc *j, pspace_jac_source *src, uint64_t n, uint32_t K, uint64_t d,
+                    uint64_t seed)
+{
+	memset(j, 0, sizeof(*j));
+	j->n = n;
+	j->K = K;
+	j->d = d;
+	j->scale = 1.0;
+	j->J = fx_randv(K * n * d, seed);
+	/* columns of different scales */
+	for (uint64_t r = 0; r < K * n; r++)
+		for (uint64_t p = 0; p < d; p++)
+			j->J[r * d + p] *= 1.0 + (double)(p % 7);
+	src->examples = n;
+	src->outputs = K;
+	src->d = d;
+	src->read = lref_jsrc_read;
+	src->ud = j;
+}
+
+pspace_layout *lref_parse(const char *text)
+{
+	pspace_layout *l = NULL;
+
+	assert_int_equal(pspace_layout_parse(&l, text, "test"), 0);
+	return l;
+}
+
+void lref_keep_blocks(const pspace_layout *l, double *F)
+{
+	uint64_t d = pspace_layout_dim(l);
+
+	for (uint64_t i = 0; i < d; i++)
+		for (uint64_t j = 0; j < d; j++)
+			if (pspace_layout_layer_of(l, i) != pspace_layout_layer_of(l, j))
+				F[i * d + j] = 0;
+}
+
+void lref_opts_f64(pspace_build_opts *o, pspace_kind kind)
+{
+	pspace_build_opts_default(o);
+	o->kind = kind;
+	o->write.codec.dtype = PSPACE_F64;
+	o->write.tile = 8;
+	o->exec.threads = 2;
 }

@@ -37,4 +37,35 @@ double *lref_kfac(const lref_src *s);
 /** Dense EKFAC with S from the @p rows per-example gradient rows @p R. */
 double *lref_ekfac(const lref_src *s, const double *R, uint64_t rows);
 
+/** An in-memory Jacobian source: rows scale * J, J (K, n, d), with a failure and a kill hook. */
+typedef struct lref_jsrc {
+	uint64_t n, d;
+	uint32_t K;
+	double *J;        /**< (K, n, d), malloc'd: the caller frees */
+	double scale;     /**< rows are scale * J */
+	uint64_t reads;   /**< read calls */
+	uint64_t passes;  /**< reads at x0 = 0 */
+	uint64_t fail_at; /**< fail on the first read of this pass at x0 > 0 (0 = never) */
+	int stop_pass;    /**< pass at which to signal @p fd and wait to be killed (0 = never) */
+	int fd;
+} lref_jsrc;
+
+/**
+ * Fills @p j with random rows from @p seed (columns of different scales,
+ * scale 1, no hooks) and points @p src at it.
+ */
+void lref_jsrc_init(lref_jsrc *j, pspace_jac_source *src, uint64_t n, uint32_t K, uint64_t d,
+                    uint64_t seed);
+
+/** Layers with and without bias and a norm layer (rows only): LREF_JD parameters. */
+extern const char lref_jlayout[];
+#define LREF_JD 50
+
+/** Parses layout @p text (asserts). Caller frees. */
+pspace_layout *lref_parse(const char *text);
+/** Zeroes the entries of F (d x d) between different layers of @p l. */
+void lref_keep_blocks(const pspace_layout *l, double *F);
+/** Build options for @p kind with f64 tiles of edge 8 and 2 threads. */
+void lref_opts_f64(pspace_build_opts *o, pspace_kind kind);
+
 #endif
