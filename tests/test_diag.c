@@ -21,6 +21,7 @@
 
 #include "fixture.h"
 #include "fref.h"
+#include "kref.h"
 #include "pspace/factored.h"
 #include "pspace/layout.h"
 #include "pspace/mat.h"
@@ -159,14 +160,7 @@ static void test_diag_transforms(void **state)
 	/* product, against the dense product */
 	assert_int_equal(pspace_diag_create(&b, ly, w), 0);
 	assert_int_equal(pspace_mat_product(m, b, &r), 0);
-	for (size_t i = 0; i < D; i++)
-		for (size_t j = 0; j < D; j++) {
-			double s = 0;
-
-			for (size_t l = 0; l < D; l++)
-				s += F[i * D + l] * Fw[l * D + j];
-			P[i * D + j] = s;
-		}
+	kref_matmul(D, F, Fw, P);
 	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
 	pspace_mat_free(b);

@@ -21,21 +21,6 @@
 #include "fixture.h"
 #include "pspace.h"
 
-static char tmp_root[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	fx_dir_make(tmp_root, sizeof(tmp_root), "npy");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return fx_dir_remove(tmp_root);
-}
-
 /*
  * Writes a file with format version @p major and header @p dict, padded with
  * spaces and '\n' to a multiple of 64 when @p pad (as numpy does), then
@@ -87,7 +72,7 @@ static pspace_npy *open_ok(const char *path)
 
 static void roundtrip(pspace_dtype dt, int ndim, const uint64_t *shape)
 {
-	const char *path = fx_path(tmp_root, "rt_%s_%d.npy", pspace_dtype_name(dt), ndim);
+	const char *path = fx_path(fx_group_dir(), "rt_%s_%d.npy", pspace_dtype_name(dt), ndim);
 	uint64_t count = 1;
 	double *x, *got;
 	int64_t *xi, *goti;
@@ -184,7 +169,7 @@ static void test_npy_roundtrip(void **state)
 
 	/* Header text of a 2-d f4 file is exactly numpy's. */
 	{
-		const char *path = fx_path(tmp_root, "hdr.npy");
+		const char *path = fx_path(fx_group_dir(), "hdr.npy");
 		const double x[12] = {0};
 		char head[128];
 		const char want[] = "{'descr': '<f4', 'fortran_order': False, 'shape': (3, 4), }";
@@ -203,17 +188,19 @@ static void test_npy_roundtrip(void **state)
 	}
 
 	/* No temporary file left behind. */
-	dir = opendir(tmp_root);
+	dir = opendir(fx_group_dir());
 	assert_non_null(dir);
 	while ((e = readdir(dir)) != NULL)
 		assert_null(strstr(e->d_name, ".tmp-"));
 	closedir(dir);
 
 	/* Writer errors. */
-	assert_int_equal(pspace_npy_write(fx_path(tmp_root, "x.npy"), PSPACE_BF16, 1, s1, NULL),
-	                 PSPACE_EINVAL);
-	assert_int_equal(pspace_npy_write(fx_path(tmp_root, "nodir/x.npy"), PSPACE_F64, 0, s1, s1),
-	                 PSPACE_ENOTFOUND);
+	assert_int_equal(
+	    pspace_npy_write(fx_path(fx_group_dir(), "x.npy"), PSPACE_BF16, 1, s1, NULL),
+	    PSPACE_EINVAL);
+	assert_int_equal(
+	    pspace_npy_write(fx_path(fx_group_dir(), "nodir/x.npy"), PSPACE_F64, 0, s1, s1),
+	    PSPACE_ENOTFOUND);
 	assert_non_null(strstr(pspace_errdetail(), "nodir/x.npy"));
 }
 
@@ -281,7 +268,7 @@ static void test_npy_handmade_headers(void **state)
 
 	(void)state;
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		const char *path = fx_path(tmp_root, "hand%zu.npy", c);
+		const char *path = fx_path(fx_group_dir(), "hand%zu.npy", c);
 		uint64_t count = 1;
 		size_t isz = cases[c].dt == PSPACE_F32 ? 4 : 8;
 		pspace_npy *f;
@@ -393,7 +380,7 @@ static void test_npy_malformed(void **state)
 
 	(void)state;
 	for (size_t c = 0; c < sizeof(cases) / sizeof(cases[0]); c++) {
-		const char *path = fx_path(tmp_root, "bad%zu.npy", c);
+		const char *path = fx_path(fx_group_dir(), "bad%zu.npy", c);
 
 		write_raw(path, cases[c].major, cases[c].dict, 1, data, cases[c].ndata);
 		f = (pspace_npy *)data;
@@ -403,7 +390,7 @@ static void test_npy_malformed(void **state)
 
 	/* Bytes that are not an .npy preamble. */
 	{
-		const char *p = fx_path(tmp_root, "magic.npy");
+		const char *p = fx_path(fx_group_dir(), "magic.npy");
 		unsigned char b[80];
 
 		memset(b, ' ', sizeof(b));
@@ -414,29 +401,29 @@ static void test_npy_malformed(void **state)
 		fx_write_file(p, b, sizeof(b));
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "version 1.1");
 
-		p = fx_path(tmp_root, "empty.npy");
+		p = fx_path(fx_group_dir(), "empty.npy");
 		fx_write_file(p, b, 0);
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "empty");
-		p = fx_path(tmp_root, "short.npy");
+		p = fx_path(fx_group_dir(), "short.npy");
 		fx_write_file(p, "\x93NUMPY\x01", 7);
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "too short");
-		p = fx_path(tmp_root, "short2.npy");
+		p = fx_path(fx_group_dir(), "short2.npy");
 		fx_write_file(p, "\x93NUMPY\x02\x00\x10\x00", 10);
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "preamble");
 
 		/* Header length beyond EOF: v1 (u16) and v3 (u32). */
-		p = fx_path(tmp_root, "hlen1.npy");
+		p = fx_path(fx_group_dir(), "hlen1.npy");
 		memcpy(b, "\x93NUMPY\x01\x00\xff\x7f", 10);
 		fx_write_file(p, b, sizeof(b));
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "beyond the end");
-		p = fx_path(tmp_root, "hlen3.npy");
+		p = fx_path(fx_group_dir(), "hlen3.npy");
 		memcpy(b, "\x93NUMPY\x03\x00\x00\x00\x00\x80", 12);
 		fx_write_file(p, b, sizeof(b));
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, p, "beyond the end");
 
-		p = fx_path(tmp_root, "missing.npy");
+		p = fx_path(fx_group_dir(), "missing.npy");
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_ENOTFOUND, p, NULL);
-		p = fx_path(tmp_root, "%s", ""); /* the directory itself */
+		p = fx_path(fx_group_dir(), "%s", ""); /* the directory itself */
 		fx_expect_err(pspace_npy_open(&f, p), PSPACE_EFORMAT, NULL, "not a regular file");
 	}
 }
@@ -449,5 +436,5 @@ int main(void)
 	    cmocka_unit_test(test_npy_malformed),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }

@@ -20,21 +20,6 @@
 #include "fixture.h"
 #include "pspace.h"
 
-static char tmp_root[64];
-
-static int setup(void **state)
-{
-	(void)state;
-	fx_dir_make(tmp_root, sizeof(tmp_root), "npy");
-	return 0;
-}
-
-static int teardown(void **state)
-{
-	(void)state;
-	return fx_dir_remove(tmp_root);
-}
-
 /* Deterministic values with few significant bits, exact in float32. */
 static double val(uint64_t i, uint64_t salt)
 {
@@ -103,7 +88,7 @@ static void test_npy_jac_source(void **state)
 	(void)state;
 	/* K = 2 over three uneven files, one of them float32 (values exact in f32). */
 	for (int i = 0; i < 3; i++) {
-		paths[i] = fx_path(tmp_root, "J%d.npy", i);
+		paths[i] = fx_path(fx_group_dir(), "J%d.npy", i);
 		write_jac(paths[i], i == 1 ? PSPACE_F32 : PSPACE_F64, 3, 2, x0, ns[i], d);
 		x0 += ns[i];
 	}
@@ -119,7 +104,7 @@ static void test_npy_jac_source(void **state)
 	/* K = 1: (n, d) files, with a (1, n, d) file among them. */
 	x0 = 0;
 	for (int i = 0; i < 3; i++) {
-		paths[i] = fx_path(tmp_root, "J1_%d.npy", i);
+		paths[i] = fx_path(fx_group_dir(), "J1_%d.npy", i);
 		write_jac(paths[i], PSPACE_F64, i == 2 ? 3 : 2, 1, x0, ns[i], d);
 		x0 += ns[i];
 	}
@@ -130,12 +115,12 @@ static void test_npy_jac_source(void **state)
 	pspace_jac_source_npy_close(&src);
 
 	/* Mismatches name the file and what differs. */
-	paths[0] = fx_path(tmp_root, "J0.npy");
-	paths[1] = fx_path(tmp_root, "J1_1.npy"); /* K = 1 */
+	paths[0] = fx_path(fx_group_dir(), "J0.npy");
+	paths[1] = fx_path(fx_group_dir(), "J1_1.npy"); /* K = 1 */
 	fx_expect_err(pspace_jac_source_npy(&src, paths, 2, NULL), PSPACE_EFORMAT, "J1_1.npy",
 	              "K = 1 outputs, but");
 	assert_null(src.ud);
-	paths[1] = fx_path(tmp_root, "Jd.npy");
+	paths[1] = fx_path(fx_group_dir(), "Jd.npy");
 	write_jac(paths[1], PSPACE_F64, 3, 2, 0, 2, d + 1);
 	fx_expect_err(pspace_jac_source_npy(&src, paths, 2, NULL), PSPACE_EFORMAT, "Jd.npy",
 	              "8 columns, but");
@@ -146,12 +131,12 @@ static void test_npy_jac_source(void **state)
 		const uint64_t s1[] = {7};
 		double z[7] = {0};
 
-		paths[1] = fx_path(tmp_root, "J1d.npy");
+		paths[1] = fx_path(fx_group_dir(), "J1d.npy");
 		assert_int_equal(pspace_npy_write(paths[1], PSPACE_F64, 1, s1, z), 0);
 		fx_expect_err(pspace_jac_source_npy(&src, paths, 2, NULL), PSPACE_EFORMAT,
 		              "J1d.npy", "is not (K, n, d) or (n, d)");
 	}
-	paths[1] = fx_path(tmp_root, "Jnone.npy");
+	paths[1] = fx_path(fx_group_dir(), "Jnone.npy");
 	fx_expect_err(pspace_jac_source_npy(&src, paths, 2, NULL), PSPACE_ENOTFOUND, "Jnone.npy",
 	              NULL);
 	assert_int_equal(pspace_jac_source_npy(&src, paths, 0, NULL), PSPACE_EINVAL);
@@ -288,8 +273,8 @@ static void test_npy_layer_source(void **state)
 	const char *dirs[2];
 
 	(void)state;
-	dirs[0] = fx_path(tmp_root, "L0");
-	dirs[1] = fx_path(tmp_root, "L1/"); /* a trailing slash is fine */
+	dirs[0] = fx_path(fx_group_dir(), "L0");
+	dirs[1] = fx_path(fx_group_dir(), "L1/"); /* a trailing slash is fine */
 	write_layer_dir(dirs[0], 0, 3, 0);
 	write_layer_dir(dirs[1], 3, 2, 1);
 	assert_int_equal(pspace_layout_parse(&lay, layer_layout, "layout.txt"), 0);
@@ -325,8 +310,8 @@ static void test_npy_layer_source_errors(void **state)
 
 	(void)state;
 	assert_int_equal(pspace_layout_parse(&lay, layer_layout, "layout.txt"), 0);
-	dirs[0] = fx_path(tmp_root, "E0");
-	dirs[1] = fx_path(tmp_root, "E1");
+	dirs[0] = fx_path(fx_group_dir(), "E0");
+	dirs[1] = fx_path(fx_group_dir(), "E1");
 
 	/* Missing directory / file. */
 	fx_expect_err(pspace_layer_source_dirs(&src, lay, dirs, 1), PSPACE_ENOTFOUND,
@@ -422,5 +407,5 @@ int main(void)
 	    cmocka_unit_test(test_npy_layer_source_errors),
 	};
 
-	return cmocka_run_group_tests(tests, setup, teardown);
+	return cmocka_run_group_tests(tests, fx_group_setup, fx_group_teardown);
 }

@@ -23,8 +23,6 @@
 #include "pspace.h"
 #include "rref.h"
 
-#define FD_H 1e-5
-
 /* J (C x d) of example x by central differences of pspace_refnet_forward. */
 static void fd_jacobian(pspace_refnet *net, uint64_t x, double *J)
 {
@@ -36,15 +34,9 @@ static void fd_jacobian(pspace_refnet *net, uint64_t x, double *J)
 	assert_true(t && fp && fm);
 	memcpy(t, pspace_refnet_params(net), d * sizeof(*t));
 	for (uint64_t p = 0; p < d; p++) {
-		double t0 = t[p];
-
-		t[p] = t0 + FD_H;
-		assert_int_equal(pspace_refnet_forward(net, t, x, fp), 0);
-		t[p] = t0 - FD_H;
-		assert_int_equal(pspace_refnet_forward(net, t, x, fm), 0);
-		t[p] = t0;
+		rref_fd_logits(net, t, x, p, fp, fm);
 		for (uint32_t c = 0; c < C; c++)
-			J[c * d + p] = (fp[c] - fm[c]) / (2 * FD_H);
+			J[c * d + p] = (fp[c] - fm[c]) / (2 * RREF_FD_H);
 	}
 	free(t);
 	free(fp);
@@ -230,16 +222,10 @@ static void test_refnet_empirical(void **state)
 			assert_true(y < C);
 			seen |= 1u << y;
 			for (uint64_t p = 0; p < d; p++) {
-				double t0 = t[p];
-
-				t[p] = t0 + FD_H;
-				assert_int_equal(pspace_refnet_forward(net, t, x, zp), 0);
-				t[p] = t0 - FD_H;
-				assert_int_equal(pspace_refnet_forward(net, t, x, zm), 0);
-				t[p] = t0;
+				rref_fd_logits(net, t, x, p, zp, zm);
 				softmax(zp, C, pp);
 				softmax(zm, C, pm);
-				G[x * d + p] = (log(pp[y]) - log(pm[y])) / (2 * FD_H);
+				G[x * d + p] = (log(pp[y]) - log(pm[y])) / (2 * RREF_FD_H);
 			}
 		}
 		assert_true((seen & (seen - 1)) != 0); /* labels vary */

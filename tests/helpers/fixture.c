@@ -1,6 +1,7 @@
 /*
  * Test fixtures shared by the test programs (see fixture.h).
  */
+#include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <math.h>
@@ -58,6 +59,27 @@ const char *fx_path(const char *root, const char *fmt, ...)
 	va_end(ap);
 	assert_true((size_t)n < sizeof(bufs[0]));
 	return b;
+}
+
+static char group_dir[128];
+
+int fx_group_setup(void **state)
+{
+	(void)state;
+	snprintf(group_dir, sizeof(group_dir), "/tmp/pspace-test-%s-XXXXXX",
+	         program_invocation_short_name);
+	return mkdtemp(group_dir) ? 0 : -1;
+}
+
+int fx_group_teardown(void **state)
+{
+	(void)state;
+	return fx_dir_remove(group_dir);
+}
+
+const char *fx_group_dir(void)
+{
+	return group_dir;
 }
 
 void fx_store_dir(fx_store *t, const char *tag)

@@ -29,6 +29,17 @@ int fx_dir_remove(const char *root);
  */
 const char *fx_path(const char *root, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/**
+ * cmocka group setup for a temporary directory shared by a program's
+ * tests: makes it (tagged with the program's name); fx_group_dir() names
+ * it until fx_group_teardown removes it. @return 0, or -1 (nothing made).
+ */
+int fx_group_setup(void **state);
+/** cmocka group teardown: removes the fx_group_setup() directory. @return 0 or -1. */
+int fx_group_teardown(void **state);
+/** The directory of fx_group_setup(). */
+const char *fx_group_dir(void);
+
 /** A store "<root>/s" in its own temporary directory. */
 typedef struct fx_store {
 	char root[64];   /**< the temporary directory */

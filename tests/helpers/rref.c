@@ -58,3 +58,15 @@ double *rref_rows(pspace_refnet *net, uint64_t x0, uint64_t nx, uint32_t *K)
 		fail_msg("read: %s", pspace_errdetail());
 	return R;
 }
+
+void rref_fd_logits(pspace_refnet *net, double *theta, uint64_t x, uint64_t p, double *fp,
+                    double *fm)
+{
+	double t0 = theta[p];
+
+	theta[p] = t0 + RREF_FD_H;
+	assert_int_equal(pspace_refnet_forward(net, theta, x, fp), 0);
+	theta[p] = t0 - RREF_FD_H;
+	assert_int_equal(pspace_refnet_forward(net, theta, x, fm), 0);
+	theta[p] = t0;
+}

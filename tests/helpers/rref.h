@@ -27,4 +27,15 @@ uint32_t rref_nclasses(const pspace_refnet *net);
  */
 double *rref_rows(pspace_refnet *net, uint64_t x0, uint64_t nx, uint32_t *K);
 
+/** The step of the central differences. */
+#define RREF_FD_H 1e-5
+
+/**
+ * The logits of example @p x with parameter @p p of @p theta moved by
+ * +RREF_FD_H (into @p fp) and by -RREF_FD_H (into @p fm), through
+ * pspace_refnet_forward; @p theta is restored.
+ */
+void rref_fd_logits(pspace_refnet *net, double *theta, uint64_t x, uint64_t p, double *fp,
+                    double *fm);
+
 #endif
