@@ -21,4 +21,13 @@ int pspace_stream_threads(const pspace_exec *ex);
 /** @return the memory budget of @p ex in bytes (0 or NULL = 1 GiB). */
 size_t pspace_stream_budget(const pspace_exec *ex);
 
+/**
+ * C = sum_i alpha[i] T_i over the @p n tiles of one address (a pass of
+ * pspace_stream_multi), as doubles, rows x cols with ld = cols; absent
+ * tiles count as zero. @return 1 if any tile was present, 0 if none (C is
+ * zero then).
+ */
+int pspace_stream_combine(const pspace_stream_tile *tiles, size_t n, const double *alpha,
+                          double *C);
+
 #endif

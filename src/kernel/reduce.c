@@ -1,7 +1,8 @@
 /*
  * Kernels that reduce or copy tiles: diag and trace (diagonal tiles only,
  * looked up directly), the squared Frobenius norm (every tile, mirrored
- * tiles twice) and materializing a block or the whole matrix as dense.
+ * tiles twice) of one matrix or of a linear combination of matrices of the
+ * same tiling, and materializing a block or the whole matrix as dense.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,136 @@ int pspace_stream_frob2(const pspace_tiled *t, const pspace_exec *ex, double *ou
 	pspace_stream_kernel k = {.tile = frob_tile};
 
 	return run_sum(t, ex, &k, out);
+}
+
+/* ---- Frobenius norm of a linear combination ------------------------------- */
+
+typedef struct comb_ctx {
+	const double *alpha; /* one per matrix */
+	size_t n;
+	uint32_t edge;
+	double *diag; /* NULL, or d entries */
+	double frob2, trace;
+} comb_ctx;
+
+typedef struct comb_ws {
+	double *c; /* edge x edge: the combined tile */
+	double frob2, trace;
+} comb_ws;
+
+static int comb_init(void *ws, void *ud)
+{
+	comb_ws *w = ws;
+	const comb_ctx *c = ud;
+
+	w->c = malloc((size_t)c->edge * c->edge * sizeof(double));
+	if (!w->c)
+		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a %u x %u tile",
+		                      c->edge, c->edge);
+	return 0;
+}
+
+static void comb_free(void *ws, void *ud)
+{
+	(void)ud;
+	free(((comb_ws *)ws)->c);
+}
+
+/* C = sum_i alpha_i T_i over one tile address (ld = cols). @return 0 if all absent. */
+int pspace_stream_combine(const pspace_stream_tile *tiles, size_t n, const double *alpha, double *C)
+{
+	size_t len = (size_t)tiles[0].rows * tiles[0].cols;
+	int any = 0;
+
+	memset(C, 0, len * sizeof(*C));
+	for (size_t i = 0; i < n; i++) {
+		const double a = alpha[i];
+
+		if (!tiles[i].data || a == 0.0)
+			continue;
+		any = 1;
+		if (tiles[i].dtype == PSPACE_F64) {
+			const double *p = tiles[i].data;
+
+			for (size_t e = 0; e < len; e++)
+				C[e] += a * p[e];
+		} else {
+			const float *p = tiles[i].data;
+
+			for (size_t e = 0; e < len; e++)
+				C[e] += a * (double)p[e];
+		}
+	}
+	return any;
+}
+
+static int comb_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
+{
+	comb_ws *w = ws;
+	comb_ctx *c = ud;
+	const pspace_stream_tile *st = &tiles[0];
+	size_t len = (size_t)st->rows * st->cols;
+	double s = 0.0;
+
+	if (!pspace_stream_combine(tiles, c->n, c->alpha, w->c))
+		return 0;
+	for (size_t e = 0; e < len; e++)
+		s += w->c[e] * w->c[e];
+	w->frob2 += st->mirrored ? 2.0 * s : s;
+	if (st->row == st->col) {
+		for (uint32_t i = 0; i < st->rows; i++) {
+			double v = w->c[(size_t)i * st->cols + i];
+
+			w->trace += v;
+			/* each diagonal tile is handed to one worker only */
+			if (c->diag)
+				c->diag[st->r0 + i] = v;
+		}
+	}
+	return 0;
+}
+
+static int comb_finish(void *ws, void *ud)
+{
+	comb_ws *w = ws;
+	comb_ctx *c = ud;
+
+	c->frob2 += w->frob2;
+	c->trace += w->trace;
+	return 0;
+}
+
+int pspace_stream_frob2_multi(const pspace_tiled *const *t, size_t n, const double *alpha,
+                              const pspace_exec *ex, double *frob2, double *trace, double *diag)
+{
+	pspace_stream_kernel k = {
+	    .worker_size = sizeof(comb_ws),
+	    .worker_init = comb_init,
+	    .tile = comb_tile,
+	    .finish = comb_finish,
+	    .worker_free = comb_free,
+	    .want = 0,
+	};
+	comb_ctx c = {alpha, n, 0, diag, 0.0, 0.0};
+	pspace_exec ex2;
+	size_t per;
+	int rc;
+
+	if (!t || n == 0 || !t[0] || !t[0]->block_dim || !alpha || !frob2 || !trace)
+		return pspace_err_set(PSPACE_EINVAL, "stream: no matrix or no output");
+	c.edge = t[0]->info.tile;
+	if (diag)
+		memset(diag, 0, t[0]->info.d * sizeof(*diag));
+	/* The combined tile of each worker counts against the budget too. */
+	ex2.threads = pspace_stream_threads(ex);
+	ex2.mem_budget = pspace_stream_budget(ex);
+	per = (size_t)c.edge * c.edge * sizeof(double);
+	if (ex2.mem_budget / per < (size_t)ex2.threads)
+		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
+	rc = pspace_stream_multi(t, n, &ex2, &k, &c);
+	*frob2 = rc == 0 ? c.frob2 : 0.0;
+	*trace = rc == 0 ? c.trace : 0.0;
+	return rc;
 }
 
 /* ---- dense ------------------------------------------------------------------ */

@@ -107,6 +107,16 @@ uint64_t pspace_tiled_count(const pspace_tiled *t)
 	return t->info.tiles;
 }
 
+int pspace_tiled_same(const pspace_tiled *a, const pspace_tiled *b)
+{
+	int same = a->info.d == b->info.d && a->info.nblocks == b->info.nblocks &&
+	           a->info.tile == b->info.tile && a->info.symmetric == b->info.symmetric;
+
+	for (uint32_t j = 0; same && j < a->info.nblocks; j++)
+		same = a->block_dim[j] == b->block_dim[j];
+	return same;
+}
+
 /* Tiles per row of block @p b. */
 static uint64_t block_tiles(const pspace_tiled *t, uint32_t b)
 {
@@ -392,12 +402,8 @@ static int check_tilings(const pspace_tiled *const *t, size_t n)
 
 	for (size_t i = 1; i < n; i++) {
 		const pspace_matrix_info *b = &t[i]->info;
-		int same = a->d == b->d && a->nblocks == b->nblocks && a->tile == b->tile &&
-		           a->symmetric == b->symmetric;
 
-		for (uint32_t j = 0; same && j < a->nblocks; j++)
-			same = t[0]->block_dim[j] == t[i]->block_dim[j];
-		if (!same)
+		if (!pspace_tiled_same(t[0], t[i]))
 			return pspace_err_set(PSPACE_EDIM,
 			                      "stream: matrices %s and %s are tiled differently "
 			                      "(d %llu/%llu, %u/%u blocks, tile %u/%u, symmetric "

@@ -26,6 +26,12 @@ int pspace_tiled_open(pspace_tiled *t, pspace_store *s, const char *name);
 void pspace_tiled_close(pspace_tiled *t);
 /** Number of stored tiles a full pass reads (symmetric: upper triangle). */
 uint64_t pspace_tiled_count(const pspace_tiled *t);
+/**
+ * @return 1 if @p a and @p b have the same tiling (d, blocks and their
+ * dimensions, tile edge, symmetry), so that pspace_stream_multi() can read
+ * them together; else 0.
+ */
+int pspace_tiled_same(const pspace_tiled *a, const pspace_tiled *b);
 
 /** One decoded tile handed to a kernel. */
 typedef struct pspace_stream_tile {
@@ -91,10 +97,52 @@ int pspace_stream_trace(const pspace_tiled *t, const pspace_exec *ex, double *ou
 /** *out = ||M||_F^2 (mirrored tiles count twice). */
 int pspace_stream_frob2(const pspace_tiled *t, const pspace_exec *ex, double *out);
 /**
+ * For C = sum_i alpha[i] M_i over @p n matrices of the same tiling, in one
+ * pass reading each tile of each matrix once: *frob2 = ||C||_F^2 (mirrored
+ * tiles count twice), *trace = tr(C) and, when @p diag is not NULL,
+ * diag[0..d) = diag(C). Working memory: one tile of doubles per worker
+ * beyond the engine's own. @return 0, PSPACE_EDIM, or the first error.
+ */
+int pspace_stream_frob2_multi(const pspace_tiled *const *t, size_t n, const double *alpha,
+                              const pspace_exec *ex, double *frob2, double *trace, double *diag);
+/**
  * Writes block @p block (or the whole matrix when block == UINT32_MAX) as a
  * dense row-major array with leading dimension ld, both triangles filled.
  */
 int pspace_stream_dense(const pspace_tiled *t, const pspace_exec *ex, uint32_t block, double *out,
                         size_t ld);
+
+/* ---- a pass whose tiles a consumer pulls ---------------------------------- */
+
+/**
+ * A pass over matrices of the same tiling that hands out the tiles of
+ * C = sum_i alpha[i] M_i one at a time, in streaming order, to a caller
+ * that asks for them (a writer filling a new matrix tile by tile). The
+ * pass runs on a thread of its own, a few tiles ahead of the caller, and
+ * reads each stored tile of each matrix once.
+ */
+typedef struct pspace_stream_pull pspace_stream_pull;
+
+/**
+ * Starts the pass over the @p n matrices @p t (same tiling), which must
+ * stay open until pspace_stream_pull_free(); @p t and @p alpha are copied.
+ * Memory: at most 4 tiles of doubles ahead, within ex->mem_budget, and the
+ * engine's memory for one worker. @return 0, PSPACE_EDIM, PSPACE_ENOMEM.
+ */
+int pspace_stream_pull_start(pspace_stream_pull **out, const pspace_tiled *const *t, size_t n,
+                             const double *alpha, const pspace_exec *ex);
+
+/**
+ * Fills @p tile (rows x cols of that address, ld = cols) with tile
+ * (@p block, @p row, @p col) of C. Addresses must be asked for in
+ * streaming order (block, row, col increasing); stored tiles that are
+ * skipped are dropped, and an address stored in no matrix gives zeros.
+ * @return 0 or the error of the pass (detail names the tile).
+ */
+int pspace_stream_pull_tile(pspace_stream_pull *p, uint32_t block, uint32_t row, uint32_t col,
+                            double *tile);
+
+/** Stops the pass if it still runs, waits for its thread and frees @p p; NULL is accepted. */
+void pspace_stream_pull_free(pspace_stream_pull *p);
 
 #endif
