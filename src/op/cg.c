@@ -1,8 +1,8 @@
 /*
- * Lazy operators: solving (A + damping I) X = B. Direct when A folds to
- * c M + s I with M a matrix whose direct solve fits the budget; otherwise
- * preconditioned conjugate gradient on all right-hand sides together, so
- * that every iteration is one mm (one pass over each stored matrix).
+ * Lazy operators: preconditioned conjugate gradient on (A + damping I) X
+ * = B for all right-hand sides together, so that every iteration is one
+ * mm (one pass over each stored matrix). The preconditioner comes from the
+ * caller (solve.c) as a function.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -50,18 +50,14 @@ static void swap_cols(cg_state *c, uint32_t i, uint32_t j)
 	u = c->idx[i], c->idx[i] = c->idx[j], c->idx[j] = u;
 }
 
-/* Z = (P + damping I)^{-1} R through P's direct solve, or Z = R. */
-static int precondition(cg_state *c, const pspace_solve_opts *o, const pspace_exec *ex,
-                        double damping, uint32_t na)
+/* Z = P^{-1} R through the caller's preconditioner, or Z = R. */
+static int precondition(cg_state *c, op_precond_fn precond, void *pud, uint32_t na)
 {
-	pspace_solve_opts po;
 	int rc;
 
-	if (!o->precond)
+	if (!precond)
 		return 0;
-	pspace_solve_opts_default(&po);
-	po.method = PSPACE_SOLVE_DIRECT;
-	rc = pspace_op_solve(o->precond, ex, damping, na, c->R, c->d, c->Z, c->d, &po);
+	rc = precond(pud, na, c->R, c->d, c->Z, c->d);
 	return pspace_err_prefix(rc, "op: CG preconditioner");
 }
 
@@ -76,8 +72,8 @@ static void cg_store(const cg_state *c, uint32_t k, double *X, size_t ldx, doubl
 	}
 }
 
-int op_cg(const op_fold *A, const pspace_exec *ex, double damping, uint32_t k, const double *B,
-          size_t ldb, double *X, size_t ldx, pspace_solve_opts *o)
+int op_cg(const op_fold *A, const pspace_exec *ex, double damping, op_precond_fn precond, void *pud,
+          uint32_t k, const double *B, size_t ldb, double *X, size_t ldx, pspace_solve_opts *o)
 {
 	op_fold Ad = *A; /* a view: A + damping I */
 	cg_state c;
@@ -90,10 +86,11 @@ int op_cg(const op_fold *A, const pspace_exec *ex, double damping, uint32_t k, c
 	Ad.s += damping;
 	c.d = A->d;
 	c.X = calloc(kd, sizeof(double));
-	c.R = malloc(kd * sizeof(double));
+	c.R =
+	    calloc(kd, sizeof(double)); /* filled from B below; zeroed for -Wmaybe-uninitialized */
 	c.P = malloc(kd * sizeof(double));
 	c.Q = malloc(kd * sizeof(double));
-	c.Z = o->precond ? malloc(kd * sizeof(double)) : c.R;
+	c.Z = precond ? malloc(kd * sizeof(double)) : c.R;
 	c.bn = malloc(k * sizeof(double));
 	c.rz = malloc(k * sizeof(double));
 	c.res = malloc(k * sizeof(double));
@@ -115,7 +112,7 @@ int op_cg(const op_fold *A, const pspace_exec *ex, double damping, uint32_t k, c
 	for (j = na; j-- > 0;)
 		if (c.bn[j] == 0.0)
 			swap_cols(&c, j, --na);
-	rc = precondition(&c, o, ex, damping, na);
+	rc = precondition(&c, precond, pud, na);
 	if (rc)
 		goto out;
 	for (j = 0; j < na; j++) {
@@ -151,7 +148,7 @@ int op_cg(const op_fold *A, const pspace_exec *ex, double damping, uint32_t k, c
 				swap_cols(&c, j, --na);
 		if (na == 0)
 			break;
-		rc = precondition(&c, o, ex, damping, na);
+		rc = precondition(&c, precond, pud, na);
 		if (rc)
 			goto out;
 		for (j = 0; j < na; j++) {
@@ -191,113 +188,5 @@ out:
 	free(c.P);
 	free(c.R);
 	free(c.X);
-	return rc;
-}
-
-/* X = B / shift. */
-static int solve_shift(uint64_t d, double shift, uint32_t k, const double *B, size_t ldb, double *X,
-                       size_t ldx)
-{
-	uint32_t j;
-	uint64_t i;
-
-	if (shift == 0.0)
-		return pspace_err_set(PSPACE_ENUMERIC, "op: solve with the zero matrix");
-	for (j = 0; j < k; j++)
-		for (i = 0; i < d; i++)
-			X[(size_t)j * ldx + i] = B[(size_t)j * ldb + i] / shift;
-	return 0;
-}
-
-/*
- * Direct path: A = c M + s I, so (A + l I)^{-1} = (M + (s + l)/c I)^{-1} / c.
- * @return 1 when the fold has no such form, else 0 or an error.
- */
-static int solve_direct(const op_fold *f, const pspace_exec *ex, double damping, uint32_t k,
-                        const double *B, size_t ldb, double *X, size_t ldx)
-{
-	pspace_mat **mats = NULL;
-	double *coefs = NULL;
-	size_t nl = 0, i, used;
-	uint32_t j;
-	int rc;
-
-	if (f->n == 0)
-		return solve_shift(f->d, f->s + damping, k, B, ldb, X, ldx);
-	if (!op_fold_is_linear(f))
-		return 1;
-	rc = op_fold_leaves(f, &mats, &coefs, &nl);
-	if (rc)
-		return rc;
-	for (i = 0, used = 0; i < nl; i++)
-		if (coefs[i] != 0.0)
-			mats[used] = mats[i], coefs[used++] = coefs[i];
-	if (used != 1) {
-		rc = used == 0 ? solve_shift(f->d, f->s + damping, k, B, ldb, X, ldx) : 1;
-		goto out;
-	}
-	rc = pspace_mat_solve(mats[0], ex, (f->s + damping) / coefs[0], k, B, ldb, X, ldx);
-	if (rc)
-		goto out;
-	for (j = 0; j < k; j++)
-		pspace_vec_scale(f->d, 1.0 / coefs[0], X + (size_t)j * ldx);
-out:
-	free(coefs);
-	free(mats);
-	return rc;
-}
-
-int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
-                    const double *B, size_t ldb, double *X, size_t ldx, pspace_solve_opts *opts)
-{
-	pspace_solve_opts o;
-	op_fold *f = NULL;
-	char what[256];
-	int rc;
-
-	if (!a || !B || !X)
-		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to solve");
-	if (ldb < a->d || ldx < a->d)
-		return pspace_err_set(PSPACE_EDIM, "op: solve: leading dimension below d = %llu",
-		                      (unsigned long long)a->d);
-	if (opts)
-		o = *opts;
-	else
-		pspace_solve_opts_default(&o);
-	if (o.tol <= 0)
-		o.tol = 1e-6;
-	if (o.max_iter == 0)
-		o.max_iter = 1000;
-	if (o.precond && o.precond->d != a->d)
-		return pspace_err_set(
-		    PSPACE_EDIM, "op: preconditioner of dimension %llu for an operator of %llu",
-		    (unsigned long long)o.precond->d, (unsigned long long)a->d);
-	if (k == 0)
-		return 0;
-	rc = op_fold_build(a, &f);
-	if (rc)
-		return rc;
-	o.iterations = 0;
-	o.residual = 0;
-	if (o.method != PSPACE_SOLVE_CG) {
-		rc = solve_direct(f, ex, damping, k, B, ldb, X, ldx);
-		if (rc == 1 && o.method == PSPACE_SOLVE_DIRECT) {
-			pspace_op_describe(a, what, sizeof(what));
-			rc = pspace_err_set(PSPACE_ENOTSUP,
-			                    "op: no direct solve for %s (needs the form c*M + s*I)",
-			                    what);
-		}
-		if (rc <= 0 && !(o.method == PSPACE_SOLVE_AUTO &&
-		                 (rc == PSPACE_ENOTSUP || rc == PSPACE_ENOMEM)))
-			goto out;
-		pspace_errclear();
-	}
-	rc = op_cg(f, ex, damping, k, B, ldb, X, ldx, &o);
-out:
-	if (opts) {
-		opts->iterations = o.iterations;
-		opts->residual = o.residual;
-	}
-	op_fold_free(f);
 	return rc;
 }

@@ -1,9 +1,9 @@
 /*
- * Lazy operators: expression nodes, reference counts, building and
- * describing. Nothing here touches matrix data.
+ * Lazy operators: expression nodes, reference counts and building. Nothing
+ * here touches matrix data; an inverse node carries the solver that
+ * applies it (op_solve), so that the fold can apply it without depending
+ * on the solver's file.
  */
-#include <stdarg.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -101,14 +101,6 @@ int pspace_op_product(pspace_op **out, pspace_op *a, pspace_op *b)
 	return binary(out, OP_PRODUCT, "product", a, b);
 }
 
-void pspace_solve_opts_default(pspace_solve_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->method = PSPACE_SOLVE_AUTO;
-	o->tol = 1e-6;
-	o->max_iter = 1000;
-}
-
 int pspace_op_inverse(pspace_op **out, pspace_op *a, double damping, const pspace_solve_opts *opts)
 {
 	int rc;
@@ -125,6 +117,7 @@ int pspace_op_inverse(pspace_op **out, pspace_op *a, double damping, const pspac
 		return rc;
 	(*out)->s = damping;
 	(*out)->a = pspace_op_ref(a);
+	(*out)->solve = op_solve;
 	if (opts)
 		(*out)->opts = *opts;
 	else
@@ -155,108 +148,4 @@ void pspace_op_free(pspace_op *a)
 uint64_t pspace_op_dim(const pspace_op *a)
 {
 	return a ? a->d : 0;
-}
-
-/* ---- describing ------------------------------------------------------------ */
-
-static void put(char *buf, size_t cap, size_t *pos, const char *fmt, ...) PSPACE_PRINTF(4, 5);
-
-static void put(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(*pos < cap ? buf + *pos : NULL, *pos < cap ? cap - *pos : 0, fmt, ap);
-	va_end(ap);
-	if (n > 0)
-		*pos += (size_t)n;
-}
-
-static void describe_factor(const op_factor *f, char *buf, size_t cap, size_t *pos)
-{
-	const char *name;
-	op_fold *inner = NULL;
-
-	switch (f->type) {
-	case FACTOR_MAT:
-		name = pspace_mat_name(f->m);
-		if (name)
-			put(buf, cap, pos, "%s", name);
-		else
-			put(buf, cap, pos, "%s(%llu)", pspace_kind_name(pspace_mat_kind(f->m)),
-			    (unsigned long long)pspace_mat_dim(f->m));
-		break;
-	case FACTOR_SUM:
-		put(buf, cap, pos, "(");
-		op_fold_describe(f->sum, buf, cap, pos);
-		put(buf, cap, pos, ")");
-		break;
-	case FACTOR_INV:
-		put(buf, cap, pos, "(");
-		if (op_fold_build(f->inv->a, &inner) == 0) {
-			inner->s += f->inv->s;
-			op_fold_describe(inner, buf, cap, pos);
-			op_fold_free(inner);
-		} else {
-			put(buf, cap, pos, "?");
-		}
-		put(buf, cap, pos, ")^-1");
-		break;
-	}
-}
-
-/* Writes " + 2*", " - ", "-0.5*" ... for coefficient c; first: no leading operator. */
-static void describe_coef(double c, int first, int has_rest, char *buf, size_t cap, size_t *pos)
-{
-	double a = c < 0 ? -c : c;
-
-	if (first)
-		put(buf, cap, pos, "%s", c < 0 ? "-" : "");
-	else
-		put(buf, cap, pos, " %c ", c < 0 ? '-' : '+');
-	if (a != 1.0 || !has_rest)
-		put(buf, cap, pos, has_rest ? "%g*" : "%g", a);
-}
-
-void op_fold_describe(const op_fold *f, char *buf, size_t cap, size_t *pos)
-{
-	size_t i, j;
-
-	for (i = 0; i < f->n; i++) {
-		describe_coef(f->t[i].c, i == 0, 1, buf, cap, pos);
-		for (j = 0; j < f->t[i].n; j++) {
-			if (j)
-				put(buf, cap, pos, "*");
-			describe_factor(&f->t[i].f[j], buf, cap, pos);
-		}
-	}
-	if (f->s != 0.0 || f->n == 0) {
-		if (f->s == 0.0) {
-			put(buf, cap, pos, "0");
-			return;
-		}
-		describe_coef(f->s, f->n == 0, 1, buf, cap, pos);
-		put(buf, cap, pos, "I");
-	}
-}
-
-int pspace_op_describe(const pspace_op *a, char *buf, size_t cap)
-{
-	op_fold *f = NULL;
-	size_t pos = 0;
-	int rc;
-
-	if (cap)
-		buf[0] = '\0';
-	if (!a)
-		return pspace_err_set(PSPACE_EINVAL, "op: NULL operand");
-	rc = op_fold_build(a, &f);
-	if (rc)
-		return rc;
-	op_fold_describe(f, buf, cap, &pos);
-	op_fold_free(f);
-	if (pos > (size_t)0x7fffffff)
-		return pspace_err_set(PSPACE_EINVAL, "op: description too long");
-	return (int)pos;
 }

@@ -1,12 +1,16 @@
 /*
  * Lazy operators: folding an expression tree into its normal form
- * s I + sum_i c_i (F_i1 ... F_in), and applying a normal form to k
- * right-hand sides.
+ * s I + sum_i c_i (F_i1 ... F_in), grouping its linear leaves by tiling,
+ * applying a normal form to k right-hand sides (each group of stored
+ * matrices in one pass of the engine), and describing it.
  */
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/stream.h"
 #include "mat/mat_impl.h"
 #include "op/op_impl.h"
 
@@ -266,38 +270,113 @@ int op_fold_is_linear(const op_fold *f)
 	return 1;
 }
 
-int op_fold_leaves(const op_fold *f, pspace_mat ***mats, double **coefs, size_t *n)
+void op_leaves_free(op_leaves *l)
+{
+	free(l->g0);
+	free(l->t);
+	free(l->c);
+	free(l->m);
+	memset(l, 0, sizeof(*l));
+}
+
+/* Group of leaf @p i: the first earlier leaf of the same tiling names it. */
+static size_t group_of(const op_leaves *l, const size_t *grp, size_t i)
+{
+	for (size_t j = 0; j < i; j++)
+		if (l->t[j] && pspace_tiled_same(l->t[j], l->t[i]))
+			return grp[j];
+	return i;
+}
+
+/* Orders the leaves group after group (first appearance), resident ones last. */
+static int order_groups(op_leaves *l)
+{
+	size_t *grp = NULL, *perm = NULL, i, j, cnt = 0;
+	pspace_mat **m = NULL;
+	double *c = NULL;
+	const struct pspace_tiled **t = NULL;
+	int rc = 0;
+
+	grp = malloc(l->n * sizeof(*grp));
+	perm = malloc(l->n * sizeof(*perm));
+	m = malloc(l->n * sizeof(*m));
+	c = malloc(l->n * sizeof(*c));
+	t = malloc(l->n * sizeof(*t));
+	l->g0 = malloc((l->n + 1) * sizeof(*l->g0));
+	if (!grp || !perm || !m || !c || !t || !l->g0) {
+		rc = nomem();
+		goto out;
+	}
+	for (i = 0; i < l->n; i++)
+		grp[i] = l->t[i] ? group_of(l, grp, i) : SIZE_MAX;
+	/* Groups in the order of their first leaf; within one, the fold's order. */
+	for (i = 0; i < l->n; i++) {
+		if (grp[i] != i)
+			continue;
+		l->g0[l->ngroups++] = cnt;
+		for (j = i; j < l->n; j++)
+			if (grp[j] == i)
+				perm[cnt++] = j;
+	}
+	l->g0[l->ngroups] = cnt;
+	for (i = 0; i < l->n; i++)
+		if (grp[i] == SIZE_MAX)
+			perm[cnt++] = i;
+	for (i = 0; i < l->n; i++) {
+		m[i] = l->m[perm[i]];
+		c[i] = l->c[perm[i]];
+		t[i] = l->t[perm[i]];
+	}
+	memcpy(l->m, m, l->n * sizeof(*m));
+	memcpy(l->c, c, l->n * sizeof(*c));
+	memcpy(l->t, t, l->n * sizeof(*t));
+out:
+	free(t);
+	free(c);
+	free(m);
+	free(perm);
+	free(grp);
+	return rc;
+}
+
+int op_fold_leaves(const op_fold *f, op_leaves *l)
 {
 	size_t i, j, cnt = 0;
+	int rc = 0;
 
-	*mats = NULL;
-	*coefs = NULL;
-	*n = 0;
-	if (f->n == 0)
-		return 0;
-	*mats = malloc(f->n * sizeof(**mats));
-	*coefs = malloc(f->n * sizeof(**coefs));
-	if (!*mats || !*coefs) {
-		free(*mats);
-		free(*coefs);
-		*mats = NULL;
-		*coefs = NULL;
-		return nomem();
+	memset(l, 0, sizeof(*l));
+	l->m = malloc((f->n ? f->n : 1) * sizeof(*l->m));
+	l->c = malloc((f->n ? f->n : 1) * sizeof(*l->c));
+	l->t = malloc((f->n ? f->n : 1) * sizeof(*l->t));
+	if (!l->m || !l->c || !l->t) {
+		rc = nomem();
+		goto out;
 	}
 	for (i = 0; i < f->n; i++) {
 		if (!op_term_is_linear(&f->t[i]))
 			continue;
 		for (j = 0; j < cnt; j++)
-			if ((*mats)[j] == f->t[i].f[0].m)
+			if (l->m[j] == f->t[i].f[0].m)
 				break;
 		if (j == cnt) {
-			(*mats)[cnt] = f->t[i].f[0].m;
-			(*coefs)[cnt++] = 0.0;
+			l->m[cnt] = f->t[i].f[0].m;
+			l->c[cnt++] = 0.0;
 		}
-		(*coefs)[j] += f->t[i].c;
+		l->c[j] += f->t[i].c;
 	}
-	*n = cnt;
-	return 0;
+	/* Matrices whose terms cancel are not read at all. */
+	for (i = 0, j = 0; i < cnt; i++)
+		if (l->c[i] != 0.0) {
+			l->m[j] = l->m[i];
+			l->c[j] = l->c[i];
+			l->t[j++] = pspace_mat_tiled(l->m[i]);
+		}
+	l->n = j;
+	rc = order_groups(l);
+out:
+	if (rc)
+		op_leaves_free(l);
+	return rc;
 }
 
 /* ---- applying ------------------------------------------------------------- */
@@ -353,11 +432,11 @@ static int factor_apply(const op_factor *f, uint64_t d, const pspace_exec *ex, u
 	}
 	so = f->inv->opts;
 	if (!accumulate && alpha == 1.0)
-		return pspace_op_solve(f->inv->a, ex, f->inv->s, k, X, ldx, Y, ldy, &so);
+		return f->inv->solve(f->inv->a, ex, f->inv->s, k, X, ldx, Y, ldy, &so);
 	rc = scratch(&T, d, k);
 	if (rc)
 		return rc;
-	rc = pspace_op_solve(f->inv->a, ex, f->inv->s, k, X, ldx, T, d, &so);
+	rc = f->inv->solve(f->inv->a, ex, f->inv->s, k, X, ldx, T, d, &so);
 	if (rc == 0) {
 		if (!accumulate)
 			rows_zero(d, k, Y, ldy);
@@ -401,39 +480,52 @@ out:
 	return rc;
 }
 
+int op_groups_apply(const op_leaves *l, const pspace_exec *ex, uint32_t k, double alpha,
+                    const double *X, size_t ldx, double *Y, size_t ldy)
+{
+	double *a = NULL;
+	int rc = 0;
+
+	if (l->ngroups == 0 || alpha == 0.0)
+		return 0;
+	a = malloc(l->n * sizeof(*a));
+	if (!a)
+		return nomem();
+	for (size_t i = 0; i < l->n; i++)
+		a[i] = alpha * l->c[i];
+	for (size_t g = 0; g < l->ngroups && rc == 0; g++)
+		rc = pspace_stream_mm_multi(l->t + l->g0[g], op_group_size(l, g), a + l->g0[g], ex,
+		                            k, X, ldx, Y, ldy);
+	free(a);
+	return rc;
+}
+
 int op_fold_apply(const op_fold *f, const pspace_exec *ex, uint32_t k, double alpha,
                   const double *X, size_t ldx, double *Y, size_t ldy, int accumulate)
 {
-	pspace_mat **mats = NULL;
-	double *coefs = NULL;
-	size_t nl = 0, i;
+	op_leaves l;
+	size_t i;
 	int rc;
 
 	if (!accumulate)
 		rows_zero(f->d, k, Y, ldy);
 	if (f->s != 0.0 && alpha != 0.0)
 		rows_axpy(f->d, k, alpha * f->s, X, ldx, Y, ldy);
-	/* Each matrix once, whatever the number of terms naming it. */
-	rc = op_fold_leaves(f, &mats, &coefs, &nl);
+	/* Each stored tile once, whatever the number of terms naming its matrix. */
+	rc = op_fold_leaves(f, &l);
 	if (rc)
-		goto out;
-	for (i = 0; i < nl; i++) {
-		if (coefs[i] == 0.0)
-			continue;
-		rc = pspace_mat_mm(mats[i], ex, k, alpha * coefs[i], X, ldx, Y, ldy);
-		if (rc)
-			goto out;
+		return rc;
+	if (alpha != 0.0) {
+		rc = op_groups_apply(&l, ex, k, alpha, X, ldx, Y, ldy);
+		for (i = op_leaves_resident(&l); i < l.n && rc == 0; i++)
+			rc = pspace_mat_mm(l.m[i], ex, k, alpha * l.c[i], X, ldx, Y, ldy);
 	}
-	for (i = 0; i < f->n; i++) {
+	for (i = 0; i < f->n && rc == 0; i++) {
 		if (op_term_is_linear(&f->t[i]))
 			continue;
 		rc = chain_apply(&f->t[i], f->d, ex, k, alpha, X, ldx, Y, ldy);
-		if (rc)
-			goto out;
 	}
-out:
-	free(coefs);
-	free(mats);
+	op_leaves_free(&l);
 	return rc;
 }
 
@@ -461,4 +553,110 @@ size_t op_budget(const pspace_exec *ex)
 
 	pspace_exec_resolve(ex, &e);
 	return e.mem_budget;
+}
+
+/* ---- describing ------------------------------------------------------------ */
+
+static void put(char *buf, size_t cap, size_t *pos, const char *fmt, ...) PSPACE_PRINTF(4, 5);
+
+static void put(char *buf, size_t cap, size_t *pos, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(*pos < cap ? buf + *pos : NULL, *pos < cap ? cap - *pos : 0, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		*pos += (size_t)n;
+}
+
+static void fold_describe(const op_fold *f, char *buf, size_t cap, size_t *pos);
+
+static void describe_factor(const op_factor *f, char *buf, size_t cap, size_t *pos)
+{
+	const char *name;
+	op_fold *inner = NULL;
+
+	switch (f->type) {
+	case FACTOR_MAT:
+		name = pspace_mat_name(f->m);
+		if (name)
+			put(buf, cap, pos, "%s", name);
+		else
+			put(buf, cap, pos, "%s(%llu)", pspace_kind_name(pspace_mat_kind(f->m)),
+			    (unsigned long long)pspace_mat_dim(f->m));
+		break;
+	case FACTOR_SUM:
+		put(buf, cap, pos, "(");
+		fold_describe(f->sum, buf, cap, pos);
+		put(buf, cap, pos, ")");
+		break;
+	case FACTOR_INV:
+		put(buf, cap, pos, "(");
+		if (op_fold_build(f->inv->a, &inner) == 0) {
+			inner->s += f->inv->s;
+			fold_describe(inner, buf, cap, pos);
+			op_fold_free(inner);
+		} else {
+			put(buf, cap, pos, "?");
+		}
+		put(buf, cap, pos, ")^-1");
+		break;
+	}
+}
+
+/* Writes " + 2*", " - ", "-0.5*" ... for coefficient c; first: no leading operator. */
+static void describe_coef(double c, int first, int has_rest, char *buf, size_t cap, size_t *pos)
+{
+	double a = c < 0 ? -c : c;
+
+	if (first)
+		put(buf, cap, pos, "%s", c < 0 ? "-" : "");
+	else
+		put(buf, cap, pos, " %c ", c < 0 ? '-' : '+');
+	if (a != 1.0 || !has_rest)
+		put(buf, cap, pos, has_rest ? "%g*" : "%g", a);
+}
+
+static void fold_describe(const op_fold *f, char *buf, size_t cap, size_t *pos)
+{
+	size_t i, j;
+
+	for (i = 0; i < f->n; i++) {
+		describe_coef(f->t[i].c, i == 0, 1, buf, cap, pos);
+		for (j = 0; j < f->t[i].n; j++) {
+			if (j)
+				put(buf, cap, pos, "*");
+			describe_factor(&f->t[i].f[j], buf, cap, pos);
+		}
+	}
+	if (f->s != 0.0 || f->n == 0) {
+		if (f->s == 0.0) {
+			put(buf, cap, pos, "0");
+			return;
+		}
+		describe_coef(f->s, f->n == 0, 1, buf, cap, pos);
+		put(buf, cap, pos, "I");
+	}
+}
+
+int pspace_op_describe(const pspace_op *a, char *buf, size_t cap)
+{
+	op_fold *f = NULL;
+	size_t pos = 0;
+	int rc;
+
+	if (cap)
+		buf[0] = '\0';
+	if (!a)
+		return pspace_err_set(PSPACE_EINVAL, "op: NULL operand");
+	rc = op_fold_build(a, &f);
+	if (rc)
+		return rc;
+	fold_describe(f, buf, cap, &pos);
+	op_fold_free(f);
+	if (pos > (size_t)0x7fffffff)
+		return pspace_err_set(PSPACE_EINVAL, "op: description too long");
+	return (int)pos;
 }

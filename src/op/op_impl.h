@@ -11,11 +11,25 @@
  * than distributed, so no matrix is streamed more often than the
  * expression names it). Scalings multiply into c_i, identities into s.
  * Terms made of one matrix leaf are "linear" terms; the terms of the same
- * matrix are applied together, so each stored matrix is streamed once per
- * evaluation.
+ * matrix are summed, and the stored matrices of the same tiling among them
+ * form a group that is streamed in one pass (pspace_stream_multi), so each
+ * stored tile is read once per evaluation.
  *
  * The tree is immutable once built; a fold borrows pointers from the tree
  * and lives no longer than the evaluation that made it.
+ *
+ * Files of src/op and what each calls, lowest first (no circle: an inverse
+ * factor reaches the solver through the pointer its node carries):
+ *   fold.c        normal form, grouping, applying it, describing it
+ *   cg.c          conjugate gradient on a fold                 -> fold.c
+ *   solve.c       direct-or-CG choice, option defaults         -> fold.c, cg.c
+ *   expr.c        building nodes (an inverse node gets op_solve) -> solve.c
+ *   hutchinson.c, lanczos.c                                   -> fold.c
+ *   eval.c        mm, vTMv, trace, diag, dense, eig            -> fold.c,
+ *                                                  hutchinson.c, lanczos.c
+ *   norm.c        norms (Frobenius in one pass)                -> fold.c, eval.c,
+ *                                                               lanczos.c
+ *   write.c       materializing into the store                 -> fold.c, eval.c
  */
 #ifndef PSPACE_SRC_OP_OP_IMPL_H
 #define PSPACE_SRC_OP_OP_IMPL_H
@@ -32,6 +46,14 @@ typedef enum op_type {
 	OP_INVERSE = 7,
 } op_type;
 
+/**
+ * X = (a + damping I)^{-1} B for k right-hand sides (op_solve, solve.c):
+ * how an inverse node is applied.
+ */
+typedef int (*op_solve_fn)(const pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
+                           const double *B, size_t ldb, double *X, size_t ldx,
+                           pspace_solve_opts *opts);
+
 struct pspace_op {
 	int refs;
 	op_type type;
@@ -40,6 +62,7 @@ struct pspace_op {
 	pspace_mat *m;          /* MAT: referenced */
 	pspace_op *a, *b;       /* operands: referenced */
 	pspace_solve_opts opts; /* INVERSE: copied, opts.precond referenced */
+	op_solve_fn solve;      /* INVERSE: applies it */
 };
 
 typedef enum op_factor_type {
@@ -80,11 +103,44 @@ void op_fold_free(op_fold *f);
 int op_term_is_linear(const op_term *t);
 /** @return 1 if every term of @p f is linear (s I + sum c_i M_i). */
 int op_fold_is_linear(const op_fold *f);
+
 /**
- * For a linear fold: the distinct matrices and their summed coefficients.
- * *mats and *coefs are malloc'd (caller frees); *n may be 0.
+ * The linear terms of a fold: the distinct matrices with their summed
+ * coefficients (those summing to 0 left out), ordered so that the matrices
+ * stored with one tiling (pspace_tiled_same) are adjacent: group j is
+ * m[g0[j] .. g0[j + 1]), and m[g0[ngroups] .. n) are the matrices not
+ * stored as tiles (resident kinds), applied through their own table.
  */
-int op_fold_leaves(const op_fold *f, pspace_mat ***mats, double **coefs, size_t *n);
+typedef struct op_leaves {
+	size_t n;
+	pspace_mat **m;
+	double *c;
+	const struct pspace_tiled **t; /* engine view of m[i]; NULL for resident kinds */
+	size_t ngroups;
+	size_t *g0; /* ngroups + 1 entries */
+} op_leaves;
+
+/** Fills @p l with the linear leaves of @p f (see op_leaves). @return 0 or PSPACE_ENOMEM. */
+int op_fold_leaves(const op_fold *f, op_leaves *l);
+/** Frees what op_fold_leaves allocated; a zeroed struct is accepted. */
+void op_leaves_free(op_leaves *l);
+/** @return the number of leaves of group @p g. */
+static inline size_t op_group_size(const op_leaves *l, size_t g)
+{
+	return l->g0[g + 1] - l->g0[g];
+}
+/** @return the index of the first resident (not tiled) leaf. */
+static inline size_t op_leaves_resident(const op_leaves *l)
+{
+	return l->g0[l->ngroups];
+}
+
+/**
+ * Y += alpha sum c_i M_i X over the groups of @p l (not its resident
+ * leaves): one pass of the engine per group, k right-hand sides.
+ */
+int op_groups_apply(const op_leaves *l, const pspace_exec *ex, uint32_t k, double alpha,
+                    const double *X, size_t ldx, double *Y, size_t ldy);
 
 /**
  * Y = alpha A X (accumulate == 0) or Y += alpha A X, k right-hand sides.
@@ -93,15 +149,26 @@ int op_fold_leaves(const op_fold *f, pspace_mat ***mats, double **coefs, size_t 
 int op_fold_apply(const op_fold *f, const pspace_exec *ex, uint32_t k, double alpha,
                   const double *X, size_t ldx, double *Y, size_t ldy, int accumulate);
 
-/** Writes the text of @p f at buf + *pos (bounded by cap), advancing *pos. */
-void op_fold_describe(const op_fold *f, char *buf, size_t cap, size_t *pos);
+/** Z = P^{-1} R for @p k columns (a preconditioner); @p ud is the caller's. */
+typedef int (*op_precond_fn)(void *ud, uint32_t k, const double *R, size_t ldr, double *Z,
+                             size_t ldz);
 
 /**
  * Preconditioned CG on (A + damping I) X = B, all k columns together (one
- * mm per iteration); @p precond may be NULL.
+ * mm per iteration); @p precond may be NULL (none). opts->tol and
+ * opts->max_iter must be set; iterations and residual are written back.
  */
-int op_cg(const op_fold *A, const pspace_exec *ex, double damping, uint32_t k, const double *B,
-          size_t ldb, double *X, size_t ldx, pspace_solve_opts *opts);
+int op_cg(const op_fold *A, const pspace_exec *ex, double damping, op_precond_fn precond, void *pud,
+          uint32_t k, const double *B, size_t ldb, double *X, size_t ldx, pspace_solve_opts *opts);
+
+/**
+ * The solver behind pspace_op_solve and inverse nodes: X = (a + damping
+ * I)^{-1} B, direct when @p a folds to c M + s I with M a matrix whose
+ * direct solve fits the budget (per opts->method), else CG. @p opts is
+ * not NULL; its out-fields are written.
+ */
+int op_solve(const pspace_op *a, const pspace_exec *ex, double damping, uint32_t k, const double *B,
+             size_t ldb, double *X, size_t ldx, pspace_solve_opts *opts);
 
 /** What op_lanczos computes. */
 typedef enum op_lanczos_mode {
@@ -130,5 +197,18 @@ size_t op_budget(const pspace_exec *ex);
 
 /** Per-vector scratch bytes a fold application may need (k = 1), for budgeting. */
 size_t op_fold_scratch(const op_fold *f);
+
+/** Unit vectors per mm so that they, their images and the fold's temporaries fit the budget. */
+uint32_t op_fold_unit_block(const op_fold *f, const pspace_exec *ex);
+
+/**
+ * Columns [j0, j0 + b) of A by one mm on unit vectors: E (b x d) is
+ * scratch, Y (b x d) receives Y[jj][i] = A[i][j0 + jj] (eval.c).
+ */
+int op_fold_unit_band(const op_fold *f, const pspace_exec *ex, uint64_t j0, uint32_t b, double *E,
+                      double *Y);
+
+/** Writes A as a dense d x d row-major array with leading dimension @p ld (eval.c). */
+int op_fold_dense(const op_fold *f, const pspace_exec *ex, double *out, size_t ld);
 
 #endif
