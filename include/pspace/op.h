@@ -4,10 +4,12 @@
  * An expression (sums, differences, scalings, identity shifts, products,
  * damped inverses) is built without touching any data. It is evaluated
  * only when a result is asked for (mv, mm, vTMv, trace, diag, norm, solve,
- * eig, dense, write), and then each stored tile is streamed once per
- * evaluation, whatever the number of stored matrices in the expression and
- * the number of right-hand sides. Scalings and shifts are folded into the
- * kernels and never applied to stored data.
+ * eig, dense, write). The stored matrices of its linear terms that share a
+ * tiling (blocks, tile edge, symmetry) are streamed together in one pass,
+ * so an mv, mm or vTMv reads each stored tile once, whatever the number of
+ * stored matrices in the expression and the number of right-hand sides
+ * (pspace_store_tiles_read() counts the reads). Scalings and shifts are
+ * folded into the kernels and never applied to stored data.
  *
  * Nodes are reference counted: constructors take their own references to
  * their operands, so the caller may free operands right after building.
@@ -119,9 +121,12 @@ typedef struct pspace_eig_opts {
 } pspace_eig_opts;
 
 /**
- * *out = the norm of A. Frobenius is exact for linear combinations of
- * matrices with the same tiling (one pass reading them together), and for
- * resident kinds; 2 and -2 use Lanczos (A must be symmetric).
+ * *out = the norm of A. Frobenius: exact, at any d, from one pass reading
+ * together the stored matrices of a linear combination of one tiling plus
+ * a shift and diagonal resident terms (or one resident matrix with them);
+ * any other expression through the dense d x d matrix when it fits
+ * ex->mem_budget, else PSPACE_ENOTSUP (the detail says why). 2 and -2 use
+ * Lanczos (A must be symmetric).
  */
 PSPACE_API int pspace_op_norm(pspace_op *a, const pspace_exec *ex, pspace_norm_ord ord,
 			      pspace_eig_opts *opts, double *out);
@@ -149,9 +154,11 @@ PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out,
 
 /**
  * Materializes A into the store as a new Dense matrix @p name, tile by tile
- * (never all in RAM): a linear combination of matrices with the same tiling
- * is combined tile by tile in one pass; anything else is computed by mm on
- * blocks of unit vectors.
+ * (never all in RAM): a linear combination of stored Dense matrices of one
+ * tiling plus a shift, written with their tile edge, is combined tile by
+ * tile from one pass that reads each of their tiles once; anything else is
+ * computed by mm on bands of unit vectors as wide as ex->mem_budget allows.
+ * A product is refused (PSPACE_ENOTSUP): a stored Dense is symmetric.
  */
 PSPACE_API int pspace_op_write(pspace_op *a, const pspace_exec *ex, pspace_store *s,
 			       const char *name, const pspace_write_opts *opts);
