@@ -86,8 +86,8 @@ int op_cg(const op_fold *A, const pspace_exec *ex, double damping, op_precond_fn
 	Ad.s += damping;
 	c.d = A->d;
 	c.X = calloc(kd, sizeof(double));
-	c.R =
-	    calloc(kd, sizeof(double)); /* filled from B below; zeroed for -Wmaybe-uninitialized */
+	/* Zeroed although B fills it below: GCC cannot tell and warns. */
+	c.R = calloc(kd, sizeof(double));
 	c.P = malloc(kd * sizeof(double));
 	c.Q = malloc(kd * sizeof(double));
 	c.Z = precond ? malloc(kd * sizeof(double)) : c.R;
