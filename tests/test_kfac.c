@@ -21,6 +21,7 @@
 #include "fref.h"
 #include "kref.h"
 #include "pspace/factored.h"
+#include "pspace/layout.h"
 #include "pspace/op.h"
 
 #define TOL 1e-10

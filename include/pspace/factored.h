@@ -170,16 +170,6 @@ PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, 
 /** All d eigenvalues in decreasing order (factored kinds). */
 PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
 
-/* ---- parameter orders ------------------------------------------------------- */
-
-/**
- * The permutation from NNGeometry's split_weight_bias=False order (per
- * linear/conv layer with a bias: row o holds weights (o, 0..in) then bias o)
- * to the canonical order (weights, then bias): perm[i] = canonical index of
- * interleaved index i. Identity on layers without a bias.
- */
-PSPACE_API int pspace_layout_interleave_perm(const pspace_layout *layout, uint64_t *perm);
-
 #ifdef __cplusplus
 }
 #endif

@@ -31,13 +31,13 @@ typedef enum pspace_layer_kind {
 typedef struct pspace_layer {
 	char name[PSPACE_LAYER_NAME_MAX + 1];
 	pspace_layer_kind kind;
-	int ndim;              /**< dims of the weight shape, 1..4 */
-	uint64_t shape[4];     /**< weight shape; unused entries 0 */
-	int bias;              /**< 1 if the layer has a bias */
-	uint64_t offset;       /**< first parameter of the layer */
-	uint64_t weight_size;  /**< product of shape */
-	uint64_t bias_size;    /**< shape[0] if bias, else 0 */
-	uint64_t size;         /**< weight_size + bias_size */
+	int ndim;             /**< dims of the weight shape, 1..4 */
+	uint64_t shape[4];    /**< weight shape; unused entries 0 */
+	int bias;             /**< 1 if the layer has a bias */
+	uint64_t offset;      /**< first parameter of the layer */
+	uint64_t weight_size; /**< product of shape */
+	uint64_t bias_size;   /**< shape[0] if bias, else 0 */
+	uint64_t size;        /**< weight_size + bias_size */
 } pspace_layer;
 
 typedef struct pspace_layout pspace_layout;
@@ -80,6 +80,23 @@ PSPACE_API char *pspace_layout_text(const pspace_layout *l);
 
 /** @return 1 if both layouts have the same layers, 0 otherwise. */
 PSPACE_API int pspace_layout_equal(const pspace_layout *a, const pspace_layout *b);
+
+/**
+ * A layout of layer @p i of @p l alone, at offset 0 (the layout of that
+ * layer's block of a block-diagonal or Mixed matrix). Free with
+ * pspace_layout_free(). @return 0, PSPACE_EINVAL (no such layer) or
+ * PSPACE_ENOMEM.
+ */
+PSPACE_API int pspace_layout_sub(pspace_layout **out, const pspace_layout *l, size_t i);
+
+/**
+ * The permutation from NNGeometry's split_weight_bias=False order (per
+ * linear/conv layer with a bias: row o holds weights (o, 0..in) then bias o)
+ * to the canonical order (weights, then bias): perm[i] = canonical index of
+ * interleaved index i. Identity on layers without a bias. @p perm holds d
+ * values. @return 0 or PSPACE_EINVAL (NULL argument).
+ */
+PSPACE_API int pspace_layout_interleave_perm(const pspace_layout *layout, uint64_t *perm);
 
 /** "linear", "conv1d", ... or "?". */
 PSPACE_API const char *pspace_layer_kind_name(pspace_layer_kind k);

@@ -55,9 +55,6 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
                       const char *what, uint64_t *nx);
 
-/** A layout of layer @p i of @p l alone (offset 0). */
-int pspace_layout_sub(const pspace_layout *l, size_t i, pspace_layout **out);
-
 /* ---- builders over rows (build_dense.c, build_factored.c) ------------------------------- */
 
 /**

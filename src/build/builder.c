@@ -4,7 +4,6 @@
  * builder of each kind (build_dense.c, build_factored.c, build_layers.c,
  * mixed_spec.c).
  */
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,25 +70,6 @@ int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t
 	if (*nx > r->n)
 		*nx = r->n;
 	return 0;
-}
-
-int pspace_layout_sub(const pspace_layout *l, size_t i, pspace_layout **out)
-{
-	const pspace_layer *L = pspace_layout_layer(l, i);
-	char text[PSPACE_LAYER_NAME_MAX + 160];
-	size_t len;
-
-	*out = NULL;
-	if (!L)
-		return pspace_err_set(PSPACE_EINVAL, "layer %zu out of range", i);
-	len = (size_t)snprintf(text, sizeof(text), "%s %s ", L->name,
-	                       pspace_layer_kind_name(L->kind));
-	for (int k = 0; k < L->ndim && len < sizeof(text); k++)
-		len += (size_t)snprintf(text + len, sizeof(text) - len, "%s%llu", k ? "x" : "",
-		                        (unsigned long long)L->shape[k]);
-	if (len < sizeof(text))
-		snprintf(text + len, sizeof(text) - len, " %s\n", L->bias ? "bias" : "nobias");
-	return pspace_err_prefix(pspace_layout_parse(out, text, "sub-layout"), "layer %s", L->name);
 }
 
 /* ---- the Jacobian source as rows ------------------------------------------------------ */

@@ -185,7 +185,7 @@ static int mb_alloc(mixed_build *b, const pspace_layout *layout, const char *nam
 	    !b->G)
 		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		int rc = pspace_layout_sub(layout, i, &b->subs[i]);
+		int rc = pspace_layout_sub(&b->subs[i], layout, i);
 
 		if (rc != 0)
 			return rc;

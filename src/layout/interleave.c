@@ -3,7 +3,7 @@
  * bias, row o holds the weights (o, 0..in) followed by bias o.
  */
 #include "common/error.h"
-#include "pspace/factored.h"
+#include "pspace/layout.h"
 
 int pspace_layout_interleave_perm(const pspace_layout *layout, uint64_t *perm)
 {

@@ -1,7 +1,7 @@
 /*
  * Parameter layouts: the layout text format (README, "Layout files"), its
- * parser with errors that name the file and line, the canonical text, and
- * lookups by name and by parameter index.
+ * parser with errors that name the file and line, the canonical text,
+ * lookups by name and by parameter index, and the layout of one layer.
  */
 #include "pspace/layout.h"
 
@@ -493,6 +493,31 @@ pspace_layout *pspace_layout_copy(const pspace_layout *l)
 	c->n = l->n;
 	c->d = l->d;
 	return c;
+}
+
+int pspace_layout_sub(pspace_layout **out, const pspace_layout *l, size_t i)
+{
+	pspace_layout *s;
+
+	if (out == NULL)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_sub: NULL argument");
+	*out = NULL;
+	if (l == NULL || i >= l->n)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_sub: layer %zu out of range",
+		                      i);
+	s = malloc(sizeof(*s));
+	if (s != NULL && (s->layers = malloc(sizeof(*s->layers))) == NULL) {
+		free(s);
+		s = NULL;
+	}
+	if (s == NULL)
+		return pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", l->layers[i].name);
+	s->layers[0] = l->layers[i];
+	s->layers[0].offset = 0;
+	s->n = 1;
+	s->d = s->layers[0].size;
+	*out = s;
+	return 0;
 }
 
 uint64_t pspace_layout_dim(const pspace_layout *l)
