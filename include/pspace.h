@@ -5,14 +5,17 @@
 #ifndef PSPACE_H
 #define PSPACE_H
 
-#include "pspace/common.h"
-#include "pspace/codec.h"
-#include "pspace/store.h"
-#include "pspace/layout.h"
-#include "pspace/vec.h"
-#include "pspace/mat.h"
-#include "pspace/op.h"
-#include "pspace/factored.h"
 #include "pspace/build.h"
+#include "pspace/codec.h"
+#include "pspace/common.h"
+#include "pspace/factored.h"
+#include "pspace/layout.h"
+#include "pspace/mat.h"
+#include "pspace/npy.h"
+#include "pspace/op.h"
+#include "pspace/refnet.h"
+#include "pspace/source.h"
+#include "pspace/store.h"
+#include "pspace/vec.h"
 
 #endif

@@ -11,7 +11,7 @@
  * parsed here by a small recursive-descent reader of exactly the literals
  * numpy writes: strings, True/False, tuples of integers.
  */
-#include "pspace/build.h"
+#include "pspace/npy.h"
 
 #include "common/error.h"
 

@@ -18,7 +18,7 @@
 
 #include <stdint.h>
 
-#include "pspace/build.h"
+#include "pspace/refnet.h"
 
 /** Activations applied to a layer's output before the next layer. */
 typedef enum rn_act {

@@ -7,7 +7,8 @@
  * (or an embedding id out of range); reads gather examples across file
  * boundaries by pread, never loading a file whole.
  */
-#include "pspace/build.h"
+#include "pspace/npy.h"
+#include "pspace/source.h"
 
 #include "common/error.h"
 

@@ -1,0 +1,87 @@
+/*
+ * pspace/source.h - gradient sources: how the builders read a network's
+ * gradients, as Jacobian rows or as layer tensors, batch by batch, and the
+ * sources over .npy files.
+ *
+ * A source is plain data: a read callback and its user data. Any code can
+ * make one (the reference networks of pspace/refnet.h do); a source can be
+ * read any number of times, in batches of any size.
+ */
+#ifndef PSPACE_SOURCE_H
+#define PSPACE_SOURCE_H
+
+#include "pspace/common.h"
+#include "pspace/layout.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/**
+ * Jacobian rows (SPEC 2): J[k, x, :] is the gradient of output k for
+ * example x, as a d-vector. A source can be read any number of times (the
+ * out-of-core dense build makes several passes).
+ */
+typedef struct pspace_jac_source {
+	uint64_t examples; /**< n */
+	uint32_t outputs;  /**< K */
+	uint64_t d;
+	/**
+	 * Reads examples [x0, x0 + nx): out[(k * nx + x) * ld + p] = J[k, x0 + x, p].
+	 * @return 0 or an error (with detail naming the file).
+	 */
+	int (*read)(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld);
+	void *ud;
+} pspace_jac_source;
+
+/**
+ * A source over one or more .npy files of shape (K, n_i, d) or (n_i, d),
+ * concatenated along examples (K and d must agree; checked against
+ * @p layout when not NULL). Free with pspace_jac_source_npy_close().
+ */
+PSPACE_API int pspace_jac_source_npy(pspace_jac_source *out, const char *const *paths,
+                                     size_t npaths, const pspace_layout *layout);
+/** Closes the files of a source made by pspace_jac_source_npy(); NULL is accepted. */
+PSPACE_API void pspace_jac_source_npy_close(pspace_jac_source *src);
+
+/**
+ * Layer tensors of one layer for a batch of examples (SPEC 2).
+ * Linear / conv: acts (nx, T, a_in) with a_in = in (patches channel-major,
+ * matching weight.view(out, -1)), grads (K, nx, T, out); T = 1 for plain
+ * linear layers. Embedding: ids (nx, T) int64, grads (K, nx, T, dim).
+ * Norm and generic layers have no layer tensors (use Jacobian rows).
+ */
+typedef struct pspace_layer_batch {
+	uint64_t T;          /**< output locations */
+	const double *acts;  /**< linear/conv: nx * T * in values, else NULL */
+	const int64_t *ids;  /**< embedding: nx * T ids, else NULL */
+	const double *grads; /**< K * nx * T * out values */
+} pspace_layer_batch;
+
+/**
+ * Layer tensors of all layers of a layout.
+ */
+typedef struct pspace_layer_source {
+	uint64_t examples; /**< n */
+	uint32_t outputs;  /**< K */
+	/**
+	 * Fills batch[L] for every layer L for examples [x0, x0 + nx); the
+	 * pointed-to data stays valid until the next read or close.
+	 */
+	int (*read)(void *ud, uint64_t x0, uint64_t nx, pspace_layer_batch *batch);
+	void *ud;
+} pspace_layer_source;
+
+/**
+ * A source over directories holding <layer>.acts.npy and <layer>.grads.npy
+ * for every layer of @p layout, concatenated along examples.
+ */
+PSPACE_API int pspace_layer_source_dirs(pspace_layer_source *out, const pspace_layout *layout,
+                                        const char *const *dirs, size_t ndirs);
+/** Closes the files of a source made by pspace_layer_source_dirs(); NULL is accepted. */
+PSPACE_API void pspace_layer_source_dirs_close(pspace_layer_source *src);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
