@@ -38,11 +38,18 @@ typedef struct pspace_refnet_opts {
 	pspace_variant variant;
 	uint32_t mc_samples; /**< for PSPACE_VARIANT_MC */
 	uint64_t seed;       /**< weights, data and labels */
-	int same_input;      /**< every example has the same input (tests: KFAC = BlockDiag) */
+	int same_input;      /**< every example has the same input (KFAC then equals BlockDiag on
+	                          layers with one output location) */
 } pspace_refnet_opts;
 
-/** Creates a reference network with random weights and synthetic data. */
+/**
+ * Creates a reference network with random weights and synthetic data, all
+ * drawn from opts->seed. Free with pspace_refnet_free(). @return 0,
+ * PSPACE_EINVAL (bad spec, activation or variant, no examples) or
+ * PSPACE_ENOMEM.
+ */
 PSPACE_API int pspace_refnet_create(pspace_refnet **out, const pspace_refnet_opts *opts);
+/** Frees a network; its sources become invalid. NULL is accepted. */
 PSPACE_API void pspace_refnet_free(pspace_refnet *net);
 /** @return its layout (layers named fc1, fc2, ... / conv1, ..., fc). */
 PSPACE_API const pspace_layout *pspace_refnet_layout(const pspace_refnet *net);
@@ -56,10 +63,21 @@ PSPACE_API const pspace_layout *pspace_refnet_layout(const pspace_refnet *net);
 PSPACE_API int pspace_refnet_jacobian(pspace_refnet *net, pspace_jac_source *out);
 /** A layer-tensor source over the network's examples (as the Jacobian source). */
 PSPACE_API int pspace_refnet_layers(pspace_refnet *net, pspace_layer_source *out);
-/** The network's outputs (C values) for example @p x with parameters @p theta (d). */
+/**
+ * The network's outputs (C values) for example @p x with parameters
+ * @p theta (d values, layout order), or with its own parameters if
+ * @p theta is NULL. @return 0, PSPACE_EINVAL (x out of range) or
+ * PSPACE_ENOMEM.
+ */
 PSPACE_API int pspace_refnet_forward(pspace_refnet *net, const double *theta, uint64_t x,
                                      double *out);
-/** The current parameters (d values, layout order); writable (tests perturb them). */
+/**
+ * The network's parameters: d values in layout order, owned by @p net and
+ * valid while it lives. They may be changed in place (to evaluate the
+ * Fisher at other weights): every later read of the network's sources and
+ * pspace_refnet_forward() with theta NULL use the values as they are then.
+ * The synthetic inputs and the labels do not depend on them.
+ */
 PSPACE_API double *pspace_refnet_params(pspace_refnet *net);
 /** The true label (0..C-1) of example @p x, as the empirical variant uses it. */
 PSPACE_API int pspace_refnet_label(const pspace_refnet *net, uint64_t x, uint32_t *out);
