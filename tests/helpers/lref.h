@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pspace/source.h"
+#include "pspace/build.h"
 
 /** Layer tensors of up to 3 layers, all in memory; batches are copies. */
 typedef struct lref_src {
