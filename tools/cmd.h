@@ -36,8 +36,6 @@ int cmd_export(int argc, char **argv);
 int tool_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Prints "pspace: <msg>" and a hint to stderr; @return EXIT_USAGE. */
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/** @return 1 if argv[i] is -h or --help. */
-int tool_is_help(const char *arg);
 /** Parses a size like 512M, 2G, 1048576 into bytes; @return 0 or -1. */
 int tool_parse_size(const char *s, uint64_t *out);
 /** Formats @p bytes as "1.23 GiB" into @p buf. */

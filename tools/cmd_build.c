@@ -3,42 +3,22 @@
  * rows or layer tensors in .npy files, or from a built-in reference
  * network, with a progress bar per stage and a summary at the end.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cmd.h"
 #include "json.h"
+#include "opt.h"
 
 #define BUILD_MAX_INPUTS 256
 
-static const char build_help[] =
-    "usage: pspace build STORE NAME --kind KIND --layout LAYOUT.txt --jacobian J.npy "
-    "[--jacobian J2.npy ...]\n"
-    "       pspace build STORE NAME --kind KIND --layout LAYOUT.txt --layer-tensors DIR "
-    "[--layer-tensors DIR2 ...]\n"
-    "       pspace build STORE NAME --kind KIND --model mlp:IN,H1,...,C | cnn:CxHxW,CH1,...,C\n"
-    "                    --examples N --variant classif_logits|mc:T|regression|empirical "
-    "[--seed S]\n"
-    "\n"
+static const tool_cmd_doc build_doc = {
+    "build",
     "Builds matrix NAME in STORE (created if missing) from per-example gradients:\n"
     "F = (1/n) sum_x sum_k J[k,x,:]^T J[k,x,:] in representation KIND. Inputs are\n"
     "streamed, never loaded whole; several files are concatenated along examples.\n"
-    "\n"
-    "Inputs (one kind):\n"
-    "  --jacobian FILE       Jacobian rows, .npy of shape (K, n, d) or (n, d), float32/64\n"
-    "  --layer-tensors DIR   a directory with <layer>.acts.npy and <layer>.grads.npy for\n"
-    "                        every linear/conv/embedding layer of the layout\n"
-    "  --model SPEC          a built-in reference network with synthetic data:\n"
-    "                        mlp:IN,H1,...,C or cnn:C0xHxW,CH1,...,C (its own layout)\n"
-    "  --examples N          --model: number of examples\n"
-    "  --variant V           --model: classif_logits (exact Fisher, default), mc:T\n"
-    "                        (Monte-Carlo, T samples), regression (Gauss-Newton),\n"
-    "                        empirical (gradient at the true label)\n"
-    "  --activation A        --model: tanh or relu\n"
-    "  --seed S              --model: weights, data and labels (default 1)\n"
-    "  --layout FILE         the parameter layout (README, \"Layout files\"); with\n"
-    "                        --model optional and must match the network\n"
+    "One input: --jacobian FILE... or --layer-tensors DIR... (with --layout), or\n"
+    "--model SPEC --examples N.\n"
     "\n"
     "KIND: dense, blockdiag, diag, quasidiag, lowrank, kfac, ekfac, or mixed:SPEC.\n"
     "  kfac and ekfac need layer tensors (--layer-tensors, or --model). ekfac with\n"
@@ -48,21 +28,10 @@ static const char build_help[] =
     "  a layer kind (linear, conv1d, conv2d, embedding, norm, generic) or '*'. A layer\n"
     "  takes the kind of the clause naming it, else of the one naming its kind, else\n"
     "  of '*'. Example: --kind 'mixed:linear,conv2d=ekfac;*=blockdiag'. Each layer's\n"
-    "  part is stored as NAME/<layer>.\n"
-    "\n"
-    "Options:\n"
-    "  --precision P    dense/blockdiag tiles: f32 (default, lossless), f64, bf16, f16\n"
-    "  --tile N         tile edge (default: the store's, 512)\n"
-    "  --level Z        zstd level (default 1; 0 stores tiles raw)\n"
-    "  --no-shuffle     no byte shuffle before zstd\n"
-    "  --mem SIZE       memory budget (default 1G); larger dense builds run out of core\n"
-    "  --threads N      worker threads (default: all cores)\n"
-    "  --batch N        examples per batch read (default: from --mem)\n"
-    "  --resume         finish an interrupted dense/blockdiag build of NAME\n"
-    "  --json           the summary as JSON\n"
-    "\n"
+    "  part is stored as NAME/<layer>.\n",
     "A failed build leaves the store as it was (an interrupted dense/blockdiag build\n"
-    "is kept as incomplete, for --resume). Exit status: 0, 1 runtime error, 2 usage.\n";
+    "is kept as incomplete, for --resume). Exit status: 0, 1 runtime error, 2 usage.\n",
+    0};
 
 typedef struct build_cli {
 	const char *store, *name, *kind_str, *layout_path, *model, *activation;
@@ -70,8 +39,8 @@ typedef struct build_cli {
 	size_t ninputs;
 	int input_kind; /* 'j' Jacobian, 'l' layer tensors, 0 none */
 	uint64_t examples, seed;
-	pspace_variant variant;
-	uint32_t mc_samples;
+	tool_variant variant;
+	int precision; /* pspace_dtype; -1: the default */
 	int json;
 	pspace_build_opts bo;
 } build_cli;
@@ -96,152 +65,84 @@ static void on_progress(void *ud, const char *stage, uint64_t done, uint64_t tot
 	tool_progress_update(&p->bar, done);
 }
 
-static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t *out)
+/* --jacobian and --layer-tensors (o->ival 'j' or 'l'), repeatable, not mixed. */
+static int add_input(const tool_opt *o, const char *cmd, const char *v)
 {
-	char *end;
+	build_cli *c = o->value;
 
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (end == s || *end != '\0' || errno != 0 || s[0] == '-' || *out < min)
-		return tool_usage_error("build", "build: %s needs an integer >= %llu, not '%s'",
-		                        opt, (unsigned long long)min, s);
-	return EXIT_OK;
-}
-
-static int parse_variant(build_cli *c, const char *v)
-{
-	uint64_t t;
-
-	if (strcmp(v, "classif_logits") == 0)
-		c->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
-	else if (strcmp(v, "regression") == 0)
-		c->variant = PSPACE_VARIANT_REGRESSION;
-	else if (strcmp(v, "empirical") == 0)
-		c->variant = PSPACE_VARIANT_EMPIRICAL;
-	else if (strncmp(v, "mc:", 3) == 0 && parse_u64("--variant mc:T", v + 3, 1, &t) == 0 &&
-	         t <= UINT32_MAX) {
-		c->variant = PSPACE_VARIANT_MC;
-		c->mc_samples = (uint32_t)t;
-	} else
-		return tool_usage_error("build",
-		                        "build: --variant is classif_logits, mc:T, regression or "
-		                        "empirical, not '%s'",
-		                        v);
-	return EXIT_OK;
-}
-
-static int add_input(build_cli *c, int kind, const char *opt, const char *v)
-{
-	if (c->input_kind && c->input_kind != kind)
-		return tool_usage_error("build", "build: --jacobian and --layer-tensors cannot be "
-		                                 "mixed");
+	if (c->input_kind && c->input_kind != o->ival)
+		return tool_usage_error(cmd, "build: --jacobian and --layer-tensors cannot be "
+		                             "mixed");
 	if (c->ninputs == BUILD_MAX_INPUTS)
-		return tool_usage_error("build", "build: more than %d %s", BUILD_MAX_INPUTS, opt);
-	c->input_kind = kind;
+		return tool_usage_error(cmd, "build: more than %d --%s", BUILD_MAX_INPUTS, o->name);
+	c->input_kind = o->ival;
 	c->inputs[c->ninputs++] = v;
 	return EXIT_OK;
 }
 
-/* Options with a value; @return EXIT_OK, EXIT_USAGE, or -1 if unknown. */
-static int parse_valued(build_cli *c, const char *a, const char *v)
-{
-	pspace_build_opts *o = &c->bo;
-	uint64_t u = 0;
-	int rc = EXIT_OK;
-
-	if (strcmp(a, "--kind") == 0)
-		c->kind_str = v;
-	else if (strcmp(a, "--layout") == 0)
-		c->layout_path = v;
-	else if (strcmp(a, "--jacobian") == 0)
-		rc = add_input(c, 'j', a, v);
-	else if (strcmp(a, "--layer-tensors") == 0)
-		rc = add_input(c, 'l', a, v);
-	else if (strcmp(a, "--model") == 0)
-		c->model = v;
-	else if (strcmp(a, "--activation") == 0)
-		c->activation = v;
-	else if (strcmp(a, "--examples") == 0)
-		rc = parse_u64(a, v, 1, &c->examples);
-	else if (strcmp(a, "--seed") == 0)
-		rc = parse_u64(a, v, 0, &c->seed);
-	else if (strcmp(a, "--variant") == 0)
-		rc = parse_variant(c, v);
-	else if (strcmp(a, "--batch") == 0)
-		rc = parse_u64(a, v, 1, &o->batch);
-	else if (strcmp(a, "--precision") == 0) {
-		if (pspace_dtype_parse(v, &o->write.codec.dtype) != 0 ||
-		    o->write.codec.dtype == PSPACE_I64)
-			rc = tool_usage_error(
-			    "build", "build: --precision is f64, f32, bf16 or f16, not '%s'", v);
-	} else if (strcmp(a, "--tile") == 0) {
-		rc = parse_u64(a, v, 1, &u);
-		if (rc == EXIT_OK && u > 65536)
-			rc = tool_usage_error("build", "build: --tile %s is above 65536", v);
-		o->write.tile = (uint32_t)u;
-	} else if (strcmp(a, "--level") == 0) {
-		char *end;
-		long z = strtol(v, &end, 10);
-		if (end == v || *end != '\0' || z < -100 || z > 22)
-			rc = tool_usage_error("build",
-			                      "build: --level needs a zstd level, not '%s'", v);
-		o->write.codec.level = (int)z;
-	} else if (strcmp(a, "--mem") == 0) {
-		if (tool_parse_size(v, &u) != 0 || u == 0)
-			rc = tool_usage_error("build",
-			                      "build: --mem needs a size like 512M, not '%s'", v);
-		o->exec.mem_budget = (size_t)u;
-	} else if (strcmp(a, "--threads") == 0) {
-		rc = parse_u64(a, v, 0, &u);
-		o->exec.threads = (int)u;
-	} else
-		return -1;
-	return rc;
-}
-
-/* @return EXIT_OK, EXIT_USAGE, or -1 after --help. */
+/* @return EXIT_OK, EXIT_USAGE or TOOL_HELP. */
 static int parse(int argc, char **argv, build_cli *c)
 {
-	int npos = 0, rc;
+	pspace_build_opts *o = &c->bo;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &c->store, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &c->name, TOOL_OPT_REQUIRED),
+	    TOOL_GROUP("Inputs (one kind):"),
+	    TOOL_FN("jacobian", "FILE", c, add_input, 'j',
+	            "Jacobian rows, .npy of shape (K, n, d) or (n, d), float32/64"),
+	    TOOL_FN("layer-tensors", "DIR", c, add_input, 'l',
+	            "a directory with <layer>.acts.npy and <layer>.grads.npy for\n"
+	            "every linear/conv/embedding layer of the layout"),
+	    TOOL_STR("model", "SPEC", &c->model,
+	             "a built-in reference network with synthetic data:\n"
+	             "mlp:IN,H1,...,C or cnn:C0xHxW,CH1,...,C (its own layout)"),
+	    TOOL_NUM("examples", "N", &c->examples, tool_opt_u64, 1, (double)UINT64_MAX,
+	             "--model: number of examples"),
+	    TOOL_FN("variant", "V", &c->variant, tool_opt_variant, 0,
+	            "--model: classif_logits (exact Fisher, default), mc:T\n"
+	            "(Monte-Carlo, T samples), regression (Gauss-Newton),\n"
+	            "empirical (gradient at the true label)"),
+	    TOOL_STR("activation", "A", &c->activation, "--model: tanh or relu"),
+	    TOOL_SEED(&c->seed, "--model: weights, data and labels (default 1)"),
+	    TOOL_STR("layout", "FILE", &c->layout_path,
+	             "the parameter layout (README, \"Layout files\"); with\n"
+	             "--model optional and must match the network"),
+	    TOOL_GROUP("Options:"),
+	    {.type = TOOL_OPT_VALUE,
+	     .name = "kind",
+	     .value = &c->kind_str,
+	     .value_name = "KIND",
+	     .help = "the representation (above)",
+	     .flags = TOOL_OPT_REQUIRED},
+	    TOOL_CHOICE("precision", "P", &c->precision, tool_precisions,
+	                "dense/blockdiag tiles: f32 (default, lossless), f64, bf16, f16"),
+	    TOOL_NUM("tile", "N", &o->write.tile, tool_opt_u32, 1, 65536,
+	             "tile edge (default: the store's, 512)"),
+	    TOOL_NUM("level", "Z", &o->write.codec.level, tool_opt_int, -100, 22,
+	             "zstd level (default 1; 0 stores tiles raw)"),
+	    TOOL_SWITCH("no-shuffle", &o->write.codec.shuffle, 0, "no byte shuffle before zstd"),
+	    TOOL_MEM(&o->exec.mem_budget,
+	             "memory budget (default 1G); larger dense builds run out of core"),
+	    TOOL_THREADS(&o->exec.threads),
+	    TOOL_NUM("batch", "N", &o->batch, tool_opt_u64, 1, (double)UINT64_MAX,
+	             "examples per batch read (default: from --mem)"),
+	    TOOL_SWITCH("resume", &o->resume, 1,
+	                "finish an interrupted dense/blockdiag build of NAME"),
+	    TOOL_JSON(&c->json, "the summary as JSON"),
+	    TOOL_END,
+	};
+	int rc;
 
 	memset(c, 0, sizeof(*c));
 	pspace_build_opts_default(&c->bo);
-	c->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
+	c->variant.variant = PSPACE_VARIANT_CLASSIF_LOGITS;
 	c->seed = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (tool_is_help(a)) {
-			fputs(build_help, stdout);
-			return -1;
-		}
-		if (a[0] != '-') {
-			if (npos == 2)
-				return tool_usage_error("build", "build: unexpected argument '%s'",
-				                        a);
-			*(npos++ ? &c->name : &c->store) = a;
-		} else if (strcmp(a, "--json") == 0) {
-			c->json = 1;
-		} else if (strcmp(a, "--resume") == 0) {
-			c->bo.resume = 1;
-		} else if (strcmp(a, "--no-shuffle") == 0) {
-			c->bo.write.codec.shuffle = 0;
-		} else if (i + 1 >= argc) {
-			return tool_usage_error("build", "build: %s needs a value (or is unknown)",
-			                        a);
-		} else {
-			rc = parse_valued(c, a, argv[i + 1]);
-			if (rc < 0)
-				return tool_usage_error("build", "build: unknown option '%s'", a);
-			if (rc)
-				return rc;
-			i++;
-		}
-	}
-	if (npos < 2)
-		return tool_usage_error("build", "build: missing %s", npos ? "NAME" : "STORE");
-	if (!c->kind_str)
-		return tool_usage_error("build", "build: --kind is required");
+	c->precision = -1;
+	rc = tool_opt_parse(&build_doc, opts, argc, argv, NULL);
+	if (rc)
+		return rc;
+	if (c->precision >= 0)
+		o->write.codec.dtype = (pspace_dtype)c->precision;
 	if (strncmp(c->kind_str, "mixed:", 6) == 0) {
 		c->bo.kind = PSPACE_KIND_MIXED;
 		c->bo.mixed = c->kind_str + 6;
@@ -366,8 +267,8 @@ static int run_model(build_cli *c, pspace_store *s, const pspace_layout *file_la
 	ro.spec = c->model;
 	ro.activation = c->activation;
 	ro.examples = c->examples;
-	ro.variant = c->variant;
-	ro.mc_samples = c->mc_samples;
+	ro.variant = c->variant.variant;
+	ro.mc_samples = c->variant.mc_samples;
 	ro.seed = c->seed;
 	lrc = pspace_refnet_create(&net, &ro);
 	if (lrc == PSPACE_EINVAL)
@@ -449,7 +350,7 @@ int cmd_build(int argc, char **argv)
 
 	rc = parse(argc, argv, &c);
 	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
+		return rc == TOOL_HELP ? EXIT_OK : rc;
 	if (c.layout_path) {
 		lrc = pspace_layout_load(&layout, c.layout_path);
 		if (lrc)

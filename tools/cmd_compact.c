@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char compact_help[] =
-    "usage: pspace compact STORE OUT\n\n"
+static const tool_cmd_doc compact_doc = {
+    "compact",
     "Writes a compacted copy of STORE into the new store directory OUT (free\n"
     "pages left by removed matrices are dropped) and prints the file sizes\n"
-    "before and after. STORE is not changed; replace it with OUT yourself.\n";
+    "before and after. STORE is not changed; replace it with OUT yourself.\n",
+    NULL, 0};
 
 int cmd_compact(int argc, char **argv)
 {
@@ -18,24 +20,15 @@ int cmd_compact(int argc, char **argv)
 	pspace_store_stat before, after;
 	char b1[32], b2[32];
 	int ret, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("OUT", &outp, TOOL_OPT_REQUIRED),
+	    TOOL_END,
+	};
 
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(compact_help, stdout);
-			return EXIT_OK;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("compact", "compact: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else if (!outp) {
-			outp = argv[i];
-		} else {
-			return tool_usage_error("compact", "compact: unexpected argument '%s'",
-			                        argv[i]);
-		}
-	}
-	if (!outp)
-		return tool_usage_error("compact", "compact: missing %s", path ? "OUT" : "STORE");
+	ret = tool_opt_parse(&compact_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 1, &s);
 	if (ret)
 		return ret;

@@ -5,7 +5,6 @@
  * vectors) and writes the picture of each representation. This file has
  * the options and the output; demo_run.c does the work.
  */
-#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -13,9 +12,8 @@
 #include "demo.h"
 #include "json.h"
 
-static const char demo_help[] =
-    "usage: pspace demo [STORE] [--params N] [--examples N] [--out DIR] [options]\n"
-    "\n"
+static const tool_cmd_doc demo_doc = {
+    "demo",
     "Builds the Fisher information F of a reference network (a small CNN on synthetic\n"
     "data, cnn:3x8x8,C,C,10: two 3x3 conv2d + relu layers and a linear layer, C chosen\n"
     "so that d is about N parameters) in every representation into STORE (default\n"
@@ -30,28 +28,10 @@ static const char demo_help[] =
     "and writes the NNGeometry-style picture of each, |M_ij| / sqrt(M_ii M_jj), as\n"
     "DIR/<kind>.png. Nothing d x d is held in memory: with a large --params, Dense and\n"
     "BlockDiag are built out of core within --mem (several passes over the examples)\n"
-    "and read back from the store tile by tile.\n"
-    "\n"
-    "Options:\n"
-    "  --params N      about N parameters (default 5000; sizes like 200k work)\n"
-    "  --examples N    examples n (default 500)\n"
-    "  --variant V     classif_logits (exact Fisher, K = 9, default), mc:T,\n"
-    "                  regression or empirical\n"
-    "  --model SPEC    another network instead: mlp:IN,H1,...,C or cnn:C0xHxW,CH1,...,C\n"
-    "  --mixed SPEC    the mixed representation (default 'conv2d=ekfac;*=blockdiag';\n"
-    "                  see 'pspace build --help')\n"
-    "  --seed S        weights, data, labels and vectors (default 1)\n"
-    "  --vectors K     random vectors of the comparison (default 4)\n"
-    "  --out DIR       the images (default: pspace-demo-png beside STORE)\n"
-    "  --size PX       image edge in pixels at most (default 512)\n"
-    "  --no-png        no images (with a large --params, the images of the resident\n"
-    "                  kinds take a while: they are drawn from products with unit vectors)\n"
-    "  --mem SIZE      memory budget (default 1G)\n"
-    "  --threads N     worker threads (default: all cores)\n"
-    "  --json          the results as JSON\n"
-    "\n"
+    "and read back from the store tile by tile.\n",
     "LowRank keeps all K n gradient rows; when they exceed --mem it is skipped.\n"
-    "Exit status: 0, 1 runtime error, 2 usage error.\n";
+    "Exit status: 0, 1 runtime error, 2 usage error.\n",
+    0};
 
 static const char default_mixed[] = "conv2d=ekfac;*=blockdiag";
 
@@ -95,159 +75,54 @@ static void default_out(demo_opts *o)
 	o->out_dir = o->out_buf;
 }
 
-static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
-{
-	char *end;
-
-	errno = 0;
-	*out = strtoull(s, &end, 10);
-	if (end == s || *end != '\0' || errno != 0 || s[0] == '-' || *out < min || *out > max)
-		return tool_usage_error("demo",
-		                        "demo: %s needs an integer in [%llu, %llu], not '%s'", opt,
-		                        (unsigned long long)min, (unsigned long long)max, s);
-	return EXIT_OK;
-}
-
-/* A count like 5000, 200k, 1.5M (decimal multiples); @return 0 or -1. */
-static int parse_count(const char *s, uint64_t *out)
-{
-	char *end;
-	double v;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (end == s || errno != 0 || !(v >= 1))
-		return -1;
-	if (*end == 'k' || *end == 'K') {
-		v *= 1e3;
-		end++;
-	} else if (*end == 'm' || *end == 'M') {
-		v *= 1e6;
-		end++;
-	}
-	if (*end != '\0' || v > 1e12)
-		return -1;
-	*out = (uint64_t)v;
-	return 0;
-}
-
-static int parse_variant(demo_opts *o, const char *v)
-{
-	uint64_t t;
-
-	o->variant_name = v;
-	if (strcmp(v, "classif_logits") == 0)
-		o->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
-	else if (strcmp(v, "regression") == 0)
-		o->variant = PSPACE_VARIANT_REGRESSION;
-	else if (strcmp(v, "empirical") == 0)
-		o->variant = PSPACE_VARIANT_EMPIRICAL;
-	else if (strncmp(v, "mc:", 3) == 0 &&
-	         parse_u64("--variant mc:T", v + 3, 1, UINT32_MAX, &t) == 0) {
-		o->variant = PSPACE_VARIANT_MC;
-		o->mc_samples = (uint32_t)t;
-	} else
-		return tool_usage_error("demo",
-		                        "demo: --variant is classif_logits, mc:T, regression or "
-		                        "empirical, not '%s'",
-		                        v);
-	return EXIT_OK;
-}
-
-/* Options with a value (NULL: missing); @return EXIT_OK, EXIT_USAGE, or -1 if unknown. */
-static int parse_valued(demo_opts *o, const char *a, const char *v)
-{
-	static const char *const known[] = {"--params", "--examples", "--variant", "--model",
-	                                    "--mixed",  "--seed",     "--vectors", "--out",
-	                                    "--size",   "--mem",      "--threads"};
-	uint64_t u = 0;
-	int rc = EXIT_OK, found = 0;
-
-	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
-		found |= strcmp(a, known[i]) == 0;
-	if (!found)
-		return -1;
-	if (!v)
-		return tool_usage_error("demo", "demo: %s needs a value", a);
-	if (strcmp(a, "--params") == 0) {
-		if (parse_count(v, &o->params) != 0)
-			return tool_usage_error("demo",
-			                        "demo: --params needs a positive number "
-			                        "like 5000 or 200k, not '%s'",
-			                        v);
-	} else if (strcmp(a, "--examples") == 0) {
-		rc = parse_u64(a, v, 1, UINT32_MAX, &o->examples);
-	} else if (strcmp(a, "--variant") == 0) {
-		rc = parse_variant(o, v);
-	} else if (strcmp(a, "--model") == 0) {
-		o->model = v;
-	} else if (strcmp(a, "--mixed") == 0) {
-		o->mixed = v;
-	} else if (strcmp(a, "--seed") == 0) {
-		rc = parse_u64(a, v, 0, UINT64_MAX, &o->seed);
-	} else if (strcmp(a, "--vectors") == 0) {
-		rc = parse_u64(a, v, 1, 64, &u);
-		o->vectors = (uint32_t)u;
-	} else if (strcmp(a, "--out") == 0) {
-		o->out_dir = v;
-	} else if (strcmp(a, "--size") == 0) {
-		rc = parse_u64(a, v, 1, 16384, &u);
-		o->px = (uint32_t)u;
-	} else if (strcmp(a, "--mem") == 0) {
-		if (tool_parse_size(v, &u) != 0 || u == 0)
-			return tool_usage_error("demo",
-			                        "demo: --mem needs a size like 512M, not '%s'", v);
-		o->ex.mem_budget = (size_t)u;
-	} else if (strcmp(a, "--threads") == 0) {
-		rc = parse_u64(a, v, 0, 1024, &u);
-		o->ex.threads = (int)u;
-	} else {
-		return -1;
-	}
-	return rc;
-}
-
-/* @return EXIT_OK, EXIT_USAGE, or -1 after --help. */
+/* @return EXIT_OK, EXIT_USAGE or TOOL_HELP. */
 static int parse(int argc, char **argv, demo_opts *o)
 {
-	int npos = 0, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &o->store, 0),
+	    TOOL_NUM("params", "N", &o->params, tool_opt_count, 1, 1e12,
+	             "about N parameters (default 5000; sizes like 200k work)"),
+	    TOOL_NUM("examples", "N", &o->examples, tool_opt_u64, 1, UINT32_MAX,
+	             "examples n (default 500)"),
+	    TOOL_FN("variant", "V", &o->variant, tool_opt_variant, 0,
+	            "classif_logits (exact Fisher, K = 9, default), mc:T,\n"
+	            "regression or empirical"),
+	    TOOL_STR("model", "SPEC", &o->model,
+	             "another network instead: mlp:IN,H1,...,C or cnn:C0xHxW,CH1,...,C"),
+	    TOOL_STR("mixed", "SPEC", &o->mixed,
+	             "the mixed representation (default 'conv2d=ekfac;*=blockdiag';\n"
+	             "see 'pspace build --help')"),
+	    TOOL_SEED(&o->seed, "weights, data, labels and vectors (default 1)"),
+	    TOOL_NUM("vectors", "K", &o->vectors, tool_opt_u32, 1, 64,
+	             "random vectors of the comparison (default 4)"),
+	    TOOL_STR("out", "DIR", &o->out_dir,
+	             "the images (default: pspace-demo-png beside STORE)"),
+	    TOOL_NUM("size", "PX", &o->px, tool_opt_u32, 1, 16384,
+	             "image edge in pixels at most (default 512)"),
+	    TOOL_SWITCH("no-png", &o->png, 0,
+	                "no images (with a large --params, the images of the resident\n"
+	                "kinds take a while: they are drawn from products with unit vectors)"),
+	    TOOL_MEM(&o->ex.mem_budget, "memory budget (default 1G)"),
+	    TOOL_THREADS(&o->ex.threads),
+	    TOOL_JSON(&o->json, "the results as JSON"),
+	    TOOL_END,
+	};
+	int rc;
 
 	memset(o, 0, sizeof(*o));
 	o->store = "pspace-demo.store";
 	o->params = 5000;
 	o->examples = 500;
-	o->variant = PSPACE_VARIANT_CLASSIF_LOGITS;
-	o->variant_name = "classif_logits";
+	o->variant.variant = PSPACE_VARIANT_CLASSIF_LOGITS;
+	o->variant.name = "classif_logits";
 	o->mixed = default_mixed;
 	o->seed = 1;
 	o->vectors = 4;
 	o->px = 512;
 	o->png = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-
-		if (tool_is_help(a)) {
-			fputs(demo_help, stdout);
-			return -1;
-		}
-		if (a[0] != '-') {
-			if (npos++)
-				return tool_usage_error("demo", "demo: unexpected argument '%s'",
-				                        a);
-			o->store = a;
-		} else if (strcmp(a, "--json") == 0) {
-			o->json = 1;
-		} else if (strcmp(a, "--no-png") == 0) {
-			o->png = 0;
-		} else {
-			rc = parse_valued(o, a, i + 1 < argc ? argv[i + 1] : NULL);
-			if (rc < 0)
-				return tool_usage_error("demo", "demo: unknown option '%s'", a);
-			if (rc)
-				return rc;
-			i++;
-		}
-	}
+	rc = tool_opt_parse(&demo_doc, opts, argc, argv, NULL);
+	if (rc)
+		return rc;
 	if (!o->model)
 		choose_model(o);
 	if (!o->out_dir)
@@ -274,7 +149,7 @@ void demo_header(const demo_opts *o, const demo_result *res)
 	if (pspace_blis_info_get(&b) != 0)
 		b.arch = b.reason = "?";
 	printf("pspace %s demo: the Fisher (%s) of %s in every representation\n", pspace_version(),
-	       o->variant_name, o->model);
+	       o->variant.name, o->model);
 	printf("d = %llu parameters in %zu layers, n = %llu examples, K = %u outputs, seed %llu\n",
 	       (unsigned long long)res->d, res->nlayers, (unsigned long long)res->n, res->K,
 	       (unsigned long long)o->seed);
@@ -343,7 +218,7 @@ static int print_json(const demo_opts *o, const demo_result *res)
 	json_begin_object(&w);
 	json_kv_string(&w, "store", o->store);
 	json_kv_string(&w, "model", o->model);
-	json_kv_string(&w, "variant", o->variant_name);
+	json_kv_string(&w, "variant", o->variant.name);
 	json_kv_uint(&w, "d", res->d);
 	json_kv_uint(&w, "examples", res->n);
 	json_kv_uint(&w, "outputs", res->K);
@@ -390,7 +265,7 @@ int cmd_demo(int argc, char **argv)
 
 	rc = parse(argc, argv, &o);
 	if (rc)
-		return rc < 0 ? EXIT_OK : rc;
+		return rc == TOOL_HELP ? EXIT_OK : rc;
 	res = malloc(sizeof(*res));
 	if (!res)
 		return tool_fail(PSPACE_ENOMEM, "demo");

@@ -8,93 +8,61 @@
 #include <sys/stat.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char export_help[] =
-    "usage: pspace export STORE NAME --npy OUT.npy [--block LAYER | --diag | --factors]\n"
-    "                                [--mem SIZE]\n"
-    "       pspace export STORE NAME --png OUT.png [--size PX] [--layer LAYER] [--no-lines]\n"
-    "                                [--mem SIZE]\n\n"
-    "--npy: the matrix as a d x d float32 .npy (numpy.load reads it). Matrices\n"
-    "whose float64 copy does not fit in --mem are streamed band by band into\n"
-    "the file (d*d*4 bytes: check the size printed first); any kind works.\n"
-    "  --block LAYER  only that layer's diagonal block (size x size, float32)\n"
-    "  --diag         the diagonal (d, float64)\n"
-    "  --factors      the arrays of a factored kind (KFAC: A.<layer>, G.<layer>;\n"
-    "                 EKFAC: eigenvectors, eigenvalues, S.<layer>; Diag: diag;\n"
-    "                 ...), each as OUT/<array>.npy, float64 (int64 flags);\n"
-    "                 OUT is a directory, created if missing\n"
-    "--png: the correlation picture of the NNGeometry docs: |F_ij|/sqrt(F_ii F_jj)\n"
-    "(0 where a diagonal entry is 0), one pixel per entry, averaged over\n"
-    "blocks of entries when d > PX; viridis colours (the diagonal, 1, is\n"
-    "yellow, 0 is dark purple); red lines at layer boundaries.\n"
-    "  --size PX      image edge in pixels at most (default 512)\n"
-    "  --layer LAYER  only that layer's block\n"
-    "  --no-lines     no layer boundary lines\n"
-    "  --mem SIZE     working memory, e.g. 512M, 4G (default 1G)\n";
+static const tool_cmd_doc export_doc = {
+    "export",
+    "Writes matrix NAME of STORE to a file: with --npy as a d x d float32 .npy\n"
+    "(numpy.load reads it), or one layer's block, the diagonal or the arrays of\n"
+    "a factored kind; with --png as the correlation picture of the NNGeometry\n"
+    "docs: |F_ij|/sqrt(F_ii F_jj) (0 where a diagonal entry is 0), one pixel per\n"
+    "entry, averaged over blocks of entries when d > PX; viridis colours (the\n"
+    "diagonal, 1, is yellow, 0 is dark purple); red lines at layer boundaries.\n"
+    "Matrices whose float64 copy does not fit in --mem are streamed band by band\n"
+    "into the file (d*d*4 bytes: check the size printed first); any kind works.\n",
+    NULL, 0};
 
 typedef struct export_opts {
 	const char *store, *name, *npy, *png, *block, *layer;
 	int diag, factors, lines;
 	uint32_t px;
-	uint64_t mem;
+	size_t mem;
 } export_opts;
 
 static int parse(int argc, char **argv, export_opts *o)
 {
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &o->store, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &o->name, TOOL_OPT_REQUIRED),
+	    TOOL_GROUP("The matrix as .npy:"),
+	    TOOL_STR("npy", "OUT", &o->npy, "the matrix as a d x d float32 .npy"),
+	    TOOL_STR("block", "LAYER", &o->block,
+	             "only that layer's diagonal block (size x size, float32)"),
+	    TOOL_SWITCH("diag", &o->diag, 1, "the diagonal (d, float64)"),
+	    TOOL_SWITCH("factors", &o->factors, 1,
+	                "the arrays of a factored kind (KFAC: A.<layer>, G.<layer>;\n"
+	                "EKFAC: eigenvectors, eigenvalues, S.<layer>; Diag: diag;\n"
+	                "...), each as OUT/<array>.npy, float64 (int64 flags);\n"
+	                "OUT is a directory, created if missing"),
+	    TOOL_GROUP("The picture as PNG:"),
+	    TOOL_STR("png", "OUT", &o->png, "the correlation picture as a PNG"),
+	    TOOL_NUM("size", "PX", &o->px, tool_opt_u32, 1, 16384,
+	             "image edge in pixels at most (default 512)"),
+	    TOOL_STR("layer", "LAYER", &o->layer, "only that layer's block"),
+	    TOOL_SWITCH("no-lines", &o->lines, 0, "no layer boundary lines"),
+	    TOOL_GROUP("Both:"),
+	    TOOL_MEM(&o->mem, "working memory, e.g. 512M, 4G (default 1G)"),
+	    TOOL_END,
+	};
+	int rc;
+
 	memset(o, 0, sizeof(*o));
 	o->px = 512;
-	o->mem = 1ull << 30;
+	o->mem = (size_t)1 << 30;
 	o->lines = 1;
-	for (int i = 1; i < argc; i++) {
-		const char *a = argv[i];
-		int has = i + 1 < argc;
-
-		if (tool_is_help(a)) {
-			fputs(export_help, stdout);
-			return -1;
-		} else if (strcmp(a, "--diag") == 0) {
-			o->diag = 1;
-		} else if (strcmp(a, "--factors") == 0) {
-			o->factors = 1;
-		} else if (strcmp(a, "--no-lines") == 0) {
-			o->lines = 0;
-		} else if (!has && (strcmp(a, "--npy") == 0 || strcmp(a, "--png") == 0 ||
-		                    strcmp(a, "--block") == 0 || strcmp(a, "--layer") == 0 ||
-		                    strcmp(a, "--size") == 0 || strcmp(a, "--mem") == 0)) {
-			return tool_usage_error("export", "export: %s needs a value", a);
-		} else if (strcmp(a, "--npy") == 0) {
-			o->npy = argv[++i];
-		} else if (strcmp(a, "--png") == 0) {
-			o->png = argv[++i];
-		} else if (strcmp(a, "--block") == 0) {
-			o->block = argv[++i];
-		} else if (strcmp(a, "--layer") == 0) {
-			o->layer = argv[++i];
-		} else if (strcmp(a, "--size") == 0) {
-			char *end;
-			unsigned long v = strtoul(argv[++i], &end, 10);
-			if (*end || v < 1 || v > 16384)
-				return tool_usage_error(
-				    "export", "export: --size wants 1..16384 pixels, not '%s'",
-				    argv[i]);
-			o->px = (uint32_t)v;
-		} else if (strcmp(a, "--mem") == 0) {
-			if (tool_parse_size(argv[++i], &o->mem) != 0 || o->mem == 0)
-				return tool_usage_error("export", "export: bad --mem size '%s'",
-				                        argv[i]);
-		} else if (a[0] == '-') {
-			return tool_usage_error("export", "export: unknown option '%s'", a);
-		} else if (!o->store) {
-			o->store = a;
-		} else if (!o->name) {
-			o->name = a;
-		} else {
-			return tool_usage_error("export", "export: unexpected argument '%s'", a);
-		}
-	}
-	if (!o->name)
-		return tool_usage_error("export", "export: missing %s",
-		                        o->store ? "NAME" : "STORE");
+	rc = tool_opt_parse(&export_doc, opts, argc, argv, NULL);
+	if (rc)
+		return rc;
 	if (!o->npy == !o->png)
 		return tool_usage_error("export", "export: give one of --npy OUT or --png OUT");
 	if (o->npy && (o->layer || o->px != 512 || !o->lines))
@@ -375,7 +343,7 @@ int cmd_export(int argc, char **argv)
 
 	ret = parse(argc, argv, &o);
 	if (ret)
-		return ret < 0 ? EXIT_OK : ret;
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(o.store, 1, &s);
 	if (ret)
 		return ret;

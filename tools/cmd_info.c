@@ -6,17 +6,18 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char info_help[] =
-    "usage: pspace info STORE NAME [--json]\n\n"
+static const tool_cmd_doc info_doc = {
+    "info",
     "Shows matrix NAME of STORE: catalog record (id, kind, state, d, blocks,\n"
     "tile edge, codec, created/completed times in UTC), tile statistics\n"
     "(tiles, raw tiles, encoded and logical bytes, ratio), the stored arrays\n"
     "(name, dtype, shape), the layout per layer (kind, weight shape, bias,\n"
     "offset, size), per-block statistics of tiled kinds (Dense, BlockDiag:\n"
     "dimension, tiles, bytes, read from the tile headers) and for EKFAC\n"
-    "whether its diagonal was updated.\n\n"
-    "  --json   the same as one JSON object\n";
+    "whether its diagonal was updated.\n",
+    NULL, 0};
 
 typedef struct info_array {
 	char name[PSPACE_NAME_MAX + 1];
@@ -302,26 +303,17 @@ int cmd_info(int argc, char **argv)
 	pspace_store *s = NULL;
 	info_data d;
 	int json = 0, ret, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &name, TOOL_OPT_REQUIRED),
+	    TOOL_JSON(&json, "the same as one JSON object"),
+	    TOOL_END,
+	};
 
 	memset(&d, 0, sizeof(d));
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(info_help, stdout);
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("info", "info: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else if (!name) {
-			name = argv[i];
-		} else {
-			return tool_usage_error("info", "info: unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!name)
-		return tool_usage_error("info", "info: missing %s", path ? "NAME" : "STORE");
+	ret = tool_opt_parse(&info_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 1, &s);
 	if (ret)
 		return ret;

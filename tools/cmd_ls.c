@@ -5,14 +5,15 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char ls_help[] =
-    "usage: pspace ls STORE [--json]\n\n"
+static const tool_cmd_doc ls_doc = {
+    "ls",
     "Lists the matrices of STORE: name, kind, dimension d, stored precision,\n"
     "stored bytes (tiles and arrays), compression ratio of the tiles\n"
     "(logical / encoded bytes; '-' for resident kinds, which store f64 arrays)\n"
-    "and build state (complete, or building: an interrupted or running build).\n\n"
-    "  --json   the same as a JSON array of objects\n";
+    "and build state (complete, or building: an interrupted or running build).\n",
+    NULL, 0};
 
 typedef struct ls_list {
 	pspace_matrix_info *v;
@@ -98,23 +99,15 @@ int cmd_ls(int argc, char **argv)
 	pspace_store *s = NULL;
 	ls_list l = {NULL, 0, 0};
 	int json = 0, ret, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_JSON(&json, "the same as a JSON array of objects"),
+	    TOOL_END,
+	};
 
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(ls_help, stdout);
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("ls", "ls: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else {
-			return tool_usage_error("ls", "ls: unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!path)
-		return tool_usage_error("ls", "ls: missing STORE");
+	ret = tool_opt_parse(&ls_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 1, &s);
 	if (ret)
 		return ret;

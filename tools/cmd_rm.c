@@ -4,12 +4,14 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char rm_help[] =
-    "usage: pspace rm STORE NAME\n\n"
+static const tool_cmd_doc rm_doc = {
+    "rm",
     "Removes matrix NAME (complete, or an interrupted build) from STORE with\n"
     "its tiles and arrays. The file does not shrink: freed pages are reused\n"
-    "by later writes; 'pspace compact' writes a smaller copy.\n";
+    "by later writes; 'pspace compact' writes a smaller copy.\n",
+    NULL, 0};
 
 int cmd_rm(int argc, char **argv)
 {
@@ -18,23 +20,15 @@ int cmd_rm(int argc, char **argv)
 	pspace_store *s = NULL;
 	char b[32];
 	int ret, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &name, TOOL_OPT_REQUIRED),
+	    TOOL_END,
+	};
 
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(rm_help, stdout);
-			return EXIT_OK;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("rm", "rm: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else if (!name) {
-			name = argv[i];
-		} else {
-			return tool_usage_error("rm", "rm: unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!name)
-		return tool_usage_error("rm", "rm: missing %s", path ? "NAME" : "STORE");
+	ret = tool_opt_parse(&rm_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 0, &s);
 	if (ret)
 		return ret;

@@ -6,15 +6,16 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char stat_help[] =
-    "usage: pspace stat STORE [NAME] [--json]\n\n"
+static const tool_cmd_doc stat_doc = {
+    "stat",
     "Per matrix (all, or NAME only) and in total: tiles, raw (uncompressed)\n"
     "tiles, encoded tile bytes, logical bytes (elements at stored precision),\n"
     "compression ratio (logical / encoded), array bytes. Then the store file:\n"
     "file and map size, bytes in use, page size, B-tree depth, branch, leaf\n"
-    "and overflow pages, entries, reader slots.\n\n"
-    "  --json   the same as one JSON object\n";
+    "and overflow pages, entries, reader slots.\n",
+    NULL, 0};
 
 typedef struct stat_list {
 	pspace_matrix_info *v;
@@ -164,25 +165,16 @@ int cmd_stat(int argc, char **argv)
 	pspace_matrix_info tot, one;
 	pspace_store_stat st;
 	int json = 0, ret, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &l.only, 0),
+	    TOOL_JSON(&json, "the same as one JSON object"),
+	    TOOL_END,
+	};
 
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(stat_help, stdout);
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("stat", "stat: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else if (!l.only) {
-			l.only = argv[i];
-		} else {
-			return tool_usage_error("stat", "stat: unexpected argument '%s'", argv[i]);
-		}
-	}
-	if (!path)
-		return tool_usage_error("stat", "stat: missing STORE");
+	ret = tool_opt_parse(&stat_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 1, &s);
 	if (ret)
 		return ret;

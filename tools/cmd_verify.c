@@ -6,16 +6,16 @@
 #include <string.h>
 
 #include "inspect.h"
+#include "opt.h"
 
-static const char verify_help[] =
-    "usage: pspace verify STORE [NAME] [--json]\n\n"
+static const tool_cmd_doc verify_doc = {
+    "verify",
     "Decodes every tile and reads every array of matrix NAME (default: all\n"
     "matrices), verifying their CRC-32C checksums and headers. Each bad tile\n"
     "or array is reported with the store, matrix and tile (block,row,col).\n"
     "Matrices whose build never finished are checked too and reported as\n"
-    "incomplete (not an error of the data).\n"
-    "Exit status: 0 if all is well, 1 if anything is corrupt.\n\n"
-    "  --json   the report as one JSON object\n";
+    "incomplete (not an error of the data).\n",
+    "Exit status: 0 if all is well, 1 if anything is corrupt, 2 usage error.\n", 0};
 
 typedef struct vfy {
 	pspace_store *s;
@@ -223,27 +223,17 @@ int cmd_verify(int argc, char **argv)
 	uint64_t total = 0;
 	vfy v;
 	int ret, rc = 0;
+	const tool_opt opts[] = {
+	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
+	    TOOL_ARG("NAME", &only, 0),
+	    TOOL_JSON(&v.json, "the report as one JSON object"),
+	    TOOL_END,
+	};
 
 	memset(&v, 0, sizeof(v));
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			fputs(verify_help, stdout);
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			v.json = 1;
-		} else if (argv[i][0] == '-') {
-			return tool_usage_error("verify", "verify: unknown option '%s'", argv[i]);
-		} else if (!path) {
-			path = argv[i];
-		} else if (!only) {
-			only = argv[i];
-		} else {
-			return tool_usage_error("verify", "verify: unexpected argument '%s'",
-			                        argv[i]);
-		}
-	}
-	if (!path)
-		return tool_usage_error("verify", "verify: missing STORE");
+	ret = tool_opt_parse(&verify_doc, opts, argc, argv, NULL);
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
 	ret = insp_open_store(path, 1, &v.s);
 	if (ret)
 		return ret;

@@ -1,29 +1,27 @@
 /*
  * pspace version: library version, store format version, BLIS kernels.
  */
-#include <string.h>
+#include "opt.h"
 
-#include "cmd.h"
+static const tool_cmd_doc version_doc = {
+    "version",
+    "Prints the library version, the store format version it reads and\n"
+    "writes, and the BLIS kernel set in use with the reason it was chosen.\n",
+    NULL, 0};
 
 int cmd_version(int argc, char **argv)
 {
 	pspace_blis_info b;
 	int json = 0;
 	int rc;
+	const tool_opt opts[] = {
+	    TOOL_JSON(&json, "the same as one JSON object"),
+	    TOOL_END,
+	};
 
-	for (int i = 1; i < argc; i++) {
-		if (tool_is_help(argv[i])) {
-			puts("usage: pspace version [--json]\n\n"
-			     "Prints the library version, the store format version it reads and\n"
-			     "writes, and the BLIS kernel set in use with the reason it was "
-			     "chosen.");
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--json") == 0) {
-			json = 1;
-		} else {
-			return tool_usage_error("version", "unknown argument '%s'", argv[i]);
-		}
-	}
+	rc = tool_opt_parse(&version_doc, opts, argc, argv, NULL);
+	if (rc)
+		return rc == TOOL_HELP ? EXIT_OK : rc;
 	rc = pspace_blis_info_get(&b);
 	if (rc)
 		return tool_fail(rc, "cannot initialize BLIS");

@@ -5,7 +5,7 @@
 #ifndef PSPACE_TOOLS_DEMO_H
 #define PSPACE_TOOLS_DEMO_H
 
-#include "cmd.h"
+#include "opt.h"
 
 /** The representations the demo builds, in table order. */
 enum { DEMO_NREPS = 8 };
@@ -15,9 +15,7 @@ typedef struct demo_opts {
 	const char *out_dir; /* PNG directory */
 	const char *model;   /* reference network spec */
 	const char *mixed;   /* the Mixed representation's per-layer choice */
-	const char *variant_name;
-	pspace_variant variant;
-	uint32_t mc_samples;
+	tool_variant variant;
 	uint64_t params, examples, seed;
 	uint32_t vectors; /* random vectors of the comparison */
 	uint32_t px;      /* image edge */

@@ -379,8 +379,8 @@ static int make_net(const demo_opts *o, pspace_refnet **net)
 	memset(&ro, 0, sizeof(ro));
 	ro.spec = o->model;
 	ro.examples = o->examples;
-	ro.variant = o->variant;
-	ro.mc_samples = o->mc_samples;
+	ro.variant = o->variant.variant;
+	ro.mc_samples = o->variant.mc_samples;
 	ro.seed = o->seed;
 	rc = pspace_refnet_create(net, &ro);
 	if (rc == PSPACE_EINVAL)

@@ -11,16 +11,16 @@
 typedef struct eval_opts {
 	const char *store, *expr, *op;
 	const char *in, *out;
-	pspace_dtype out_dtype;
+	int out_dtype; /* pspace_dtype */
 	double damping;
-	pspace_norm_ord ord;
+	int ord; /* pspace_norm_ord */
 	uint32_t k;
 	uint32_t probes;
 	uint64_t seed;
 	double tol;        /* 0: the library default */
 	uint32_t max_iter; /* 0: the library default */
 	const char *precond;
-	pspace_solve_method method;
+	int method; /* pspace_solve_method */
 	pspace_exec ex;
 	int json;
 } eval_opts;

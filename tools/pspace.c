@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cmd.h"
+#include "opt.h"
 
 static const tool_cmd commands[] = {
     {"build", cmd_build, "build a Fisher matrix from gradients (.npy) or a reference network"},
@@ -22,50 +22,61 @@ static const tool_cmd commands[] = {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
-static void usage(FILE *f)
+/* --blis-arch NAME: requested before BLIS starts. */
+static int blis_arch(const tool_opt *o, const char *cmd, const char *name)
 {
-	fputs("usage: pspace [--blis-arch NAME] COMMAND [ARGS...]\n"
-	      "       pspace --version | --help\n\n"
-	      "Stores and computes with the d x d parameter-space matrices (Fisher,\n"
-	      "Gauss-Newton, gradient covariances) of neural networks.\n\n"
-	      "Commands:\n",
-	      f);
-	for (size_t i = 0; i < NCOMMANDS; i++)
-		fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].summary);
-	fputs("\nOptions:\n"
-	      "  --blis-arch NAME  BLIS kernel set: auto (default), zen3, skx, haswell,\n"
-	      "                    generic, ... (also $PSPACE_BLIS_ARCH; $BLIS_ARCH_TYPE wins)\n"
-	      "  --version         same as 'pspace version'\n\n"
-	      "Each command takes --help.\n",
-	      f);
+	(void)o;
+	if (pspace_blis_arch_request(name) != 0)
+		return tool_usage_error(cmd, "--blis-arch: %s", pspace_errdetail());
+	return EXIT_OK;
+}
+
+/* The list of commands, after the options in --help. */
+static void command_list(char *buf, size_t cap)
+{
+	size_t n = (size_t)snprintf(buf, cap, "Commands:\n");
+
+	for (size_t i = 0; i < NCOMMANDS && n < cap; i++)
+		n += (size_t)snprintf(buf + n, cap - n, "  %-10s %s\n", commands[i].name,
+		                      commands[i].summary);
+	if (n < cap)
+		snprintf(buf + n, cap - n, "\nEach command takes --help.\n");
 }
 
 int main(int argc, char **argv)
 {
-	int i = 1;
+	const char *command = NULL;
+	char notes[2048];
+	const tool_cmd_doc doc = {
+	    NULL,
+	    "Stores and computes with the d x d parameter-space matrices (Fisher,\n"
+	    "Gauss-Newton, gradient covariances) of neural networks.\n",
+	    notes, TOOL_PARSE_STOP};
+	int version = 0, next, rc;
+	const tool_opt opts[] = {
+	    TOOL_ARG("COMMAND", &command, 0),
+	    TOOL_ARG("ARGS...", NULL, 0),
+	    TOOL_FN("blis-arch", "NAME", NULL, blis_arch, 0,
+	            "BLIS kernel set: auto (default), zen3, skx, haswell,\n"
+	            "generic, ... (also $PSPACE_BLIS_ARCH; $BLIS_ARCH_TYPE wins)"),
+	    TOOL_SWITCH("version", &version, 1, "same as 'pspace version'"),
+	    TOOL_END,
+	};
 
-	while (i < argc && argv[i][0] == '-') {
-		if (tool_is_help(argv[i])) {
-			usage(stdout);
-			return EXIT_OK;
-		} else if (strcmp(argv[i], "--version") == 0) {
-			return cmd_version(1, argv + i);
-		} else if (strcmp(argv[i], "--blis-arch") == 0 && i + 1 < argc) {
-			int rc = pspace_blis_arch_request(argv[i + 1]);
-			if (rc)
-				return tool_usage_error(NULL, "--blis-arch: %s",
-				                        pspace_errdetail());
-			i += 2;
-		} else {
-			return tool_usage_error(NULL, "unknown option '%s'", argv[i]);
-		}
-	}
-	if (i >= argc) {
-		usage(stderr);
+	command_list(notes, sizeof(notes));
+	rc = tool_opt_parse(&doc, opts, argc, argv, &next);
+	if (rc == TOOL_HELP)
+		return EXIT_OK;
+	if (rc)
+		return rc;
+	if (version)
+		return cmd_version(1, argv);
+	if (!command) {
+		tool_opt_help(stderr, &doc, opts);
 		return EXIT_USAGE;
 	}
 	for (size_t c = 0; c < NCOMMANDS; c++)
-		if (strcmp(argv[i], commands[c].name) == 0)
-			return commands[c].run(argc - i, argv + i);
-	return tool_usage_error(NULL, "unknown command '%s'", argv[i]);
+		if (strcmp(command, commands[c].name) == 0)
+			return commands[c].run(argc - next + 1, argv + next - 1);
+	return tool_usage_error(NULL, "unknown command '%s'", command);
 }

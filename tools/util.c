@@ -33,13 +33,8 @@ int tool_usage_error(const char *cmd, const char *fmt, ...)
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fprintf(stderr, "\nTry 'pspace %s --help'.\n", cmd ? cmd : "");
+	fprintf(stderr, "\nTry 'pspace%s%s --help'.\n", cmd ? " " : "", cmd ? cmd : "");
 	return EXIT_USAGE;
-}
-
-int tool_is_help(const char *arg)
-{
-	return strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0;
 }
 
 int tool_parse_size(const char *s, uint64_t *out)
