@@ -5,56 +5,30 @@
  */
 #include <math.h>
 #include <setjmp.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "pspace.h"
 
-static char tmpdir[256];
-
-/* Runs the tool with @p args (a shell fragment), stdout+stderr captured into
- * @p out; @return the exit status. */
-static int run_tool(const char *args, char *out, size_t cap)
-{
-	const char *tool = getenv("PSPACE_TOOL");
-	char cmd[1024];
-	FILE *p;
-	size_t n;
-	int st;
-
-	assert_non_null(tool);
-	snprintf(cmd, sizeof(cmd), "'%s' %s 2>&1", tool, args);
-	p = popen(cmd, "r");
-	assert_non_null(p);
-	n = fread(out, 1, cap - 1, p);
-	out[n] = '\0';
-	st = pclose(p);
-	assert_true(WIFEXITED(st));
-	return WEXITSTATUS(st);
-}
+static char tmpdir[64];
 
 static int setup(void **state)
 {
 	(void)state;
-	snprintf(tmpdir, sizeof(tmpdir), "/tmp/pspace-test-tool-XXXXXX");
-	return mkdtemp(tmpdir) ? 0 : -1;
+	fx_dir_make(tmpdir, sizeof(tmpdir), "tool");
+	return 0;
 }
 
 static int teardown(void **state)
 {
-	char cmd[300];
-
 	(void)state;
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
-	return system(cmd);
+	return fx_dir_remove(tmpdir);
 }
 
 static void test_tool_version(void **state)
@@ -62,13 +36,14 @@ static void test_tool_version(void **state)
 	char out[4096];
 
 	(void)state;
-	assert_int_equal(run_tool("--version", out, sizeof(out)), 0);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "--version"), 0);
 	assert_non_null(strstr(out, "pspace " PSPACE_VERSION_STRING));
 	assert_non_null(strstr(out, "store format version 1"));
 	assert_non_null(strstr(out, "kernels: "));
-	assert_int_equal(run_tool("version --json", out, sizeof(out)), 0);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "version --json"), 0);
 	assert_non_null(strstr(out, "\"format_version\": 1"));
-	assert_int_equal(run_tool("--blis-arch haswell --version", out, sizeof(out)), 0);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "--blis-arch haswell --version"),
+	                 0);
 	assert_non_null(strstr(out, "kernels: haswell (requested"));
 }
 
@@ -77,15 +52,75 @@ static void test_tool_usage_errors(void **state)
 	char out[4096];
 
 	(void)state;
-	assert_int_equal(run_tool("frobnicate", out, sizeof(out)), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "frobnicate"), 2);
 	assert_non_null(strstr(out, "pspace: unknown command 'frobnicate'"));
-	assert_int_equal(run_tool("--blis-arch pentium version", out, sizeof(out)), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "--blis-arch pentium version"), 2);
 	assert_non_null(strstr(out, "pentium"));
-	assert_int_equal(run_tool("demo --params", out, sizeof(out)), 2);
-	assert_int_equal(run_tool("", out, sizeof(out)), 2);
-	assert_int_equal(run_tool("--help", out, sizeof(out)), 0);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "demo --params"), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "%s", ""), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "--help"), 0);
 	assert_non_null(strstr(out, "demo"));
-	assert_int_equal(run_tool("demo --help", out, sizeof(out)), 0);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "demo --help"), 0);
+}
+
+/* Every option each command had before its options became a table, as a
+ * line of its --help; the option parser's common rules. */
+static void test_tool_options(void **state)
+{
+	static const struct {
+		const char *cmd, *opts;
+	} cmds[] = {
+	    {"", "--blis-arch NAME,--version"},
+	    {"build", "--kind KIND,--jacobian FILE,--layer-tensors DIR,--model SPEC,--examples N,"
+	              "--variant V,--activation A,--seed S,--layout FILE,--precision P,--tile N,"
+	              "--level Z,--no-shuffle,--mem SIZE,--threads N,--batch N,--resume,--json"},
+	    {"demo", "--params N,--examples N,--variant V,--model SPEC,--mixed SPEC,--seed S,"
+	             "--vectors K,--out DIR,--size PX,--no-png,--mem SIZE,--threads N,--json"},
+	    {"eval", "--in FILE,--out FILE,--out-dtype T,--damping L,--ord O,--k K,--probes P,"
+	             "--seed S,--tol T,--maxiter N,--precond EXPR,--method M,--threads N,"
+	             "--mem SIZE,--json"},
+	    {"export", "--npy OUT,--block LAYER,--diag,--factors,--png OUT,--size PX,"
+	               "--layer LAYER,--no-lines,--mem SIZE"},
+	    {"ls", "--json"},
+	    {"info", "--json"},
+	    {"stat", "--json"},
+	    {"verify", "--json"},
+	    {"rm", ""},
+	    {"compact", ""},
+	    {"version", "--json"},
+	};
+	char out[8192], err[1024], want[64];
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
+		const char *p = cmds[i].opts;
+
+		assert_int_equal(
+		    fx_run_tool(out, sizeof(out), err, sizeof(err), "%s --help", cmds[i].cmd), 0);
+		assert_string_equal(err, "");
+		snprintf(want, sizeof(want), "usage: pspace%s%s ", *cmds[i].cmd ? " " : "",
+		         cmds[i].cmd);
+		assert_int_equal(strncmp(out, want, strlen(want)), 0);
+		assert_non_null(strstr(out, "\n  -h, --help "));
+		while (*p) {
+			size_t n = strcspn(p, ",");
+
+			snprintf(want, sizeof(want), "\n  %.*s ", (int)n, p);
+			if (!strstr(out, want))
+				fail_msg("'pspace %s --help' lacks the option line '%.*s':\n%s",
+				         cmds[i].cmd, (int)n, p, out);
+			p += n + (p[n] == ',');
+		}
+	}
+	/* values as --name VALUE or --name=VALUE; bounds named */
+	assert_int_equal(fx_run_tool(out, sizeof(out), err, sizeof(err), "demo --vectors=65"), 2);
+	assert_string_equal(err, "pspace: demo: --vectors needs an integer in [1, 64], not '65'\n"
+	                         "Try 'pspace demo --help'.\n");
+	assert_int_equal(fx_run_tool(out, sizeof(out), err, sizeof(err), "build s n --kind"), 2);
+	assert_non_null(strstr(err, "pspace: build: --kind needs a value"));
+	assert_int_equal(fx_run_tool(out, sizeof(out), err, sizeof(err), "--bogus ls"), 2);
+	assert_non_null(strstr(err, "pspace: unknown option '--bogus'\nTry 'pspace --help'."));
+	assert_string_equal(out, "");
 }
 
 static void test_tool_runtime_error_names_store(void **state)
@@ -95,7 +130,7 @@ static void test_tool_runtime_error_names_store(void **state)
 	(void)state;
 	/* a regular file where the store directory should be */
 	snprintf(args, sizeof(args), "demo /dev/null/store --params 64");
-	assert_int_equal(run_tool(args, out, sizeof(out)), 1);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "%s", args), 1);
 	assert_non_null(strstr(out, "pspace: "));
 	assert_non_null(strstr(out, "/dev/null/store"));
 }
@@ -167,7 +202,7 @@ static void test_tool_demo(void **state)
 	snprintf(png, sizeof(png), "%s/png", tmpdir);
 	snprintf(args, sizeof(args), "demo '%s' --out '%s' --params 2000 --examples 100", store,
 	         png);
-	if (run_tool(args, out, sizeof(out)) != 0)
+	if (fx_run_tool(out, sizeof(out), NULL, 0, "%s", args) != 0)
 		fail_msg("pspace %s failed:\n%s", args, out);
 	at = strstr(out, "d = ");
 	assert_non_null(at);
@@ -212,13 +247,13 @@ static void test_tool_demo(void **state)
 	/* a rerun replaces the demo's matrices; JSON output */
 	snprintf(args, sizeof(args),
 	         "demo '%s' --no-png --params 300 --examples 20 --json --vectors 2", store);
-	if (run_tool(args, out, sizeof(out)) != 0)
+	if (fx_run_tool(out, sizeof(out), NULL, 0, "%s", args) != 0)
 		fail_msg("pspace %s failed:\n%s", args, out);
 	assert_non_null(strstr(out, "\"representation\": \"EKFAC\""));
 	assert_non_null(strstr(out, "\"mv_rel_err\": 0,"));
 	assert_null(strstr(out, "| Dense"));
-	assert_int_equal(run_tool("demo --params 0", out, sizeof(out)), 2);
-	assert_int_equal(run_tool("demo --variant nope", out, sizeof(out)), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "demo --params 0"), 2);
+	assert_int_equal(fx_run_tool(out, sizeof(out), NULL, 0, "demo --variant nope"), 2);
 }
 
 static char *slurp(const char *path)
@@ -272,6 +307,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_tool_version),
 	    cmocka_unit_test(test_tool_usage_errors),
+	    cmocka_unit_test(test_tool_options),
 	    cmocka_unit_test(test_tool_runtime_error_names_store),
 	    cmocka_unit_test(test_tool_demo),
 	    cmocka_unit_test(test_tool_readme_example),
