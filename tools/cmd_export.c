@@ -330,7 +330,9 @@ static int export_factors(const export_opts *o, pspace_store *s, pspace_mat *m)
 		return j.ret;
 	if (rc)
 		return tool_fail(rc, "store %s: matrix %s: factors", o->store, o->name);
-	printf("%llu arrays written to %s/\n", (unsigned long long)j.files, o->npy);
+	/* the paths on stdout are the result; the count is commentary */
+	fprintf(stderr, "pspace: export: %llu arrays written to %s/\n", (unsigned long long)j.files,
+	        o->npy);
 	return EXIT_OK;
 }
 

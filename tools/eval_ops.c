@@ -2,6 +2,7 @@
  * pspace eval: the operations (mv, mm, vtmv, trace, diag, norm, solve,
  * dense, eig) and their .npy inputs and outputs.
  */
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -123,6 +124,22 @@ void eval_put_scalars(eval_ctx *c, const char *key, size_t n, const double *v)
 	json_end_array(&c->w);
 }
 
+/* How a result was computed, on stderr: "pspace: eval: <op>: <how>" (text output only; with
+ * --json it is in the object). */
+static void note(const eval_ctx *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void note(const eval_ctx *c, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (c->o->json)
+		return;
+	fprintf(stderr, "pspace: eval: %s: ", c->o->op);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
 int eval_fail(const eval_ctx *c, int rc, const char *what)
 {
 	return tool_fail(rc, "eval: %s of '%s' on store %s", what, c->o->expr, c->o->store);
@@ -205,6 +222,7 @@ int eval_trace(eval_ctx *c)
 		return eval_fail(c, lrc, "trace");
 	if (c->o->json) {
 		json_kv_number(&c->w, "trace", v);
+		json_kv_string(&c->w, "method", t.exact ? "exact" : "hutchinson");
 		json_kv_bool(&c->w, "exact", t.exact);
 		json_kv_number(&c->w, "stderr", t.exact ? 0.0 : t.stderr_);
 		json_kv_uint(&c->w, "probes", t.exact ? 0 : t.probes);
@@ -212,10 +230,10 @@ int eval_trace(eval_ctx *c)
 	}
 	printf("%.9g\n", v);
 	if (t.exact)
-		puts("exact");
+		note(c, "exact");
 	else
-		printf("estimated (Hutchinson, %u probes), standard error %.9g\n",
-		       (unsigned)t.probes, t.stderr_);
+		note(c, "estimated (Hutchinson, %u probes), standard error %.9g", (unsigned)t.probes,
+		     t.stderr_);
 	return EXIT_OK;
 }
 
@@ -257,9 +275,16 @@ int eval_norm(eval_ctx *c)
 		                     : c->o->ord == PSPACE_NORM_2 ? 1
 		                                                  : 2]);
 		json_kv_number(&c->w, "norm", v);
-	} else {
-		printf("%.9g\n", v);
+		json_kv_string(&c->w, "method", c->o->ord == PSPACE_NORM_FRO ? "exact" : "lanczos");
+		if (c->o->ord != PSPACE_NORM_FRO)
+			json_kv_uint(&c->w, "iterations", e.iterations);
+		return EXIT_OK;
 	}
+	printf("%.9g\n", v);
+	if (c->o->ord == PSPACE_NORM_FRO)
+		note(c, "exact");
+	else
+		note(c, "Lanczos, %u steps", (unsigned)e.iterations);
 	return EXIT_OK;
 }
 
@@ -307,11 +332,10 @@ int eval_solve(eval_ctx *c)
 			json_kv_number(&c->w, "residual", so.residual);
 		}
 	} else if (cg) {
-		/* with the solution on stdout, the report goes to stderr */
-		fprintf(o->out ? stdout : stderr, "cg: %u iterations, relative residual %.3g\n",
-		        (unsigned)so.iterations, so.residual);
+		note(c, "cg, %u iterations, relative residual %.3g", (unsigned)so.iterations,
+		     so.residual);
 	} else {
-		fputs("direct\n", o->out ? stdout : stderr);
+		note(c, "direct");
 	}
 out:
 	free(x);
@@ -372,8 +396,11 @@ int eval_eig(eval_ctx *c)
 		goto out;
 	}
 	eval_put_scalars(c, "eigenvalues", k, ev);
-	if (c->o->json)
+	if (c->o->json) {
+		json_kv_string(&c->w, "method", "lanczos");
 		json_kv_uint(&c->w, "iterations", e.iterations);
+	}
+	note(c, "Lanczos, %u steps", (unsigned)e.iterations);
 	if (vecs)
 		rc = eval_put_vectors(c, "eigenvectors", k, 2, vecs);
 out:
