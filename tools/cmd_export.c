@@ -331,6 +331,7 @@ static int export_factors(const export_opts *o, pspace_store *s, pspace_mat *m)
 	if (rc)
 		return tool_fail(rc, "store %s: matrix %s: factors", o->store, o->name);
 	/* the paths on stdout are the result; the count is commentary */
+	fflush(stdout);
 	fprintf(stderr, "pspace: export: %llu arrays written to %s/\n", (unsigned long long)j.files,
 	        o->npy);
 	return EXIT_OK;

@@ -133,6 +133,7 @@ static void note(const eval_ctx *c, const char *fmt, ...)
 
 	if (c->o->json)
 		return;
+	fflush(stdout); /* after the result, when both streams go to one place */
 	fprintf(stderr, "pspace: eval: %s: ", c->o->op);
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
@@ -232,8 +233,8 @@ int eval_trace(eval_ctx *c)
 	if (t.exact)
 		note(c, "exact");
 	else
-		note(c, "estimated (Hutchinson, %u probes), standard error %.9g", (unsigned)t.probes,
-		     t.stderr_);
+		note(c, "estimated (Hutchinson, %u probes), standard error %.9g",
+		     (unsigned)t.probes, t.stderr_);
 	return EXIT_OK;
 }
 
