@@ -5,6 +5,7 @@
  * every message has to name the command.
  */
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -67,7 +68,7 @@ static int set_value(const tool_cmd_doc *doc, const tool_opt *o, const char *tex
 	return o->parse(o, doc->name, text);
 }
 
-/* An option at argv[*i] (named by @p name, @p len chars; @p inline_value after '='). */
+/* Option @p o at argv[*i], written as @p shown; @p inline_value: the text after '=' or NULL. */
 static int take_option(const tool_cmd_doc *doc, const tool_opt *o, const char *shown,
                        const char *inline_value, int argc, char **argv, int *i)
 {
@@ -317,7 +318,7 @@ int tool_opt_int(const tool_opt *o, const char *cmd, const char *s)
 	errno = 0;
 	v = strtoll(s, &end, 10);
 	if (end == s || *end != '\0' || errno != 0 || (double)v < o->min || (double)v > o->max ||
-	    v < -2147483647LL || v > 2147483647LL)
+	    v < INT_MIN || v > INT_MAX)
 		return bad_integer(o, cmd, s, (double)UINT64_MAX);
 	*(int *)o->value = (int)v;
 	return EXIT_OK;
