@@ -292,7 +292,7 @@ static int run_op(void *ctx, double *seconds)
 		rc = pspace_mat_solve(s->ekfac, &w->ex, DAMPING, 1, s->b, s->d, s->xk, s->d);
 		break;
 	case OP_EKFAC_MV: rc = pspace_mat_mv(s->ekfac, &w->ex, s->xk, s->y); break;
-	case OP_EKFAC_POW: rc = pspace_mat_pow(s->ekfac, -1.0, DAMPING, &tmp); break;
+	case OP_EKFAC_POW: rc = pspace_mat_pow(&tmp, s->ekfac, -1.0, DAMPING); break;
 	}
 	*seconds = bench_clock_now() - t0;
 	pspace_mat_free(tmp);

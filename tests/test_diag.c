@@ -123,19 +123,19 @@ static void test_diag_transforms(void **state)
 	assert_non_null(P);
 	assert_int_equal(pspace_diag_create(&m, ly, v), 0);
 	for (size_t t = 0; t < sizeof(ps) / sizeof(ps[0]); t++) {
-		assert_int_equal(pspace_mat_pow(m, ps[t], 0.1, &r), 0);
+		assert_int_equal(pspace_mat_pow(&r, m, ps[t], 0.1), 0);
 		assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_DIAG);
 		assert_true(pspace_layout_equal(pspace_mat_layout(r), ly));
 		fref_pow(F, D, ps[t], 0.1, P);
 		fref_check_dense(r, P, D, 1e-12);
 		pspace_mat_free(r);
 	}
-	assert_int_equal(pspace_mat_inverse(m, 0.2, &r), 0);
+	assert_int_equal(pspace_mat_inverse(&r, m, 0.2), 0);
 	fref_pow(F, D, -1, 0.2, P);
 	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
 	/* p < 0 needs v + l > 0 */
-	assert_int_equal(pspace_mat_pow(m, -1, -0.5, &r), PSPACE_ENUMERIC);
+	assert_int_equal(pspace_mat_pow(&r, m, -1, -0.5), PSPACE_ENUMERIC);
 	assert_null(r);
 	/* pinv: entries <= 0.6 dropped, zeros never inverted */
 	v[5] = 0;
@@ -143,23 +143,23 @@ static void test_diag_transforms(void **state)
 	assert_int_equal(pspace_diag_create(&m, ly, v), 0);
 	free(F);
 	F = diag_dense(v);
-	assert_int_equal(pspace_mat_pinv(m, 0.6, &r), 0);
+	assert_int_equal(pspace_mat_pinv(&r, m, 0.6), 0);
 	fref_pinv(F, D, 0.6, P);
 	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pinv(m, -1.0, &r), 0);
+	assert_int_equal(pspace_mat_pinv(&r, m, -1.0), 0);
 	fref_pinv(F, D, -1.0, P);
 	fref_check_dense(r, P, D, 1e-12);
 	pspace_mat_free(r);
 	/* scale */
-	assert_int_equal(pspace_mat_scale(m, -2.5, &r), 0);
+	assert_int_equal(pspace_mat_scale(&r, m, -2.5), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = -2.5 * F[i];
 	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
 	/* product, against the dense product */
 	assert_int_equal(pspace_diag_create(&b, ly, w), 0);
-	assert_int_equal(pspace_mat_product(m, b, &r), 0);
+	assert_int_equal(pspace_mat_product(&r, m, b), 0);
 	kref_matmul(D, F, Fw, P);
 	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
@@ -388,25 +388,25 @@ static void test_diag_quasi_transforms(void **state)
 	qd_make(&q, ly, 14);
 	m = qd_create(&q, ly);
 	/* p = 1: M + l I; p = 0: I; anything else is not an arrowhead. */
-	assert_int_equal(pspace_mat_pow(m, 1, 0.5, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 1, 0.5), 0);
 	assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_QUASIDIAG);
 	memcpy(P, q.F, D * D * sizeof(*P));
 	for (size_t i = 0; i < D; i++)
 		P[i * D + i] += 0.5;
 	fref_check_dense(r, P, D, 1e-15);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, 0, 0.5, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 0, 0.5), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = i % (D + 1) == 0;
 	fref_check_dense(r, P, D, 0);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_inverse(&r, m, 0.1), PSPACE_ENOTSUP);
 	assert_non_null(strstr(detail(), "solve"));
-	assert_int_equal(pspace_mat_pow(m, 0.5, 0, &r), PSPACE_ENOTSUP);
-	assert_int_equal(pspace_mat_pinv(m, 0, &r), PSPACE_ENOTSUP);
-	assert_int_equal(pspace_mat_product(m, m, &r), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_pow(&r, m, 0.5, 0), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_pinv(&r, m, 0), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_product(&r, m, m), PSPACE_ENOTSUP);
 	/* scale */
-	assert_int_equal(pspace_mat_scale(m, -1.5, &r), 0);
+	assert_int_equal(pspace_mat_scale(&r, m, -1.5), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = -1.5 * q.F[i];
 	fref_check_dense(r, P, D, 1e-15);
@@ -466,7 +466,7 @@ static void test_diag_errors(void **state)
 	/* product with another kind */
 	assert_int_equal(pspace_diag_create(&m, ly, v), 0);
 	assert_int_equal(pspace_quasidiag_create(&k, ly, v, NULL), 0);
-	assert_int_equal(pspace_mat_product(m, k, &(pspace_mat *){NULL}), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_product(&(pspace_mat *){NULL}, m, k), PSPACE_ENOTSUP);
 	pspace_mat_free(k);
 	pspace_mat_free(m);
 	pspace_layout_free(ly);

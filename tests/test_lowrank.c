@@ -199,26 +199,26 @@ static void test_lowrank_transforms(void **state)
 	/* r < d: LowRank results only without damping and for p > 0. */
 	lr_make(&x, 8, 31);
 	m = lr_create(&x, ly);
-	assert_int_equal(pspace_mat_pow(m, 0.5, 0, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 0.5, 0), 0);
 	assert_int_equal(pspace_mat_kind(r), PSPACE_KIND_LOWRANK);
 	assert_true(pspace_layout_equal(pspace_mat_layout(r), ly));
 	fref_pow(x.F, D, 0.5, 0, P);
 	fref_check_dense(r, P, D, 1e-10);
 	fref_check_ops(r, P, D, 1e-10);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, 2, 0, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 2, 0), 0);
 	fref_pow(x.F, D, 2, 0, P);
 	fref_check_dense(r, P, D, 1e-11);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, 1, 0, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 1, 0), 0);
 	fref_check_dense(r, x.F, D, 1e-15);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_inverse(&r, m, 0.1), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "pspace_mat_solve"));
-	assert_int_equal(pspace_mat_pow(m, 2, 0.1, &r), PSPACE_ENOTSUP);
-	assert_int_equal(pspace_mat_pow(m, -1, 0, &r), PSPACE_ENUMERIC);
+	assert_int_equal(pspace_mat_pow(&r, m, 2, 0.1), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_pow(&r, m, -1, 0), PSPACE_ENUMERIC);
 	/* pinv: all nonzero eigenvalues, then those above a threshold */
-	assert_int_equal(pspace_mat_pinv(m, 0, &r), 0);
+	assert_int_equal(pspace_mat_pinv(&r, m, 0), 0);
 	fref_pinv(x.F, D, 0, P);
 	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
@@ -226,38 +226,38 @@ static void test_lowrank_transforms(void **state)
 		double w[D];
 
 		fref_eigh(x.F, D, w, NULL);
-		assert_int_equal(pspace_mat_pinv(m, 0.5 * (w[3] + w[4]), &r), 0);
+		assert_int_equal(pspace_mat_pinv(&r, m, 0.5 * (w[3] + w[4])), 0);
 		fref_pinv(x.F, D, 0.5 * (w[3] + w[4]), P);
 		fref_check_dense(r, P, D, 1e-10);
 		pspace_mat_free(r);
 	}
 	/* scale */
-	assert_int_equal(pspace_mat_scale(m, 2.5, &r), 0);
+	assert_int_equal(pspace_mat_scale(&r, m, 2.5), 0);
 	for (size_t i = 0; i < D * D; i++)
 		P[i] = 2.5 * x.F[i];
 	fref_check_dense(r, P, D, 1e-14);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_scale(m, -1, &r), PSPACE_ENOTSUP);
-	assert_int_equal(pspace_mat_product(m, m, &r), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_scale(&r, m, -1), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_mat_product(&r, m, m), PSPACE_ENOTSUP);
 	pspace_mat_free(m);
 	lr_free(&x);
 
 	/* r > d: V spans everything, any damped power is LowRank. */
 	lr_make(&x, 50, 32);
 	m = lr_create(&x, ly);
-	assert_int_equal(pspace_mat_inverse(m, 0.1, &r), 0);
+	assert_int_equal(pspace_mat_inverse(&r, m, 0.1), 0);
 	fref_pow(x.F, D, -1, 0.1, P);
 	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, -0.5, 0, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, -0.5, 0), 0);
 	fref_pow(x.F, D, -0.5, 0, P);
 	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, 1.5, 0.2, &r), 0);
+	assert_int_equal(pspace_mat_pow(&r, m, 1.5, 0.2), 0);
 	fref_pow(x.F, D, 1.5, 0.2, P);
 	fref_check_dense(r, P, D, 1e-10);
 	pspace_mat_free(r);
-	assert_int_equal(pspace_mat_pow(m, 0.5, -1e4, &r), PSPACE_ENUMERIC);
+	assert_int_equal(pspace_mat_pow(&r, m, 0.5, -1e4), PSPACE_ENUMERIC);
 	pspace_mat_free(m);
 	lr_free(&x);
 	free(P);
@@ -286,7 +286,7 @@ static void test_lowrank_rank_deficient(void **state)
 	fref_check_ops(m, x.F, D, 1e-12);
 	fref_check_solve(m, x.F, D, 0.05, 1e-10);
 	fref_check_eig(m, x.F, D, 9, 1e-10);
-	assert_int_equal(pspace_mat_pinv(m, 0, &r), 0);
+	assert_int_equal(pspace_mat_pinv(&r, m, 0), 0);
 	fref_pinv(x.F, D, 1e-8, P);
 	fref_check_dense(r, P, D, 1e-9);
 	pspace_mat_free(r);

@@ -114,7 +114,7 @@ static void test_store_roundtrip(void **state)
 		assert_true(dims[0] == 300 && dims[1] == 129 && dims[2] == 57);
 		assert_int_equal(pspace_store_blocks(s, "bdiag", dims, 2), PSPACE_EINVAL);
 	}
-	assert_int_equal(pspace_store_layout(s, ia.layout_id, &text), 0);
+	assert_int_equal(pspace_store_layout(&text, s, ia.layout_id), 0);
 	assert_string_equal(text, layout);
 	free(text);
 	assert_int_equal(pspace_store_foreach(s, collect, names), 0);
@@ -122,10 +122,10 @@ static void test_store_roundtrip(void **state)
 
 	/* The layout goes with its last user. */
 	assert_int_equal(pspace_store_remove(s, "dense"), 0);
-	assert_int_equal(pspace_store_layout(s, ia.layout_id, &text), 0);
+	assert_int_equal(pspace_store_layout(&text, s, ia.layout_id), 0);
 	free(text);
 	assert_int_equal(pspace_store_remove(s, "bdiag"), 0);
-	assert_int_equal(pspace_store_layout(s, ia.layout_id, &text), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_store_layout(&text, s, ia.layout_id), PSPACE_ENOTFOUND);
 	assert_null(text);
 	{
 		pspace_store_stat st;

@@ -96,7 +96,7 @@ static int gather(pspace_store *s, const char *name, info_data *d)
 	if (rc == 0 && insp_is_tiled(d->mi.kind))
 		rc = walk_blocks(r, d);
 	if (rc == 0 && d->mi.layout_id) {
-		rc = pspace_store_layout(s, d->mi.layout_id, &text);
+		rc = pspace_store_layout(&text, s, d->mi.layout_id);
 		snprintf(src, sizeof(src), "layout of %s", name);
 		if (rc == 0)
 			rc = pspace_layout_parse(&d->layout, text, src);

@@ -145,19 +145,19 @@ PSPACE_API pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i);
  * (PSPACE_ENOTSUP: its exact solve is pspace_mat_solve). Mixed: part by
  * part, failing naming the layer whose part cannot.
  */
-PSPACE_API int pspace_mat_pow(pspace_mat *m, double p, double damping, pspace_mat **out);
-/** (M + damping I)^-1 as a new matrix: pspace_mat_pow(m, -1, damping). */
-PSPACE_API int pspace_mat_inverse(pspace_mat *m, double damping, pspace_mat **out);
+PSPACE_API int pspace_mat_pow(pspace_mat **out, pspace_mat *m, double p, double damping);
+/** (M + damping I)^-1 as a new matrix: pspace_mat_pow(out, m, -1, damping). */
+PSPACE_API int pspace_mat_inverse(pspace_mat **out, pspace_mat *m, double damping);
 /**
  * Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag,
  * LowRank, Mixed of those); zero eigenvalues (LowRank: singular values at
  * rounding level) are never inverted, whatever the threshold.
  */
-PSPACE_API int pspace_mat_pinv(pspace_mat *m, double threshold, pspace_mat **out);
+PSPACE_API int pspace_mat_pinv(pspace_mat **out, pspace_mat *m, double threshold);
 /** s M as a new matrix of the same kind. */
-PSPACE_API int pspace_mat_scale(pspace_mat *m, double s, pspace_mat **out);
+PSPACE_API int pspace_mat_scale(pspace_mat **out, pspace_mat *m, double s);
 /** A B as a new resident matrix of the same kind (KFAC: per-layer G1 G2 (x) A1 A2; Diag). */
-PSPACE_API int pspace_mat_product(pspace_mat *a, pspace_mat *b, pspace_mat **out);
+PSPACE_API int pspace_mat_product(pspace_mat **out, pspace_mat *a, pspace_mat *b);
 
 /**
  * Exact eigendecomposition of a factored matrix: the @p k largest

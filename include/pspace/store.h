@@ -127,7 +127,7 @@ PSPACE_API int pspace_store_remove(pspace_store *s, const char *name);
  * Returns the text of layout @p layout_id in *out (malloc'd, caller frees).
  * @return 0 or PSPACE_ENOTFOUND.
  */
-PSPACE_API int pspace_store_layout(pspace_store *s, uint64_t layout_id, char **out);
+PSPACE_API int pspace_store_layout(char **out, pspace_store *s, uint64_t layout_id);
 
 /** Store-wide statistics: file and map sizes, LMDB page statistics. */
 typedef struct pspace_store_stat {

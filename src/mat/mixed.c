@@ -172,19 +172,19 @@ typedef struct partop {
 
 static int pow_part(pspace_mat *m, double p, double l, pspace_mat **out)
 {
-	return pspace_mat_pow(m, p, l, out);
+	return pspace_mat_pow(out, m, p, l);
 }
 
 static int pinv_part(pspace_mat *m, double t, double unused, pspace_mat **out)
 {
 	(void)unused;
-	return pspace_mat_pinv(m, t, out);
+	return pspace_mat_pinv(out, m, t);
 }
 
 static int scale_part(pspace_mat *m, double s, double unused, pspace_mat **out)
 {
 	(void)unused;
-	return pspace_mat_scale(m, s, out);
+	return pspace_mat_scale(out, m, s);
 }
 
 static int mx_map(pspace_mat *m, const partop *op, pspace_mat **out)
@@ -197,7 +197,7 @@ static int mx_map(pspace_mat *m, const partop *op, pspace_mat **out)
 		return pspace_err_set(PSPACE_ENOMEM, "mixed: out of memory");
 	for (size_t i = 0; rc == 0 && i < x->n; i++) {
 		if (op->other)
-			rc = pspace_mat_product(x->parts[i], op->other->parts[i], &np[i]);
+			rc = pspace_mat_product(&np[i], x->parts[i], op->other->parts[i]);
 		else
 			rc = op->unary(x->parts[i], op->a, op->b, &np[i]);
 		rc = in_layer(m, i, rc);

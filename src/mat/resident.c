@@ -49,7 +49,7 @@ int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, 
 	*layout = NULL;
 	rc = pspace_reader_open(r, s, info->name, 0);
 	if (rc == 0 && info->layout_id) {
-		rc = pspace_store_layout(s, info->layout_id, &text);
+		rc = pspace_store_layout(&text, s, info->layout_id);
 		if (rc == 0)
 			rc = pspace_layout_parse(layout, text, "stored layout");
 		if (rc == PSPACE_EFORMAT)

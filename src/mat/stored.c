@@ -23,7 +23,7 @@ static int load_layout(pspace_store *s, const pspace_matrix_info *info, pspace_l
 	*out = NULL;
 	if (info->layout_id == 0)
 		return 0;
-	rc = pspace_store_layout(s, info->layout_id, &text);
+	rc = pspace_store_layout(&text, s, info->layout_id);
 	if (rc == 0)
 		rc = pspace_layout_parse(out, text, "stored layout");
 	if (rc == PSPACE_EFORMAT)

@@ -28,7 +28,7 @@ static int check_out(pspace_mat *m, pspace_mat **out, const char *fn)
 	return 0;
 }
 
-int pspace_mat_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
+int pspace_mat_pow(pspace_mat **out, pspace_mat *m, double p, double damping)
 {
 	int rc = check_out(m, out, "pspace_mat_pow");
 
@@ -42,12 +42,12 @@ int pspace_mat_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
 	return m->vt->pow(m, p, damping, out);
 }
 
-int pspace_mat_inverse(pspace_mat *m, double damping, pspace_mat **out)
+int pspace_mat_inverse(pspace_mat **out, pspace_mat *m, double damping)
 {
-	return pspace_mat_pow(m, -1.0, damping, out);
+	return pspace_mat_pow(out, m, -1.0, damping);
 }
 
-int pspace_mat_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+int pspace_mat_pinv(pspace_mat **out, pspace_mat *m, double threshold)
 {
 	int rc = check_out(m, out, "pspace_mat_pinv");
 
@@ -58,7 +58,7 @@ int pspace_mat_pinv(pspace_mat *m, double threshold, pspace_mat **out)
 	return m->vt->pinv(m, threshold, out);
 }
 
-int pspace_mat_scale(pspace_mat *m, double s, pspace_mat **out)
+int pspace_mat_scale(pspace_mat **out, pspace_mat *m, double s)
 {
 	int rc = check_out(m, out, "pspace_mat_scale");
 
@@ -69,7 +69,7 @@ int pspace_mat_scale(pspace_mat *m, double s, pspace_mat **out)
 	return m->vt->scale(m, s, out);
 }
 
-int pspace_mat_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
+int pspace_mat_product(pspace_mat **out, pspace_mat *a, pspace_mat *b)
 {
 	int rc = check_out(a, out, "pspace_mat_product");
 

@@ -364,7 +364,7 @@ int pspace_store_remove(pspace_store *s, const char *name)
 	return rc;
 }
 
-int pspace_store_layout(pspace_store *s, uint64_t layout_id, char **out)
+int pspace_store_layout(char **out, pspace_store *s, uint64_t layout_id)
 {
 	uint8_t key[8];
 	MDB_val k = {8, key}, v;
