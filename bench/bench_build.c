@@ -499,7 +499,7 @@ static int time_layers(pspace_refnet *net, size_t budget, double *seconds, uint6
 	pspace_layer_batch *b = calloc(pspace_layout_nlayers(l), sizeof(*b));
 	uint64_t per, nx;
 	double t0;
-	int rc = b ? pspace_refnet_layers(net, &src) : PSPACE_ENOMEM;
+	int rc = b ? pspace_refnet_layers(&src, net) : PSPACE_ENOMEM;
 
 	if (rc != 0)
 		goto out;
@@ -526,7 +526,7 @@ static int build_layers(pspace_store *s, pspace_refnet *net, const char *name, p
 	pspace_layer_source src;
 	pspace_build_opts o;
 	double t0;
-	int rc = pspace_refnet_layers(net, &src);
+	int rc = pspace_refnet_layers(&src, net);
 
 	if (rc != 0)
 		return rc;
@@ -570,7 +570,7 @@ static int bench_layers(const struct config *c, pspace_store *s, int ncpu, struc
 	else
 		enet = net;
 	if (rc == 0)
-		rc = pspace_refnet_layers(net, &src);
+		rc = pspace_refnet_layers(&src, net);
 	if (rc != 0)
 		return fail(rc, "reference network");
 	l = pspace_refnet_layout(net);

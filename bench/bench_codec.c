@@ -383,7 +383,7 @@ static int codec_prepare(struct codec_work *w, struct codec_result *res)
 		                               tile_src(w, i), w->edge, w->edge, w->ld, &out, &len);
 
 		if (rc == 0)
-			rc = pspace_tile_parse(out, len, &h);
+			rc = pspace_tile_parse(&h, out, len);
 		if (rc != 0)
 			return rc;
 		memcpy(w->enc + pos, out, len);

@@ -217,8 +217,8 @@ static void read_tile(pspace_store *s, const char *name, uint32_t tr, uint32_t t
 
 	assert_int_equal(pspace_reader_open(&r, s, name, 0), 0);
 	assert_int_equal(pspace_codec_create(&c), 0);
-	assert_int_equal(pspace_reader_tile(r, 0, tr, tc, &t), 0);
-	assert_int_equal(pspace_tile_parse(t.data, t.len, &h), 0);
+	assert_int_equal(pspace_reader_tile(&t, r, 0, tr, tc), 0);
+	assert_int_equal(pspace_tile_parse(&h, t.data, t.len), 0);
 	assert_int_equal(pspace_reader_decode(r, c, &t, PSPACE_F64, out, h.cols), 0);
 	pspace_codec_free(c);
 	pspace_reader_close(r);
@@ -244,8 +244,8 @@ static void compare_all(pspace_store *s, const lowrank *lr)
 		int da = 0, db = 0;
 		double e;
 
-		assert_int_equal(pspace_reader_next(ra, &ta, &da), 0);
-		assert_int_equal(pspace_reader_next(rb, &tb, &db), 0);
+		assert_int_equal(pspace_reader_next(&ta, &da, ra), 0);
+		assert_int_equal(pspace_reader_next(&tb, &db, rb), 0);
 		assert_int_equal(da, db);
 		if (da)
 			break;
@@ -253,7 +253,7 @@ static void compare_all(pspace_store *s, const lowrank *lr)
 			fail_msg("tile %llu: F_ram has (%u,%u,%u), F_cap (%u,%u,%u)",
 			         (unsigned long long)tiles, ta.block, ta.row, ta.col, tb.block,
 			         tb.row, tb.col);
-		assert_int_equal(pspace_tile_parse(ta.data, ta.len, &h), 0);
+		assert_int_equal(pspace_tile_parse(&h, ta.data, ta.len), 0);
 		assert_int_equal(pspace_reader_decode(ra, c, &ta, PSPACE_F64, a, h.cols), 0);
 		assert_int_equal(pspace_reader_decode(rb, c, &tb, PSPACE_F64, b, h.cols), 0);
 		e = tile_diff(lr, (uint64_t)ta.row * TILE, (uint64_t)ta.col * TILE, h.rows, h.cols,

@@ -306,7 +306,7 @@ static void test_cli_build_model(void **state)
 	assert_int_equal(pspace_refnet_create(&net, &ro), 0);
 	d = pspace_layout_dim(pspace_refnet_layout(net));
 	assert_int_equal(d, 6 * 5 + 5 + 5 * 3 + 3);
-	assert_int_equal(pspace_refnet_jacobian(net, &js), 0);
+	assert_int_equal(pspace_refnet_jacobian(&js, net), 0);
 	Jr = malloc(sizeof(double) * js.outputs * js.examples * d);
 	Fr = calloc(d * d, sizeof(double));
 	got = malloc(sizeof(double) * d * d);
@@ -328,7 +328,7 @@ static void test_cli_build_model(void **state)
 	for (int i = 0; i < 3; i++) {
 		pspace_kind k;
 		assert_int_equal(pspace_mat_open(&m, s, kinds[i]), 0);
-		assert_int_equal(pspace_kind_parse(kinds[i], &k), 0);
+		assert_int_equal(pspace_kind_parse(&k, kinds[i]), 0);
 		assert_int_equal(pspace_mat_kind(m), k);
 		assert_int_equal(pspace_mat_dim(m), d);
 		assert_true(pspace_layout_equal(pspace_mat_layout(m), pspace_refnet_layout(net)));

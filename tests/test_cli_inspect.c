@@ -285,7 +285,7 @@ static void test_cli_inspect_verify_corrupt(void **state)
 	copy_store(path);
 	assert_int_equal(pspace_store_open(&s, path, NULL), 0);
 	assert_int_equal(pspace_reader_open(&r, s, "dense", 0), 0);
-	assert_int_equal(pspace_reader_tile(r, 0, 0, 1, &t), 0);
+	assert_int_equal(pspace_reader_tile(&t, r, 0, 0, 1), 0);
 	assert_true(t.len > PSPACE_TILE_HEADER_SIZE + 100);
 	memcpy(needle, (const uint8_t *)t.data + PSPACE_TILE_HEADER_SIZE + 20, sizeof(needle));
 	pspace_reader_close(r);

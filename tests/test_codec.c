@@ -140,7 +140,7 @@ static void test_codec_raw_fallback(void **state)
 	assert_int_equal(((const unsigned char *)tile)[6], PSPACE_CODEC_RAW);
 	assert_int_equal(((const unsigned char *)tile)[7], 0);
 	assert_int_equal(cref_rd_le32((const unsigned char *)tile + 16), (uint32_t)rows * cols * 4);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_RAW);
 
 	aligned = cref_aligned(64, len);
@@ -174,7 +174,7 @@ static void test_codec_raw_fallback(void **state)
 	memset(bits, 0, (size_t)rows * cols * 4);
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, bits, rows, cols, cols, &tile, &len),
 	                 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
 	memcpy(aligned, tile, len);
 	{

@@ -43,7 +43,7 @@ static void test_codec_checksum_flip(void **state)
 	for (int i = 0; i < 64; i++)
 		src[i] = (float)(i % 4);
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 8, 8, 8, &tile, &len), 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
 	copy = malloc(len);
 	assert_non_null(copy);
@@ -54,7 +54,7 @@ static void test_codec_checksum_flip(void **state)
 	assert_int_equal(pspace_tile_encode_ex(c, &o, PSPACE_TILE_ENCODE_ONE_FRAME, PSPACE_F32, src,
 	                                       8, 8, 8, &tile, &len),
 	                 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD);
 	assert_int_equal(h.shuffle, 1);
 	copy = malloc(len);
@@ -78,7 +78,7 @@ static void expect_corrupt(unsigned char *t, size_t len, const char *needle)
 	pspace_tile_header h;
 
 	cref_fix_crc(t, len);
-	assert_int_equal(pspace_tile_parse(t, len, &h), PSPACE_ECORRUPT);
+	assert_int_equal(pspace_tile_parse(&h, t, len), PSPACE_ECORRUPT);
 	if (strstr(pspace_errdetail(), needle) == NULL) {
 		print_error("detail \"%s\" lacks \"%s\"\n", pspace_errdetail(), needle);
 		fail();
@@ -95,7 +95,7 @@ static void test_codec_parse_rejects(void **state)
 	memset(t, 0, sizeof(t));
 	cref_make_header(t, PSPACE_F32, 0, 0, 2, 2, 16, 0);
 	cref_fix_crc(t, sizeof(t));
-	assert_int_equal(pspace_tile_parse(t, sizeof(t), &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, t, sizeof(t)), 0);
 	assert_int_equal(pspace_tile_verify(t, sizeof(t)), 0);
 
 	t[0] = 'X';
@@ -148,9 +148,9 @@ static void test_codec_parse_rejects(void **state)
 	expect_corrupt(t, sizeof(t), "reserved");
 	cref_make_header(t, PSPACE_F32, 1, 0, 2, 2, 0, 0);
 	expect_corrupt(t, HDR, "empty payload");
-	assert_int_equal(pspace_tile_parse(t, 5, &h), PSPACE_ECORRUPT);
+	assert_int_equal(pspace_tile_parse(&h, t, 5), PSPACE_ECORRUPT);
 	assert_non_null(strstr(pspace_errdetail(), "truncated"));
-	assert_int_equal(pspace_tile_parse(NULL, 0, &h), PSPACE_ECORRUPT);
+	assert_int_equal(pspace_tile_parse(&h, NULL, 0), PSPACE_ECORRUPT);
 }
 
 /* A well-formed, checksummed zstd frame of the wrong size must be rejected. */
@@ -241,7 +241,7 @@ static void test_codec_garbage(void **state)
 			buf[i] = (unsigned char)fx_rng_u64(&rng);
 		if (len >= 4)
 			memcpy(buf, "PSTL", 4);
-		(void)pspace_tile_parse(buf, len, &h);
+		(void)pspace_tile_parse(&h, buf, len);
 		assert_int_not_equal(pspace_tile_decode(c, buf, len, PSPACE_F64, out, 4096), 0);
 		assert_int_not_equal(pspace_tile_view(c, buf, len, PSPACE_F32, &view, &h), 0);
 	}

@@ -117,7 +117,7 @@ static void test_codec_fisher_compresses(void **state)
 		memcpy(&src[i], &u, 4);
 	}
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, src, 256, 256, 256, &tile, &len), 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.codec, PSPACE_CODEC_ZSTD_PLANES);
 	assert_int_equal(h.shuffle, 1);
 	print_message("f32 Fisher tile, 16 low bits zeroed: %zu -> %zu bytes\n",
@@ -158,7 +158,7 @@ static void test_codec_special_values(void **state)
 				                                    t ? (void *)sd : (void *)sf, 1,
 				                                    (uint32_t)nv, nv, &tile, &len),
 				                 0);
-				assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+				assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 				/* maxabs ignores Inf and NaN: 2.25 -> e = 13 */
 				assert_int_equal(h.scale_exp, dtypes[d] == PSPACE_F16 ? 13 : 0);
 				assert_int_equal(
@@ -189,7 +189,7 @@ static void test_codec_special_values(void **state)
 		pspace_codec_opts_default(&o);
 		o.dtype = PSPACE_F16;
 		assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F32, s, 1, 3, 3, &tile, &len), 0);
-		assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+		assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 		assert_int_equal(h.scale_exp, 0);
 		assert_int_equal(pspace_tile_decode(c, tile, len, PSPACE_F32, out, 3), 0);
 		assert_true(isinf(out[0]) && isnan(out[1]) && out[2] == 0.0f);
@@ -276,7 +276,7 @@ static void test_codec_rounding_ties(void **state)
 			assert_int_equal(pspace_tile_encode(c, &o, st, t ? (void *)x : (void *)xf,
 			                                    1, N, N, &tile, &len),
 			                 0);
-			assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+			assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 			assert_int_equal(pspace_tile_decode(c, tile, len, PSPACE_F64, y, N), 0);
 			for (size_t i = 0; i < n; i++) {
 				double src = t ? x[i] : (double)xf[i];
@@ -324,7 +324,7 @@ static void test_codec_f16_underflow(void **state)
 	o.dtype = PSPACE_F16;
 	/* from f64 */
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F64, x, 1, n, n, &tile, &len), 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_true(h.scale_exp > 40); /* 2^-30 ~ 1e-9 */
 	assert_int_equal(pspace_tile_decode(c, tile, len, PSPACE_F64, y, n), 0);
 	for (uint32_t i = 0; i < n; i++)
@@ -341,7 +341,7 @@ static void test_codec_f16_underflow(void **state)
 		maxabs = fmax(maxabs, x[i]);
 	}
 	assert_int_equal(pspace_tile_encode(c, &o, PSPACE_F64, x, 1, n, n, &tile, &len), 0);
-	assert_int_equal(pspace_tile_parse(tile, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, tile, len), 0);
 	assert_int_equal(h.scale_exp, cref_scale_exp(maxabs));
 	assert_int_equal(h.scale_exp, 1074);
 	assert_int_equal(pspace_tile_decode(c, tile, len, PSPACE_F64, y, n), 0);

@@ -57,15 +57,15 @@ static void test_common_names(void **state)
 	pspace_kind k;
 
 	(void)state;
-	assert_int_equal(pspace_dtype_parse("bf16", &t), 0);
+	assert_int_equal(pspace_dtype_parse(&t, "bf16"), 0);
 	assert_int_equal(t, PSPACE_BF16);
 	assert_int_equal(pspace_dtype_size(PSPACE_F16), 2);
 	assert_int_equal(pspace_dtype_size(PSPACE_F64), 8);
-	assert_int_equal(pspace_dtype_parse("f128", &t), PSPACE_EINVAL);
-	assert_int_equal(pspace_kind_parse("ekfac", &k), 0);
+	assert_int_equal(pspace_dtype_parse(&t, "f128"), PSPACE_EINVAL);
+	assert_int_equal(pspace_kind_parse(&k, "ekfac"), 0);
 	assert_int_equal(k, PSPACE_KIND_EKFAC);
 	assert_string_equal(pspace_kind_name(PSPACE_KIND_BLOCKDIAG), "blockdiag");
-	assert_int_equal(pspace_kind_parse("nope", &k), PSPACE_EINVAL);
+	assert_int_equal(pspace_kind_parse(&k, "nope"), PSPACE_EINVAL);
 }
 
 #define AVX2 (PSPACE_CPU_SSSE3 | PSPACE_CPU_AVX | PSPACE_CPU_FMA3 | PSPACE_CPU_AVX2)

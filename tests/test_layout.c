@@ -294,7 +294,7 @@ static void test_layout_canonical_text(void **state)
 	(void)state;
 	l = parse_ok("a linear 2x3 bias\n# x\nembedding_layer   embedding 10x4 nobias\n"
 	             "c conv2d 16x3x5x5 bias");
-	t = pspace_layout_text(l);
+	assert_int_equal(pspace_layout_text(&t, l), 0);
 	assert_non_null(t);
 	assert_string_equal(t, expected);
 	l2 = parse_ok(t);
@@ -305,13 +305,13 @@ static void test_layout_canonical_text(void **state)
 
 	/* the SPEC example round trips, and the text is a fixed point */
 	l = parse_ok(spec_example);
-	t = pspace_layout_text(l);
+	assert_int_equal(pspace_layout_text(&t, l), 0);
 	assert_non_null(t);
 	assert_memory_equal(t, "# name", 6);
 	l2 = parse_ok(t);
 	check_spec_example(l2);
 	assert_int_equal(pspace_layout_equal(l, l2), 1);
-	t2 = pspace_layout_text(l2);
+	assert_int_equal(pspace_layout_text(&t2, l2), 0);
 	assert_string_equal(t, t2);
 	free(t2);
 	free(t);
@@ -322,11 +322,12 @@ static void test_layout_canonical_text(void **state)
 static void test_layout_equal_copy_flat(void **state)
 {
 	pspace_layout *a, *b, *c;
+	char *t;
 	const uint64_t s[] = {1000};
 
 	(void)state;
 	a = parse_ok(spec_example);
-	c = pspace_layout_copy(a);
+	assert_int_equal(pspace_layout_copy(&c, a), 0);
 	assert_non_null(c);
 	check_spec_example(c);
 	assert_int_equal(pspace_layout_equal(a, c), 1);
@@ -362,7 +363,15 @@ static void test_layout_equal_copy_flat(void **state)
 	assert_int_equal(pspace_layout_flat(&a, 0), PSPACE_EINVAL);
 	assert_null(a);
 	pspace_layout_free(NULL);
-	assert_null(pspace_layout_copy(NULL));
+	/* NULL in: an error, and *out is NULL */
+	b = parse_ok("a linear 2x3 bias\n");
+	c = b;
+	assert_int_equal(pspace_layout_copy(&c, NULL), PSPACE_EINVAL);
+	assert_null(c);
+	t = (char *)pspace_layout_layer(b, 0)->name;
+	assert_int_equal(pspace_layout_text(&t, NULL), PSPACE_EINVAL);
+	assert_null(t);
+	pspace_layout_free(b);
 }
 
 static void test_layout_layer_of(void **state)
@@ -427,17 +436,17 @@ static void test_layout_find(void **state)
 
 	(void)state;
 	l = parse_ok(spec_example);
-	assert_int_equal(pspace_layout_find(l, "fc1", &i), 0);
+	assert_int_equal(pspace_layout_find(&i, l, "fc1"), 0);
 	assert_int_equal(i, 0);
-	assert_int_equal(pspace_layout_find(l, "conv1", &i), 0);
+	assert_int_equal(pspace_layout_find(&i, l, "conv1"), 0);
 	assert_int_equal(i, 1);
-	assert_int_equal(pspace_layout_find(l, "emb", &i), 0);
+	assert_int_equal(pspace_layout_find(&i, l, "emb"), 0);
 	assert_int_equal(i, 2);
-	assert_int_equal(pspace_layout_find(l, "fc2", &i), 0);
+	assert_int_equal(pspace_layout_find(&i, l, "fc2"), 0);
 	assert_int_equal(i, 3);
 	i = 99;
-	assert_int_equal(pspace_layout_find(l, "fc", &i), PSPACE_ENOTFOUND);
-	assert_int_equal(pspace_layout_find(l, "FC1", &i), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_layout_find(&i, l, "fc"), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_layout_find(&i, l, "FC1"), PSPACE_ENOTFOUND);
 	assert_int_equal(i, 99);
 	assert_non_null(strstr(pspace_errdetail(), "FC1"));
 	pspace_layout_free(l);

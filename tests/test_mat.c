@@ -380,8 +380,8 @@ static void blockdiag_case(pspace_dtype dt)
 	assert_int_equal(pspace_mat_kind(m), PSPACE_KIND_BLOCKDIAG);
 	/* layout round trip through the store */
 	assert_true(pspace_layout_equal(pspace_mat_layout(m), l));
-	t1 = pspace_layout_text(l);
-	t2 = pspace_layout_text(pspace_mat_layout(m));
+	assert_int_equal(pspace_layout_text(&t1, l), 0);
+	assert_int_equal(pspace_layout_text(&t2, pspace_mat_layout(m)), 0);
 	assert_string_equal(t1, t2);
 	free(t2);
 	free(t1);

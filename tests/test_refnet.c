@@ -121,7 +121,7 @@ static void input_of(pspace_refnet *net, uint64_t x, int cnn, uint64_t c0, uint6
 	uint64_t oh = h - 2, ow = w - 2, in = c0 * 9;
 
 	assert_non_null(b);
-	assert_int_equal(pspace_refnet_layers(net, &src), 0);
+	assert_int_equal(pspace_refnet_layers(&src, net), 0);
 	assert_int_equal(src.read(src.ud, x, 1, b), 0);
 	if (!cnn) {
 		assert_int_equal(b[0].T, 1);
@@ -226,7 +226,7 @@ static void check_layers_rows(pspace_refnet *net, uint64_t n)
 	double *R = rref_rows(net, 0, n, &K), e2 = 0, w2 = 0;
 
 	assert_non_null(b);
-	assert_int_equal(pspace_refnet_layers(net, &src), 0);
+	assert_int_equal(pspace_refnet_layers(&src, net), 0);
 	assert_int_equal(src.outputs, K);
 	assert_int_equal(src.examples, n);
 	assert_int_equal(src.read(src.ud, 0, n, b), 0);
@@ -322,7 +322,7 @@ static void test_refnet_errors(void **state)
 	assert_int_equal(rref_dim(net), 77);
 	assert_int_equal(pspace_refnet_forward(net, NULL, 3, buf), PSPACE_EINVAL);
 	assert_non_null(strstr(pspace_errdetail(), "cnn:1x5x5,2,3"));
-	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
+	assert_int_equal(pspace_refnet_jacobian(&src, net), 0);
 	assert_int_equal(src.read(src.ud, 2, 2, buf, 77), PSPACE_EINVAL);
 	assert_int_equal(src.read(src.ud, 0, 0, buf, 77), 0);
 	pspace_refnet_free(net);
@@ -421,7 +421,7 @@ static void test_refnet_batching(void **state)
 		uint64_t na[4], ng[4];
 
 		assert_true(nl <= 4);
-		assert_int_equal(pspace_refnet_layers(net, &src), 0);
+		assert_int_equal(pspace_refnet_layers(&src, net), 0);
 		assert_int_equal(src.read(src.ud, 0, n, b), 0);
 		for (size_t l = 0; l < nl; l++) {
 			const pspace_layer *y = pspace_layout_layer(lay, l);
@@ -478,7 +478,7 @@ static void test_refnet_same_input(void **state)
 			uint32_t K;
 			double *R = rref_rows(net, 0, n, &K);
 
-			assert_int_equal(pspace_refnet_layers(net, &src), 0);
+			assert_int_equal(pspace_refnet_layers(&src, net), 0);
 			assert_int_equal(src.read(src.ud, 0, n, b), 0);
 			for (size_t l = 0; l < nl; l++) {
 				const pspace_layer *y = pspace_layout_layer(lay, l);

@@ -81,7 +81,7 @@ static double *reference_blockdiag(pspace_refnet *net)
 	double *F = calloc(d * d, sizeof(double));
 	double *rows;
 
-	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
+	assert_int_equal(pspace_refnet_jacobian(&src, net), 0);
 	rows = malloc(sizeof(double) * src.outputs * d);
 	assert_non_null(F);
 	assert_non_null(rows);
@@ -128,7 +128,7 @@ static double *built_dense(fixture *x, pspace_refnet *net, const char *name, psp
 	o.kind = kind;
 	o.batch = batch;
 	o.write.codec.dtype = PSPACE_F64;
-	assert_int_equal(pspace_refnet_layers(net, &ls), 0);
+	assert_int_equal(pspace_refnet_layers(&ls, net), 0);
 	assert_int_equal(pspace_build_layers(x->s, name, l, &ls, &o), 0);
 	assert_int_equal(pspace_mat_open(&m, x->s, name), 0);
 	assert_int_equal(pspace_mat_dense(m, NULL, D, d), 0);
@@ -224,7 +224,7 @@ static void test_refnet_build_uneven_batches(void **state)
 		o.kind = PSPACE_KIND_DENSE;
 		o.batch = batches[b];
 		o.write.codec.dtype = PSPACE_F64;
-		assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
+		assert_int_equal(pspace_refnet_jacobian(&src, net), 0);
 		assert_int_equal(pspace_build_jacobian(x->s, name, l, &src, &o), 0);
 		assert_int_equal(pspace_mat_open(&m, x->s, name), 0);
 		assert_int_equal(pspace_mat_dense(m, NULL, D, d), 0);

@@ -218,7 +218,7 @@ static void test_refnet_empirical(void **state)
 		for (uint64_t x = 0; x < n; x++) {
 			uint32_t y;
 
-			assert_int_equal(pspace_refnet_label(net, x, &y), 0);
+			assert_int_equal(pspace_refnet_label(&y, net, x), 0);
 			assert_true(y < C);
 			seen |= 1u << y;
 			for (uint64_t p = 0; p < d; p++) {

@@ -84,14 +84,14 @@ static void test_store_roundtrip(void **state)
 		/* seek lands on the first tile at or after the address */
 		assert_int_equal(pspace_reader_open(&r, s, "bdiag", 0), 0);
 		assert_int_equal(pspace_reader_seek(r, 0, 2, 3), 0);
-		assert_int_equal(pspace_reader_next(r, &ref, &done), 0);
+		assert_int_equal(pspace_reader_next(&ref, &done, r), 0);
 		assert_true(!done && ref.block == 1 && ref.row == 0 && ref.col == 0);
-		assert_int_equal(pspace_reader_next(r, &ref, &done), 0);
+		assert_int_equal(pspace_reader_next(&ref, &done, r), 0);
 		assert_true(!done && ref.block == 1 && ref.row == 0 && ref.col == 1);
 		assert_int_equal(pspace_reader_seek(r, 2, 1, 0), 0);
-		assert_int_equal(pspace_reader_next(r, &ref, &done), 0);
+		assert_int_equal(pspace_reader_next(&ref, &done, r), 0);
 		assert_int_equal(done, 1);
-		assert_int_equal(pspace_reader_tile(r, 0, 1, 0, &ref), PSPACE_ENOTFOUND);
+		assert_int_equal(pspace_reader_tile(&ref, r, 0, 1, 0), PSPACE_ENOTFOUND);
 		pspace_reader_close(r);
 		pspace_store_close(s);
 	}

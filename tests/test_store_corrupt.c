@@ -48,7 +48,7 @@ static void test_store_corrupt_tile(void **state)
 	assert_int_equal(sref_write(s, &a), 0);
 	assert_int_equal(sref_write(s, &b), 0);
 	assert_int_equal(pspace_reader_open(&r, s, "A", 0), 0);
-	assert_int_equal(pspace_reader_tile(r, 0, 0, 1, &t), 0);
+	assert_int_equal(pspace_reader_tile(&t, r, 0, 0, 1), 0);
 	assert_true(t.len > PSPACE_TILE_HEADER_SIZE + 1000);
 	memcpy(needle, (const uint8_t *)t.data + PSPACE_TILE_HEADER_SIZE + 512, sizeof(needle));
 	pspace_reader_close(r);
@@ -60,7 +60,7 @@ static void test_store_corrupt_tile(void **state)
 	s = sref_open(tmp.path, 0);
 	assert_int_equal(pspace_codec_create(&c), 0);
 	assert_int_equal(pspace_reader_open(&r, s, "A", 0), 0);
-	assert_int_equal(pspace_reader_tile(r, 0, 0, 1, &t), 0);
+	assert_int_equal(pspace_reader_tile(&t, r, 0, 0, 1), 0);
 	assert_int_equal(pspace_reader_decode(r, c, &t, PSPACE_F32, buf, 128), PSPACE_ECORRUPT);
 	assert_non_null(strstr(pspace_errdetail(), "matrix A"));
 	assert_non_null(strstr(pspace_errdetail(), "(0,0,1)"));
@@ -72,7 +72,7 @@ static void test_store_corrupt_tile(void **state)
 		                 PSPACE_ECORRUPT);
 	}
 	/* the other tiles of A and all of B are fine */
-	assert_int_equal(pspace_reader_tile(r, 0, 0, 0, &t), 0);
+	assert_int_equal(pspace_reader_tile(&t, r, 0, 0, 0), 0);
 	assert_int_equal(pspace_reader_decode(r, c, &t, PSPACE_F32, buf, 128), 0);
 	pspace_reader_close(r);
 	pspace_codec_free(c);

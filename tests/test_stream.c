@@ -611,7 +611,7 @@ static void test_stream_corrupt(void **state)
 	tmp_open(&ts);
 	put_matrix(ts.s, &m, F, NULL);
 	assert_int_equal(pspace_reader_open(&r, ts.s, "C", 0), 0);
-	assert_int_equal(pspace_reader_tile(r, 0, 3, 6, &ref), 0);
+	assert_int_equal(pspace_reader_tile(&ref, r, 0, 3, 6), 0);
 	memcpy(needle, (const uint8_t *)ref.data + PSPACE_TILE_HEADER_SIZE + 1024, sizeof(needle));
 	pspace_reader_close(r);
 	pspace_store_close(ts.s);

@@ -30,7 +30,7 @@ static void test_vec_view_layer(void **state)
 	for (int i = 0; i < 37; i++)
 		x[i] = i;
 
-	assert_int_equal(pspace_vec_view_layer(l, 0, x, &v), 0);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 0, x), 0);
 	assert_ptr_equal(v.weight, x);
 	assert_int_equal(v.weight_size, 12);
 	assert_ptr_equal(v.bias, x + 12);
@@ -38,13 +38,13 @@ static void test_vec_view_layer(void **state)
 	assert_true(v.weight[4 * 2 + 3] == 11.0); /* W[2][3], row-major */
 	assert_true(v.bias[2] == 14.0);
 
-	assert_int_equal(pspace_vec_view_layer(l, 1, x, &v), 0);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 1, x), 0);
 	assert_ptr_equal(v.weight, x + 15);
 	assert_int_equal(v.weight_size, 5);
 	assert_ptr_equal(v.bias, x + 20);
 	assert_int_equal(v.bias_size, 5);
 
-	assert_int_equal(pspace_vec_view_layer(l, 2, x, &v), 0);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 2, x), 0);
 	assert_ptr_equal(v.weight, x + 25);
 	assert_int_equal(v.weight_size, 12);
 	assert_null(v.bias);
@@ -52,13 +52,13 @@ static void test_vec_view_layer(void **state)
 	assert_true(v.weight[11] == 36.0);
 
 	/* writes through a view land in the vector */
-	assert_int_equal(pspace_vec_view_layer(l, 1, x, &v), 0);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 1, x), 0);
 	v.bias[0] = -1;
 	assert_true(x[20] == -1.0);
 
-	assert_int_equal(pspace_vec_view_layer(l, 3, x, &v), PSPACE_EINVAL);
-	assert_int_equal(pspace_vec_view_layer(NULL, 0, x, &v), PSPACE_EINVAL);
-	assert_int_equal(pspace_vec_view_layer(l, 0, NULL, &v), PSPACE_EINVAL);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 3, x), PSPACE_EINVAL);
+	assert_int_equal(pspace_vec_view_layer(&v, NULL, 0, x), PSPACE_EINVAL);
+	assert_int_equal(pspace_vec_view_layer(&v, l, 0, NULL), PSPACE_EINVAL);
 	pspace_layout_free(l);
 }
 

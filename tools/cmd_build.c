@@ -146,7 +146,7 @@ static int parse(int argc, char **argv, build_cli *c)
 	if (strncmp(c->kind_str, "mixed:", 6) == 0) {
 		c->bo.kind = PSPACE_KIND_MIXED;
 		c->bo.mixed = c->kind_str + 6;
-	} else if (pspace_kind_parse(c->kind_str, &c->bo.kind) != 0 ||
+	} else if (pspace_kind_parse(&c->bo.kind, c->kind_str) != 0 ||
 	           c->bo.kind == PSPACE_KIND_IDENTITY || c->bo.kind == PSPACE_KIND_IMPLICIT ||
 	           c->bo.kind == PSPACE_KIND_MIXED) {
 		return tool_usage_error(
@@ -288,13 +288,13 @@ static int run_model(build_cli *c, pspace_store *s, const pspace_layout *file_la
 		goto out;
 	}
 	if (uses_layers(c)) {
-		lrc = pspace_refnet_layers(net, &ls);
+		lrc = pspace_refnet_layers(&ls, net);
 		*n = ls.examples;
 		*K = ls.outputs;
 		if (lrc == 0)
 			lrc = pspace_build_layers(s, c->name, l, &ls, &c->bo);
 	} else {
-		lrc = pspace_refnet_jacobian(net, &js);
+		lrc = pspace_refnet_jacobian(&js, net);
 		*n = js.examples;
 		*K = js.outputs;
 		if (lrc == 0)

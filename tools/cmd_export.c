@@ -174,7 +174,7 @@ static int export_square(const export_opts *o, pspace_store *s, pspace_mat *m)
 	if (o->block) {
 		size_t li;
 
-		if (pspace_layout_find(L, o->block, &li) != 0) {
+		if (pspace_layout_find(&li, L, o->block) != 0) {
 			fprintf(stderr, "pspace: store %s: matrix %s: no layer '%s'\n", o->store,
 			        o->name, o->block);
 			return EXIT_RUNTIME;

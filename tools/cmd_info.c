@@ -67,12 +67,12 @@ static int walk_blocks(pspace_reader *r, info_data *d)
 	for (uint32_t b = 0; b < d->mi.nblocks; b++)
 		d->blocks[b].dim = pspace_reader_block_dim(r, b);
 	for (;;) {
-		rc = pspace_reader_next(r, &t, &done);
+		rc = pspace_reader_next(&t, &done, r);
 		if (rc || done)
 			return rc;
 		if (t.block >= d->mi.nblocks)
 			continue;
-		rc = pspace_tile_parse(t.data, t.len, &h);
+		rc = pspace_tile_parse(&h, t.data, t.len);
 		if (rc)
 			return rc;
 		d->blocks[t.block].tiles++;

@@ -117,7 +117,7 @@ static void check_tiles(vfy *v, pspace_reader *r, const pspace_matrix_info *mi)
 		return;
 	}
 	for (;;) {
-		rc = pspace_reader_next(r, &t, &done);
+		rc = pspace_reader_next(&t, &done, r);
 		if (rc) {
 			report_bad(v, mi->name, "tile walk", NULL, NULL, rc);
 			return;
@@ -127,7 +127,7 @@ static void check_tiles(vfy *v, pspace_reader *r, const pspace_matrix_info *mi)
 		v->m_tiles++;
 		v->tiles++;
 		tool_progress_update(&v->prog, ++v->progress_done);
-		rc = pspace_tile_parse(t.data, t.len, &h);
+		rc = pspace_tile_parse(&h, t.data, t.len);
 		if (rc == 0 && (h.rows > mi->tile || h.cols > mi->tile))
 			rc = PSPACE_ECORRUPT;
 		if (rc == 0)

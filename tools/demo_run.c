@@ -190,11 +190,11 @@ static int build_one(const demo_opts *o, pspace_store *s, pspace_refnet *net, de
 	bo.progress_ud = &prog;
 	t0 = tool_now();
 	if (r->from_layers) {
-		rc = pspace_refnet_layers(net, &ls);
+		rc = pspace_refnet_layers(&ls, net);
 		if (rc == 0)
 			rc = pspace_build_layers(s, r->name, l, &ls, &bo);
 	} else {
-		rc = pspace_refnet_jacobian(net, &js);
+		rc = pspace_refnet_jacobian(&js, net);
 		if (rc == 0)
 			rc = pspace_build_jacobian(s, r->name, l, &js, &bo);
 	}
@@ -404,7 +404,7 @@ int demo_run(const demo_opts *o, demo_result *res)
 	ret = make_net(o, &net);
 	if (ret)
 		return ret;
-	rc = pspace_refnet_jacobian(net, &js);
+	rc = pspace_refnet_jacobian(&js, net);
 	if (rc) {
 		ret = tool_fail(rc, "demo: network %s", o->model);
 		goto out;

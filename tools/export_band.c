@@ -140,11 +140,11 @@ static int tile_into(insp_band *b, uint32_t blk, uint32_t tr, uint32_t tc, uint6
 	int rc;
 
 	/* the stored tile: (tr, tc), or (tc, tr) transposed */
-	rc = pspace_reader_tile(b->r, blk, trans ? tc : tr, trans ? tr : tc, &ref);
+	rc = pspace_reader_tile(&ref, b->r, blk, trans ? tc : tr, trans ? tr : tc);
 	if (rc == PSPACE_ENOTFOUND)
 		return 0; /* never written: zeros */
 	if (rc == 0)
-		rc = pspace_tile_parse(ref.data, ref.len, &hd);
+		rc = pspace_tile_parse(&hd, ref.data, ref.len);
 	if (rc == 0 && (hd.rows > b->t || hd.cols > b->t))
 		rc = PSPACE_ECORRUPT;
 	if (rc == 0)

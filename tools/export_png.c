@@ -89,11 +89,11 @@ static int accumulate_tiles(pspace_store *s, pspace_mat *m, png_job *j)
 		pspace_tile_header h;
 		uint64_t i0, j0;
 
-		rc = pspace_reader_next(r, &t, &done);
+		rc = pspace_reader_next(&t, &done, r);
 		if (rc || done)
 			break;
 		tool_progress_update(&prog, ++done_tiles);
-		rc = pspace_tile_parse(t.data, t.len, &h);
+		rc = pspace_tile_parse(&h, t.data, t.len);
 		if (rc == 0 && (h.rows > mi->tile || h.cols > mi->tile || t.block >= mi->nblocks))
 			rc = PSPACE_ECORRUPT;
 		if (rc)
@@ -250,7 +250,7 @@ int insp_png_write(pspace_store *s, pspace_mat *m, const char *name, const char 
 	if (layer) {
 		size_t li;
 
-		if (pspace_layout_find(L, layer, &li) != 0) {
+		if (pspace_layout_find(&li, L, layer) != 0) {
 			fprintf(stderr, "pspace: store %s: matrix %s: no layer '%s'\n", sp, name,
 			        layer);
 			return EXIT_RUNTIME;

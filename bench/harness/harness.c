@@ -531,7 +531,7 @@ int bench_stream_sum(pspace_store *s, const char *name, pspace_codec *c, bench_s
 	st->tiles = st->zero_copy = st->elements = 0;
 	rc = pspace_reader_open(&r, s, name, 0);
 	while (rc == 0) {
-		rc = pspace_reader_next(r, &t, &done);
+		rc = pspace_reader_next(&t, &done, r);
 		if (rc != 0 || done)
 			break;
 		rc = pspace_reader_view(r, c, &t, PSPACE_F32, &data, &h);

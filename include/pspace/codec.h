@@ -79,7 +79,7 @@ PSPACE_API int pspace_tile_encode(pspace_codec *c, const pspace_codec_opts *opts
  * ids, payload length against @p len). Does not verify the checksum.
  * @return 0 or PSPACE_ECORRUPT.
  */
-PSPACE_API int pspace_tile_parse(const void *buf, size_t len, pspace_tile_header *out);
+PSPACE_API int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len);
 
 /** Verifies the checksum of an encoded tile. @return 0 or PSPACE_ECORRUPT. */
 PSPACE_API int pspace_tile_verify(const void *buf, size_t len);

@@ -83,7 +83,7 @@ PSPACE_API size_t pspace_dtype_size(pspace_dtype t);
 /** @return "f64", "f32", "bf16", "f16", "i64", or "?". */
 PSPACE_API const char *pspace_dtype_name(pspace_dtype t);
 /** Parses "f64" / "f32" / "bf16" / "f16"; @return 0 or PSPACE_EINVAL. */
-PSPACE_API int pspace_dtype_parse(const char *s, pspace_dtype *out);
+PSPACE_API int pspace_dtype_parse(pspace_dtype *out, const char *s);
 
 /**
  * Representation kinds. Written to disk: ids are never reused.
@@ -104,7 +104,7 @@ typedef enum pspace_kind {
 /** @return "dense", "blockdiag", ... or "?". */
 PSPACE_API const char *pspace_kind_name(pspace_kind k);
 /** Parses a kind name; @return 0 or PSPACE_EINVAL. */
-PSPACE_API int pspace_kind_parse(const char *s, pspace_kind *out);
+PSPACE_API int pspace_kind_parse(pspace_kind *out, const char *s);
 
 /**
  * Execution settings, passed to every call that does heavy work. A NULL

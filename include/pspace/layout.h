@@ -58,8 +58,12 @@ PSPACE_API int pspace_layout_flat(pspace_layout **out, uint64_t d);
 /** Frees a layout; NULL is accepted. */
 PSPACE_API void pspace_layout_free(pspace_layout *l);
 
-/** @return a new copy of @p l (NULL on allocation failure). */
-PSPACE_API pspace_layout *pspace_layout_copy(const pspace_layout *l);
+/**
+ * Copies @p l into a new layout *out (the caller frees it with
+ * pspace_layout_free()). @return 0, PSPACE_EINVAL (NULL argument) or
+ * PSPACE_ENOMEM; *out is NULL on failure.
+ */
+PSPACE_API int pspace_layout_copy(pspace_layout **out, const pspace_layout *l);
 
 /** @return the number of parameters d. */
 PSPACE_API uint64_t pspace_layout_dim(const pspace_layout *l);
@@ -67,16 +71,18 @@ PSPACE_API uint64_t pspace_layout_dim(const pspace_layout *l);
 PSPACE_API size_t pspace_layout_nlayers(const pspace_layout *l);
 /** @return layer @p i (0-based), or NULL if out of range. Valid while @p l lives. */
 PSPACE_API const pspace_layer *pspace_layout_layer(const pspace_layout *l, size_t i);
-/** Finds a layer by name. @return 0 or PSPACE_ENOTFOUND. */
-PSPACE_API int pspace_layout_find(const pspace_layout *l, const char *name, size_t *index);
+/** Finds a layer by name: *out = its index. @return 0 or PSPACE_ENOTFOUND. */
+PSPACE_API int pspace_layout_find(size_t *out, const pspace_layout *l, const char *name);
 /** @return the index of the layer holding parameter @p p (p < d). */
 PSPACE_API size_t pspace_layout_layer_of(const pspace_layout *l, uint64_t p);
 
 /**
  * Canonical text of @p l (parseable by pspace_layout_parse; equal layouts
- * give equal text). malloc'd; the caller frees. NULL on allocation failure.
+ * give equal text) in *out, malloc'd: the caller frees it with free().
+ * @return 0, PSPACE_EINVAL (NULL argument) or PSPACE_ENOMEM; *out is NULL
+ * on failure.
  */
-PSPACE_API char *pspace_layout_text(const pspace_layout *l);
+PSPACE_API int pspace_layout_text(char **out, const pspace_layout *l);
 
 /** @return 1 if both layouts have the same layers, 0 otherwise. */
 PSPACE_API int pspace_layout_equal(const pspace_layout *a, const pspace_layout *b);

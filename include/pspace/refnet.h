@@ -60,9 +60,9 @@ PSPACE_API const pspace_layout *pspace_refnet_layout(const pspace_refnet *net);
  * sources of one network share its scratch: read them from one thread at a
  * time.
  */
-PSPACE_API int pspace_refnet_jacobian(pspace_refnet *net, pspace_jac_source *out);
+PSPACE_API int pspace_refnet_jacobian(pspace_jac_source *out, pspace_refnet *net);
 /** A layer-tensor source over the network's examples (as the Jacobian source). */
-PSPACE_API int pspace_refnet_layers(pspace_refnet *net, pspace_layer_source *out);
+PSPACE_API int pspace_refnet_layers(pspace_layer_source *out, pspace_refnet *net);
 /**
  * The network's outputs (C values) for example @p x with parameters
  * @p theta (d values, layout order), or with its own parameters if
@@ -80,7 +80,7 @@ PSPACE_API int pspace_refnet_forward(pspace_refnet *net, const double *theta, ui
  */
 PSPACE_API double *pspace_refnet_params(pspace_refnet *net);
 /** The true label (0..C-1) of example @p x, as the empirical variant uses it. */
-PSPACE_API int pspace_refnet_label(const pspace_refnet *net, uint64_t x, uint32_t *out);
+PSPACE_API int pspace_refnet_label(uint32_t *out, const pspace_refnet *net, uint64_t x);
 
 #ifdef __cplusplus
 }

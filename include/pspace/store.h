@@ -252,8 +252,8 @@ typedef struct pspace_tile_ref {
  * Looks up one tile. @return 0, or PSPACE_ENOTFOUND if it is not stored
  * (below the diagonal of a symmetric matrix, or never written).
  */
-PSPACE_API int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row,
-                                  uint32_t tile_col, pspace_tile_ref *out);
+PSPACE_API int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block,
+                                  uint32_t tile_row, uint32_t tile_col);
 
 /**
  * Positions the cursor at the first stored tile at or after (block, row,
@@ -267,7 +267,7 @@ PSPACE_API int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t til
  * order they lie in the file's B-tree. A fresh reader starts at the first.
  * @param done  set to 1 (and *out untouched) after the last tile.
  */
-PSPACE_API int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done);
+PSPACE_API int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r);
 
 /**
  * Decodes tile @p t (from this reader) into @p dst, as pspace_tile_decode(),

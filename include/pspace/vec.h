@@ -25,8 +25,8 @@ typedef struct pspace_vec_view {
 } pspace_vec_view;
 
 /** Views layer @p layer of vector @p v. @return 0 or PSPACE_EINVAL. */
-PSPACE_API int pspace_vec_view_layer(const pspace_layout *l, size_t layer, double *v,
-				     pspace_vec_view *out);
+PSPACE_API int pspace_vec_view_layer(pspace_vec_view *out, const pspace_layout *l, size_t layer,
+                                     double *v);
 
 /** @return x . y over n entries (compensated summation). */
 PSPACE_API double pspace_vec_dot(uint64_t n, const double *x, const double *y);

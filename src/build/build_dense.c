@@ -235,9 +235,9 @@ static int open_writer(pspace_writer **w, const pspace_build_target *t, pspace_k
 		*resumed = 1;
 		return resume(w, t, kind, o, p, &info);
 	}
-	text = pspace_layout_text(t->sub);
-	if (!text)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_layout_text(&text, t->sub);
+	if (rc != 0)
+		return rc;
 	memset(&desc, 0, sizeof(desc));
 	desc.kind = kind;
 	desc.d = pspace_layout_dim(t->sub);

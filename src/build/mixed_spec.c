@@ -41,7 +41,7 @@ static int known_selector(const pspace_layout *l, const char *sel)
 {
 	size_t i;
 
-	if (strcmp(sel, "*") == 0 || pspace_layout_find(l, sel, &i) == 0)
+	if (strcmp(sel, "*") == 0 || pspace_layout_find(&i, l, sel) == 0)
 		return 1;
 	for (int k = PSPACE_LAYER_LINEAR; k <= PSPACE_LAYER_GENERIC; k++)
 		if (strcmp(sel, pspace_layer_kind_name((pspace_layer_kind)k)) == 0)
@@ -51,7 +51,7 @@ static int known_selector(const pspace_layout *l, const char *sel)
 
 static int part_kind(const char *s, pspace_kind *k)
 {
-	if (pspace_kind_parse(s, k) != 0)
+	if (pspace_kind_parse(k, s) != 0)
 		return -1;
 	switch (*k) {
 	case PSPACE_KIND_DENSE:

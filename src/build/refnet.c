@@ -450,7 +450,7 @@ int pspace_refnet_forward(pspace_refnet *net, const double *theta, uint64_t x, d
 	return 0;
 }
 
-int pspace_refnet_label(const pspace_refnet *net, uint64_t x, uint32_t *out)
+int pspace_refnet_label(uint32_t *out, const pspace_refnet *net, uint64_t x)
 {
 	int rc = check_range(net, x, 1);
 
@@ -480,7 +480,7 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld)
 	return 0;
 }
 
-int pspace_refnet_jacobian(pspace_refnet *net, pspace_jac_source *out)
+int pspace_refnet_jacobian(pspace_jac_source *out, pspace_refnet *net)
 {
 	out->examples = net->o.examples;
 	out->outputs = net->K;
@@ -548,7 +548,7 @@ static int layers_read(void *ud, uint64_t x0, uint64_t nx, pspace_layer_batch *b
 	return 0;
 }
 
-int pspace_refnet_layers(pspace_refnet *net, pspace_layer_source *out)
+int pspace_refnet_layers(pspace_layer_source *out, pspace_refnet *net)
 {
 	out->examples = net->o.examples;
 	out->outputs = net->K;

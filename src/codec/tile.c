@@ -85,7 +85,7 @@ static uint32_t tile_crc(const unsigned char *tile, size_t payload_len)
 	return pspace_crc32c(crc, tile + HDR, payload_len);
 }
 
-int pspace_tile_parse(const void *buf, size_t len, pspace_tile_header *out)
+int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len)
 {
 	const unsigned char *p = buf;
 	pspace_tile_header h;
@@ -198,7 +198,7 @@ static int check_crc(const void *buf, const pspace_tile_header *h)
 int pspace_tile_verify(const void *buf, size_t len)
 {
 	pspace_tile_header h;
-	int rc = pspace_tile_parse(buf, len, &h);
+	int rc = pspace_tile_parse(&h, buf, len);
 
 	if (rc == 0)
 		rc = check_crc(buf, &h);
@@ -613,7 +613,7 @@ int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, pspace_dtyp
 		                    pspace_dtype_name(want));
 		goto out;
 	}
-	rc = pspace_tile_parse(buf, len, &h);
+	rc = pspace_tile_parse(&h, buf, len);
 	if (rc != 0)
 		goto out;
 	rc = check_crc(buf, &h);
@@ -648,7 +648,7 @@ int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype 
 		                   pspace_dtype_name(want));
 		goto out;
 	}
-	rc = pspace_tile_parse(buf, len, &h);
+	rc = pspace_tile_parse(&h, buf, len);
 	if (rc != 0)
 		goto out;
 	rc = check_crc(buf, &h);

@@ -43,7 +43,7 @@ const char *pspace_dtype_name(pspace_dtype t)
 	return "?";
 }
 
-int pspace_dtype_parse(const char *s, pspace_dtype *out)
+int pspace_dtype_parse(pspace_dtype *out, const char *s)
 {
 	for (size_t i = 0; s && i < COUNT(dtypes); i++)
 		if (strcmp(dtypes[i].name, s) == 0) {
@@ -61,7 +61,7 @@ const char *pspace_kind_name(pspace_kind k)
 	return "?";
 }
 
-int pspace_kind_parse(const char *s, pspace_kind *out)
+int pspace_kind_parse(pspace_kind *out, const char *s)
 {
 	for (size_t i = 0; s && i < COUNT(kinds); i++)
 		if (strcmp(kinds[i].name, s) == 0) {

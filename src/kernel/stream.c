@@ -283,7 +283,7 @@ static int walk_diagonal(engine *e, worker *self, size_t nthreads, unsigned char
 			if (atomic_load(&e->failed))
 				return 0;
 			for (size_t i = 0; i < e->n; i++) {
-				int rc = pspace_reader_tile(e->r[i], b, r, r, &refs[i]);
+				int rc = pspace_reader_tile(&refs[i], e->r[i], b, r, r);
 
 				if (rc == PSPACE_ENOTFOUND) {
 					memset(&refs[i], 0, sizeof(refs[i]));
@@ -317,7 +317,7 @@ static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
 /* Steps reader @p i to its next tile, marking it done past block @p blast. */
 static int advance(engine *e, size_t i, pspace_tile_ref *cur, int *done, uint32_t blast)
 {
-	int rc = pspace_reader_next(e->r[i], &cur[i], &done[i]);
+	int rc = pspace_reader_next(&cur[i], &done[i], e->r[i]);
 
 	if (rc == 0 && !done[i] && cur[i].block > blast)
 		done[i] = 1;

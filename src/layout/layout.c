@@ -475,24 +475,32 @@ void pspace_layout_free(pspace_layout *l)
 	free(l);
 }
 
-pspace_layout *pspace_layout_copy(const pspace_layout *l)
+int pspace_layout_copy(pspace_layout **out, const pspace_layout *l)
 {
-	pspace_layout *c;
+	pspace_layout *c = NULL;
+	int rc = 0;
 
+	if (out == NULL)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_copy: out is NULL");
+	*out = NULL;
 	if (l == NULL)
-		return NULL;
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_copy: layout is NULL");
 	c = malloc(sizeof(*c));
-	if (c == NULL)
-		return NULL;
-	c->layers = malloc(l->n * sizeof(*c->layers));
-	if (c->layers == NULL) {
-		free(c);
-		return NULL;
+	if (c)
+		c->layers = malloc((l->n ? l->n : 1) * sizeof(*c->layers));
+	if (c == NULL || c->layers == NULL) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory copying a layout of %zu layers",
+		                    l->n);
+		goto out;
 	}
 	memcpy(c->layers, l->layers, l->n * sizeof(*c->layers));
 	c->n = l->n;
 	c->d = l->d;
-	return c;
+	*out = c;
+	c = NULL;
+out:
+	free(c);
+	return rc;
 }
 
 int pspace_layout_sub(pspace_layout **out, const pspace_layout *l, size_t i)
@@ -537,7 +545,7 @@ const pspace_layer *pspace_layout_layer(const pspace_layout *l, size_t i)
 	return &l->layers[i];
 }
 
-int pspace_layout_find(const pspace_layout *l, const char *name, size_t *index)
+int pspace_layout_find(size_t *index, const pspace_layout *l, const char *name)
 {
 	if (l == NULL || name == NULL)
 		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_find: NULL argument");
@@ -590,23 +598,27 @@ static int shape_format(char *dst, size_t cap, const pspace_layer *ly)
 /* Room for 4 dims of 20 digits and 3 'x'. */
 #define SHAPE_TEXT_MAX 96
 
-char *pspace_layout_text(const pspace_layout *l)
+int pspace_layout_text(char **out, const pspace_layout *l)
 {
 	static const char h0[] = "# name", h1[] = "kind", h2[] = "weight-shape", h3[] = "bias";
 	char shape[SHAPE_TEXT_MAX];
 	size_t w0 = sizeof(h0) - 1, w1 = sizeof(h1) - 1, w2 = sizeof(h2) - 1, cap, len;
 	char *t = NULL;
-	int w;
+	int w, rc = 0;
 
+	if (out == NULL)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_text: out is NULL");
+	*out = NULL;
 	if (l == NULL)
-		return NULL;
+		return pspace_err_set(PSPACE_EINVAL, "pspace_layout_text: layout is NULL");
 	for (size_t i = 0; i < l->n; i++) {
 		const pspace_layer *ly = &l->layers[i];
 		size_t a = strlen(ly->name), b = strlen(pspace_layer_kind_name(ly->kind));
 		int c = shape_format(shape, sizeof(shape), ly);
 
 		if (c < 0)
-			return NULL;
+			return pspace_err_set(PSPACE_EINVAL, "layer %s: shape cannot be written",
+			                      ly->name);
 		w0 = a > w0 ? a : w0;
 		w1 = b > w1 ? b : w1;
 		w2 = (size_t)c > w2 ? (size_t)c : w2;
@@ -614,7 +626,7 @@ char *pspace_layout_text(const pspace_layout *l)
 	cap = (l->n + 1) * (w0 + w1 + w2 + 16) + 1;
 	t = malloc(cap);
 	if (t == NULL)
-		return NULL;
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory for a layout's text");
 	w = snprintf(t, cap, "%-*s  %-*s  %-*s  %s\n", (int)w0, h0, (int)w1, h1, (int)w2, h2, h3);
 	len = (size_t)w;
 	for (size_t i = 0; i < l->n; i++) {
@@ -625,12 +637,16 @@ char *pspace_layout_text(const pspace_layout *l)
 		             (int)w1, pspace_layer_kind_name(ly->kind), (int)w2, shape,
 		             ly->bias ? "bias" : "nobias");
 		if (w < 0 || (size_t)w >= cap - len) {
-			free(t);
-			return NULL;
+			rc = pspace_err_set(PSPACE_EINVAL, "layer %s: text does not fit", ly->name);
+			goto out;
 		}
 		len += (size_t)w;
 	}
-	return t;
+	*out = t;
+	t = NULL;
+out:
+	free(t);
+	return rc;
 }
 
 int pspace_layout_equal(const pspace_layout *a, const pspace_layout *b)

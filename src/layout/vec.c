@@ -17,7 +17,7 @@
 #include <float.h>
 #include <math.h>
 
-int pspace_vec_view_layer(const pspace_layout *l, size_t layer, double *v, pspace_vec_view *out)
+int pspace_vec_view_layer(pspace_vec_view *out, const pspace_layout *l, size_t layer, double *v)
 {
 	const pspace_layer *ly;
 

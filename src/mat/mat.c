@@ -35,9 +35,9 @@ int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
 			return pspace_err_set(
 			    PSPACE_EDIM, "layout has %llu parameters, matrix d = %llu",
 			    (unsigned long long)pspace_layout_dim(layout), (unsigned long long)d);
-		m->layout = pspace_layout_copy(layout);
-		if (!m->layout)
-			return pspace_err_set(PSPACE_ENOMEM, "out of memory copying a layout");
+		rc = pspace_layout_copy(&m->layout, layout);
+		if (rc != 0)
+			return rc;
 	} else {
 		rc = pspace_layout_flat(&m->layout, d);
 		if (rc != 0)

@@ -12,12 +12,13 @@ int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s,
                                pspace_writer **w)
 {
 	pspace_matrix_desc desc;
-	char *text = pspace_layout_text(m->layout);
+	char *text = NULL;
 	int rc;
 
 	*w = NULL;
-	if (!text)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_layout_text(&text, m->layout);
+	if (rc != 0)
+		return rc;
 	memset(&desc, 0, sizeof(desc));
 	desc.kind = kind;
 	desc.d = m->d;

@@ -70,11 +70,9 @@ int pspace_stored_write(pspace_store *s, const char *name, pspace_kind kind,
 	rc = block_dims(kind, layout, &nblocks, &dims);
 	if (rc != 0)
 		return rc;
-	text = pspace_layout_text(layout);
-	if (!text) {
-		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_layout_text(&text, layout);
+	if (rc != 0)
 		goto out;
-	}
 	memset(&desc, 0, sizeof(desc));
 	desc.kind = kind;
 	desc.d = pspace_layout_dim(layout);

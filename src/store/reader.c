@@ -92,8 +92,8 @@ static uint32_t edge(const pspace_reader *r, uint32_t block, uint32_t idx)
 	return (uint32_t)(left < r->info.tile ? left : r->info.tile);
 }
 
-int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col,
-                       pspace_tile_ref *out)
+int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block, uint32_t tile_row,
+                       uint32_t tile_col)
 {
 	uint8_t key[PSPACE_TILE_KEY_SIZE];
 	MDB_val k = {sizeof(key), key}, v;
@@ -140,7 +140,7 @@ int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 	return 0;
 }
 
-int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done)
+int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 {
 	uint8_t key[PSPACE_TILE_KEY_SIZE];
 	MDB_val k, v;
@@ -202,7 +202,7 @@ static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 		return pspace_err_set(PSPACE_EINVAL,
 		                      "store %s: matrix %s: no tile (%u,%u,%u) in this matrix",
 		                      r->s->path, r->info.name, t->block, t->row, t->col);
-	rc = pspace_tile_parse(t->data, t->len, &h);
+	rc = pspace_tile_parse(&h, t->data, t->len);
 	if (rc != 0)
 		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
 		                         r->info.name, t->block, t->row, t->col);

@@ -227,7 +227,7 @@ static int recount(pspace_writer *w)
 				continue;
 			}
 			if (k.mv_size != PSPACE_TILE_KEY_SIZE ||
-			    pspace_tile_parse(v.mv_data, v.mv_size, &h) != 0) {
+			    pspace_tile_parse(&h, v.mv_data, v.mv_size) != 0) {
 				uint64_t id;
 				uint32_t b = 0, r = 0, c = 0;
 
@@ -373,7 +373,7 @@ int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 		                      w->s->path, in->name, block, tile_row, tile_col, ld, cols);
 	rc = pspace_tile_encode(w->codec, &in->codec, src_type, src, rows, cols, ld, &enc, &len);
 	if (rc == 0)
-		rc = pspace_tile_parse(enc, len, &h);
+		rc = pspace_tile_parse(&h, enc, len);
 	if (rc != 0)
 		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", w->s->path,
 		                         in->name, block, tile_row, tile_col);
@@ -384,7 +384,7 @@ int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 		/* Replacing: take the old tile out of the statistics. */
 		in->tiles--;
 		in->tile_bytes -= v.mv_size;
-		if (pspace_tile_parse(v.mv_data, v.mv_size, &old) == 0) {
+		if (pspace_tile_parse(&old, v.mv_data, v.mv_size) == 0) {
 			in->raw_tiles -= old.codec == PSPACE_CODEC_RAW;
 			in->logical_bytes -= (uint64_t)old.rows * old.cols * esz;
 		} else {

@@ -323,7 +323,7 @@ void cref_check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, unsigned 
 	copy = cref_aligned(64, len);
 	memcpy(copy, tile, len);
 
-	assert_int_equal(pspace_tile_parse(copy, len, &h), 0);
+	assert_int_equal(pspace_tile_parse(&h, copy, len), 0);
 	assert_int_equal(h.dtype, o->dtype);
 	assert_int_equal(h.rows, sh->rows);
 	assert_int_equal(h.cols, sh->cols);

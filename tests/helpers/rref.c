@@ -48,7 +48,7 @@ double *rref_rows(pspace_refnet *net, uint64_t x0, uint64_t nx, uint32_t *K)
 	double *R;
 	int rc;
 
-	assert_int_equal(pspace_refnet_jacobian(net, &src), 0);
+	assert_int_equal(pspace_refnet_jacobian(&src, net), 0);
 	assert_int_equal(src.d, d);
 	*K = src.outputs;
 	R = malloc((size_t)src.outputs * nx * d * sizeof(*R));

@@ -172,7 +172,7 @@ int sref_check(pspace_store *s, const sref_spec *m, int flags, char *why, size_t
 		long key;
 		uint32_t rows, cols;
 
-		rc = pspace_reader_next(r, &t, &done);
+		rc = pspace_reader_next(&t, &done, r);
 		if (rc != 0) {
 			snprintf(why, whylen, "next: %s", pspace_errdetail());
 			goto out;
@@ -199,7 +199,7 @@ int sref_check(pspace_store *s, const sref_spec *m, int flags, char *why, size_t
 			         t.row, t.col);
 			goto out;
 		}
-		rc = pspace_reader_tile(r, t.block, t.row, t.col, &t2);
+		rc = pspace_reader_tile(&t2, r, t.block, t.row, t.col);
 		if (rc != 0 || t2.data != t.data || t2.len != t.len) {
 			snprintf(why, whylen, "reader_tile (%u,%u,%u) disagrees with next", t.block,
 			         t.row, t.col);
