@@ -298,7 +298,7 @@ static int run_dense(void *ctx, double *seconds)
 	double t0;
 	int rc = 0;
 
-	if (pspace_store_info(w->s, "F", &info) == 0)
+	if (pspace_matrix_info_get(&info, w->s, "F") == 0)
 		rc = pspace_store_remove(w->s, "F");
 	if (rc != 0)
 		return rc;
@@ -399,7 +399,7 @@ static int bench_dense(const struct config *c, pspace_store *s, int ncpu, double
 		o.warmup = 0;
 		rc = bench_run_timed(run_dense, &w, &o, &st);
 		if (rc == 0)
-			rc = pspace_store_info(s, "F", &info);
+			rc = pspace_matrix_info_get(&info, s, "F");
 		if (rc != 0) {
 			fail(rc, "dense build");
 			goto out;

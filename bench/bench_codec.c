@@ -746,9 +746,9 @@ static int store_one(const struct config *cfg, const char *root, const float *m3
 	out->write_s = st.median;
 	out->write_min = st.min;
 	out->f32_bytes = ww.f32_bytes;
-	rc = pspace_store_info(ww.store, "F", &info);
+	rc = pspace_matrix_info_get(&info, ww.store, "F");
 	if (rc == 0)
-		rc = pspace_store_stat_get(ww.store, &stat);
+		rc = pspace_store_stat_get(&stat, ww.store);
 	if (rc != 0)
 		goto out;
 	out->tiles = info.tiles;

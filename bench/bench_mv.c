@@ -349,7 +349,7 @@ int main(int argc, char **argv)
 	for (int m = 0; m < 2; m++) {
 		pspace_matrix_info in;
 
-		rc = pspace_store_info(s, names[m], &in);
+		rc = pspace_matrix_info_get(&in, s, names[m]);
 		if (rc != 0) {
 			fail(rc, "info");
 			goto out;

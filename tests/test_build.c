@@ -60,7 +60,7 @@ static void test_build_dense_ram(void **state)
 	lref_opts_f64(&o, PSPACE_KIND_DENSE);
 	assert_int_equal(pspace_build_jacobian(t.s, "F", l, &src, &o), 0);
 	assert_int_equal(j.passes, 1);
-	assert_int_equal(pspace_store_info(t.s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "F"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_COMPLETE);
 	assert_int_equal(info.tiles, 7 * 8 / 2);
 	assert_true(fref_stored_relerr(t.s, "F", F, LREF_JD) < 1e-13);
@@ -118,13 +118,13 @@ static void test_build_dense_outofcore(void **state)
 	assert_int_equal(j.reads, j.passes);
 	assert_int_equal(pr.total, j.passes * 20);
 	assert_int_equal(pr.done, pr.total);
-	assert_int_equal(pspace_store_info(t.s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "F"), 0);
 	assert_int_equal(info.tiles, 28); /* each tile once */
 	assert_true(fref_stored_relerr(t.s, "F", F, LREF_JD) < 1e-13);
 	/* a budget below one tile row: refused, nothing left behind */
 	o.exec.mem_budget = 2000;
 	assert_int_equal(pspace_build_jacobian(t.s, "G", l, &src, &o), PSPACE_ENOMEM);
-	assert_int_equal(pspace_store_info(t.s, "G", &info), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "G"), PSPACE_ENOTFOUND);
 	free(F);
 	free(j.J);
 	pspace_layout_free(l);
@@ -271,7 +271,7 @@ static void test_build_source_fails(void **state)
 	j.fail_at = 2; /* second pass, second batch */
 	assert_int_equal(pspace_build_jacobian(t.s, "F", l, &src, &o), PSPACE_EIO);
 	assert_non_null(strstr(pspace_errdetail(), "F"));
-	assert_int_equal(pspace_store_info(t.s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "F"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 	assert_int_equal(pspace_mat_open(&m, t.s, "F"), PSPACE_EINCOMPLETE);
 	/* in RAM */
@@ -284,7 +284,7 @@ static void test_build_source_fails(void **state)
 	j.passes = 0;
 	o.kind = PSPACE_KIND_DIAG;
 	assert_int_equal(pspace_build_jacobian(t.s, "D", l, &src, &o), PSPACE_EIO);
-	assert_int_equal(pspace_store_info(t.s, "D", &info), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "D"), PSPACE_ENOTFOUND);
 	free(j.J);
 	pspace_layout_free(l);
 	fx_store_close(&t);
@@ -338,7 +338,7 @@ static void test_build_kill_resume(void **state)
 	assert_true(WIFSIGNALED(status));
 	close(fds[0]);
 	fx_store_reopen(&t);
-	assert_int_equal(pspace_store_info(t.s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "F"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 	assert_int_equal(pspace_mat_open(&m, t.s, "F"), PSPACE_EINCOMPLETE);
 	assert_true(fref_stored_relerr(t.s, "ref", F, LREF_JD) < 1e-13); /* the store is fine */
@@ -348,7 +348,7 @@ static void test_build_kill_resume(void **state)
 	o.resume = 1;
 	assert_int_equal(pspace_build_jacobian(t.s, "F", l, &src, &o), 0);
 	assert_int_equal(j.passes, total - 2);
-	assert_int_equal(pspace_store_info(t.s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "F"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_COMPLETE);
 	assert_int_equal(info.tiles, 28);
 	R = fref_stored_dense(t.s, "ref", LREF_JD);

@@ -131,7 +131,8 @@ static void test_build_kfac_ekfac(void **state)
 		for (uint64_t i = 0; i < LD * LD; i++)
 			E4[i] = 4 * E[i];
 		assert_true(fref_stored_relerr(t.s, "E", E4, LD) < 1e-10);
-		assert_int_equal(pspace_store_info(t.s, "E.updating", &info), PSPACE_ENOTFOUND);
+		assert_int_equal(pspace_matrix_info_get(&info, t.s, "E.updating"),
+		                 PSPACE_ENOTFOUND);
 		/* the update needs an EKFAC */
 		assert_int_equal(pspace_build_jacobian(t.s, "K", l, &js, &o), PSPACE_EINVAL);
 		assert_int_equal(pspace_build_jacobian(t.s, "none", l, &js, &o), PSPACE_ENOTFOUND);
@@ -266,7 +267,7 @@ static void test_build_mixed(void **state)
 	o.mixed = "conv1d=ekfac;emb=diag;*=blockdiag";
 	assert_int_equal(pspace_build_layers(t.s, "M", l, &src, &o), 0);
 	assert_true(fref_stored_relerr(t.s, "M", M, LD) < 1e-10);
-	assert_int_equal(pspace_store_info(t.s, "M/fc", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "M/fc"), 0);
 	assert_int_equal(info.kind, PSPACE_KIND_BLOCKDIAG);
 	/* KFAC everywhere through Mixed equals KFAC */
 	o.mixed = "*=kfac";
@@ -280,7 +281,7 @@ static void test_build_mixed(void **state)
 		lref_jsrc_init(&j, &js, 8, 2, LD, 1);
 		memcpy(j.J, R, 16 * LD * sizeof(double));
 		assert_int_equal(pspace_build_jacobian(t.s, "MJ", l, &js, &o), PSPACE_ENOTSUP);
-		assert_int_equal(pspace_store_info(t.s, "MJ", &info), PSPACE_ENOTFOUND);
+		assert_int_equal(pspace_matrix_info_get(&info, t.s, "MJ"), PSPACE_ENOTFOUND);
 		o.mixed = "c1=dense;fc=lowrank;*=blockdiag";
 		assert_int_equal(pspace_build_jacobian(t.s, "MJ", l, &js, &o), 0);
 		assert_true(fref_stored_relerr(t.s, "MJ", F, LD) < 1e-12);

@@ -352,8 +352,8 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	memcap_expect_child(st, CAP);
 
 	assert_int_equal(pspace_store_open(&s, store_dir, NULL), 0);
-	assert_int_equal(pspace_store_info(s, "F_ram", &ram), 0);
-	assert_int_equal(pspace_store_info(s, "F_cap", &cap), 0);
+	assert_int_equal(pspace_matrix_info_get(&ram, s, "F_ram"), 0);
+	assert_int_equal(pspace_matrix_info_get(&cap, s, "F_cap"), 0);
 	assert_int_equal(cap.state, PSPACE_STATE_COMPLETE);
 	assert_int_equal(cap.tiles, ram.tiles);
 	printf("build-out-of-core: d = %llu, tile %u, stored F_cap %.1f MiB = %.2fx the %llu MiB "

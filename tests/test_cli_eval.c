@@ -106,12 +106,14 @@ static void write_vecs(const char *name, int ndim, uint64_t k, const double *x)
 static double *read_npy(const char *name, uint64_t count, pspace_dtype *dtype)
 {
 	pspace_npy *f = NULL;
+	pspace_npy_info in;
 	double *x;
 
 	assert_int_equal(pspace_npy_open(&f, path(name)), 0);
-	assert_int_equal(pspace_npy_info_of(f)->count, count);
+	assert_int_equal(pspace_npy_info_get(&in, f), 0);
+	assert_int_equal(in.count, count);
 	if (dtype)
-		*dtype = pspace_npy_info_of(f)->dtype;
+		*dtype = in.dtype;
 	x = malloc(sizeof(double) * count);
 	assert_int_equal(pspace_npy_read(f, 0, count, x), 0);
 	pspace_npy_close(f);

@@ -81,17 +81,17 @@ static int teardown(void **state)
 static double *read_npy(const char *path, int ndim, const uint64_t *shape)
 {
 	pspace_npy *f;
-	const pspace_npy_info *in;
+	pspace_npy_info in;
 	double *v;
 
 	assert_int_equal(pspace_npy_open(&f, path), 0);
-	in = pspace_npy_info_of(f);
-	assert_int_equal(in->ndim, ndim);
+	assert_int_equal(pspace_npy_info_get(&in, f), 0);
+	assert_int_equal(in.ndim, ndim);
 	for (int i = 0; i < ndim; i++)
-		assert_int_equal(in->shape[i], shape[i]);
-	v = malloc(in->count * sizeof(double));
+		assert_int_equal(in.shape[i], shape[i]);
+	v = malloc(in.count * sizeof(double));
 	assert_non_null(v);
-	assert_int_equal(pspace_npy_read(f, 0, in->count, v), 0);
+	assert_int_equal(pspace_npy_read(f, 0, in.count, v), 0);
 	pspace_npy_close(f);
 	return v;
 }

@@ -226,7 +226,7 @@ static void test_mat_save(void **state)
 	assert_int_equal(pspace_identity_create(&m, 7, -1.5), 0);
 	assert_int_equal(pspace_mat_save(m, t.s, "I"), 0);
 	assert_int_equal(pspace_mat_save(m, t.s, "I"), PSPACE_EEXIST);
-	assert_int_equal(pspace_store_info(t.s, "I", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "I"), 0);
 	assert_int_equal(info.kind, PSPACE_KIND_IDENTITY);
 	fx_store_reopen(&t);
 	assert_int_equal(pspace_mat_open(&r, t.s, "I"), 0);
@@ -373,7 +373,8 @@ static void test_mat_errors(void **state)
 	/* dimension mismatches */
 	assert_int_equal(pspace_layout_flat(&l, d + 1), 0);
 	assert_int_equal(pspace_dense_write(t.s, "bad", l, d, F, d, NULL), PSPACE_EDIM);
-	assert_int_equal(pspace_store_info(t.s, "bad", &(pspace_matrix_info){0}), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, t.s, "bad"),
+	                 PSPACE_ENOTFOUND);
 	assert_int_equal(pspace_dense_write(t.s, "F", NULL, d, F, d, NULL), 0);
 	assert_int_equal(pspace_dense_write(t.s, "G", l, d + 1, G, d + 1, NULL), 0);
 	assert_int_equal(pspace_dense_write(t.s, "F", NULL, d, F, d, NULL), PSPACE_EEXIST);

@@ -268,8 +268,9 @@ static void test_mixed_unsupported(void **state)
 	assert_int_equal(pspace_mat_save(m, t.s, "M2"), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "layer fc3"));
 	/* nothing left behind */
-	assert_int_equal(pspace_store_info(t.s, "M2", &(pspace_matrix_info){0}), PSPACE_ENOTFOUND);
-	assert_int_equal(pspace_store_info(t.s, "M2/fc1", &(pspace_matrix_info){0}),
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, t.s, "M2"),
+	                 PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, t.s, "M2/fc1"),
 	                 PSPACE_ENOTFOUND);
 	pspace_mat_free(m);
 	mix_free(&x);
@@ -402,9 +403,9 @@ static void test_mixed_persist(void **state)
 	assert_int_equal(pspace_mat_kind(pspace_mixed_part(o, 4)), PSPACE_KIND_DENSE);
 	assert_string_equal(pspace_mat_name(pspace_mixed_part(o, 0)), "M/fc1");
 	assert_string_equal(pspace_mat_name(pspace_mixed_part(o, 4)), "F3");
-	assert_int_equal(pspace_store_info(t.s, "M/emb", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "M/emb"), 0);
 	assert_int_equal(info.kind, PSPACE_KIND_IDENTITY);
-	assert_int_equal(pspace_store_info(t.s, "M/fc3", &info), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&info, t.s, "M/fc3"), PSPACE_ENOTFOUND);
 	assert_int_equal(pspace_mat_dense(m, NULL, G1, D), 0);
 	pspace_mat_free(o);
 

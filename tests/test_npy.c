@@ -77,7 +77,7 @@ static void roundtrip(pspace_dtype dt, int ndim, const uint64_t *shape)
 	double *x, *got;
 	int64_t *xi, *goti;
 	pspace_npy *f;
-	const pspace_npy_info *in;
+	pspace_npy_info in;
 	unsigned char head[128];
 	size_t got_bytes, hlen;
 	FILE *fp;
@@ -109,14 +109,14 @@ static void roundtrip(pspace_dtype dt, int ndim, const uint64_t *shape)
 	assert_memory_equal(head + 10, "{'descr': '<", 12);
 
 	f = open_ok(path);
-	in = pspace_npy_info_of(f);
-	assert_int_equal(in->dtype, dt);
-	assert_int_equal(in->ndim, ndim);
-	assert_int_equal(in->count, count);
-	assert_int_equal(in->version, 1);
-	assert_int_equal(in->data_offset, 10 + hlen);
+	assert_int_equal(pspace_npy_info_get(&in, f), 0);
+	assert_int_equal(in.dtype, dt);
+	assert_int_equal(in.ndim, ndim);
+	assert_int_equal(in.count, count);
+	assert_int_equal(in.version, 1);
+	assert_int_equal(in.data_offset, 10 + hlen);
 	for (int i = 0; i < 4; i++)
-		assert_int_equal(in->shape[i], i < ndim ? shape[i] : 0);
+		assert_int_equal(in.shape[i], i < ndim ? shape[i] : 0);
 	assert_string_equal(pspace_npy_path(f), path);
 
 	/* All, then an inner range. */
@@ -272,7 +272,7 @@ static void test_npy_handmade_headers(void **state)
 		uint64_t count = 1;
 		size_t isz = cases[c].dt == PSPACE_F32 ? 4 : 8;
 		pspace_npy *f;
-		const pspace_npy_info *in;
+		pspace_npy_info in;
 
 		for (int i = 0; i < cases[c].ndim; i++)
 			count *= cases[c].shape[i];
@@ -290,15 +290,15 @@ static void test_npy_handmade_headers(void **state)
 		}
 		write_raw(path, cases[c].major, cases[c].dict, cases[c].pad, data, count * isz);
 		f = open_ok(path);
-		in = pspace_npy_info_of(f);
-		assert_int_equal(in->dtype, cases[c].dt);
-		assert_int_equal(in->ndim, cases[c].ndim);
-		assert_int_equal(in->version, cases[c].major);
-		assert_int_equal(in->count, count);
+		assert_int_equal(pspace_npy_info_get(&in, f), 0);
+		assert_int_equal(in.dtype, cases[c].dt);
+		assert_int_equal(in.ndim, cases[c].ndim);
+		assert_int_equal(in.version, cases[c].major);
+		assert_int_equal(in.count, count);
 		for (int i = 0; i < 4; i++)
-			assert_int_equal(in->shape[i], cases[c].shape[i]);
+			assert_int_equal(in.shape[i], cases[c].shape[i]);
 		if (cases[c].pad)
-			assert_int_equal(in->data_offset % 64, 0);
+			assert_int_equal(in.data_offset % 64, 0);
 		assert_int_equal(pspace_npy_read(f, 0, count, got), 0);
 		for (uint64_t i = 0; i < count; i++)
 			assert_true(

@@ -826,7 +826,8 @@ static void test_op_write(void **state)
 	assert_int_equal(pspace_op_product(&fg, x->oF, x->oG), 0);
 	assert_int_equal(pspace_op_write(fg, NULL, x->s, "FG", &wo), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "product"));
-	assert_int_equal(pspace_store_info(x->s, "FG", &(pspace_matrix_info){0}), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, x->s, "FG"),
+	                 PSPACE_ENOTFOUND);
 	pspace_op_free(fg);
 	pspace_mat_free(m);
 	free(Dn);

@@ -311,7 +311,7 @@ static void test_outofcore_dense_under_cap(void **state)
 	assert_int_equal(
 	    pspace_tiled_write(s, "F", PSPACE_KIND_DENSE, layout, lowrank_tile, &lr, NULL, NULL),
 	    0);
-	assert_int_equal(pspace_store_info(s, "F", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "F"), 0);
 	pspace_store_close(s);
 	pspace_layout_free(layout);
 	printf("out-of-core: stored F is %.1f MiB (%.1fx the %llu MiB cap)\n",

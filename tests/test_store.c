@@ -99,8 +99,8 @@ static void test_store_roundtrip(void **state)
 	s = sref_open(t.path, 0);
 	SREF_CHECK(s, &a, 0);
 	SREF_CHECK(s, &b, 0);
-	assert_int_equal(pspace_store_info(s, "dense", &ia), 0);
-	assert_int_equal(pspace_store_info(s, "bdiag", &ib), 0);
+	assert_int_equal(pspace_matrix_info_get(&ia, s, "dense"), 0);
+	assert_int_equal(pspace_matrix_info_get(&ib, s, "bdiag"), 0);
 	assert_int_equal(ia.state, PSPACE_STATE_COMPLETE);
 	assert_true(ia.completed >= ia.created && ia.created > 0);
 	assert_true(ia.id != ib.id);
@@ -130,7 +130,7 @@ static void test_store_roundtrip(void **state)
 	{
 		pspace_store_stat st;
 
-		assert_int_equal(pspace_store_stat_get(s, &st), 0);
+		assert_int_equal(pspace_store_stat_get(&st, s), 0);
 		assert_true(st.tile_entries == 0 && st.matrices == 0);
 		assert_int_equal(st.format_version, PSPACE_FORMAT_VERSION);
 		assert_true(st.file_bytes >= st.used_bytes && st.map_bytes >= st.used_bytes);
@@ -192,12 +192,12 @@ static void test_store_arrays(void **state)
 	pspace_store_close(s);
 
 	s = sref_open(t.path, 0);
-	assert_int_equal(pspace_store_info(s, "kf", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "kf"), 0);
 	assert_int_equal(info.arrays, 4);
 	assert_int_equal(info.array_bytes, 4 * 48 + 8 + 7 * 4 + 6 * 8 + 24 * 8);
 	assert_int_equal(info.tiles, 0);
 	assert_int_equal(pspace_reader_open(&r, s, "kf", 0), 0);
-	assert_int_equal(pspace_reader_array_info(r, "cube", &ai), 0);
+	assert_int_equal(pspace_array_info_get(&ai, r, "cube"), 0);
 	assert_int_equal(ai.dtype, PSPACE_F64);
 	assert_int_equal(ai.ndim, 3);
 	assert_true(ai.shape[0] == 2 && ai.shape[1] == 3 && ai.shape[2] == 4 && ai.count == 24);
@@ -209,7 +209,7 @@ static void test_store_arrays(void **state)
 	assert_int_equal(pspace_reader_array(r, "cube", PSPACE_F64, g64, 23), PSPACE_EINVAL);
 	assert_int_equal(pspace_reader_array(r, "scalar", PSPACE_F64, &gs, 1), 0);
 	assert_true(gs == 3.25);
-	assert_int_equal(pspace_reader_array_info(r, "scalar", &ai), 0);
+	assert_int_equal(pspace_array_info_get(&ai, r, "scalar"), 0);
 	assert_true(ai.ndim == 0 && ai.count == 1);
 	assert_int_equal(pspace_reader_array(r, "vec", PSPACE_F32, g32, 7), 0);
 	assert_memory_equal(g32, f32, sizeof(f32));
@@ -256,7 +256,7 @@ static void test_store_errors(void **state)
 	assert_int_equal(sref_write(s, &m), PSPACE_EEXIST);
 	assert_non_null(strstr(pspace_errdetail(), "matrix m "));
 
-	assert_int_equal(pspace_store_info(s, "missing-one", &info), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "missing-one"), PSPACE_ENOTFOUND);
 	assert_non_null(strstr(pspace_errdetail(), "missing-one"));
 	assert_non_null(strstr(pspace_errdetail(), t.path));
 	assert_int_equal(pspace_reader_open(&r, s, "missing-two", 0), PSPACE_ENOTFOUND);
@@ -264,7 +264,7 @@ static void test_store_errors(void **state)
 	assert_null(r);
 	assert_int_equal(pspace_store_remove(s, "missing-three"), PSPACE_ENOTFOUND);
 	assert_non_null(strstr(pspace_errdetail(), "missing-three"));
-	assert_int_equal(pspace_store_info(s, "", &info), PSPACE_EINVAL);
+	assert_int_equal(pspace_matrix_info_get(&info, s, ""), PSPACE_EINVAL);
 
 	m.name = "sym/with/slashes";
 	sref_desc(&m, &d);
@@ -285,7 +285,7 @@ static void test_store_errors(void **state)
 	assert_int_equal(pspace_writer_checkpoint(w), 0);
 	/* abort without remove: stays BUILDING */
 	pspace_writer_abort(w, 0);
-	assert_int_equal(pspace_store_info(s, m.name, &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, m.name), 0);
 	assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 	assert_int_equal(pspace_reader_open(&r, s, m.name, 0), PSPACE_EINCOMPLETE);
 	assert_non_null(strstr(pspace_errdetail(), "incomplete"));
@@ -305,7 +305,7 @@ static void test_store_errors(void **state)
 	assert_int_equal(sref_put_tiles(w, &m, 3, NULL), 0);
 	assert_int_equal(pspace_writer_checkpoint(w), 0);
 	pspace_writer_abort(w, 1);
-	assert_int_equal(pspace_store_info(s, "gone", &info), PSPACE_ENOTFOUND);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "gone"), PSPACE_ENOTFOUND);
 
 	/* bad descriptors */
 	sref_desc(&m, &d);
@@ -343,10 +343,10 @@ static void test_store_remove_compact(void **state)
 	snprintf(out, sizeof(out), "%s/compact", t.root);
 	assert_int_equal(pspace_store_compact(s, out), 0);
 	assert_int_equal(pspace_store_compact(s, out), PSPACE_EEXIST);
-	assert_int_equal(pspace_store_stat_get(s, &st), 0);
+	assert_int_equal(pspace_store_stat_get(&st, s), 0);
 	s2 = sref_open(out, 0);
 	SREF_CHECK(s2, &b, 0);
-	assert_int_equal(pspace_store_stat_get(s2, &st2), 0);
+	assert_int_equal(pspace_store_stat_get(&st2, s2), 0);
 	assert_true(st2.file_bytes < st.file_bytes);
 	assert_int_equal(st2.matrices, 1);
 	assert_int_equal(st2.tile_entries, st.tile_entries);

@@ -224,7 +224,7 @@ static void test_store_kill(void **state)
 
 	s = sref_open(t.path, 0);
 	SREF_CHECK(s, &a, 0);
-	assert_int_equal(pspace_store_info(s, "B", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "B"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 	assert_true(info.tiles >= 20);
 	assert_int_equal(pspace_reader_open(&r, s, "B", 0), PSPACE_EINCOMPLETE);

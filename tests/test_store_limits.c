@@ -61,7 +61,7 @@ static void test_store_map_full(void **state)
 
 	s = sref_open(t.path, 0);
 	SREF_CHECK(s, &a, 0);
-	assert_int_equal(pspace_store_info(s, "big", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "big"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 	assert_int_equal(pspace_reader_open(&r, s, "big", 0), PSPACE_EINCOMPLETE);
 	/* and with room again the build can be redone */
@@ -124,7 +124,7 @@ static void test_store_disk_full(void **state)
 		pspace_matrix_info info;
 		pspace_reader *r = NULL;
 
-		assert_int_equal(pspace_store_info(s, "second", &info), 0);
+		assert_int_equal(pspace_matrix_info_get(&info, s, "second"), 0);
 		assert_int_equal(info.state, PSPACE_STATE_BUILDING);
 		assert_int_equal(pspace_reader_open(&r, s, "second", 0), PSPACE_EINCOMPLETE);
 		SREF_CHECK(s, &b, PSPACE_READ_INCOMPLETE);
@@ -184,7 +184,7 @@ static void test_store_concurrent(void **state)
 	assert_int_equal(pspace_writer_finish(w), 0);
 	assert_int_equal(pspace_reader_info(early)->state, PSPACE_STATE_BUILDING);
 	pspace_reader_close(early);
-	assert_int_equal(pspace_store_info(s, "B", &info), 0);
+	assert_int_equal(pspace_matrix_info_get(&info, s, "B"), 0);
 	assert_int_equal(info.state, PSPACE_STATE_COMPLETE);
 	assert_int_equal(pthread_join(th, NULL), 0);
 	if (job.result != 0)
@@ -234,10 +234,10 @@ static void test_store_map_growth(void **state)
 	setenv("PSPACE_TEST_TXN_BYTES", "262144", 1);
 	fx_store_dir(&t, "store");
 	s = sref_open(t.path, 0);
-	assert_int_equal(pspace_store_stat_get(s, &st), 0);
+	assert_int_equal(pspace_store_stat_get(&st, s), 0);
 	assert_true(st.map_bytes <= 4u << 20); /* only the headroom of the first commit */
 	assert_int_equal(sref_write(s, &m), 0);
-	assert_int_equal(pspace_store_stat_get(s, &st), 0);
+	assert_int_equal(pspace_store_stat_get(&st, s), 0);
 	assert_true(st.map_bytes > (8u << 20));
 	SREF_CHECK(s, &m, 0);
 	pspace_store_close(s);

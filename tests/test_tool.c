@@ -221,7 +221,7 @@ static void test_tool_demo(void **state)
 		uint32_t w, h;
 
 		table_cell(out, reps[i].label, 1);
-		assert_int_equal(pspace_store_info(s, reps[i].name, &mi), 0);
+		assert_int_equal(pspace_matrix_info_get(&mi, s, reps[i].name), 0);
 		assert_int_equal(mi.kind, reps[i].kind);
 		assert_int_equal(mi.d, d);
 		assert_int_equal(mi.state, PSPACE_STATE_COMPLETE);

@@ -32,7 +32,7 @@ int cmd_compact(int argc, char **argv)
 	ret = insp_open_store(path, 1, &s);
 	if (ret)
 		return ret;
-	rc = pspace_store_stat_get(s, &before);
+	rc = pspace_store_stat_get(&before, s);
 	if (rc == 0)
 		rc = pspace_store_compact(s, outp);
 	if (rc) {
@@ -42,7 +42,7 @@ int cmd_compact(int argc, char **argv)
 	ret = insp_open_store(outp, 1, &o);
 	if (ret)
 		goto out;
-	rc = pspace_store_stat_get(o, &after);
+	rc = pspace_store_stat_get(&after, o);
 	if (rc) {
 		ret = tool_fail(rc, "store %s", outp);
 		goto out;

@@ -351,7 +351,8 @@ int cmd_export(int argc, char **argv)
 	if (ret)
 		return ret;
 	rc = pspace_mat_open(&m, s, o.name);
-	if (rc == PSPACE_ENOTFOUND && pspace_store_info(s, o.name, &(pspace_matrix_info){0}) != 0) {
+	if (rc == PSPACE_ENOTFOUND &&
+	    pspace_matrix_info_get(&(pspace_matrix_info){0}, s, o.name) != 0) {
 		fprintf(stderr, "pspace: store %s: no matrix '%s'\n", o.store, o.name);
 		ret = EXIT_RUNTIME;
 		goto out;

@@ -185,7 +185,7 @@ int cmd_stat(int argc, char **argv)
 	}
 	rc = pspace_store_foreach(s, collect, &l);
 	if (rc == 0)
-		rc = pspace_store_stat_get(s, &st);
+		rc = pspace_store_stat_get(&st, s);
 	if (rc) {
 		ret = tool_fail(rc, "store %s: statistics", path);
 		goto out;

@@ -151,7 +151,7 @@ static void check_arrays(vfy *v, pspace_reader *r, const pspace_matrix_info *mi)
 
 		v->m_arrays++;
 		v->arrays++;
-		rc = pspace_reader_array_info(r, v->names[i], &ai);
+		rc = pspace_array_info_get(&ai, r, v->names[i]);
 		want = ai.dtype == PSPACE_I64 ? PSPACE_I64 : PSPACE_F64;
 		if (rc == 0)
 			rc = grow(v, 2 * (size_t)(ai.count ? ai.count : 1));

@@ -26,7 +26,7 @@ static const char *shape_str(const pspace_npy_info *in, char *buf, size_t cap)
 int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
 {
 	const char *path = c->o->in;
-	const pspace_npy_info *info;
+	pspace_npy_info info;
 	pspace_npy *f = NULL;
 	unsigned long long d = (unsigned long long)c->d;
 	char shape[128], expect[96];
@@ -38,12 +38,12 @@ int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
 	lrc = pspace_npy_open(&f, path);
 	if (lrc)
 		return tool_fail(lrc, "eval: cannot read --in %s", path);
-	info = pspace_npy_info_of(f);
-	if (info->ndim == 1 && info->shape[0] == c->d && (want & EVAL_VEC)) {
+	pspace_npy_info_get(&info, f);
+	if (info.ndim == 1 && info.shape[0] == c->d && (want & EVAL_VEC)) {
 		in->k = 1;
-	} else if (info->ndim == 2 && info->shape[1] == c->d && info->shape[0] >= 1 &&
-	           info->shape[0] <= UINT32_MAX && (want & EVAL_MAT)) {
-		in->k = (uint32_t)info->shape[0];
+	} else if (info.ndim == 2 && info.shape[1] == c->d && info.shape[0] >= 1 &&
+	           info.shape[0] <= UINT32_MAX && (want & EVAL_MAT)) {
+		in->k = (uint32_t)info.shape[0];
 	} else {
 		if (want == EVAL_VEC)
 			snprintf(expect, sizeof(expect), "(%llu,)", d);
@@ -52,17 +52,17 @@ int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
 		else
 			snprintf(expect, sizeof(expect), "(%llu,) or (k, %llu)", d, d);
 		fprintf(stderr, "pspace: eval: %s has shape %s, expected %s for d = %llu\n", path,
-		        shape_str(info, shape, sizeof(shape)), expect, d);
+		        shape_str(&info, shape, sizeof(shape)), expect, d);
 		rc = EXIT_RUNTIME;
 		goto out;
 	}
-	in->ndim = info->ndim;
+	in->ndim = info.ndim;
 	in->x = malloc((size_t)in->k * (size_t)c->d * sizeof(double));
 	if (!in->x) {
 		rc = tool_fail(PSPACE_ENOMEM, "eval: reading %s", path);
 		goto out;
 	}
-	lrc = pspace_npy_read(f, 0, info->count, in->x);
+	lrc = pspace_npy_read(f, 0, info.count, in->x);
 	if (lrc)
 		rc = tool_fail(lrc, "eval: cannot read --in %s", path);
 out:

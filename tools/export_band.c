@@ -41,7 +41,7 @@ uint64_t insp_band_min_mem(pspace_store *s, pspace_mat *m, uint64_t nc)
 	uint64_t d = pspace_mat_dim(m);
 	pspace_matrix_info mi;
 
-	if (tiled_kind(s, m) && pspace_store_info(s, pspace_mat_name(m), &mi) == 0)
+	if (tiled_kind(s, m) && pspace_matrix_info_get(&mi, s, pspace_mat_name(m)) == 0)
 		/* the decoded tile, the codec's scratch, one band row, one f32 row */
 		return 3 * (uint64_t)mi.tile * mi.tile * sizeof(double) + per_row(nc) +
 		       nc * sizeof(float);

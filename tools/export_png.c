@@ -264,7 +264,7 @@ int insp_png_write(pspace_store *s, pspace_mat *m, const char *name, const char 
 	if (pspace_mat_name(m) && insp_is_tiled(pspace_mat_kind(m))) {
 		pspace_matrix_info mi;
 
-		if (pspace_store_info(s, name, &mi) == 0) /* a decoded tile + codec scratch */
+		if (pspace_matrix_info_get(&mi, s, name) == 0) /* a decoded tile + codec scratch */
 			fixed += 3 * (uint64_t)mi.tile * mi.tile * sizeof(double);
 	}
 	if (fixed >= mem) {

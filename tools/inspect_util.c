@@ -22,7 +22,7 @@ int insp_open_store(const char *path, int readonly, pspace_store **out)
 
 int insp_matrix_info(pspace_store *s, const char *name, pspace_matrix_info *out)
 {
-	int rc = pspace_store_info(s, name, out);
+	int rc = pspace_matrix_info_get(out, s, name);
 
 	if (rc == PSPACE_ENOTFOUND) {
 		fprintf(stderr, "pspace: store %s: no matrix '%s'\n", pspace_store_path(s), name);

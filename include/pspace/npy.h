@@ -34,8 +34,8 @@ typedef struct pspace_npy_info {
 PSPACE_API int pspace_npy_open(pspace_npy **out, const char *path);
 /** Closes; NULL is accepted. */
 PSPACE_API void pspace_npy_close(pspace_npy *f);
-/** @return the header. */
-PSPACE_API const pspace_npy_info *pspace_npy_info_of(const pspace_npy *f);
+/** Copies the header of @p f into @p out. @return 0 or PSPACE_EINVAL (NULL argument). */
+PSPACE_API int pspace_npy_info_get(pspace_npy_info *out, const pspace_npy *f);
 /** @return the path the file was opened with. */
 PSPACE_API const char *pspace_npy_path(const pspace_npy *f);
 /** Reads @p count elements from flat element index @p first, converted to double. */

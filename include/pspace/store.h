@@ -103,9 +103,11 @@ typedef struct pspace_matrix_info {
 } pspace_matrix_info;
 
 /**
- * Looks up matrix @p name. @return 0 or PSPACE_ENOTFOUND.
+ * Fills @p out with the catalog record of matrix @p name, as of now (a
+ * copy: it does not change when the matrix does).
+ * @return 0 or PSPACE_ENOTFOUND.
  */
-PSPACE_API int pspace_store_info(pspace_store *s, const char *name, pspace_matrix_info *out);
+PSPACE_API int pspace_matrix_info_get(pspace_matrix_info *out, pspace_store *s, const char *name);
 
 /**
  * Copies up to @p cap block dimensions of matrix @p name into @p dims.
@@ -142,8 +144,8 @@ typedef struct pspace_store_stat {
 	uint64_t matrices;
 } pspace_store_stat;
 
-/** Fills @p out. @return 0 or error. */
-PSPACE_API int pspace_store_stat_get(pspace_store *s, pspace_store_stat *out);
+/** Fills @p out with the statistics of @p s as of now. @return 0 or error. */
+PSPACE_API int pspace_store_stat_get(pspace_store_stat *out, pspace_store *s);
 
 /**
  * @return how many tiles this handle has decoded or viewed since it was
@@ -288,8 +290,11 @@ typedef struct pspace_array_info {
 	uint64_t count; /**< product of shape */
 } pspace_array_info;
 
-/** Looks up array @p name of this matrix. @return 0 or PSPACE_ENOTFOUND. */
-PSPACE_API int pspace_reader_array_info(pspace_reader *r, const char *name, pspace_array_info *out);
+/**
+ * Fills @p out with the shape and type of array @p name of the reader's
+ * matrix. @return 0 or PSPACE_ENOTFOUND.
+ */
+PSPACE_API int pspace_array_info_get(pspace_array_info *out, pspace_reader *r, const char *name);
 
 /**
  * Copies array @p name into @p dst converted to @p want (F32, F64, or its

@@ -212,7 +212,7 @@ static uint32_t tile_edge(const pspace_build_target *t, const pspace_build_opts 
 {
 	pspace_matrix_info info;
 
-	if (o->resume && pspace_store_info(t->s, t->name, &info) == 0 && info.tile)
+	if (o->resume && pspace_matrix_info_get(&info, t->s, t->name) == 0 && info.tile)
 		return info.tile;
 	return o->write.tile ? o->write.tile : PSPACE_DEFAULT_TILE;
 }
@@ -226,7 +226,7 @@ static int open_writer(pspace_writer **w, const pspace_build_target *t, pspace_k
 	int rc;
 
 	*resumed = 0;
-	if (pspace_store_info(t->s, t->name, &info) == 0) {
+	if (pspace_matrix_info_get(&info, t->s, t->name) == 0) {
 		if (!o->resume)
 			return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists%s", t->name,
 			                      info.state == PSPACE_STATE_BUILDING

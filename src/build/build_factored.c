@@ -228,7 +228,7 @@ int pspace_build_replace(pspace_store *s, const char *name, pspace_mat *m)
 	if (snprintf(tmp, sizeof(tmp), "%s.updating", name) >= (int)sizeof(tmp))
 		return pspace_err_set(PSPACE_EINVAL, "matrix %s: name too long to update in place",
 		                      name);
-	if (pspace_store_info(s, tmp, &info) == 0) {
+	if (pspace_matrix_info_get(&info, s, tmp) == 0) {
 		rc = pspace_store_remove(s, tmp);
 		if (rc != 0)
 			return pspace_err_prefix(rc, "removing the stale copy %s", tmp);

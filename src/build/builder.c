@@ -100,7 +100,7 @@ static int check_absent(pspace_store *s, const char *name, const pspace_build_op
 	pspace_matrix_info info;
 	int tiled = o->kind == PSPACE_KIND_DENSE || o->kind == PSPACE_KIND_BLOCKDIAG;
 
-	if (pspace_store_info(s, name, &info) != 0 || (tiled && o->resume))
+	if (pspace_matrix_info_get(&info, s, name) != 0 || (tiled && o->resume))
 		return 0;
 	return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists%s", name,
 	                      info.state == PSPACE_STATE_BUILDING

@@ -214,7 +214,7 @@ static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_la
 	case PSPACE_KIND_DENSE:
 	case PSPACE_KIND_BLOCKDIAG:
 		po.resume = 0;
-		if (pspace_store_info(s, b->names[i], &info) == 0)
+		if (pspace_matrix_info_get(&info, s, b->names[i]) == 0)
 			return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists",
 			                      b->names[i]);
 		b->stored[i] = 1;

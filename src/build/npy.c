@@ -470,9 +470,12 @@ void pspace_npy_close(pspace_npy *f)
 	free(f);
 }
 
-const pspace_npy_info *pspace_npy_info_of(const pspace_npy *f)
+int pspace_npy_info_get(pspace_npy_info *out, const pspace_npy *f)
 {
-	return &f->info;
+	if (out == NULL || f == NULL)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_npy_info_get: NULL argument");
+	*out = f->info;
+	return 0;
 }
 
 const char *pspace_npy_path(const pspace_npy *f)

@@ -19,14 +19,17 @@
 /* "(2, 3)" for error messages. */
 static const char *shape_str(const pspace_npy *f, char *buf, size_t cap)
 {
-	const pspace_npy_info *in = pspace_npy_info_of(f);
-	size_t n = (size_t)snprintf(buf, cap, "(");
+	pspace_npy_info in;
+	size_t n;
 
-	for (int i = 0; i < in->ndim && n < cap; i++)
+	pspace_npy_info_get(&in, f);
+	n = (size_t)snprintf(buf, cap, "(");
+
+	for (int i = 0; i < in.ndim && n < cap; i++)
 		n += (size_t)snprintf(buf + n, cap - n, i ? ", %llu" : "%llu",
-		                      (unsigned long long)in->shape[i]);
+		                      (unsigned long long)in.shape[i]);
 	if (n < cap)
-		snprintf(buf + n, cap - n, in->ndim == 1 ? ",)" : ")");
+		snprintf(buf + n, cap - n, in.ndim == 1 ? ",)" : ")");
 	return buf;
 }
 
@@ -118,23 +121,23 @@ int pspace_jac_source_npy(pspace_jac_source *out, const char *const *paths, size
 		goto nomem;
 	j->nfiles = npaths;
 	for (size_t i = 0; i < npaths; i++) {
-		const pspace_npy_info *in;
+		pspace_npy_info in;
 		uint64_t K, ni, d;
 
 		rc = pspace_npy_open(&j->files[i], paths[i]);
 		if (rc != 0)
 			goto out;
-		in = pspace_npy_info_of(j->files[i]);
-		if (in->ndim != 2 && in->ndim != 3) {
+		pspace_npy_info_get(&in, j->files[i]);
+		if (in.ndim != 2 && in.ndim != 3) {
 			rc = pspace_err_set(
 			    PSPACE_EFORMAT,
 			    "%s: shape %s is not (K, n, d) or (n, d) (Jacobian rows)", paths[i],
 			    shape_str(j->files[i], sb, sizeof(sb)));
 			goto out;
 		}
-		K = in->ndim == 3 ? in->shape[0] : 1;
-		ni = in->shape[in->ndim - 2];
-		d = in->shape[in->ndim - 1];
+		K = in.ndim == 3 ? in.shape[0] : 1;
+		ni = in.shape[in.ndim - 2];
+		d = in.shape[in.ndim - 1];
 		if (K == 0 || K > UINT32_MAX || d == 0) {
 			rc = pspace_err_set(PSPACE_EFORMAT,
 			                    "%s: shape %s: K = %llu outputs, d = %llu", paths[i],
@@ -323,12 +326,13 @@ static int lsrc_read(void *ud, uint64_t x0, uint64_t nx, pspace_layer_batch *bat
 /* Checks axis @p axis of @p f is @p want; @p what says where the value comes from. */
 static int expect_axis(const pspace_npy *f, int axis, uint64_t want, const char *what)
 {
-	uint64_t got = pspace_npy_info_of(f)->shape[axis];
+	pspace_npy_info in;
 
-	if (got == want)
+	pspace_npy_info_get(&in, f);
+	if (in.shape[axis] == want)
 		return 0;
 	return pspace_err_set(PSPACE_EFORMAT, "%s: axis %d is %llu, expected %llu (%s)",
-	                      pspace_npy_path(f), axis, (unsigned long long)got,
+	                      pspace_npy_path(f), axis, (unsigned long long)in.shape[axis],
 	                      (unsigned long long)want, what);
 }
 
@@ -350,7 +354,7 @@ static int open_in(pspace_npy **f, const char *dir, const char *name, const char
 static int lsrc_open_layer(lsrc *s, lsrc_layer *ly, size_t d, const char *dir, int first_layer,
                            uint64_t *n)
 {
-	const pspace_npy_info *ai, *gi;
+	pspace_npy_info ai, gi;
 	pspace_npy *fa, *fg;
 	char what[160], sb[128];
 	uint64_t T;
@@ -363,29 +367,29 @@ static int lsrc_open_layer(lsrc *s, lsrc_layer *ly, size_t d, const char *dir, i
 		return rc;
 	fa = ly->acts[d];
 	fg = ly->grads[d];
-	ai = pspace_npy_info_of(fa);
-	gi = pspace_npy_info_of(fg);
-	if (ly->emb ? (ai->ndim != 1 && ai->ndim != 2) : (ai->ndim != 2 && ai->ndim != 3))
+	pspace_npy_info_get(&ai, fa);
+	pspace_npy_info_get(&gi, fg);
+	if (ly->emb ? (ai.ndim != 1 && ai.ndim != 2) : (ai.ndim != 2 && ai.ndim != 3))
 		return pspace_err_set(PSPACE_EFORMAT, "%s: shape %s is not %s (layer %s)",
 		                      pspace_npy_path(fa), shape_str(fa, sb, sizeof(sb)),
 		                      ly->emb ? "(n,) or (n, T) ids" : "(n, in) or (n, T, in)",
 		                      ly->name);
-	if (gi->ndim != 3 && gi->ndim != 4)
+	if (gi.ndim != 3 && gi.ndim != 4)
 		return pspace_err_set(
 		    PSPACE_EFORMAT, "%s: shape %s is not (K, n, out) or (K, n, T, out) (layer %s)",
 		    pspace_npy_path(fg), shape_str(fg, sb, sizeof(sb)), ly->name);
 	if (!ly->emb) {
 		snprintf(what, sizeof(what), "in = weight size / out of layer %s", ly->name);
-		rc = expect_axis(fa, ai->ndim - 1, ly->in, what);
+		rc = expect_axis(fa, ai.ndim - 1, ly->in, what);
 		if (rc != 0)
 			return rc;
 	}
 	snprintf(what, sizeof(what), "%s of layer %s", ly->emb ? "dim" : "out", ly->name);
-	rc = expect_axis(fg, gi->ndim - 1, ly->out, what);
+	rc = expect_axis(fg, gi.ndim - 1, ly->out, what);
 	if (rc != 0)
 		return rc;
 	if (first_layer) {
-		*n = ai->shape[0];
+		*n = ai.shape[0];
 	} else {
 		snprintf(what, sizeof(what), "n of the other layers in %s", dir);
 		rc = expect_axis(fa, 0, *n, what);
@@ -396,19 +400,19 @@ static int lsrc_open_layer(lsrc *s, lsrc_layer *ly, size_t d, const char *dir, i
 	rc = expect_axis(fg, 1, *n, what);
 	if (rc != 0)
 		return rc;
-	T = (ly->emb ? ai->ndim == 2 : ai->ndim == 3) ? ai->shape[1] : 1;
+	T = (ly->emb ? ai.ndim == 2 : ai.ndim == 3) ? ai.shape[1] : 1;
 	if (d == 0) {
 		ly->T = T;
 	} else if (T != ly->T) {
 		snprintf(what, sizeof(what), "T of layer %s in the first directory", ly->name);
-		if (ai->ndim == (ly->emb ? 2 : 3))
+		if (ai.ndim == (ly->emb ? 2 : 3))
 			return expect_axis(fa, 1, ly->T, what);
 		return pspace_err_set(PSPACE_EFORMAT,
 		                      "%s: shape %s has no T axis, expected T = %llu (%s)",
 		                      pspace_npy_path(fa), shape_str(fa, sb, sizeof(sb)),
 		                      (unsigned long long)ly->T, what);
 	}
-	if (gi->ndim == 4) {
+	if (gi.ndim == 4) {
 		snprintf(what, sizeof(what), "T of %s", pspace_npy_path(fa));
 		rc = expect_axis(fg, 2, T, what);
 	} else if (T != 1) {
@@ -421,11 +425,10 @@ static int lsrc_open_layer(lsrc *s, lsrc_layer *ly, size_t d, const char *dir, i
 	if (rc != 0)
 		return rc;
 	if (s->K == 0) {
-		if (gi->shape[0] == 0 || gi->shape[0] > UINT32_MAX)
+		if (gi.shape[0] == 0 || gi.shape[0] > UINT32_MAX)
 			return pspace_err_set(PSPACE_EFORMAT, "%s: K = %llu outputs",
-			                      pspace_npy_path(fg),
-			                      (unsigned long long)gi->shape[0]);
-		s->K = (uint32_t)gi->shape[0];
+			                      pspace_npy_path(fg), (unsigned long long)gi.shape[0]);
+		s->K = (uint32_t)gi.shape[0];
 		return 0;
 	}
 	return expect_axis(fg, 0, s->K, "K of the first grads file");

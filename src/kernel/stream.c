@@ -55,7 +55,7 @@ int pspace_tiled_open(pspace_tiled *t, pspace_store *s, const char *name)
 
 	memset(t, 0, sizeof(*t));
 	t->s = s;
-	rc = pspace_store_info(s, name, &t->info);
+	rc = pspace_matrix_info_get(&t->info, s, name);
 	if (rc != 0)
 		goto out;
 	if (t->info.state != PSPACE_STATE_COMPLETE) {

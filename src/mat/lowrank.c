@@ -663,7 +663,7 @@ int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_i
 		                      pspace_kind_name(info->kind));
 	rc = pspace_resident_open_begin(s, info, &r, &layout);
 	if (rc == 0)
-		rc = pspace_reader_array_info(r, D_ARRAY, &ai);
+		rc = pspace_array_info_get(&ai, r, D_ARRAY);
 	if (rc == 0 && (ai.ndim != 2 || ai.shape[1] != info->d || ai.shape[0] == 0))
 		rc = pspace_err_set(PSPACE_ECORRUPT, "array %s is not (rows, %llu)", D_ARRAY,
 		                    (unsigned long long)info->d);

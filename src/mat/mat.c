@@ -125,7 +125,7 @@ int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name)
 	*out = NULL;
 	if (!s || !name)
 		return pspace_err_set(PSPACE_EINVAL, "pspace_mat_open: store or name is NULL");
-	rc = pspace_store_info(s, name, &info);
+	rc = pspace_matrix_info_get(&info, s, name);
 	if (rc != 0)
 		return rc;
 	if (info.state != PSPACE_STATE_COMPLETE)

@@ -340,7 +340,7 @@ static int mx_save(pspace_mat *m, pspace_store *s, const char *name)
 		rc = pspace_err_set(PSPACE_ENOMEM, "mixed save: out of memory");
 		goto out;
 	}
-	if (pspace_store_info(s, name, &info) == 0) {
+	if (pspace_matrix_info_get(&info, s, name) == 0) {
 		rc = pspace_err_set(PSPACE_EEXIST, "matrix %s exists", name);
 		goto out;
 	}
@@ -507,7 +507,7 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 		                      pspace_kind_name(info->kind));
 	rc = pspace_resident_open_begin(s, info, &r, &layout);
 	if (rc == 0)
-		rc = pspace_reader_array_info(r, PARTS_ARRAY, &ai);
+		rc = pspace_array_info_get(&ai, r, PARTS_ARRAY);
 	if (rc != 0)
 		goto out;
 	bytes = malloc((ai.count ? ai.count : 1) * sizeof(*bytes));

@@ -79,7 +79,7 @@ int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, dou
 	int rc;
 
 	*out = NULL;
-	rc = pspace_reader_array_info(r, name, &ai);
+	rc = pspace_array_info_get(&ai, r, name);
 	if (rc != 0)
 		return rc;
 	if (ai.count != count)

@@ -84,7 +84,7 @@ int pspace_stored_write(pspace_store *s, const char *name, pspace_kind kind,
 	desc.layout_text = text;
 	rc = pspace_writer_begin(&w, s, name, &desc);
 	if (rc == 0)
-		rc = pspace_store_info(s, name, &info);
+		rc = pspace_matrix_info_get(&info, s, name);
 	if (rc != 0)
 		goto out;
 	T = info.tile;

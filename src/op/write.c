@@ -113,7 +113,7 @@ static int start_pull(write_ctx *w, const op_fold *f, pspace_store *s)
 		goto out;
 	nt = (t0->info.d + w->edge - 1) / w->edge;
 	need = nt * (nt + 1) / 2 * ((uint64_t)w->edge * w->edge * sizeof(double) + 4096);
-	if (pspace_store_stat_get(s, &st) != 0) {
+	if (pspace_store_stat_get(&st, s) != 0) {
 		pspace_errclear();
 		goto out;
 	}

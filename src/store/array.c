@@ -126,7 +126,7 @@ static void fill_info(pspace_array_info *out, const pspace_array_header *h, uint
 	out->count = count;
 }
 
-int pspace_reader_array_info(pspace_reader *r, const char *name, pspace_array_info *out)
+int pspace_array_info_get(pspace_array_info *out, pspace_reader *r, const char *name)
 {
 	pspace_array_header h;
 	const uint8_t *data = NULL;

@@ -233,7 +233,7 @@ int pspace_catalog_delete(pspace_store *s, MDB_txn *txn, const pspace_matrix_inf
 	return rc;
 }
 
-int pspace_store_info(pspace_store *s, const char *name, pspace_matrix_info *out)
+int pspace_matrix_info_get(pspace_matrix_info *out, pspace_store *s, const char *name)
 {
 	MDB_txn *txn = NULL;
 	int rc;

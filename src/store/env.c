@@ -320,7 +320,7 @@ static int count_reader(const char *msg, void *ctx)
 	return 0;
 }
 
-int pspace_store_stat_get(pspace_store *s, pspace_store_stat *out)
+int pspace_store_stat_get(pspace_store_stat *out, pspace_store *s)
 {
 	MDB_txn *txn = NULL;
 	MDB_stat tst, cst, est;

@@ -424,7 +424,7 @@ uint32_t fref_check_precond(pspace_mat *m, fx_store *t, const char *name, const 
 	pspace_write_opts_default(&wo);
 	wo.codec.dtype = PSPACE_F64;
 	wo.tile = 16;
-	if (pspace_store_info(t->s, name, &(pspace_matrix_info){0}) != 0)
+	if (pspace_matrix_info_get(&(pspace_matrix_info){0}, t->s, name) != 0)
 		assert_int_equal(pspace_dense_write(t->s, name, pspace_mat_layout(m), d, F, d, &wo),
 		                 0);
 	assert_int_equal(pspace_mat_open(&dense, t->s, name), 0);
