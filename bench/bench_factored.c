@@ -277,7 +277,7 @@ static int run_op(void *ctx, double *seconds)
 	switch (w->op) {
 	case OP_KFAC_MV: rc = pspace_mat_mv(s->kfac, &w->ex, s->xe, s->y); break;
 	case OP_KFAC_MM:
-		rc = pspace_mat_mm(s->kfac, &w->ex, w->k, 1.0, s->Xk, s->d, s->Yk, s->d);
+		rc = pspace_mat_mm(s->kfac, &w->ex, w->k, 1.0, s->Xk, s->d, 1.0, s->Yk, s->d);
 		break;
 	case OP_KFAC_PI_FIRST:
 	case OP_KFAC_PI:

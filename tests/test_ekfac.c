@@ -210,9 +210,9 @@ static void check_mm(pspace_mat *a, pspace_mat *b, const double *F, size_t d)
 		assert_non_null(Z);
 		assert_non_null(R);
 		fref_mm(F, d, k, X, R);
-		assert_int_equal(pspace_mat_mm(a, NULL, k, 1.0, X, d, Y, d), 0);
+		assert_int_equal(pspace_mat_mm(a, NULL, k, 1.0, X, d, 0.0, Y, d), 0);
 		if (b) {
-			assert_int_equal(pspace_mat_mm(b, NULL, k, 1.0, Y, d, Z, d), 0);
+			assert_int_equal(pspace_mat_mm(b, NULL, k, 1.0, Y, d, 0.0, Z, d), 0);
 			memcpy(Y, Z, k * d * sizeof(double));
 		}
 		assert_true(fref_relerr(Y, R, k * d) < TOL);

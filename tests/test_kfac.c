@@ -93,7 +93,7 @@ static void check_mm_many(pspace_mat *m, const double *F, size_t d)
 		for (size_t j = 0; j < k; j++)
 			memcpy(Xc + j * d, X + j * ld, d * sizeof(*Xc));
 		fref_mm(F, d, k, Xc, R);
-		assert_int_equal(pspace_mat_mm(m, NULL, k, -2.0, X, ld, Y, ld), 0);
+		assert_int_equal(pspace_mat_mm(m, NULL, k, -2.0, X, ld, 1.0, Y, ld), 0);
 		for (size_t j = 0; j < k; j++)
 			for (size_t i = 0; i < d; i++) {
 				got[j * d + i] = Y[j * ld + i] - Y0[j * ld + i];
@@ -321,7 +321,7 @@ static void test_kfac_pow(void **state)
 		assert_non_null(Y1);
 		assert_non_null(Y2);
 		assert_non_null(R);
-		assert_int_equal(pspace_mat_mm(inv, NULL, 4, 1.0, X, d, Y1, d), 0);
+		assert_int_equal(pspace_mat_mm(inv, NULL, 4, 1.0, X, d, 0.0, Y1, d), 0);
 		assert_int_equal(pspace_mat_solve(m, NULL, 0.2, 4, X, d, Y2, d), 0);
 		assert_true(fref_relerr(Y1, Y2, 4 * d) < TOL);
 		/* inv keeps pi damping: its undamped solve multiplies by Fd. */
@@ -378,7 +378,7 @@ static void test_kfac_product_scale(void **state)
 	G = malloc(3 * d * sizeof(*G));
 	assert_non_null(Y);
 	assert_non_null(G);
-	assert_int_equal(pspace_mat_mm(ab, NULL, 3, 1.0, X, d, Y, d), 0);
+	assert_int_equal(pspace_mat_mm(ab, NULL, 3, 1.0, X, d, 0.0, Y, d), 0);
 	fref_mm(P, d, 3, X, G);
 	assert_true(fref_relerr(Y, G, 3 * d) < TOL);
 	assert_int_equal(pspace_mat_solve(ab, NULL, 0.1, 3, X, d, Y, d), PSPACE_ENOTSUP);

@@ -177,12 +177,13 @@ static void check_ops(pspace_mat *m, const double *F, const double *Fs, size_t d
 
 		for (size_t j = 0; j < k * d; j++)
 			Y[j] = 1.0;
-		assert_int_equal(pspace_mat_mm(m, &ex, k, -0.5, X, d, Y, d), 0);
+		assert_int_equal(pspace_mat_mm(m, &ex, k, -0.5, X, d, 1.0, Y, d), 0);
 		fref_mm(F, d, k, X, R);
 		for (size_t j = 0; j < k * d; j++)
 			R[j] = 1.0 - 0.5 * R[j];
 		assert_true(fx_relerr(Y, R, k * d) < tol);
 	}
+	fref_check_gemm(m, F, d, tol);
 
 	/* vTMv and batched vTMv */
 	fref_mm(F, d, 16, X, R);
@@ -324,7 +325,7 @@ static void test_mat_dense_tiling(void **state)
 			pspace_exec ex = {threads, 0};
 
 			memset(Y, 0, 3 * d * sizeof(double));
-			assert_int_equal(pspace_mat_mm(m, &ex, 3, 1.0, X, d, Y, d), 0);
+			assert_int_equal(pspace_mat_mm(m, &ex, 3, 1.0, X, d, 0.0, Y, d), 0);
 			assert_true(fx_relerr(Y, R, 3 * d) < 1e-5);
 		}
 		pspace_mat_free(m);

@@ -299,7 +299,7 @@ static void test_mat_implicit(void **state)
 	assert_int_equal(pspace_implicit_create(&m, d, imp_mv, NULL, &u), 0);
 	assert_int_equal(pspace_mat_kind(m), PSPACE_KIND_IMPLICIT);
 	fref_mm(F, d, 3, X, R);
-	assert_int_equal(pspace_mat_mm(m, NULL, 3, 1.0, X, d, Y, d), 0);
+	assert_int_equal(pspace_mat_mm(m, NULL, 3, 1.0, X, d, 0.0, Y, d), 0);
 	assert_true(fx_relerr(Y, R, 3 * d) < 1e-14);
 	assert_int_equal(u.mv_calls, 3);
 	/* vTMv from mv, dense from mv on unit vectors */
@@ -385,10 +385,10 @@ static void test_mat_errors(void **state)
 	assert_int_equal(pspace_mat_product_write(t.s, "FI", a, id, NULL, NULL), PSPACE_ENOTSUP);
 	assert_int_equal(pspace_mat_product_write(t.s, "II", id, id, NULL, NULL), PSPACE_ENOTSUP);
 	/* leading dimensions below d */
-	assert_int_equal(pspace_mat_mm(a, NULL, 2, 1.0, x, d - 1, y, d), PSPACE_EINVAL);
-	assert_int_equal(pspace_mat_mm(a, NULL, 1, 1.0, NULL, d, y, d), PSPACE_EINVAL);
+	assert_int_equal(pspace_mat_mm(a, NULL, 2, 1.0, x, d - 1, 0.0, y, d), PSPACE_EINVAL);
+	assert_int_equal(pspace_mat_mm(a, NULL, 1, 1.0, NULL, d, 0.0, y, d), PSPACE_EINVAL);
 	/* k = 0 is a no-op */
-	assert_int_equal(pspace_mat_mm(a, NULL, 0, 1.0, NULL, 0, NULL, 0), 0);
+	assert_int_equal(pspace_mat_mm(a, NULL, 0, 1.0, NULL, 0, 0.0, NULL, 0), 0);
 
 	pspace_mat_free(id);
 	pspace_mat_free(b);

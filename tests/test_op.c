@@ -300,7 +300,7 @@ static void test_op_linear_mm(void **state)
 
 		rand_batch(100 + k, k, ld, X);
 		before = pspace_store_tiles_read(x->s);
-		assert_int_equal(pspace_op_mm(e, NULL, k, X, ld, Y, ld), 0);
+		assert_int_equal(pspace_op_mm(e, NULL, k, 1.0, X, ld, 0.0, Y, ld), 0);
 		/* One pass over F and one over G, whatever k. */
 		assert_int_equal(pspace_store_tiles_read(x->s) - before, 2 * TILES);
 		for (uint32_t j = 0; j < k; j++) {
@@ -320,7 +320,7 @@ static void test_op_linear_mm(void **state)
 	assert_int_equal(pspace_op_add(&e2, e, x->oF), 0);
 	assert_int_equal(pspace_op_scale(&g3, 3.0, x->oG), 0);
 	assert_int_equal(pspace_op_sub(&e3, e2, g3), 0);
-	assert_int_equal(pspace_op_mm(e3, NULL, 3, X, ld, Y, ld), 0);
+	assert_int_equal(pspace_op_mm(e3, NULL, 3, 1.0, X, ld, 0.0, Y, ld), 0);
 	assert_int_equal(pspace_store_tiles_read(x->s) - before, 2 * TILES);
 	for (uint32_t j = 0; j < 3; j++) {
 		double t[D];
@@ -475,7 +475,7 @@ static void test_op_product(void **state)
 	assert_int_equal(pspace_op_product(&p, x->oF, x->oG), 0);
 	rand_batch(3, 3, D, X);
 	before = pspace_store_tiles_read(x->s);
-	assert_int_equal(pspace_op_mm(p, NULL, 3, X, D, Y, D), 0);
+	assert_int_equal(pspace_op_mm(p, NULL, 3, 1.0, X, D, 0.0, Y, D), 0);
 	assert_int_equal(pspace_store_tiles_read(x->s) - before, 2 * TILES);
 	for (int j = 0; j < 3; j++) {
 		ref_mv(D, RG, X + j * D, t1);
@@ -527,7 +527,7 @@ static void test_op_inverse(void **state)
 	assert_non_null(Y);
 	rand_batch(9, 3, D, X);
 	assert_int_equal(pspace_op_inverse(&inv, x->oF, l, NULL), 0);
-	assert_int_equal(pspace_op_mm(inv, NULL, 3, X, D, Y, D), 0);
+	assert_int_equal(pspace_op_mm(inv, NULL, 3, 1.0, X, D, 0.0, Y, D), 0);
 	ref_solve(D, RF, l, 3, X, ref);
 	assert_true(rel_err(3 * D, Y, ref) < TOL);
 	/* G (F + l I)^{-1} x */
@@ -849,7 +849,7 @@ static void test_op_edim(void **state)
 	assert_null(r);
 	assert_int_equal(pspace_op_sub(&r, small, x->oF), PSPACE_EDIM);
 	assert_int_equal(pspace_op_product(&r, x->oF, small), PSPACE_EDIM);
-	assert_int_equal(pspace_op_mm(x->oF, NULL, 1, v, D - 1, y, D), PSPACE_EDIM);
+	assert_int_equal(pspace_op_mm(x->oF, NULL, 1, 1.0, v, D - 1, 0.0, y, D), PSPACE_EDIM);
 	pspace_solve_opts_default(&so);
 	so.precond = small;
 	memset(v, 0, sizeof(v));
@@ -871,8 +871,8 @@ static void test_op_threads(void **state)
 	assert_non_null(Y1);
 	assert_non_null(Y2);
 	rand_batch(51, 3, D, X);
-	assert_int_equal(pspace_op_mm(e, &e1, 3, X, D, Y1, D), 0);
-	assert_int_equal(pspace_op_mm(e, &e2, 3, X, D, Y2, D), 0);
+	assert_int_equal(pspace_op_mm(e, &e1, 3, 1.0, X, D, 0.0, Y1, D), 0);
+	assert_int_equal(pspace_op_mm(e, &e2, 3, 1.0, X, D, 0.0, Y2, D), 0);
 	assert_true(rel_err(3 * D, Y2, Y1) < 1e-12);
 
 	/* The same F and G stored with tile edge 100: equal within float rounding. */
@@ -893,7 +893,7 @@ static void test_op_threads(void **state)
 	assert_int_equal(pspace_op_sub(&c, a, b), 0);
 	assert_int_equal(pspace_op_identity(&i1, D, 1e-3), 0);
 	assert_int_equal(pspace_op_add(&e100, c, i1), 0);
-	assert_int_equal(pspace_op_mm(e100, &e2, 3, X, D, Y2, D), 0);
+	assert_int_equal(pspace_op_mm(e100, &e2, 3, 1.0, X, D, 0.0, Y2, D), 0);
 	assert_true(rel_err(3 * D, Y2, Y1) < 1e-6);
 	pspace_op_free(e100);
 	pspace_op_free(i1);

@@ -4,7 +4,8 @@
  * mm (any k), vTMv, the Frobenius norm and writing E into the store read
  * each tile of F and of G exactly once per evaluation, counted with
  * pspace_store_tiles_read(). F and G live in two stores, so that each
- * store's counter counts the reads of one matrix.
+ * store's counter counts the reads of one matrix. mm keeps BLAS gemm's
+ * contract (Y = alpha A X + beta Y, Y not read when beta = 0) in that pass.
  *
  * Numbers are checked against a float64 dense reference computed here
  * (plain loops). Tiles are stored as f64, so the tolerance is 1e-12
@@ -201,13 +202,13 @@ static void test_op_pass_mm(void **state)
 	for (size_t t = 0; t < 3; t++) {
 		uint32_t k = ks[t];
 
-		assert_int_equal(pspace_op_mm(x->E, NULL, k, X, ld, Y, ld), 0);
+		assert_int_equal(pspace_op_mm(x->E, NULL, k, 1.0, X, ld, 0.0, Y, ld), 0);
 		assert_once(x, &last);
 		for (uint32_t j = 0; j < k; j++) {
 			ref_mv(x->RE, X + j * ld, ref);
 			assert_true(fx_relerr(Y + j * ld, ref, D) < TOL);
 		}
-		assert_int_equal(pspace_op_mm(x->E, &SMALL, k, X, ld, Y, ld), 0);
+		assert_int_equal(pspace_op_mm(x->E, &SMALL, k, 1.0, X, ld, 0.0, Y, ld), 0);
 		assert_once(x, &last);
 		ref_mv(x->RE, X + (k - 1) * ld, ref);
 		assert_true(fx_relerr(Y + (k - 1) * ld, ref, D) < TOL);
@@ -225,6 +226,76 @@ static void test_op_pass_mm(void **state)
 	}
 	free(Y);
 	free(X);
+}
+
+/*
+ * Checks Y = alpha A X + beta Y for @p a (dense reference @p RA) against the
+ * reference, with NaN in Y when beta = 0 (never read, as in BLAS) and the
+ * padding of Y untouched. Stored reads: one pass when alpha != 0, none else.
+ */
+static void check_gemm(fixture *x, pspace_op *a, const double *RA)
+{
+	static const double ab[][2] = {{-0.5, 0.0}, {2.0, 0.25}, {1.0, 1.0}, {0.0, -2.0}};
+	const uint32_t k = 3;
+	const size_t ld = D + 1;
+	double *X = fx_randv(k * ld, 5), *Y0 = fx_randv(k * ld, 6);
+	double *Y = malloc(k * ld * sizeof(double)), ref[D], want[D];
+	reads last = {0, 0}, r;
+
+	assert_non_null(Y);
+	count(x, &last);
+	for (size_t t = 0; t < sizeof(ab) / sizeof(ab[0]); t++) {
+		double alpha = ab[t][0], beta = ab[t][1];
+
+		for (size_t i = 0; i < k * ld; i++)
+			Y[i] = beta == 0.0 ? NAN : Y0[i];
+		assert_int_equal(pspace_op_mm(a, NULL, k, alpha, X, ld, beta, Y, ld), 0);
+		if (alpha != 0.0) {
+			assert_once(x, &last);
+		} else {
+			r = count(x, &last);
+			assert_int_equal(r.f + r.g, 0);
+		}
+		for (uint32_t j = 0; j < k; j++) {
+			ref_mv(RA, X + j * ld, ref);
+			for (size_t i = 0; i < D; i++)
+				want[i] =
+				    alpha * ref[i] + (beta == 0.0 ? 0.0 : beta * Y0[j * ld + i]);
+			assert_true(fx_relerr(Y + j * ld, want, D) < TOL);
+			assert_true(beta == 0.0 ? isnan(Y[j * ld + D])
+			                        : Y[j * ld + D] == Y0[j * ld + D]);
+		}
+	}
+	free(Y);
+	free(Y0);
+	free(X);
+}
+
+/* pspace_op_mm is gemm: on the stored E, and on E plus a resident Diag. */
+static void test_op_pass_mm_gemm(void **state)
+{
+	fixture *x = *state;
+	double *dv = fx_randv(D, 7), *RS = malloc((size_t)D * D * sizeof(double));
+	pspace_layout *l = NULL;
+	pspace_mat *dm = NULL;
+	pspace_op *od = NULL, *s = NULL;
+
+	assert_non_null(RS);
+	check_gemm(x, x->E, x->RE);
+	memcpy(RS, x->RE, (size_t)D * D * sizeof(double));
+	for (size_t i = 0; i < D; i++)
+		RS[i * D + i] += dv[i];
+	assert_int_equal(pspace_layout_flat(&l, D), 0);
+	assert_int_equal(pspace_diag_create(&dm, l, dv), 0);
+	assert_int_equal(pspace_op_mat(&od, dm), 0);
+	assert_int_equal(pspace_op_add(&s, x->E, od), 0);
+	check_gemm(x, s, RS);
+	pspace_op_free(s);
+	pspace_op_free(od);
+	pspace_mat_free(dm);
+	pspace_layout_free(l);
+	free(RS);
+	free(dv);
 }
 
 /* ---- the Frobenius norm ---------------------------------------------------------- */
@@ -419,6 +490,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_op_pass_mv, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_mm, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_op_pass_mm_gemm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm_diag, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm_refused, setup, teardown),

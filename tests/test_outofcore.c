@@ -197,7 +197,7 @@ static void capped_child(void *ud, const char *cgroup)
 	CHECK(fx_relerr(y, want, d) < 1e-4, "mv relative error %g", fx_relerr(y, want, d));
 
 	memset(y, 0, sizeof(double) * d * 4);
-	rc = pspace_mat_mm(f, &ex, 4, 1.0, x, d, y, d);
+	rc = pspace_mat_mm(f, &ex, 4, 1.0, x, d, 0.0, y, d);
 	CHECK(rc == 0, "mm: %s", pspace_strerror(rc));
 	for (int j = 0; j < 4; j++) {
 		lowrank_mv(lr, x + j * d, want);

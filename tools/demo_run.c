@@ -239,9 +239,8 @@ static int apply(const demo_opts *o, pspace_store *s, const demo_rep *r, demo_ve
 	pspace_mat *m = NULL;
 	int rc = pspace_mat_open(&m, s, r->name);
 
-	memset(Y, 0, (size_t)v->k * v->d * sizeof(double));
 	if (rc == 0)
-		rc = pspace_mat_mm(m, &o->ex, v->k, 1.0, v->V, v->d, Y, v->d);
+		rc = pspace_mat_mm(m, &o->ex, v->k, 1.0, v->V, v->d, 0.0, Y, v->d);
 	if (rc == 0)
 		rc = pspace_mat_trace(m, &o->ex, trace);
 	pspace_mat_free(m);

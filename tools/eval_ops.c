@@ -167,7 +167,7 @@ static int products(eval_ctx *c, eval_shape want)
 		rc = tool_fail(PSPACE_ENOMEM, "eval: %s", c->o->op);
 		goto out;
 	}
-	lrc = pspace_op_mm(c->a, &c->o->ex, in.k, in.x, c->d, y, c->d);
+	lrc = pspace_op_mm(c->a, &c->o->ex, in.k, 1.0, in.x, c->d, 0.0, y, c->d);
 	rc = lrc ? eval_fail(c, lrc, c->o->op) : eval_put_vectors(c, "y", in.k, in.ndim, y);
 out:
 	free(y);

@@ -192,11 +192,10 @@ static int band_resident(insp_band *b, uint64_t r0, uint64_t h, double *out)
 	int rc;
 
 	memset(b->X, 0, h * b->d * sizeof(double));
-	memset(b->Y, 0, h * b->d * sizeof(double));
 	for (uint64_t j = 0; j < h; j++)
 		b->X[j * b->d + r0 + j] = 1.0;
 	/* M symmetric: row r0 + j of M is M e_(r0+j) */
-	rc = pspace_mat_mm(b->m, &b->ex, (uint32_t)h, 1.0, b->X, b->d, b->Y, b->d);
+	rc = pspace_mat_mm(b->m, &b->ex, (uint32_t)h, 1.0, b->X, b->d, 0.0, b->Y, b->d);
 	if (rc)
 		return rc;
 	for (uint64_t j = 0; j < h; j++)

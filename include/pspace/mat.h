@@ -123,11 +123,16 @@ PSPACE_API const char *pspace_mat_name(const pspace_mat *m);
 /* ---- operations ---------------------------------------------------------- */
 
 /**
- * Y += alpha * M X for k right-hand sides in one pass over the data.
- * X and Y are (k, d) row-major with leading dimensions ldx, ldy >= d.
+ * Y = alpha M X + beta Y for k right-hand sides in one pass over the data:
+ * BLAS gemm's contract, as pspace_op_mm(). X and Y are (k, d) row-major
+ * with leading dimensions ldx, ldy >= d and must not overlap. With
+ * beta == 0, Y is not read (NaN or garbage in Y is ignored); beta == 1
+ * accumulates; with alpha == 0, M and X are not applied.
+ * @return 0, PSPACE_EINVAL (NULL argument, ldx or ldy < d), or the
+ * kind's error (a stored matrix: store and codec errors naming the tile).
  */
 PSPACE_API int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
-			     const double *X, size_t ldx, double *Y, size_t ldy);
+                             const double *X, size_t ldx, double beta, double *Y, size_t ldy);
 /** y = M x. */
 PSPACE_API int pspace_mat_mv(pspace_mat *m, const pspace_exec *ex, const double *x, double *y);
 /** *out = v^T M v. */

@@ -80,9 +80,17 @@ PSPACE_API int pspace_op_describe(const pspace_op *a, char *buf, size_t cap);
 
 /* ---- evaluating ------------------------------------------------------------ */
 
-/** Y = A X for k right-hand sides ((k, d) row-major), one pass over each stored matrix. */
-PSPACE_API int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, const double *X,
-			    size_t ldx, double *Y, size_t ldy);
+/**
+ * Y = alpha A X + beta Y for k right-hand sides, in one pass over each
+ * stored matrix: BLAS gemm's contract, as pspace_mat_mm(). X and Y are
+ * (k, d) row-major with leading dimensions ldx, ldy >= d and must not
+ * overlap. With beta == 0, Y is not read (NaN or garbage in Y is
+ * ignored); with alpha == 0, A and X are not applied.
+ * @return 0, PSPACE_EINVAL (NULL argument), PSPACE_EDIM (ldx or ldy < d),
+ * or an error of a matrix in the expression.
+ */
+PSPACE_API int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, double alpha,
+                            const double *X, size_t ldx, double beta, double *Y, size_t ldy);
 /** y = A x. */
 PSPACE_API int pspace_op_mv(pspace_op *a, const pspace_exec *ex, const double *x, double *y);
 /** *out = v^T A v. */

@@ -9,6 +9,7 @@
 
 #include "common/error.h"
 #include "mat/mat_impl.h"
+#include "pspace/vec.h"
 
 void pspace_write_opts_default(pspace_write_opts *o)
 {
@@ -192,8 +193,21 @@ static int unsupported(const pspace_mat *m, const char *op)
 
 /* ---- operations --------------------------------------------------------------- */
 
+/* Y = beta Y over k rows of d; with beta == 0, Y is not read (NaN ignored, as in BLAS). */
+static void rows_scale(uint64_t d, uint32_t k, double beta, double *Y, size_t ldy)
+{
+	if (beta == 1.0)
+		return;
+	for (uint32_t j = 0; j < k; j++) {
+		if (beta == 0.0)
+			pspace_vec_zero(d, Y + (size_t)j * ldy);
+		else
+			pspace_vec_scale(d, beta, Y + (size_t)j * ldy);
+	}
+}
+
 int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
-                  size_t ldx, double *Y, size_t ldy)
+                  size_t ldx, double beta, double *Y, size_t ldy)
 {
 	pspace_exec e;
 	int rc;
@@ -205,6 +219,10 @@ int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha
 		rc = check_batch(m, "pspace_mat_mm", "Y", Y, ldy);
 	if (rc != 0 || k == 0 || m->d == 0)
 		return rc;
+	/* The kinds accumulate; beta is applied here once, as gemm does. */
+	rows_scale(m->d, k, beta, Y, ldy);
+	if (alpha == 0.0)
+		return 0;
 	pspace_exec_resolve(ex, &e);
 	return m->vt->mm(m, &e, k, alpha, X, ldx, Y, ldy);
 }
@@ -217,8 +235,7 @@ int pspace_mat_mv(pspace_mat *m, const pspace_exec *ex, const double *x, double 
 		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_mv: x or y is NULL");
 	if (rc != 0)
 		return rc;
-	memset(y, 0, m->d * sizeof(*y));
-	return pspace_mat_mm(m, ex, 1, 1.0, x, m->d, y, m->d);
+	return pspace_mat_mm(m, ex, 1, 1.0, x, m->d, 0.0, y, m->d);
 }
 
 /* vTMv of k vectors from one mm pass: out[j] = V_j . (M V_j). */

@@ -66,8 +66,9 @@ static int mx_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
 	for (size_t i = 0; rc == 0 && i < x->n; i++) {
 		uint64_t off = layer(m, i)->offset;
 
-		rc = in_layer(m, i,
-		              pspace_mat_mm(x->parts[i], ex, k, alpha, X + off, ldx, Y + off, ldy));
+		rc = in_layer(
+		    m, i,
+		    pspace_mat_mm(x->parts[i], ex, k, alpha, X + off, ldx, 1.0, Y + off, ldy));
 	}
 	return rc;
 }

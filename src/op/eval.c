@@ -23,8 +23,21 @@ static int check_rows(const pspace_op *a, const void *X, size_t ldx, const char 
 	return 0;
 }
 
-int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, const double *X, size_t ldx,
-                 double *Y, size_t ldy)
+/* Y = beta Y over k rows of d; with beta == 0, Y is not read (NaN ignored, as in BLAS). */
+static void rows_scale(uint64_t d, uint32_t k, double beta, double *Y, size_t ldy)
+{
+	if (beta == 1.0)
+		return;
+	for (uint32_t j = 0; j < k; j++) {
+		if (beta == 0.0)
+			pspace_vec_zero(d, Y + (size_t)j * ldy);
+		else
+			pspace_vec_scale(d, beta, Y + (size_t)j * ldy);
+	}
+}
+
+int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
+                 size_t ldx, double beta, double *Y, size_t ldy)
 {
 	op_fold *f = NULL;
 	int rc;
@@ -34,17 +47,24 @@ int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, const double *
 		rc = check_rows(a, Y, ldy, "Y");
 	if (rc || k == 0)
 		return rc;
+	if (alpha == 0.0) {
+		rows_scale(a->d, k, beta, Y, ldy);
+		return 0;
+	}
+	/* beta == 0: the fold overwrites Y without reading it. */
+	if (beta != 0.0)
+		rows_scale(a->d, k, beta, Y, ldy);
 	rc = op_fold_build(a, &f);
 	if (rc)
 		return rc;
-	rc = op_fold_apply(f, ex, k, 1.0, X, ldx, Y, ldy, 0);
+	rc = op_fold_apply(f, ex, k, alpha, X, ldx, Y, ldy, beta != 0.0);
 	op_fold_free(f);
 	return rc;
 }
 
 int pspace_op_mv(pspace_op *a, const pspace_exec *ex, const double *x, double *y)
 {
-	return pspace_op_mm(a, ex, 1, x, a ? a->d : 0, y, a ? a->d : 0);
+	return pspace_op_mm(a, ex, 1, 1.0, x, a ? a->d : 0, 0.0, y, a ? a->d : 0);
 }
 
 /* out[j] += V_j^T W_j (W: k x d, ld d). */

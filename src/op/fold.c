@@ -424,9 +424,7 @@ static int factor_apply(const op_factor *f, uint64_t d, const pspace_exec *ex, u
 
 	switch (f->type) {
 	case FACTOR_MAT:
-		if (!accumulate)
-			rows_zero(d, k, Y, ldy);
-		return pspace_mat_mm(f->m, ex, k, alpha, X, ldx, Y, ldy);
+		return pspace_mat_mm(f->m, ex, k, alpha, X, ldx, accumulate ? 1.0 : 0.0, Y, ldy);
 	case FACTOR_SUM: return op_fold_apply(f->sum, ex, k, alpha, X, ldx, Y, ldy, accumulate);
 	case FACTOR_INV: break;
 	}
@@ -518,7 +516,7 @@ int op_fold_apply(const op_fold *f, const pspace_exec *ex, uint32_t k, double al
 	if (alpha != 0.0) {
 		rc = op_groups_apply(&l, ex, k, alpha, X, ldx, Y, ldy);
 		for (i = op_leaves_resident(&l); i < l.n && rc == 0; i++)
-			rc = pspace_mat_mm(l.m[i], ex, k, alpha * l.c[i], X, ldx, Y, ldy);
+			rc = pspace_mat_mm(l.m[i], ex, k, alpha * l.c[i], X, ldx, 1.0, Y, ldy);
 	}
 	for (i = 0; i < f->n && rc == 0; i++) {
 		if (op_term_is_linear(&f->t[i]))

@@ -195,6 +195,56 @@ void fref_pinv(const double *F, size_t d, double thr, double *P)
 
 /* ---- checks -------------------------------------------------------------------------- */
 
+void fref_check_gemm(pspace_mat *m, const double *F, size_t d, double tol)
+{
+	static const double ab[][2] = {{0.5, 0.0}, {-1.5, 0.25}, {2.0, 1.0}, {0.0, -2.0}};
+	const size_t ld = d + 2, k = 3;
+	double *X = fx_randv(k * ld, 111), *Y0 = fx_randv(k * ld, 112);
+	double *Y = malloc(k * ld * sizeof(*Y)), *Xc = malloc(k * d * sizeof(*Xc));
+	double *R = malloc(k * d * sizeof(*R)), *got = malloc(k * d * sizeof(*got));
+	double *want = malloc(k * d * sizeof(*want));
+
+	assert_non_null(Y);
+	assert_non_null(Xc);
+	assert_non_null(R);
+	assert_non_null(got);
+	assert_non_null(want);
+	for (size_t j = 0; j < k; j++)
+		memcpy(Xc + j * d, X + j * ld, d * sizeof(*Xc));
+	fref_mm(F, d, k, Xc, R);
+	for (size_t t = 0; t < sizeof(ab) / sizeof(ab[0]); t++) {
+		double alpha = ab[t][0], beta = ab[t][1];
+
+		/* beta = 0: Y holds NaN, which must not reach the result. */
+		for (size_t i = 0; i < k * ld; i++)
+			Y[i] = beta == 0.0 ? NAN : Y0[i];
+		assert_int_equal(pspace_mat_mm(m, NULL, (uint32_t)k, alpha, X, ld, beta, Y, ld), 0);
+		for (size_t j = 0; j < k; j++) {
+			for (size_t i = 0; i < d; i++) {
+				double y0 = beta == 0.0 ? 0.0 : Y0[j * ld + i];
+
+				got[j * d + i] = Y[j * ld + i];
+				want[j * d + i] = alpha * R[j * d + i] + beta * y0;
+			}
+			for (size_t i = d; i < ld; i++) /* padding untouched */
+				assert_true(beta == 0.0 ? isnan(Y[j * ld + i])
+				                        : Y[j * ld + i] == Y0[j * ld + i]);
+		}
+		if (alpha == 0.0) /* M not applied: exactly beta Y */
+			for (size_t i = 0; i < k * d; i++)
+				assert_true(got[i] == want[i]);
+		else
+			assert_true(fx_relerr(got, want, k * d) < tol);
+	}
+	free(want);
+	free(got);
+	free(R);
+	free(Xc);
+	free(Y);
+	free(Y0);
+	free(X);
+}
+
 void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 {
 	const size_t ld = d + 3, k = 3;
@@ -216,7 +266,7 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 
 	/* mm accumulates: Y = Y0 + 0.5 M X. */
 	memcpy(Y, Y0, k * ld * sizeof(*Y));
-	assert_int_equal(pspace_mat_mm(m, NULL, (uint32_t)k, 0.5, X, ld, Y, ld), 0);
+	assert_int_equal(pspace_mat_mm(m, NULL, (uint32_t)k, 0.5, X, ld, 1.0, Y, ld), 0);
 	for (size_t j = 0; j < k; j++)
 		for (size_t i = 0; i < d; i++) {
 			got[j * d + i] = Y[j * ld + i] - Y0[j * ld + i];
@@ -226,6 +276,7 @@ void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol)
 	for (size_t j = 0; j < k; j++) /* padding untouched */
 		for (size_t i = d; i < ld; i++)
 			assert_true(Y[j * ld + i] == Y0[j * ld + i]);
+	fref_check_gemm(m, F, d, tol);
 	/* mv */
 	fref_mm(F, d, 1, Xc, R);
 	assert_int_equal(pspace_mat_mv(m, NULL, Xc, got), 0);
@@ -377,8 +428,8 @@ pspace_mat *fref_check_roundtrip(pspace_mat *m, fx_store *t, const char *name, d
 	assert_true(pspace_layout_equal(pspace_mat_layout(o), pspace_mat_layout(m)));
 	assert_string_equal(pspace_mat_name(o), name);
 
-	assert_int_equal(pspace_mat_mm(m, NULL, (uint32_t)k, 1.0, X, d, Y1, d), 0);
-	assert_int_equal(pspace_mat_mm(o, NULL, (uint32_t)k, 1.0, X, d, Y2, d), 0);
+	assert_int_equal(pspace_mat_mm(m, NULL, (uint32_t)k, 1.0, X, d, 0.0, Y1, d), 0);
+	assert_int_equal(pspace_mat_mm(o, NULL, (uint32_t)k, 1.0, X, d, 0.0, Y2, d), 0);
 	assert_memory_equal(Y1, Y2, k * d * sizeof(double));
 	assert_int_equal(pspace_mat_vtmv_batch(m, NULL, (uint32_t)k, X, d, a), 0);
 	assert_int_equal(pspace_mat_vtmv_batch(o, NULL, (uint32_t)k, X, d, b), 0);

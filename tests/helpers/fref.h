@@ -51,9 +51,16 @@ void fref_pinv(const double *F, size_t d, double thr, double *P);
 
 /**
  * Checks mm (k = 1, 3, with ld > d and accumulation), mv, vTMv, batched
- * vTMv, trace, diag, Frobenius norm and dense of @p m against F.
+ * vTMv, trace, diag, Frobenius norm and dense of @p m against F, and
+ * mm's gemm contract (fref_check_gemm).
  */
 void fref_check_ops(pspace_mat *m, const double *F, size_t d, double tol);
+/**
+ * Checks pspace_mat_mm's gemm contract Y = alpha M X + beta Y against F for
+ * several (alpha, beta), with ld > d: beta = 0 ignores NaN in Y, alpha = 0
+ * gives beta Y exactly, and the padding of Y is never written.
+ */
+void fref_check_gemm(pspace_mat *m, const double *F, size_t d, double tol);
 /** Checks that pspace_mat_dense of @p m is F within relative Frobenius error @p tol. */
 void fref_check_dense(pspace_mat *m, const double *F, size_t d, double tol);
 /** Checks pspace_mat_solve with @p damping against fref_solve (k = 1 and 4). */
