@@ -45,7 +45,7 @@ int main(int argc, char **argv)
 
 	pspace_vec_randn(D, 2, x);
 	CHECK(pspace_op_trace(expr, NULL, NULL, &tr));
-	CHECK(pspace_op_solve(expr, NULL, 0.0, 1, x, D, y, D, NULL)); /* y = expr^-1 x */
+	CHECK(pspace_op_solve(expr, NULL, 0.0, 1, x, D, NULL, y, D)); /* y = expr^-1 x */
 	CHECK(pspace_op_mv(expr, NULL, y, z));                        /* z = expr y = x */
 	pspace_vec_axpy(D, -1.0, x, z);
 	printf("trace %.6g, solve residual %.2e\n", tr,

@@ -598,14 +598,14 @@ static void test_op_solve_direct(void **state)
 	so.method = PSPACE_SOLVE_DIRECT;
 
 	/* Dense */
-	assert_int_equal(pspace_op_solve(x->oF, NULL, l, 3, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(x->oF, NULL, l, 3, X, D, &so, Y, D), 0);
 	ref_solve(D, RF, l, 3, X, ref);
 	assert_true(rel_err(3 * D, Y, ref) < TOL);
 	/* 2F + 0.1 I with damping 0.3 = 2 (F + 0.2 I): still direct. */
 	assert_int_equal(pspace_op_scale(&f2, 2.0, x->oF), 0);
 	assert_int_equal(pspace_op_identity(&i1, D, 0.1), 0);
 	assert_int_equal(pspace_op_add(&e, f2, i1), 0);
-	assert_int_equal(pspace_op_solve(e, NULL, l, 3, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(e, NULL, l, 3, X, D, &so, Y, D), 0);
 	ref_solve(D, RF, 0.2, 3, X, ref);
 	for (size_t i = 0; i < 3 * D; i++)
 		ref[i] /= 2;
@@ -613,23 +613,23 @@ static void test_op_solve_direct(void **state)
 	/* BlockDiag */
 	B = blockdiag_of_f(x, &RB);
 	assert_int_equal(pspace_op_mat(&ob, B), 0);
-	assert_int_equal(pspace_op_solve(ob, NULL, l, 3, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(ob, NULL, l, 3, X, D, &so, Y, D), 0);
 	ref_solve(D, RB, l, 3, X, ref);
 	assert_true(rel_err(3 * D, Y, ref) < TOL);
 	/* Identity, as a node and as a matrix: (2 + l)^{-1} B exactly. */
 	assert_int_equal(pspace_identity_create(&I2, D, 2.0), 0);
 	assert_int_equal(pspace_op_mat(&oi, I2), 0);
-	assert_int_equal(pspace_op_solve(oi, NULL, l, 3, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(oi, NULL, l, 3, X, D, &so, Y, D), 0);
 	for (size_t i = 0; i < 3 * D; i++)
 		assert_true(fabs(Y[i] - X[i] / (2 + l)) < 1e-12 * (1 + fabs(X[i])));
-	assert_int_equal(pspace_op_solve(i1, NULL, l, 3, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(i1, NULL, l, 3, X, D, &so, Y, D), 0);
 	for (size_t i = 0; i < 3 * D; i++)
 		assert_true(fabs(Y[i] - X[i] / (0.1 + l)) < 1e-12 * (1 + fabs(X[i])));
 	/* A product has no direct solve. */
 	pspace_op *p;
 
 	assert_int_equal(pspace_op_product(&p, x->oF, x->oG), 0);
-	assert_int_equal(pspace_op_solve(p, NULL, l, 1, X, D, Y, D, &so), PSPACE_ENOTSUP);
+	assert_int_equal(pspace_op_solve(p, NULL, l, 1, X, D, &so, Y, D), PSPACE_ENOTSUP);
 	pspace_op_free(p);
 	pspace_op_free(oi);
 	pspace_mat_free(I2);
@@ -657,7 +657,7 @@ static uint32_t check_cg(fixture *x, pspace_op *pre, uint32_t k, const double *X
 	so.method = PSPACE_SOLVE_CG;
 	so.tol = 1e-9;
 	so.precond = pre;
-	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.5, k, X, D, Y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.5, k, X, D, &so, Y, D), 0);
 	assert_true(so.iterations > 0);
 	assert_true(so.residual <= 1e-9);
 	/* One mm per iteration: at most one pass over F each (F's tiles only). */
@@ -686,7 +686,7 @@ static void test_op_solve_cg(void **state)
 	rand_batch(31, 16, D, X);
 	pspace_solve_opts_default(&so);
 	so.method = PSPACE_SOLVE_DIRECT;
-	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.5, 16, X, D, direct, D, &so), 0);
+	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.5, 16, X, D, &so, direct, D), 0);
 	ref_solve(D, RF, 0.5, 16, X, ref);
 	assert_true(rel_err(16 * D, direct, ref) < TOL);
 
@@ -736,7 +736,7 @@ static void test_op_solve_noconv(void **state)
 	so.method = PSPACE_SOLVE_CG;
 	so.max_iter = 2;
 	so.tol = 1e-12;
-	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.01, 3, X, D, Y, D, &so), PSPACE_ENOCONV);
+	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.01, 3, X, D, &so, Y, D), PSPACE_ENOCONV);
 	assert_int_equal(so.iterations, 2);
 	assert_true(so.residual > 1e-12 && isfinite(so.residual));
 	assert_true(strlen(pspace_errdetail()) > 0);
@@ -763,7 +763,7 @@ static void test_op_eig(void **state)
 	for (int t = 0; t < 2; t++) {
 		uint32_t k = ks[t];
 
-		assert_int_equal(pspace_op_eig(x->oG, NULL, k, ev, evecs, D, &eo), 0);
+		assert_int_equal(pspace_op_eig(x->oG, NULL, k, &eo, ev, evecs, D), 0);
 		assert_true(eo.iterations > 0 && eo.iterations < D);
 		for (uint32_t i = 0; i < k; i++) {
 			const double *u = V + (size_t)(D - 1 - i) * D;
@@ -853,7 +853,7 @@ static void test_op_edim(void **state)
 	pspace_solve_opts_default(&so);
 	so.precond = small;
 	memset(v, 0, sizeof(v));
-	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.1, 1, v, D, y, D, &so), PSPACE_EDIM);
+	assert_int_equal(pspace_op_solve(x->oF, NULL, 0.1, 1, v, D, &so, y, D), PSPACE_EDIM);
 	assert_int_equal(pspace_op_inverse(&r, x->oF, 0.1, &so), PSPACE_EDIM);
 	assert_int_equal(pspace_op_dim(small), 10);
 	pspace_op_free(small);
@@ -957,10 +957,10 @@ static void test_op_budget(void **state)
 	ref_solve(D, RF, 0.5, 1, b, ref);
 	pspace_solve_opts_default(&so);
 	so.method = PSPACE_SOLVE_DIRECT;
-	assert_int_equal(pspace_op_solve(x->oF, &ex, 0.5, 1, b, D, y, D, &so), PSPACE_ENOMEM);
+	assert_int_equal(pspace_op_solve(x->oF, &ex, 0.5, 1, b, D, &so, y, D), PSPACE_ENOMEM);
 	so.method = PSPACE_SOLVE_AUTO;
 	so.tol = 1e-8;
-	assert_int_equal(pspace_op_solve(x->oF, &ex, 0.5, 1, b, D, y, D, &so), 0);
+	assert_int_equal(pspace_op_solve(x->oF, &ex, 0.5, 1, b, D, &so, y, D), 0);
 	assert_true(so.iterations > 0);
 	assert_true(rel_err(D, y, ref) < TOL);
 	free(ref);
@@ -1015,7 +1015,7 @@ static void test_op_implicit(void **state)
 	fill_randn(b, d);
 	pspace_solve_opts_default(&so);
 	so.tol = 1e-10;
-	assert_int_equal(pspace_op_solve(e, NULL, 0.0, 1, b, d, y, d, &so), 0);
+	assert_int_equal(pspace_op_solve(e, NULL, 0.0, 1, b, d, &so, y, d), 0);
 	assert_true(so.iterations > 0);
 	ref_solve(d, M, 0.25, 1, b, ref);
 	assert_true(rel_err(d, y, ref) < 1e-8);

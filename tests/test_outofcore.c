@@ -261,7 +261,7 @@ static void capped_child(void *ud, const char *cgroup)
 	so.max_iter = 200;
 	rc = pspace_op_mat(&op, f);
 	CHECK(rc == 0, "op");
-	rc = pspace_op_solve(op, &ex, l, 1, x, d, y, d, &so);
+	rc = pspace_op_solve(op, &ex, l, 1, x, d, &so, y, d);
 	CHECK(rc == 0, "CG solve: %s", pspace_strerror(rc));
 	lowrank_solve(lr, l, x, want);
 	CHECK(fx_relerr(y, want, d) < 1e-4, "CG solve error %g after %u iterations",

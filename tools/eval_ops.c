@@ -316,7 +316,7 @@ int eval_solve(eval_ctx *c)
 		rc = tool_fail(PSPACE_ENOMEM, "eval: solve");
 		goto out;
 	}
-	lrc = pspace_op_solve(c->a, &o->ex, o->damping, in.k, in.x, c->d, x, c->d, &so);
+	lrc = pspace_op_solve(c->a, &o->ex, o->damping, in.k, in.x, c->d, &so, x, c->d);
 	if (lrc) {
 		rc = eval_fail(c, lrc, "solve");
 		goto out;
@@ -391,7 +391,7 @@ int eval_eig(eval_ctx *c)
 		rc = tool_fail(PSPACE_ENOMEM, "eval: eig");
 		goto out;
 	}
-	lrc = pspace_op_eig(c->a, &c->o->ex, k, ev, vecs, c->d, &e);
+	lrc = pspace_op_eig(c->a, &c->o->ex, k, &e, ev, vecs, c->d);
 	if (lrc) {
 		rc = eval_fail(c, lrc, "eig");
 		goto out;

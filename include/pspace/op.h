@@ -142,20 +142,18 @@ PSPACE_API int pspace_op_norm(pspace_op *a, const pspace_exec *ex, pspace_norm_o
 /**
  * Top-k eigenpairs of symmetric A by Lanczos with full reorthogonalization:
  * evals[0..k) in decreasing order, evecs (k, d) row-major (ld >= d; NULL to
- * skip).
+ * skip). @p opts: NULL for the defaults; its out-fields are filled.
  */
-PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, double *evals,
-			     double *evecs, size_t ld, pspace_eig_opts *opts);
+PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, pspace_eig_opts *opts, double *evals, double *evecs, size_t ld);
 
 /**
  * X = (A + damping I)^{-1} B: direct when A folds to c*M + s*I with M a
  * matrix that has a direct solve fitting the budget (then damping' =
  * (s + damping) / c), else CG (A must be symmetric positive definite
- * after damping).
+ * after damping). X is overwritten. @p opts: NULL for the defaults; its
+ * out-fields (iterations, residual) are filled.
  */
-PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
-			       const double *B, size_t ldb, double *X, size_t ldx,
-			       pspace_solve_opts *opts);
+PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k, const double *B, size_t ldb, pspace_solve_opts *opts, double *X, size_t ldx);
 
 /** Writes A as a dense d x d row-major array (the caller provides d*ld doubles). */
 PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out, size_t ld);

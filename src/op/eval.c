@@ -403,8 +403,8 @@ int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out, size_t ld)
 
 /* ---- eigenpairs ------------------------------------------------------------ */
 
-int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, double *evals, double *evecs,
-                  size_t ld, pspace_eig_opts *opts)
+int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, pspace_eig_opts *opts,
+                  double *evals, double *evecs, size_t ld)
 {
 	op_fold *f = NULL;
 	int rc;

@@ -131,7 +131,7 @@ out:
 }
 
 int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
-                    const double *B, size_t ldb, double *X, size_t ldx, pspace_solve_opts *opts)
+                    const double *B, size_t ldb, pspace_solve_opts *opts, double *X, size_t ldx)
 {
 	pspace_solve_opts o;
 	int rc;

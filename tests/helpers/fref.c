@@ -487,7 +487,7 @@ uint32_t fref_check_precond(pspace_mat *m, fx_store *t, const char *name, const 
 	so.tol = 1e-11;
 	so.max_iter = 10 * (uint32_t)d;
 	so.precond = op;
-	assert_int_equal(pspace_op_solve(od, NULL, damping, (uint32_t)k, B, d, X, d, &so), 0);
+	assert_int_equal(pspace_op_solve(od, NULL, damping, (uint32_t)k, B, d, &so, X, d), 0);
 	assert_true(so.residual <= 1e-11);
 	assert_true(fx_relerr(X, R, k * d) < 1e-8);
 	it = so.iterations;
