@@ -1,8 +1,11 @@
 /*
  * pspace/factored.h - the factored and compact representations: Diag,
- * QuasiDiag, KFAC, EKFAC, LowRank and Mixed (SPEC 3). They stay resident in
- * RAM, are persisted with pspace_mat_save() and reopened with
- * pspace_mat_open(), and implement the pspace_mat interface (mat.h).
+ * QuasiDiag, KFAC, EKFAC, LowRank and Mixed (SPEC 3): their constructors
+ * and the calls specific to them (KFAC damping, the EKFAC diagonal update,
+ * Mixed parts). They stay resident in RAM, are persisted with
+ * pspace_mat_save() and reopened with pspace_mat_open(), and implement the
+ * pspace_mat interface (mat.h), which also declares the operations making
+ * new matrices (pspace_mat_pow, ...) and the exact eigendecompositions.
  *
  * Per-layer conventions. For layer L of a layout: "out" = shape[0], "in" =
  * weight_size / out (in * kh * kw for convolutions), "a" = in + 1 with a
@@ -129,46 +132,6 @@ PSPACE_API int pspace_mixed_create(pspace_mat **out, const pspace_layout *layout
  * Mixed or i is out of range.
  */
 PSPACE_API pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i);
-
-/* ---- operations that make new resident matrices ---------------------------- */
-
-/**
- * (M + damping I)^p as a new matrix of the same kind. Diag, EKFAC: any
- * real p (p < 0 needs M + damping I positive definite). KFAC: integer
- * p, damped as set by pspace_kfac_set_damping() (exact damping returns an
- * EKFAC-like result: PSPACE_ENOTSUP for KFAC with exact damping and p != -1
- * is allowed to fail). LowRank: only where the result is D'^T D' again,
- * i.e. damping 0 and p > 0, or rows >= d (any p); otherwise (F + l I)^p
- * has an identity part and the call returns PSPACE_ENOTSUP (apply inverses
- * with pspace_mat_solve / pspace_op_inverse). QuasiDiag: p = 1 (M + l I)
- * and p = 0 only; the inverse of an arrowhead is not an arrowhead
- * (PSPACE_ENOTSUP: its exact solve is pspace_mat_solve). Mixed: part by
- * part, failing naming the layer whose part cannot.
- */
-PSPACE_API int pspace_mat_pow(pspace_mat **out, pspace_mat *m, double p, double damping);
-/** (M + damping I)^-1 as a new matrix: pspace_mat_pow(out, m, -1, damping). */
-PSPACE_API int pspace_mat_inverse(pspace_mat **out, pspace_mat *m, double damping);
-/**
- * Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag,
- * LowRank, Mixed of those); zero eigenvalues (LowRank: singular values at
- * rounding level) are never inverted, whatever the threshold.
- */
-PSPACE_API int pspace_mat_pinv(pspace_mat **out, pspace_mat *m, double threshold);
-/** s M as a new matrix of the same kind. */
-PSPACE_API int pspace_mat_scale(pspace_mat **out, pspace_mat *m, double s);
-/** A B as a new resident matrix of the same kind (KFAC: per-layer G1 G2 (x) A1 A2; Diag). */
-PSPACE_API int pspace_mat_product(pspace_mat **out, pspace_mat *a, pspace_mat *b);
-
-/**
- * Exact eigendecomposition of a factored matrix: the @p k largest
- * eigenvalues in decreasing order and, if @p evecs is not NULL, their
- * eigenvectors as rows of a (k, d) array (leading dimension ld).
- * Stored kinds: PSPACE_ENOTSUP (use Lanczos: pspace_op_eig).
- */
-PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
-                              double *evecs, size_t ld);
-/** All d eigenvalues in decreasing order (factored kinds). */
-PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
 
 #ifdef __cplusplus
 }

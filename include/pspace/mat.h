@@ -171,6 +171,62 @@ PSPACE_API int pspace_mat_product_write(pspace_store *s, const char *name, pspac
 					pspace_mat *b, const pspace_exec *ex,
 					const pspace_write_opts *opts);
 
+/* ---- operations that make new resident matrices -------------------------- */
+
+/*
+ * Each gives *out a new matrix holding one reference, the caller's (free it
+ * with pspace_mat_free()); *out is NULL on failure. They apply to every
+ * kind that has the result in closed form (the factored kinds of
+ * pspace/factored.h, Identity); others return PSPACE_ENOTSUP (stored kinds:
+ * use the lazy operators of pspace/op.h, pspace_op_inverse()).
+ */
+
+/**
+ * (M + damping I)^p as a new matrix of the same kind. Diag, EKFAC: any
+ * real p (p < 0 needs M + damping I positive definite). KFAC: integer
+ * p, damped as set by pspace_kfac_set_damping() (exact damping returns an
+ * EKFAC-like result: PSPACE_ENOTSUP for KFAC with exact damping and p != -1
+ * is allowed to fail). LowRank: only where the result is D'^T D' again,
+ * i.e. damping 0 and p > 0, or rows >= d (any p); otherwise (F + l I)^p
+ * has an identity part and the call returns PSPACE_ENOTSUP (apply inverses
+ * with pspace_mat_solve / pspace_op_inverse). QuasiDiag: p = 1 (M + l I)
+ * and p = 0 only; the inverse of an arrowhead is not an arrowhead
+ * (PSPACE_ENOTSUP: its exact solve is pspace_mat_solve). Mixed: part by
+ * part, failing naming the layer whose part cannot.
+ */
+PSPACE_API int pspace_mat_pow(pspace_mat **out, pspace_mat *m, double p, double damping);
+/** (M + damping I)^-1 as a new matrix: pspace_mat_pow(out, m, -1, damping). */
+PSPACE_API int pspace_mat_inverse(pspace_mat **out, pspace_mat *m, double damping);
+/**
+ * Pseudo-inverse: eigenvalues <= @p threshold are treated as 0 (EKFAC, Diag,
+ * LowRank, Mixed of those); zero eigenvalues (LowRank: singular values at
+ * rounding level) are never inverted, whatever the threshold.
+ */
+PSPACE_API int pspace_mat_pinv(pspace_mat **out, pspace_mat *m, double threshold);
+/** s M as a new matrix of the same kind (pspace_op_scale() for a lazy scaling). */
+PSPACE_API int pspace_mat_scale(pspace_mat **out, pspace_mat *m, double s);
+/**
+ * A B as a new resident matrix of the kind of @p a and @p b, which must
+ * have the same kind (else PSPACE_ENOTSUP) and layout (else PSPACE_EDIM):
+ * KFAC (per layer G1 G2 (x) A1 A2), Diag. Stored kinds:
+ * pspace_mat_product_write(); lazy: pspace_op_product().
+ */
+PSPACE_API int pspace_mat_product(pspace_mat **out, pspace_mat *a, pspace_mat *b);
+
+/* ---- exact eigendecompositions ----------------------------------------------- */
+
+/**
+ * Exact eigendecomposition of a factored matrix: the @p k largest
+ * eigenvalues in decreasing order and, if @p evecs is not NULL, their
+ * eigenvectors as rows of a (k, d) array (leading dimension ld).
+ * Stored kinds: PSPACE_ENOTSUP (use Lanczos: pspace_op_eig).
+ */
+PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
+                              double *evecs, size_t ld);
+/** All d eigenvalues in decreasing order (factored kinds). */
+PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
+
+
 #ifdef __cplusplus
 }
 #endif

@@ -9,7 +9,7 @@
 
 #include "common/error.h"
 #include "mat/mat_impl.h"
-#include "pspace/factored.h"
+#include "pspace/mat.h"
 
 static int unsupported(const pspace_mat *m, const char *op)
 {
