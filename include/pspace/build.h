@@ -4,6 +4,11 @@
  *
  * Data is streamed in batches of examples, never held whole. F is
  * normalized by the total number of examples n, whatever the batch sizes.
+ *
+ * Threads: a build runs its own worker threads (o->exec.threads) and reads
+ * its source from the calling thread. Builds may run from several threads
+ * at once, each with its own source; builds into one store take turns at
+ * its writer (pspace/store.h: one writer per store at a time).
  */
 #ifndef PSPACE_BUILD_H
 #define PSPACE_BUILD_H

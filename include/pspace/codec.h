@@ -5,6 +5,10 @@
  * An encoded tile is a 32-byte header followed by the payload; the layout
  * is documented in README.md ("Tile format"). Tiles hold rows x cols
  * elements in row-major order.
+ *
+ * Threads: a pspace_codec is used by one thread at a time (make one per
+ * thread); every other call here is a pure function of its arguments and
+ * may run from any number of threads.
  */
 #ifndef PSPACE_CODEC_H
 #define PSPACE_CODEC_H
@@ -58,7 +62,7 @@ typedef struct pspace_codec pspace_codec;
 
 /** Creates a context; *out is NULL on failure. @return 0 or PSPACE_ENOMEM. */
 PSPACE_API int pspace_codec_create(pspace_codec **out);
-/** Frees a context; NULL is accepted. */
+/** Frees a context (buffers it handed out become invalid); NULL is accepted. */
 PSPACE_API void pspace_codec_free(pspace_codec *c);
 
 /**
@@ -76,7 +80,8 @@ PSPACE_API int pspace_tile_encode(pspace_codec *c, const pspace_codec_opts *opts
 
 /**
  * Parses and sanity-checks the header of an encoded tile (magic, version,
- * ids, payload length against @p len). Does not verify the checksum.
+ * ids, payload length against @p len) into @p out. Does not verify the
+ * checksum.
  * @return 0 or PSPACE_ECORRUPT.
  */
 PSPACE_API int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len);

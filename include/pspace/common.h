@@ -1,6 +1,12 @@
 /*
  * pspace/common.h - error codes, versions, element types and execution
  * settings shared by every layer of pspace.
+ *
+ * Threads: everything here may be called from any thread. The error
+ * detail (pspace_errdetail) is per thread: each thread sees the detail of
+ * its own last failed call. pspace_init() is idempotent and thread-safe;
+ * pspace_blis_arch_request() must run before it, from one thread.
+ * pspace_exec is plain data, read by the calls it is passed to.
  */
 #ifndef PSPACE_COMMON_H
 #define PSPACE_COMMON_H
@@ -52,7 +58,7 @@ enum pspace_error {
 	PSPACE_EBLIS = -18,      /**< BLIS kernel configuration cannot be used */
 };
 
-/** @return a static, human-readable name for @p code ("corrupt tile", ...). */
+/** @return a static, human-readable name for @p code ("corrupt tile", ...); never NULL. */
 PSPACE_API const char *pspace_strerror(int code);
 
 /**
@@ -80,9 +86,9 @@ typedef enum pspace_dtype {
 
 /** @return the size in bytes of one element of @p t, 0 if unknown. */
 PSPACE_API size_t pspace_dtype_size(pspace_dtype t);
-/** @return "f64", "f32", "bf16", "f16", "i64", or "?". */
+/** @return "f64", "f32", "bf16", "f16", "i64", or "?" (static strings). */
 PSPACE_API const char *pspace_dtype_name(pspace_dtype t);
-/** Parses "f64" / "f32" / "bf16" / "f16"; @return 0 or PSPACE_EINVAL. */
+/** Parses "f64" / "f32" / "bf16" / "f16" into *out; @return 0 or PSPACE_EINVAL. */
 PSPACE_API int pspace_dtype_parse(pspace_dtype *out, const char *s);
 
 /**
@@ -101,9 +107,9 @@ typedef enum pspace_kind {
 	PSPACE_KIND_IMPLICIT = 10, /**< never stored: a user callback */
 } pspace_kind;
 
-/** @return "dense", "blockdiag", ... or "?". */
+/** @return "dense", "blockdiag", ... or "?" (static strings). */
 PSPACE_API const char *pspace_kind_name(pspace_kind k);
-/** Parses a kind name; @return 0 or PSPACE_EINVAL. */
+/** Parses a kind name into *out; @return 0 or PSPACE_EINVAL. */
 PSPACE_API int pspace_kind_parse(pspace_kind *out, const char *s);
 
 /**
@@ -140,7 +146,10 @@ typedef struct pspace_blis_info {
 	const char *cpu;     /**< CPU vendor/family/model as pspace saw it */
 } pspace_blis_info;
 
-/** Fills @p out (static strings); calls pspace_init() first. @return 0 or error. */
+/**
+ * Fills @p out (its strings are static: valid for the life of the process);
+ * calls pspace_init() first. @return 0 or error.
+ */
 PSPACE_API int pspace_blis_info_get(pspace_blis_info *out);
 
 /** @return the library version string, "0.1.0". */

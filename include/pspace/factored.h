@@ -10,7 +10,14 @@
  * Per-layer conventions. For layer L of a layout: "out" = shape[0], "in" =
  * weight_size / out (in * kh * kw for convolutions), "a" = in + 1 with a
  * bias, in without. All factor arrays are row-major doubles, copied by the
- * constructors (the caller keeps its own).
+ * constructors (the caller keeps its own). Each constructor gives *out one
+ * reference, the caller's (pspace_mat_free()); *out is NULL on failure.
+ *
+ * Threads: as every pspace_mat (pspace/mat.h): computations may run from
+ * several threads at once (the caches of KFAC, EKFAC and LowRank are
+ * guarded by a mutex of the matrix); pspace_kfac_set_damping() and the
+ * pspace_ekfac_update_* sequence change the matrix and must not overlap
+ * any other call on it.
  */
 #ifndef PSPACE_FACTORED_H
 #define PSPACE_FACTORED_H
@@ -128,8 +135,9 @@ PSPACE_API int pspace_mixed_create(pspace_mat **out, const pspace_layout *layout
                                    pspace_mat *const *parts);
 
 /**
- * @return part @p i of a Mixed matrix (borrowed), or NULL when @p m is not
- * Mixed or i is out of range.
+ * @return part @p i of a Mixed matrix (borrowed: valid while @p m lives;
+ * pspace_mat_ref() it to keep it longer), or NULL when @p m is not Mixed
+ * or i is out of range.
  */
 PSPACE_API pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i);
 

@@ -5,6 +5,9 @@
  * The flat vector is, layer by layer in order: the weight in row-major order
  * of its shape, then the bias (NNGeometry's and PyTorch's weight.view(-1)
  * order). Layout file format: README, "Layout files".
+ *
+ * Threads: a pspace_layout is never changed once made, so any number of
+ * threads may use one at once; free it only when none does.
  */
 #ifndef PSPACE_LAYOUT_H
 #define PSPACE_LAYOUT_H
@@ -55,7 +58,7 @@ PSPACE_API int pspace_layout_load(pspace_layout **out, const char *path);
 /** A layout of one generic layer of @p d parameters (no bias), named "params". */
 PSPACE_API int pspace_layout_flat(pspace_layout **out, uint64_t d);
 
-/** Frees a layout; NULL is accepted. */
+/** Frees a layout (layers it handed out become invalid); NULL is accepted. */
 PSPACE_API void pspace_layout_free(pspace_layout *l);
 
 /**
@@ -104,7 +107,7 @@ PSPACE_API int pspace_layout_sub(pspace_layout **out, const pspace_layout *l, si
  */
 PSPACE_API int pspace_layout_interleave_perm(const pspace_layout *layout, uint64_t *perm);
 
-/** "linear", "conv1d", ... or "?". */
+/** @return "linear", "conv1d", ... or "?" (static strings). */
 PSPACE_API const char *pspace_layer_kind_name(pspace_layer_kind k);
 
 #ifdef __cplusplus

@@ -12,7 +12,21 @@
  * Vectors are double arrays of length d; a batch of k vectors is a (k, d)
  * row-major array with leading dimension ld >= d (pspace/vec.h).
  * Matrices are reference counted: pspace_mat_ref() takes a reference,
- * pspace_mat_free() drops one.
+ * pspace_mat_free() drops the caller's, and the matrix goes with the last
+ * one (operators and Mixed matrices built on it hold their own).
+ *
+ * Threads: the computations (mm, mv, vTMv, trace, diag, Frobenius, dense,
+ * solve, eig, the calls making new matrices, save) on one pspace_mat may
+ * run from several threads at once. Stored kinds keep no state beyond
+ * their store (itself shared safely) and stream through readers of their
+ * own per call; resident kinds guard their caches (KFAC's factorizations,
+ * EKFAC's inverse, LowRank's damped factor) with a mutex of the matrix.
+ * An Implicit matrix is as thread-safe as its callbacks. Calls that
+ * change a matrix (pspace_kfac_set_damping, the pspace_ekfac_update_*
+ * sequence) must not overlap any other call on it. Reference counts are
+ * not atomic: pspace_mat_ref(), pspace_mat_free() and the constructors
+ * that take a reference (pspace_op_mat, pspace_mixed_create) must not run
+ * concurrently on the same matrix.
  */
 #ifndef PSPACE_MAT_H
 #define PSPACE_MAT_H
@@ -30,8 +44,9 @@ typedef struct pspace_mat pspace_mat;
 /* ---- opening, creating, writing ---------------------------------------- */
 
 /**
- * Opens stored matrix @p name of any kind. The matrix keeps a reference to
- * @p s: close the store only after freeing the matrix.
+ * Opens stored matrix @p name of any kind: *out holds one reference, the
+ * caller's (pspace_mat_free()). The matrix uses @p s without owning it:
+ * close the store only after freeing the matrix.
  * @return 0, PSPACE_ENOTFOUND, PSPACE_EINCOMPLETE, PSPACE_ENOTSUP (kind not
  * supported by this version), PSPACE_ECORRUPT.
  */
@@ -52,16 +67,16 @@ PSPACE_API void pspace_write_opts_default(pspace_write_opts *o);
  * @param layout  optional (NULL: a flat layout of d parameters).
  */
 PSPACE_API int pspace_dense_write(pspace_store *s, const char *name, const pspace_layout *layout,
-				  uint64_t d, const double *F, size_t ld,
-				  const pspace_write_opts *opts);
+                                  uint64_t d, const double *F, size_t ld,
+                                  const pspace_write_opts *opts);
 
 /**
  * Writes a BlockDiag matrix: one dense block per layer of @p layout;
  * blocks[i] is layer i's size x size row-major block (upper triangle read).
  */
 PSPACE_API int pspace_blockdiag_write(pspace_store *s, const char *name,
-				      const pspace_layout *layout, const double *const *blocks,
-				      const pspace_write_opts *opts);
+                                      const pspace_layout *layout, const double *const *blocks,
+                                      const pspace_write_opts *opts);
 
 /**
  * Produces the tiles of a Dense or BlockDiag matrix on demand: fills the
@@ -69,7 +84,7 @@ PSPACE_API int pspace_blockdiag_write(pspace_store *s, const char *name,
  * (row-major, ld = cols). Lets callers write matrices that never exist in RAM.
  */
 typedef int (*pspace_tile_fn)(void *ud, uint64_t r0, uint64_t c0, uint32_t rows, uint32_t cols,
-			      double *tile);
+                              double *tile);
 
 /**
  * Writes a Dense (@p kind PSPACE_KIND_DENSE) or BlockDiag matrix whose
@@ -78,9 +93,9 @@ typedef int (*pspace_tile_fn)(void *ud, uint64_t r0, uint64_t c0, uint32_t rows,
  * (done, total).
  */
 PSPACE_API int pspace_tiled_write(pspace_store *s, const char *name, pspace_kind kind,
-				  const pspace_layout *layout, pspace_tile_fn fn, void *ud,
-				  const pspace_write_opts *opts,
-				  void (*progress)(void *ud, uint64_t done, uint64_t total));
+                                  const pspace_layout *layout, pspace_tile_fn fn, void *ud,
+                                  const pspace_write_opts *opts,
+                                  void (*progress)(void *ud, uint64_t done, uint64_t total));
 
 /**
  * Persists resident matrix @p m (Identity; the factored kinds) in @p s
@@ -90,7 +105,7 @@ PSPACE_API int pspace_tiled_write(pspace_store *s, const char *name, pspace_kind
  */
 PSPACE_API int pspace_mat_save(pspace_mat *m, pspace_store *s, const char *name);
 
-/** Creates s * I of dimension d (resident). */
+/** Creates s * I of dimension d (resident); *out holds the caller's reference. */
 PSPACE_API int pspace_identity_create(pspace_mat **out, uint64_t d, double s);
 
 /** User callback computing y = F x for an Implicit matrix. */
@@ -104,20 +119,31 @@ typedef int (*pspace_implicit_vtmv)(void *ud, const double *x, double *out);
  * @param vtmv  optional; NULL computes x . (F x).
  */
 PSPACE_API int pspace_implicit_create(pspace_mat **out, uint64_t d, pspace_implicit_mv mv,
-				      pspace_implicit_vtmv vtmv, void *ud);
+                                      pspace_implicit_vtmv vtmv, void *ud);
 
-/** Takes a reference; @return @p m. */
+/** Takes a reference for the caller; @return @p m (NULL for NULL). */
 PSPACE_API pspace_mat *pspace_mat_ref(pspace_mat *m);
-/** Drops a reference, freeing on the last; NULL is accepted. */
+/**
+ * Releases the caller's handle: drops its reference, and the matrix goes
+ * with the last one. NULL is accepted.
+ */
 PSPACE_API void pspace_mat_free(pspace_mat *m);
 
 /* ---- properties ---------------------------------------------------------- */
 
+/** @return the representation kind of @p m. */
 PSPACE_API pspace_kind pspace_mat_kind(const pspace_mat *m);
+/** @return the dimension d of @p m. */
 PSPACE_API uint64_t pspace_mat_dim(const pspace_mat *m);
-/** @return the layout (never NULL: a flat one when none was given). */
+/**
+ * @return the layout (borrowed, valid while @p m lives; never NULL: a flat
+ * one when none was given).
+ */
 PSPACE_API const pspace_layout *pspace_mat_layout(const pspace_mat *m);
-/** @return the stored name, or NULL for resident matrices. */
+/**
+ * @return the stored name (borrowed, valid while @p m lives), or NULL for
+ * matrices opened from no store.
+ */
 PSPACE_API const char *pspace_mat_name(const pspace_mat *m);
 
 /* ---- operations ---------------------------------------------------------- */
@@ -133,33 +159,33 @@ PSPACE_API const char *pspace_mat_name(const pspace_mat *m);
  */
 PSPACE_API int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
                              const double *X, size_t ldx, double beta, double *Y, size_t ldy);
-/** y = M x. */
+/** y = M x (y is overwritten, not read). */
 PSPACE_API int pspace_mat_mv(pspace_mat *m, const pspace_exec *ex, const double *x, double *y);
 /** *out = v^T M v. */
-PSPACE_API int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v,
-			       double *out);
+PSPACE_API int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v, double *out);
 /** out[j] = V_j^T M V_j for the k vectors of V, in one pass. */
 PSPACE_API int pspace_mat_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k,
-				     const double *V, size_t ldv, double *out);
+                                     const double *V, size_t ldv, double *out);
 /** *out = trace(M). */
 PSPACE_API int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out);
-/** out[0..d) = diag(M). */
+/** out[0..d) = diag(M) (overwritten). */
 PSPACE_API int pspace_mat_diag(pspace_mat *m, const pspace_exec *ex, double *out);
 /** *out = ||M||_F. */
 PSPACE_API int pspace_mat_frobenius(pspace_mat *m, const pspace_exec *ex, double *out);
 /**
- * Writes M as a dense d x d row-major array (leading dimension ld).
- * @return PSPACE_ENOMEM-free; the caller provides the memory.
+ * Writes M as a dense d x d row-major array (leading dimension ld): out is
+ * overwritten; the caller provides the memory.
  */
 PSPACE_API int pspace_mat_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld);
 /**
- * Direct damped solve X = (M + damping I)^{-1} B, k right-hand sides.
+ * Direct damped solve X = (M + damping I)^{-1} B, k right-hand sides
+ * (X is overwritten).
  * Stored kinds: Cholesky (LDL^T when not positive definite) of each block
  * that fits ex->mem_budget, else PSPACE_ENOMEM (use CG: pspace_op_solve).
  * @return PSPACE_ENOTSUP for kinds with no direct solve (Implicit).
  */
 PSPACE_API int pspace_mat_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
-				const double *B, size_t ldb, double *X, size_t ldx);
+                                const double *B, size_t ldb, double *X, size_t ldx);
 
 /**
  * Writes the product A B of two matrices of the same kind as a new stored
@@ -168,8 +194,8 @@ PSPACE_API int pspace_mat_solve(pspace_mat *m, const pspace_exec *ex, double dam
  * block by block.
  */
 PSPACE_API int pspace_mat_product_write(pspace_store *s, const char *name, pspace_mat *a,
-					pspace_mat *b, const pspace_exec *ex,
-					const pspace_write_opts *opts);
+                                        pspace_mat *b, const pspace_exec *ex,
+                                        const pspace_write_opts *opts);
 
 /* ---- operations that make new resident matrices -------------------------- */
 
@@ -225,7 +251,6 @@ PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, 
                               double *evecs, size_t ld);
 /** All d eigenvalues in decreasing order (factored kinds). */
 PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
-
 
 #ifdef __cplusplus
 }

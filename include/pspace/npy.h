@@ -3,6 +3,10 @@
  * existing file, and writing a whole array to a new one.
  *
  * Reads go through pread, so a file larger than RAM is never loaded whole.
+ *
+ * Threads: an open pspace_npy holds no buffers, so several threads may
+ * read it at once; close it only when none does. pspace_npy_write() may
+ * run from any thread (on distinct paths).
  */
 #ifndef PSPACE_NPY_H
 #define PSPACE_NPY_H
@@ -32,11 +36,11 @@ typedef struct pspace_npy_info {
  * header, Fortran order, big-endian or other dtype, truncated data).
  */
 PSPACE_API int pspace_npy_open(pspace_npy **out, const char *path);
-/** Closes; NULL is accepted. */
+/** Closes the file; NULL is accepted. */
 PSPACE_API void pspace_npy_close(pspace_npy *f);
 /** Copies the header of @p f into @p out. @return 0 or PSPACE_EINVAL (NULL argument). */
 PSPACE_API int pspace_npy_info_get(pspace_npy_info *out, const pspace_npy *f);
-/** @return the path the file was opened with. */
+/** @return the path the file was opened with (valid until pspace_npy_close()). */
 PSPACE_API const char *pspace_npy_path(const pspace_npy *f);
 /** Reads @p count elements from flat element index @p first, converted to double. */
 PSPACE_API int pspace_npy_read(pspace_npy *f, uint64_t first, uint64_t count, double *out);

@@ -13,6 +13,16 @@
  *
  * Nodes are reference counted: constructors take their own references to
  * their operands, so the caller may free operands right after building.
+ * Each constructor gives *out one reference, the caller's
+ * (pspace_op_free()); *out is NULL on failure.
+ *
+ * Threads: a built expression is never changed, and evaluating it takes no
+ * references, so several threads may evaluate one pspace_op at once when
+ * its matrices allow it (pspace/mat.h: stored and factored kinds do,
+ * Implicit ones if their callbacks do). Reference counts are not atomic:
+ * building, pspace_op_ref() and pspace_op_free() must not run concurrently
+ * on nodes or matrices they share. Options structs with out-fields
+ * (pspace_solve_opts, pspace_trace_opts, pspace_eig_opts) belong to one call.
  */
 #ifndef PSPACE_OP_H
 #define PSPACE_OP_H
@@ -53,7 +63,7 @@ typedef struct pspace_solve_opts {
 	double tol;          /**< CG: relative residual ||r|| / ||b||; default 1e-6 */
 	uint32_t max_iter;   /**< CG: default 1000 */
 	pspace_op *precond;  /**< CG: preconditioner P; (P + damping I)^{-1} is applied
-				  through P's direct solve. NULL: none */
+	                          through P's direct solve. NULL: none */
 	uint32_t iterations; /**< out: CG iterations used (largest over right-hand sides) */
 	double residual;     /**< out: final relative residual (largest) */
 } pspace_solve_opts;
@@ -63,11 +73,15 @@ PSPACE_API void pspace_solve_opts_default(pspace_solve_opts *o);
 
 /** A node applying (A + damping I)^{-1}; opts are copied (precond referenced). */
 PSPACE_API int pspace_op_inverse(pspace_op **out, pspace_op *a, double damping,
-				 const pspace_solve_opts *opts);
+                                 const pspace_solve_opts *opts);
 
-/** Takes a reference; @return @p a. */
+/** Takes a reference for the caller; @return @p a (NULL for NULL). */
 PSPACE_API pspace_op *pspace_op_ref(pspace_op *a);
-/** Drops a reference; NULL is accepted. */
+/**
+ * Releases the caller's handle: drops its reference, and the node goes
+ * with the last one (with the references it holds on operands and
+ * matrices). NULL is accepted.
+ */
 PSPACE_API void pspace_op_free(pspace_op *a);
 /** @return the dimension d. */
 PSPACE_API uint64_t pspace_op_dim(const pspace_op *a);
@@ -91,13 +105,13 @@ PSPACE_API int pspace_op_describe(const pspace_op *a, char *buf, size_t cap);
  */
 PSPACE_API int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, double alpha,
                             const double *X, size_t ldx, double beta, double *Y, size_t ldy);
-/** y = A x. */
+/** y = A x (y is overwritten, not read). */
 PSPACE_API int pspace_op_mv(pspace_op *a, const pspace_exec *ex, const double *x, double *y);
 /** *out = v^T A v. */
 PSPACE_API int pspace_op_vtmv(pspace_op *a, const pspace_exec *ex, const double *v, double *out);
 /** out[j] = V_j^T A V_j, one pass. */
 PSPACE_API int pspace_op_vtmv_batch(pspace_op *a, const pspace_exec *ex, uint32_t k,
-				    const double *V, size_t ldv, double *out);
+                                    const double *V, size_t ldv, double *out);
 
 /** Trace options: Hutchinson estimate where no exact form exists. */
 typedef struct pspace_trace_opts {
@@ -109,8 +123,8 @@ typedef struct pspace_trace_opts {
 
 /** *out = trace(A): exact for linear combinations, Hutchinson otherwise. */
 PSPACE_API int pspace_op_trace(pspace_op *a, const pspace_exec *ex, pspace_trace_opts *opts,
-			       double *out);
-/** out[0..d) = diag(A): exact for linear combinations, else PSPACE_ENOTSUP. */
+                               double *out);
+/** out[0..d) = diag(A) (overwritten): exact for linear combinations, else PSPACE_ENOTSUP. */
 PSPACE_API int pspace_op_diag(pspace_op *a, const pspace_exec *ex, double *out);
 
 /** Norms. */
@@ -122,9 +136,9 @@ typedef enum pspace_norm_ord {
 
 /** Lanczos options; NULL means the defaults. */
 typedef struct pspace_eig_opts {
-	uint32_t max_iter; /**< Lanczos steps (passes); default min(d, 300) */
-	double tol;        /**< relative residual of Ritz pairs; default 1e-8 */
-	uint64_t seed;     /**< start vector; default 1 */
+	uint32_t max_iter;   /**< Lanczos steps (passes); default min(d, 300) */
+	double tol;          /**< relative residual of Ritz pairs; default 1e-8 */
+	uint64_t seed;       /**< start vector; default 1 */
 	uint32_t iterations; /**< out: steps used */
 } pspace_eig_opts;
 
@@ -137,14 +151,15 @@ typedef struct pspace_eig_opts {
  * Lanczos (A must be symmetric).
  */
 PSPACE_API int pspace_op_norm(pspace_op *a, const pspace_exec *ex, pspace_norm_ord ord,
-			      pspace_eig_opts *opts, double *out);
+                              pspace_eig_opts *opts, double *out);
 
 /**
  * Top-k eigenpairs of symmetric A by Lanczos with full reorthogonalization:
  * evals[0..k) in decreasing order, evecs (k, d) row-major (ld >= d; NULL to
  * skip). @p opts: NULL for the defaults; its out-fields are filled.
  */
-PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, pspace_eig_opts *opts, double *evals, double *evecs, size_t ld);
+PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, pspace_eig_opts *opts,
+                             double *evals, double *evecs, size_t ld);
 
 /**
  * X = (A + damping I)^{-1} B: direct when A folds to c*M + s*I with M a
@@ -153,9 +168,12 @@ PSPACE_API int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, ps
  * after damping). X is overwritten. @p opts: NULL for the defaults; its
  * out-fields (iterations, residual) are filled.
  */
-PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k, const double *B, size_t ldb, pspace_solve_opts *opts, double *X, size_t ldx);
+PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double damping, uint32_t k,
+                               const double *B, size_t ldb, pspace_solve_opts *opts, double *X,
+                               size_t ldx);
 
-/** Writes A as a dense d x d row-major array (the caller provides d*ld doubles). */
+/** Writes A as a dense d x d row-major array, overwriting out (the caller provides d*ld doubles).
+ */
 PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out, size_t ld);
 
 /**
@@ -167,7 +185,7 @@ PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out,
  * A product is refused (PSPACE_ENOTSUP): a stored Dense is symmetric.
  */
 PSPACE_API int pspace_op_write(pspace_op *a, const pspace_exec *ex, pspace_store *s,
-			       const char *name, const pspace_write_opts *opts);
+                               const char *name, const pspace_write_opts *opts);
 
 #ifdef __cplusplus
 }

@@ -3,6 +3,9 @@
  * random weights and synthetic data whose Jacobian rows and layer tensors
  * are computed on the fly, for building and checking Fisher matrices
  * without an external framework.
+ *
+ * Threads: a pspace_refnet and the sources made from it share the
+ * network's scratch: use them from one thread at a time.
  */
 #ifndef PSPACE_REFNET_H
 #define PSPACE_REFNET_H
@@ -49,19 +52,21 @@ typedef struct pspace_refnet_opts {
  * PSPACE_ENOMEM.
  */
 PSPACE_API int pspace_refnet_create(pspace_refnet **out, const pspace_refnet_opts *opts);
-/** Frees a network; its sources become invalid. NULL is accepted. */
+/** Frees a network; its sources, layout and parameters become invalid. NULL is accepted. */
 PSPACE_API void pspace_refnet_free(pspace_refnet *net);
-/** @return its layout (layers named fc1, fc2, ... / conv1, ..., fc). */
+/**
+ * @return its layout (layers named fc1, fc2, ... / conv1, ..., fc;
+ * borrowed, valid while @p net lives).
+ */
 PSPACE_API const pspace_layout *pspace_refnet_layout(const pspace_refnet *net);
 /**
- * A Jacobian-row source over the network's examples (valid while @p net
- * lives). Rows are computed on each read (one forward and K backward passes
- * per example) and do not depend on how the examples are batched. The
- * sources of one network share its scratch: read them from one thread at a
- * time.
+ * Fills @p out with a Jacobian-row source over the network's examples
+ * (valid while @p net lives; nothing to close). Rows are computed on each read (one forward and K
+ * backward passes per example) and do not depend on how the examples are batched. The sources of
+ * one network share its scratch: read them from one thread at a time.
  */
 PSPACE_API int pspace_refnet_jacobian(pspace_jac_source *out, pspace_refnet *net);
-/** A layer-tensor source over the network's examples (as the Jacobian source). */
+/** Fills @p out with a layer-tensor source over the network's examples (as the Jacobian source). */
 PSPACE_API int pspace_refnet_layers(pspace_layer_source *out, pspace_refnet *net);
 /**
  * The network's outputs (C values) for example @p x with parameters
@@ -79,7 +84,10 @@ PSPACE_API int pspace_refnet_forward(pspace_refnet *net, const double *theta, ui
  * The synthetic inputs and the labels do not depend on them.
  */
 PSPACE_API double *pspace_refnet_params(pspace_refnet *net);
-/** The true label (0..C-1) of example @p x, as the empirical variant uses it. */
+/**
+ * *out = the true label (0..C-1) of example @p x, as the empirical variant
+ * uses it. @return 0 or PSPACE_EINVAL (x out of range).
+ */
 PSPACE_API int pspace_refnet_label(uint32_t *out, const pspace_refnet *net, uint64_t x);
 
 #ifdef __cplusplus

@@ -6,6 +6,11 @@
  * A source is plain data: a read callback and its user data. Any code can
  * make one (the reference networks of pspace/refnet.h do); a source can be
  * read any number of times, in batches of any size.
+ *
+ * Threads: the builders call a source's read from the thread that called
+ * them, one call at a time, so a source need not be thread-safe. The .npy
+ * Jacobian source holds no buffers and may be read from several threads
+ * at once; the layer-directory source may not (its batches share buffers).
  */
 #ifndef PSPACE_SOURCE_H
 #define PSPACE_SOURCE_H
@@ -35,9 +40,10 @@ typedef struct pspace_jac_source {
 } pspace_jac_source;
 
 /**
- * A source over one or more .npy files of shape (K, n_i, d) or (n_i, d),
- * concatenated along examples (K and d must agree; checked against
- * @p layout when not NULL). Free with pspace_jac_source_npy_close().
+ * Fills @p out with a source over one or more .npy files of shape
+ * (K, n_i, d) or (n_i, d), concatenated along examples (K and d must agree;
+ * checked against @p layout when not NULL). Close it with
+ * pspace_jac_source_npy_close().
  */
 PSPACE_API int pspace_jac_source_npy(pspace_jac_source *out, const char *const *paths,
                                      size_t npaths, const pspace_layout *layout);
@@ -73,8 +79,9 @@ typedef struct pspace_layer_source {
 } pspace_layer_source;
 
 /**
- * A source over directories holding <layer>.acts.npy and <layer>.grads.npy
- * for every layer of @p layout, concatenated along examples.
+ * Fills @p out with a source over directories holding <layer>.acts.npy and
+ * <layer>.grads.npy for every layer of @p layout, concatenated along
+ * examples. Close it with pspace_layer_source_dirs_close().
  */
 PSPACE_API int pspace_layer_source_dirs(pspace_layer_source *out, const pspace_layout *layout,
                                         const char *const *dirs, size_t ndirs);

@@ -6,6 +6,15 @@
  * number of readers, in this or other processes, run alongside one writer;
  * each reader sees the snapshot it opened. A matrix appears complete
  * atomically, when its writer finishes.
+ *
+ * Threads: a pspace_store may be used by several threads at once (opening
+ * readers and writers, catalog lookups, statistics, removal); close it only
+ * when no thread uses it any more. A pspace_writer is used only by the
+ * thread that began it (it holds that thread's LMDB write transaction). A
+ * pspace_reader is used by one thread at a time for its cursor and lookups
+ * (seek, next, tile, arrays), except pspace_reader_decode() and
+ * pspace_reader_view(), which may run on its tiles from several threads at
+ * once, each with its own pspace_codec (the streaming engine does so).
  */
 #ifndef PSPACE_STORE_H
 #define PSPACE_STORE_H
@@ -55,10 +64,13 @@ PSPACE_API void pspace_store_opts_default(pspace_store_opts *o);
 PSPACE_API int pspace_store_open(pspace_store **out, const char *path,
                                  const pspace_store_opts *opts);
 
-/** Closes the store; NULL is accepted. Open readers/writers must be closed first. */
+/**
+ * Closes the store; NULL is accepted. Readers, writers and matrices opened
+ * on it must be closed or freed first.
+ */
 PSPACE_API void pspace_store_close(pspace_store *s);
 
-/** @return the path the store was opened with. */
+/** @return the path the store was opened with (valid while @p s is open). */
 PSPACE_API const char *pspace_store_path(const pspace_store *s);
 
 /** Build state of a matrix, as recorded in the catalog. Ids are on disk. */
@@ -126,7 +138,8 @@ PSPACE_API int pspace_store_foreach(pspace_store *s,
 PSPACE_API int pspace_store_remove(pspace_store *s, const char *name);
 
 /**
- * Returns the text of layout @p layout_id in *out (malloc'd, caller frees).
+ * Returns the text of layout @p layout_id in *out (malloc'd: the caller
+ * frees it with free(); NULL on failure).
  * @return 0 or PSPACE_ENOTFOUND.
  */
 PSPACE_API int pspace_store_layout(char **out, pspace_store *s, uint64_t layout_id);
@@ -234,10 +247,16 @@ enum {
 PSPACE_API int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name,
                                   int flags);
 
-/** Closes a reader; NULL is accepted. */
+/**
+ * Closes a reader and ends its snapshot: tile data it handed out becomes
+ * invalid. NULL is accepted.
+ */
 PSPACE_API void pspace_reader_close(pspace_reader *r);
 
-/** @return the catalog record as of the reader's snapshot. */
+/**
+ * @return the catalog record as of the reader's snapshot (borrowed: valid
+ * until pspace_reader_close()).
+ */
 PSPACE_API const pspace_matrix_info *pspace_reader_info(const pspace_reader *r);
 
 /** @return the dimension of block @p block (0 if out of range). */
@@ -251,8 +270,9 @@ typedef struct pspace_tile_ref {
 } pspace_tile_ref;
 
 /**
- * Looks up one tile. @return 0, or PSPACE_ENOTFOUND if it is not stored
- * (below the diagonal of a symmetric matrix, or never written).
+ * Looks up one tile into @p out (its data lives in the map: valid until
+ * pspace_reader_close()). @return 0, or PSPACE_ENOTFOUND if it is not
+ * stored (below the diagonal of a symmetric matrix, or never written).
  */
 PSPACE_API int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block,
                                   uint32_t tile_row, uint32_t tile_col);
@@ -266,7 +286,8 @@ PSPACE_API int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t til
 
 /**
  * Steps through the matrix's tiles in streaming order, which is also the
- * order they lie in the file's B-tree. A fresh reader starts at the first.
+ * order they lie in the file's B-tree, filling @p out (valid until
+ * pspace_reader_close()). A fresh reader starts at the first.
  * @param done  set to 1 (and *out untouched) after the last tile.
  */
 PSPACE_API int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r);

@@ -5,6 +5,9 @@
  * Several vectors (right-hand sides) are stored one after another: vector j
  * of a batch X starts at X + j * ldx (ldx >= d), i.e. a (k, d) row-major
  * array, as numpy holds a stack of k vectors.
+ *
+ * Threads: these are pure functions of their arguments (no state), safe
+ * from any number of threads on distinct output vectors.
  */
 #ifndef PSPACE_VEC_H
 #define PSPACE_VEC_H
@@ -18,13 +21,16 @@ extern "C" {
 
 /** A layer's part of a parameter vector. */
 typedef struct pspace_vec_view {
-	double *weight;       /**< weight_size entries, row-major in the weight shape */
+	double *weight; /**< weight_size entries, row-major in the weight shape */
 	uint64_t weight_size;
-	double *bias;         /**< bias_size entries; NULL without bias */
+	double *bias; /**< bias_size entries; NULL without bias */
 	uint64_t bias_size;
 } pspace_vec_view;
 
-/** Views layer @p layer of vector @p v. @return 0 or PSPACE_EINVAL. */
+/**
+ * Fills @p out with the view of layer @p layer of vector @p v (pointers
+ * into @p v). @return 0 or PSPACE_EINVAL.
+ */
 PSPACE_API int pspace_vec_view_layer(pspace_vec_view *out, const pspace_layout *l, size_t layer,
                                      double *v);
 
