@@ -25,9 +25,9 @@ extern "C" {
 #endif
 
 #define PSPACE_VERSION_MAJOR  0
-#define PSPACE_VERSION_MINOR  1
+#define PSPACE_VERSION_MINOR  2
 #define PSPACE_VERSION_PATCH  0
-#define PSPACE_VERSION_STRING "0.1.0"
+#define PSPACE_VERSION_STRING "0.2.0"
 
 /** On-disk store format version written into every new store. */
 #define PSPACE_FORMAT_VERSION 1
@@ -152,7 +152,7 @@ typedef struct pspace_blis_info {
  */
 PSPACE_API int pspace_blis_info_get(pspace_blis_info *out);
 
-/** @return the library version string, "0.1.0". */
+/** @return the library version string, "0.2.0" (static). */
 PSPACE_API const char *pspace_version(void);
 
 #ifdef __cplusplus
