@@ -16,7 +16,10 @@ typedef struct pspace_mat_vtable {
 	pspace_kind kind;
 	/** Frees the kind's own state (not the base). */
 	void (*destroy)(pspace_mat *m);
-	/** Y += alpha M X, k right-hand sides, one pass. Required. */
+	/**
+	 * Y += alpha M X, k right-hand sides, one pass. Required. The public
+	 * pspace_mat_mm() applies its beta to Y before calling it.
+	 */
 	int (*mm)(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
 	          size_t ldx, double *Y, size_t ldy);
 	/** out[j] = V_j^T M V_j. NULL: computed from mm. */
