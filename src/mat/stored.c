@@ -136,6 +136,17 @@ int pspace_stored_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
 	return pspace_stream_frob2(&pspace_stored_of(m)->t, ex, out);
 }
 
+int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	const pspace_tiled *t = &pspace_stored_of(m)->t;
+
+	/* The stream writes the blocks only: with several, the rest is 0. */
+	if (t->info.nblocks > 1)
+		for (uint64_t i = 0; i < m->d; i++)
+			memset(out + i * ld, 0, m->d * sizeof(*out));
+	return pspace_stream_dense(t, ex, UINT32_MAX, out, ld);
+}
+
 /* ---- direct solve -------------------------------------------------------------- */
 
 /* Bytes a direct solve of an n x n block needs: the block in double, the

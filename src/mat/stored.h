@@ -54,6 +54,8 @@ int pspace_stored_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double al
 int pspace_stored_trace(pspace_mat *m, const pspace_exec *ex, double *out);
 int pspace_stored_diag(pspace_mat *m, const pspace_exec *ex, double *out);
 int pspace_stored_frob2(pspace_mat *m, const pspace_exec *ex, double *out);
+/** The whole matrix, row-major, entries outside the blocks 0 (vtable dense). */
+int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld);
 
 /**
  * Direct damped solve, block by block (Dense: one block): Cholesky, or
