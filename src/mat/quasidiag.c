@@ -54,6 +54,26 @@ static void geom_of(const pspace_mat *m, size_t i, geom *g)
 	g->boff = g->off + g->L->weight_size;
 }
 
+/* Layer @p l's cross terms and, when it has them (a bias), its geometry; else NULL. */
+static const double *cross_geom(const pspace_mat *m, size_t l, geom *g)
+{
+	const double *c = ((const quasidiag *)m)->cross[l];
+
+	if (c)
+		geom_of(m, l, g);
+	return c;
+}
+
+/* sum_j c[j] x[j] over one neuron's n weights: the bias row of its arrowhead block. */
+static double neuron_dot(const double *c, const double *x, uint64_t n)
+{
+	double s = 0;
+
+	for (uint64_t j = 0; j < n; j++)
+		s += c[j] * x[j];
+	return s;
+}
+
 static void qd_destroy(pspace_mat *m)
 {
 	quasidiag *q = qd_of(m);
@@ -77,21 +97,18 @@ static int qd_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
 		for (uint64_t i = 0; i < m->d; i++)
 			y[i] += alpha * q->diag[i] * x[i];
 		for (size_t l = 0; l < q->nlayers; l++) {
-			const double *c = q->cross[l];
 			geom g;
+			const double *c = cross_geom(m, l, &g);
 
 			if (!c)
 				continue;
-			geom_of(m, l, &g);
 			for (uint64_t o = 0; o < g.out; o++) {
-				const double *co = c + o * g.in, *xw = x + g.off + o * g.in;
-				double *yw = y + g.off + o * g.in, xb = x[g.boff + o], s = 0;
+				const double *co = c + o * g.in;
+				double *yw = y + g.off + o * g.in, xb = x[g.boff + o];
 
-				for (uint64_t j = 0; j < g.in; j++) {
+				for (uint64_t j = 0; j < g.in; j++)
 					yw[j] += alpha * co[j] * xb;
-					s += co[j] * xw[j];
-				}
-				y[g.boff + o] += alpha * s;
+				y[g.boff + o] += alpha * neuron_dot(co, x + g.off + o * g.in, g.in);
 			}
 		}
 	}
@@ -111,19 +128,14 @@ static int qd_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const
 		for (uint64_t i = 0; i < m->d; i++)
 			s += q->diag[i] * x[i] * x[i];
 		for (size_t l = 0; l < q->nlayers; l++) {
-			const double *c = q->cross[l];
 			geom g;
+			const double *c = cross_geom(m, l, &g);
 
 			if (!c)
 				continue;
-			geom_of(m, l, &g);
-			for (uint64_t o = 0; o < g.out; o++) {
-				double t = 0;
-
-				for (uint64_t j = 0; j < g.in; j++)
-					t += c[o * g.in + j] * x[g.off + o * g.in + j];
-				s += 2 * t * x[g.boff + o];
-			}
+			for (uint64_t o = 0; o < g.out; o++)
+				s += 2 * neuron_dot(c + o * g.in, x + g.off + o * g.in, g.in) *
+				     x[g.boff + o];
 		}
 		out[r] = s;
 	}
@@ -178,15 +190,15 @@ static int qd_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld
 	}
 	for (size_t l = 0; l < q->nlayers; l++) {
 		geom g;
+		const double *c = cross_geom(m, l, &g);
 
-		if (!q->cross[l])
+		if (!c)
 			continue;
-		geom_of(m, l, &g);
 		for (uint64_t o = 0; o < g.out; o++)
 			for (uint64_t j = 0; j < g.in; j++) {
 				uint64_t w = g.off + o * g.in + j, b = g.boff + o;
 
-				out[w * ld + b] = out[b * ld + w] = q->cross[l][o * g.in + j];
+				out[w * ld + b] = out[b * ld + w] = c[o * g.in + j];
 			}
 	}
 	return 0;
@@ -229,12 +241,12 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 	nb = 0;
 	for (size_t l = 0; l < q->nlayers; l++) {
 		geom g;
+		const double *cl = cross_geom(m, l, &g);
 
-		if (!q->cross[l])
+		if (!cl)
 			continue;
-		geom_of(m, l, &g);
 		for (uint64_t o = 0; o < g.out; o++) {
-			const double *c = q->cross[l] + o * g.in, *dw = q->diag + g.off + o * g.in;
+			const double *c = cl + o * g.in, *dw = q->diag + g.off + o * g.in;
 			double s = q->diag[g.boff + o] + damping;
 
 			for (uint64_t j = 0; j < g.in; j++)
@@ -258,12 +270,12 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 		nb = 0;
 		for (size_t l = 0; l < q->nlayers; l++) {
 			geom g;
+			const double *cl = cross_geom(m, l, &g);
 
-			if (!q->cross[l])
+			if (!cl)
 				continue;
-			geom_of(m, l, &g);
 			for (uint64_t o = 0; o < g.out; o++) {
-				const double *c = q->cross[l] + o * g.in;
+				const double *c = cl + o * g.in;
 				const double *dw = q->diag + g.off + o * g.in;
 				const double *bw = b + g.off + o * g.in;
 				double *xw = x + g.off + o * g.in, sb = b[g.boff + o];
@@ -296,14 +308,14 @@ static int qd_save(pspace_mat *m, pspace_store *s, const char *name)
 	rc = pspace_writer_put_array(w, DIAG_ARRAY, PSPACE_F64, 1, shape, q->diag);
 	for (size_t l = 0; rc == 0 && l < q->nlayers; l++) {
 		geom g;
+		const double *c = cross_geom(m, l, &g);
 
-		if (!q->cross[l])
+		if (!c)
 			continue;
-		geom_of(m, l, &g);
 		snprintf(an, sizeof(an), CROSS_ARRAY "%s", g.L->name);
 		shape[0] = g.out;
 		shape[1] = g.in;
-		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, q->cross[l]);
+		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, c);
 	}
 	return pspace_resident_save_end(w, rc);
 }
