@@ -93,18 +93,25 @@ static int mx_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const
 	return rc;
 }
 
-static int mx_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+/* *out = sum over the parts of @p part's scalar: what trace and frob2 add up. */
+static int sum_parts(pspace_mat *m, const pspace_exec *ex,
+                     int (*part)(pspace_mat *, const pspace_exec *, double *), double *out)
 {
 	mixed *x = mx_of(m);
-	double s = 0, t;
+	double s = 0, t = 0;
 	int rc = 0;
 
 	for (size_t i = 0; rc == 0 && i < x->n; i++) {
-		rc = in_layer(m, i, pspace_mat_trace(x->parts[i], ex, &t));
+		rc = in_layer(m, i, part(x->parts[i], ex, &t));
 		s += t;
 	}
 	*out = s;
 	return rc;
+}
+
+static int mx_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	return sum_parts(m, ex, pspace_mat_trace, out);
 }
 
 static int mx_diag(pspace_mat *m, const pspace_exec *ex, double *out)
@@ -117,18 +124,19 @@ static int mx_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 	return rc;
 }
 
+/* A part's squared Frobenius norm, through the public interface like every part call. */
+static int part_frob2(pspace_mat *p, const pspace_exec *ex, double *out)
+{
+	double f = 0;
+	int rc = pspace_mat_frobenius(p, ex, &f);
+
+	*out = f * f;
+	return rc;
+}
+
 static int mx_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	mixed *x = mx_of(m);
-	double s = 0, t;
-	int rc = 0;
-
-	for (size_t i = 0; rc == 0 && i < x->n; i++) {
-		rc = in_layer(m, i, pspace_mat_frobenius(x->parts[i], ex, &t));
-		s += t * t;
-	}
-	*out = s;
-	return rc;
+	return sum_parts(m, ex, part_frob2, out);
 }
 
 static int mx_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
