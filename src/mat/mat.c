@@ -104,14 +104,10 @@ static const struct {
 	pspace_kind kind;
 	int (*open)(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 } openers[] = {
-    {PSPACE_KIND_DENSE, pspace_dense_open},
-    {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
-    {PSPACE_KIND_IDENTITY, pspace_identity_open},
-    {PSPACE_KIND_DIAG, pspace_diag_open},
-    {PSPACE_KIND_QUASIDIAG, pspace_quasidiag_open},
-    {PSPACE_KIND_LOWRANK, pspace_lowrank_open},
-    {PSPACE_KIND_MIXED, pspace_mixed_open},
-    {PSPACE_KIND_KFAC, pspace_kfac_open},
+    {PSPACE_KIND_DENSE, pspace_dense_open},         {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
+    {PSPACE_KIND_IDENTITY, pspace_identity_open},   {PSPACE_KIND_DIAG, pspace_diag_open},
+    {PSPACE_KIND_QUASIDIAG, pspace_quasidiag_open}, {PSPACE_KIND_LOWRANK, pspace_lowrank_open},
+    {PSPACE_KIND_MIXED, pspace_mixed_open},         {PSPACE_KIND_KFAC, pspace_kfac_open},
     {PSPACE_KIND_EKFAC, pspace_ekfac_open},
 };
 
@@ -276,50 +272,42 @@ int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v, doubl
 	return pspace_mat_vtmv_batch(m, ex, 1, v, m->d, out);
 }
 
-int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+/*
+ * What trace, diag and the Frobenius norm share: the checks, then the
+ * kind's entry @p op (NULL: @p what is not supported) with defaults resolved.
+ */
+static int call_out_op(pspace_mat *m, const pspace_exec *ex, double *out, const char *fn,
+                       int (*op)(pspace_mat *, const pspace_exec *, double *), const char *what)
 {
 	pspace_exec e;
-	int rc = check_mat(m, "pspace_mat_trace");
+	int rc = check_mat(m, fn);
 
 	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_trace: out is NULL");
+		rc = pspace_err_set(PSPACE_EINVAL, "%s: out is NULL", fn);
 	if (rc != 0)
 		return rc;
-	if (!m->vt->trace)
-		return unsupported(m, "trace");
+	if (!op)
+		return unsupported(m, what);
 	pspace_exec_resolve(ex, &e);
-	return m->vt->trace(m, &e, out);
+	return op(m, &e, out);
+}
+
+int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	return call_out_op(m, ex, out, "pspace_mat_trace", m ? m->vt->trace : NULL, "trace");
 }
 
 int pspace_mat_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	pspace_exec e;
-	int rc = check_mat(m, "pspace_mat_diag");
-
-	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_diag: out is NULL");
-	if (rc != 0)
-		return rc;
-	if (!m->vt->diag)
-		return unsupported(m, "diag");
-	pspace_exec_resolve(ex, &e);
-	return m->vt->diag(m, &e, out);
+	return call_out_op(m, ex, out, "pspace_mat_diag", m ? m->vt->diag : NULL, "diag");
 }
 
 int pspace_mat_frobenius(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	pspace_exec e;
 	double f2 = 0;
-	int rc = check_mat(m, "pspace_mat_frobenius");
+	int rc = call_out_op(m, ex, out ? &f2 : NULL, "pspace_mat_frobenius",
+	                     m ? m->vt->frob2 : NULL, "the Frobenius norm");
 
-	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_frobenius: out is NULL");
-	if (rc != 0)
-		return rc;
-	if (!m->vt->frob2)
-		return unsupported(m, "the Frobenius norm");
-	pspace_exec_resolve(ex, &e);
-	rc = m->vt->frob2(m, &e, &f2);
 	if (rc == 0)
 		*out = sqrt(f2 > 0 ? f2 : 0);
 	return rc;
