@@ -191,7 +191,17 @@ int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done)
 	return 0;
 }
 
-/* Checks that tile @p t's header matches what its address implies. */
+/* Prefixes tile @p t's address to error @p rc (0 stays 0). */
+static int in_tile(const pspace_reader *r, const pspace_tile_ref *t, int rc)
+{
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
+	                         r->info.name, t->block, t->row, t->col);
+}
+
+/*
+ * Checks that tile @p t's header matches what its address implies and
+ * counts it as read: what decode and view do before decoding.
+ */
 static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 {
 	pspace_tile_header h;
@@ -204,8 +214,7 @@ static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 		                      r->s->path, r->info.name, t->block, t->row, t->col);
 	rc = pspace_tile_parse(t->data, t->len, &h);
 	if (rc != 0)
-		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-		                         r->info.name, t->block, t->row, t->col);
+		return in_tile(r, t, rc);
 	rows = edge(r, t->block, t->row);
 	cols = edge(r, t->block, t->col);
 	if (h.rows != rows || h.cols != cols || h.dtype != r->info.codec.dtype)
@@ -215,6 +224,7 @@ static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 		                      r->s->path, r->info.name, t->block, t->row, t->col, h.rows,
 		                      h.cols, pspace_dtype_name(h.dtype), rows, cols,
 		                      pspace_dtype_name(r->info.codec.dtype));
+	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -225,10 +235,7 @@ int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const pspace_tile_re
 
 	if (rc != 0)
 		return rc;
-	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
-	rc = pspace_tile_decode(c, t->data, t->len, want, dst, ld);
-	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-	                         r->info.name, t->block, t->row, t->col);
+	return in_tile(r, t, pspace_tile_decode(c, t->data, t->len, want, dst, ld));
 }
 
 int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
@@ -238,10 +245,7 @@ int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref 
 
 	if (rc != 0)
 		return rc;
-	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
-	rc = pspace_tile_view(c, t->data, t->len, want, data, hdr);
-	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-	                         r->info.name, t->block, t->row, t->col);
+	return in_tile(r, t, pspace_tile_view(c, t->data, t->len, want, data, hdr));
 }
 
 uint64_t pspace_store_tiles_read(const pspace_store *s)
