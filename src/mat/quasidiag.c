@@ -64,6 +64,36 @@ static const double *cross_geom(const pspace_mat *m, size_t l, geom *g)
 	return c;
 }
 
+/* One neuron of a layer with a bias: the parameters of its arrowhead block. */
+typedef struct neuron {
+	size_t layer;
+	uint64_t o; /* index in the layer */
+	const pspace_layer *L;
+	const double *c;  /* its n cross terms; NULL before the first step */
+	uint64_t n, w, b; /* weights, first weight parameter, bias parameter */
+} neuron;
+
+/*
+ * Steps @p u (all zero to start) to the next neuron with cross terms, layer
+ * by layer. @return 1, or 0 after the last one.
+ */
+static int next_neuron(const pspace_mat *m, neuron *u)
+{
+	size_t l = u->layer;
+	uint64_t o = u->c ? u->o + 1 : 0;
+
+	for (; l < ((const quasidiag *)m)->nlayers; l++, o = 0) {
+		geom g;
+		const double *c = cross_geom(m, l, &g);
+
+		if (c && o < g.out) {
+			*u = (neuron){l, o, g.L, c + o * g.in, g.in, g.off + o * g.in, g.boff + o};
+			return 1;
+		}
+	}
+	return 0;
+}
+
 /* sum_j c[j] x[j] over one neuron's n weights: the bias row of its arrowhead block. */
 static double neuron_dot(const double *c, const double *x, uint64_t n)
 {
@@ -96,20 +126,12 @@ static int qd_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
 
 		for (uint64_t i = 0; i < m->d; i++)
 			y[i] += alpha * q->diag[i] * x[i];
-		for (size_t l = 0; l < q->nlayers; l++) {
-			geom g;
-			const double *c = cross_geom(m, l, &g);
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+			double *yw = y + u.w, xb = x[u.b];
 
-			if (!c)
-				continue;
-			for (uint64_t o = 0; o < g.out; o++) {
-				const double *co = c + o * g.in;
-				double *yw = y + g.off + o * g.in, xb = x[g.boff + o];
-
-				for (uint64_t j = 0; j < g.in; j++)
-					yw[j] += alpha * co[j] * xb;
-				y[g.boff + o] += alpha * neuron_dot(co, x + g.off + o * g.in, g.in);
-			}
+			for (uint64_t j = 0; j < u.n; j++)
+				yw[j] += alpha * u.c[j] * xb;
+			y[u.b] += alpha * neuron_dot(u.c, x + u.w, u.n);
 		}
 	}
 	return 0;
@@ -127,16 +149,8 @@ static int qd_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const
 
 		for (uint64_t i = 0; i < m->d; i++)
 			s += q->diag[i] * x[i] * x[i];
-		for (size_t l = 0; l < q->nlayers; l++) {
-			geom g;
-			const double *c = cross_geom(m, l, &g);
-
-			if (!c)
-				continue;
-			for (uint64_t o = 0; o < g.out; o++)
-				s += 2 * neuron_dot(c + o * g.in, x + g.off + o * g.in, g.in) *
-				     x[g.boff + o];
-		}
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);)
+			s += 2 * neuron_dot(u.c, x + u.w, u.n) * x[u.b];
 		out[r] = s;
 	}
 	return 0;
@@ -188,19 +202,9 @@ static int qd_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld
 		memset(out + i * ld, 0, m->d * sizeof(*out));
 		out[i * ld + i] = q->diag[i];
 	}
-	for (size_t l = 0; l < q->nlayers; l++) {
-		geom g;
-		const double *c = cross_geom(m, l, &g);
-
-		if (!c)
-			continue;
-		for (uint64_t o = 0; o < g.out; o++)
-			for (uint64_t j = 0; j < g.in; j++) {
-				uint64_t w = g.off + o * g.in + j, b = g.boff + o;
-
-				out[w * ld + b] = out[b * ld + w] = c[o * g.in + j];
-			}
-	}
+	for (neuron u = {.c = NULL}; next_neuron(m, &u);)
+		for (uint64_t j = 0; j < u.n; j++)
+			out[(u.w + j) * ld + u.b] = out[u.b * ld + u.w + j] = u.c[j];
 	return 0;
 }
 
@@ -239,27 +243,20 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 		return pspace_err_set(PSPACE_ENOMEM, "quasidiag solve: out of memory");
 	/* The Schur complements, once for all right-hand sides. */
 	nb = 0;
-	for (size_t l = 0; l < q->nlayers; l++) {
-		geom g;
-		const double *cl = cross_geom(m, l, &g);
+	for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+		const double *dw = q->diag + u.w;
+		double s = q->diag[u.b] + damping;
 
-		if (!cl)
-			continue;
-		for (uint64_t o = 0; o < g.out; o++) {
-			const double *c = cl + o * g.in, *dw = q->diag + g.off + o * g.in;
-			double s = q->diag[g.boff + o] + damping;
-
-			for (uint64_t j = 0; j < g.in; j++)
-				s -= c[j] * c[j] / (dw[j] + damping);
-			if (s == 0 || !isfinite(s)) {
-				rc = pspace_err_set(PSPACE_ENUMERIC,
-				                    "layer %s: quasidiag solve: neuron %llu is "
-				                    "singular (Schur complement %g, damping %g)",
-				                    g.L->name, (unsigned long long)o, s, damping);
-				goto out;
-			}
-			schur[nb++] = s;
+		for (uint64_t j = 0; j < u.n; j++)
+			s -= u.c[j] * u.c[j] / (dw[j] + damping);
+		if (s == 0 || !isfinite(s)) {
+			rc = pspace_err_set(PSPACE_ENUMERIC,
+			                    "layer %s: quasidiag solve: neuron %llu is singular "
+			                    "(Schur complement %g, damping %g)",
+			                    u.L->name, (unsigned long long)u.o, s, damping);
+			goto out;
 		}
+		schur[nb++] = s;
 	}
 	for (uint32_t r = 0; r < k; r++) {
 		const double *b = B + (size_t)r * ldb;
@@ -268,25 +265,16 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 		for (uint64_t i = 0; i < m->d; i++)
 			x[i] = b[i] / (q->diag[i] + damping);
 		nb = 0;
-		for (size_t l = 0; l < q->nlayers; l++) {
-			geom g;
-			const double *cl = cross_geom(m, l, &g);
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+			const double *dw = q->diag + u.w, *bw = b + u.w;
+			double *xw = x + u.w, sb = b[u.b];
 
-			if (!cl)
-				continue;
-			for (uint64_t o = 0; o < g.out; o++) {
-				const double *c = cl + o * g.in;
-				const double *dw = q->diag + g.off + o * g.in;
-				const double *bw = b + g.off + o * g.in;
-				double *xw = x + g.off + o * g.in, sb = b[g.boff + o];
-
-				for (uint64_t j = 0; j < g.in; j++)
-					sb -= c[j] * bw[j] / (dw[j] + damping);
-				sb /= schur[nb++];
-				x[g.boff + o] = sb;
-				for (uint64_t j = 0; j < g.in; j++)
-					xw[j] = (bw[j] - c[j] * sb) / (dw[j] + damping);
-			}
+			for (uint64_t j = 0; j < u.n; j++)
+				sb -= u.c[j] * bw[j] / (dw[j] + damping);
+			sb /= schur[nb++];
+			x[u.b] = sb;
+			for (uint64_t j = 0; j < u.n; j++)
+				xw[j] = (bw[j] - u.c[j] * sb) / (dw[j] + damping);
 		}
 	}
 out:
