@@ -92,6 +92,13 @@ static uint32_t edge(const pspace_reader *r, uint32_t block, uint32_t idx)
 	return (uint32_t)(left < r->info.tile ? left : r->info.tile);
 }
 
+/* Fills @p out with tile (block, row, col) whose stored value is @p v. */
+static void tile_ref(pspace_tile_ref *out, uint32_t block, uint32_t row, uint32_t col,
+                     const MDB_val *v)
+{
+	*out = (pspace_tile_ref){block, row, col, v->mv_data, v->mv_size};
+}
+
 int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col,
                        pspace_tile_ref *out)
 {
@@ -113,11 +120,7 @@ int pspace_reader_tile(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 	if (rc != 0)
 		return pspace_store_err(r->s, rc, "matrix %s, tile (%u,%u,%u): reading",
 		                        r->info.name, block, tile_row, tile_col);
-	out->block = block;
-	out->row = tile_row;
-	out->col = tile_col;
-	out->data = v.mv_data;
-	out->len = v.mv_size;
+	tile_ref(out, block, tile_row, tile_col, &v);
 	return 0;
 }
 
@@ -183,11 +186,7 @@ int pspace_reader_next(pspace_reader *r, pspace_tile_ref *out, int *done)
 		                      "store %s: matrix %s: stray tile (%u,%u,%u) outside the "
 		                      "matrix",
 		                      r->s->path, r->info.name, b, row, col);
-	out->block = b;
-	out->row = row;
-	out->col = col;
-	out->data = v.mv_data;
-	out->len = v.mv_size;
+	tile_ref(out, b, row, col, &v);
 	return 0;
 }
 
