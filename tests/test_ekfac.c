@@ -1,5 +1,5 @@
 /*
- * Tests of EKFAC (src/mat/ekfac.c) on the KFAC test layout (linear with and
+ * Tests of EKFAC (src/mat/kron/) on the KFAC test layout (linear with and
  * without a bias, conv2d with a bias, embedding): equal to KFAC right after
  * pspace_ekfac_from_kfac; the diagonal update from exact per-example
  * gradients generated here, against a float64 dense reference built in this

@@ -1,5 +1,5 @@
 /*
- * Tests of KFAC (src/mat/kfac.c, src/mat/kron.c) on a layout with a linear
+ * Tests of KFAC (src/mat/kron/) on a layout with a linear
  * layer with a bias, one without, a conv2d with a bias and an embedding:
  * every operation against a float64 dense reference built here from SPEC 3
  * (Kronecker products in (o, j) order permuted to the canonical order by

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kfac_impl.h"
+#include "mat/kron/kfac_impl.h"
 #include "pspace/vec.h"
 
 static const pspace_mat_vtable kfac_vt;

@@ -15,8 +15,8 @@
  * left) and the (nr k) x nc matrix stacking the rows of all V_j (for
  * products on the right), so one gemm per side handles all k vectors.
  */
-#ifndef PSPACE_SRC_MAT_KRON_H
-#define PSPACE_SRC_MAT_KRON_H
+#ifndef PSPACE_SRC_MAT_KRON_KRON_H
+#define PSPACE_SRC_MAT_KRON_KRON_H
 
 #include <stdlib.h>
 

@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/ekfac_impl.h"
+#include "mat/kron/ekfac_impl.h"
 
 int pspace_ekfac_update_begin(pspace_mat *m)
 {

@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/ekfac_impl.h"
+#include "mat/kron/ekfac_impl.h"
 #include "pspace/vec.h"
 
 typedef pspace_ekfac ekfac;

@@ -3,12 +3,12 @@
  * reductions, persistence) and kfac_solve.c (eigendecompositions, damped
  * solve, powers).
  */
-#ifndef PSPACE_SRC_MAT_KFAC_IMPL_H
-#define PSPACE_SRC_MAT_KFAC_IMPL_H
+#ifndef PSPACE_SRC_MAT_KRON_KFAC_IMPL_H
+#define PSPACE_SRC_MAT_KRON_KFAC_IMPL_H
 
 #include <pthread.h>
 
-#include "mat/kron.h"
+#include "mat/kron/kron.h"
 
 typedef struct pspace_kfac {
 	pspace_mat base;

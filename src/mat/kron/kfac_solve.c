@@ -13,7 +13,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kfac_impl.h"
+#include "mat/kron/kfac_impl.h"
 
 /* ---- eigendecompositions ----------------------------------------------------------- */
 

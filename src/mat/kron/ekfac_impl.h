@@ -2,12 +2,12 @@
  * Internal: the EKFAC matrix, shared by ekfac.c (construction, products,
  * reductions, persistence) and ekfac_update.c (the diagonal update).
  */
-#ifndef PSPACE_SRC_MAT_EKFAC_IMPL_H
-#define PSPACE_SRC_MAT_EKFAC_IMPL_H
+#ifndef PSPACE_SRC_MAT_KRON_EKFAC_IMPL_H
+#define PSPACE_SRC_MAT_KRON_EKFAC_IMPL_H
 
 #include <pthread.h>
 
-#include "mat/kron.h"
+#include "mat/kron/kron.h"
 
 typedef struct pspace_ekfac {
 	pspace_mat base;

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kron.h"
+#include "mat/kron/kron.h"
 
 int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
                          size_t *n)
