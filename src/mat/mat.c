@@ -420,3 +420,20 @@ int pspace_mat_product_write(pspace_store *s, const char *name, pspace_mat *a, p
 	pspace_exec_resolve(ex, &e);
 	return a->vt->product_write(s, name, a, b, &e, opts);
 }
+
+int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+{
+	int rc = check_mat(m, "pspace_kfac_set_damping");
+
+	if (rc != 0)
+		return rc;
+	if (mode != PSPACE_KFAC_DAMP_PI && mode != PSPACE_KFAC_DAMP_SQRT &&
+	    mode != PSPACE_KFAC_DAMP_EXACT)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: unknown mode %d",
+		                      (int)mode);
+	if (!m->vt->set_damping)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "pspace_kfac_set_damping: a %s matrix is not KFAC or EKFAC",
+		                      pspace_kind_name(m->vt->kind));
+	return m->vt->set_damping(m, mode);
+}

@@ -8,6 +8,7 @@
 #define PSPACE_SRC_MAT_MAT_IMPL_H
 
 #include "common/exec.h"
+#include "pspace/factored.h"
 #include "pspace/mat.h"
 
 struct pspace_tiled;
@@ -57,6 +58,8 @@ typedef struct pspace_mat_vtable {
 	           size_t ld);
 	/** All d eigenvalues, decreasing. */
 	int (*eigvals)(pspace_mat *m, const pspace_exec *ex, double *evals);
+	/** Sets how solve and pow damp (pspace_kfac_set_damping; @p mode checked). */
+	int (*set_damping)(pspace_mat *m, pspace_kfac_damping mode);
 } pspace_mat_vtable;
 
 /** The base every kind embeds first. */

@@ -165,14 +165,6 @@ int pspace_ekfac_from_kfac(pspace_mat **out, pspace_mat *kfac)
 	                          PSPACE_KFAC_DAMP_EXACT);
 }
 
-int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode)
-{
-	if (m->vt != &ekfac_vt)
-		return pspace_err_set(PSPACE_EINVAL, "not an EKFAC matrix");
-	ekfac_of(m)->mode = mode;
-	return 0;
-}
-
 /* ---- products and reductions ----------------------------------------------------- */
 
 int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc,
@@ -420,6 +412,17 @@ static int pow_all(const ekfac *e, double **W, double p)
 			W[l][i] = pow(x, p);
 		}
 	}
+	return 0;
+}
+
+static int ekfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+{
+	ekfac *e = ekfac_of(m);
+
+	/* Under the lock: a solve compares the mode with its cached inverse's. */
+	pthread_mutex_lock(&e->lock);
+	e->mode = mode;
+	pthread_mutex_unlock(&e->lock);
 	return 0;
 }
 
@@ -673,4 +676,5 @@ static const pspace_mat_vtable ekfac_vt = {
     .scale = ekfac_scale,
     .eig = ekfac_eig,
     .eigvals = ekfac_eigvals,
+    .set_damping = ekfac_set_damping,
 };

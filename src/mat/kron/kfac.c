@@ -372,23 +372,10 @@ static int kfac_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
 
 /* ---- damping mode, persistence ------------------------------------------------------- */
 
-int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+static int kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
 {
-	pspace_kfac *f;
+	pspace_kfac *f = pspace_kfac_of(m);
 
-	if (!m)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: matrix is NULL");
-	if (mode != PSPACE_KFAC_DAMP_PI && mode != PSPACE_KFAC_DAMP_SQRT &&
-	    mode != PSPACE_KFAC_DAMP_EXACT)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: unknown mode %d",
-		                      (int)mode);
-	if (m->vt->kind == PSPACE_KIND_EKFAC)
-		return pspace_ekfac_set_damping_mode(m, mode);
-	if (m->vt != &kfac_vt)
-		return pspace_err_set(PSPACE_ENOTSUP,
-		                      "pspace_kfac_set_damping: a %s matrix is not KFAC or EKFAC",
-		                      pspace_kind_name(m->vt->kind));
-	f = pspace_kfac_of(m);
 	pthread_mutex_lock(&f->lock);
 	f->mode = mode;
 	f->chol_ok = 0;
@@ -489,4 +476,5 @@ static const pspace_mat_vtable kfac_vt = {
     .product = kfac_product,
     .eig = pspace_kfac_eig_impl,
     .eigvals = pspace_kfac_eigvals_impl,
+    .set_damping = kfac_set_damping,
 };

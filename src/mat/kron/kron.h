@@ -177,9 +177,6 @@ int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const doub
                        const double *const *UC, const double *const *sR, const double *const *sC,
                        const double *const *S, int updated, pspace_kfac_damping mode);
 
-/** Sets an EKFAC's damping mode (pspace_kfac_set_damping on an EKFAC). */
-int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode);
-
 /**
  * The cached eigendecomposition of a KFAC (computed on first use; owned by
  * the matrix, valid while it lives): per layer UR (NULL when diagonal), UC,
