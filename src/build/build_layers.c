@@ -20,7 +20,7 @@
 
 #include "build/build_impl.h"
 #include "common/error.h"
-#include "mat/kron/ekfac_impl.h"
+#include "mat/kron/ekfac_build.h"
 
 /* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
 static int check_layers(const pspace_layout *l, const unsigned char *want)

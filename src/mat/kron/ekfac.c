@@ -61,17 +61,6 @@ void pspace_ekfac_drop_inverse(pspace_ekfac *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Row/column factor names in messages and arrays: G, A (embedding: A, G). */
-static const char *rname(const pspace_kron_layer *g)
-{
-	return g->rdiag ? "A" : "G";
-}
-
-static const char *cname(const pspace_kron_layer *g)
-{
-	return g->rdiag ? "G" : "A";
-}
-
 /* An empty EKFAC on @p layout with per-layer pointer arrays allocated. */
 static int ekfac_alloc(ekfac **out, const pspace_layout *layout, pspace_store *s, const char *name)
 {
@@ -142,27 +131,6 @@ int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const doub
 	}
 	*out = &e->base;
 	return 0;
-}
-
-int pspace_ekfac_from_kfac(pspace_mat **out, pspace_mat *kfac)
-{
-	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
-	int rc;
-
-	if (!out)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_ekfac_from_kfac: out is NULL");
-	*out = NULL;
-	if (!kfac)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_ekfac_from_kfac: matrix is NULL");
-	if (pspace_mat_kind(kfac) != PSPACE_KIND_KFAC)
-		return pspace_err_set(PSPACE_EINVAL,
-		                      "pspace_ekfac_from_kfac: a %s matrix is not KFAC",
-		                      pspace_kind_name(pspace_mat_kind(kfac)));
-	rc = pspace_kfac_eigen(kfac, &UR, &UC, &sR, &sC);
-	if (rc != 0)
-		return rc;
-	return pspace_ekfac_build(out, pspace_mat_layout(kfac), UR, UC, sR, sC, NULL, 0,
-	                          PSPACE_KFAC_DAMP_EXACT);
 }
 
 /* ---- products and reductions ----------------------------------------------------- */
@@ -579,16 +547,16 @@ static int ekfac_save(pspace_mat *m, pspace_store *s, const char *name)
 		uint64_t shr[2] = {g->nr, g->nr}, shc[2] = {g->nc, g->nc}, shs[2] = {g->nr, g->nc};
 
 		if (!g->rdiag) {
-			aname(an, sizeof(an), "U", rname(g), g);
+			aname(an, sizeof(an), "U", pspace_kron_rname(g), g);
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shr, e->UR[l]);
 		}
-		aname(an, sizeof(an), "U", cname(g), g);
+		aname(an, sizeof(an), "U", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shc, e->UC[l]);
-		aname(an, sizeof(an), "s", rname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_rname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 1, shr, e->sR[l]);
-		aname(an, sizeof(an), "s", cname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 1, shc, e->sC[l]);
 		snprintf(an, sizeof(an), "S.%s", g->name);
@@ -625,16 +593,16 @@ int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 		const pspace_kron_layer *g = &e->geo[l];
 
 		if (!g->rdiag) {
-			aname(an, sizeof(an), "U", rname(g), g);
+			aname(an, sizeof(an), "U", pspace_kron_rname(g), g);
 			rc = pspace_resident_read(r, an, g->nr * g->nr, &e->UR[l]);
 		}
-		aname(an, sizeof(an), "U", cname(g), g);
+		aname(an, sizeof(an), "U", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc * g->nc, &e->UC[l]);
-		aname(an, sizeof(an), "s", rname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_rname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nr, &e->sR[l]);
-		aname(an, sizeof(an), "s", cname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc, &e->sC[l]);
 		snprintf(an, sizeof(an), "S.%s", g->name);

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "mat/kron/ekfac_build.h"
 #include "mat/kron/ekfac_impl.h"
 
 int pspace_ekfac_update_begin(pspace_mat *m)

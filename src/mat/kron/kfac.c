@@ -8,8 +8,9 @@
  * return PSPACE_ENOTSUP on a non-symmetric one.
  *
  * This file: construction, products and reductions, new matrices by
- * scaling and product, damping mode, persistence. Damped solve, powers and
- * eigendecompositions (with their caches) are in kfac_solve.c.
+ * scaling, product and power, damping mode, persistence, and the table
+ * of the kind. Damped solve and factor powers are in kfac_solve.c, the
+ * eigendecompositions in eigen.c.
  */
 #include <math.h>
 #include <stdio.h>
@@ -49,7 +50,11 @@ static int exactly_symmetric(uint64_t n, const double *M)
 	return 1;
 }
 
-int pspace_kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
+/*
+ * A new KFAC on @p layout taking ownership of the per-layer factor arrays
+ * R and C (freed on failure too), with damping @p mode.
+ */
+static int kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
                     pspace_kfac_damping mode, pspace_store *s, const char *name)
 {
 	pspace_kfac *f = calloc(1, sizeof(*f));
@@ -161,10 +166,10 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 
-		rc = copy_factor(g, pspace_kfac_rname(g), g->rdiag ? A[l] : G[l], g->nr, g->rdiag,
+		rc = copy_factor(g, pspace_kron_rname(g), g->rdiag ? A[l] : G[l], g->nr, g->rdiag,
 		                 &R[l]);
 		if (rc == 0)
-			rc = copy_factor(g, pspace_kfac_cname(g), g->rdiag ? G[l] : A[l], g->nc, 0,
+			rc = copy_factor(g, pspace_kron_cname(g), g->rdiag ? G[l] : A[l], g->nc, 0,
 			                 &C[l]);
 	}
 	free(geo);
@@ -173,16 +178,10 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 		pspace_kron_free_ptrs(C, n);
 		return rc;
 	}
-	return pspace_kfac_new(out, layout, R, C, PSPACE_KFAC_DAMP_PI, NULL, NULL);
+	return kfac_new(out, layout, R, C, PSPACE_KFAC_DAMP_PI, NULL, NULL);
 }
 
 /* ---- products and reductions ---------------------------------------------------- */
-
-int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k, uint32_t *kc,
-                     double **B, double **T)
-{
-	return pspace_kron_work(f->geo, f->n, k, ex->mem_budget, "KFAC", kc, B, T);
-}
 
 static int kfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
                    size_t ldx, double *Y, size_t ldy)
@@ -357,7 +356,7 @@ static int kfac_scale(pspace_mat *m, double s, pspace_mat **out)
 
 	if (rc != 0)
 		return rc;
-	return pspace_kfac_new(out, m->layout, R, C, pspace_kfac_of(m)->mode, NULL, NULL);
+	return kfac_new(out, m->layout, R, C, pspace_kfac_of(m)->mode, NULL, NULL);
 }
 
 static int kfac_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
@@ -367,7 +366,22 @@ static int kfac_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
 
 	if (rc != 0)
 		return rc;
-	return pspace_kfac_new(out, a->layout, R, C, pspace_kfac_of(a)->mode, NULL, NULL);
+	return kfac_new(out, a->layout, R, C, pspace_kfac_of(a)->mode, NULL, NULL);
+}
+
+/* (M + damping I)^p: powers of the damped factors, or with exact damping an EKFAC. */
+static int kfac_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **R = NULL, **C = NULL;
+	int rc;
+
+	if (f->mode == PSPACE_KFAC_DAMP_EXACT)
+		return pspace_kfac_pow_exact(f, p, damping, out);
+	rc = pspace_kfac_pow_factors(f, p, damping, &R, &C);
+	if (rc != 0)
+		return rc;
+	return kfac_new(out, m->layout, R, C, f->mode, NULL, NULL);
 }
 
 /* ---- damping mode, persistence ------------------------------------------------------- */
@@ -398,9 +412,9 @@ static int kfac_save(pspace_mat *m, pspace_store *s, const char *name)
 		const pspace_kron_layer *g = &f->geo[l];
 		uint64_t shr[2] = {g->nr, g->nr}, shc[2] = {g->nc, g->nc};
 
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_rname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_rname(g), g->name);
 		rc = pspace_writer_put_array(w, an, PSPACE_F64, g->rdiag ? 1 : 2, shr, f->R[l]);
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_cname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_cname(g), g->name);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shc, f->C[l]);
 	}
@@ -439,9 +453,9 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_rname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_rname(g), g->name);
 		rc = pspace_resident_read(r, an, pspace_kron_rsize(g), &R[l]);
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_cname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_cname(g), g->name);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc * g->nc, &C[l]);
 	}
@@ -450,7 +464,7 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	if (rc == 0 && (mode < PSPACE_KFAC_DAMP_PI || mode > PSPACE_KFAC_DAMP_EXACT))
 		rc = pspace_err_set(PSPACE_ECORRUPT, "unknown damping mode %lld", (long long)mode);
 	if (rc == 0) {
-		rc = pspace_kfac_new(out, layout, R, C, (pspace_kfac_damping)mode, s, info->name);
+		rc = kfac_new(out, layout, R, C, (pspace_kfac_damping)mode, s, info->name);
 		R = C = NULL;
 	}
 	pspace_kron_free_ptrs(R, n);
@@ -471,7 +485,7 @@ static const pspace_mat_vtable kfac_vt = {
     .dense = kfac_dense,
     .solve = pspace_kfac_solve_impl,
     .save = kfac_save,
-    .pow = pspace_kfac_pow_impl,
+    .pow = kfac_pow,
     .scale = kfac_scale,
     .product = kfac_product,
     .eig = pspace_kfac_eig_impl,

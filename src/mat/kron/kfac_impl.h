@@ -1,7 +1,8 @@
 /*
  * Internal: the KFAC matrix, shared by kfac.c (construction, products,
- * reductions, persistence) and kfac_solve.c (eigendecompositions, damped
- * solve, powers).
+ * reductions, persistence, the table), kfac_solve.c (damped solve, factor
+ * powers) and eigen.c (factor eigendecompositions, eigenpairs, KFAC ->
+ * EKFAC). Each file uses only the ones after it in that list (kron.h).
  */
 #ifndef PSPACE_SRC_MAT_KRON_KFAC_IMPL_H
 #define PSPACE_SRC_MAT_KRON_KFAC_IMPL_H
@@ -32,34 +33,54 @@ static inline pspace_kfac *pspace_kfac_of(pspace_mat *m)
 	return (pspace_kfac *)m;
 }
 
-/* Names of the row and column factors in messages and array names. */
-static inline const char *pspace_kfac_rname(const pspace_kron_layer *g)
+/* Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the largest layer. */
+static inline int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k,
+                                   uint32_t *kc, double **B, double **T)
 {
-	return g->rdiag ? "A" : "G";
+	return pspace_kron_work(f->geo, f->n, k, ex->mem_budget, "KFAC", kc, B, T);
 }
 
-static inline const char *pspace_kfac_cname(const pspace_kron_layer *g)
-{
-	return g->rdiag ? "G" : "A";
-}
+/* ---- eigen.c --------------------------------------------------------------------- */
 
 /**
- * A new KFAC on @p layout taking ownership of the per-layer factor arrays
- * R and C (freed on failure too), with damping @p mode.
+ * Computes the factor eigendecompositions once (per layer UR, NULL for a
+ * diagonal row factor, UC, sR, sC, ascending); afterwards they stay valid
+ * and unchanged while @p f lives. Takes @p f's lock. ENOTSUP when the
+ * factors are not symmetric (a product of KFACs).
  */
-int pspace_kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
-                    pspace_kfac_damping mode, pspace_store *s, const char *name);
-
-/* Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the largest layer. */
-int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k, uint32_t *kc,
-                     double **B, double **T);
-
-/* The vtable entries in kfac_solve.c. */
-int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
-                           const double *B, size_t ldb, double *X, size_t ldx);
-int pspace_kfac_pow_impl(pspace_mat *m, double p, double damping, pspace_mat **out);
+int pspace_kfac_eigen(pspace_kfac *f);
+/** pspace_kfac_eigen() for a caller that holds @p f's lock. */
+int pspace_kfac_eigen_locked(pspace_kfac *f);
+/**
+ * The layer blocks' eigenvalues W[l] = sR sC^T (nr x nc) into new arrays
+ * (free with pspace_kron_free_ptrs); the eigendecompositions must exist.
+ */
+int pspace_kfac_eig_products(const pspace_kfac *f, double ***W);
+/**
+ * A new EKFAC with @p f's eigenbases and factor eigenvalues and the
+ * diagonal @p S (nr x nc per layer, copied; NULL: sR sC^T, equal to @p f),
+ * not updated, exact damping. The eigendecompositions must exist.
+ */
+int pspace_kfac_to_ekfac(pspace_mat **out, const pspace_kfac *f, const double *const *S);
+/* Table entries. */
 int pspace_kfac_eig_impl(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
                          double *evecs, size_t ld);
 int pspace_kfac_eigvals_impl(pspace_mat *m, const pspace_exec *ex, double *evals);
+
+/* ---- kfac_solve.c ------------------------------------------------------------------ */
+
+/** Table entry: X = (M + damping I)^{-1} B, damped as f->mode says. */
+int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
+                           const double *B, size_t ldb, double *X, size_t ldx);
+/**
+ * Factor arrays of (M + damping I)^p for PI / SQRT damping: per layer
+ * (R + cr I)^p and (C + cc I)^p, new (free with pspace_kron_free_ptrs).
+ */
+int pspace_kfac_pow_factors(pspace_kfac *f, double p, double damping, double ***R, double ***C);
+/**
+ * (M + damping I)^p for exact damping: not a Kronecker product, so a new
+ * EKFAC with diagonal (sR sC^T + damping)^p.
+ */
+int pspace_kfac_pow_exact(pspace_kfac *f, double p, double damping, pspace_mat **out);
 
 #endif

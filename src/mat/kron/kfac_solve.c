@@ -1,11 +1,10 @@
 /*
- * KFAC's eigendecompositions, damped solve and powers.
+ * KFAC's damped solve and powers.
  *
- * Caches, under the matrix's mutex (a CG preconditioner calls solve every
+ * Cache, under the matrix's mutex (a CG preconditioner calls solve every
  * iteration): the Cholesky factors of the damped factors for the last
- * damping value and mode, and the factor eigendecompositions (computed
- * once, on first use by exact damping, pow, eig or EKFAC; immutable
- * afterwards).
+ * damping value and mode. Exact damping goes through the factor
+ * eigendecompositions (eigen.c).
  */
 #include <lapacke.h>
 #include <math.h>
@@ -14,161 +13,6 @@
 
 #include "common/error.h"
 #include "mat/kron/kfac_impl.h"
-
-/* ---- eigendecompositions ----------------------------------------------------------- */
-
-/* U (column p = eigenvector p) and ascending s of the symmetric n x n M. */
-static int syev(uint64_t n, const double *M, double *U, double *s, const char *who, const char *fac)
-{
-	lapack_int info;
-
-	if (n == 0)
-		return 0;
-	memcpy(U, M, n * n * sizeof(*U));
-	info = LAPACKE_dsyevd(LAPACK_ROW_MAJOR, 'V', 'U', (lapack_int)n, U, (lapack_int)n, s);
-	if (info < 0)
-		return pspace_err_set(PSPACE_ENOMEM,
-		                      "layer %s: LAPACK dsyevd failed on factor %s (info %d)", who,
-		                      fac, (int)info);
-	if (info > 0)
-		return pspace_err_set(PSPACE_ENUMERIC,
-		                      "layer %s: eigendecomposition of factor %s did not converge "
-		                      "(dsyevd info %d)",
-		                      who, fac, (int)info);
-	return 0;
-}
-
-/* Computes the factor eigendecompositions once; caller holds the lock. */
-static int eigen_locked(pspace_kfac *f)
-{
-	int rc = 0;
-
-	if (f->eig_ok)
-		return 0;
-	if (!f->sym)
-		return pspace_err_set(PSPACE_ENOTSUP,
-		                      "KFAC: the factors are not symmetric (a product of KFACs): "
-		                      "no eigendecomposition");
-	if (!f->UR) {
-		f->UR = pspace_kron_new_ptrs(f->n);
-		f->UC = pspace_kron_new_ptrs(f->n);
-		f->sR = pspace_kron_new_ptrs(f->n);
-		f->sC = pspace_kron_new_ptrs(f->n);
-		if (!f->UR || !f->UC || !f->sR || !f->sC)
-			return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-	}
-	for (size_t l = 0; rc == 0 && l < f->n; l++) {
-		const pspace_kron_layer *g = &f->geo[l];
-		uint64_t nr = g->nr, nc = g->nc;
-
-		if (f->sC[l])
-			continue; /* done before an earlier failure */
-		f->sR[l] = pspace_kron_alloc(nr);
-		f->UC[l] = pspace_kron_alloc(nc * nc);
-		f->sC[l] = pspace_kron_alloc(nc);
-		if (!g->rdiag)
-			f->UR[l] = pspace_kron_alloc(nr * nr);
-		if (!f->sR[l] || !f->UC[l] || !f->sC[l] || (!g->rdiag && !f->UR[l])) {
-			rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", g->name);
-		} else if (g->rdiag) {
-			memcpy(f->sR[l], f->R[l], nr * sizeof(double));
-		} else {
-			rc = syev(nr, f->R[l], f->UR[l], f->sR[l], g->name, pspace_kfac_rname(g));
-		}
-		if (rc == 0)
-			rc = syev(nc, f->C[l], f->UC[l], f->sC[l], g->name, pspace_kfac_cname(g));
-		if (rc != 0) {
-			free(f->sR[l]), f->sR[l] = NULL;
-			free(f->UR[l]), f->UR[l] = NULL;
-			free(f->sC[l]), f->sC[l] = NULL;
-			free(f->UC[l]), f->UC[l] = NULL;
-		}
-	}
-	if (rc == 0)
-		f->eig_ok = 1;
-	return rc;
-}
-
-int pspace_kfac_eigen(pspace_mat *m, const double *const **UR, const double *const **UC,
-                      const double *const **sR, const double *const **sC)
-{
-	pspace_kfac *f;
-	int rc;
-
-	if (!m || pspace_mat_kind(m) != PSPACE_KIND_KFAC)
-		return pspace_err_set(PSPACE_EINVAL, "not a KFAC matrix");
-	f = pspace_kfac_of(m);
-	pthread_mutex_lock(&f->lock);
-	rc = eigen_locked(f);
-	pthread_mutex_unlock(&f->lock);
-	if (rc != 0)
-		return rc;
-	*UR = (const double *const *)f->UR;
-	*UC = (const double *const *)f->UC;
-	*sR = (const double *const *)f->sR;
-	*sC = (const double *const *)f->sC;
-	return 0;
-}
-
-/* W = sR sC^T per layer (the block's eigenvalues); caller frees with free_ptrs. */
-static int products(const pspace_kfac *f, double ***out)
-{
-	double **W = pspace_kron_new_ptrs(f->n);
-
-	*out = NULL;
-	if (!W)
-		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-	for (size_t l = 0; l < f->n; l++) {
-		const pspace_kron_layer *g = &f->geo[l];
-
-		W[l] = pspace_kron_alloc(g->nr * g->nc);
-		if (!W[l]) {
-			pspace_kron_free_ptrs(W, f->n);
-			return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-		}
-		for (uint64_t o = 0; o < g->nr; o++)
-			for (uint64_t c = 0; c < g->nc; c++)
-				W[l][o * g->nc + c] = f->sR[l][o] * f->sC[l][c];
-	}
-	*out = W;
-	return 0;
-}
-
-int pspace_kfac_eig_impl(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
-                         double *evecs, size_t ld)
-{
-	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
-	pspace_kfac *f = pspace_kfac_of(m);
-	double **W = NULL;
-	int rc;
-
-	(void)ex;
-	rc = pspace_kfac_eigen(m, &UR, &UC, &sR, &sC);
-	if (rc == 0)
-		rc = products(f, &W);
-	if (rc == 0)
-		rc = pspace_kron_eig_top(f->geo, f->n, m->d, UR, UC, (const double *const *)W, k,
-		                         evals, evecs, ld);
-	pspace_kron_free_ptrs(W, f->n);
-	return rc;
-}
-
-int pspace_kfac_eigvals_impl(pspace_mat *m, const pspace_exec *ex, double *evals)
-{
-	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
-	pspace_kfac *f = pspace_kfac_of(m);
-	double **W = NULL;
-	int rc;
-
-	(void)ex;
-	rc = pspace_kfac_eigen(m, &UR, &UC, &sR, &sC);
-	if (rc == 0)
-		rc = products(f, &W);
-	if (rc == 0)
-		rc = pspace_kron_eig_all(f->geo, f->n, m->d, (const double *const *)W, evals);
-	pspace_kron_free_ptrs(W, f->n);
-	return rc;
-}
 
 /* ---- damped solve ------------------------------------------------------------------ */
 
@@ -233,10 +77,10 @@ static int chol_locked(pspace_kfac *f, double damping)
 					                    f->LR[l][o]);
 			}
 		} else if (rc == 0) {
-			rc = chol(g, pspace_kfac_rname(g), g->nr, f->R[l], cr, &f->LR[l]);
+			rc = chol(g, pspace_kron_rname(g), g->nr, f->R[l], cr, &f->LR[l]);
 		}
 		if (rc == 0)
-			rc = chol(g, pspace_kfac_cname(g), g->nc, f->C[l], cc, &f->LC[l]);
+			rc = chol(g, pspace_kron_cname(g), g->nc, f->C[l], cc, &f->LC[l]);
 	}
 	if (rc == 0) {
 		f->chol_ok = 1;
@@ -268,7 +112,7 @@ static void chol_apply(const pspace_kfac *f, size_t l, uint32_t k, double *B, in
 static int exact_weights(const pspace_kfac *f, double damping, double ***out)
 {
 	double **W = NULL;
-	int rc = products(f, &W);
+	int rc = pspace_kfac_eig_products(f, &W);
 
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
@@ -305,7 +149,7 @@ int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping,
 		                      "no direct solve");
 	pthread_mutex_lock(&f->lock);
 	exact = f->mode == PSPACE_KFAC_DAMP_EXACT;
-	rc = exact ? eigen_locked(f) : chol_locked(f, damping);
+	rc = exact ? pspace_kfac_eigen_locked(f) : chol_locked(f, damping);
 	if (rc == 0 && exact)
 		rc = exact_weights(f, damping, &W);
 	if (rc == 0)
@@ -386,44 +230,42 @@ out:
 	return rc;
 }
 
-int pspace_kfac_pow_impl(pspace_mat *m, double p, double damping, pspace_mat **out)
+int pspace_kfac_pow_exact(pspace_kfac *f, double p, double damping, pspace_mat **out)
 {
-	pspace_kfac *f = pspace_kfac_of(m);
-	double **R = NULL, **C = NULL, **W = NULL;
-	int rc;
+	double **W = NULL;
+	int rc = pspace_kfac_eigen(f);
 
-	pthread_mutex_lock(&f->lock);
-	rc = eigen_locked(f);
-	pthread_mutex_unlock(&f->lock);
-	if (rc != 0)
-		return rc;
-	if (f->mode == PSPACE_KFAC_DAMP_EXACT) {
-		/* (G (x) A + l I)^p is not a Kronecker product: an EKFAC. */
-		rc = products(f, &W);
-		for (size_t l = 0; rc == 0 && l < f->n; l++) {
-			const pspace_kron_layer *g = &f->geo[l];
-			uint64_t cnt = g->nr * g->nc;
-			double big = 0;
+	*out = NULL;
+	if (rc == 0)
+		rc = pspace_kfac_eig_products(f, &W);
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+		uint64_t cnt = g->nr * g->nc;
+		double big = 0;
 
-			for (uint64_t i = 0; i < cnt; i++)
-				big = fabs(W[l][i] + damping) > big ? fabs(W[l][i] + damping) : big;
-			for (uint64_t i = 0; rc == 0 && i < cnt; i++)
-				rc =
-				    powval(W[l][i] + damping, p, big, g->name, "G (x) A", &W[l][i]);
-		}
-		if (rc == 0)
-			rc = pspace_ekfac_build(
-			    out, m->layout, (const double *const *)f->UR,
-			    (const double *const *)f->UC, (const double *const *)f->sR,
-			    (const double *const *)f->sC, (const double *const *)W, 0,
-			    PSPACE_KFAC_DAMP_EXACT);
-		pspace_kron_free_ptrs(W, f->n);
-		return rc;
+		for (uint64_t i = 0; i < cnt; i++)
+			big = fabs(W[l][i] + damping) > big ? fabs(W[l][i] + damping) : big;
+		for (uint64_t i = 0; rc == 0 && i < cnt; i++)
+			rc = powval(W[l][i] + damping, p, big, g->name, "G (x) A", &W[l][i]);
 	}
-	R = pspace_kron_new_ptrs(f->n);
-	C = pspace_kron_new_ptrs(f->n);
-	if (!R || !C)
-		rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	if (rc == 0)
+		rc = pspace_kfac_to_ekfac(out, f, (const double *const *)W);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
+int pspace_kfac_pow_factors(pspace_kfac *f, double p, double damping, double ***Rout,
+                            double ***Cout)
+{
+	double **R = NULL, **C = NULL;
+	int rc = pspace_kfac_eigen(f);
+
+	if (rc == 0) {
+		R = pspace_kron_new_ptrs(f->n);
+		C = pspace_kron_new_ptrs(f->n);
+		if (!R || !C)
+			rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	}
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
 		double cr, cc;
@@ -440,17 +282,19 @@ int pspace_kfac_pow_impl(pspace_mat *m, double p, double damping, pspace_mat **o
 			for (uint64_t o = 0; rc == 0 && o < g->nr; o++)
 				rc = powval(f->R[l][o] + cr, p, big, g->name, "A", &R[l][o]);
 		} else if (rc == 0) {
-			rc = factor_pow(g, pspace_kfac_rname(g), g->nr, f->UR[l], f->sR[l], cr, p,
+			rc = factor_pow(g, pspace_kron_rname(g), g->nr, f->UR[l], f->sR[l], cr, p,
 			                &R[l]);
 		}
 		if (rc == 0)
-			rc = factor_pow(g, pspace_kfac_cname(g), g->nc, f->UC[l], f->sC[l], cc, p,
+			rc = factor_pow(g, pspace_kron_cname(g), g->nc, f->UC[l], f->sC[l], cc, p,
 			                &C[l]);
 	}
 	if (rc != 0) {
 		pspace_kron_free_ptrs(R, f->n);
 		pspace_kron_free_ptrs(C, f->n);
-		return rc;
+		R = C = NULL;
 	}
-	return pspace_kfac_new(out, m->layout, R, C, f->mode, NULL, NULL);
+	*Rout = R;
+	*Cout = C;
+	return rc;
 }

@@ -1,6 +1,25 @@
 /*
  * Internal: Kronecker-factored layer blocks, shared by KFAC and EKFAC.
  *
+ * The folder src/mat/kron/ holds both kinds. Its files use only the ones
+ * before them in this order (includes and calls; nothing calls back up):
+ *
+ *   kron.h, kron.c        shared factor code (this header; below it only
+ *                         mat_impl.h and the layers under src/mat)
+ *   ekfac_impl.h, ekfac.c the EKFAC matrix, built from eigenbases and a
+ *                         diagonal (pspace_ekfac_build); knows nothing of KFAC
+ *   ekfac_build.h, ekfac_update.c  the EKFAC diagonal update; ekfac_build.h
+ *                         is the builders' only way in (src/build)
+ *   kfac_impl.h           the KFAC matrix (struct and the entry points below)
+ *   eigen.c               KFAC factor eigendecompositions, eigenpairs, and
+ *                         KFAC -> EKFAC (pspace_ekfac_from_kfac)
+ *   kfac_solve.c          KFAC damped solve and powers (exact damping through
+ *                         eigen.c, an EKFAC for a power)
+ *   kfac.c                KFAC construction, products, persistence and its
+ *                         table, which points into kfac_solve.c and eigen.c
+ *
+ * mat.c reaches the two kinds only through their openers and tables.
+ *
  * Every layer a Kronecker form covers is viewed as an nr x nc matrix V of
  * its parameters, and its block acts as (R (x) C) vec(V) = vec(R V C^T)
  * (vec row-major). Linear / conv layers: rows are outputs o (R = G,
@@ -41,6 +60,18 @@ typedef struct pspace_kron_layer {
  */
 int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
                          size_t *n);
+
+/** Name of the row factor in messages and array names: G (embedding: A). */
+static inline const char *pspace_kron_rname(const pspace_kron_layer *g)
+{
+	return g->rdiag ? "A" : "G";
+}
+
+/** Name of the column factor: A (embedding: G). */
+static inline const char *pspace_kron_cname(const pspace_kron_layer *g)
+{
+	return g->rdiag ? "G" : "A";
+}
 
 /** Index, relative to the layer's first parameter, of V[o][c]. */
 static inline uint64_t pspace_kron_index(const pspace_kron_layer *g, uint64_t o, uint64_t c)
@@ -164,25 +195,5 @@ int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, cons
 double pspace_kron_asym(uint64_t n, const double *M);
 /** M <- (M + M^T) / 2. */
 void pspace_kron_symmetrize(uint64_t n, double *M);
-
-/* ---- between kfac.c and ekfac.c -------------------------------------------- */
-
-/**
- * A new EKFAC on @p layout from per-layer eigenbases (copied): UR[l]
- * (nr x nr, NULL for a diagonal row factor), UC[l] (nc x nc), factor
- * eigenvalues sR[l] (nr), sC[l] (nc), and diagonal S[l] (nr x nc; NULL:
- * sR sC^T).
- */
-int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const double *const *UR,
-                       const double *const *UC, const double *const *sR, const double *const *sC,
-                       const double *const *S, int updated, pspace_kfac_damping mode);
-
-/**
- * The cached eigendecomposition of a KFAC (computed on first use; owned by
- * the matrix, valid while it lives): per layer UR (NULL when diagonal), UC,
- * sR, sC. ENOTSUP when the KFAC is not symmetric (a product).
- */
-int pspace_kfac_eigen(pspace_mat *m, const double *const **UR, const double *const **UC,
-                      const double *const **sR, const double *const **sC);
 
 #endif
