@@ -4,7 +4,7 @@
  * pspace_ekfac_from_kfac; the diagonal update from exact per-example
  * gradients generated here, against a float64 dense reference built in this
  * file from its own eigendecompositions of the factors (LAPACK dsyev) and
- * SPEC 3's definition of S; SPEC 3's properties (KFAC equals the true
+ * the definition of S and the properties in the README's Formulas (KFAC equals the true
  * block-diagonal Fisher when every example has the same single input;
  * EKFAC after the update is at least as close to it as KFAC); powers,
  * pseudo-inverse, damped solve, scaling, persistence and EKFAC as a CG
@@ -315,7 +315,7 @@ static void test_ekfac_update(void **state)
 	fref_check_solve(e, Fr, d, 0.3, TOL); /* another damping: a new inverse */
 	fref_check_solve(e, Fr, d, 0.1, TOL);
 
-	/* SPEC 3: EKFAC after the update is at least as close to the true
+	/* README, Formulas: EKFAC after the update is at least as close to the true
 	 * block-diagonal Fisher as KFAC, and here strictly closer. */
 	Fk = dense_of(m);
 	Fe = dense_of(e);
@@ -336,7 +336,7 @@ static void test_ekfac_update(void **state)
 	kref_free(&k);
 }
 
-/* SPEC 3: KFAC equals the true block when every example has the same single input. */
+/* README, Formulas: KFAC equals the true block when every example has the same single input. */
 static void test_ekfac_same_input(void **state)
 {
 	kref k;

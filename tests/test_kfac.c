@@ -1,7 +1,7 @@
 /*
  * Tests of KFAC (src/mat/kron/) on a layout with a linear
  * layer with a bias, one without, a conv2d with a bias and an embedding:
- * every operation against a float64 dense reference built here from SPEC 3
+ * every operation against a float64 dense reference built here from the README's Formulas
  * (Kronecker products in (o, j) order permuted to the canonical order by
  * this file's own code, tests/helpers/kref.c), LAPACK's dsyev / dgesv on
  * that reference for eigenpairs, inverses and powers, persistence (bit-
@@ -111,7 +111,7 @@ static void check_mm_many(pspace_mat *m, const double *F, size_t d)
 
 /* ---- tests --------------------------------------------------------------------------- */
 
-/* Materialized KFAC = SPEC 3's block in both bias orders. */
+/* Materialized KFAC = the block of the README's Formulas in both bias orders. */
 static void test_kfac_dense_orders(void **state)
 {
 	kref k;

@@ -55,7 +55,7 @@ uint64_t insp_band_min_mem(pspace_store *s, pspace_mat *m, uint64_t nc);
 void insp_band_close(insp_band *b);
 
 /**
- * Writes the PNG image of a matrix (SPEC 6): correlation magnitudes
+ * Writes the PNG image of a matrix (README, export): correlation magnitudes
  * |F_ij| / sqrt(F_ii F_jj), block-averaged to at most @p px pixels, viridis,
  * layer boundaries as red lines (unless @p lines is 0). @p layer: NULL or
  * the one layer to draw.

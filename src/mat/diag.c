@@ -1,5 +1,5 @@
 /*
- * Diag: F = diag(v), resident, every operation in closed form (SPEC 3).
+ * Diag: F = diag(v), resident, every operation in closed form (README, Formulas).
  *
  * Persisted as a tileless entry holding the layout and one array "diag"
  * (f64, d entries).

@@ -1,5 +1,5 @@
 /*
- * LowRank: F = D^T D with D (r x d) resident, D = J / sqrt(n) (SPEC 3).
+ * LowRank: F = D^T D with D (r x d) resident, D = J / sqrt(n) (README, Formulas).
  *
  * Products go through D: F X = D^T (D X), two BLIS gemms. The damped solve
  * is exact, null space of D included: for r < d and damping l != 0 by the

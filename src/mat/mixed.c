@@ -1,6 +1,6 @@
 /*
  * Mixed: block-diagonal across layers, one matrix of any kind per layer
- * (SPEC 3). Every operation dispatches to the parts on the layers' slices
+ * (README, Formulas). Every operation dispatches to the parts on the layers' slices
  * of the vectors, through the public interface, so parts can be resident
  * or stored; an operation a part lacks fails naming the layer.
  *

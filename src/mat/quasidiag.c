@@ -1,5 +1,5 @@
 /*
- * QuasiDiag (Ollivier 2015; SPEC 3): the diagonal of F plus, for every
+ * QuasiDiag (Ollivier 2015; README, Formulas): the diagonal of F plus, for every
  * layer with a bias, the cross terms c[o, j] between bias o and weight
  * (o, j). Per output neuron o the block over (W[o, 0..in), b[o]) is an
  * arrowhead matrix; layers without a bias are plain diagonal.

@@ -5,7 +5,7 @@
  * Kronecker-factored eigenbasis, so a layer applies as
  * V -> U_R [S .* (U_R^T V U_C)] U_C^T.
  *
- * Damping (solve, pow): exact by default, (S + l) (SPEC 3). The factor
+ * Damping (solve, pow): exact by default, (S + l) (README, Formulas). The factor
  * eigenvalues sR, sC are kept too, so that pspace_kfac_set_damping() can
  * ask for KFAC's factor-wise damping: PI/SQRT add to S the increment that
  * damping each factor adds, (sR + cr)(sC + cc) - sR sC, so a not-updated

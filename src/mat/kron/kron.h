@@ -171,7 +171,7 @@ void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double
 
 /**
  * Damping split per factor: @p mode PI or SQRT gives R + cr I and C + cc I
- * with pi from the traces of A and G (SPEC 3; pi = 1 when either is 0 or
+ * with pi from the traces of A and G (README, Formulas; pi = 1 when either is 0 or
  * for SQRT). tr_r, tr_c: traces of R and C. EINVAL for damping < 0.
  */
 int pspace_kron_damp_split(const pspace_kron_layer *g, pspace_kfac_damping mode, double damping,
