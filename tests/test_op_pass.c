@@ -6,8 +6,8 @@
  * pspace_store_tiles_read(). F and G live in two stores, so that each
  * store's counter counts the reads of one matrix.
  *
- * Numbers are checked against a float64 dense reference computed here
- * (plain loops). Tiles are stored as f64, so the tolerance is 1e-12
+ * Numbers are checked against a float64 dense reference (plain loops,
+ * here and in fref.h). Tiles are stored as f64, so the tolerance is 1e-12
  * relative. The Frobenius and write cases run under a memory budget far
  * below the stored size of F and G, so they really stream.
  */
@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "fref.h"
 #include "pspace/factored.h"
 #include "pspace/layout.h"
 #include "pspace/mat.h"
@@ -146,27 +147,6 @@ static void assert_once(const fixture *x, reads *last)
 	assert_int_equal(r.g, TILES);
 }
 
-/* y = M x */
-static void ref_mv(const double *M, const double *v, double *y)
-{
-	for (size_t i = 0; i < D; i++) {
-		double s = 0;
-
-		for (size_t j = 0; j < D; j++)
-			s += M[i * D + j] * v[j];
-		y[i] = s;
-	}
-}
-
-static double ref_frobenius(const double *M)
-{
-	double s = 0;
-
-	for (size_t i = 0; i < (size_t)D * D; i++)
-		s += M[i] * M[i];
-	return sqrt(s);
-}
-
 /* ---- mv, mm, vTMv -------------------------------------------------------------- */
 
 static void test_op_pass_mv(void **state)
@@ -178,7 +158,7 @@ static void test_op_pass_mv(void **state)
 	count(x, &last);
 	assert_int_equal(pspace_op_mv(x->E, NULL, v, y), 0);
 	assert_once(x, &last);
-	ref_mv(x->RE, v, ref);
+	fref_mm(x->RE, D, 1, v, ref);
 	assert_true(fx_relerr(y, ref, D) < TOL);
 	/* the same under a small budget, single-threaded */
 	assert_int_equal(pspace_op_mv(x->E, &(pspace_exec){1, 64 << 10}, v, y), 0);
@@ -204,12 +184,12 @@ static void test_op_pass_mm(void **state)
 		assert_int_equal(pspace_op_mm(x->E, NULL, k, X, ld, Y, ld), 0);
 		assert_once(x, &last);
 		for (uint32_t j = 0; j < k; j++) {
-			ref_mv(x->RE, X + j * ld, ref);
+			fref_mm(x->RE, D, 1, X + j * ld, ref);
 			assert_true(fx_relerr(Y + j * ld, ref, D) < TOL);
 		}
 		assert_int_equal(pspace_op_mm(x->E, &SMALL, k, X, ld, Y, ld), 0);
 		assert_once(x, &last);
-		ref_mv(x->RE, X + (k - 1) * ld, ref);
+		fref_mm(x->RE, D, 1, X + (k - 1) * ld, ref);
 		assert_true(fx_relerr(Y + (k - 1) * ld, ref, D) < TOL);
 	}
 	/* vTMv of 5 vectors: one pass too. */
@@ -218,7 +198,7 @@ static void test_op_pass_mm(void **state)
 	for (uint32_t j = 0; j < 5; j++) {
 		double r = 0;
 
-		ref_mv(x->RE, X + j * ld, ref);
+		fref_mm(x->RE, D, 1, X + j * ld, ref);
 		for (size_t i = 0; i < D; i++)
 			r += X[j * ld + i] * ref[i];
 		assert_true(fabs(out[j] - r) < TOL * fabs(r) + 1e-9);
@@ -232,7 +212,7 @@ static void test_op_pass_mm(void **state)
 static void test_op_pass_norm(void **state)
 {
 	fixture *x = *state;
-	double fro, want = ref_frobenius(x->RE);
+	double fro, want = fref_norm(x->RE, (size_t)D * D);
 	reads last = {0, 0};
 
 	count(x, &last);
@@ -266,7 +246,7 @@ static void test_op_pass_norm_diag(void **state)
 	memcpy(R, x->RE, (size_t)D * D * sizeof(double));
 	for (size_t i = 0; i < D; i++)
 		R[i * D + i] += w[i];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	count(x, &last);
 	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_once(x, &last);
@@ -298,7 +278,7 @@ static void test_op_pass_norm_refused(void **state)
 	assert_int_equal(pspace_op_add(&e, x->E, oh), 0);
 	for (size_t i = 0; i < (size_t)D * D; i++)
 		R[i] = x->RE[i] + x->RF[i];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "different tilings"));
 	assert_non_null(strstr(pspace_errdetail(), "budget"));
@@ -317,7 +297,7 @@ static void test_op_pass_norm_refused(void **state)
 		for (size_t i = 0; i < D; i++)
 			for (size_t j = 0; j < D; j++)
 				R[i * D + j] += Dm[r * D + i] * Dm[r * D + j];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e2, NULL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_true(fabs(fro - want) < TOL * want);
 	/* Alone with a shift it is exact without the dense matrix. */
@@ -329,7 +309,7 @@ static void test_op_pass_norm_refused(void **state)
 		R[i] -= x->RE[i];
 	for (size_t i = 0; i < D; i++)
 		R[i * D + i] += SHIFT;
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e3, &SMALL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_true(fabs(fro - want) < TOL * want);
 
