@@ -1,5 +1,5 @@
 /*
- * Building from layer tensors (SPEC 2, 3): the KFAC factors, and a row
+ * Building from layer tensors (README, Layer tensors and Formulas): the KFAC factors, and a row
  * source that turns the tensors into exact per-example gradients, so every
  * row builder (Dense, BlockDiag, Diag, QuasiDiag, LowRank, the EKFAC
  * update) also works from layer tensors.
