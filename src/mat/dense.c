@@ -12,6 +12,7 @@ static const pspace_mat_vtable dense_vt = {
     .kind = PSPACE_KIND_DENSE,
     .destroy = pspace_stored_destroy,
     .tiled = pspace_stored_tiled,
+    .single_block = 1,
     .mm = pspace_stored_mm,
     .trace = pspace_stored_trace,
     .diag = pspace_stored_diag,

@@ -307,23 +307,13 @@ static const pspace_mat_vtable diag_vt = {
 static int diag_new(pspace_mat **out, const pspace_layout *layout, uint64_t d, double *v,
                     pspace_store *s, const char *name)
 {
-	diagm *m = calloc(1, sizeof(*m));
-	int rc;
+	int rc = pspace_mat_alloc(out, sizeof(diagm), &diag_vt, d, layout, s, name);
 
-	*out = NULL;
-	if (!m) {
+	if (rc == 0)
+		((diagm *)*out)->v = v;
+	else
 		free(v);
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	}
-	rc = pspace_mat_base_init(&m->base, &diag_vt, d, layout, s, name);
-	if (rc != 0) {
-		free(v);
-		free(m);
-		return rc;
-	}
-	m->v = v;
-	*out = &m->base;
-	return 0;
+	return rc;
 }
 
 int pspace_diag_create(pspace_mat **out, const pspace_layout *layout, const double *diag)
@@ -353,10 +343,7 @@ int pspace_diag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_DIAG)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not diag",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_DIAG, &r, &layout);
 	if (rc == 0)
 		rc = pspace_resident_read(r, DIAG_ARRAY, info->d, &v);
 	if (rc == 0) {

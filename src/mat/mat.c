@@ -19,8 +19,9 @@ void pspace_write_opts_default(pspace_write_opts *o)
 
 /* ---- base, references ----------------------------------------------------- */
 
-int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
-                         const pspace_layout *layout, pspace_store *s, const char *name)
+/* Initializes the base of @p m: refs = 1, a copy of @p layout (flat when NULL), the name. */
+static int base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
+                     const pspace_layout *layout, pspace_store *s, const char *name)
 {
 	int rc;
 
@@ -51,6 +52,25 @@ int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
 			return pspace_err_set(PSPACE_ENOMEM, "out of memory");
 		}
 	}
+	return 0;
+}
+
+int pspace_mat_alloc(pspace_mat **out, size_t size, const pspace_mat_vtable *vt, uint64_t d,
+                     const pspace_layout *layout, pspace_store *s, const char *name)
+{
+	pspace_mat *m = calloc(1, size);
+	int rc;
+
+	*out = NULL;
+	if (!m)
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory for a %s matrix",
+		                      pspace_kind_name(vt->kind));
+	rc = base_init(m, vt, d, layout, s, name);
+	if (rc != 0) {
+		free(m);
+		return rc;
+	}
+	*out = m;
 	return 0;
 }
 

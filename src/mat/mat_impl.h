@@ -41,6 +41,11 @@ typedef struct pspace_mat_vtable {
 	 * (pspace_stream_multi). NULL entry or result: not stored as tiles.
 	 */
 	const struct pspace_tiled *(*tiled)(const pspace_mat *m);
+	/**
+	 * Stored tiled kinds: 1 when the tiles form one block of d (Dense),
+	 * 0 when they form one block per layer of the layout (BlockDiag).
+	 */
+	int single_block;
 	/** Persists a resident matrix under @p name (pspace_mat_save). NULL: ENOTSUP. */
 	int (*save)(pspace_mat *m, pspace_store *s, const char *name);
 
@@ -73,11 +78,15 @@ struct pspace_mat {
 };
 
 /**
- * Initializes the base: refs = 1, a copy of @p layout (or a flat layout of
- * d when NULL), name copied if not NULL. @return 0 or PSPACE_ENOMEM.
+ * Allocates a zeroed matrix of @p size bytes (a kind's struct, which embeds
+ * the base first) and initializes the base: refs = 1, table @p vt, a copy of
+ * @p layout (or a flat layout of d when NULL), @p name copied if not NULL.
+ * The caller fills its own fields and frees with pspace_mat_free(). Nothing
+ * stays allocated on failure. @return 0, PSPACE_ENOMEM, or PSPACE_EDIM when
+ * the layout's dimension is not @p d.
  */
-int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
-                         const pspace_layout *layout, pspace_store *s, const char *name);
+int pspace_mat_alloc(pspace_mat **out, size_t size, const pspace_mat_vtable *vt, uint64_t d,
+                     const pspace_layout *layout, pspace_store *s, const char *name);
 
 /** Opens stored kinds: each returns PSPACE_ENOTSUP for kinds it does not handle. */
 int pspace_dense_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
@@ -105,11 +114,13 @@ int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s,
  */
 int pspace_resident_save_end(pspace_writer *w, int rc);
 /**
- * Opens the arrays of a stored resident matrix: a reader and its layout
- * (a flat one when none was stored). EFORMAT in a stored layout is ECORRUPT.
+ * Opens the arrays of stored resident matrix @p info, which must be of
+ * @p kind (else PSPACE_ENOTSUP, so that the opener table can try another
+ * kind): a reader and its layout (a flat one when none was stored).
+ * EFORMAT in a stored layout is ECORRUPT. On failure *r and *layout are NULL.
  */
-int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_reader **r,
-                               pspace_layout **layout);
+int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_kind kind,
+                               pspace_reader **r, pspace_layout **layout);
 /**
  * Reads array @p name as doubles into a new malloc'd buffer; checks its
  * element count equals @p count (ECORRUPT naming the array otherwise).

@@ -460,23 +460,19 @@ static int mx_new(pspace_mat **out, const pspace_layout *layout, pspace_mat *con
 			    "%llu parameters",
 			    L->name, (unsigned long long)parts[i]->d, (unsigned long long)L->size);
 	}
-	x = calloc(1, sizeof(*x));
-	if (!x)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&x->base, &mx_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		free(x);
+	rc = pspace_mat_alloc(out, sizeof(*x), &mx_vt, pspace_layout_dim(layout), layout, s, name);
+	if (rc != 0)
 		return rc;
-	}
+	x = mx_of(*out);
 	x->parts = calloc(n ? n : 1, sizeof(*x->parts));
 	if (!x->parts) {
-		pspace_mat_free(&x->base);
+		pspace_mat_free(*out);
+		*out = NULL;
 		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
 	}
 	x->n = n;
 	for (size_t i = 0; i < n; i++)
 		x->parts[i] = pspace_mat_ref(parts[i]);
-	*out = &x->base;
 	return 0;
 }
 
@@ -510,10 +506,7 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_MIXED)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not mixed",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_MIXED, &r, &layout);
 	if (rc == 0)
 		rc = pspace_reader_array_info(r, PARTS_ARRAY, &ai);
 	if (rc != 0)

@@ -317,18 +317,13 @@ static const pspace_mat_vtable qd_vt;
 static int qd_alloc(pspace_mat **out, const pspace_layout *layout, pspace_store *s,
                     const char *name)
 {
-	quasidiag *q = calloc(1, sizeof(*q));
 	uint64_t d = pspace_layout_dim(layout);
-	int rc;
+	quasidiag *q;
+	int rc = pspace_mat_alloc(out, sizeof(*q), &qd_vt, d, layout, s, name);
 
-	*out = NULL;
-	if (!q)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&q->base, &qd_vt, d, layout, s, name);
-	if (rc != 0) {
-		free(q);
+	if (rc != 0)
 		return rc;
-	}
+	q = qd_of(*out);
 	q->nlayers = pspace_layout_nlayers(layout);
 	q->diag = malloc((d ? d : 1) * sizeof(*q->diag));
 	q->cross = calloc(q->nlayers ? q->nlayers : 1, sizeof(*q->cross));
@@ -343,10 +338,10 @@ static int qd_alloc(pspace_mat **out, const pspace_layout *layout, pspace_store 
 		if (!q->cross[l])
 			goto nomem;
 	}
-	*out = &q->base;
 	return 0;
 nomem:
-	pspace_mat_free(&q->base);
+	pspace_mat_free(*out);
+	*out = NULL;
 	return pspace_err_set(PSPACE_ENOMEM, "out of memory for a quasidiag of %llu parameters",
 	                      (unsigned long long)d);
 }
@@ -667,10 +662,7 @@ int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_QUASIDIAG)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not quasidiag",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_QUASIDIAG, &r, &layout);
 	if (rc == 0)
 		rc = qd_alloc(out, layout, s, info->name);
 	if (rc != 0)

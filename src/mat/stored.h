@@ -38,8 +38,9 @@ static inline pspace_stored *pspace_stored_of(pspace_mat *m)
 /**
  * Opens stored matrix @p info with the table @p vt: the engine's handle
  * and the layout recorded in the catalog (a flat one if none). Checks that
- * the blocks are the layers of the layout for BlockDiag, one block for
- * Dense. @return 0, PSPACE_ECORRUPT, PSPACE_ENOMEM or a store error.
+ * there is one block when vt->single_block is set (Dense), else that the
+ * blocks are the layers of the layout (BlockDiag).
+ * @return 0, PSPACE_ECORRUPT, PSPACE_ENOMEM or a store error.
  */
 int pspace_stored_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
                        const pspace_mat_vtable *vt);

@@ -64,20 +64,17 @@ void pspace_ekfac_drop_inverse(pspace_ekfac *e)
 /* An empty EKFAC on @p layout with per-layer pointer arrays allocated. */
 static int ekfac_alloc(ekfac **out, const pspace_layout *layout, pspace_store *s, const char *name)
 {
-	ekfac *e = calloc(1, sizeof(*e));
+	pspace_mat *m;
+	ekfac *e;
 	size_t n;
-	int rc;
+	int rc =
+	    pspace_mat_alloc(&m, sizeof(*e), &ekfac_vt, pspace_layout_dim(layout), layout, s, name);
 
 	*out = NULL;
-	if (!e)
-		return pspace_err_set(PSPACE_ENOMEM, "EKFAC: out of memory");
-	pthread_mutex_init(&e->lock, NULL);
-	rc = pspace_mat_base_init(&e->base, &ekfac_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		pthread_mutex_destroy(&e->lock);
-		free(e);
+	if (rc != 0)
 		return rc;
-	}
+	e = ekfac_of(m);
+	pthread_mutex_init(&e->lock, NULL);
 	rc = pspace_kron_geometry(e->base.layout, "EKFAC", &e->geo, &n);
 	e->n = pspace_layout_nlayers(e->base.layout);
 	e->UR = pspace_kron_new_ptrs(e->n);
@@ -580,10 +577,7 @@ int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_EKFAC)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not ekfac",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_EKFAC, &r, &layout);
 	if (rc == 0) {
 		rc = ekfac_alloc(&e, layout, s, info->name);
 		if (rc == PSPACE_ENOTSUP)

@@ -57,29 +57,23 @@ static int exactly_symmetric(uint64_t n, const double *M)
 static int kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
                     pspace_kfac_damping mode, pspace_store *s, const char *name)
 {
-	pspace_kfac *f = calloc(1, sizeof(*f));
 	size_t n = pspace_layout_nlayers(layout);
-	int rc;
+	pspace_mat *m;
+	pspace_kfac *f;
+	int rc =
+	    pspace_mat_alloc(&m, sizeof(*f), &kfac_vt, pspace_layout_dim(layout), layout, s, name);
 
 	*out = NULL;
-	if (!f) {
+	if (rc != 0) {
 		pspace_kron_free_ptrs(R, n);
 		pspace_kron_free_ptrs(C, n);
-		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+		return rc;
 	}
+	f = pspace_kfac_of(m);
 	f->R = R;
 	f->C = C;
 	f->n = n;
 	pthread_mutex_init(&f->lock, NULL);
-	rc = pspace_mat_base_init(&f->base, &kfac_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		f->base.vt = NULL;
-		kfac_destroy(&f->base);
-		pspace_layout_free(f->base.layout);
-		free(f->base.name);
-		free(f);
-		return rc;
-	}
 	rc = pspace_kron_geometry(f->base.layout, "KFAC", &f->geo, &n);
 	f->trR = calloc(f->n ? f->n : 1, sizeof(double));
 	f->trC = calloc(f->n ? f->n : 1, sizeof(double));
@@ -435,10 +429,7 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_KFAC)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not kfac",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_KFAC, &r, &layout);
 	if (rc == 0) {
 		rc = pspace_kron_geometry(layout, "KFAC", &geo, &n);
 		if (rc == PSPACE_ENOTSUP)
