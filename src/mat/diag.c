@@ -188,29 +188,38 @@ static int diag_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
 	return diag_like(m, w, out);
 }
 
-static int diag_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+/* A new Diag like @p m with the entries map(v, a). */
+static int diag_map(pspace_mat *m, double (*map)(double v, double a), double a, pspace_mat **out)
 {
 	const double *v = vals(m);
 	double *w = alloc_d(m);
 
 	if (!w)
 		return PSPACE_ENOMEM;
-	/* Zero can never be inverted, whatever the threshold. */
 	for (uint64_t i = 0; i < m->d; i++)
-		w[i] = v[i] <= threshold || v[i] == 0 ? 0.0 : 1.0 / v[i];
+		w[i] = map(v[i], a);
 	return diag_like(m, w, out);
+}
+
+static double pinv_entry(double v, double threshold)
+{
+	/* Zero can never be inverted, whatever the threshold. */
+	return v <= threshold || v == 0 ? 0.0 : 1.0 / v;
+}
+
+static double scale_entry(double v, double s)
+{
+	return s * v;
+}
+
+static int diag_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+{
+	return diag_map(m, pinv_entry, threshold, out);
 }
 
 static int diag_scale(pspace_mat *m, double s, pspace_mat **out)
 {
-	const double *v = vals(m);
-	double *w = alloc_d(m);
-
-	if (!w)
-		return PSPACE_ENOMEM;
-	for (uint64_t i = 0; i < m->d; i++)
-		w[i] = s * v[i];
-	return diag_like(m, w, out);
+	return diag_map(m, scale_entry, s, out);
 }
 
 static int diag_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)

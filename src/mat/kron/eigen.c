@@ -117,17 +117,24 @@ int pspace_kfac_eig_products(const pspace_kfac *f, double ***out)
 	return 0;
 }
 
+int pspace_kfac_eig_weights(pspace_kfac *f, double ***W)
+{
+	int rc = pspace_kfac_eigen(f);
+
+	*W = NULL;
+	if (rc == 0)
+		rc = pspace_kfac_eig_products(f, W);
+	return rc;
+}
+
 int pspace_kfac_eig_impl(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals,
                          double *evecs, size_t ld)
 {
 	pspace_kfac *f = pspace_kfac_of(m);
 	double **W = NULL;
-	int rc;
+	int rc = pspace_kfac_eig_weights(f, &W);
 
 	(void)ex;
-	rc = pspace_kfac_eigen(f);
-	if (rc == 0)
-		rc = pspace_kfac_eig_products(f, &W);
 	if (rc == 0)
 		rc = pspace_kron_eig_top(f->geo, f->n, m->d, (const double *const *)f->UR,
 		                         (const double *const *)f->UC, (const double *const *)W, k,
@@ -140,12 +147,9 @@ int pspace_kfac_eigvals_impl(pspace_mat *m, const pspace_exec *ex, double *evals
 {
 	pspace_kfac *f = pspace_kfac_of(m);
 	double **W = NULL;
-	int rc;
+	int rc = pspace_kfac_eig_weights(f, &W);
 
 	(void)ex;
-	rc = pspace_kfac_eigen(f);
-	if (rc == 0)
-		rc = pspace_kfac_eig_products(f, &W);
 	if (rc == 0)
 		rc = pspace_kron_eig_all(f->geo, f->n, m->d, (const double *const *)W, evals);
 	pspace_kron_free_ptrs(W, f->n);

@@ -145,27 +145,10 @@ int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, 
 static int apply(ekfac *e, const pspace_exec *ex, double **W, uint32_t k, double alpha,
                  const double *X, size_t ldx, int add, double *Y, size_t ldy)
 {
-	double *B, *T;
-	uint32_t kc;
-	int rc = pspace_ekfac_work(e, ex, k, &kc, &B, &T);
+	pspace_kron_eig_form form = {e->UR, e->UC, W};
 
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < e->n; l++) {
-		const pspace_kron_layer *g = &e->geo[l];
-
-		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
-			uint32_t kk = k - j0 < kc ? k - j0 : kc;
-
-			pspace_kron_gather(g, kk, X + (size_t)j0 * ldx + g->off, ldx, B);
-			pspace_kron_eig_mul(g, kk, e->UR[l], e->UC[l], W[l], B, T, ex->threads);
-			pspace_kron_scatter(g, kk, alpha, B, add, Y + (size_t)j0 * ldy + g->off,
-			                    ldy);
-		}
-	}
-	free(T);
-	free(B);
-	return 0;
+	return pspace_kron_apply(e->geo, e->n, ex, "EKFAC", k, X, ldx, alpha, add, Y, ldy,
+	                         pspace_kron_eig_chunk, &form);
 }
 
 static int ekfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
@@ -459,9 +442,10 @@ static int ekfac_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
 	return derive(e, W, 1.0, e->updated, out);
 }
 
-static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+/* A new EKFAC with e's bases, the diagonal map(S, a) entrywise and s sR (derive). */
+static int derive_map(ekfac *e, double (*map)(double x, double a), double a, double s,
+                      pspace_mat **out)
 {
-	ekfac *e = ekfac_of(m);
 	double **W = NULL;
 	int rc = copy_s(e, &W);
 
@@ -469,22 +453,28 @@ static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
 		return rc;
 	for (size_t l = 0; l < e->n; l++)
 		for (uint64_t i = 0; i < e->geo[l].nr * e->geo[l].nc; i++)
-			W[l][i] = e->S[l][i] <= threshold ? 0.0 : 1.0 / e->S[l][i];
-	return derive(e, W, 1.0, e->updated, out);
+			W[l][i] = map(W[l][i], a);
+	return derive(e, W, s, e->updated, out);
+}
+
+static double pinv_entry(double x, double threshold)
+{
+	return x <= threshold ? 0.0 : 1.0 / x;
+}
+
+static double scale_entry(double x, double s)
+{
+	return s * x;
+}
+
+static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+{
+	return derive_map(ekfac_of(m), pinv_entry, threshold, 1.0, out);
 }
 
 static int ekfac_scale(pspace_mat *m, double s, pspace_mat **out)
 {
-	ekfac *e = ekfac_of(m);
-	double **W = NULL;
-	int rc = copy_s(e, &W);
-
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < e->n; l++)
-		for (uint64_t i = 0; i < e->geo[l].nr * e->geo[l].nc; i++)
-			W[l][i] = s * e->S[l][i];
-	return derive(e, W, s, e->updated, out);
+	return derive_map(ekfac_of(m), scale_entry, s, s, out);
 }
 
 static int ekfac_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals, double *evecs,

@@ -153,10 +153,7 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 	rc = pspace_kron_geometry(layout, "KFAC", &geo, &n);
 	if (rc != 0)
 		return rc;
-	R = pspace_kron_new_ptrs(n);
-	C = pspace_kron_new_ptrs(n);
-	if (!R || !C)
-		rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	rc = pspace_kron_new_pair(n, "KFAC", &R, &C);
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 
@@ -177,30 +174,22 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 
 /* ---- products and reductions ---------------------------------------------------- */
 
+/* B <- R B C^T (pspace_kron_apply). */
+static void mul_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                      double *T, int threads)
+{
+	const pspace_kfac *f = ud;
+
+	pspace_kron_mul(g, k, f->R[l], f->C[l], B, T, threads);
+}
+
 static int kfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
                    size_t ldx, double *Y, size_t ldy)
 {
 	pspace_kfac *f = pspace_kfac_of(m);
-	double *B, *T;
-	uint32_t kc;
-	int rc = pspace_kfac_work(f, ex, k, &kc, &B, &T);
 
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < f->n; l++) {
-		const pspace_kron_layer *g = &f->geo[l];
-
-		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
-			uint32_t kk = k - j0 < kc ? k - j0 : kc;
-
-			pspace_kron_gather(g, kk, X + (size_t)j0 * ldx + g->off, ldx, B);
-			pspace_kron_mul(g, kk, f->R[l], f->C[l], B, T, ex->threads);
-			pspace_kron_scatter(g, kk, alpha, B, 1, Y + (size_t)j0 * ldy + g->off, ldy);
-		}
-	}
-	free(T);
-	free(B);
-	return 0;
+	return pspace_kron_apply(f->geo, f->n, ex, "KFAC", k, X, ldx, alpha, 1, Y, ldy, mul_chunk,
+	                         f);
 }
 
 static double rdiag_at(const pspace_kron_layer *g, const double *R, uint64_t o)
@@ -435,12 +424,8 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 		if (rc == PSPACE_ENOTSUP)
 			rc = PSPACE_ECORRUPT;
 	}
-	if (rc == 0) {
-		R = pspace_kron_new_ptrs(n);
-		C = pspace_kron_new_ptrs(n);
-		if (!R || !C)
-			rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-	}
+	if (rc == 0)
+		rc = pspace_kron_new_pair(n, "KFAC", &R, &C);
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 

@@ -33,13 +33,6 @@ static inline pspace_kfac *pspace_kfac_of(pspace_mat *m)
 	return (pspace_kfac *)m;
 }
 
-/* Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the largest layer. */
-static inline int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k,
-                                   uint32_t *kc, double **B, double **T)
-{
-	return pspace_kron_work(f->geo, f->n, k, ex->mem_budget, "KFAC", kc, B, T);
-}
-
 /* ---- eigen.c --------------------------------------------------------------------- */
 
 /**
@@ -56,6 +49,8 @@ int pspace_kfac_eigen_locked(pspace_kfac *f);
  * (free with pspace_kron_free_ptrs); the eigendecompositions must exist.
  */
 int pspace_kfac_eig_products(const pspace_kfac *f, double ***W);
+/** pspace_kfac_eigen(), then pspace_kfac_eig_products(): *W NULL on failure. */
+int pspace_kfac_eig_weights(pspace_kfac *f, double ***W);
 /**
  * A new EKFAC with @p f's eigenbases and factor eigenvalues and the
  * diagonal @p S (nr x nc per layer, copied; NULL: sR sC^T, equal to @p f),

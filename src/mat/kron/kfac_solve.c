@@ -53,10 +53,7 @@ static int chol_locked(pspace_kfac *f, double damping)
 	f->chol_ok = 0;
 	pspace_kron_free_ptrs(f->LR, f->n);
 	pspace_kron_free_ptrs(f->LC, f->n);
-	f->LR = pspace_kron_new_ptrs(f->n);
-	f->LC = pspace_kron_new_ptrs(f->n);
-	if (!f->LR || !f->LC)
-		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	rc = pspace_kron_new_pair(f->n, "KFAC", &f->LR, &f->LC);
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
 		double cr, cc;
@@ -90,12 +87,14 @@ static int chol_locked(pspace_kfac *f, double damping)
 	return rc;
 }
 
-/* B <- R_d^{-1} B C_d^{-1} with the cached Cholesky factors. */
-static void chol_apply(const pspace_kfac *f, size_t l, uint32_t k, double *B, int threads)
+/* B <- R_d^{-1} B C_d^{-1} with the cached Cholesky factors of KFAC @p ud (pspace_kron_apply). */
+static void chol_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                       double *T, int threads)
 {
-	const pspace_kron_layer *g = &f->geo[l];
+	const pspace_kfac *f = ud;
 	uint64_t nr = g->nr, nc = g->nc, w = (uint64_t)k * nc;
 
+	(void)T;
 	if (g->rdiag) {
 		for (uint64_t o = 0; o < nr; o++)
 			for (uint64_t c = 0; c < w; c++)
@@ -139,40 +138,33 @@ int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping,
                            const double *Bv, size_t ldb, double *X, size_t ldx)
 {
 	pspace_kfac *f = pspace_kfac_of(m);
-	double *B = NULL, *T = NULL, **W = NULL;
-	int exact, rc;
-	uint32_t kc;
+	pspace_kron_eig_form form;
+	pspace_kron_chunk_fn op = chol_chunk;
+	void *ud = f;
+	double **W = NULL;
+	int rc;
 
 	if (!f->sym)
 		return pspace_err_set(PSPACE_ENOTSUP,
 		                      "KFAC: the factors are not symmetric (a product of KFACs): "
 		                      "no direct solve");
 	pthread_mutex_lock(&f->lock);
-	exact = f->mode == PSPACE_KFAC_DAMP_EXACT;
-	rc = exact ? pspace_kfac_eigen_locked(f) : chol_locked(f, damping);
-	if (rc == 0 && exact)
-		rc = exact_weights(f, damping, &W);
-	if (rc == 0)
-		rc = pspace_kfac_work(f, ex, k, &kc, &B, &T);
-	for (size_t l = 0; rc == 0 && l < f->n; l++) {
-		const pspace_kron_layer *g = &f->geo[l];
-
-		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
-			uint32_t kk = k - j0 < kc ? k - j0 : kc;
-
-			pspace_kron_gather(g, kk, Bv + (size_t)j0 * ldb + g->off, ldb, B);
-			if (exact)
-				pspace_kron_eig_mul(g, kk, f->UR[l], f->UC[l], W[l], B, T,
-				                    ex->threads);
-			else
-				chol_apply(f, l, kk, B, ex->threads);
-			pspace_kron_scatter(g, kk, 1.0, B, 0, X + (size_t)j0 * ldx + g->off, ldx);
-		}
+	if (f->mode == PSPACE_KFAC_DAMP_EXACT) {
+		rc = pspace_kfac_eigen_locked(f);
+		if (rc == 0)
+			rc = exact_weights(f, damping, &W);
+		/* the eigenbases exist only from here */
+		form = (pspace_kron_eig_form){f->UR, f->UC, W};
+		op = pspace_kron_eig_chunk;
+		ud = &form;
+	} else {
+		rc = chol_locked(f, damping);
 	}
+	if (rc == 0)
+		rc =
+		    pspace_kron_apply(f->geo, f->n, ex, "KFAC", k, Bv, ldb, 1.0, 0, X, ldx, op, ud);
 	pthread_mutex_unlock(&f->lock);
 	pspace_kron_free_ptrs(W, f->n);
-	free(T);
-	free(B);
 	return rc;
 }
 
@@ -233,11 +225,9 @@ out:
 int pspace_kfac_pow_exact(pspace_kfac *f, double p, double damping, pspace_mat **out)
 {
 	double **W = NULL;
-	int rc = pspace_kfac_eigen(f);
+	int rc = pspace_kfac_eig_weights(f, &W);
 
 	*out = NULL;
-	if (rc == 0)
-		rc = pspace_kfac_eig_products(f, &W);
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
 		uint64_t cnt = g->nr * g->nc;
@@ -260,12 +250,8 @@ int pspace_kfac_pow_factors(pspace_kfac *f, double p, double damping, double ***
 	double **R = NULL, **C = NULL;
 	int rc = pspace_kfac_eigen(f);
 
-	if (rc == 0) {
-		R = pspace_kron_new_ptrs(f->n);
-		C = pspace_kron_new_ptrs(f->n);
-		if (!R || !C)
-			rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-	}
+	if (rc == 0)
+		rc = pspace_kron_new_pair(f->n, "KFAC", &R, &C);
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
 		double cr, cc;

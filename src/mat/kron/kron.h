@@ -162,6 +162,42 @@ int pspace_kron_work(const pspace_kron_layer *g, size_t n, uint32_t k, size_t bu
                      const char *what, uint32_t *kc, double **B, double **T);
 
 /**
+ * The operation on one layer's chunk of @p k vectors held in B (nr, k, nc),
+ * in place; T is a work buffer of B's size. @p l is the layer's index.
+ */
+typedef void (*pspace_kron_chunk_fn)(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k,
+                                     double *B, double *T, int threads);
+
+/**
+ * Y (+)= alpha op_l(X) for the @p k vectors X_j (at X + j ldx) on every
+ * layer of @p geo: each layer's part of the vectors is gathered into V
+ * matrices in chunks that fit ex->mem_budget (pspace_kron_work, @p what
+ * naming the caller), transformed by @p op and scattered into Y (added
+ * when @p add, else written over). @return 0 or PSPACE_ENOMEM.
+ */
+int pspace_kron_apply(const pspace_kron_layer *geo, size_t n, const pspace_exec *ex,
+                      const char *what, uint32_t k, const double *X, size_t ldx, double alpha,
+                      int add, double *Y, size_t ldy, pspace_kron_chunk_fn op, void *ud);
+
+/** Per layer U_R, U_C and W of the form U_R [W .* (U_R^T V U_C)] U_C^T. */
+typedef struct pspace_kron_eig_form {
+	double *const *UR; /* UR[l] NULL: identity */
+	double *const *UC;
+	double *const *W;
+} pspace_kron_eig_form;
+
+/** pspace_kron_chunk_fn applying the form @p ud (a pspace_kron_eig_form) with pspace_kron_eig_mul.
+ */
+void pspace_kron_eig_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                           double *T, int threads);
+
+/**
+ * Two new pointer arrays of @p n (pspace_kron_new_ptrs), or PSPACE_ENOMEM
+ * naming @p what with both NULL.
+ */
+int pspace_kron_new_pair(size_t n, const char *what, double ***R, double ***C);
+
+/**
  * B <- B op(L)^{-1} (right) or op(L)^{-1} B (left) for row-major lower
  * triangular L (n x n) and B (m x n, or n x ncols on the left: m rows, n
  * columns of B as given), through BLIS trsm.
