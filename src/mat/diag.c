@@ -301,6 +301,7 @@ static const pspace_mat_vtable diag_vt = {
     .vtmv_batch = diag_vtmv_batch,
     .trace = diag_trace,
     .diag = diag_diag,
+    .is_diagonal = pspace_mat_always_diagonal,
     .frob2 = diag_frob2,
     .dense = diag_dense,
     .solve = diag_solve,

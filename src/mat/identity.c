@@ -112,6 +112,7 @@ static const pspace_mat_vtable identity_vt = {
     .vtmv_batch = identity_vtmv_batch,
     .trace = identity_trace,
     .diag = identity_diag,
+    .is_diagonal = pspace_mat_always_diagonal,
     .frob2 = identity_frob2,
     .dense = identity_dense,
     .solve = identity_solve,

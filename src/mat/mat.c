@@ -112,6 +112,17 @@ const char *pspace_mat_name(const pspace_mat *m)
 	return m->name;
 }
 
+int pspace_mat_always_diagonal(const pspace_mat *m)
+{
+	(void)m;
+	return 1;
+}
+
+int pspace_mat_is_diagonal(const pspace_mat *m)
+{
+	return m && m->vt->is_diagonal ? m->vt->is_diagonal(m) : 0;
+}
+
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m)
 {
 	return m && m->vt->tiled ? m->vt->tiled(m) : NULL;

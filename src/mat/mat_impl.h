@@ -25,6 +25,12 @@ typedef struct pspace_mat_vtable {
 	                  size_t ldv, double *out);
 	int (*trace)(pspace_mat *m, const pspace_exec *ex, double *out);
 	int (*diag)(pspace_mat *m, const pspace_exec *ex, double *out);
+	/**
+	 * 1 when the representation can only hold a diagonal matrix (what
+	 * its entries are does not matter), else 0. NULL: not diagonal.
+	 * Operators use it to take diag() as the whole matrix.
+	 */
+	int (*is_diagonal)(const pspace_mat *m);
 	/** Squared Frobenius norm. */
 	int (*frob2)(pspace_mat *m, const pspace_exec *ex, double *out);
 	/** Dense d x d row-major. NULL: computed from mm with identity columns. */
@@ -126,6 +132,11 @@ int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, 
  * element count equals @p count (ECORRUPT naming the array otherwise).
  */
 int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, double **out);
+
+/** The is_diagonal entry of kinds that are always diagonal: @return 1. */
+int pspace_mat_always_diagonal(const pspace_mat *m);
+/** @return 1 if @p m is diagonal by its representation (vtable is_diagonal), else 0. */
+int pspace_mat_is_diagonal(const pspace_mat *m);
 
 /** @return the engine's view of @p m if it is stored as tiles, else NULL. */
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m);

@@ -420,6 +420,17 @@ out:
 	return rc;
 }
 
+/* Diagonal when every part is: a Mixed has no entries across layers. */
+static int mx_is_diagonal(const pspace_mat *m)
+{
+	const mixed *x = mx_of(m);
+
+	for (size_t i = 0; i < x->n; i++)
+		if (!pspace_mat_is_diagonal(x->parts[i]))
+			return 0;
+	return 1;
+}
+
 static const pspace_mat_vtable mx_vt = {
     .kind = PSPACE_KIND_MIXED,
     .destroy = mx_destroy,
@@ -427,6 +438,7 @@ static const pspace_mat_vtable mx_vt = {
     .vtmv_batch = mx_vtmv_batch,
     .trace = mx_trace,
     .diag = mx_diag,
+    .is_diagonal = mx_is_diagonal,
     .frob2 = mx_frob2,
     .dense = mx_dense,
     .solve = mx_solve,

@@ -610,6 +610,17 @@ out:
 	return rc;
 }
 
+/* Diagonal when no layer has cross terms, i.e. none has a bias. */
+static int qd_is_diagonal(const pspace_mat *m)
+{
+	const quasidiag *q = (const quasidiag *)m;
+
+	for (size_t l = 0; l < q->nlayers; l++)
+		if (q->cross[l])
+			return 0;
+	return 1;
+}
+
 static const pspace_mat_vtable qd_vt = {
     .kind = PSPACE_KIND_QUASIDIAG,
     .destroy = qd_destroy,
@@ -617,6 +628,7 @@ static const pspace_mat_vtable qd_vt = {
     .vtmv_batch = qd_vtmv_batch,
     .trace = qd_trace,
     .diag = qd_diag,
+    .is_diagonal = qd_is_diagonal,
     .frob2 = qd_frob2,
     .dense = qd_dense,
     .solve = qd_solve,
