@@ -5,6 +5,7 @@
  * build_factored.c, build_layers.c, mixed_spec.c) and the entry points
  * (builder.c) sit above this file.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "build/build_impl.h"
@@ -49,24 +50,27 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 }
 
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
-                      const char *what, uint64_t *nx)
+                      const char *what, uint64_t *nx, double **X)
 {
 	uint64_t per = (uint64_t)r->K * r->d * sizeof(double) + r->extra_per_example;
 
 	*nx = 0;
+	*X = NULL;
 	if (o->batch > 0) {
 		*nx = o->batch < r->n ? o->batch : r->n;
-		return 0;
-	}
-	if (per == 0 || avail < per)
+	} else if (per == 0 || avail < per) {
 		return pspace_err_set(PSPACE_ENOMEM,
 		                      "%s: one example's %u gradient rows of %llu parameters take "
 		                      "%llu bytes, more than the %llu bytes of the memory budget "
 		                      "left for a batch",
 		                      what, r->K, (unsigned long long)r->d, (unsigned long long)per,
 		                      (unsigned long long)avail);
-	*nx = avail / per;
-	if (*nx > r->n)
-		*nx = r->n;
+	} else {
+		*nx = avail / per < r->n ? avail / per : r->n;
+	}
+	*X = malloc((size_t)*nx * r->K * r->d * sizeof(double));
+	if (!*X)
+		return pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
+		                      what, (unsigned long long)*nx);
 	return 0;
 }
