@@ -92,15 +92,9 @@ static int collect_demo(const pspace_matrix_info *in, void *ud)
 
 	if (!is_demo_matrix(in->name))
 		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		void *p = realloc(l->names, cap * sizeof(*l->names));
-		if (!p) {
-			l->nomem = 1;
-			return 1;
-		}
-		l->names = p;
-		l->cap = cap;
+	if (tool_grow(&l->names, &l->cap, l->n, sizeof(*l->names)) != 0) {
+		l->nomem = 1;
+		return 1;
 	}
 	snprintf(l->names[l->n++], sizeof(l->names[0]), "%s", in->name);
 	return 0;
