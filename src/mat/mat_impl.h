@@ -105,7 +105,10 @@ int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix
 int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
-int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+/** Opens a stored matrix by name (pspace_mat_open; handed to Mixed for its parts). */
+typedef int (*pspace_mat_open_fn)(pspace_mat **out, pspace_store *s, const char *name);
+int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
+                      pspace_mat_open_fn open_part);
 
 /*
  * Persisting resident kinds: a tileless catalog entry (nblocks = 0) with the

@@ -13,7 +13,8 @@
  * Resident parts are saved first, each as its own matrix "<name>/<layer>";
  * stored parts cannot be copied and are recorded by name (they must live
  * in the same store, and must outlive the Mixed: removing "<name>" removes
- * neither kind of part). pspace_mat_open() reopens every part by name.
+ * neither kind of part). Its opener reopens every part by name (through the
+ * function open.c hands it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -506,7 +507,8 @@ pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i)
 	return mx_of(m)->parts[i];
 }
 
-int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
+int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
+                      pspace_mat_open_fn open_part)
 {
 	pspace_reader *r = NULL;
 	pspace_layout *layout = NULL;
@@ -556,7 +558,7 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 				                    PARTS_ARRAY, i, n);
 				goto out;
 			}
-			rc = pspace_err_prefix(pspace_mat_open(&parts[i], s, p), "layer %s",
+			rc = pspace_err_prefix(open_part(&parts[i], s, p), "layer %s",
 			                       pspace_layout_layer(layout, i)->name);
 			if (rc != 0)
 				goto out;
