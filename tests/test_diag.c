@@ -1,7 +1,7 @@
 /*
  * Tests of Diag and QuasiDiag (src/mat/diag.c, src/mat/quasidiag.c): every
  * operation against a float64 dense matrix built here from the definition
- * in SPEC 3 (the diagonal, plus for QuasiDiag the cross terms between
+ * in the README's Formulas (the diagonal, plus for QuasiDiag the cross terms between
  * weight (o, j) and bias o of each layer with a bias), the arrowhead solve
  * against an LU solve of the dense M + l I, powers and pseudo-inverses
  * against the eigendecomposition of the dense reference, persistence

@@ -1,10 +1,10 @@
 /*
- * Tests of EKFAC (src/mat/ekfac.c) on the KFAC test layout (linear with and
+ * Tests of EKFAC (src/mat/kron/) on the KFAC test layout (linear with and
  * without a bias, conv2d with a bias, embedding): equal to KFAC right after
  * pspace_ekfac_from_kfac; the diagonal update from exact per-example
  * gradients generated here, against a float64 dense reference built in this
  * file from its own eigendecompositions of the factors (LAPACK dsyev) and
- * SPEC 3's definition of S; SPEC 3's properties (KFAC equals the true
+ * the definition of S and the properties in the README's Formulas (KFAC equals the true
  * block-diagonal Fisher when every example has the same single input;
  * EKFAC after the update is at least as close to it as KFAC); powers,
  * pseudo-inverse, damped solve, scaling, persistence and EKFAC as a CG
@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "kref.h"
 #include "pspace/factored.h"
@@ -79,8 +80,8 @@ static void gen(kref *k, uint64_t seed, int same, double *Gr, size_t ld, double 
 		double *a, *dl;
 
 		kref_dims(L, &nr, &nc, &in, &emb);
-		a = fref_randv(NEX * nc, seed + 100 * l);
-		dl = fref_randv(NEX * (emb ? nc : nr), seed + 100 * l + 1);
+		a = fx_randv(NEX * nc, seed + 100 * l);
+		dl = fx_randv(NEX * (emb ? nc : nr), seed + 100 * l + 1);
 		memset(k->A[l], 0, kref_asize(L) * sizeof(double));
 		memset(k->G[l], 0, kref_gsize(L) * sizeof(double));
 		for (size_t x = 0; x < NEX; x++) {
@@ -203,7 +204,7 @@ static void check_mm(pspace_mat *a, pspace_mat *b, const double *F, size_t d)
 
 	for (int t = 0; t < 2; t++) {
 		uint32_t k = ks[t];
-		double *X = fref_randv(k * d, 800 + k), *Y = calloc(k * d, sizeof(double));
+		double *X = fx_randv(k * d, 800 + k), *Y = calloc(k * d, sizeof(double));
 		double *Z = calloc(k * d, sizeof(double)), *R = malloc(k * d * sizeof(double));
 
 		assert_non_null(Y);
@@ -215,7 +216,7 @@ static void check_mm(pspace_mat *a, pspace_mat *b, const double *F, size_t d)
 			assert_int_equal(pspace_mat_mm(b, NULL, k, 1.0, Y, d, 0.0, Z, d), 0);
 			memcpy(Y, Z, k * d * sizeof(double));
 		}
-		assert_true(fref_relerr(Y, R, k * d) < TOL);
+		assert_true(fx_relerr(Y, R, k * d) < TOL);
 		free(R);
 		free(Z);
 		free(Y);
@@ -242,7 +243,7 @@ static void test_ekfac_from_kfac(void **state)
 	assert_non_null(F);
 	kref_dense(k.layout, k.A, k.G, 0, F);
 	G = dense_of(e);
-	assert_true(fref_relerr(G, F, d * d) < TOL);
+	assert_true(fx_relerr(G, F, d * d) < TOL);
 	fref_check_ops(e, F, d, TOL);
 	check_mm(e, NULL, F, d);
 	fref_check_eig(e, F, d, 12, 1e-10);
@@ -250,7 +251,7 @@ static void test_ekfac_from_kfac(void **state)
 	fref_check_solve(e, F, d, 0.1, TOL);
 
 	/* Factor-wise damping on a not-updated EKFAC: the same as KFAC's. */
-	X = fref_randv(3 * d, 202);
+	X = fx_randv(3 * d, 202);
 	Y1 = malloc(3 * d * sizeof(double));
 	Y2 = malloc(3 * d * sizeof(double));
 	assert_non_null(Y1);
@@ -261,7 +262,7 @@ static void test_ekfac_from_kfac(void **state)
 		kref_dense(k.layout, Ad, Gd, 0, G);
 		fref_solve(G, d, 0.0, 3, X, Y1);
 		assert_int_equal(pspace_mat_solve(e, NULL, 0.1, 3, X, d, Y2, d), 0);
-		assert_true(fref_relerr(Y2, Y1, 3 * d) < TOL);
+		assert_true(fx_relerr(Y2, Y1, 3 * d) < TOL);
 		for (size_t l = 0; l < k.n; l++) {
 			free(Ad[l]);
 			free(Gd[l]);
@@ -299,7 +300,7 @@ static void test_ekfac_update(void **state)
 	{
 		/* a solve before the update caches (S + 0.1)^-1 of the old S: the
 		 * update must drop it (checked by the solves below) */
-		double *b = fref_randv(d, 303), *x = calloc(d, sizeof(double));
+		double *b = fx_randv(d, 303), *x = calloc(d, sizeof(double));
 		assert_non_null(x);
 		assert_int_equal(pspace_mat_solve(e, NULL, 0.1, 1, b, d, x, d), 0);
 		free(x);
@@ -315,7 +316,7 @@ static void test_ekfac_update(void **state)
 	fref_check_solve(e, Fr, d, 0.3, TOL); /* another damping: a new inverse */
 	fref_check_solve(e, Fr, d, 0.1, TOL);
 
-	/* SPEC 3: EKFAC after the update is at least as close to the true
+	/* README, Formulas: EKFAC after the update is at least as close to the true
 	 * block-diagonal Fisher as KFAC, and here strictly closer. */
 	Fk = dense_of(m);
 	Fe = dense_of(e);
@@ -336,7 +337,7 @@ static void test_ekfac_update(void **state)
 	kref_free(&k);
 }
 
-/* SPEC 3: KFAC equals the true block when every example has the same single input. */
+/* README, Formulas: KFAC equals the true block when every example has the same single input. */
 static void test_ekfac_same_input(void **state)
 {
 	kref k;
@@ -354,12 +355,12 @@ static void test_ekfac_same_input(void **state)
 	gen(&k, 402, 1, Gr, d, Ft);
 	m = make_kfac(&k);
 	F = dense_of(m);
-	assert_true(fref_relerr(F, Ft, d * d) < TOL);
+	assert_true(fx_relerr(F, Ft, d * d) < TOL);
 	free(F);
 	e = make_ekfac(m);
 	update(e, Gr, d);
 	F = dense_of(e);
-	assert_true(fref_relerr(F, Ft, d * d) < 1e-9);
+	assert_true(fx_relerr(F, Ft, d * d) < 1e-9);
 	free(F);
 	free(Ft);
 	free(Gr);
@@ -401,13 +402,13 @@ static void test_ekfac_pow_pinv(void **state)
 	fref_pow(Fr, d, -1, 0.1, P);
 	assert_int_equal(pspace_mat_pow(&q, e, -1, 0.1), 0);
 	G = dense_of(q);
-	assert_true(fref_relerr(G, P, d * d) < TOL);
+	assert_true(fx_relerr(G, P, d * d) < TOL);
 	free(G);
 	pspace_mat_free(q);
 	fref_pow(Fr, d, 0.5, 0.1, P);
 	assert_int_equal(pspace_mat_pow(&q, e, 0.5, 0.1), 0);
 	G = dense_of(q);
-	assert_true(fref_relerr(G, P, d * d) < TOL);
+	assert_true(fx_relerr(G, P, d * d) < TOL);
 	free(G);
 	pspace_mat_free(q);
 
@@ -418,7 +419,7 @@ static void test_ekfac_pow_pinv(void **state)
 	fref_pinv(Fr, d, thr, P);
 	assert_int_equal(pspace_mat_pinv(&q, e, thr), 0);
 	G = dense_of(q);
-	assert_true(fref_relerr(G, P, d * d) < TOL);
+	assert_true(fx_relerr(G, P, d * d) < TOL);
 	free(G);
 	/* its inverse does not exist; a damped one does */
 	assert_int_equal(pspace_mat_pow(&q2, q, -1, 0.0), PSPACE_ENUMERIC);
@@ -447,13 +448,13 @@ static void test_ekfac_pow_pinv(void **state)
 
 static void test_ekfac_roundtrip(void **state)
 {
-	fref_store t;
+	fx_store t;
 	kref k;
 	pspace_mat *m, *e, *e2, *o;
 	double *Gr, *Ft;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "ekfac");
 	kref_init(&k, 601, 0.0);
 	Gr = malloc(NEX * k.d * sizeof(*Gr));
 	Ft = malloc(k.d * k.d * sizeof(*Ft));
@@ -480,19 +481,19 @@ static void test_ekfac_roundtrip(void **state)
 	pspace_mat_free(e);
 	pspace_mat_free(m);
 	kref_free(&k);
-	fref_store_close(&t);
+	fx_store_close(&t);
 }
 
 static void test_ekfac_precond(void **state)
 {
-	fref_store t;
+	fx_store t;
 	kref k;
 	pspace_mat *m, *e;
 	double *Gr, *Ft, *E;
 	size_t d;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "ekfac");
 	kref_init(&k, 701, 0.0);
 	d = k.d;
 	Gr = malloc(NEX * d * sizeof(*Gr));
@@ -516,7 +517,7 @@ static void test_ekfac_precond(void **state)
 	pspace_mat_free(e);
 	pspace_mat_free(m);
 	kref_free(&k);
-	fref_store_close(&t);
+	fx_store_close(&t);
 }
 
 /*
@@ -558,8 +559,8 @@ static void test_ekfac_update_layer(void **state)
 		int emb;
 
 		kref_dims(L, &nr, &nc, &in, &emb);
-		acts[l] = fref_randv(LX * T * in, 820 + l);
-		grads[l] = fref_randv(LK * LX * T * nr, 830 + l);
+		acts[l] = fx_randv(LX * T * in, 820 + l);
+		grads[l] = fx_randv(LK * LX * T * nr, 830 + l);
 		for (size_t x = 0; x < LX; x++) {
 			for (size_t kk = 0; kk < LK; kk++) {
 				double *row = R + (x * LK + kk) * d + L->offset;
@@ -606,8 +607,8 @@ static void test_ekfac_update_layer(void **state)
 	Fr = dense_of(er);
 	Fl = dense_of(el);
 	Fb = dense_of(eb);
-	assert_true(fref_relerr(Fl, Fr, d * d) < 1e-12);
-	assert_true(fref_relerr(Fb, Fr, d * d) < 1e-12);
+	assert_true(fx_relerr(Fl, Fr, d * d) < 1e-12);
+	assert_true(fx_relerr(Fb, Fr, d * d) < 1e-12);
 	free(Fb);
 	free(Fl);
 	free(Fr);

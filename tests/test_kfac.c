@@ -1,7 +1,7 @@
 /*
- * Tests of KFAC (src/mat/kfac.c, src/mat/kron.c) on a layout with a linear
+ * Tests of KFAC (src/mat/kron/) on a layout with a linear
  * layer with a bias, one without, a conv2d with a bias and an embedding:
- * every operation against a float64 dense reference built here from SPEC 3
+ * every operation against a float64 dense reference built here from the README's Formulas
  * (Kronecker products in (o, j) order permuted to the canonical order by
  * this file's own code, tests/helpers/kref.c), LAPACK's dsyev / dgesv on
  * that reference for eigenpairs, inverses and powers, persistence (bit-
@@ -18,6 +18,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "fref.h"
 #include "kref.h"
 #include "pspace/factored.h"
@@ -81,7 +82,7 @@ static void check_mm_many(pspace_mat *m, const double *F, size_t d)
 	for (int t = 0; t < 2; t++) {
 		uint32_t k = ks[t];
 		size_t ld = d + 5;
-		double *X = fref_randv(k * ld, 500 + k), *Y = fref_randv(k * ld, 600 + k);
+		double *X = fx_randv(k * ld, 500 + k), *Y = fx_randv(k * ld, 600 + k);
 		double *Y0 = malloc(k * ld * sizeof(*Y0)), *Xc = malloc(k * d * sizeof(*Xc));
 		double *R = malloc(k * d * sizeof(*R)), *got = malloc(k * d * sizeof(*got));
 
@@ -99,7 +100,7 @@ static void check_mm_many(pspace_mat *m, const double *F, size_t d)
 				got[j * d + i] = Y[j * ld + i] - Y0[j * ld + i];
 				R[j * d + i] *= -2.0;
 			}
-		assert_true(fref_relerr(got, R, k * d) < TOL);
+		assert_true(fx_relerr(got, R, k * d) < TOL);
 		free(got);
 		free(R);
 		free(Xc);
@@ -111,7 +112,7 @@ static void check_mm_many(pspace_mat *m, const double *F, size_t d)
 
 /* ---- tests --------------------------------------------------------------------------- */
 
-/* Materialized KFAC = SPEC 3's block in both bias orders. */
+/* Materialized KFAC = the block of the README's Formulas in both bias orders. */
 static void test_kfac_dense_orders(void **state)
 {
 	kref k;
@@ -127,7 +128,7 @@ static void test_kfac_dense_orders(void **state)
 	m = make(&k);
 	F = dense_ref(&k);
 	G = dense_of(m);
-	assert_true(fref_relerr(G, F, d * d) < 1e-14);
+	assert_true(fx_relerr(G, F, d * d) < 1e-14);
 
 	/* Interleaved (split_weight_bias=False) order: the plain Kronecker blocks. */
 	perm = malloc(d * sizeof(*perm));
@@ -141,9 +142,9 @@ static void test_kfac_dense_orders(void **state)
 		for (size_t j = 0; j < d; j++)
 			P[i * d + j] = G[perm[i] * d + perm[j]];
 	kref_dense(k.layout, k.A, k.G, 1, Fp);
-	assert_true(fref_relerr(P, Fp, d * d) < 1e-14);
+	assert_true(fx_relerr(P, Fp, d * d) < 1e-14);
 	/* The bias order matters: the plain blocks differ from the canonical ones. */
-	assert_true(fref_relerr(G, Fp, d * d) > 0.1);
+	assert_true(fx_relerr(G, Fp, d * d) > 0.1);
 
 	free(Fp);
 	free(P);
@@ -231,7 +232,7 @@ static void test_kfac_eig(void **state)
 static void check_solve_vs(pspace_mat *m, double l, const double *Fd, size_t d)
 {
 	const size_t k = 5;
-	double *B = fref_randv(k * d, 700), *X = malloc(k * d * sizeof(*X));
+	double *B = fx_randv(k * d, 700), *X = malloc(k * d * sizeof(*X));
 	double *R = malloc(k * d * sizeof(*R));
 
 	assert_non_null(X);
@@ -239,7 +240,7 @@ static void check_solve_vs(pspace_mat *m, double l, const double *Fd, size_t d)
 	fref_solve(Fd, d, 0.0, k, B, R);
 	for (uint32_t kk = 1; kk <= k; kk += 4) {
 		assert_int_equal(pspace_mat_solve(m, NULL, l, kk, B, d, X, d), 0);
-		assert_true(fref_relerr(X, R, kk * d) < TOL);
+		assert_true(fx_relerr(X, R, kk * d) < TOL);
 	}
 	free(R);
 	free(X);
@@ -285,7 +286,7 @@ static void check_pow(pspace_mat *m, double p, double l, const double *P, size_t
 	assert_int_equal(pspace_mat_pow(&q, m, p, l), 0);
 	assert_int_equal(pspace_mat_kind(q), want);
 	G = dense_of(q);
-	assert_true(fref_relerr(G, P, d * d) < TOL);
+	assert_true(fx_relerr(G, P, d * d) < TOL);
 	free(G);
 	pspace_mat_free(q);
 }
@@ -315,7 +316,7 @@ static void test_kfac_pow(void **state)
 	/* The inverse as a matrix agrees with the solve. */
 	assert_int_equal(pspace_mat_inverse(&inv, m, 0.2), 0);
 	{
-		double *X = fref_randv(4 * d, 55), *Y1 = calloc(4 * d, sizeof(double));
+		double *X = fx_randv(4 * d, 55), *Y1 = calloc(4 * d, sizeof(double));
 		double *Y2 = malloc(4 * d * sizeof(double)), *R = malloc(4 * d * sizeof(double));
 
 		assert_non_null(Y1);
@@ -323,11 +324,11 @@ static void test_kfac_pow(void **state)
 		assert_non_null(R);
 		assert_int_equal(pspace_mat_mm(inv, NULL, 4, 1.0, X, d, 0.0, Y1, d), 0);
 		assert_int_equal(pspace_mat_solve(m, NULL, 0.2, 4, X, d, Y2, d), 0);
-		assert_true(fref_relerr(Y1, Y2, 4 * d) < TOL);
+		assert_true(fx_relerr(Y1, Y2, 4 * d) < TOL);
 		/* inv keeps pi damping: its undamped solve multiplies by Fd. */
 		assert_int_equal(pspace_mat_solve(inv, NULL, 0.0, 4, X, d, Y2, d), 0);
 		fref_mm(Fd, d, 4, X, R);
-		assert_true(fref_relerr(Y2, R, 4 * d) < TOL);
+		assert_true(fx_relerr(Y2, R, 4 * d) < TOL);
 		free(R);
 		free(Y2);
 		free(Y1);
@@ -371,16 +372,16 @@ static void test_kfac_product_scale(void **state)
 	assert_int_equal(pspace_mat_product(&ab, a, b), 0);
 	assert_int_equal(pspace_mat_kind(ab), PSPACE_KIND_KFAC);
 	G = dense_of(ab);
-	assert_true(fref_relerr(G, P, d * d) < TOL);
+	assert_true(fx_relerr(G, P, d * d) < TOL);
 	free(G);
-	X = fref_randv(3 * d, 81);
+	X = fx_randv(3 * d, 81);
 	Y = calloc(3 * d, sizeof(*Y));
 	G = malloc(3 * d * sizeof(*G));
 	assert_non_null(Y);
 	assert_non_null(G);
 	assert_int_equal(pspace_mat_mm(ab, NULL, 3, 1.0, X, d, 0.0, Y, d), 0);
 	fref_mm(P, d, 3, X, G);
-	assert_true(fref_relerr(Y, G, 3 * d) < TOL);
+	assert_true(fx_relerr(Y, G, 3 * d) < TOL);
 	assert_int_equal(pspace_mat_solve(ab, NULL, 0.1, 3, X, d, Y, d), PSPACE_ENOTSUP);
 	assert_int_equal(pspace_mat_eigvals(ab, NULL, Y), PSPACE_ENOTSUP);
 	free(G);
@@ -393,7 +394,7 @@ static void test_kfac_product_scale(void **state)
 		for (size_t j = 0; j < d; j++)
 			assert_true(fabs(G[i * d + j] - (i == j)) < 1e-10);
 	assert_int_equal(pspace_mat_solve(id, NULL, 0.0, 3, X, d, Y, d), 0);
-	assert_true(fref_relerr(Y, X, 3 * d) < 1e-10);
+	assert_true(fx_relerr(Y, X, 3 * d) < 1e-10);
 	free(G);
 
 	/* s M */
@@ -420,12 +421,12 @@ static void test_kfac_product_scale(void **state)
 static void test_kfac_roundtrip(void **state)
 {
 	kref k1, k2;
-	fref_store t;
+	fx_store t;
 	pspace_mat *m, *o, *b, *ab, *o2;
 	double *Fd;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "kfac");
 	kref_init(&k1, 91, 0.05);
 	kref_init(&k2, 92, 0.05);
 	m = make(&k1);
@@ -447,19 +448,19 @@ static void test_kfac_roundtrip(void **state)
 	pspace_mat_free(m);
 	kref_free(&k2);
 	kref_free(&k1);
-	fref_store_close(&t);
+	fx_store_close(&t);
 }
 
 static void test_kfac_precond(void **state)
 {
 	kref k;
-	fref_store t;
+	fx_store t;
 	pspace_mat *m;
 	double *F, *E;
 	size_t d;
 
 	(void)state;
-	fref_store_open(&t);
+	fx_store_open(&t, "kfac");
 	kref_init(&k, 101, 0.05);
 	d = k.d;
 	m = make(&k);
@@ -477,7 +478,7 @@ static void test_kfac_precond(void **state)
 	free(F);
 	pspace_mat_free(m);
 	kref_free(&k);
-	fref_store_close(&t);
+	fx_store_close(&t);
 }
 
 static void test_kfac_errors(void **state)

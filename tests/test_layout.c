@@ -1,5 +1,5 @@
 /*
- * Tests of src/layout/layout.c: the layout text format (SPEC 1), its errors
+ * Tests of src/layout/layout.c: the layout text format (README, Layout files), its errors
  * (each naming the file and the exact line), the canonical text, lookups by
  * name and by parameter index, and loading from a file. Expected offsets and
  * sizes are worked out by hand in the tests.
@@ -52,7 +52,7 @@ static void check_layer(const pspace_layer *ly, const char *name, pspace_layer_k
 	assert_int_equal(ly->size, weight_size + bias_size);
 }
 
-/* The SPEC example, with sizes from the shapes computed by hand. */
+/* The README's layout example, with sizes from the shapes computed by hand. */
 static void check_spec_example(const pspace_layout *l)
 {
 	const uint64_t s_fc1[] = {256, 784}, s_conv1[] = {16, 3, 5, 5};
@@ -303,7 +303,7 @@ static void test_layout_canonical_text(void **state)
 	pspace_layout_free(l2);
 	pspace_layout_free(l);
 
-	/* the SPEC example round trips, and the text is a fixed point */
+	/* the README's layout example round trips, and the text is a fixed point */
 	l = parse_ok(spec_example);
 	assert_int_equal(pspace_layout_text(&t, l), 0);
 	assert_non_null(t);
@@ -382,7 +382,7 @@ static void test_layout_layer_of(void **state)
 	unsigned seed = 12345;
 
 	(void)state;
-	/* every boundary of the SPEC example */
+	/* every boundary of the README's layout example */
 	l = parse_ok(spec_example);
 	assert_int_equal(pspace_layout_layer_of(l, 0), 0);
 	assert_int_equal(pspace_layout_layer_of(l, 200703), 0); /* last fc1 weight */

@@ -2,7 +2,7 @@
  * Tests of Mixed (src/mat/mixed.c): a representation per layer, here
  * QuasiDiag, LowRank, Identity, Diag and a stored Dense of one layer. The
  * dense reference is block-diagonal, each block built here from its part's
- * definition (SPEC 3). Every operation is checked against it, the derived
+ * definition (README, Formulas). Every operation is checked against it, the derived
  * matrices (pow, pinv, scale, product) and the merged eigenpairs too;
  * operations a part lacks fail naming the layer; persistence saves the
  * resident parts as "<name>/<layer>" and refers to the stored one.

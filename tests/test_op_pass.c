@@ -7,8 +7,8 @@
  * store's counter counts the reads of one matrix. mm keeps BLAS gemm's
  * contract (Y = alpha A X + beta Y, Y not read when beta = 0) in that pass.
  *
- * Numbers are checked against a float64 dense reference computed here
- * (plain loops). Tiles are stored as f64, so the tolerance is 1e-12
+ * Numbers are checked against a float64 dense reference (plain loops,
+ * here and in fref.h). Tiles are stored as f64, so the tolerance is 1e-12
  * relative. The Frobenius and write cases run under a memory budget far
  * below the stored size of F and G, so they really stream.
  */
@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "fref.h"
 #include "pspace/factored.h"
 #include "pspace/layout.h"
 #include "pspace/mat.h"
@@ -147,27 +148,6 @@ static void assert_once(const fixture *x, reads *last)
 	assert_int_equal(r.g, TILES);
 }
 
-/* y = M x */
-static void ref_mv(const double *M, const double *v, double *y)
-{
-	for (size_t i = 0; i < D; i++) {
-		double s = 0;
-
-		for (size_t j = 0; j < D; j++)
-			s += M[i * D + j] * v[j];
-		y[i] = s;
-	}
-}
-
-static double ref_frobenius(const double *M)
-{
-	double s = 0;
-
-	for (size_t i = 0; i < (size_t)D * D; i++)
-		s += M[i] * M[i];
-	return sqrt(s);
-}
-
 /* ---- mv, mm, vTMv -------------------------------------------------------------- */
 
 static void test_op_pass_mv(void **state)
@@ -179,7 +159,7 @@ static void test_op_pass_mv(void **state)
 	count(x, &last);
 	assert_int_equal(pspace_op_mv(x->E, NULL, v, y), 0);
 	assert_once(x, &last);
-	ref_mv(x->RE, v, ref);
+	fref_mm(x->RE, D, 1, v, ref);
 	assert_true(fx_relerr(y, ref, D) < TOL);
 	/* the same under a small budget, single-threaded */
 	assert_int_equal(pspace_op_mv(x->E, &(pspace_exec){1, 64 << 10}, v, y), 0);
@@ -205,12 +185,12 @@ static void test_op_pass_mm(void **state)
 		assert_int_equal(pspace_op_mm(x->E, NULL, k, 1.0, X, ld, 0.0, Y, ld), 0);
 		assert_once(x, &last);
 		for (uint32_t j = 0; j < k; j++) {
-			ref_mv(x->RE, X + j * ld, ref);
+			fref_mm(x->RE, D, 1, X + j * ld, ref);
 			assert_true(fx_relerr(Y + j * ld, ref, D) < TOL);
 		}
 		assert_int_equal(pspace_op_mm(x->E, &SMALL, k, 1.0, X, ld, 0.0, Y, ld), 0);
 		assert_once(x, &last);
-		ref_mv(x->RE, X + (k - 1) * ld, ref);
+		fref_mm(x->RE, D, 1, X + (k - 1) * ld, ref);
 		assert_true(fx_relerr(Y + (k - 1) * ld, ref, D) < TOL);
 	}
 	/* vTMv of 5 vectors: one pass too. */
@@ -219,7 +199,7 @@ static void test_op_pass_mm(void **state)
 	for (uint32_t j = 0; j < 5; j++) {
 		double r = 0;
 
-		ref_mv(x->RE, X + j * ld, ref);
+		fref_mm(x->RE, D, 1, X + j * ld, ref);
 		for (size_t i = 0; i < D; i++)
 			r += X[j * ld + i] * ref[i];
 		assert_true(fabs(out[j] - r) < TOL * fabs(r) + 1e-9);
@@ -257,7 +237,7 @@ static void check_gemm(fixture *x, pspace_op *a, const double *RA)
 			assert_int_equal(r.f + r.g, 0);
 		}
 		for (uint32_t j = 0; j < k; j++) {
-			ref_mv(RA, X + j * ld, ref);
+			fref_mm(RA, D, 1, X + j * ld, ref);
 			for (size_t i = 0; i < D; i++)
 				want[i] =
 				    alpha * ref[i] + (beta == 0.0 ? 0.0 : beta * Y0[j * ld + i]);
@@ -303,7 +283,7 @@ static void test_op_pass_mm_gemm(void **state)
 static void test_op_pass_norm(void **state)
 {
 	fixture *x = *state;
-	double fro, want = ref_frobenius(x->RE);
+	double fro, want = fref_norm(x->RE, (size_t)D * D);
 	reads last = {0, 0};
 
 	count(x, &last);
@@ -337,7 +317,7 @@ static void test_op_pass_norm_diag(void **state)
 	memcpy(R, x->RE, (size_t)D * D * sizeof(double));
 	for (size_t i = 0; i < D; i++)
 		R[i * D + i] += w[i];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	count(x, &last);
 	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_once(x, &last);
@@ -369,7 +349,7 @@ static void test_op_pass_norm_refused(void **state)
 	assert_int_equal(pspace_op_add(&e, x->E, oh), 0);
 	for (size_t i = 0; i < (size_t)D * D; i++)
 		R[i] = x->RE[i] + x->RF[i];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), PSPACE_ENOTSUP);
 	assert_non_null(strstr(pspace_errdetail(), "different tilings"));
 	assert_non_null(strstr(pspace_errdetail(), "budget"));
@@ -388,7 +368,7 @@ static void test_op_pass_norm_refused(void **state)
 		for (size_t i = 0; i < D; i++)
 			for (size_t j = 0; j < D; j++)
 				R[i * D + j] += Dm[r * D + i] * Dm[r * D + j];
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e2, NULL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_true(fabs(fro - want) < TOL * want);
 	/* Alone with a shift it is exact without the dense matrix. */
@@ -400,7 +380,7 @@ static void test_op_pass_norm_refused(void **state)
 		R[i] -= x->RE[i];
 	for (size_t i = 0; i < D; i++)
 		R[i * D + i] += SHIFT;
-	want = ref_frobenius(R);
+	want = fref_norm(R, (size_t)D * D);
 	assert_int_equal(pspace_op_norm(e3, &SMALL, PSPACE_NORM_FRO, NULL, &fro), 0);
 	assert_true(fabs(fro - want) < TOL * want);
 
@@ -415,6 +395,127 @@ static void test_op_pass_norm_refused(void **state)
 	pspace_mat_free(h);
 	free(Dm);
 	free(R);
+}
+
+/*
+ * E + LowRank whose off-diagonal part is tiny next to its diagonal: still
+ * not diagonal (a LowRank never is), so no one-pass form: refused under
+ * the small budget, dense within the default one. Taken as diagonal it
+ * would lose 2 <E, off-diagonal part>, about 1e-8 of ||A||_F here (the rows
+ * follow the signs of E), far above TOL.
+ */
+static void test_op_pass_norm_near_diag(void **state)
+{
+	fixture *x = *state;
+	const size_t rows = 3, at[3] = {5, 350, 699};
+	const double a = 30, eps = 1e-7;
+	double *Dm = calloc(rows * D, sizeof(double)), *R = malloc((size_t)D * D * sizeof(double));
+	double fro, want;
+	pspace_layout *flat;
+	pspace_mat *lr;
+	pspace_op *olr, *e;
+
+	assert_non_null(Dm);
+	assert_non_null(R);
+	for (size_t r = 0; r < rows; r++) {
+		for (size_t j = 0; j < D; j++)
+			Dm[r * D + j] = x->RE[at[r] * D + j] < 0 ? -eps : eps;
+		Dm[r * D + at[r]] = a;
+	}
+	assert_int_equal(pspace_layout_flat(&flat, D), 0);
+	assert_int_equal(pspace_lowrank_create(&lr, flat, rows, Dm, D), 0);
+	assert_int_equal(pspace_op_mat(&olr, lr), 0);
+	assert_int_equal(pspace_op_add(&e, x->E, olr), 0);
+	memcpy(R, x->RE, (size_t)D * D * sizeof(double));
+	for (size_t r = 0; r < rows; r++)
+		for (size_t i = 0; i < D; i++)
+			for (size_t j = 0; j < D; j++)
+				R[i * D + j] += Dm[r * D + i] * Dm[r * D + j];
+	want = fref_norm(R, (size_t)D * D);
+	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), PSPACE_ENOTSUP);
+	assert_non_null(strstr(pspace_errdetail(), "not diagonal"));
+	assert_int_equal(pspace_op_norm(e, NULL, PSPACE_NORM_FRO, NULL, &fro), 0);
+	assert_true(fabs(fro - want) < TOL * want);
+	pspace_op_free(e);
+	pspace_op_free(olr);
+	pspace_mat_free(lr);
+	pspace_layout_free(flat);
+	free(R);
+	free(Dm);
+}
+
+/* Adds @p m to E and checks ||E + m||_F in one pass under the small budget; @p w = diag m. */
+static void check_diagonal_term(fixture *x, pspace_mat *m, const double *w)
+{
+	double *R = malloc((size_t)D * D * sizeof(double)), fro, want;
+	pspace_op *om, *e;
+	reads last = {0, 0};
+
+	assert_non_null(R);
+	assert_int_equal(pspace_op_mat(&om, m), 0);
+	assert_int_equal(pspace_op_add(&e, x->E, om), 0);
+	memcpy(R, x->RE, (size_t)D * D * sizeof(double));
+	for (size_t i = 0; i < D; i++)
+		R[i * D + i] += w[i];
+	want = fref_norm(R, (size_t)D * D);
+	count(x, &last);
+	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), 0);
+	assert_once(x, &last);
+	assert_true(fabs(fro - want) < TOL * want);
+	pspace_op_free(e);
+	pspace_op_free(om);
+	free(R);
+}
+
+/*
+ * Kinds that are diagonal by their representation also take the one-pass
+ * form: a Mixed of a Diag and an Identity part, a QuasiDiag without biases.
+ * A QuasiDiag with a bias has cross terms and is refused under the budget.
+ */
+static void test_op_pass_norm_diagonal_kinds(void **state)
+{
+	fixture *x = *state;
+	double *w = fx_randv(D, 7), fro;
+	pspace_layout *two, *part, *nobias, *bias;
+	pspace_mat *dg, *id, *parts[2], *mx, *qd, *qb;
+	pspace_op *oq, *e;
+
+	assert_int_equal(
+	    pspace_layout_parse(&two, "l1 linear 20x15 nobias\nl2 linear 20x20 nobias\n", "test"),
+	    0);
+	assert_int_equal(pspace_layout_parse(&part, "l1 linear 20x15 nobias\n", "test"), 0);
+	assert_int_equal(pspace_diag_create(&dg, part, w), 0);
+	assert_int_equal(pspace_identity_create(&id, 400, 1.5), 0);
+	parts[0] = dg;
+	parts[1] = id;
+	assert_int_equal(pspace_mixed_create(&mx, two, parts), 0);
+	for (size_t i = 300; i < D; i++)
+		w[i] = 1.5;
+	check_diagonal_term(x, mx, w);
+
+	assert_int_equal(pspace_layout_parse(&nobias, "fc linear 20x35 nobias\n", "test"), 0);
+	assert_int_equal(pspace_quasidiag_create(&qd, nobias, w, NULL), 0);
+	check_diagonal_term(x, qd, w);
+
+	assert_int_equal(pspace_layout_parse(&bias, "fc linear 20x34 bias\n", "test"), 0);
+	assert_int_equal(pspace_quasidiag_create(&qb, bias, w, NULL), 0);
+	assert_int_equal(pspace_op_mat(&oq, qb), 0);
+	assert_int_equal(pspace_op_add(&e, x->E, oq), 0);
+	assert_int_equal(pspace_op_norm(e, &SMALL, PSPACE_NORM_FRO, NULL, &fro), PSPACE_ENOTSUP);
+	assert_non_null(strstr(pspace_errdetail(), "not diagonal"));
+
+	pspace_op_free(e);
+	pspace_op_free(oq);
+	pspace_mat_free(qb);
+	pspace_mat_free(qd);
+	pspace_mat_free(mx);
+	pspace_mat_free(id);
+	pspace_mat_free(dg);
+	pspace_layout_free(bias);
+	pspace_layout_free(nobias);
+	pspace_layout_free(part);
+	pspace_layout_free(two);
+	free(w);
 }
 
 /* ---- writing ---------------------------------------------------------------------- */
@@ -494,6 +595,8 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm_diag, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_norm_refused, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_op_pass_norm_near_diag, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_op_pass_norm_diagonal_kinds, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_write, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_op_pass_write_bands, setup, teardown),
 	};

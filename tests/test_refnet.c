@@ -1,5 +1,5 @@
 /*
- * Tests of the reference networks (src/build/refnet*.c, SPEC 7): layouts,
+ * Tests of the reference networks (src/build/refnet*.c; README, build): layouts,
  * errors, the forward pass, the Jacobian rows, layer tensors and
  * batchings. The Fisher variants are in test_refnet_fisher.c.
  *

@@ -1,7 +1,7 @@
 /*
- * End to end with the reference networks (SPEC 7): representations built
+ * End to end with the reference networks (README, build): representations built
  * from the networks' own layer tensors and Jacobian rows, checked against
- * the properties SPEC 3 states. References are dense float64 matrices
+ * the properties the README's Formulas state. References are dense float64 matrices
  * computed here from the Jacobian rows the network emits (F = (1/n) sum
  * r r^T and its layer blocks); the builders under test never see them.
  */
@@ -136,7 +136,7 @@ static double *built_dense(fixture *x, pspace_refnet *net, const char *name, psp
 	return D;
 }
 
-/* SPEC 3: KFAC equals BlockDiag when every example has the same single
+/* README, Formulas: KFAC equals BlockDiag when every example has the same single
  * input (linear layers, T = 1). */
 static void test_refnet_build_kfac_equals_blockdiag_mlp(void **state)
 {
@@ -173,7 +173,7 @@ static void test_refnet_build_kfac_equals_blockdiag_conv(void **state)
 	pspace_refnet_free(net);
 }
 
-/* SPEC 3: EKFAC after the diagonal update is at least as close to BlockDiag
+/* README, Formulas: EKFAC after the diagonal update is at least as close to BlockDiag
  * as KFAC is (varied inputs, where KFAC is only an approximation). */
 static void test_refnet_build_ekfac_closer_than_kfac(void **state)
 {

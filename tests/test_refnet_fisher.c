@@ -1,6 +1,6 @@
 /*
  * Tests of the reference networks' Fisher variants (src/build/refnet*.c,
- * SPEC 7), each against its definition computed here with the logit
+ * README, build), each against its definition computed here with the logit
  * Jacobian J_f by central finite differences of pspace_refnet_forward and
  * p = softmax: classif_logits (1/n) sum J^T (diag p - p p^T) J, regression
  * (1/n) sum J^T J, empirical (1/n) sum g g^T with g the finite difference

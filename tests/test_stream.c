@@ -9,8 +9,6 @@
  * Every expected value comes from a float64 dense computation on the
  * matrix the test generated, never from the code under test.
  */
-#include <fcntl.h>
-#include <ftw.h>
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -19,66 +17,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "kernel/stream.h"
 #include "pspace/store.h"
 
-/* ---- temporary stores ------------------------------------------------------ */
-
-typedef struct tmpstore {
-	char root[64];
-	char path[128];
-	pspace_store *s;
-} tmpstore;
-
-static int rm_one(const char *p, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(p);
-}
-
-static void tmp_open(tmpstore *t)
-{
-	pspace_store_opts o;
-
-	snprintf(t->root, sizeof(t->root), "/tmp/pspace-test-stream-XXXXXX");
-	assert_non_null(mkdtemp(t->root));
-	snprintf(t->path, sizeof(t->path), "%s/s", t->root);
-	pspace_store_opts_default(&o);
-	o.nosync = 1;
-	assert_int_equal(pspace_store_open(&t->s, t->path, &o), 0);
-}
-
-static void tmp_close(tmpstore *t)
-{
-	pspace_store_close(t->s);
-	t->s = NULL;
-	nftw(t->root, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-}
-
 /* ---- random data ------------------------------------------------------------ */
-
-static uint64_t rng_u64(uint64_t *s)
-{
-	uint64_t z = (*s += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-/* Uniform in [-1, 1). */
-static double rng_unif(uint64_t *s)
-{
-	return (double)(rng_u64(s) >> 11) * (2.0 / 9007199254740992.0) - 1.0;
-}
 
 /* F = G^T G / n, G n x d with column j scaled by exp(2 u_j): SPD-like, varied scales. */
 static double *make_fisher(size_t d, size_t n, uint64_t seed)
@@ -90,10 +36,10 @@ static double *make_fisher(size_t d, size_t n, uint64_t seed)
 	assert_non_null(F);
 	assert_non_null(scale);
 	for (size_t j = 0; j < d; j++)
-		scale[j] = exp(2.0 * rng_unif(&seed));
+		scale[j] = exp(2.0 * fx_rng_unif(&seed));
 	for (size_t x = 0; x < n; x++)
 		for (size_t j = 0; j < d; j++)
-			G[x * d + j] = rng_unif(&seed) * scale[j];
+			G[x * d + j] = fx_rng_unif(&seed) * scale[j];
 	for (size_t x = 0; x < n; x++) {
 		const double *g = G + x * d;
 
@@ -110,27 +56,6 @@ static double *make_fisher(size_t d, size_t n, uint64_t seed)
 	free(scale);
 	free(G);
 	return F;
-}
-
-/* A general (non-symmetric) random matrix. */
-static double *make_general(size_t d, uint64_t seed)
-{
-	double *A = malloc(d * d * sizeof(double));
-
-	assert_non_null(A);
-	for (size_t i = 0; i < d * d; i++)
-		A[i] = rng_unif(&seed);
-	return A;
-}
-
-static double *make_vectors(size_t k, size_t ld, uint64_t seed)
-{
-	double *X = malloc((k * ld + 1) * sizeof(double));
-
-	assert_non_null(X);
-	for (size_t i = 0; i < k * ld; i++)
-		X[i] = rng_unif(&seed);
-	return X;
 }
 
 /* ---- writing matrices -------------------------------------------------------- */
@@ -268,8 +193,8 @@ static void check_mm(pspace_store *s, const char *name, const double *R, size_t 
 	pspace_exec ex = {threads, 0};
 	pspace_tiled t;
 	size_t ld = k > 1 ? d + 7 : d;
-	double *X = make_vectors(k, ld, 100 + k);
-	double *Y = make_vectors(k, ld, 200 + k);
+	double *X = fx_randv(k * ld, 100 + k);
+	double *Y = fx_randv(k * ld, 200 + k);
 	double *Yref = malloc(k * ld * sizeof(double)), *Y0 = malloc(k * ld * sizeof(double));
 	uint64_t before;
 
@@ -365,10 +290,10 @@ static void test_stream_mm_dense(void **state)
 	static const pspace_dtype types[2] = {PSPACE_F32, PSPACE_F64};
 	size_t d = 1000;
 	double *F = make_fisher(d, 150, 1);
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	for (int ti = 0; ti < 2; ti++) {
 		mspec m = {types[ti] == PSPACE_F32 ? "F32" : "F64",
 		           PSPACE_KIND_DENSE,
@@ -390,7 +315,7 @@ static void test_stream_mm_dense(void **state)
 		check_reductions(ts.s, &m, R, 2);
 		free(R);
 	}
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(F);
 }
 
@@ -399,10 +324,10 @@ static void test_stream_mm_blockdiag(void **state)
 	static const pspace_dtype types[2] = {PSPACE_F32, PSPACE_F64};
 	size_t d = 1000;
 	double *F = make_fisher(d, 120, 2);
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	for (int ti = 0; ti < 2; ti++) {
 		mspec m = {types[ti] == PSPACE_F32 ? "B32" : "B64",
 		           PSPACE_KIND_BLOCKDIAG,
@@ -423,21 +348,21 @@ static void test_stream_mm_blockdiag(void **state)
 		check_reductions(ts.s, &m, R, 1);
 		free(R);
 	}
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(F);
 }
 
 static void test_stream_nonsymmetric(void **state)
 {
 	size_t d = 333;
-	double *A = make_general(d, 3);
-	tmpstore ts;
+	double *A = fx_randv(d * d, 3);
+	fx_store ts;
 	mspec m32 = {"N32", PSPACE_KIND_DENSE, 1, {333}, 64, 0, PSPACE_F32, 3};
 	mspec m64 = {"N64", PSPACE_KIND_BLOCKDIAG, 2, {200, 133}, 64, 0, PSPACE_F64, 0};
 	double *R32, *R64;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m32, A, NULL);
 	put_matrix(ts.s, &m64, A, NULL);
 	R32 = stored_reference(&m32, A, NULL);
@@ -451,7 +376,7 @@ static void test_stream_nonsymmetric(void **state)
 	check_reductions(ts.s, &m64, R64, 1);
 	free(R64);
 	free(R32);
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(A);
 }
 
@@ -463,12 +388,12 @@ static void test_stream_invariance(void **state)
 	uint32_t k = 3;
 	double *F = make_fisher(d, 100, 4), *R = NULL, *first = malloc(k * d * sizeof(double));
 	double *Yb = malloc(k * d * sizeof(double));
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
 	assert_non_null(first);
 	assert_non_null(Yb);
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	for (int e = 0; e < 3; e++) {
 		char name[16];
 		mspec m = {name, PSPACE_KIND_DENSE, 1, {700}, edges[e], 1, PSPACE_F32, 3};
@@ -489,7 +414,7 @@ static void test_stream_invariance(void **state)
 		}
 	}
 	free(R);
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(Yb);
 	free(first);
 	free(F);
@@ -515,11 +440,11 @@ static void test_stream_multi(void **state)
 	mspec mh = {"H", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 128, 1, PSPACE_F32, 3};
 	double alpha[2] = {2.0, -0.5};
 	double *RF, *RG, *R = malloc(d * d * sizeof(double));
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
 	assert_non_null(R);
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &mf, F, skip_f);
 	put_matrix(ts.s, &mg, G, skip_g);
 	put_matrix(ts.s, &mh, G, NULL);
@@ -530,7 +455,7 @@ static void test_stream_multi(void **state)
 	for (int ki = 0; ki < 3; ki++) {
 		uint32_t k = ks[ki];
 		size_t ld = d + 1;
-		double *X = make_vectors(k, ld, 7), *Y = make_vectors(k, ld, 8);
+		double *X = fx_randv(k * ld, 7), *Y = fx_randv(k * ld, 8);
 		double *Y0 = malloc(k * ld * sizeof(double)), *Yr = malloc(k * ld * sizeof(double));
 		pspace_tiled tf, tg;
 		const pspace_tiled *both[2] = {&tf, &tg};
@@ -572,27 +497,10 @@ static void test_stream_multi(void **state)
 	}
 	free(RG);
 	free(RF);
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(R);
 	free(G);
 	free(F);
-}
-
-static void flip_in_file(const char *file, const void *needle, size_t n)
-{
-	struct stat st;
-	uint8_t *map, *hit;
-	int fd = open(file, O_RDWR);
-
-	assert_true(fd >= 0);
-	assert_int_equal(fstat(fd, &st), 0);
-	map = mmap(NULL, (size_t)st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	assert_true(map != MAP_FAILED);
-	hit = memmem(map, (size_t)st.st_size, needle, n);
-	assert_non_null(hit);
-	hit[n / 2] ^= 0x40;
-	munmap(map, (size_t)st.st_size);
-	close(fd);
 }
 
 /* A corrupted tile fails the pass with PSPACE_ECORRUPT naming it, whatever the threads. */
@@ -605,25 +513,26 @@ static void test_stream_corrupt(void **state)
 	char data[192];
 	pspace_reader *r;
 	pspace_tile_ref ref;
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	assert_int_equal(pspace_reader_open(&r, ts.s, "C", 0), 0);
 	assert_int_equal(pspace_reader_tile(&ref, r, 0, 3, 6), 0);
 	memcpy(needle, (const uint8_t *)ref.data + PSPACE_TILE_HEADER_SIZE + 1024, sizeof(needle));
 	pspace_reader_close(r);
 	pspace_store_close(ts.s);
+	ts.s = NULL;
 	snprintf(data, sizeof(data), "%s/data.mdb", ts.path);
-	flip_in_file(data, needle, sizeof(needle));
-	assert_int_equal(pspace_store_open(&ts.s, ts.path, NULL), 0);
+	fx_flip_in_file(data, needle, sizeof(needle));
+	fx_store_reopen(&ts);
 
 	for (int th = 1; th <= 3; th++)
 		for (int ki = 0; ki < 3; ki++) {
 			pspace_exec ex = {th, 0};
 			uint32_t k = ks[ki];
-			double *X = make_vectors(k, d, 1), *Y = make_vectors(k, d, 2);
+			double *X = fx_randv(k * d, 1), *Y = fx_randv(k * d, 2);
 			pspace_tiled t;
 			double v;
 
@@ -641,7 +550,7 @@ static void test_stream_corrupt(void **state)
 			free(Y);
 			free(X);
 		}
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(F);
 }
 
@@ -651,16 +560,16 @@ static void test_stream_small_budget(void **state)
 	size_t d = 900;
 	double *F = make_fisher(d, 50, 10), *R;
 	mspec m = {"S", PSPACE_KIND_DENSE, 1, {900}, 128, 1, PSPACE_F32, 3};
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	R = stored_reference(&m, F, NULL);
 	for (int ki = 0; ki < 3; ki++) {
 		uint32_t k = ks[ki];
 		pspace_exec ex = {3, 64 << 10};
-		double *X = make_vectors(k, d, 11), *Y = calloc(k * d, sizeof(double));
+		double *X = fx_randv(k * d, 11), *Y = calloc(k * d, sizeof(double));
 		double *Yr = calloc(k * d, sizeof(double));
 		pspace_tiled t;
 		double v, fr = 0.0;
@@ -681,7 +590,7 @@ static void test_stream_small_budget(void **state)
 		free(X);
 	}
 	free(R);
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(F);
 }
 
@@ -703,10 +612,10 @@ static void test_stream_errors(void **state)
 	pspace_writer *w;
 	pspace_tiled t;
 	double x[400] = {0}, y[400] = {0};
-	tmpstore ts;
+	fx_store ts;
 	(void)state;
 
-	tmp_open(&ts);
+	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	assert_int_equal(pspace_tiled_open(&t, ts.s, "nope"), PSPACE_ENOTFOUND);
 	pspace_tiled_close(&t);
@@ -735,7 +644,7 @@ static void test_stream_errors(void **state)
 		assert_non_null(strstr(pspace_errdetail(), "(0,2,5)"));
 	}
 	pspace_tiled_close(&t);
-	tmp_close(&ts);
+	fx_store_close(&ts);
 	free(F);
 }
 

@@ -40,6 +40,12 @@ int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((forma
 int tool_parse_size(const char *s, uint64_t *out);
 /** Formats @p bytes as "1.23 GiB" into @p buf. */
 const char *tool_fmt_bytes(uint64_t bytes, char *buf, size_t cap);
+/**
+ * Makes room for one more element in the array *@p arrp of @p n elements
+ * of @p size bytes and capacity *@p cap, doubling it (16 at first).
+ * @return 0, or -1 out of memory (the array unchanged).
+ */
+int tool_grow(void *arrp, size_t *cap, size_t n, size_t size);
 /** Seconds on a monotonic clock. */
 double tool_now(void);
 

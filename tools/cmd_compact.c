@@ -26,11 +26,8 @@ int cmd_compact(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = tool_opt_parse(&compact_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 1, &s);
-	if (ret)
+	ret = insp_begin(&compact_doc, opts, argc, argv, &path, 1, &s);
+	if (!s)
 		return ret;
 	rc = pspace_store_stat_get(&before, s);
 	if (rc == 0)

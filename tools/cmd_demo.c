@@ -7,7 +7,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "demo.h"
 #include "json.h"
@@ -131,37 +130,6 @@ static int parse(int argc, char **argv, demo_opts *o)
 }
 
 /* ---- output ----------------------------------------------------------------------------- */
-
-static int threads_of(const demo_opts *o)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-
-	return o->ex.threads > 0 ? o->ex.threads : n > 0 ? (int)n : 1;
-}
-
-void demo_header(const demo_opts *o, const demo_result *res)
-{
-	pspace_blis_info b;
-	char buf[32];
-
-	if (o->json)
-		return;
-	if (pspace_blis_info_get(&b) != 0)
-		b.arch = b.reason = "?";
-	printf("pspace %s demo: the Fisher (%s) of %s in every representation\n", pspace_version(),
-	       o->variant.name, o->model);
-	printf("d = %llu parameters in %zu layers, n = %llu examples, K = %u outputs, seed %llu\n",
-	       (unsigned long long)res->d, res->nlayers, (unsigned long long)res->n, res->K,
-	       (unsigned long long)o->seed);
-	printf(
-	    "BLIS kernels %s (%s), %d threads, memory budget %s\n", b.arch, b.reason, threads_of(o),
-	    tool_fmt_bytes(o->ex.mem_budget ? o->ex.mem_budget : (1ull << 30), buf, sizeof(buf)));
-	printf("store %s\n", o->store);
-	if (res->out_of_core)
-		puts("F (d x d) exceeds the memory budget: Dense and BlockDiag are built out of "
-		     "core, band by band");
-	fflush(stdout);
-}
 
 static const char *fmt_err(double v, char *buf, size_t cap)
 {

@@ -41,14 +41,8 @@ static int collect_array(const char *name, const pspace_array_info *ai, void *ud
 {
 	info_data *d = ud;
 
-	if (d->narrays == d->cap) {
-		size_t cap = d->cap ? 2 * d->cap : 16;
-		info_array *v = realloc(d->arrays, cap * sizeof(*v));
-		if (!v)
-			return PSPACE_ENOMEM;
-		d->arrays = v;
-		d->cap = cap;
-	}
+	if (tool_grow(&d->arrays, &d->cap, d->narrays, sizeof(*d->arrays)) != 0)
+		return PSPACE_ENOMEM;
 	snprintf(d->arrays[d->narrays].name, sizeof(d->arrays[0].name), "%s", name);
 	d->arrays[d->narrays++].ai = *ai;
 	return 0;
@@ -311,11 +305,8 @@ int cmd_info(int argc, char **argv)
 	};
 
 	memset(&d, 0, sizeof(d));
-	ret = tool_opt_parse(&info_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 1, &s);
-	if (ret)
+	ret = insp_begin(&info_doc, opts, argc, argv, &path, 1, &s);
+	if (!s)
 		return ret;
 	ret = insp_matrix_info(s, name, &d.mi);
 	if (ret)

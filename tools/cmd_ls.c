@@ -15,33 +15,12 @@ static const tool_cmd_doc ls_doc = {
     "and build state (complete, or building: an interrupted or running build).\n",
     NULL, 0};
 
-typedef struct ls_list {
-	pspace_matrix_info *v;
-	size_t n, cap;
-} ls_list;
-
-static int ls_collect(const pspace_matrix_info *info, void *ud)
-{
-	ls_list *l = ud;
-
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		pspace_matrix_info *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return PSPACE_ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = *info;
-	return 0;
-}
-
 static const char *precision(const pspace_matrix_info *mi)
 {
 	return insp_is_tiled(mi->kind) ? pspace_dtype_name(mi->codec.dtype) : "f64";
 }
 
-static void ls_json(const ls_list *l)
+static void ls_json(const insp_list *l)
 {
 	json_writer w;
 
@@ -68,7 +47,7 @@ static void ls_json(const ls_list *l)
 	json_finish(&w);
 }
 
-static void ls_text(const ls_list *l)
+static void ls_text(const insp_list *l)
 {
 	int wn = 4;
 	char b[32], r[32];
@@ -97,7 +76,7 @@ int cmd_ls(int argc, char **argv)
 {
 	const char *path = NULL;
 	pspace_store *s = NULL;
-	ls_list l = {NULL, 0, 0};
+	insp_list l = {NULL, 0, 0, NULL};
 	int json = 0, ret, rc;
 	const tool_opt opts[] = {
 	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
@@ -105,13 +84,10 @@ int cmd_ls(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = tool_opt_parse(&ls_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 1, &s);
-	if (ret)
+	ret = insp_begin(&ls_doc, opts, argc, argv, &path, 1, &s);
+	if (!s)
 		return ret;
-	rc = pspace_store_foreach(s, ls_collect, &l);
+	rc = insp_list_matrices(s, &l);
 	if (rc) {
 		ret = tool_fail(rc, "store %s: listing matrices", path);
 		goto out;

@@ -26,11 +26,8 @@ int cmd_rm(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = tool_opt_parse(&rm_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 0, &s);
-	if (ret)
+	ret = insp_begin(&rm_doc, opts, argc, argv, &path, 0, &s);
+	if (!s)
 		return ret;
 	ret = insp_matrix_info(s, name, &mi);
 	if (ret)

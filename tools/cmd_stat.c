@@ -17,31 +17,7 @@ static const tool_cmd_doc stat_doc = {
     "and overflow pages, entries, reader slots.\n",
     NULL, 0};
 
-typedef struct stat_list {
-	pspace_matrix_info *v;
-	size_t n, cap;
-	const char *only;
-} stat_list;
-
-static int collect(const pspace_matrix_info *info, void *ud)
-{
-	stat_list *l = ud;
-
-	if (l->only && strcmp(l->only, info->name) != 0)
-		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		pspace_matrix_info *v = realloc(l->v, cap * sizeof(*v));
-		if (!v)
-			return PSPACE_ENOMEM;
-		l->v = v;
-		l->cap = cap;
-	}
-	l->v[l->n++] = *info;
-	return 0;
-}
-
-static void totals(const stat_list *l, pspace_matrix_info *t)
+static void totals(const insp_list *l, pspace_matrix_info *t)
 {
 	memset(t, 0, sizeof(*t));
 	snprintf(t->name, sizeof(t->name), "total");
@@ -68,7 +44,7 @@ static void json_counts(json_writer *w, const pspace_matrix_info *mi)
 	json_kv_uint(w, "array_bytes", mi->array_bytes);
 }
 
-static void stat_json(pspace_store *s, const stat_list *l, const pspace_matrix_info *tot,
+static void stat_json(pspace_store *s, const insp_list *l, const pspace_matrix_info *tot,
                       const pspace_store_stat *st)
 {
 	json_writer w;
@@ -127,7 +103,7 @@ static void row(int wn, const pspace_matrix_info *mi, const char *kind)
 	       tool_fmt_bytes(mi->array_bytes, b3, sizeof(b3)));
 }
 
-static void stat_text(pspace_store *s, const stat_list *l, const pspace_matrix_info *tot,
+static void stat_text(pspace_store *s, const insp_list *l, const pspace_matrix_info *tot,
                       const pspace_store_stat *st)
 {
 	char b1[32], b2[32], b3[32];
@@ -161,7 +137,7 @@ int cmd_stat(int argc, char **argv)
 {
 	const char *path = NULL;
 	pspace_store *s = NULL;
-	stat_list l = {NULL, 0, 0, NULL};
+	insp_list l = {NULL, 0, 0, NULL};
 	pspace_matrix_info tot, one;
 	pspace_store_stat st;
 	int json = 0, ret, rc;
@@ -172,18 +148,15 @@ int cmd_stat(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = tool_opt_parse(&stat_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 1, &s);
-	if (ret)
+	ret = insp_begin(&stat_doc, opts, argc, argv, &path, 1, &s);
+	if (!s)
 		return ret;
 	if (l.only) {
 		ret = insp_matrix_info(s, l.only, &one);
 		if (ret)
 			goto out;
 	}
-	rc = pspace_store_foreach(s, collect, &l);
+	rc = insp_list_matrices(s, &l);
 	if (rc == 0)
 		rc = pspace_store_stat_get(&st, s);
 	if (rc) {

@@ -84,14 +84,8 @@ static int add_name(const char *name, const pspace_array_info *ai, void *ud)
 	vfy *v = ud;
 	(void)ai;
 
-	if (v->nnames == v->cap) {
-		size_t cap = v->cap ? 2 * v->cap : 16;
-		char **p = realloc(v->names, cap * sizeof(*p));
-		if (!p)
-			return PSPACE_ENOMEM;
-		v->names = p;
-		v->cap = cap;
-	}
+	if (tool_grow(&v->names, &v->cap, v->nnames, sizeof(*v->names)) != 0)
+		return PSPACE_ENOMEM;
 	v->names[v->nnames] = strdup(name);
 	if (!v->names[v->nnames])
 		return PSPACE_ENOMEM;
@@ -231,11 +225,8 @@ int cmd_verify(int argc, char **argv)
 	};
 
 	memset(&v, 0, sizeof(v));
-	ret = tool_opt_parse(&verify_doc, opts, argc, argv, NULL);
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	ret = insp_open_store(path, 1, &v.s);
-	if (ret)
+	ret = insp_begin(&verify_doc, opts, argc, argv, &path, 1, &v.s);
+	if (!v.s)
 		return ret;
 	if (only) {
 		ret = insp_matrix_info(v.s, only, &mi);

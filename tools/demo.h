@@ -50,9 +50,6 @@ typedef struct demo_result {
 	demo_rep reps[DEMO_NREPS];
 } demo_result;
 
-/** Prints what is about to be built (text output only); demo_run() calls it. */
-void demo_header(const demo_opts *o, const demo_result *res);
-
 /**
  * Builds every representation into the store, compares each with Dense
  * on random vectors and writes the images. Prints its own errors naming

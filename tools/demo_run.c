@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "demo.h"
 #include "inspect.h"
@@ -91,15 +92,9 @@ static int collect_demo(const pspace_matrix_info *in, void *ud)
 
 	if (!is_demo_matrix(in->name))
 		return 0;
-	if (l->n == l->cap) {
-		size_t cap = l->cap ? 2 * l->cap : 16;
-		void *p = realloc(l->names, cap * sizeof(*l->names));
-		if (!p) {
-			l->nomem = 1;
-			return 1;
-		}
-		l->names = p;
-		l->cap = cap;
+	if (tool_grow(&l->names, &l->cap, l->n, sizeof(*l->names)) != 0) {
+		l->nomem = 1;
+		return 1;
 	}
 	snprintf(l->names[l->n++], sizeof(l->names[0]), "%s", in->name);
 	return 0;
@@ -366,6 +361,38 @@ static int images(const demo_opts *o, pspace_store *s, demo_result *res)
 			r->png[0] = '\0';
 	}
 	return ret;
+}
+
+static int threads_of(const demo_opts *o)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return o->ex.threads > 0 ? o->ex.threads : n > 0 ? (int)n : 1;
+}
+
+/* The lines before the table: what runs, on what, where. */
+static void demo_header(const demo_opts *o, const demo_result *res)
+{
+	pspace_blis_info b;
+	char buf[32];
+
+	if (o->json)
+		return;
+	if (pspace_blis_info_get(&b) != 0)
+		b.arch = b.reason = "?";
+	printf("pspace %s demo: the Fisher (%s) of %s in every representation\n", pspace_version(),
+	       o->variant.name, o->model);
+	printf("d = %llu parameters in %zu layers, n = %llu examples, K = %u outputs, seed %llu\n",
+	       (unsigned long long)res->d, res->nlayers, (unsigned long long)res->n, res->K,
+	       (unsigned long long)o->seed);
+	printf(
+	    "BLIS kernels %s (%s), %d threads, memory budget %s\n", b.arch, b.reason, threads_of(o),
+	    tool_fmt_bytes(o->ex.mem_budget ? o->ex.mem_budget : (1ull << 30), buf, sizeof(buf)));
+	printf("store %s\n", o->store);
+	if (res->out_of_core)
+		puts("F (d x d) exceeds the memory budget: Dense and BlockDiag are built out of "
+		     "core, band by band");
+	fflush(stdout);
 }
 
 /* ---- the run -------------------------------------------------------------------------- */

@@ -8,12 +8,36 @@
 
 #include "cmd.h"
 #include "json.h"
+#include "opt.h"
 
 /**
  * Opens the existing store at @p path (never creates one); prints the error
  * naming the path. @return EXIT_OK or EXIT_RUNTIME.
  */
 int insp_open_store(const char *path, int readonly, pspace_store **out);
+
+/**
+ * The start of an inspection command: parses @p argv against @p opts
+ * (tool_opt_parse), then opens the existing store at *path, which parsing
+ * filled in (read-only unless @p readonly is 0). *s is set only when the
+ * command goes on; otherwise it stays NULL and the return value is the
+ * command's exit code (EXIT_OK after --help, EXIT_USAGE, EXIT_RUNTIME).
+ */
+int insp_begin(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
+               const char *const *path, int readonly, pspace_store **s);
+
+/** The catalog records of a store, in catalog order. */
+typedef struct insp_list {
+	pspace_matrix_info *v;
+	size_t n, cap;
+	const char *only; /* NULL, or the one name to collect */
+} insp_list;
+
+/**
+ * Collects the records of @p s into @p l (zeroed first but for l->only;
+ * the caller frees l->v). @return 0 or a library error.
+ */
+int insp_list_matrices(pspace_store *s, insp_list *l);
 
 /** Looks up matrix @p name; prints "store S: no matrix 'N'" on failure. */
 int insp_matrix_info(pspace_store *s, const char *name, pspace_matrix_info *out);
@@ -55,7 +79,7 @@ uint64_t insp_band_min_mem(pspace_store *s, pspace_mat *m, uint64_t nc);
 void insp_band_close(insp_band *b);
 
 /**
- * Writes the PNG image of a matrix (SPEC 6): correlation magnitudes
+ * Writes the PNG image of a matrix (README, export): correlation magnitudes
  * |F_ij| / sqrt(F_ii F_jj), block-averaged to at most @p px pixels, viridis,
  * layer boundaries as red lines (unless @p lines is 0). @p layer: NULL or
  * the one layer to draw.

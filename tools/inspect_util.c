@@ -1,6 +1,7 @@
 /*
  * Helpers of the inspection commands: opening stores, catalog formatting.
  */
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -18,6 +19,36 @@ int insp_open_store(const char *path, int readonly, pspace_store **out)
 	if (rc)
 		return tool_fail(rc, "cannot open store '%s'", path);
 	return EXIT_OK;
+}
+
+int insp_begin(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
+               const char *const *path, int readonly, pspace_store **s)
+{
+	int ret = tool_opt_parse(doc, opts, argc, argv, NULL);
+
+	*s = NULL;
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
+	return insp_open_store(*path, readonly, s);
+}
+
+static int list_add(const pspace_matrix_info *info, void *ud)
+{
+	insp_list *l = ud;
+
+	if (l->only && strcmp(l->only, info->name) != 0)
+		return 0;
+	if (tool_grow(&l->v, &l->cap, l->n, sizeof(*l->v)) != 0)
+		return PSPACE_ENOMEM;
+	l->v[l->n++] = *info;
+	return 0;
+}
+
+int insp_list_matrices(pspace_store *s, insp_list *l)
+{
+	l->v = NULL;
+	l->n = l->cap = 0;
+	return pspace_store_foreach(s, list_add, l);
 }
 
 int insp_matrix_info(pspace_store *s, const char *name, pspace_matrix_info *out)

@@ -9,7 +9,7 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential cmake pkg-config git liblmdb-dev libblis-dev libzstd-dev \
-libcmocka-dev liblapack-dev liblapacke-dev libpng-dev"
+libcmocka-dev liblapack-dev liblapacke-dev libpng-dev python3"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 install_missing() {

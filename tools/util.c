@@ -25,6 +25,24 @@ int tool_fail(int rc, const char *fmt, ...)
 	return EXIT_RUNTIME;
 }
 
+int tool_grow(void *arrp, size_t *cap, size_t n, size_t size)
+{
+	void *old, *p;
+	size_t c;
+
+	if (n < *cap)
+		return 0;
+	c = *cap ? 2 * *cap : 16;
+	/* through memcpy: *arrp is a T *, not a void * */
+	memcpy(&old, arrp, sizeof(old));
+	p = realloc(old, c * size);
+	if (!p)
+		return -1;
+	memcpy(arrp, &p, sizeof(p));
+	*cap = c;
+	return 0;
+}
+
 int tool_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;

@@ -406,13 +406,9 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 	size_t nch = 0;
 	int rc;
 
-	rc = pspace_rows_batch(r, o, avail, t->name, &nx);
+	rc = pspace_rows_batch(r, o, avail, t->name, &nx, &X);
 	if (rc != 0)
 		return rc;
-	X = malloc((size_t)nx * r->K * r->d * sizeof(*X));
-	if (!X)
-		return pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
-		                      t->name, (unsigned long long)nx);
 	for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
 		seg *sg = &p->segs[i];
 

@@ -26,14 +26,10 @@ static int one_pass(const pspace_build_target *t, pspace_rows *r, const pspace_b
 	uint64_t nx, dd = pspace_layout_dim(t->sub);
 	uint64_t avail = o->exec.mem_budget > reserved ? o->exec.mem_budget - reserved : 0;
 	double *X;
-	int rc = pspace_rows_batch(r, o, avail, t->name, &nx);
+	int rc = pspace_rows_batch(r, o, avail, t->name, &nx, &X);
 
 	if (rc != 0)
 		return rc;
-	X = malloc((size_t)nx * r->K * r->d * sizeof(*X));
-	if (!X)
-		return pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
-		                      t->name, (unsigned long long)nx);
 	for (uint64_t x0 = 0; rc == 0 && x0 < r->n; x0 += nx) {
 		uint64_t k = r->n - x0 < nx ? r->n - x0 : nx;
 

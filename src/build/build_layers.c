@@ -1,5 +1,5 @@
 /*
- * Building from layer tensors (SPEC 2, 3): the KFAC factors, and a row
+ * Building from layer tensors (README, Layer tensors and Formulas): the KFAC factors, and a row
  * source that turns the tensors into exact per-example gradients, so every
  * row builder (Dense, BlockDiag, Diag, QuasiDiag, LowRank, the EKFAC
  * update) also works from layer tensors.
@@ -20,7 +20,7 @@
 
 #include "build/build_impl.h"
 #include "common/error.h"
-#include "mat/ekfac_impl.h"
+#include "mat/kron/ekfac_build.h"
 
 /* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
 static int check_layers(const pspace_layout *l, const unsigned char *want)
@@ -135,14 +135,23 @@ static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32
 	return pspace_err_prefix(rc, "layer %s", L->name);
 }
 
+/* Reads examples [x0, x0 + nx) of @p src into @p batch; a code it should not return is EINVAL. */
+static int read_batch(const pspace_layer_source *src, uint64_t x0, uint64_t nx,
+                      pspace_layer_batch *batch)
+{
+	int rc = src->read(src->ud, x0, nx, batch);
+
+	if (rc > 0 || rc < PSPACE_EBLIS)
+		rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
+	return rc;
+}
+
 static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
                       size_t ld)
 {
 	lrows *q = ud;
-	int rc = q->src->read(q->src->ud, x0, nx, q->batch);
+	int rc = read_batch(q->src, x0, nx, q->batch);
 
-	if (rc > 0 || rc < PSPACE_EBLIS)
-		rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
 	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(q->l); i++) {
 		const pspace_layer *L = pspace_layout_layer(q->l, i);
 
@@ -232,6 +241,15 @@ static void sym_scale(uint64_t n, double *M, double s)
 		}
 }
 
+/* Dimensions of layer L's factors: A is a x a (an embedding's: its a diagonal entries), G g x g. */
+static void factor_dims(const pspace_layer *L, uint64_t *a, uint64_t *g)
+{
+	int emb = L->kind == PSPACE_LAYER_EMBEDDING;
+
+	*a = emb ? L->shape[0] : L->weight_size / L->shape[0] + (L->bias ? 1 : 0);
+	*g = emb ? L->shape[1] : L->shape[0];
+}
+
 int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_source *src,
                               const unsigned char *want, const pspace_build_opts *o, double **A,
                               double **G)
@@ -249,11 +267,11 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 	for (size_t i = 0; rc == 0 && i < nl; i++) {
 		const pspace_layer *L = pspace_layout_layer(layout, i);
 		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
-		uint64_t a = emb ? L->shape[0] : L->weight_size / L->shape[0] + (L->bias ? 1 : 0);
-		uint64_t g = emb ? L->shape[1] : L->shape[0];
+		uint64_t a, g;
 
 		if (!want[i])
 			continue;
+		factor_dims(L, &a, &g);
 		A[i] = calloc(emb ? a : a * a, sizeof(double));
 		G[i] = calloc(g * g, sizeof(double));
 		if (!A[i] || !G[i])
@@ -266,10 +284,8 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
 		uint64_t k = n - x0 < nx ? n - x0 : nx;
 
-		rc = src->read(src->ud, x0, k, batch);
-		if (rc > 0 || rc < PSPACE_EBLIS)
-			rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
-		rc = pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
+		rc = pspace_err_prefix(read_batch(src, x0, k, batch),
+		                       "reading examples [%llu, %llu)", (unsigned long long)x0,
 		                       (unsigned long long)(x0 + k));
 		for (size_t i = 0; rc == 0 && i < nl; i++) {
 			const pspace_layer *L = pspace_layout_layer(layout, i);
@@ -290,11 +306,11 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 	for (size_t i = 0; rc == 0 && i < nl; i++) {
 		const pspace_layer *L = pspace_layout_layer(layout, i);
 		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
-		uint64_t a = emb ? L->shape[0] : L->weight_size / L->shape[0] + (L->bias ? 1 : 0);
-		uint64_t g = emb ? L->shape[1] : L->shape[0];
+		uint64_t a, g;
 
 		if (!want[i])
 			continue;
+		factor_dims(L, &a, &g);
 		if (emb)
 			for (uint64_t j = 0; j < a; j++)
 				A[i][j] /= (double)n;
@@ -369,10 +385,8 @@ int pspace_build_ekfac_update_layers(const pspace_build_target *t, pspace_mat *m
 	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
 		uint64_t k = n - x0 < nx ? n - x0 : nx;
 
-		rc = src->read(src->ud, x0, k, batch);
-		if (rc > 0 || rc < PSPACE_EBLIS)
-			rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
-		rc = pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
+		rc = pspace_err_prefix(read_batch(src, x0, k, batch),
+		                       "reading examples [%llu, %llu)", (unsigned long long)x0,
 		                       (unsigned long long)(x0 + k));
 		for (size_t j = 0; rc == 0 && j < ns; j++) {
 			const pspace_layer *L = pspace_layout_layer(layout, l0 + j);

@@ -12,66 +12,6 @@
 #include "common/exec.h"
 #include "pspace/factored.h"
 
-void pspace_build_opts_default(pspace_build_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	o->kind = PSPACE_KIND_DENSE;
-	pspace_write_opts_default(&o->write);
-	o->exec.threads = 0;
-	o->exec.mem_budget = 0;
-}
-
-void pspace_build_opts_resolve(const pspace_build_opts *in, pspace_build_opts *out)
-{
-	if (in)
-		*out = *in;
-	else
-		pspace_build_opts_default(out);
-	pspace_exec_resolve(&out->exec, &out->exec);
-}
-
-void pspace_build_progress(const pspace_build_opts *o, const char *stage, uint64_t done,
-                           uint64_t total)
-{
-	if (o->progress)
-		o->progress(o->progress_ud, stage, done, total);
-}
-
-int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1,
-                     double *out)
-{
-	int rc = r->read(r->ud, x0, nx, c0, c1, out, (size_t)r->d);
-
-	r->reads++;
-	if (rc > 0 || rc < PSPACE_EBLIS)
-		rc = pspace_err_set(PSPACE_EINVAL, "gradient source returned %d", rc);
-	return pspace_err_prefix(rc, "reading examples [%llu, %llu)", (unsigned long long)x0,
-	                         (unsigned long long)(x0 + nx));
-}
-
-int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
-                      const char *what, uint64_t *nx)
-{
-	uint64_t per = (uint64_t)r->K * r->d * sizeof(double) + r->extra_per_example;
-
-	*nx = 0;
-	if (o->batch > 0) {
-		*nx = o->batch < r->n ? o->batch : r->n;
-		return 0;
-	}
-	if (per == 0 || avail < per)
-		return pspace_err_set(PSPACE_ENOMEM,
-		                      "%s: one example's %u gradient rows of %llu parameters take "
-		                      "%llu bytes, more than the %llu bytes of the memory budget "
-		                      "left for a batch",
-		                      what, r->K, (unsigned long long)r->d, (unsigned long long)per,
-		                      (unsigned long long)avail);
-	*nx = avail / per;
-	if (*nx > r->n)
-		*nx = r->n;
-	return 0;
-}
-
 /* ---- the Jacobian source as rows ------------------------------------------------------ */
 
 static int jac_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
@@ -84,13 +24,24 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1
 	return src->read(src->ud, x0, nx, out, ld);
 }
 
-static int check_common(pspace_store *s, const char *name, const pspace_layout *layout,
-                        const char *fn)
+/*
+ * Arguments of builder @p fn: store, name, a non-empty layout and a source
+ * of @p what kind ("Jacobian", "layer-tensor"), @p readable when it has a
+ * read function, with examples and outputs.
+ */
+static int check_args(pspace_store *s, const char *name, const pspace_layout *layout,
+                      const char *fn, const char *what, int readable, uint64_t examples,
+                      uint64_t outputs)
 {
 	if (!s || !name || !layout)
 		return pspace_err_set(PSPACE_EINVAL, "%s: store, name or layout is NULL", fn);
 	if (pspace_layout_dim(layout) == 0)
 		return pspace_err_set(PSPACE_EINVAL, "%s: matrix %s: empty layout", fn, name);
+	if (!readable)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: no %s source", name, what);
+	if (examples == 0 || outputs == 0)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: the %s source has no examples",
+		                      name, what);
 	return 0;
 }
 
@@ -173,20 +124,17 @@ int pspace_build_jacobian(pspace_store *s, const char *name, const pspace_layout
 {
 	pspace_build_opts o;
 	pspace_rows r;
-	int rc = check_common(s, name, layout, "pspace_build_jacobian");
+	int rc = check_args(s, name, layout, "pspace_build_jacobian", "Jacobian", src && src->read,
+	                    src ? src->examples : 0, src ? src->outputs : 0);
 
 	if (rc != 0)
 		return rc;
-	if (!src || !src->read)
-		return pspace_err_set(PSPACE_EINVAL, "matrix %s: no Jacobian source", name);
 	if (src->d != pspace_layout_dim(layout))
 		return pspace_err_set(PSPACE_EDIM,
 		                      "matrix %s: Jacobian rows of %llu parameters for a layout of "
 		                      "%llu",
 		                      name, (unsigned long long)src->d,
 		                      (unsigned long long)pspace_layout_dim(layout));
-	if (src->examples == 0 || src->outputs == 0)
-		return pspace_err_set(PSPACE_EINVAL, "matrix %s: the Jacobian has no rows", name);
 	pspace_build_opts_resolve(opts, &o);
 	memset(&r, 0, sizeof(r));
 	r.n = src->examples;
@@ -258,15 +206,11 @@ int pspace_build_layers(pspace_store *s, const char *name, const pspace_layout *
 {
 	pspace_build_opts o;
 	pspace_rows r;
-	int rc = check_common(s, name, layout, "pspace_build_layers");
+	int rc = check_args(s, name, layout, "pspace_build_layers", "layer-tensor",
+	                    src && src->read, src ? src->examples : 0, src ? src->outputs : 0);
 
 	if (rc != 0)
 		return rc;
-	if (!src || !src->read)
-		return pspace_err_set(PSPACE_EINVAL, "matrix %s: no layer-tensor source", name);
-	if (src->examples == 0 || src->outputs == 0)
-		return pspace_err_set(PSPACE_EINVAL,
-		                      "matrix %s: the layer tensors have no examples", name);
 	pspace_build_opts_resolve(opts, &o);
 	rc = check_absent(s, name, &o);
 	if (rc != 0)

@@ -483,8 +483,12 @@ const char *pspace_npy_path(const pspace_npy *f)
 	return f->path;
 }
 
-static int check_range(const pspace_npy *f, uint64_t first, uint64_t count, const void *out)
+/* Arguments of a read of 8-byte elements by @p fn. */
+static int check_read(const pspace_npy *f, const char *fn, uint64_t first, uint64_t count,
+                      const void *out)
 {
+	if (f == NULL)
+		return pspace_err_set(PSPACE_EINVAL, "%s: NULL file", fn);
 	if (out == NULL && count > 0)
 		return pspace_err_set(PSPACE_EINVAL, "%s: read into NULL", f->path);
 	if (first > f->info.count || count > f->info.count - first)
@@ -492,6 +496,9 @@ static int check_range(const pspace_npy *f, uint64_t first, uint64_t count, cons
 		    PSPACE_EINVAL, "%s: elements [%llu, %llu) out of range (%llu elements)",
 		    f->path, (unsigned long long)first, (unsigned long long)first + count,
 		    (unsigned long long)f->info.count);
+	if (count > SIZE_MAX / 8)
+		return pspace_err_set(PSPACE_EINVAL, "%s: read of %llu elements too large", f->path,
+		                      (unsigned long long)count);
 	return 0;
 }
 
@@ -500,15 +507,10 @@ int pspace_npy_read(pspace_npy *f, uint64_t first, uint64_t count, double *out)
 	size_t isz;
 	int rc;
 
-	if (f == NULL)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_npy_read: NULL file");
-	rc = check_range(f, first, count, out);
+	rc = check_read(f, "pspace_npy_read", first, count, out);
 	if (rc != 0 || count == 0)
 		return rc;
 	isz = pspace_dtype_size(f->info.dtype);
-	if (count > SIZE_MAX / sizeof(double))
-		return pspace_err_set(PSPACE_EINVAL, "%s: read of %llu elements too large", f->path,
-		                      (unsigned long long)count);
 	if (f->info.dtype == PSPACE_F32) {
 		/*
 		 * Read the floats into the upper half of out and widen upwards in
@@ -547,17 +549,11 @@ int pspace_npy_read_i64(pspace_npy *f, uint64_t first, uint64_t count, int64_t *
 	uint64_t done = 0;
 	int rc;
 
-	if (f == NULL)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_npy_read_i64: NULL file");
-	rc = check_range(f, first, count, out);
+	rc = check_read(f, "pspace_npy_read_i64", first, count, out);
 	if (rc != 0 || count == 0)
 		return rc;
-	if (f->info.dtype == PSPACE_I64) {
-		if (count > SIZE_MAX / 8)
-			return pspace_err_set(PSPACE_EINVAL, "%s: read of %llu elements too large",
-			                      f->path, (unsigned long long)count);
+	if (f->info.dtype == PSPACE_I64)
 		return pread_full(f, out, count * 8, f->info.data_offset + first * 8);
-	}
 	while (done < count) {
 		uint64_t n = count - done < 512 ? count - done : 512;
 

@@ -1,7 +1,8 @@
 /*
- * Internal: the reference networks (SPEC 7). refnet.c owns creation, the
- * synthetic data and the sources; refnet_pass.c the per-example forward and
- * backward passes.
+ * Internal: the reference networks (README, build). refnet_data.c draws
+ * the synthetic data, refnet_pass.c runs the per-example forward and
+ * backward passes over it, and refnet.c (above both) owns creation and the
+ * sources.
  *
  * Every network is a chain of layers z_l = W_l a_l + b_l, where a_l holds
  * the layer's input as T_l rows of in_l values (T_l = 1 for linear layers,

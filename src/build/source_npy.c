@@ -1,5 +1,5 @@
 /*
- * Gradient sources over .npy files (SPEC 2): Jacobian rows from one or more
+ * Gradient sources over .npy files (README, Input formats): Jacobian rows from one or more
  * files of shape (K, n_i, d) or (n_i, d), and layer tensors from one or
  * more directories of <layer>.acts.npy / <layer>.grads.npy, both
  * concatenated along examples. Every shape is checked against the others

@@ -195,14 +195,21 @@ static int check_crc(const void *buf, const pspace_tile_header *h)
 	return 0;
 }
 
+/* Parses the header of @p buf into @p h and checks the payload against its checksum. */
+static int parse_verified(const void *buf, size_t len, pspace_tile_header *h)
+{
+	int rc = pspace_tile_parse(h, buf, len);
+
+	if (rc == 0)
+		rc = check_crc(buf, h);
+	return rc;
+}
+
 int pspace_tile_verify(const void *buf, size_t len)
 {
 	pspace_tile_header h;
-	int rc = pspace_tile_parse(&h, buf, len);
 
-	if (rc == 0)
-		rc = check_crc(buf, &h);
-	return rc;
+	return parse_verified(buf, len, &h);
 }
 
 static int check_opts(const pspace_codec_opts *o)
@@ -601,22 +608,26 @@ static int decode_payload(pspace_codec *c, const unsigned char *buf, const pspac
 	                            h->scale_exp);
 }
 
+/*
+ * What decode and view check first: the arguments (@p args_ok: none is
+ * NULL), then the header and the checksum of @p buf, parsed into @p h.
+ */
+static int open_tile(const void *buf, size_t len, int args_ok, pspace_dtype want, const char *op,
+                     pspace_tile_header *h)
+{
+	if (!args_ok || !is_compute_dtype(want))
+		return pspace_err_set(PSPACE_EINVAL, "%s: NULL argument or type %s not f32/f64", op,
+		                      pspace_dtype_name(want));
+	return parse_verified(buf, len, h);
+}
+
 int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, pspace_dtype want, void *dst,
                        size_t ld)
 {
 	pspace_tile_header h;
 	int rc = 0;
 
-	if (c == NULL || dst == NULL || !is_compute_dtype(want)) {
-		rc = pspace_err_set(PSPACE_EINVAL,
-		                    "tile decode: NULL argument or type %s not f32/f64",
-		                    pspace_dtype_name(want));
-		goto out;
-	}
-	rc = pspace_tile_parse(&h, buf, len);
-	if (rc != 0)
-		goto out;
-	rc = check_crc(buf, &h);
+	rc = open_tile(buf, len, c != NULL && dst != NULL, want, "tile decode", &h);
 	if (rc != 0)
 		goto out;
 	if (ld < h.cols) {
@@ -642,16 +653,7 @@ int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype 
 		*data = NULL;
 	if (hdr != NULL)
 		memset(hdr, 0, sizeof(*hdr));
-	if (c == NULL || data == NULL || !is_compute_dtype(want)) {
-		rc =
-		    pspace_err_set(PSPACE_EINVAL, "tile view: NULL argument or type %s not f32/f64",
-		                   pspace_dtype_name(want));
-		goto out;
-	}
-	rc = pspace_tile_parse(&h, buf, len);
-	if (rc != 0)
-		goto out;
-	rc = check_crc(buf, &h);
+	rc = open_tile(buf, len, c != NULL && data != NULL, want, "tile view", &h);
 	if (rc != 0)
 		goto out;
 	if (hdr != NULL)

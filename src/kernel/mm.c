@@ -135,39 +135,6 @@ static void mm_free(void *ws, void *ud)
 	free(w->xc);
 }
 
-/* acc += a * T X[c0..] for one tile. */
-static void direct(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
-{
-	uint32_t m = st->rows, n = st->cols, k = c->k, e = c->edge;
-
-	if (st->dtype == PSPACE_F64) {
-		const double *T = st->data, *x = c->X + st->c0;
-		double one = 1.0;
-
-		if (k == 1)
-			bli_dgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &a, (double *)T, n,
-			             1, (double *)x, 1, &one, w->acc, 1, NULL, &w->rntm);
-		else
-			bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, m, n, &a, (double *)x,
-			             (inc_t)c->ldx, 1, (double *)T, 1, n, &one, w->acc, e, 1, NULL,
-			             &w->rntm);
-		return;
-	}
-	{
-		const float *T = st->data;
-		float one = 1.0f, zero = 0.0f;
-
-		to_float(c, st->c0, n, w->xc);
-		if (k == 1)
-			bli_sgemv_ex(BLIS_NO_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &one, (float *)T,
-			             n, 1, w->xc, 1, &zero, w->yf, 1, NULL, &w->rntm);
-		else
-			bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, m, n, &one, w->xc, e,
-			             1, (float *)T, 1, n, &zero, w->yf, e, 1, NULL, &w->rntm);
-		axpy_f(c, m, a, w->yf, w->acc);
-	}
-}
-
 /* X at the tile's rows, as float, converted once per tile row. */
 static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 {
@@ -192,36 +159,50 @@ static void fused(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
 		axpy_f(c, st->cols, a, w->yc, w->ysum);
 }
 
-/* ysum += a * T^T X[r0..] for one tile. */
-static void mirror(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
+/*
+ * One tile's product: acc += a * T X[c0..] when @p trans is 0, ysum += a *
+ * T^T X[r0..] when it is 1 (the mirrored half of a symmetric tile). The k
+ * right-hand sides are rows, so gemm multiplies them by T^T (trans 0: row
+ * stride 1, column stride n) or by T (trans 1: row stride n, column stride 1).
+ */
+static void tile_mm(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a, int trans)
 {
 	uint32_t m = st->rows, n = st->cols, k = c->k, e = c->edge;
+	uint32_t nout = trans ? n : m, nin = trans ? m : n;
+	inc_t rsb = trans ? n : 1, csb = trans ? 1 : n;
+	trans_t tt = trans ? BLIS_TRANSPOSE : BLIS_NO_TRANSPOSE;
+	double *dst = trans ? w->ysum : w->acc;
 
 	if (st->dtype == PSPACE_F64) {
-		const double *T = st->data, *x = c->X + st->r0;
+		const double *T = st->data, *x = c->X + (trans ? st->r0 : st->c0);
 		double one = 1.0;
 
 		if (k == 1)
-			bli_dgemv_ex(BLIS_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &a, (double *)T, n, 1,
-			             (double *)x, 1, &one, w->ysum, 1, NULL, &w->rntm);
+			bli_dgemv_ex(tt, BLIS_NO_CONJUGATE, m, n, &a, (double *)T, n, 1,
+			             (double *)x, 1, &one, dst, 1, NULL, &w->rntm);
 		else
-			bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, n, m, &a, (double *)x,
-			             (inc_t)c->ldx, 1, (double *)T, n, 1, &one, w->ysum, e, 1, NULL,
-			             &w->rntm);
+			bli_dgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, nout, nin, &a,
+			             (double *)x, (inc_t)c->ldx, 1, (double *)T, rsb, csb, &one,
+			             dst, e, 1, NULL, &w->rntm);
 		return;
 	}
 	{
 		const float *T = st->data;
-		float one = 1.0f, zero = 0.0f;
+		float one = 1.0f, zero = 0.0f, *x = w->xc;
 
-		need_xr(c, w, st);
+		if (trans) {
+			need_xr(c, w, st);
+			x = w->xr;
+		} else {
+			to_float(c, st->c0, n, w->xc);
+		}
 		if (k == 1)
-			bli_sgemv_ex(BLIS_TRANSPOSE, BLIS_NO_CONJUGATE, m, n, &one, (float *)T, n,
-			             1, w->xr, 1, &zero, w->yf, 1, NULL, &w->rntm);
+			bli_sgemv_ex(tt, BLIS_NO_CONJUGATE, m, n, &one, (float *)T, n, 1, x, 1,
+			             &zero, w->yf, 1, NULL, &w->rntm);
 		else
-			bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, n, m, &one, w->xr, e,
-			             1, (float *)T, n, 1, &zero, w->yf, e, 1, NULL, &w->rntm);
-		axpy_f(c, n, a, w->yf, w->ysum);
+			bli_sgemm_ex(BLIS_NO_TRANSPOSE, BLIS_NO_TRANSPOSE, k, nout, nin, &one, x, e,
+			             1, (float *)T, rsb, csb, &zero, w->yf, e, 1, NULL, &w->rntm);
+		axpy_f(c, nout, a, w->yf, dst);
 	}
 }
 
@@ -255,9 +236,9 @@ static int mm_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
 			fused(c, w, &tiles[i], c->alpha[i]);
 			continue;
 		}
-		direct(c, w, &tiles[i], c->alpha[i]);
+		tile_mm(c, w, &tiles[i], c->alpha[i], 0);
 		if (tiles[i].mirrored)
-			mirror(c, w, &tiles[i], c->alpha[i]);
+			tile_mm(c, w, &tiles[i], c->alpha[i], 1);
 	}
 	if (mirrored)
 		add_to_y(c, c->band_base[st0->block] + st0->col, st0->c0, st0->cols, w->ysum);

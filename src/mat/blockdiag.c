@@ -4,17 +4,9 @@
  */
 #include <stdint.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "common/error.h"
 #include "mat/stored.h"
-
-static int blockdiag_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
-{
-	for (uint64_t i = 0; i < m->d; i++)
-		memset(out + i * ld, 0, m->d * sizeof(*out));
-	return pspace_stream_dense(&pspace_stored_of(m)->t, ex, UINT32_MAX, out, ld);
-}
 
 static const pspace_mat_vtable blockdiag_vt = {
     .kind = PSPACE_KIND_BLOCKDIAG,
@@ -24,7 +16,7 @@ static const pspace_mat_vtable blockdiag_vt = {
     .trace = pspace_stored_trace,
     .diag = pspace_stored_diag,
     .frob2 = pspace_stored_frob2,
-    .dense = blockdiag_dense,
+    .dense = pspace_stored_dense,
     .solve = pspace_stored_solve,
     .product_write = pspace_blockdiag_product_write,
 };

@@ -8,20 +8,16 @@
 #include "common/error.h"
 #include "mat/stored.h"
 
-static int dense_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
-{
-	return pspace_stream_dense(&pspace_stored_of(m)->t, ex, UINT32_MAX, out, ld);
-}
-
 static const pspace_mat_vtable dense_vt = {
     .kind = PSPACE_KIND_DENSE,
     .destroy = pspace_stored_destroy,
     .tiled = pspace_stored_tiled,
+    .single_block = 1,
     .mm = pspace_stored_mm,
     .trace = pspace_stored_trace,
     .diag = pspace_stored_diag,
     .frob2 = pspace_stored_frob2,
-    .dense = dense_dense,
+    .dense = pspace_stored_dense,
     .solve = pspace_stored_solve,
     .product_write = pspace_dense_product_write,
 };

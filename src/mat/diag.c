@@ -1,5 +1,5 @@
 /*
- * Diag: F = diag(v), resident, every operation in closed form (SPEC 3).
+ * Diag: F = diag(v), resident, every operation in closed form (README, Formulas).
  *
  * Persisted as a tileless entry holding the layout and one array "diag"
  * (f64, d entries).
@@ -188,29 +188,38 @@ static int diag_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
 	return diag_like(m, w, out);
 }
 
-static int diag_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+/* A new Diag like @p m with the entries map(v, a). */
+static int diag_map(pspace_mat *m, double (*map)(double v, double a), double a, pspace_mat **out)
 {
 	const double *v = vals(m);
 	double *w = alloc_d(m);
 
 	if (!w)
 		return PSPACE_ENOMEM;
-	/* Zero can never be inverted, whatever the threshold. */
 	for (uint64_t i = 0; i < m->d; i++)
-		w[i] = v[i] <= threshold || v[i] == 0 ? 0.0 : 1.0 / v[i];
+		w[i] = map(v[i], a);
 	return diag_like(m, w, out);
+}
+
+static double pinv_entry(double v, double threshold)
+{
+	/* Zero can never be inverted, whatever the threshold. */
+	return v <= threshold || v == 0 ? 0.0 : 1.0 / v;
+}
+
+static double scale_entry(double v, double s)
+{
+	return s * v;
+}
+
+static int diag_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+{
+	return diag_map(m, pinv_entry, threshold, out);
 }
 
 static int diag_scale(pspace_mat *m, double s, pspace_mat **out)
 {
-	const double *v = vals(m);
-	double *w = alloc_d(m);
-
-	if (!w)
-		return PSPACE_ENOMEM;
-	for (uint64_t i = 0; i < m->d; i++)
-		w[i] = s * v[i];
-	return diag_like(m, w, out);
+	return diag_map(m, scale_entry, s, out);
 }
 
 static int diag_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
@@ -292,6 +301,7 @@ static const pspace_mat_vtable diag_vt = {
     .vtmv_batch = diag_vtmv_batch,
     .trace = diag_trace,
     .diag = diag_diag,
+    .is_diagonal = pspace_mat_always_diagonal,
     .frob2 = diag_frob2,
     .dense = diag_dense,
     .solve = diag_solve,
@@ -307,23 +317,13 @@ static const pspace_mat_vtable diag_vt = {
 static int diag_new(pspace_mat **out, const pspace_layout *layout, uint64_t d, double *v,
                     pspace_store *s, const char *name)
 {
-	diagm *m = calloc(1, sizeof(*m));
-	int rc;
+	int rc = pspace_mat_alloc(out, sizeof(diagm), &diag_vt, d, layout, s, name);
 
-	*out = NULL;
-	if (!m) {
+	if (rc == 0)
+		((diagm *)*out)->v = v;
+	else
 		free(v);
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	}
-	rc = pspace_mat_base_init(&m->base, &diag_vt, d, layout, s, name);
-	if (rc != 0) {
-		free(v);
-		free(m);
-		return rc;
-	}
-	m->v = v;
-	*out = &m->base;
-	return 0;
+	return rc;
 }
 
 int pspace_diag_create(pspace_mat **out, const pspace_layout *layout, const double *diag)
@@ -353,10 +353,7 @@ int pspace_diag_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_DIAG)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not diag",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_DIAG, &r, &layout);
 	if (rc == 0)
 		rc = pspace_resident_read(r, DIAG_ARRAY, info->d, &v);
 	if (rc == 0) {

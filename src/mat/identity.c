@@ -112,6 +112,7 @@ static const pspace_mat_vtable identity_vt = {
     .vtmv_batch = identity_vtmv_batch,
     .trace = identity_trace,
     .diag = identity_diag,
+    .is_diagonal = pspace_mat_always_diagonal,
     .frob2 = identity_frob2,
     .dense = identity_dense,
     .solve = identity_solve,
@@ -121,19 +122,11 @@ static const pspace_mat_vtable identity_vt = {
 static int identity_new(pspace_mat **out, uint64_t d, double s, const pspace_layout *layout,
                         pspace_store *st, const char *name)
 {
-	identity *m = calloc(1, sizeof(*m));
-	int rc;
+	int rc = pspace_mat_alloc(out, sizeof(identity), &identity_vt, d, layout, st, name);
 
-	if (!m)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&m->base, &identity_vt, d, layout, st, name);
-	if (rc != 0) {
-		free(m);
-		return rc;
-	}
-	m->s = s;
-	*out = &m->base;
-	return 0;
+	if (rc == 0)
+		((identity *)*out)->s = s;
+	return rc;
 }
 
 int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
@@ -144,10 +137,7 @@ int pspace_identity_open(pspace_mat **out, pspace_store *s, const pspace_matrix_
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_IDENTITY)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not identity",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_IDENTITY, &r, &layout);
 	if (rc == 0)
 		rc = pspace_reader_array(r, SCALE_ARRAY, PSPACE_F64, &v, 1);
 	if (rc == 0)

@@ -101,17 +101,12 @@ int pspace_implicit_create(pspace_mat **out, uint64_t d, pspace_implicit_mv mv,
 	if (d == 0 || !mv)
 		return pspace_err_set(PSPACE_EINVAL,
 		                      "pspace_implicit_create: d = 0 or no mv callback");
-	m = calloc(1, sizeof(*m));
-	if (!m)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&m->base, &implicit_vt, d, NULL, NULL, NULL);
-	if (rc != 0) {
-		free(m);
+	rc = pspace_mat_alloc(out, sizeof(*m), &implicit_vt, d, NULL, NULL, NULL);
+	if (rc != 0)
 		return rc;
-	}
+	m = (implicit *)*out;
 	m->mv = mv;
 	m->vtmv = vtmv;
 	m->ud = ud;
-	*out = &m->base;
 	return 0;
 }

@@ -1,5 +1,5 @@
 /*
- * LowRank: F = D^T D with D (r x d) resident, D = J / sqrt(n) (SPEC 3).
+ * LowRank: F = D^T D with D (r x d) resident, D = J / sqrt(n) (README, Formulas).
  *
  * Products go through D: F X = D^T (D X), two BLIS gemms. The damped solve
  * is exact, null space of D included: for r < d and damping l != 0 by the
@@ -600,24 +600,17 @@ static const pspace_mat_vtable lr_vt = {
 static int lr_new(pspace_mat **out, const pspace_layout *layout, uint64_t d, uint64_t r, double *D,
                   pspace_store *s, const char *name)
 {
-	lowrank *q = calloc(1, sizeof(*q));
-	int rc;
+	lowrank *q;
+	int rc = pspace_mat_alloc(out, sizeof(*q), &lr_vt, d, layout, s, name);
 
-	*out = NULL;
-	if (!q) {
-		free(D);
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	}
-	rc = pspace_mat_base_init(&q->base, &lr_vt, d, layout, s, name);
 	if (rc != 0) {
 		free(D);
-		free(q);
 		return rc;
 	}
+	q = lr_of(*out);
 	pthread_mutex_init(&q->lock, NULL);
 	q->r = r;
 	q->D = D;
-	*out = &q->base;
 	return 0;
 }
 
@@ -658,10 +651,7 @@ int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_i
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_LOWRANK)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not lowrank",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_LOWRANK, &r, &layout);
 	if (rc == 0)
 		rc = pspace_array_info_get(&ai, r, D_ARRAY);
 	if (rc == 0 && (ai.ndim != 2 || ai.shape[1] != info->d || ai.shape[0] == 0))

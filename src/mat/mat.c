@@ -1,7 +1,8 @@
 /*
  * The representation interface: public wrappers (argument checks, then a
- * call through the kind's table), generic fallbacks, reference counting,
- * opening a stored matrix of any kind, and execution settings.
+ * call through the kind's table) and generic fallbacks. Reference counting
+ * and properties are in base.c (below every kind), opening a stored matrix
+ * of any kind in open.c (above every kind).
  */
 #include <math.h>
 #include <stdlib.h>
@@ -10,138 +11,6 @@
 #include "common/error.h"
 #include "mat/mat_impl.h"
 #include "pspace/vec.h"
-
-void pspace_write_opts_default(pspace_write_opts *o)
-{
-	memset(o, 0, sizeof(*o));
-	pspace_codec_opts_default(&o->codec);
-	o->tile = 0;
-}
-
-/* ---- base, references ----------------------------------------------------- */
-
-int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
-                         const pspace_layout *layout, pspace_store *s, const char *name)
-{
-	int rc;
-
-	m->vt = vt;
-	m->refs = 1;
-	m->d = d;
-	m->store = s;
-	m->layout = NULL;
-	m->name = NULL;
-	if (layout) {
-		if (pspace_layout_dim(layout) != d)
-			return pspace_err_set(
-			    PSPACE_EDIM, "layout has %llu parameters, matrix d = %llu",
-			    (unsigned long long)pspace_layout_dim(layout), (unsigned long long)d);
-		rc = pspace_layout_copy(&m->layout, layout);
-		if (rc != 0)
-			return rc;
-	} else {
-		rc = pspace_layout_flat(&m->layout, d);
-		if (rc != 0)
-			return rc;
-	}
-	if (name) {
-		m->name = strdup(name);
-		if (!m->name) {
-			pspace_layout_free(m->layout);
-			m->layout = NULL;
-			return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-		}
-	}
-	return 0;
-}
-
-pspace_mat *pspace_mat_ref(pspace_mat *m)
-{
-	if (m)
-		m->refs++;
-	return m;
-}
-
-void pspace_mat_free(pspace_mat *m)
-{
-	if (!m || --m->refs > 0)
-		return;
-	if (m->vt && m->vt->destroy)
-		m->vt->destroy(m);
-	pspace_layout_free(m->layout);
-	free(m->name);
-	free(m);
-}
-
-pspace_kind pspace_mat_kind(const pspace_mat *m)
-{
-	return m->vt->kind;
-}
-
-uint64_t pspace_mat_dim(const pspace_mat *m)
-{
-	return m->d;
-}
-
-const pspace_layout *pspace_mat_layout(const pspace_mat *m)
-{
-	return m->layout;
-}
-
-const char *pspace_mat_name(const pspace_mat *m)
-{
-	return m->name;
-}
-
-const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m)
-{
-	return m && m->vt->tiled ? m->vt->tiled(m) : NULL;
-}
-
-/* ---- opening ---------------------------------------------------------------- */
-
-/* The one place that maps a stored kind id to code. */
-static const struct {
-	pspace_kind kind;
-	int (*open)(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
-} openers[] = {
-    {PSPACE_KIND_DENSE, pspace_dense_open},
-    {PSPACE_KIND_BLOCKDIAG, pspace_blockdiag_open},
-    {PSPACE_KIND_IDENTITY, pspace_identity_open},
-    {PSPACE_KIND_DIAG, pspace_diag_open},
-    {PSPACE_KIND_QUASIDIAG, pspace_quasidiag_open},
-    {PSPACE_KIND_LOWRANK, pspace_lowrank_open},
-    {PSPACE_KIND_MIXED, pspace_mixed_open},
-    {PSPACE_KIND_KFAC, pspace_kfac_open},
-    {PSPACE_KIND_EKFAC, pspace_ekfac_open},
-};
-
-int pspace_mat_open(pspace_mat **out, pspace_store *s, const char *name)
-{
-	pspace_matrix_info info;
-	int rc;
-
-	if (!out)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_mat_open: out is NULL");
-	*out = NULL;
-	if (!s || !name)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_mat_open: store or name is NULL");
-	rc = pspace_matrix_info_get(&info, s, name);
-	if (rc != 0)
-		return rc;
-	if (info.state != PSPACE_STATE_COMPLETE)
-		return pspace_err_set(
-		    PSPACE_EINCOMPLETE,
-		    "store %s: matrix %s: build never completed (resume or remove it)",
-		    pspace_store_path(s), name);
-	for (size_t i = 0; i < sizeof(openers) / sizeof(openers[0]); i++)
-		if (openers[i].kind == info.kind)
-			return pspace_err_prefix(openers[i].open(out, s, &info),
-			                         "store %s: matrix %s", pspace_store_path(s), name);
-	return pspace_err_set(
-	    PSPACE_ENOTSUP, "store %s: matrix %s: kind %s (%d) not supported by this version",
-	    pspace_store_path(s), name, pspace_kind_name(info.kind), (int)info.kind);
-}
 
 int pspace_mat_save(pspace_mat *m, pspace_store *s, const char *name)
 {
@@ -293,50 +162,42 @@ int pspace_mat_vtmv(pspace_mat *m, const pspace_exec *ex, const double *v, doubl
 	return pspace_mat_vtmv_batch(m, ex, 1, v, m->d, out);
 }
 
-int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+/*
+ * What trace, diag and the Frobenius norm share: the checks, then the
+ * kind's entry @p op (NULL: @p what is not supported) with defaults resolved.
+ */
+static int call_out_op(pspace_mat *m, const pspace_exec *ex, double *out, const char *fn,
+                       int (*op)(pspace_mat *, const pspace_exec *, double *), const char *what)
 {
 	pspace_exec e;
-	int rc = check_mat(m, "pspace_mat_trace");
+	int rc = check_mat(m, fn);
 
 	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_trace: out is NULL");
+		rc = pspace_err_set(PSPACE_EINVAL, "%s: out is NULL", fn);
 	if (rc != 0)
 		return rc;
-	if (!m->vt->trace)
-		return unsupported(m, "trace");
+	if (!op)
+		return unsupported(m, what);
 	pspace_exec_resolve(ex, &e);
-	return m->vt->trace(m, &e, out);
+	return op(m, &e, out);
+}
+
+int pspace_mat_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	return call_out_op(m, ex, out, "pspace_mat_trace", m ? m->vt->trace : NULL, "trace");
 }
 
 int pspace_mat_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	pspace_exec e;
-	int rc = check_mat(m, "pspace_mat_diag");
-
-	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_diag: out is NULL");
-	if (rc != 0)
-		return rc;
-	if (!m->vt->diag)
-		return unsupported(m, "diag");
-	pspace_exec_resolve(ex, &e);
-	return m->vt->diag(m, &e, out);
+	return call_out_op(m, ex, out, "pspace_mat_diag", m ? m->vt->diag : NULL, "diag");
 }
 
 int pspace_mat_frobenius(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	pspace_exec e;
 	double f2 = 0;
-	int rc = check_mat(m, "pspace_mat_frobenius");
+	int rc = call_out_op(m, ex, out ? &f2 : NULL, "pspace_mat_frobenius",
+	                     m ? m->vt->frob2 : NULL, "the Frobenius norm");
 
-	if (rc == 0 && !out)
-		rc = pspace_err_set(PSPACE_EINVAL, "pspace_mat_frobenius: out is NULL");
-	if (rc != 0)
-		return rc;
-	if (!m->vt->frob2)
-		return unsupported(m, "the Frobenius norm");
-	pspace_exec_resolve(ex, &e);
-	rc = m->vt->frob2(m, &e, &f2);
 	if (rc == 0)
 		*out = sqrt(f2 > 0 ? f2 : 0);
 	return rc;
@@ -448,4 +309,21 @@ int pspace_mat_product_write(pspace_store *s, const char *name, pspace_mat *a, p
 		return unsupported(a, "a stored product");
 	pspace_exec_resolve(ex, &e);
 	return a->vt->product_write(s, name, a, b, &e, opts);
+}
+
+int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+{
+	int rc = check_mat(m, "pspace_kfac_set_damping");
+
+	if (rc != 0)
+		return rc;
+	if (mode != PSPACE_KFAC_DAMP_PI && mode != PSPACE_KFAC_DAMP_SQRT &&
+	    mode != PSPACE_KFAC_DAMP_EXACT)
+		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: unknown mode %d",
+		                      (int)mode);
+	if (!m->vt->set_damping)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "pspace_kfac_set_damping: a %s matrix is not KFAC or EKFAC",
+		                      pspace_kind_name(m->vt->kind));
+	return m->vt->set_damping(m, mode);
 }

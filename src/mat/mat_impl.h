@@ -8,6 +8,7 @@
 #define PSPACE_SRC_MAT_MAT_IMPL_H
 
 #include "common/exec.h"
+#include "pspace/factored.h"
 #include "pspace/mat.h"
 
 struct pspace_tiled;
@@ -27,6 +28,12 @@ typedef struct pspace_mat_vtable {
 	                  size_t ldv, double *out);
 	int (*trace)(pspace_mat *m, const pspace_exec *ex, double *out);
 	int (*diag)(pspace_mat *m, const pspace_exec *ex, double *out);
+	/**
+	 * 1 when the representation can only hold a diagonal matrix (what
+	 * its entries are does not matter), else 0. NULL: not diagonal.
+	 * Operators use it to take diag() as the whole matrix.
+	 */
+	int (*is_diagonal)(const pspace_mat *m);
 	/** Squared Frobenius norm. */
 	int (*frob2)(pspace_mat *m, const pspace_exec *ex, double *out);
 	/** Dense d x d row-major. NULL: computed from mm with identity columns. */
@@ -43,6 +50,11 @@ typedef struct pspace_mat_vtable {
 	 * (pspace_stream_multi). NULL entry or result: not stored as tiles.
 	 */
 	const struct pspace_tiled *(*tiled)(const pspace_mat *m);
+	/**
+	 * Stored tiled kinds: 1 when the tiles form one block of d (Dense),
+	 * 0 when they form one block per layer of the layout (BlockDiag).
+	 */
+	int single_block;
 	/** Persists a resident matrix under @p name (pspace_mat_save). NULL: ENOTSUP. */
 	int (*save)(pspace_mat *m, pspace_store *s, const char *name);
 
@@ -60,6 +72,8 @@ typedef struct pspace_mat_vtable {
 	           size_t ld);
 	/** All d eigenvalues, decreasing. */
 	int (*eigvals)(pspace_mat *m, const pspace_exec *ex, double *evals);
+	/** Sets how solve and pow damp (pspace_kfac_set_damping; @p mode checked). */
+	int (*set_damping)(pspace_mat *m, pspace_kfac_damping mode);
 } pspace_mat_vtable;
 
 /** The base every kind embeds first. */
@@ -73,11 +87,15 @@ struct pspace_mat {
 };
 
 /**
- * Initializes the base: refs = 1, a copy of @p layout (or a flat layout of
- * d when NULL), name copied if not NULL. @return 0 or PSPACE_ENOMEM.
+ * Allocates a zeroed matrix of @p size bytes (a kind's struct, which embeds
+ * the base first) and initializes the base: refs = 1, table @p vt, a copy of
+ * @p layout (or a flat layout of d when NULL), @p name copied if not NULL.
+ * The caller fills its own fields and frees with pspace_mat_free(). Nothing
+ * stays allocated on failure. @return 0, PSPACE_ENOMEM, or PSPACE_EDIM when
+ * the layout's dimension is not @p d.
  */
-int pspace_mat_base_init(pspace_mat *m, const pspace_mat_vtable *vt, uint64_t d,
-                         const pspace_layout *layout, pspace_store *s, const char *name);
+int pspace_mat_alloc(pspace_mat **out, size_t size, const pspace_mat_vtable *vt, uint64_t d,
+                     const pspace_layout *layout, pspace_store *s, const char *name);
 
 /** Opens stored kinds: each returns PSPACE_ENOTSUP for kinds it does not handle. */
 int pspace_dense_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
@@ -90,7 +108,10 @@ int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix
 int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
 int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
-int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info);
+/** Opens a stored matrix by name (pspace_mat_open; handed to Mixed for its parts). */
+typedef int (*pspace_mat_open_fn)(pspace_mat **out, pspace_store *s, const char *name);
+int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
+                      pspace_mat_open_fn open_part);
 
 /*
  * Persisting resident kinds: a tileless catalog entry (nblocks = 0) with the
@@ -105,16 +126,23 @@ int pspace_resident_save_begin(pspace_mat *m, pspace_kind kind, pspace_store *s,
  */
 int pspace_resident_save_end(pspace_writer *w, int rc);
 /**
- * Opens the arrays of a stored resident matrix: a reader and its layout
- * (a flat one when none was stored). EFORMAT in a stored layout is ECORRUPT.
+ * Opens the arrays of stored resident matrix @p info, which must be of
+ * @p kind (else PSPACE_ENOTSUP, so that the opener table can try another
+ * kind): a reader and its layout (a flat one when none was stored).
+ * EFORMAT in a stored layout is ECORRUPT. On failure *r and *layout are NULL.
  */
-int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_reader **r,
-                               pspace_layout **layout);
+int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_kind kind,
+                               pspace_reader **r, pspace_layout **layout);
 /**
  * Reads array @p name as doubles into a new malloc'd buffer; checks its
  * element count equals @p count (ECORRUPT naming the array otherwise).
  */
 int pspace_resident_read(pspace_reader *r, const char *name, uint64_t count, double **out);
+
+/** The is_diagonal entry of kinds that are always diagonal: @return 1. */
+int pspace_mat_always_diagonal(const pspace_mat *m);
+/** @return 1 if @p m is diagonal by its representation (vtable is_diagonal), else 0. */
+int pspace_mat_is_diagonal(const pspace_mat *m);
 
 /** @return the engine's view of @p m if it is stored as tiles, else NULL. */
 const struct pspace_tiled *pspace_mat_tiled(const pspace_mat *m);

@@ -1,6 +1,6 @@
 /*
  * Mixed: block-diagonal across layers, one matrix of any kind per layer
- * (SPEC 3). Every operation dispatches to the parts on the layers' slices
+ * (README, Formulas). Every operation dispatches to the parts on the layers' slices
  * of the vectors, through the public interface, so parts can be resident
  * or stored; an operation a part lacks fails naming the layer.
  *
@@ -13,7 +13,8 @@
  * Resident parts are saved first, each as its own matrix "<name>/<layer>";
  * stored parts cannot be copied and are recorded by name (they must live
  * in the same store, and must outlive the Mixed: removing "<name>" removes
- * neither kind of part). pspace_mat_open() reopens every part by name.
+ * neither kind of part). Its opener reopens every part by name (through the
+ * function open.c hands it).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,18 +95,25 @@ static int mx_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const
 	return rc;
 }
 
-static int mx_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+/* *out = sum over the parts of @p part's scalar: what trace and frob2 add up. */
+static int sum_parts(pspace_mat *m, const pspace_exec *ex,
+                     int (*part)(pspace_mat *, const pspace_exec *, double *), double *out)
 {
 	mixed *x = mx_of(m);
-	double s = 0, t;
+	double s = 0, t = 0;
 	int rc = 0;
 
 	for (size_t i = 0; rc == 0 && i < x->n; i++) {
-		rc = in_layer(m, i, pspace_mat_trace(x->parts[i], ex, &t));
+		rc = in_layer(m, i, part(x->parts[i], ex, &t));
 		s += t;
 	}
 	*out = s;
 	return rc;
+}
+
+static int mx_trace(pspace_mat *m, const pspace_exec *ex, double *out)
+{
+	return sum_parts(m, ex, pspace_mat_trace, out);
 }
 
 static int mx_diag(pspace_mat *m, const pspace_exec *ex, double *out)
@@ -118,18 +126,19 @@ static int mx_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 	return rc;
 }
 
+/* A part's squared Frobenius norm, through the public interface like every part call. */
+static int part_frob2(pspace_mat *p, const pspace_exec *ex, double *out)
+{
+	double f = 0;
+	int rc = pspace_mat_frobenius(p, ex, &f);
+
+	*out = f * f;
+	return rc;
+}
+
 static int mx_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	mixed *x = mx_of(m);
-	double s = 0, t;
-	int rc = 0;
-
-	for (size_t i = 0; rc == 0 && i < x->n; i++) {
-		rc = in_layer(m, i, pspace_mat_frobenius(x->parts[i], ex, &t));
-		s += t * t;
-	}
-	*out = s;
-	return rc;
+	return sum_parts(m, ex, part_frob2, out);
 }
 
 static int mx_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
@@ -413,6 +422,17 @@ out:
 	return rc;
 }
 
+/* Diagonal when every part is: a Mixed has no entries across layers. */
+static int mx_is_diagonal(const pspace_mat *m)
+{
+	const mixed *x = mx_of(m);
+
+	for (size_t i = 0; i < x->n; i++)
+		if (!pspace_mat_is_diagonal(x->parts[i]))
+			return 0;
+	return 1;
+}
+
 static const pspace_mat_vtable mx_vt = {
     .kind = PSPACE_KIND_MIXED,
     .destroy = mx_destroy,
@@ -420,6 +440,7 @@ static const pspace_mat_vtable mx_vt = {
     .vtmv_batch = mx_vtmv_batch,
     .trace = mx_trace,
     .diag = mx_diag,
+    .is_diagonal = mx_is_diagonal,
     .frob2 = mx_frob2,
     .dense = mx_dense,
     .solve = mx_solve,
@@ -453,23 +474,19 @@ static int mx_new(pspace_mat **out, const pspace_layout *layout, pspace_mat *con
 			    "%llu parameters",
 			    L->name, (unsigned long long)parts[i]->d, (unsigned long long)L->size);
 	}
-	x = calloc(1, sizeof(*x));
-	if (!x)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&x->base, &mx_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		free(x);
+	rc = pspace_mat_alloc(out, sizeof(*x), &mx_vt, pspace_layout_dim(layout), layout, s, name);
+	if (rc != 0)
 		return rc;
-	}
+	x = mx_of(*out);
 	x->parts = calloc(n ? n : 1, sizeof(*x->parts));
 	if (!x->parts) {
-		pspace_mat_free(&x->base);
+		pspace_mat_free(*out);
+		*out = NULL;
 		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
 	}
 	x->n = n;
 	for (size_t i = 0; i < n; i++)
 		x->parts[i] = pspace_mat_ref(parts[i]);
-	*out = &x->base;
 	return 0;
 }
 
@@ -491,7 +508,8 @@ pspace_mat *pspace_mixed_part(const pspace_mat *m, size_t i)
 	return mx_of(m)->parts[i];
 }
 
-int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
+int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
+                      pspace_mat_open_fn open_part)
 {
 	pspace_reader *r = NULL;
 	pspace_layout *layout = NULL;
@@ -503,10 +521,7 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_MIXED)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not mixed",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_MIXED, &r, &layout);
 	if (rc == 0)
 		rc = pspace_array_info_get(&ai, r, PARTS_ARRAY);
 	if (rc != 0)
@@ -544,7 +559,7 @@ int pspace_mixed_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 				                    PARTS_ARRAY, i, n);
 				goto out;
 			}
-			rc = pspace_err_prefix(pspace_mat_open(&parts[i], s, p), "layer %s",
+			rc = pspace_err_prefix(open_part(&parts[i], s, p), "layer %s",
 			                       pspace_layout_layer(layout, i)->name);
 			if (rc != 0)
 				goto out;

@@ -1,5 +1,5 @@
 /*
- * QuasiDiag (Ollivier 2015; SPEC 3): the diagonal of F plus, for every
+ * QuasiDiag (Ollivier 2015; README, Formulas): the diagonal of F plus, for every
  * layer with a bias, the cross terms c[o, j] between bias o and weight
  * (o, j). Per output neuron o the block over (W[o, 0..in), b[o]) is an
  * arrowhead matrix; layers without a bias are plain diagonal.
@@ -54,6 +54,56 @@ static void geom_of(const pspace_mat *m, size_t i, geom *g)
 	g->boff = g->off + g->L->weight_size;
 }
 
+/* Layer @p l's cross terms and, when it has them (a bias), its geometry; else NULL. */
+static const double *cross_geom(const pspace_mat *m, size_t l, geom *g)
+{
+	const double *c = ((const quasidiag *)m)->cross[l];
+
+	if (c)
+		geom_of(m, l, g);
+	return c;
+}
+
+/* One neuron of a layer with a bias: the parameters of its arrowhead block. */
+typedef struct neuron {
+	size_t layer;
+	uint64_t o; /* index in the layer */
+	const pspace_layer *L;
+	const double *c;  /* its n cross terms; NULL before the first step */
+	uint64_t n, w, b; /* weights, first weight parameter, bias parameter */
+} neuron;
+
+/*
+ * Steps @p u (all zero to start) to the next neuron with cross terms, layer
+ * by layer. @return 1, or 0 after the last one.
+ */
+static int next_neuron(const pspace_mat *m, neuron *u)
+{
+	size_t l = u->layer;
+	uint64_t o = u->c ? u->o + 1 : 0;
+
+	for (; l < ((const quasidiag *)m)->nlayers; l++, o = 0) {
+		geom g;
+		const double *c = cross_geom(m, l, &g);
+
+		if (c && o < g.out) {
+			*u = (neuron){l, o, g.L, c + o * g.in, g.in, g.off + o * g.in, g.boff + o};
+			return 1;
+		}
+	}
+	return 0;
+}
+
+/* sum_j c[j] x[j] over one neuron's n weights: the bias row of its arrowhead block. */
+static double neuron_dot(const double *c, const double *x, uint64_t n)
+{
+	double s = 0;
+
+	for (uint64_t j = 0; j < n; j++)
+		s += c[j] * x[j];
+	return s;
+}
+
 static void qd_destroy(pspace_mat *m)
 {
 	quasidiag *q = qd_of(m);
@@ -76,23 +126,12 @@ static int qd_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
 
 		for (uint64_t i = 0; i < m->d; i++)
 			y[i] += alpha * q->diag[i] * x[i];
-		for (size_t l = 0; l < q->nlayers; l++) {
-			const double *c = q->cross[l];
-			geom g;
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+			double *yw = y + u.w, xb = x[u.b];
 
-			if (!c)
-				continue;
-			geom_of(m, l, &g);
-			for (uint64_t o = 0; o < g.out; o++) {
-				const double *co = c + o * g.in, *xw = x + g.off + o * g.in;
-				double *yw = y + g.off + o * g.in, xb = x[g.boff + o], s = 0;
-
-				for (uint64_t j = 0; j < g.in; j++) {
-					yw[j] += alpha * co[j] * xb;
-					s += co[j] * xw[j];
-				}
-				y[g.boff + o] += alpha * s;
-			}
+			for (uint64_t j = 0; j < u.n; j++)
+				yw[j] += alpha * u.c[j] * xb;
+			y[u.b] += alpha * neuron_dot(u.c, x + u.w, u.n);
 		}
 	}
 	return 0;
@@ -110,21 +149,8 @@ static int qd_vtmv_batch(pspace_mat *m, const pspace_exec *ex, uint32_t k, const
 
 		for (uint64_t i = 0; i < m->d; i++)
 			s += q->diag[i] * x[i] * x[i];
-		for (size_t l = 0; l < q->nlayers; l++) {
-			const double *c = q->cross[l];
-			geom g;
-
-			if (!c)
-				continue;
-			geom_of(m, l, &g);
-			for (uint64_t o = 0; o < g.out; o++) {
-				double t = 0;
-
-				for (uint64_t j = 0; j < g.in; j++)
-					t += c[o * g.in + j] * x[g.off + o * g.in + j];
-				s += 2 * t * x[g.boff + o];
-			}
-		}
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);)
+			s += 2 * neuron_dot(u.c, x + u.w, u.n) * x[u.b];
 		out[r] = s;
 	}
 	return 0;
@@ -176,19 +202,9 @@ static int qd_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld
 		memset(out + i * ld, 0, m->d * sizeof(*out));
 		out[i * ld + i] = q->diag[i];
 	}
-	for (size_t l = 0; l < q->nlayers; l++) {
-		geom g;
-
-		if (!q->cross[l])
-			continue;
-		geom_of(m, l, &g);
-		for (uint64_t o = 0; o < g.out; o++)
-			for (uint64_t j = 0; j < g.in; j++) {
-				uint64_t w = g.off + o * g.in + j, b = g.boff + o;
-
-				out[w * ld + b] = out[b * ld + w] = q->cross[l][o * g.in + j];
-			}
-	}
+	for (neuron u = {.c = NULL}; next_neuron(m, &u);)
+		for (uint64_t j = 0; j < u.n; j++)
+			out[(u.w + j) * ld + u.b] = out[u.b * ld + u.w + j] = u.c[j];
 	return 0;
 }
 
@@ -227,27 +243,20 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 		return pspace_err_set(PSPACE_ENOMEM, "quasidiag solve: out of memory");
 	/* The Schur complements, once for all right-hand sides. */
 	nb = 0;
-	for (size_t l = 0; l < q->nlayers; l++) {
-		geom g;
+	for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+		const double *dw = q->diag + u.w;
+		double s = q->diag[u.b] + damping;
 
-		if (!q->cross[l])
-			continue;
-		geom_of(m, l, &g);
-		for (uint64_t o = 0; o < g.out; o++) {
-			const double *c = q->cross[l] + o * g.in, *dw = q->diag + g.off + o * g.in;
-			double s = q->diag[g.boff + o] + damping;
-
-			for (uint64_t j = 0; j < g.in; j++)
-				s -= c[j] * c[j] / (dw[j] + damping);
-			if (s == 0 || !isfinite(s)) {
-				rc = pspace_err_set(PSPACE_ENUMERIC,
-				                    "layer %s: quasidiag solve: neuron %llu is "
-				                    "singular (Schur complement %g, damping %g)",
-				                    g.L->name, (unsigned long long)o, s, damping);
-				goto out;
-			}
-			schur[nb++] = s;
+		for (uint64_t j = 0; j < u.n; j++)
+			s -= u.c[j] * u.c[j] / (dw[j] + damping);
+		if (s == 0 || !isfinite(s)) {
+			rc = pspace_err_set(PSPACE_ENUMERIC,
+			                    "layer %s: quasidiag solve: neuron %llu is singular "
+			                    "(Schur complement %g, damping %g)",
+			                    u.L->name, (unsigned long long)u.o, s, damping);
+			goto out;
 		}
+		schur[nb++] = s;
 	}
 	for (uint32_t r = 0; r < k; r++) {
 		const double *b = B + (size_t)r * ldb;
@@ -256,25 +265,16 @@ static int qd_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 		for (uint64_t i = 0; i < m->d; i++)
 			x[i] = b[i] / (q->diag[i] + damping);
 		nb = 0;
-		for (size_t l = 0; l < q->nlayers; l++) {
-			geom g;
+		for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+			const double *dw = q->diag + u.w, *bw = b + u.w;
+			double *xw = x + u.w, sb = b[u.b];
 
-			if (!q->cross[l])
-				continue;
-			geom_of(m, l, &g);
-			for (uint64_t o = 0; o < g.out; o++) {
-				const double *c = q->cross[l] + o * g.in;
-				const double *dw = q->diag + g.off + o * g.in;
-				const double *bw = b + g.off + o * g.in;
-				double *xw = x + g.off + o * g.in, sb = b[g.boff + o];
-
-				for (uint64_t j = 0; j < g.in; j++)
-					sb -= c[j] * bw[j] / (dw[j] + damping);
-				sb /= schur[nb++];
-				x[g.boff + o] = sb;
-				for (uint64_t j = 0; j < g.in; j++)
-					xw[j] = (bw[j] - c[j] * sb) / (dw[j] + damping);
-			}
+			for (uint64_t j = 0; j < u.n; j++)
+				sb -= u.c[j] * bw[j] / (dw[j] + damping);
+			sb /= schur[nb++];
+			x[u.b] = sb;
+			for (uint64_t j = 0; j < u.n; j++)
+				xw[j] = (bw[j] - u.c[j] * sb) / (dw[j] + damping);
 		}
 	}
 out:
@@ -296,14 +296,14 @@ static int qd_save(pspace_mat *m, pspace_store *s, const char *name)
 	rc = pspace_writer_put_array(w, DIAG_ARRAY, PSPACE_F64, 1, shape, q->diag);
 	for (size_t l = 0; rc == 0 && l < q->nlayers; l++) {
 		geom g;
+		const double *c = cross_geom(m, l, &g);
 
-		if (!q->cross[l])
+		if (!c)
 			continue;
-		geom_of(m, l, &g);
 		snprintf(an, sizeof(an), CROSS_ARRAY "%s", g.L->name);
 		shape[0] = g.out;
 		shape[1] = g.in;
-		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, q->cross[l]);
+		rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shape, c);
 	}
 	return pspace_resident_save_end(w, rc);
 }
@@ -317,18 +317,13 @@ static const pspace_mat_vtable qd_vt;
 static int qd_alloc(pspace_mat **out, const pspace_layout *layout, pspace_store *s,
                     const char *name)
 {
-	quasidiag *q = calloc(1, sizeof(*q));
 	uint64_t d = pspace_layout_dim(layout);
-	int rc;
+	quasidiag *q;
+	int rc = pspace_mat_alloc(out, sizeof(*q), &qd_vt, d, layout, s, name);
 
-	*out = NULL;
-	if (!q)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_mat_base_init(&q->base, &qd_vt, d, layout, s, name);
-	if (rc != 0) {
-		free(q);
+	if (rc != 0)
 		return rc;
-	}
+	q = qd_of(*out);
 	q->nlayers = pspace_layout_nlayers(layout);
 	q->diag = malloc((d ? d : 1) * sizeof(*q->diag));
 	q->cross = calloc(q->nlayers ? q->nlayers : 1, sizeof(*q->cross));
@@ -343,10 +338,10 @@ static int qd_alloc(pspace_mat **out, const pspace_layout *layout, pspace_store 
 		if (!q->cross[l])
 			goto nomem;
 	}
-	*out = &q->base;
 	return 0;
 nomem:
-	pspace_mat_free(&q->base);
+	pspace_mat_free(*out);
+	*out = NULL;
 	return pspace_err_set(PSPACE_ENOMEM, "out of memory for a quasidiag of %llu parameters",
 	                      (unsigned long long)d);
 }
@@ -615,6 +610,17 @@ out:
 	return rc;
 }
 
+/* Diagonal when no layer has cross terms, i.e. none has a bias. */
+static int qd_is_diagonal(const pspace_mat *m)
+{
+	const quasidiag *q = (const quasidiag *)m;
+
+	for (size_t l = 0; l < q->nlayers; l++)
+		if (q->cross[l])
+			return 0;
+	return 1;
+}
+
 static const pspace_mat_vtable qd_vt = {
     .kind = PSPACE_KIND_QUASIDIAG,
     .destroy = qd_destroy,
@@ -622,6 +628,7 @@ static const pspace_mat_vtable qd_vt = {
     .vtmv_batch = qd_vtmv_batch,
     .trace = qd_trace,
     .diag = qd_diag,
+    .is_diagonal = qd_is_diagonal,
     .frob2 = qd_frob2,
     .dense = qd_dense,
     .solve = qd_solve,
@@ -667,10 +674,7 @@ int pspace_quasidiag_open(pspace_mat **out, pspace_store *s, const pspace_matrix
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_QUASIDIAG)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not quasidiag",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_QUASIDIAG, &r, &layout);
 	if (rc == 0)
 		rc = qd_alloc(out, layout, s, info->name);
 	if (rc != 0)

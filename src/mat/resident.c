@@ -40,14 +40,17 @@ int pspace_resident_save_end(pspace_writer *w, int rc)
 	return pspace_writer_finish(w);
 }
 
-int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_reader **r,
-                               pspace_layout **layout)
+int pspace_resident_open_begin(pspace_store *s, const pspace_matrix_info *info, pspace_kind kind,
+                               pspace_reader **r, pspace_layout **layout)
 {
 	char *text = NULL;
 	int rc;
 
 	*r = NULL;
 	*layout = NULL;
+	if (info->kind != kind)
+		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not %s",
+		                      pspace_kind_name(info->kind), pspace_kind_name(kind));
 	rc = pspace_reader_open(r, s, info->name, 0);
 	if (rc == 0 && info->layout_id) {
 		rc = pspace_store_layout(&text, s, info->layout_id);

@@ -32,21 +32,17 @@ static int load_layout(pspace_store *s, const pspace_matrix_info *info, pspace_l
 	return rc;
 }
 
-/* Dense: one block; BlockDiag: one block per layer, of the layer's size. */
+/* One block (vt->single_block, Dense) or one block per layer, of the layer's size. */
 static int check_blocks(const pspace_stored *m)
 {
 	const pspace_tiled *t = &m->t;
 	const pspace_layout *l = m->base.layout;
 	size_t n = pspace_layout_nlayers(l);
 
-	if (pspace_layout_dim(l) != t->info.d)
-		return pspace_err_set(
-		    PSPACE_ECORRUPT, "layout has %llu parameters, matrix d = %llu",
-		    (unsigned long long)pspace_layout_dim(l), (unsigned long long)t->info.d);
-	if (m->base.vt->kind == PSPACE_KIND_DENSE) {
+	if (m->base.vt->single_block) {
 		if (t->info.nblocks != 1)
-			return pspace_err_set(PSPACE_ECORRUPT, "dense matrix with %u blocks",
-			                      t->info.nblocks);
+			return pspace_err_set(PSPACE_ECORRUPT, "%s matrix with %u blocks",
+			                      pspace_kind_name(m->base.vt->kind), t->info.nblocks);
 		return 0;
 	}
 	if (t->info.nblocks != n)
@@ -64,42 +60,36 @@ static int check_blocks(const pspace_stored *m)
 int pspace_stored_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
                        const pspace_mat_vtable *vt)
 {
-	pspace_stored *m = NULL;
+	pspace_tiled t;
 	pspace_layout *layout = NULL;
 	int rc;
 
 	*out = NULL;
+	memset(&t, 0, sizeof(t));
 	if (info->kind != vt->kind)
 		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not %s",
 		                      pspace_kind_name(info->kind), pspace_kind_name(vt->kind));
-	m = calloc(1, sizeof(*m));
-	if (!m)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	rc = pspace_tiled_open(&m->t, s, info->name);
-	if (rc != 0)
-		goto out;
-	rc = load_layout(s, info, &layout);
-	if (rc != 0)
-		goto out;
-	rc = pspace_mat_base_init(&m->base, vt, m->t.info.d, layout, s, info->name);
+	rc = pspace_tiled_open(&t, s, info->name);
+	if (rc == 0)
+		rc = load_layout(s, info, &layout);
+	if (rc == 0)
+		rc = pspace_mat_alloc(out, sizeof(pspace_stored), vt, t.info.d, layout, s,
+		                      info->name);
 	if (rc == PSPACE_EDIM)
 		rc = PSPACE_ECORRUPT;
-	if (rc != 0)
+	if (rc != 0) {
+		pspace_tiled_close(&t);
 		goto out;
-	rc = check_blocks(m);
-	if (rc == 0) {
-		*out = &m->base;
-		m = NULL;
+	}
+	/* the matrix owns the handle from here: pspace_mat_free closes it */
+	pspace_stored_of(*out)->t = t;
+	rc = check_blocks(pspace_stored_of(*out));
+	if (rc != 0) {
+		pspace_mat_free(*out);
+		*out = NULL;
 	}
 out:
 	pspace_layout_free(layout);
-	if (m) {
-		/* base_init may or may not have run: free what it took */
-		pspace_layout_free(m->base.layout);
-		free(m->base.name);
-		pspace_tiled_close(&m->t);
-		free(m);
-	}
 	return rc;
 }
 
@@ -134,6 +124,17 @@ int pspace_stored_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 int pspace_stored_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
 {
 	return pspace_stream_frob2(&pspace_stored_of(m)->t, ex, out);
+}
+
+int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
+{
+	const pspace_tiled *t = &pspace_stored_of(m)->t;
+
+	/* The stream writes the blocks only: with several, the rest is 0. */
+	if (t->info.nblocks > 1)
+		for (uint64_t i = 0; i < m->d; i++)
+			memset(out + i * ld, 0, m->d * sizeof(*out));
+	return pspace_stream_dense(t, ex, UINT32_MAX, out, ld);
 }
 
 /* ---- direct solve -------------------------------------------------------------- */

@@ -38,8 +38,9 @@ static inline pspace_stored *pspace_stored_of(pspace_mat *m)
 /**
  * Opens stored matrix @p info with the table @p vt: the engine's handle
  * and the layout recorded in the catalog (a flat one if none). Checks that
- * the blocks are the layers of the layout for BlockDiag, one block for
- * Dense. @return 0, PSPACE_ECORRUPT, PSPACE_ENOMEM or a store error.
+ * there is one block when vt->single_block is set (Dense), else that the
+ * blocks are the layers of the layout (BlockDiag).
+ * @return 0, PSPACE_ECORRUPT, PSPACE_ENOMEM or a store error.
  */
 int pspace_stored_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info,
                        const pspace_mat_vtable *vt);
@@ -54,6 +55,8 @@ int pspace_stored_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double al
 int pspace_stored_trace(pspace_mat *m, const pspace_exec *ex, double *out);
 int pspace_stored_diag(pspace_mat *m, const pspace_exec *ex, double *out);
 int pspace_stored_frob2(pspace_mat *m, const pspace_exec *ex, double *out);
+/** The whole matrix, row-major, entries outside the blocks 0 (vtable dense). */
+int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld);
 
 /**
  * Direct damped solve, block by block (Dense: one block): Cholesky, or

@@ -28,6 +28,16 @@ static int check_out(pspace_mat *m, pspace_mat **out, const char *fn)
 	return 0;
 }
 
+/* check_out(), then that @p m's kind has the operation @p op (@p has). */
+static int check_op(pspace_mat *m, pspace_mat **out, const char *fn, int has, const char *op)
+{
+	int rc = check_out(m, out, fn);
+
+	if (rc == 0 && !has)
+		rc = unsupported(m, op);
+	return rc;
+}
+
 int pspace_mat_pow(pspace_mat **out, pspace_mat *m, double p, double damping)
 {
 	int rc = check_out(m, out, "pspace_mat_pow");
@@ -49,24 +59,17 @@ int pspace_mat_inverse(pspace_mat **out, pspace_mat *m, double damping)
 
 int pspace_mat_pinv(pspace_mat **out, pspace_mat *m, double threshold)
 {
-	int rc = check_out(m, out, "pspace_mat_pinv");
+	int rc = check_op(m, out, "pspace_mat_pinv", m && m->vt->pinv, "pinv");
 
-	if (rc != 0)
-		return rc;
-	if (!m->vt->pinv)
-		return unsupported(m, "pinv");
-	return m->vt->pinv(m, threshold, out);
+	return rc != 0 ? rc : m->vt->pinv(m, threshold, out);
 }
 
 int pspace_mat_scale(pspace_mat **out, pspace_mat *m, double s)
 {
-	int rc = check_out(m, out, "pspace_mat_scale");
+	int rc = check_op(m, out, "pspace_mat_scale", m && m->vt->scale,
+	                  "scale (use pspace_op_scale for a lazy scaling)");
 
-	if (rc != 0)
-		return rc;
-	if (!m->vt->scale)
-		return unsupported(m, "scale (use pspace_op_scale for a lazy scaling)");
-	return m->vt->scale(m, s, out);
+	return rc != 0 ? rc : m->vt->scale(m, s, out);
 }
 
 int pspace_mat_product(pspace_mat **out, pspace_mat *a, pspace_mat *b)

@@ -2,8 +2,9 @@
  * Lazy operators: norms. The 2- and -2-norms come from Lanczos. The
  * Frobenius norm of a linear combination A = C + N + D, where C is the
  * combination of the stored matrices of one tiling, N one other matrix and
- * D the diagonal part (the shift s I and resident matrices that are
- * diagonal), is exact without the dense matrix:
+ * D the diagonal part (the shift s I and resident matrices whose
+ * representation is diagonal, pspace_mat_is_diagonal), is exact without
+ * the dense matrix:
  *
  *     ||A||^2 = ||C||^2 + ||N||^2 + ||D||^2 + 2 <diag C + diag N, diag D>
  *
@@ -15,13 +16,13 @@
  * resident matrices) goes through the dense matrix when it fits the
  * memory budget, and is refused otherwise.
  */
-#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/error.h"
 #include "kernel/stream.h"
+#include "mat/mat_impl.h"
 #include "op/op_impl.h"
 #include "pspace/vec.h"
 
@@ -49,25 +50,6 @@ static int frobenius_dense(const op_fold *f, const pspace_exec *ex, const char *
 	return rc;
 }
 
-/*
- * 1 if resident matrix @p m is diagonal: ||M||_F^2 equals the sum of its
- * squared diagonal up to the rounding of the two sums. Its diagonal is
- * left in @p diag.
- */
-static int is_diagonal(pspace_mat *m, const pspace_exec *ex, uint64_t d, double *diag)
-{
-	double fro, f2, d2 = 0;
-
-	if (pspace_mat_diag(m, ex, diag) != 0 || pspace_mat_frobenius(m, ex, &fro) != 0) {
-		pspace_errclear();
-		return 0;
-	}
-	for (uint64_t i = 0; i < d; i++)
-		d2 += diag[i] * diag[i];
-	f2 = fro * fro;
-	return f2 - d2 <= 4.0 * (double)d * DBL_EPSILON * f2;
-}
-
 /* The terms of a linear fold sorted for the sum above. */
 typedef struct fro_parts {
 	op_leaves l;
@@ -77,14 +59,22 @@ typedef struct fro_parts {
 	size_t nbig;
 } fro_parts;
 
-/* Moves the diagonal resident leaves into dv; the others stay in big. */
+/*
+ * Moves the resident leaves that are diagonal by their representation
+ * (pspace_mat_is_diagonal) into dv; the others stay in big.
+ */
 static int split_diagonal(fro_parts *p, const op_fold *f, const pspace_exec *ex)
 {
 	for (size_t i = op_leaves_resident(&p->l); i < p->l.n; i++) {
-		if (!is_diagonal(p->l.m[i], ex, f->d, p->tmp)) {
+		int rc;
+
+		if (!pspace_mat_is_diagonal(p->l.m[i])) {
 			p->big[p->nbig++] = i;
 			continue;
 		}
+		rc = pspace_mat_diag(p->l.m[i], ex, p->tmp);
+		if (rc != 0)
+			return rc;
 		if (!p->dv) {
 			p->dv = malloc(f->d * sizeof(double));
 			if (!p->dv)

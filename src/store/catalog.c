@@ -233,7 +233,8 @@ int pspace_catalog_delete(pspace_store *s, MDB_txn *txn, const pspace_matrix_inf
 	return rc;
 }
 
-int pspace_matrix_info_get(pspace_matrix_info *out, pspace_store *s, const char *name)
+/* pspace_catalog_get() of matrix @p name in a read transaction of its own. */
+static int read_record(pspace_store *s, const char *name, pspace_matrix_info *info, uint64_t **dims)
 {
 	MDB_txn *txn = NULL;
 	int rc;
@@ -242,23 +243,23 @@ int pspace_matrix_info_get(pspace_matrix_info *out, pspace_store *s, const char 
 	if (rc == 0)
 		rc = pspace_store_txn_begin(s, 0, 0, &txn);
 	if (rc == 0)
-		rc = pspace_catalog_get(s, txn, name, out, NULL);
+		rc = pspace_catalog_get(s, txn, name, info, dims);
 	pspace_store_txn_abort(s, txn);
 	return rc;
+}
+
+int pspace_matrix_info_get(pspace_matrix_info *out, pspace_store *s, const char *name)
+{
+	return read_record(s, name, out, NULL);
 }
 
 int pspace_store_blocks(pspace_store *s, const char *name, uint64_t *dims, uint32_t cap)
 {
 	pspace_matrix_info info;
-	MDB_txn *txn = NULL;
 	uint64_t *bd = NULL;
 	int rc;
 
-	rc = pspace_store_check_name(s, "matrix", name);
-	if (rc == 0)
-		rc = pspace_store_txn_begin(s, 0, 0, &txn);
-	if (rc == 0)
-		rc = pspace_catalog_get(s, txn, name, &info, &bd);
+	rc = read_record(s, name, &info, &bd);
 	if (rc != 0)
 		goto out;
 	if (cap < info.nblocks) {
@@ -271,7 +272,6 @@ int pspace_store_blocks(pspace_store *s, const char *name, uint64_t *dims, uint3
 		memcpy(dims, bd, info.nblocks * sizeof(*dims));
 out:
 	free(bd);
-	pspace_store_txn_abort(s, txn);
 	return rc;
 }
 

@@ -92,6 +92,13 @@ static uint32_t edge(const pspace_reader *r, uint32_t block, uint32_t idx)
 	return (uint32_t)(left < r->info.tile ? left : r->info.tile);
 }
 
+/* Fills @p out with tile (block, row, col) whose stored value is @p v. */
+static void tile_ref(pspace_tile_ref *out, uint32_t block, uint32_t row, uint32_t col,
+                     const MDB_val *v)
+{
+	*out = (pspace_tile_ref){block, row, col, v->mv_data, v->mv_size};
+}
+
 int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block, uint32_t tile_row,
                        uint32_t tile_col)
 {
@@ -113,11 +120,7 @@ int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block, u
 	if (rc != 0)
 		return pspace_store_err(r->s, rc, "matrix %s, tile (%u,%u,%u): reading",
 		                        r->info.name, block, tile_row, tile_col);
-	out->block = block;
-	out->row = tile_row;
-	out->col = tile_col;
-	out->data = v.mv_data;
-	out->len = v.mv_size;
+	tile_ref(out, block, tile_row, tile_col, &v);
 	return 0;
 }
 
@@ -183,15 +186,21 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 		                      "store %s: matrix %s: stray tile (%u,%u,%u) outside the "
 		                      "matrix",
 		                      r->s->path, r->info.name, b, row, col);
-	out->block = b;
-	out->row = row;
-	out->col = col;
-	out->data = v.mv_data;
-	out->len = v.mv_size;
+	tile_ref(out, b, row, col, &v);
 	return 0;
 }
 
-/* Checks that tile @p t's header matches what its address implies. */
+/* Prefixes tile @p t's address to error @p rc (0 stays 0). */
+static int in_tile(const pspace_reader *r, const pspace_tile_ref *t, int rc)
+{
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
+	                         r->info.name, t->block, t->row, t->col);
+}
+
+/*
+ * Checks that tile @p t's header matches what its address implies and
+ * counts it as read: what decode and view do before decoding.
+ */
 static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 {
 	pspace_tile_header h;
@@ -204,8 +213,7 @@ static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 		                      r->s->path, r->info.name, t->block, t->row, t->col);
 	rc = pspace_tile_parse(&h, t->data, t->len);
 	if (rc != 0)
-		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-		                         r->info.name, t->block, t->row, t->col);
+		return in_tile(r, t, rc);
 	rows = edge(r, t->block, t->row);
 	cols = edge(r, t->block, t->col);
 	if (h.rows != rows || h.cols != cols || h.dtype != r->info.codec.dtype)
@@ -215,6 +223,7 @@ static int check_tile(pspace_reader *r, const pspace_tile_ref *t)
 		                      r->s->path, r->info.name, t->block, t->row, t->col, h.rows,
 		                      h.cols, pspace_dtype_name(h.dtype), rows, cols,
 		                      pspace_dtype_name(r->info.codec.dtype));
+	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
 	return 0;
 }
 
@@ -225,10 +234,7 @@ int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const pspace_tile_re
 
 	if (rc != 0)
 		return rc;
-	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
-	rc = pspace_tile_decode(c, t->data, t->len, want, dst, ld);
-	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-	                         r->info.name, t->block, t->row, t->col);
+	return in_tile(r, t, pspace_tile_decode(c, t->data, t->len, want, dst, ld));
 }
 
 int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
@@ -238,10 +244,7 @@ int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref 
 
 	if (rc != 0)
 		return rc;
-	atomic_fetch_add_explicit(&r->s->tiles_read, 1, memory_order_relaxed);
-	rc = pspace_tile_view(c, t->data, t->len, want, data, hdr);
-	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", r->s->path,
-	                         r->info.name, t->block, t->row, t->col);
+	return in_tile(r, t, pspace_tile_view(c, t->data, t->len, want, data, hdr));
 }
 
 uint64_t pspace_store_tiles_read(const pspace_store *s)

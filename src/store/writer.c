@@ -313,13 +313,28 @@ int pspace_writer_checkpoint(pspace_writer *w)
 	return checkpoint(w);
 }
 
-/* Tile shape from the block dimension and the tile edge; EINVAL out of range. */
-static int tile_shape(pspace_writer *w, uint32_t block, uint32_t row, uint32_t col, uint32_t *rows,
+/* Counts @p bytes more in the open transaction; commits it once it holds txn_bytes. */
+static int written(pspace_writer *w, size_t bytes)
+{
+	w->pending += bytes;
+	if (w->pending >= w->s->txn_bytes)
+		return checkpoint(w);
+	return 0;
+}
+
+/*
+ * What writing or looking up a tile needs first: a writer that has not
+ * failed (else its error again) and a tile address in range (else EINVAL);
+ * then the tile's shape from the block dimension and the tile edge.
+ */
+static int check_tile(pspace_writer *w, uint32_t block, uint32_t row, uint32_t col, uint32_t *rows,
                       uint32_t *cols)
 {
 	const pspace_matrix_info *in = &w->info;
 	uint64_t dim, nt;
 
+	if (w->err)
+		return failed(w);
 	if (block >= in->nblocks)
 		return pspace_err_set(PSPACE_EINVAL,
 		                      "store %s: matrix %s, tile (%u,%u,%u): block out of range "
@@ -361,9 +376,7 @@ int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 	MDB_val k = {sizeof(key), key}, v;
 	int rc;
 
-	if (w->err)
-		return failed(w);
-	rc = tile_shape(w, block, tile_row, tile_col, &rows, &cols);
+	rc = check_tile(w, block, tile_row, tile_col, &rows, &cols);
 	if (rc != 0)
 		return rc;
 	if (!src || ld < cols)
@@ -402,10 +415,7 @@ int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 	in->raw_tiles += h.codec == PSPACE_CODEC_RAW;
 	in->tile_bytes += len;
 	in->logical_bytes += (uint64_t)rows * cols * esz;
-	w->pending += len;
-	if (w->pending >= w->s->txn_bytes)
-		return checkpoint(w);
-	return 0;
+	return written(w, len);
 
 lmdb_fail:
 	return fail(w, pspace_store_err(w->s, rc, "matrix %s, tile (%u,%u,%u): writing", in->name,
@@ -419,9 +429,7 @@ int pspace_writer_has_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 	uint32_t rows = 0, cols = 0;
 	int rc;
 
-	if (w->err)
-		return failed(w);
-	rc = tile_shape(w, block, tile_row, tile_col, &rows, &cols);
+	rc = check_tile(w, block, tile_row, tile_col, &rows, &cols);
 	if (rc != 0)
 		return rc;
 	pspace_tile_key(key, w->info.id, block, tile_row, tile_col);
@@ -454,10 +462,7 @@ int pspace_writer_put_array(pspace_writer *w, const char *name, pspace_dtype t, 
 	}
 	w->info.arrays++;
 	w->info.array_bytes += nb;
-	w->pending += nb;
-	if (w->pending >= w->s->txn_bytes)
-		return checkpoint(w);
-	return 0;
+	return written(w, nb);
 }
 
 int pspace_writer_finish(pspace_writer *w)

@@ -14,17 +14,6 @@
 #include "fixture.h"
 #include "pspace/mat.h"
 
-/*
- * The names test_kfac.c and test_ekfac.c still use for what fixture.h
- * holds now; they go when those files use fixture.h.
- */
-typedef fx_store fref_store;
-#define fref_store_open(t) fx_store_open((t), "fref")
-#define fref_store_reopen  fx_store_reopen
-#define fref_store_close   fx_store_close
-#define fref_randv         fx_randv
-#define fref_relerr        fx_relerr
-
 /** F = J^T J / n + shift I (d x d, malloc'd), J n x d from fx_randv(n d, @p seed). */
 double *fref_gram(size_t d, size_t n, double shift, uint64_t seed);
 /** F = (1/n) R^T R (d x d, malloc'd) for @p m rows R (m, d). */

@@ -1,5 +1,5 @@
 /*
- * Dense float64 references for KFAC and EKFAC from SPEC 3's definitions.
+ * Dense float64 references for KFAC and EKFAC from the definitions in the README's Formulas.
  */
 #include <math.h>
 #include <setjmp.h>

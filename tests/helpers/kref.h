@@ -1,9 +1,9 @@
 /*
  * Test helper for KFAC and EKFAC: the test layout (a linear with a bias, a
  * linear without, a conv2d with a bias, an embedding), random SPD factors,
- * and float64 dense references built from SPEC 3's definitions with this
+ * and float64 dense references built from the definitions in the README's Formulas with this
  * file's own Kronecker products and bias permutation, independent of
- * src/mat/kron.c.
+ * src/mat/kron/kron.c.
  *
  * Per layer: "rows" are outputs o (nr = out) and "columns" j = 0..a with
  * the bias column last (nc = a); for an embedding rows are ids (nr = num,

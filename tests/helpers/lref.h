@@ -1,7 +1,7 @@
 /*
  * Test helper for the builders: an in-memory layer-tensor source over
  * random tensors, and float64 references computed from the tensors by the
- * definitions of SPEC 2 and 3 (plain loops, LAPACK dsyev for the factor
+ * definitions of the README's Input formats and Formulas (plain loops, LAPACK dsyev for the factor
  * eigenvectors): per-example gradients, KFAC factors, dense KFAC and EKFAC.
  */
 #ifndef PSPACE_TESTS_LREF_H

@@ -20,7 +20,8 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/ekfac_impl.h"
+#include "mat/kron/ekfac_build.h"
+#include "mat/kron/ekfac_impl.h"
 
 int pspace_ekfac_update_begin(pspace_mat *m)
 {
@@ -58,6 +59,21 @@ static int started(pspace_mat *m, const char *fn, pspace_ekfac **out)
 		return pspace_err_set(PSPACE_EINVAL, "%s: pspace_ekfac_update_begin not called",
 		                      fn);
 	*out = (pspace_ekfac *)m;
+	return 0;
+}
+
+/* started(), and the geometry of layer @p layer (EINVAL when there is none). */
+static int started_layer(pspace_mat *m, const char *fn, size_t layer, pspace_ekfac **out,
+                         const pspace_kron_layer **g)
+{
+	int rc = started(m, fn, out);
+
+	*g = NULL;
+	if (rc != 0)
+		return rc;
+	if (layer >= (*out)->n)
+		return pspace_err_set(PSPACE_EINVAL, "%s: layer %zu of %zu", fn, layer, (*out)->n);
+	*g = &(*out)->geo[layer];
 	return 0;
 }
 
@@ -119,13 +135,10 @@ int pspace_ekfac_update_add_rows_layer(pspace_mat *m, const pspace_exec *ex, siz
 	pspace_exec x;
 	pspace_ekfac *e;
 	uint32_t kc;
-	int rc = started(m, fn, &e);
+	int rc = started_layer(m, fn, layer, &e, &g);
 
 	if (rc != 0)
 		return rc;
-	if (layer >= e->n)
-		return pspace_err_set(PSPACE_EINVAL, "%s: layer %zu of %zu", fn, layer, e->n);
-	g = &e->geo[layer];
 	if (rows == 0)
 		return 0;
 	if (!grads || ld < g->nr * g->nc)
@@ -209,13 +222,10 @@ int pspace_ekfac_update_add_layer_batch(pspace_mat *m, const pspace_exec *ex, si
 	uint64_t out, a, per, xc, msz;
 	pspace_exec x;
 	pspace_ekfac *e;
-	int rc = started(m, fn, &e);
+	int rc = started_layer(m, fn, layer, &e, &g);
 
 	if (rc != 0)
 		return rc;
-	if (layer >= e->n)
-		return pspace_err_set(PSPACE_EINVAL, "%s: layer %zu of %zu", fn, layer, e->n);
-	g = &e->geo[layer];
 	if (g->rdiag)
 		return pspace_err_set(PSPACE_ENOTSUP,
 		                      "%s: layer %s is an embedding (use pspace_ekfac_update_add)",

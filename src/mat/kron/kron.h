@@ -1,6 +1,25 @@
 /*
  * Internal: Kronecker-factored layer blocks, shared by KFAC and EKFAC.
  *
+ * The folder src/mat/kron/ holds both kinds. Its files use only the ones
+ * before them in this order (includes and calls; nothing calls back up):
+ *
+ *   kron.h, kron.c        shared factor code (this header; below it only
+ *                         mat_impl.h and the layers under src/mat)
+ *   ekfac_impl.h, ekfac.c the EKFAC matrix, built from eigenbases and a
+ *                         diagonal (pspace_ekfac_build); knows nothing of KFAC
+ *   ekfac_build.h, ekfac_update.c  the EKFAC diagonal update; ekfac_build.h
+ *                         is the builders' only way in (src/build)
+ *   kfac_impl.h           the KFAC matrix (struct and the entry points below)
+ *   eigen.c               KFAC factor eigendecompositions, eigenpairs, and
+ *                         KFAC -> EKFAC (pspace_ekfac_from_kfac)
+ *   kfac_solve.c          KFAC damped solve and powers (exact damping through
+ *                         eigen.c, an EKFAC for a power)
+ *   kfac.c                KFAC construction, products, persistence and its
+ *                         table, which points into kfac_solve.c and eigen.c
+ *
+ * mat.c reaches the two kinds only through their openers and tables.
+ *
  * Every layer a Kronecker form covers is viewed as an nr x nc matrix V of
  * its parameters, and its block acts as (R (x) C) vec(V) = vec(R V C^T)
  * (vec row-major). Linear / conv layers: rows are outputs o (R = G,
@@ -15,8 +34,8 @@
  * left) and the (nr k) x nc matrix stacking the rows of all V_j (for
  * products on the right), so one gemm per side handles all k vectors.
  */
-#ifndef PSPACE_SRC_MAT_KRON_H
-#define PSPACE_SRC_MAT_KRON_H
+#ifndef PSPACE_SRC_MAT_KRON_KRON_H
+#define PSPACE_SRC_MAT_KRON_KRON_H
 
 #include <stdlib.h>
 
@@ -41,6 +60,18 @@ typedef struct pspace_kron_layer {
  */
 int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
                          size_t *n);
+
+/** Name of the row factor in messages and array names: G (embedding: A). */
+static inline const char *pspace_kron_rname(const pspace_kron_layer *g)
+{
+	return g->rdiag ? "A" : "G";
+}
+
+/** Name of the column factor: A (embedding: G). */
+static inline const char *pspace_kron_cname(const pspace_kron_layer *g)
+{
+	return g->rdiag ? "G" : "A";
+}
 
 /** Index, relative to the layer's first parameter, of V[o][c]. */
 static inline uint64_t pspace_kron_index(const pspace_kron_layer *g, uint64_t o, uint64_t c)
@@ -131,6 +162,42 @@ int pspace_kron_work(const pspace_kron_layer *g, size_t n, uint32_t k, size_t bu
                      const char *what, uint32_t *kc, double **B, double **T);
 
 /**
+ * The operation on one layer's chunk of @p k vectors held in B (nr, k, nc),
+ * in place; T is a work buffer of B's size. @p l is the layer's index.
+ */
+typedef void (*pspace_kron_chunk_fn)(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k,
+                                     double *B, double *T, int threads);
+
+/**
+ * Y (+)= alpha op_l(X) for the @p k vectors X_j (at X + j ldx) on every
+ * layer of @p geo: each layer's part of the vectors is gathered into V
+ * matrices in chunks that fit ex->mem_budget (pspace_kron_work, @p what
+ * naming the caller), transformed by @p op and scattered into Y (added
+ * when @p add, else written over). @return 0 or PSPACE_ENOMEM.
+ */
+int pspace_kron_apply(const pspace_kron_layer *geo, size_t n, const pspace_exec *ex,
+                      const char *what, uint32_t k, const double *X, size_t ldx, double alpha,
+                      int add, double *Y, size_t ldy, pspace_kron_chunk_fn op, void *ud);
+
+/** Per layer U_R, U_C and W of the form U_R [W .* (U_R^T V U_C)] U_C^T. */
+typedef struct pspace_kron_eig_form {
+	double *const *UR; /* UR[l] NULL: identity */
+	double *const *UC;
+	double *const *W;
+} pspace_kron_eig_form;
+
+/** pspace_kron_chunk_fn applying the form @p ud (a pspace_kron_eig_form) with pspace_kron_eig_mul.
+ */
+void pspace_kron_eig_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                           double *T, int threads);
+
+/**
+ * Two new pointer arrays of @p n (pspace_kron_new_ptrs), or PSPACE_ENOMEM
+ * naming @p what with both NULL.
+ */
+int pspace_kron_new_pair(size_t n, const char *what, double ***R, double ***C);
+
+/**
  * B <- B op(L)^{-1} (right) or op(L)^{-1} B (left) for row-major lower
  * triangular L (n x n) and B (m x n, or n x ncols on the left: m rows, n
  * columns of B as given), through BLIS trsm.
@@ -140,7 +207,7 @@ void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double
 
 /**
  * Damping split per factor: @p mode PI or SQRT gives R + cr I and C + cc I
- * with pi from the traces of A and G (SPEC 3; pi = 1 when either is 0 or
+ * with pi from the traces of A and G (README, Formulas; pi = 1 when either is 0 or
  * for SQRT). tr_r, tr_c: traces of R and C. EINVAL for damping < 0.
  */
 int pspace_kron_damp_split(const pspace_kron_layer *g, pspace_kfac_damping mode, double damping,
@@ -164,28 +231,5 @@ int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, cons
 double pspace_kron_asym(uint64_t n, const double *M);
 /** M <- (M + M^T) / 2. */
 void pspace_kron_symmetrize(uint64_t n, double *M);
-
-/* ---- between kfac.c and ekfac.c -------------------------------------------- */
-
-/**
- * A new EKFAC on @p layout from per-layer eigenbases (copied): UR[l]
- * (nr x nr, NULL for a diagonal row factor), UC[l] (nc x nc), factor
- * eigenvalues sR[l] (nr), sC[l] (nc), and diagonal S[l] (nr x nc; NULL:
- * sR sC^T).
- */
-int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const double *const *UR,
-                       const double *const *UC, const double *const *sR, const double *const *sC,
-                       const double *const *S, int updated, pspace_kfac_damping mode);
-
-/** Sets an EKFAC's damping mode (pspace_kfac_set_damping on an EKFAC). */
-int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode);
-
-/**
- * The cached eigendecomposition of a KFAC (computed on first use; owned by
- * the matrix, valid while it lives): per layer UR (NULL when diagonal), UC,
- * sR, sC. ENOTSUP when the KFAC is not symmetric (a product).
- */
-int pspace_kfac_eigen(pspace_mat *m, const double *const **UR, const double *const **UC,
-                      const double *const **sR, const double *const **sC);
 
 #endif

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kron.h"
+#include "mat/kron/kron.h"
 
 int pspace_kron_geometry(const pspace_layout *layout, const char *what, pspace_kron_layer **out,
                          size_t *n)
@@ -208,6 +208,53 @@ int pspace_kron_work(const pspace_kron_layer *g, size_t n, uint32_t k, size_t bu
 		return pspace_err_set(PSPACE_ENOMEM, "%s: out of memory for %u vectors", what, *kc);
 	}
 	return 0;
+}
+
+int pspace_kron_apply(const pspace_kron_layer *geo, size_t n, const pspace_exec *ex,
+                      const char *what, uint32_t k, const double *X, size_t ldx, double alpha,
+                      int add, double *Y, size_t ldy, pspace_kron_chunk_fn op, void *ud)
+{
+	double *B, *T;
+	uint32_t kc;
+	int rc = pspace_kron_work(geo, n, k, ex->mem_budget, what, &kc, &B, &T);
+
+	if (rc != 0)
+		return rc;
+	for (size_t l = 0; l < n; l++) {
+		const pspace_kron_layer *g = &geo[l];
+
+		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
+			uint32_t kk = k - j0 < kc ? k - j0 : kc;
+
+			pspace_kron_gather(g, kk, X + (size_t)j0 * ldx + g->off, ldx, B);
+			op(ud, g, l, kk, B, T, ex->threads);
+			pspace_kron_scatter(g, kk, alpha, B, add, Y + (size_t)j0 * ldy + g->off,
+			                    ldy);
+		}
+	}
+	free(T);
+	free(B);
+	return 0;
+}
+
+void pspace_kron_eig_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                           double *T, int threads)
+{
+	const pspace_kron_eig_form *f = ud;
+
+	pspace_kron_eig_mul(g, k, f->UR[l], f->UC[l], f->W[l], B, T, threads);
+}
+
+int pspace_kron_new_pair(size_t n, const char *what, double ***R, double ***C)
+{
+	*R = pspace_kron_new_ptrs(n);
+	*C = pspace_kron_new_ptrs(n);
+	if (*R && *C)
+		return 0;
+	free(*R);
+	free(*C);
+	*R = *C = NULL;
+	return pspace_err_set(PSPACE_ENOMEM, "%s: out of memory", what);
 }
 
 void pspace_kron_trsm(int right, int trans, uint64_t m, uint64_t n, const double *L, uint64_t ldl,

@@ -5,7 +5,7 @@
  * Kronecker-factored eigenbasis, so a layer applies as
  * V -> U_R [S .* (U_R^T V U_C)] U_C^T.
  *
- * Damping (solve, pow): exact by default, (S + l) (SPEC 3). The factor
+ * Damping (solve, pow): exact by default, (S + l) (README, Formulas). The factor
  * eigenvalues sR, sC are kept too, so that pspace_kfac_set_damping() can
  * ask for KFAC's factor-wise damping: PI/SQRT add to S the increment that
  * damping each factor adds, (sR + cr)(sC + cc) - sR sC, so a not-updated
@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/ekfac_impl.h"
+#include "mat/kron/ekfac_impl.h"
 #include "pspace/vec.h"
 
 typedef pspace_ekfac ekfac;
@@ -61,34 +61,20 @@ void pspace_ekfac_drop_inverse(pspace_ekfac *e)
 	pthread_mutex_unlock(&e->lock);
 }
 
-/* Row/column factor names in messages and arrays: G, A (embedding: A, G). */
-static const char *rname(const pspace_kron_layer *g)
-{
-	return g->rdiag ? "A" : "G";
-}
-
-static const char *cname(const pspace_kron_layer *g)
-{
-	return g->rdiag ? "G" : "A";
-}
-
 /* An empty EKFAC on @p layout with per-layer pointer arrays allocated. */
 static int ekfac_alloc(ekfac **out, const pspace_layout *layout, pspace_store *s, const char *name)
 {
-	ekfac *e = calloc(1, sizeof(*e));
+	pspace_mat *m;
+	ekfac *e;
 	size_t n;
-	int rc;
+	int rc =
+	    pspace_mat_alloc(&m, sizeof(*e), &ekfac_vt, pspace_layout_dim(layout), layout, s, name);
 
 	*out = NULL;
-	if (!e)
-		return pspace_err_set(PSPACE_ENOMEM, "EKFAC: out of memory");
-	pthread_mutex_init(&e->lock, NULL);
-	rc = pspace_mat_base_init(&e->base, &ekfac_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		pthread_mutex_destroy(&e->lock);
-		free(e);
+	if (rc != 0)
 		return rc;
-	}
+	e = ekfac_of(m);
+	pthread_mutex_init(&e->lock, NULL);
 	rc = pspace_kron_geometry(e->base.layout, "EKFAC", &e->geo, &n);
 	e->n = pspace_layout_nlayers(e->base.layout);
 	e->UR = pspace_kron_new_ptrs(e->n);
@@ -144,35 +130,6 @@ int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const doub
 	return 0;
 }
 
-int pspace_ekfac_from_kfac(pspace_mat **out, pspace_mat *kfac)
-{
-	const double *const *UR = NULL, *const *UC = NULL, *const *sR = NULL, *const *sC = NULL;
-	int rc;
-
-	if (!out)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_ekfac_from_kfac: out is NULL");
-	*out = NULL;
-	if (!kfac)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_ekfac_from_kfac: matrix is NULL");
-	if (pspace_mat_kind(kfac) != PSPACE_KIND_KFAC)
-		return pspace_err_set(PSPACE_EINVAL,
-		                      "pspace_ekfac_from_kfac: a %s matrix is not KFAC",
-		                      pspace_kind_name(pspace_mat_kind(kfac)));
-	rc = pspace_kfac_eigen(kfac, &UR, &UC, &sR, &sC);
-	if (rc != 0)
-		return rc;
-	return pspace_ekfac_build(out, pspace_mat_layout(kfac), UR, UC, sR, sC, NULL, 0,
-	                          PSPACE_KFAC_DAMP_EXACT);
-}
-
-int pspace_ekfac_set_damping_mode(pspace_mat *m, pspace_kfac_damping mode)
-{
-	if (m->vt != &ekfac_vt)
-		return pspace_err_set(PSPACE_EINVAL, "not an EKFAC matrix");
-	ekfac_of(m)->mode = mode;
-	return 0;
-}
-
 /* ---- products and reductions ----------------------------------------------------- */
 
 int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc,
@@ -188,27 +145,10 @@ int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, 
 static int apply(ekfac *e, const pspace_exec *ex, double **W, uint32_t k, double alpha,
                  const double *X, size_t ldx, int add, double *Y, size_t ldy)
 {
-	double *B, *T;
-	uint32_t kc;
-	int rc = pspace_ekfac_work(e, ex, k, &kc, &B, &T);
+	pspace_kron_eig_form form = {e->UR, e->UC, W};
 
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < e->n; l++) {
-		const pspace_kron_layer *g = &e->geo[l];
-
-		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
-			uint32_t kk = k - j0 < kc ? k - j0 : kc;
-
-			pspace_kron_gather(g, kk, X + (size_t)j0 * ldx + g->off, ldx, B);
-			pspace_kron_eig_mul(g, kk, e->UR[l], e->UC[l], W[l], B, T, ex->threads);
-			pspace_kron_scatter(g, kk, alpha, B, add, Y + (size_t)j0 * ldy + g->off,
-			                    ldy);
-		}
-	}
-	free(T);
-	free(B);
-	return 0;
+	return pspace_kron_apply(e->geo, e->n, ex, "EKFAC", k, X, ldx, alpha, add, Y, ldy,
+	                         pspace_kron_eig_chunk, &form);
 }
 
 static int ekfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
@@ -423,6 +363,17 @@ static int pow_all(const ekfac *e, double **W, double p)
 	return 0;
 }
 
+static int ekfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+{
+	ekfac *e = ekfac_of(m);
+
+	/* Under the lock: a solve compares the mode with its cached inverse's. */
+	pthread_mutex_lock(&e->lock);
+	e->mode = mode;
+	pthread_mutex_unlock(&e->lock);
+	return 0;
+}
+
 static int ekfac_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
                        const double *B, size_t ldb, double *X, size_t ldx)
 {
@@ -491,9 +442,10 @@ static int ekfac_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
 	return derive(e, W, 1.0, e->updated, out);
 }
 
-static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+/* A new EKFAC with e's bases, the diagonal map(S, a) entrywise and s sR (derive). */
+static int derive_map(ekfac *e, double (*map)(double x, double a), double a, double s,
+                      pspace_mat **out)
 {
-	ekfac *e = ekfac_of(m);
 	double **W = NULL;
 	int rc = copy_s(e, &W);
 
@@ -501,22 +453,28 @@ static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
 		return rc;
 	for (size_t l = 0; l < e->n; l++)
 		for (uint64_t i = 0; i < e->geo[l].nr * e->geo[l].nc; i++)
-			W[l][i] = e->S[l][i] <= threshold ? 0.0 : 1.0 / e->S[l][i];
-	return derive(e, W, 1.0, e->updated, out);
+			W[l][i] = map(W[l][i], a);
+	return derive(e, W, s, e->updated, out);
+}
+
+static double pinv_entry(double x, double threshold)
+{
+	return x <= threshold ? 0.0 : 1.0 / x;
+}
+
+static double scale_entry(double x, double s)
+{
+	return s * x;
+}
+
+static int ekfac_pinv(pspace_mat *m, double threshold, pspace_mat **out)
+{
+	return derive_map(ekfac_of(m), pinv_entry, threshold, 1.0, out);
 }
 
 static int ekfac_scale(pspace_mat *m, double s, pspace_mat **out)
 {
-	ekfac *e = ekfac_of(m);
-	double **W = NULL;
-	int rc = copy_s(e, &W);
-
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < e->n; l++)
-		for (uint64_t i = 0; i < e->geo[l].nr * e->geo[l].nc; i++)
-			W[l][i] = s * e->S[l][i];
-	return derive(e, W, s, e->updated, out);
+	return derive_map(ekfac_of(m), scale_entry, s, s, out);
 }
 
 static int ekfac_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *evals, double *evecs,
@@ -576,16 +534,16 @@ static int ekfac_save(pspace_mat *m, pspace_store *s, const char *name)
 		uint64_t shr[2] = {g->nr, g->nr}, shc[2] = {g->nc, g->nc}, shs[2] = {g->nr, g->nc};
 
 		if (!g->rdiag) {
-			aname(an, sizeof(an), "U", rname(g), g);
+			aname(an, sizeof(an), "U", pspace_kron_rname(g), g);
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shr, e->UR[l]);
 		}
-		aname(an, sizeof(an), "U", cname(g), g);
+		aname(an, sizeof(an), "U", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shc, e->UC[l]);
-		aname(an, sizeof(an), "s", rname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_rname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 1, shr, e->sR[l]);
-		aname(an, sizeof(an), "s", cname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 1, shc, e->sC[l]);
 		snprintf(an, sizeof(an), "S.%s", g->name);
@@ -609,10 +567,7 @@ int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_EKFAC)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not ekfac",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_EKFAC, &r, &layout);
 	if (rc == 0) {
 		rc = ekfac_alloc(&e, layout, s, info->name);
 		if (rc == PSPACE_ENOTSUP)
@@ -622,16 +577,16 @@ int pspace_ekfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 		const pspace_kron_layer *g = &e->geo[l];
 
 		if (!g->rdiag) {
-			aname(an, sizeof(an), "U", rname(g), g);
+			aname(an, sizeof(an), "U", pspace_kron_rname(g), g);
 			rc = pspace_resident_read(r, an, g->nr * g->nr, &e->UR[l]);
 		}
-		aname(an, sizeof(an), "U", cname(g), g);
+		aname(an, sizeof(an), "U", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc * g->nc, &e->UC[l]);
-		aname(an, sizeof(an), "s", rname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_rname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nr, &e->sR[l]);
-		aname(an, sizeof(an), "s", cname(g), g);
+		aname(an, sizeof(an), "s", pspace_kron_cname(g), g);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc, &e->sC[l]);
 		snprintf(an, sizeof(an), "S.%s", g->name);
@@ -673,4 +628,5 @@ static const pspace_mat_vtable ekfac_vt = {
     .scale = ekfac_scale,
     .eig = ekfac_eig,
     .eigvals = ekfac_eigvals,
+    .set_damping = ekfac_set_damping,
 };

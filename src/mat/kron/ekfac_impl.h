@@ -1,13 +1,14 @@
 /*
  * Internal: the EKFAC matrix, shared by ekfac.c (construction, products,
- * reductions, persistence) and ekfac_update.c (the diagonal update).
+ * reductions, persistence) and ekfac_update.c (the diagonal update); eigen.c
+ * builds EKFACs from KFACs with pspace_ekfac_build().
  */
-#ifndef PSPACE_SRC_MAT_EKFAC_IMPL_H
-#define PSPACE_SRC_MAT_EKFAC_IMPL_H
+#ifndef PSPACE_SRC_MAT_KRON_EKFAC_IMPL_H
+#define PSPACE_SRC_MAT_KRON_EKFAC_IMPL_H
 
 #include <pthread.h>
 
-#include "mat/kron.h"
+#include "mat/kron/kron.h"
 
 typedef struct pspace_ekfac {
 	pspace_mat base;
@@ -27,6 +28,16 @@ typedef struct pspace_ekfac {
 	pspace_kfac_damping inv_mode;
 } pspace_ekfac;
 
+/**
+ * A new EKFAC on @p layout from per-layer eigenbases (copied): UR[l]
+ * (nr x nr, NULL for a diagonal row factor), UC[l] (nc x nc), factor
+ * eigenvalues sR[l] (nr), sC[l] (nc), and diagonal S[l] (nr x nc; NULL:
+ * sR sC^T).
+ */
+int pspace_ekfac_build(pspace_mat **out, const pspace_layout *layout, const double *const *UR,
+                       const double *const *UC, const double *const *sR, const double *const *sC,
+                       const double *const *S, int updated, pspace_kfac_damping mode);
+
 /** Drops the cached inverse (S or the damping mode changed). */
 void pspace_ekfac_drop_inverse(pspace_ekfac *e);
 
@@ -36,13 +47,5 @@ int pspace_ekfac_check(const pspace_mat *m, const char *fn);
 /* Work buffers for chunks of vectors: two (nr, kc, nc) arrays of the largest layer. */
 int pspace_ekfac_work(const pspace_ekfac *e, const pspace_exec *ex, uint32_t k, uint32_t *kc,
                       double **B, double **T);
-
-/**
- * pspace_ekfac_update_add() for layer @p layer alone: @p grads points at
- * the layer's first parameter of row 0 (rows at grads + j * ld, ld >= the
- * layer's size). Any layer kind (the builders use it for embeddings).
- */
-int pspace_ekfac_update_add_rows_layer(pspace_mat *m, const pspace_exec *ex, size_t layer,
-                                       uint64_t rows, const double *grads, size_t ld);
 
 #endif

@@ -8,8 +8,9 @@
  * return PSPACE_ENOTSUP on a non-symmetric one.
  *
  * This file: construction, products and reductions, new matrices by
- * scaling and product, damping mode, persistence. Damped solve, powers and
- * eigendecompositions (with their caches) are in kfac_solve.c.
+ * scaling, product and power, damping mode, persistence, and the table
+ * of the kind. Damped solve and factor powers are in kfac_solve.c, the
+ * eigendecompositions in eigen.c.
  */
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/kfac_impl.h"
+#include "mat/kron/kfac_impl.h"
 #include "pspace/vec.h"
 
 static const pspace_mat_vtable kfac_vt;
@@ -49,32 +50,30 @@ static int exactly_symmetric(uint64_t n, const double *M)
 	return 1;
 }
 
-int pspace_kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
+/*
+ * A new KFAC on @p layout taking ownership of the per-layer factor arrays
+ * R and C (freed on failure too), with damping @p mode.
+ */
+static int kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, double **C,
                     pspace_kfac_damping mode, pspace_store *s, const char *name)
 {
-	pspace_kfac *f = calloc(1, sizeof(*f));
 	size_t n = pspace_layout_nlayers(layout);
-	int rc;
+	pspace_mat *m;
+	pspace_kfac *f;
+	int rc =
+	    pspace_mat_alloc(&m, sizeof(*f), &kfac_vt, pspace_layout_dim(layout), layout, s, name);
 
 	*out = NULL;
-	if (!f) {
+	if (rc != 0) {
 		pspace_kron_free_ptrs(R, n);
 		pspace_kron_free_ptrs(C, n);
-		return pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+		return rc;
 	}
+	f = pspace_kfac_of(m);
 	f->R = R;
 	f->C = C;
 	f->n = n;
 	pthread_mutex_init(&f->lock, NULL);
-	rc = pspace_mat_base_init(&f->base, &kfac_vt, pspace_layout_dim(layout), layout, s, name);
-	if (rc != 0) {
-		f->base.vt = NULL;
-		kfac_destroy(&f->base);
-		pspace_layout_free(f->base.layout);
-		free(f->base.name);
-		free(f);
-		return rc;
-	}
 	rc = pspace_kron_geometry(f->base.layout, "KFAC", &f->geo, &n);
 	f->trR = calloc(f->n ? f->n : 1, sizeof(double));
 	f->trC = calloc(f->n ? f->n : 1, sizeof(double));
@@ -154,17 +153,14 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 	rc = pspace_kron_geometry(layout, "KFAC", &geo, &n);
 	if (rc != 0)
 		return rc;
-	R = pspace_kron_new_ptrs(n);
-	C = pspace_kron_new_ptrs(n);
-	if (!R || !C)
-		rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
+	rc = pspace_kron_new_pair(n, "KFAC", &R, &C);
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 
-		rc = copy_factor(g, pspace_kfac_rname(g), g->rdiag ? A[l] : G[l], g->nr, g->rdiag,
+		rc = copy_factor(g, pspace_kron_rname(g), g->rdiag ? A[l] : G[l], g->nr, g->rdiag,
 		                 &R[l]);
 		if (rc == 0)
-			rc = copy_factor(g, pspace_kfac_cname(g), g->rdiag ? G[l] : A[l], g->nc, 0,
+			rc = copy_factor(g, pspace_kron_cname(g), g->rdiag ? G[l] : A[l], g->nc, 0,
 			                 &C[l]);
 	}
 	free(geo);
@@ -173,41 +169,27 @@ int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const doub
 		pspace_kron_free_ptrs(C, n);
 		return rc;
 	}
-	return pspace_kfac_new(out, layout, R, C, PSPACE_KFAC_DAMP_PI, NULL, NULL);
+	return kfac_new(out, layout, R, C, PSPACE_KFAC_DAMP_PI, NULL, NULL);
 }
 
 /* ---- products and reductions ---------------------------------------------------- */
 
-int pspace_kfac_work(const pspace_kfac *f, const pspace_exec *ex, uint32_t k, uint32_t *kc,
-                     double **B, double **T)
+/* B <- R B C^T (pspace_kron_apply). */
+static void mul_chunk(void *ud, const pspace_kron_layer *g, size_t l, uint32_t k, double *B,
+                      double *T, int threads)
 {
-	return pspace_kron_work(f->geo, f->n, k, ex->mem_budget, "KFAC", kc, B, T);
+	const pspace_kfac *f = ud;
+
+	pspace_kron_mul(g, k, f->R[l], f->C[l], B, T, threads);
 }
 
 static int kfac_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
                    size_t ldx, double *Y, size_t ldy)
 {
 	pspace_kfac *f = pspace_kfac_of(m);
-	double *B, *T;
-	uint32_t kc;
-	int rc = pspace_kfac_work(f, ex, k, &kc, &B, &T);
 
-	if (rc != 0)
-		return rc;
-	for (size_t l = 0; l < f->n; l++) {
-		const pspace_kron_layer *g = &f->geo[l];
-
-		for (uint32_t j0 = 0; j0 < k; j0 += kc) {
-			uint32_t kk = k - j0 < kc ? k - j0 : kc;
-
-			pspace_kron_gather(g, kk, X + (size_t)j0 * ldx + g->off, ldx, B);
-			pspace_kron_mul(g, kk, f->R[l], f->C[l], B, T, ex->threads);
-			pspace_kron_scatter(g, kk, alpha, B, 1, Y + (size_t)j0 * ldy + g->off, ldy);
-		}
-	}
-	free(T);
-	free(B);
-	return 0;
+	return pspace_kron_apply(f->geo, f->n, ex, "KFAC", k, X, ldx, alpha, 1, Y, ldy, mul_chunk,
+	                         f);
 }
 
 static double rdiag_at(const pspace_kron_layer *g, const double *R, uint64_t o)
@@ -357,7 +339,7 @@ static int kfac_scale(pspace_mat *m, double s, pspace_mat **out)
 
 	if (rc != 0)
 		return rc;
-	return pspace_kfac_new(out, m->layout, R, C, pspace_kfac_of(m)->mode, NULL, NULL);
+	return kfac_new(out, m->layout, R, C, pspace_kfac_of(m)->mode, NULL, NULL);
 }
 
 static int kfac_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
@@ -367,28 +349,30 @@ static int kfac_product(pspace_mat *a, pspace_mat *b, pspace_mat **out)
 
 	if (rc != 0)
 		return rc;
-	return pspace_kfac_new(out, a->layout, R, C, pspace_kfac_of(a)->mode, NULL, NULL);
+	return kfac_new(out, a->layout, R, C, pspace_kfac_of(a)->mode, NULL, NULL);
+}
+
+/* (M + damping I)^p: powers of the damped factors, or with exact damping an EKFAC. */
+static int kfac_pow(pspace_mat *m, double p, double damping, pspace_mat **out)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **R = NULL, **C = NULL;
+	int rc;
+
+	if (f->mode == PSPACE_KFAC_DAMP_EXACT)
+		return pspace_kfac_pow_exact(f, p, damping, out);
+	rc = pspace_kfac_pow_factors(f, p, damping, &R, &C);
+	if (rc != 0)
+		return rc;
+	return kfac_new(out, m->layout, R, C, f->mode, NULL, NULL);
 }
 
 /* ---- damping mode, persistence ------------------------------------------------------- */
 
-int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
+static int kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode)
 {
-	pspace_kfac *f;
+	pspace_kfac *f = pspace_kfac_of(m);
 
-	if (!m)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: matrix is NULL");
-	if (mode != PSPACE_KFAC_DAMP_PI && mode != PSPACE_KFAC_DAMP_SQRT &&
-	    mode != PSPACE_KFAC_DAMP_EXACT)
-		return pspace_err_set(PSPACE_EINVAL, "pspace_kfac_set_damping: unknown mode %d",
-		                      (int)mode);
-	if (m->vt->kind == PSPACE_KIND_EKFAC)
-		return pspace_ekfac_set_damping_mode(m, mode);
-	if (m->vt != &kfac_vt)
-		return pspace_err_set(PSPACE_ENOTSUP,
-		                      "pspace_kfac_set_damping: a %s matrix is not KFAC or EKFAC",
-		                      pspace_kind_name(m->vt->kind));
-	f = pspace_kfac_of(m);
 	pthread_mutex_lock(&f->lock);
 	f->mode = mode;
 	f->chol_ok = 0;
@@ -411,9 +395,9 @@ static int kfac_save(pspace_mat *m, pspace_store *s, const char *name)
 		const pspace_kron_layer *g = &f->geo[l];
 		uint64_t shr[2] = {g->nr, g->nr}, shc[2] = {g->nc, g->nc};
 
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_rname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_rname(g), g->name);
 		rc = pspace_writer_put_array(w, an, PSPACE_F64, g->rdiag ? 1 : 2, shr, f->R[l]);
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_cname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_cname(g), g->name);
 		if (rc == 0)
 			rc = pspace_writer_put_array(w, an, PSPACE_F64, 2, shc, f->C[l]);
 	}
@@ -434,27 +418,20 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	int rc;
 
 	*out = NULL;
-	if (info->kind != PSPACE_KIND_KFAC)
-		return pspace_err_set(PSPACE_ENOTSUP, "kind %s is not kfac",
-		                      pspace_kind_name(info->kind));
-	rc = pspace_resident_open_begin(s, info, &r, &layout);
+	rc = pspace_resident_open_begin(s, info, PSPACE_KIND_KFAC, &r, &layout);
 	if (rc == 0) {
 		rc = pspace_kron_geometry(layout, "KFAC", &geo, &n);
 		if (rc == PSPACE_ENOTSUP)
 			rc = PSPACE_ECORRUPT;
 	}
-	if (rc == 0) {
-		R = pspace_kron_new_ptrs(n);
-		C = pspace_kron_new_ptrs(n);
-		if (!R || !C)
-			rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
-	}
+	if (rc == 0)
+		rc = pspace_kron_new_pair(n, "KFAC", &R, &C);
 	for (size_t l = 0; rc == 0 && l < n; l++) {
 		const pspace_kron_layer *g = &geo[l];
 
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_rname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_rname(g), g->name);
 		rc = pspace_resident_read(r, an, pspace_kron_rsize(g), &R[l]);
-		snprintf(an, sizeof(an), "%s.%s", pspace_kfac_cname(g), g->name);
+		snprintf(an, sizeof(an), "%s.%s", pspace_kron_cname(g), g->name);
 		if (rc == 0)
 			rc = pspace_resident_read(r, an, g->nc * g->nc, &C[l]);
 	}
@@ -463,7 +440,7 @@ int pspace_kfac_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info
 	if (rc == 0 && (mode < PSPACE_KFAC_DAMP_PI || mode > PSPACE_KFAC_DAMP_EXACT))
 		rc = pspace_err_set(PSPACE_ECORRUPT, "unknown damping mode %lld", (long long)mode);
 	if (rc == 0) {
-		rc = pspace_kfac_new(out, layout, R, C, (pspace_kfac_damping)mode, s, info->name);
+		rc = kfac_new(out, layout, R, C, (pspace_kfac_damping)mode, s, info->name);
 		R = C = NULL;
 	}
 	pspace_kron_free_ptrs(R, n);
@@ -484,9 +461,10 @@ static const pspace_mat_vtable kfac_vt = {
     .dense = kfac_dense,
     .solve = pspace_kfac_solve_impl,
     .save = kfac_save,
-    .pow = pspace_kfac_pow_impl,
+    .pow = kfac_pow,
     .scale = kfac_scale,
     .product = kfac_product,
     .eig = pspace_kfac_eig_impl,
     .eigvals = pspace_kfac_eigvals_impl,
+    .set_damping = kfac_set_damping,
 };
