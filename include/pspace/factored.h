@@ -1,6 +1,6 @@
 /*
  * pspace/factored.h - the factored and compact representations: Diag,
- * QuasiDiag, KFAC, EKFAC, LowRank and Mixed (SPEC 3): their constructors
+ * QuasiDiag, KFAC, EKFAC, LowRank and Mixed (README, Formulas): their constructors
  * and the calls specific to them (KFAC damping, the EKFAC diagonal update,
  * Mixed parts). They stay resident in RAM, are persisted with
  * pspace_mat_save() and reopened with pspace_mat_open(), and implement the
@@ -50,7 +50,7 @@ PSPACE_API int pspace_lowrank_create(pspace_mat **out, const pspace_layout *layo
 
 /* ---- KFAC and EKFAC -------------------------------------------------------- */
 
-/** Damping of KFAC's inverse, solve and powers (SPEC 3). Ids are stored. */
+/** Damping of KFAC's inverse, solve and powers (README, Formulas). Ids are stored. */
 typedef enum pspace_kfac_damping {
 	PSPACE_KFAC_DAMP_PI = 0,    /**< (A + pi sqrt(l) I) (x) (G + sqrt(l)/pi I) (default) */
 	PSPACE_KFAC_DAMP_SQRT = 1,  /**< the same with pi = 1 */

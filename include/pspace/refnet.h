@@ -18,7 +18,7 @@
 extern "C" {
 #endif
 
-/** Fisher variants (SPEC 7). */
+/** Fisher variants (README, Formulas: the reference networks' variants). */
 typedef enum pspace_variant {
 	PSPACE_VARIANT_CLASSIF_LOGITS = 1, /**< exact: Cholesky of diag(p) - p p^T, K = C - 1 */
 	PSPACE_VARIANT_MC = 2,             /**< Monte-Carlo: K = samples drawn from p */

@@ -23,7 +23,7 @@ extern "C" {
 #endif
 
 /**
- * Jacobian rows (SPEC 2): J[k, x, :] is the gradient of output k for
+ * Jacobian rows (README, Input formats): J[k, x, :] is the gradient of output k for
  * example x, as a d-vector. A source can be read any number of times (the
  * out-of-core dense build makes several passes).
  */
@@ -51,7 +51,7 @@ PSPACE_API int pspace_jac_source_npy(pspace_jac_source *out, const char *const *
 PSPACE_API void pspace_jac_source_npy_close(pspace_jac_source *src);
 
 /**
- * Layer tensors of one layer for a batch of examples (SPEC 2).
+ * Layer tensors of one layer for a batch of examples (README, Input formats).
  * Linear / conv: acts (nx, T, a_in) with a_in = in (patches channel-major,
  * matching weight.view(out, -1)), grads (K, nx, T, out); T = 1 for plain
  * linear layers. Embedding: ids (nx, T) int64, grads (K, nx, T, dim).
