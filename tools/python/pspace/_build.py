@@ -104,7 +104,7 @@ def _count_examples(batches, count, what):
     return sum(count(b) for b in it)
 
 
-def _opts(kind, precision, mem, threads, tile, batch, progress, pending):
+def _opts(kind, precision, mem, threads, tile, batch, progress, pending, resume):
     o = _lib.BuildOpts()
     L.pspace_build_opts_default(ctypes.byref(o))
     mixed = None
@@ -118,6 +118,7 @@ def _opts(kind, precision, mem, threads, tile, batch, progress, pending):
     o.write = write_opts(precision, tile)
     o.exec = make_exec(threads, mem)
     o.batch = int(batch or 0)
+    o.resume = int(bool(resume))
     keep = [mixed]
     if progress is not None:
         def cb(_ud, stage, done, total):
@@ -133,11 +134,11 @@ def _opts(kind, precision, mem, threads, tile, batch, progress, pending):
 
 
 def _run(store, name, layout, build, make_source, kind, precision, mem, threads, tile, batch,
-         progress):
+         progress, resume):
     lay = Layout(layout)
     pending = []
     try:
-        o, keep = _opts(kind, precision, mem, threads, tile, batch, progress, pending)
+        o, keep = _opts(kind, precision, mem, threads, tile, batch, progress, pending, resume)
         src, keep_src = make_source(lay, pending)
         rc = build(store._handle(), name.encode(), lay.h, ctypes.byref(src), ctypes.byref(o))
         try:
@@ -166,7 +167,8 @@ def _callback(pending, fill):
 
 
 def build_jacobian(store, name, layout, batches, kind="dense", precision=None, mem=None,
-                   threads=None, tile=None, batch=None, examples=None, progress=None):
+                   threads=None, tile=None, batch=None, examples=None, progress=None,
+                   resume=False):
     """Builds matrix `name` of `kind` in `store` from Jacobian rows.
 
     batches: an iterable, or a callable returning a fresh iterable (for
@@ -174,8 +176,12 @@ def build_jacobian(store, name, layout, batches, kind="dense", precision=None, m
     BlockDiag), of (K, nx, d) arrays ((nx, d) for K = 1); float32 or
     float64. layout: layout text or a path. examples: n, counted from the
     batches (one extra pass) when not given. precision: f64, f32 (default),
-    bf16, f16; mem: the memory budget ("1G"); progress(stage, done, total).
-    Returns the Matrix."""
+    bf16, f16; mem: the memory budget ("1G"); threads (default: all cores);
+    progress(stage, done, total); batch: examples per read (default auto).
+    A build that fails (a C error, or an exception raised by the batches or
+    by progress, which comes back to the caller) leaves the matrix
+    incomplete, as `pspace build` does: resume=True finishes an interrupted
+    Dense/BlockDiag build, store.remove(name) drops it. Returns the Matrix."""
     what = "build %s" % name
 
     def normalize(raw, at):
@@ -209,7 +215,7 @@ def build_jacobian(store, name, layout, batches, kind="dense", precision=None, m
         return _lib.JacSource(int(n), int(K), int(d), fn, None), (bs, fn)
 
     return _run(store, name, layout, L.pspace_build_jacobian, make, kind, precision, mem,
-                threads, tile, batch, progress)
+                threads, tile, batch, progress, resume)
 
 
 def _layer_dims(Ly):
@@ -224,7 +230,7 @@ def _layer_dims(Ly):
 
 def build_layers(store, name, layout, batches, kind="kfac", precision=None, mem=None,
                  threads=None, tile=None, batch=None, examples=None, progress=None,
-                 variant_outputs=None):
+                 variant_outputs=None, resume=False):
     """Builds matrix `name` of `kind` in `store` from layer tensors (README,
     "Layer tensors"). batches: an iterable, or a callable returning a fresh
     iterable (EKFAC and out-of-core builds read the input twice or more),
@@ -331,4 +337,4 @@ def build_layers(store, name, layout, batches, kind="kfac", precision=None, mem=
         return _lib.LayerSource(int(n), int(K), fn, None), (bs, fn, held)
 
     return _run(store, name, layout, L.pspace_build_layers, make, kind, precision, mem,
-                threads, tile, batch, progress)
+                threads, tile, batch, progress, resume)

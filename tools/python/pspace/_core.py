@@ -198,6 +198,7 @@ class Operator:
     dtype = np.dtype(np.float64)
     ndim = 2
     _op = None
+    __array_ufunc__ = None  # numpy defers to our reflected operators (v @ A, 2.0 * A)
 
     def __init__(self, stores, op):
         self._stores = stores
