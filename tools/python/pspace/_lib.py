@@ -2,7 +2,7 @@
 
 Finds the library through $PSPACE_LIB, else the Release build tree of the
 repository this package lives in (build/libpspace.so), else the installed
-library. Declares only the calls the package uses.
+library (the directory cmake --install recorded, then the loader's path). Declares only the calls the package uses.
 """
 
 import ctypes
@@ -32,8 +32,13 @@ def _candidates():
     out = []
     if os.path.isfile(os.path.join(root, "CMakeLists.txt")):
         out.append(os.path.join(root, "build", "libpspace.so"))
+    try:  # written by cmake --install
+        from ._installed import LIBDIR
+        out.append(os.path.join(LIBDIR, "libpspace.so.0"))
+    except ImportError:
+        pass
     found = ctypes.util.find_library("pspace")
-    out += ["libpspace.so.0.2"] + ([found] if found else [])
+    out += ["libpspace.so.0"] + ([found] if found else [])
     return out
 
 
