@@ -83,7 +83,10 @@ class Store:
         self.close()
 
     def __del__(self):
-        self.close()
+        try:
+            self.close()
+        except Exception:  # interpreter shutdown: the library may be gone already
+            pass
 
     def names(self):
         """The names of the matrices in the store, in name order."""
@@ -217,7 +220,10 @@ class Operator:
             self._op = None
 
     def __del__(self):
-        self._release()
+        try:
+            self._release()
+        except Exception:  # interpreter shutdown
+            pass
 
     def _handle(self):
         if self._op is None:
