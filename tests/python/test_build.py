@@ -141,6 +141,10 @@ def test_build_errors(store):
         store.build_layers("G2", LAYOUT, [{"fc1": t["fc1"], "fc2": t["fc2"]}], kind="diag")
     with pytest.raises(pspace.Error, match="ended after 4 examples"):
         store.build_jacobian("G3", layout, [J], examples=9)
+    with pytest.raises(pspace.NotFoundError, match="nolayout.txt"):
+        store.build_jacobian("G", "nolayout.txt", [J])
+    with pytest.raises(pspace.DimensionError, match="K = 2 outputs, not 3"):
+        store.build_layers("G", LAYOUT, [t], kind="diag", variant_outputs=3)
     with pytest.raises(pspace.FormatError, match="unknown layer kind"):
         store.build_jacobian("G4", "p lineer 8 nobias\n", [J])
 

@@ -93,6 +93,10 @@ def test_expressions(store):
     close(E.norm("fro"), np.linalg.norm(R, "fro"))
     close(E.dense(), R)
     close(E.eig(2, vectors=False), np.linalg.eigvalsh(R)[::-1][:2], 1e-8)
+    # one pass: F and G have 6 stored tiles each (3 x 3 tiles of 16, upper triangle)
+    before = s.tiles_read
+    E @ X
+    assert s.tiles_read - before == 12
     P = s["F"] + s["G"] + 0.5 * pspace.I  # positive definite
     RP = F + G + 0.5 * np.eye(D)
     close(P.solve(v), np.linalg.solve(RP, v), 1e-6)

@@ -19,11 +19,13 @@ from ._errors import DimensionError, Error, check
 
 
 class Layout:
-    """A parsed layout (text or a file path), freed on close()."""
+    """A parsed layout, freed on close(): layout text (README, "Layout
+    files"), or a path (a os.PathLike, or a str that is one word)."""
 
     def __init__(self, layout):
         h = ctypes.c_void_p()
-        if isinstance(layout, os.PathLike) or ("\n" not in layout and os.path.isfile(layout)):
+        if isinstance(layout, os.PathLike) or (layout.strip() and not any(
+                c.isspace() for c in layout.strip())):  # one word: a file name
             check(L.pspace_layout_load(ctypes.byref(h), os.fspath(layout).encode()))
         else:
             check(L.pspace_layout_parse(ctypes.byref(h), layout.encode(), b"<layout text>"))
@@ -162,7 +164,7 @@ def _callback(pending, fill):
             return 0
         except BaseException as e:
             pending.append(e)
-            return getattr(e, "code", 0) or -1
+            return e.code if isinstance(e, Error) and e.code < 0 else -1
     return read
 
 

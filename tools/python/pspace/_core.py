@@ -112,6 +112,12 @@ class Store:
     def __getitem__(self, name):
         return Matrix(self, name)
 
+    @property
+    def tiles_read(self):
+        """Tiles decoded through this store since it was opened: how many
+        passes an evaluation made (pspace_store_tiles_read)."""
+        return int(L.pspace_store_tiles_read(self._handle()))
+
     def remove(self, name):
         """Removes matrix `name` with its tiles and arrays."""
         check(L.pspace_store_remove(self._handle(), name.encode()))

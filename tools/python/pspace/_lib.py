@@ -149,6 +149,7 @@ _PROTOS = {
     "pspace_store_close": (None, [c_void_p]),
     "pspace_store_foreach": (c_int, [c_void_p, FOREACH, c_void_p]),
     "pspace_store_remove": (c_int, [c_void_p, c_char_p]),
+    "pspace_store_tiles_read": (c_uint64, [c_void_p]),
     "pspace_matrix_info_get": (c_int, [ctypes.POINTER(MatrixInfo), c_void_p, c_char_p]),
     "pspace_mat_open": (c_int, [pp, c_void_p, c_char_p]),
     "pspace_mat_free": (None, [c_void_p]),
