@@ -122,7 +122,10 @@ def _opts(kind, precision, mem, threads, tile, batch, progress, pending, resume)
     o.batch = int(batch or 0)
     o.resume = int(bool(resume))
     keep = [mixed]
-    if progress is not None:
+    if progress is not None and progress is not False:
+        if not callable(progress):
+            raise Error("progress must be a callable(stage, done, total), not %r" % (progress,))
+
         def cb(_ud, stage, done, total):
             if pending:
                 return
