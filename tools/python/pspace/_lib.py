@@ -2,7 +2,8 @@
 
 Finds the library through $PSPACE_LIB, else the Release build tree of the
 repository this package lives in (build/libpspace.so), else the installed
-library (the directory cmake --install recorded, then the loader's path). Declares only the calls the package uses.
+library (the directory cmake --install recorded, then the loader's path).
+Declares only the calls the package uses.
 """
 
 import ctypes
