@@ -24,6 +24,9 @@ DTYPES = {"f64": 1, "f32": 2, "bf16": 3, "f16": 4}
 LAYER_LINEAR, LAYER_CONV1D, LAYER_CONV2D, LAYER_EMBEDDING = 1, 2, 3, 4
 
 
+API_VERSION = "0.2"
+
+
 def _candidates():
     env = os.environ.get("PSPACE_LIB")
     if env:
@@ -35,11 +38,11 @@ def _candidates():
         out.append(os.path.join(root, "build", "libpspace.so"))
     try:  # written by cmake --install
         from ._installed import LIBDIR
-        out.append(os.path.join(LIBDIR, "libpspace.so.0"))
+        out.append(os.path.join(LIBDIR, "libpspace.so.0.2"))
     except ImportError:
         pass
     found = ctypes.util.find_library("pspace")
-    out += ["libpspace.so.0"] + ([found] if found else [])
+    out += ["libpspace.so.0.2"] + ([found] if found else [])
     return out
 
 
@@ -50,9 +53,17 @@ def _load():
             tried.append(path + " (missing)")
             continue
         try:
-            return ctypes.CDLL(path)
+            cand = ctypes.CDLL(path)
         except OSError as e:
             tried.append("%s (%s)" % (path, e))
+            continue
+        # The bindings below follow one ABI; 0.x changes it at every minor version.
+        cand.pspace_version.restype = ctypes.c_char_p
+        version = cand.pspace_version().decode()
+        if version.split(".")[:2] != API_VERSION.split("."):
+            tried.append("%s (version %s, these bindings need %s)" % (path, version, API_VERSION))
+            continue
+        return cand
     raise ImportError("pspace: cannot load libpspace: tried " + "; ".join(tried) +
                       ". Build it (cmake --build build) or set PSPACE_LIB")
 
