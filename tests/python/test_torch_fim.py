@@ -1,0 +1,135 @@
+"""pspace.torch.fim into a store, against a float64 autograd reference one example at a time."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader, TensorDataset
+
+import torch_models as tm
+import pspace.torch as ptorch
+
+pspace = pytest.importorskip("pspace")
+if not hasattr(pspace, "Store"):
+    pytest.skip("the pspace package is not there yet", allow_module_level=True)
+
+KINDS = ("dense", "blockdiag", "diag", "quasidiag", "lowrank")
+VARIANTS = ("classif_logits", "mc", "regression", "empirical")
+
+
+def loader_of(x, y, bs=4):
+    return DataLoader(TensorDataset(x, y), batch_size=bs, shuffle=False)
+
+
+def reference(model, x, y, variant, labels=None):
+    return tm.per_example_fisher(model, x, y, variant, labels).mean(0)
+
+
+def mc_labels(model, x, bs, T, seed=0):
+    """The labels fim's mc variant draws: the generator of (seed, batch index) per batch."""
+    out = []
+    for bi, i in enumerate(range(0, x.shape[0], bs)):
+        gen = torch.Generator().manual_seed(seed * 1000003 + bi)
+        cap = ptorch.capture(model, (x[i:i + bs],), "mc", mc_samples=T, generator=gen)
+        out.append(cap.labels)
+    return np.concatenate(out, axis=1)
+
+
+def blocks(model):
+    """(start, end) of every layer's slice of the parameter vector."""
+    res, off = [], 0
+    for p in (r.split("#")[0].split() for r in ptorch.layout(model).splitlines()):
+        if not p:
+            continue
+        shape = [int(s) for s in p[2].split("x")]
+        n = int(np.prod(shape)) + (shape[0] if p[3] == "bias" else 0)
+        res.append((off, off + n, p))
+        off += n
+    return res
+
+
+def block_mask(model, d):
+    m = np.zeros((d, d), dtype=bool)
+    for s, e, _ in blocks(model):
+        m[s:e, s:e] = True
+    return m
+
+
+def quasi_mask(model, d):
+    m = np.eye(d, dtype=bool)
+    for s, _, p in blocks(model):
+        if p[3] != "bias" or p[1] == "norm" or p[1] == "embedding":
+            continue
+        shape = [int(t) for t in p[2].split("x")]
+        out, per = shape[0], int(np.prod(shape[1:]))
+        for o in range(out):
+            b = s + out * per + o
+            m[b, s + o * per:s + (o + 1) * per] = True
+            m[s + o * per:s + (o + 1) * per, b] = True
+    return m
+
+
+def rel(a, b):
+    return np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300)
+
+
+@pytest.mark.parametrize("name", ("mlp", "cnn", "emb", "norm"))
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torch_fim_kinds(tmp_path, name, variant):
+    model, x, y = tm.make(name, n=10)
+    labels = mc_labels(model, x, 4, 2) if variant == "mc" else None
+    R = reference(model, x, y, variant, labels)
+    d = R.shape[0]
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        for kind in KINDS:
+            F = ptorch.fim(model, loader_of(x, y), store, kind, kind=kind, variant=variant,
+                           mc_samples=2, precision="f64", progress=False)
+            assert F.d == d
+            if kind == "diag":
+                assert np.allclose(F.diag(), np.diag(R), rtol=1e-9, atol=1e-12)
+                continue
+            want = {"dense": R, "lowrank": R, "blockdiag": R * block_mask(model, d),
+                    "quasidiag": R * quasi_mask(model, d)}[kind]
+            assert rel(F.dense(), want) < 1e-9, kind
+            v = np.linspace(-1, 1, d)
+            assert np.allclose(F.mv(v), want @ v, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_torch_fim_kfac_equals_blockdiag(tmp_path, variant):
+    """KFAC (and EKFAC) equal BlockDiag when every example has the same single input."""
+    model, x, y = tm.make("mlp", n=12)
+    x = x[:1].repeat(12, 1)
+    labels = mc_labels(model, x, 4, 3) if variant == "mc" else None
+    R = reference(model, x, y, variant, labels)
+    want = R * block_mask(model, R.shape[0])
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        for kind in ("kfac", "ekfac"):
+            F = ptorch.fim(model, loader_of(x, y), store, kind, kind=kind, variant=variant,
+                           mc_samples=3, precision="f64", progress=False)
+            assert rel(F.dense(), want) < 1e-8, kind
+
+
+def test_torch_fim_float32(tmp_path):
+    model, x, y = tm.make("cnn", n=10)
+    R = reference(model, x, y, "classif_logits")
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        F = ptorch.fim(model.float(), loader_of(x.float(), y), store, "F", progress=False)
+        assert rel(F.dense(), R) < 1e-3
+
+
+def test_torch_fim_errors(tmp_path):
+    model, x, y = tm.make("norm", n=4)
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        with pytest.raises(ValueError, match="kind 'kfac' needs layer tensors.*bn"):
+            ptorch.fim(model, loader_of(x, y), store, "K", kind="kfac", progress=False)
+        model.train()
+        with pytest.raises(ValueError, match="training mode"):
+            ptorch.fim(model, loader_of(x, y), store, "T", progress=False)
+        bad = nn.Sequential(nn.Linear(5, 3), nn.PReLU())
+        with pytest.raises(ValueError, match=r"'1' \(PReLU\).*supported types"):
+            ptorch.fim(bad, loader_of(x, y), store, "U", progress=False)
+        model.eval()
+        ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
+        with pytest.raises(pspace.Error, match="F"):
+            ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
