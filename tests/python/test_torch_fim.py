@@ -58,7 +58,7 @@ def block_mask(model, d):
 def quasi_mask(model, d):
     m = np.eye(d, dtype=bool)
     for s, _, p in blocks(model):
-        if p[3] != "bias" or p[1] == "norm" or p[1] == "embedding":
+        if p[3] != "bias":
             continue
         shape = [int(t) for t in p[2].split("x")]
         out, per = shape[0], int(np.prod(shape[1:]))

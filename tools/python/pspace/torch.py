@@ -443,6 +443,24 @@ class _Progress:
             sys.stderr.flush()
 
 
+def _count(loader):
+    """The number of examples @p loader yields: len(dataset) for a sequential DataLoader,
+    else counted by one pass over the loader without the model."""
+    from torch.utils.data import DataLoader, SequentialSampler
+
+    if (isinstance(loader, DataLoader) and isinstance(loader.sampler, SequentialSampler)
+            and not loader.drop_last):
+        try:
+            return len(loader.dataset)
+        except TypeError:
+            pass
+    n = 0
+    for batch in loader:
+        first = batch[0] if isinstance(batch, (tuple, list)) else batch
+        n += len(first)
+    return n
+
+
 def fim(model, loader, store, name, kind="dense", variant="classif_logits", function=None,
         mc_samples=1, precision="f32", mem="1G", threads=None, progress=True, seed=0):
     """Builds the Fisher of @p model over @p loader into @p store as matrix @p name.
@@ -473,10 +491,7 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
         raise ValueError("kind '%s' needs layer tensors, which the norm layers %s do not have; "
                          "use dense, blockdiag, diag, quasidiag or lowrank"
                          % (kind, ", ".join(norms)))
-    try:
-        total = len(loader.dataset)
-    except Exception:
-        total = None
+    total = _count(loader)
 
     def batches(use_layers):
         bar = _Progress(progress, total)
@@ -490,7 +505,7 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
         finally:
             bar.close()
 
-    opts = dict(kind=kind, precision=precision, mem=mem)
+    opts = dict(kind=kind, precision=precision, mem=mem, examples=total)
     if threads is not None:
         opts["threads"] = threads
     if all_affine:
