@@ -133,3 +133,77 @@ def test_torch_fim_errors(tmp_path):
         ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
         with pytest.raises(pspace.Error, match="F"):
             ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
+
+
+class CountingLoader:
+    """A re-iterable loader that counts its passes; changes its data from pass `change_at` on."""
+
+    def __init__(self, x, y, bs=4, change_at=None):
+        self.x, self.y, self.bs, self.change_at, self.passes = x, y, bs, change_at, 0
+
+    def __iter__(self):
+        self.passes += 1
+        n = self.x.shape[0]
+        if self.change_at is not None and self.passes >= self.change_at:
+            n -= self.bs
+        for i in range(0, n, self.bs):
+            yield self.x[i:i + self.bs], self.y[i:i + self.bs]
+
+
+@pytest.mark.parametrize("name", ("cnn", "norm"))
+def test_torch_fim_out_of_core(tmp_path, name):
+    """Dense larger than mem: built in bands, the loader iterated once per band."""
+    model, x, y = tm.make(name, n=10)
+    R = reference(model, x, y, "regression")
+    loader = CountingLoader(x, y)
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        F = ptorch.fim(model, loader, store, "F", variant="regression", precision="f64",
+                       mem="64K", tile=16, progress=False)
+        assert rel(F.dense(), R) < 1e-9
+    assert loader.passes > 2
+
+
+def test_torch_fim_loader_changes(tmp_path):
+    model, x, y = tm.make("cnn", n=12)
+    loader = CountingLoader(x, y, change_at=3)
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        with pytest.raises(pspace.Error, match="same examples"):
+            ptorch.fim(model, loader, store, "F", mem="64K", tile=16, progress=False)
+
+
+def test_torch_fim_non_finite(tmp_path):
+    model, x, y = tm.make("mlp", n=8)
+    with torch.no_grad():
+        model.fc3.bias[0] = float("inf")
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        with pytest.raises(ValueError, match="non-finite gradient"):
+            ptorch.fim(model, loader_of(x, y), store, "F", progress=False)
+
+
+def test_torch_fim_mixed(tmp_path):
+    model, x, y = tm.make("mlp", n=12)
+    x = x[:1].repeat(12, 1)
+    R = reference(model, x, y, "classif_logits")
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        F = ptorch.fim(model, loader_of(x, y), store, "M", kind="mixed:fc1=kfac;*=diag",
+                       precision="f64", progress=False)
+        want = np.diag(np.diag(R))
+        want[:42, :42] = R[:42, :42]
+        assert rel(F.dense(), want) < 1e-8
+
+
+def test_torch_fim_progress(tmp_path, monkeypatch, capsys):
+    import io
+    import sys
+
+    class Tty(io.StringIO):
+        def isatty(self):
+            return True
+
+    err = Tty()
+    monkeypatch.setattr(sys, "stderr", err)
+    monkeypatch.setattr(ptorch.time, "time", iter(range(0, 1000, 1)).__next__)
+    model, x, y = tm.make("mlp", n=8)
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        ptorch.fim(model, loader_of(x, y), store, "F", kind="diag")
+    assert "examples/s" in err.getvalue() and "ETA" in err.getvalue()

@@ -376,6 +376,11 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
     for i, L in enumerate(layers):
         g = torch.stack(gs[i])
         x = inputs[L.name]
+        if not bool(torch.isfinite(g).all()) or (x.is_floating_point()
+                                                  and not bool(torch.isfinite(x).all())):
+            raise ValueError("layer '%s': a non-finite %s in the batch (variant %s)"
+                             % (L.name, "gradient" if not bool(torch.isfinite(g).all())
+                                else "input", variant))
         if L.affine:
             a = _acts(L, x)
             lt[L.name] = (_np(a, np.int64 if L.kind == "embedding" else dtype),
@@ -462,7 +467,8 @@ def _count(loader):
 
 
 def fim(model, loader, store, name, kind="dense", variant="classif_logits", function=None,
-        mc_samples=1, precision="f32", mem="1G", threads=None, progress=True, seed=0):
+        mc_samples=1, precision="f32", mem="1G", threads=None, progress=True, seed=0,
+        tile=None):
     """Builds the Fisher of @p model over @p loader into @p store as matrix @p name.
 
     kind: as `pspace build --kind`. KFAC and EKFAC (and mixed specs giving
@@ -472,7 +478,7 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
     batch index), regression, empirical (labels = the batch's second
     element). The loader is iterated once per pass the build makes; it must
     yield the same examples in the same order every time. Returns the built
-    pspace.Matrix.
+    pspace.Matrix. tile: the tile size of Dense/BlockDiag (None: the default).
     """
     import pspace
 
@@ -508,6 +514,8 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
     opts = dict(kind=kind, precision=precision, mem=mem, examples=total)
     if threads is not None:
         opts["threads"] = threads
+    if tile is not None:
+        opts["tile"] = tile
     if all_affine:
         return store.build_layers(name, text, lambda: batches(True), **opts)
     return store.build_jacobian(name, text, lambda: batches(False), **opts)
