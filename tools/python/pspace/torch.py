@@ -383,6 +383,10 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
                                 else "input", variant))
         if L.affine:
             a = _acts(L, x)
+            if L.kind == "embedding" and L.module.padding_idx is not None:
+                # torch gives the padding row no gradient
+                keep = (a != L.module.padding_idx).to(g.dtype)
+                g = g * keep.reshape((1,) + tuple(x.shape) + (1,))
             lt[L.name] = (_np(a, np.int64 if L.kind == "embedding" else dtype),
                           _np(_grads(L, g), dtype))
         else:
