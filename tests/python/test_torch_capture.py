@@ -6,6 +6,7 @@ import torch
 import torch.nn as nn
 
 import torch_models as tm
+import pspace
 import pspace.torch as ptorch
 
 MODELS = ("mlp", "cnn", "emb", "norm")
@@ -117,8 +118,8 @@ def test_torch_unsupported_module():
             return x * self.s
 
     model = nn.Sequential(nn.Linear(2, 3), Scale())
-    with pytest.raises(ValueError, match=r"module '1' \(Scale\) holds parameters.*supported "
-                                         r"types: .*Linear"):
+    with pytest.raises(ptorch.UnsupportedModelError,
+                       match=r"module '1' \(Scale\) holds parameters.*supported types: .*Linear"):
         ptorch.layout(model)
     model[1].s.requires_grad_(False)  # frozen: left out
     assert len(ptorch.flatten(model)) == 9
@@ -129,12 +130,26 @@ def test_torch_unsupported_module():
 def test_torch_train_mode_batchnorm():
     model, x, y = tm.make("norm")
     model.train()
-    with pytest.raises(ValueError, match=r"'bn' \(BatchNorm1d\) is in training mode"):
+    with pytest.raises(pspace.InvalidError, match=r"'bn' \(BatchNorm1d\) is in training mode"):
         ptorch.capture(model, (x, y))
 
 
 def test_torch_mc_labels_are_reproducible():
     model, x, y = tm.make("mlp", n=50)
-    c1 = ptorch.capture(model, (x,), "mc", mc_samples=4, generator=torch.Generator().manual_seed(1))
-    c2 = ptorch.capture(model, (x,), "mc", mc_samples=4, generator=torch.Generator().manual_seed(1))
+    c1 = ptorch.capture(model, (x,), "mc", mc_samples=4,
+                        generator=torch.Generator().manual_seed(1))
+    c2 = ptorch.capture(model, (x,), "mc", mc_samples=4,
+                        generator=torch.Generator().manual_seed(1))
     assert c1.labels.shape == (4, 50) and np.array_equal(c1.labels, c2.labels)
+
+
+def test_torch_output_shape():
+    model = nn.Sequential(nn.Linear(3, 6), nn.Unflatten(1, (2, 3))).double()
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(pspace.InvalidError, match=r"needs outputs \(n, C\), the model gives "
+                                                  r"\(4, 2, 3\)"):
+        ptorch.capture(model, (x,), "classif_logits")
+    cap = ptorch.capture(model, (x,), "regression")
+    J = ptorch.jacobian_rows(model, cap)
+    assert J.shape == (6, 4, 24)
+    assert np.allclose(J[:, 0, :18].reshape(6, 6, 3), np.eye(6)[:, :, None] * x[0].numpy())

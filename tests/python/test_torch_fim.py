@@ -121,17 +121,17 @@ def test_torch_fim_float32(tmp_path):
 def test_torch_fim_errors(tmp_path):
     model, x, y = tm.make("norm", n=4)
     with pspace.Store(str(tmp_path / "s.store")) as store:
-        with pytest.raises(ValueError, match="kind 'kfac' needs layer tensors.*bn"):
+        with pytest.raises(pspace.NotSupportedError, match="kind 'kfac' needs layer tensors.*bn"):
             ptorch.fim(model, loader_of(x, y), store, "K", kind="kfac", progress=False)
         model.train()
         with pytest.raises(ValueError, match="training mode"):
             ptorch.fim(model, loader_of(x, y), store, "T", progress=False)
         bad = nn.Sequential(nn.Linear(5, 3), nn.PReLU())
-        with pytest.raises(ValueError, match=r"'1' \(PReLU\).*supported types"):
+        with pytest.raises(pspace.Error, match=r"'1' \(PReLU\).*supported types"):
             ptorch.fim(bad, loader_of(x, y), store, "U", progress=False)
         model.eval()
         ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
-        with pytest.raises(pspace.Error, match="F"):
+        with pytest.raises(pspace.ExistsError, match="matrix F already exists"):
             ptorch.fim(model, loader_of(x, y), store, "F", kind="diag", progress=False)
 
 
@@ -176,7 +176,7 @@ def test_torch_fim_non_finite(tmp_path):
     with torch.no_grad():
         model.fc3.bias[0] = float("inf")
     with pspace.Store(str(tmp_path / "s.store")) as store:
-        with pytest.raises(ValueError, match="non-finite gradient"):
+        with pytest.raises(pspace.NumericError, match="layer 'fc1': a non-finite gradient"):
             ptorch.fim(model, loader_of(x, y), store, "F", progress=False)
 
 

@@ -37,8 +37,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as tF
 
+from ._errors import InvalidError, NotSupportedError, NumericError
+
 __all__ = ["layout", "flatten", "unflatten", "capture", "jacobian_rows", "fim",
-           "SUPPORTED", "VARIANTS"]
+           "SUPPORTED", "VARIANTS", "UnsupportedModelError", "NonFiniteError"]
 
 #: The module types the bridge knows, by layout kind.
 SUPPORTED = {
@@ -54,6 +56,14 @@ SUPPORTED = {
 
 #: Fisher variants, as `pspace build --variant`.
 VARIANTS = ("classif_logits", "mc", "regression", "empirical")
+
+class UnsupportedModelError(NotSupportedError, ValueError):
+    """A module or model the bridge cannot handle (a pspace.Error and a ValueError)."""
+
+
+class NonFiniteError(NumericError, ValueError):
+    """A non-finite gradient or input in a batch (a pspace.Error and a ValueError)."""
+
 
 _NAME_CHARS = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:/-")
 
@@ -94,28 +104,31 @@ def _layers(model):
         lname = name if name else "model"
         kind = SUPPORTED.get(type(mod))
         if kind is None:
-            raise ValueError(
+            raise UnsupportedModelError(
                 "module '%s' (%s) holds parameters (%s) but pspace.torch does not support "
                 "%s; supported types: %s. To leave it out of the Fisher, freeze it: "
                 "for p in model.%s.parameters(): p.requires_grad_(False)"
                 % (lname, type(mod).__name__, ", ".join(pn for pn, _ in live),
                    type(mod).__name__, _supported_names(), name or "<model>"))
         if len(live) != len(own) or any(pn not in ("weight", "bias") for pn, _ in own):
-            raise ValueError("module '%s' (%s): only some of its parameters require grad; "
-                             "freeze all of them or none" % (lname, type(mod).__name__))
+            raise UnsupportedModelError(
+                "module '%s' (%s): only some of its parameters require grad; freeze all of "
+                "them or none" % (lname, type(mod).__name__))
         if kind in ("conv1d", "conv2d"):
             if mod.groups != 1:
-                raise ValueError("module '%s' (%s): groups = %d is not supported (only groups = 1)"
-                                 % (lname, type(mod).__name__, mod.groups))
+                raise UnsupportedModelError(
+                    "module '%s' (%s): groups = %d is not supported (only groups = 1)"
+                    % (lname, type(mod).__name__, mod.groups))
             if mod.padding_mode != "zeros":
-                raise ValueError("module '%s' (%s): padding_mode '%s' is not supported "
-                                 "(only 'zeros')" % (lname, type(mod).__name__, mod.padding_mode))
+                raise UnsupportedModelError(
+                    "module '%s' (%s): padding_mode '%s' is not supported (only 'zeros')"
+                    % (lname, type(mod).__name__, mod.padding_mode))
         if len(lname) > 63 or not set(lname) <= _NAME_CHARS:
-            raise ValueError("module '%s': a layer name must be 1-63 characters from "
+            raise UnsupportedModelError("module '%s': a layer name must be 1-63 characters from "
                              "[A-Za-z0-9_.:/-]" % lname)
         layers.append(_Layer(lname, mod, kind))
     if not layers:
-        raise ValueError("the model has no parameters that require grad")
+        raise InvalidError("the model has no parameters that require grad")
     return layers
 
 
@@ -153,8 +166,8 @@ def unflatten(model, vec, assign=False):
     vec = torch.as_tensor(np.asarray(vec)).reshape(-1)
     d = sum(L.size for L in layers)
     if vec.numel() != d:
-        raise ValueError("unflatten: the vector has %d entries, the model's layout d = %d"
-                         % (vec.numel(), d))
+        raise InvalidError("unflatten: the vector has %d entries, the model's layout d = %d"
+                           % (vec.numel(), d))
     names = {id(p): n for n, p in model.named_parameters()}
     out, off = {}, 0
     for L in layers:
@@ -178,13 +191,13 @@ def _check_eval(layers):
         m = L.module
         if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
             if m.training:
-                raise ValueError("module '%s' (%s) is in training mode: its output mixes the "
-                                 "examples of a batch, so per-example gradients are not "
-                                 "defined; call model.eval() first" % (L.name, type(m).__name__))
+                raise InvalidError("module '%s' (%s) is in training mode: its output mixes the "
+                                   "examples of a batch, so per-example gradients are not "
+                                   "defined; call model.eval() first" % (L.name, type(m).__name__))
             if m.running_mean is None:
-                raise ValueError("module '%s' (%s) has track_running_stats=False: it uses batch "
-                                 "statistics even in eval mode, so examples are not "
-                                 "independent" % (L.name, type(m).__name__))
+                raise InvalidError("module '%s' (%s) has track_running_stats=False: it uses batch "
+                                   "statistics even in eval mode, so examples are not "
+                                   "independent" % (L.name, type(m).__name__))
 
 
 def _classif_factor(p):
@@ -225,8 +238,8 @@ def _seeds(out, batch, variant, mc_samples, generator):
     p = torch.softmax(out, dim=1)
     if variant == "classif_logits":
         if C < 2:
-            raise ValueError("variant classif_logits needs at least 2 classes, the output has %d"
-                             % C)
+            raise InvalidError("variant classif_logits needs at least 2 classes, the output has %d"
+                               % C)
         return _classif_factor(p).permute(1, 0, 2), None
     if variant == "mc":
         y = torch.multinomial(p.cpu().double(), mc_samples, replacement=True,
@@ -235,12 +248,12 @@ def _seeds(out, batch, variant, mc_samples, generator):
         return (p[None] - onehot) / math.sqrt(mc_samples), y
     if variant == "empirical":
         if len(batch) < 2:
-            raise ValueError("variant empirical needs the labels as the batch's second element")
+            raise InvalidError("variant empirical needs the labels as the batch's second element")
         y = torch.as_tensor(batch[1], device=out.device).long().reshape(-1)
         if y.numel() != n:
-            raise ValueError("variant empirical: %d labels for %d examples" % (y.numel(), n))
+            raise InvalidError("variant empirical: %d labels for %d examples" % (y.numel(), n))
         return (p - tF.one_hot(y, C).to(out.dtype))[None], None
-    raise ValueError("unknown variant '%s' (expected %s)" % (variant, ", ".join(VARIANTS)))
+    raise InvalidError("unknown variant '%s' (expected %s)" % (variant, ", ".join(VARIANTS)))
 
 
 def _conv_geometry(m, x):
@@ -328,21 +341,26 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
             generator=None, dtype=None, _layers_list=None):
     """Layer tensors and norm-layer Jacobian rows of one batch (see Capture).
 
-    @p batch is a tuple or list as a DataLoader yields; function(*batch)
-    gives the outputs (n, C) (default model(batch[0])). dtype: numpy dtype
+    @p batch is a tuple or list as a DataLoader yields (its tensors are moved
+    to the model's device); function(*batch) gives the outputs (n, C)
+    (default model(batch[0]); regression flattens any (n, ...) output). dtype: numpy dtype
     of the results (default the model's: float32 or float64).
     """
     layers = _layers_list if _layers_list is not None else _layers(model)
     _check_eval(layers)
     if not isinstance(batch, (tuple, list)):
         batch = (batch,)
+    dev = layers[0].weight.device
+    batch = [b.to(dev, non_blocking=True) if torch.is_tensor(b) and b.device != dev else b
+             for b in batch]
     inputs, outputs = {}, {}
 
     def hook(L):
         def f(mod, inp, out):
             if L.name in outputs:
-                raise RuntimeError("module '%s' is called more than once in one forward pass "
-                                   "(shared layers are not supported)" % L.name)
+                raise UnsupportedModelError(
+                    "module '%s' is called more than once in one forward pass (shared "
+                    "layers are not supported)" % L.name)
             inputs[L.name] = inp[0].detach()
             outputs[L.name] = out
         return f
@@ -355,12 +373,16 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
         for h in handles:
             h.remove()
     if not torch.is_tensor(out):
-        raise ValueError("the model's output is a %s, not a tensor (pass function= to pick "
-                         "it)" % type(out).__name__)
+        raise UnsupportedModelError("the model's output is a %s, not a tensor (pass function= "
+                                    "to pick it)" % type(out).__name__)
+    if out.dim() != 2 and variant != "regression":
+        raise InvalidError("variant %s needs outputs (n, C), the model gives %s (pass "
+                           "function= to reshape them)" % (variant, tuple(out.shape)))
     out = out.reshape(out.shape[0], -1)
     missing = [L.name for L in layers if L.name not in outputs]
     if missing:
-        raise RuntimeError("layers %s were not used by the forward pass" % ", ".join(missing))
+        raise UnsupportedModelError("layers %s were not used by the forward pass"
+                                    % ", ".join(missing))
     seeds, labels = _seeds(out, batch, variant, mc_samples, generator)
     K, n = seeds.shape[0], out.shape[0]
     dtype = np.dtype(dtype) if dtype is not None else (
@@ -378,7 +400,7 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
         x = inputs[L.name]
         if not bool(torch.isfinite(g).all()) or (x.is_floating_point()
                                                   and not bool(torch.isfinite(x).all())):
-            raise ValueError("layer '%s': a non-finite %s in the batch (variant %s)"
+            raise NonFiniteError("layer '%s': a non-finite %s in the batch (variant %s)"
                              % (L.name, "gradient" if not bool(torch.isfinite(g).all())
                                 else "input", variant))
         if L.affine:
@@ -487,9 +509,9 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
     import pspace
 
     if variant not in VARIANTS:
-        raise ValueError("unknown variant '%s' (expected %s)" % (variant, ", ".join(VARIANTS)))
+        raise InvalidError("unknown variant '%s' (expected %s)" % (variant, ", ".join(VARIANTS)))
     if variant == "mc" and (not isinstance(mc_samples, int) or mc_samples < 1):
-        raise ValueError("mc_samples must be a positive integer, not %r" % (mc_samples,))
+        raise InvalidError("mc_samples must be a positive integer, not %r" % (mc_samples,))
     layers = _layers(model)
     _check_eval(layers)
     text = layout(model)
@@ -498,9 +520,9 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
     factored = base in ("kfac", "ekfac") or (base == "mixed" and ("kfac" in kind))
     if factored and not all_affine:
         norms = [L.name for L in layers if not L.affine]
-        raise ValueError("kind '%s' needs layer tensors, which the norm layers %s do not have; "
-                         "use dense, blockdiag, diag, quasidiag or lowrank"
-                         % (kind, ", ".join(norms)))
+        raise UnsupportedModelError(
+            "kind '%s' needs layer tensors, which the norm layers %s do not have; use dense, "
+            "blockdiag, diag, quasidiag or lowrank" % (kind, ", ".join(norms)))
     total = _count(loader)
 
     def batches(use_layers):
