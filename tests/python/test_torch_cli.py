@@ -1,6 +1,7 @@
 """The bridge's layout text and captured tensors through `pspace build` (the CLI), no package.
 
-Runs when the pspace binary is found: $PSPACE_BIN, else build/pspace of this repository.
+Runs when the pspace binary is found: $PSPACE_BIN, else beside $PSPACE_LIB, else
+build/pspace of this repository.
 """
 
 import os
@@ -13,7 +14,9 @@ import torch_models as tm
 import pspace.torch as ptorch
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
-BIN = os.environ.get("PSPACE_BIN", os.path.join(ROOT, "build", "pspace"))
+BIN = os.environ.get("PSPACE_BIN") or (
+    os.path.join(os.path.dirname(os.environ["PSPACE_LIB"]), "pspace")
+    if os.environ.get("PSPACE_LIB") else os.path.join(ROOT, "build", "pspace"))
 if not os.access(BIN, os.X_OK):
     pytest.skip("no pspace binary at %s" % BIN, allow_module_level=True)
 
