@@ -10,6 +10,8 @@ import subprocess
 import numpy as np
 import pytest
 
+torch = pytest.importorskip("torch")  # the package tests run without torch too
+
 import torch_models as tm
 import pspace.torch as ptorch
 

@@ -4,16 +4,14 @@ import os
 
 import numpy as np
 import pytest
-import torch
+
+torch = pytest.importorskip("torch")  # the package tests run without torch too
 import torch.nn as nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import torch_models as tm
+import pspace
 import pspace.torch as ptorch
-
-pspace = pytest.importorskip("pspace")
-if not hasattr(pspace, "Store"):
-    pytest.skip("the pspace package is not there yet", allow_module_level=True)
 
 KINDS = ("dense", "blockdiag", "diag", "quasidiag", "lowrank")
 VARIANTS = ("classif_logits", "mc", "regression", "empirical")
