@@ -154,3 +154,27 @@ def test_torch_output_shape():
     J = ptorch.jacobian_rows(model, cap)
     assert J.shape == (6, 4, 24)
     assert np.allclose(J[:, 0, :18].reshape(6, 6, 3), np.eye(6)[:, :, None] * x[0].numpy())
+
+
+def test_torch_inplace_activation():
+    """An in-place op after a layer does not change the gradient captured for it."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 5), nn.ReLU(inplace=True), nn.Linear(5, 3)).double()
+    x = torch.randn(6, 4, dtype=torch.float64)
+    J = ptorch.jacobian_rows(model, ptorch.capture(model, (x,), "regression"))
+    ref = np.stack([tm.out_jacobian(model, x[i])[0] for i in range(6)], axis=1)
+    assert np.allclose(J, ref, atol=1e-12)
+
+    class Bad(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(4, 3)
+
+        def forward(self, x):
+            x = x * 1
+            y = self.fc(x)
+            x.mul_(2)
+            return y + x[:, :3]
+
+    with pytest.raises(ptorch.UnsupportedModelError, match="input of layer 'fc' is changed"):
+        ptorch.capture(Bad().double(), (x,), "regression")

@@ -361,8 +361,11 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
                 raise UnsupportedModelError(
                     "module '%s' is called more than once in one forward pass (shared "
                     "layers are not supported)" % L.name)
-            inputs[L.name] = inp[0].detach()
+            inputs[L.name] = (inp[0].detach(), inp[0]._version)
             outputs[L.name] = out
+            # the rest of the model sees a copy: an in-place op after the layer (ReLU(inplace=
+            # True)) would otherwise change the tensor whose gradient we ask for
+            return out.clone()
         return f
 
     handles = [L.module.register_forward_hook(hook(L)) for L in layers]
@@ -383,6 +386,13 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
     if missing:
         raise UnsupportedModelError("layers %s were not used by the forward pass"
                                     % ", ".join(missing))
+    for L in layers:
+        x, version = inputs[L.name]
+        if x._version != version:
+            raise UnsupportedModelError("the input of layer '%s' is changed in place after the "
+                                        "layer reads it; make that operation out of place"
+                                        % L.name)
+        inputs[L.name] = x
     seeds, labels = _seeds(out, batch, variant, mc_samples, generator)
     K, n = seeds.shape[0], out.shape[0]
     dtype = np.dtype(dtype) if dtype is not None else (
