@@ -343,8 +343,9 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
 
     @p batch is a tuple or list as a DataLoader yields (its tensors are moved
     to the model's device); function(*batch) gives the outputs (n, C)
-    (default model(batch[0]); regression flattens any (n, ...) output). dtype: numpy dtype
-    of the results (default the model's: float32 or float64).
+    (default model(batch[0]); regression flattens any (n, ...) output).
+    dtype: numpy dtype of the results (default the model's: float32 or
+    float64). generator: the torch.Generator of the mc variant's labels.
     """
     layers = _layers_list if _layers_list is not None else _layers(model)
     _check_eval(layers)
@@ -408,11 +409,11 @@ def capture(model, batch, variant="classif_logits", function=None, mc_samples=1,
     for i, L in enumerate(layers):
         g = torch.stack(gs[i])
         x = inputs[L.name]
-        if not bool(torch.isfinite(g).all()) or (x.is_floating_point()
-                                                  and not bool(torch.isfinite(x).all())):
+        bad = "gradient" if not bool(torch.isfinite(g).all()) else (
+            "input" if x.is_floating_point() and not bool(torch.isfinite(x).all()) else None)
+        if bad:
             raise NonFiniteError("layer '%s': a non-finite %s in the batch (variant %s)"
-                             % (L.name, "gradient" if not bool(torch.isfinite(g).all())
-                                else "input", variant))
+                                 % (L.name, bad, variant))
         if L.affine:
             a = _acts(L, x)
             if L.kind == "embedding" and L.module.padding_idx is not None:
@@ -447,7 +448,7 @@ def jacobian_rows(model, cap, _layers_list=None):
             continue
         if g.ndim == 3:
             a, g = a[:, None], g[:, :, None]
-        parts.append(np.einsum("knto,nti->knoi", g, a).reshape(K, n, -1))
+        parts.append(np.matmul(g.swapaxes(2, 3), a[None]).reshape(K, n, -1))
         if L.bias is not None:
             parts.append(g.sum(axis=2))
     return np.ascontiguousarray(np.concatenate(parts, axis=2))
