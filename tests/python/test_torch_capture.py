@@ -16,7 +16,7 @@ VARIANTS = ("classif_logits", "mc", "regression", "empirical")
 
 @pytest.mark.parametrize("name", MODELS)
 def test_torch_layout_and_flatten(name):
-    model, _, _ = tm.make(name)
+    model, x, _ = tm.make(name)
     ps = tm.params(model)
     text = ptorch.layout(model)
     rows = [ln.split("#")[0].split() for ln in text.splitlines()]
@@ -39,6 +39,12 @@ def test_torch_layout_and_flatten(name):
     ref = torch.cat([p.detach().reshape(-1) for p in ps]).numpy()
     assert v.dtype == np.float64 and np.array_equal(v, ref)
     assert v.size == sum(p.numel() for p in model.parameters())
+    model.zero_grad()
+    out = model(x)
+    (out ** 2).sum().backward()
+    gref = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).reshape(-1)
+                      for p in ps]).numpy()
+    assert np.array_equal(ptorch.flatten(model, grad=True), gref)
     w = np.arange(v.size, dtype=np.float64)
     parts = ptorch.unflatten(model, w, assign=True)
     assert set(parts) == {n for n, _ in model.named_parameters()}

@@ -240,3 +240,20 @@ def test_torch_fim_reopened(tmp_path):
     subprocess.run([sys.executable, "-c", code, path, str(tmp_path / "w.npy"),
                     str(tmp_path / "v.npy")], check=True, env=env)
     assert np.array_equal(np.load(str(tmp_path / "w.npy")), want)
+
+
+def test_torch_fim_natural_gradient_step(tmp_path):
+    """The module docstring's example: a damped natural-gradient step applied to the model."""
+    model, x, y = tm.make("cnn", n=8)
+    with pspace.Store(str(tmp_path / "s.store")) as store:
+        # EKFAC: its damping is exact (KFAC's default is pi-damping)
+        F = ptorch.fim(model, loader_of(x, y), store, "F", kind="ekfac", precision="f64",
+                       progress=False)
+        nn.functional.cross_entropy(model(x), y).backward()
+        g = ptorch.flatten(model, grad=True)
+        step = F.solve(g, damping=1e-3)
+        Fd = F.dense()
+    assert np.allclose((Fd + 1e-3 * np.eye(g.size)) @ step, g, rtol=1e-6, atol=1e-9)
+    theta = ptorch.flatten(model)
+    ptorch.unflatten(model, theta - 0.1 * step, assign=True)
+    assert np.allclose(ptorch.flatten(model), theta - 0.1 * step)

@@ -1,9 +1,14 @@
 """The PyTorch bridge: Fisher matrices of a torch.nn.Module into a pspace store.
 
     import pspace, pspace.torch as ptorch
-    store = pspace.Store("fisher.store")
-    F = ptorch.fim(model, loader, store, "F", kind="kfac")
-    step = F.solve(ptorch.flatten(grads_as_model), damping=1e-3)
+    model.eval()                                 # BatchNorm: running statistics
+    loader = DataLoader(data, batch_size=128)    # no shuffling: builds may re-read it
+    with pspace.Store("fisher.store") as store:
+        F = ptorch.fim(model, loader, store, "F", kind="ekfac", variant="classif_logits")
+        loss_fn(model(x), y).backward()
+        g = ptorch.flatten(model, grad=True)     # the gradient, in layout order
+        step = F.solve(g, damping=1e-3)          # (F + 1e-3 I)^-1 g
+        ptorch.unflatten(model, ptorch.flatten(model) - 0.1 * step, assign=True)
 
 Parameter order (ptorch.layout, flatten, unflatten) is NNGeometry's
 LayerCollection.from_model order: modules in named_modules() order, each
@@ -145,13 +150,19 @@ def layout(model):
     return "\n".join(lines) + "\n"
 
 
-def flatten(model):
-    """The parameters of @p model in layout order, as a numpy float64 array (d,)."""
+def flatten(model, grad=False):
+    """The parameters of @p model in layout order, as a numpy float64 array (d,).
+
+    With grad=True their .grad instead (zeros where a parameter has none).
+    """
     parts = []
     for L in _layers(model):
-        parts.append(L.weight.detach().reshape(-1).cpu().double())
-        if L.bias is not None:
-            parts.append(L.bias.detach().reshape(-1).cpu().double())
+        for p in (L.weight, L.bias):
+            if p is None:
+                continue
+            t = p.detach() if not grad else (p.grad if p.grad is not None
+                                             else torch.zeros_like(p))
+            parts.append(t.reshape(-1).cpu().double())
     return torch.cat(parts).numpy()
 
 
