@@ -21,37 +21,8 @@
 #include "kref.h"
 #include "pspace.h"
 
-#define OUTCAP 65536
-
 static char root[64];
-static char out[OUTCAP], err[OUTCAP];
 static uint64_t rng_state = 12345;
-
-/* Runs the tool with @p fmt (a shell fragment): stdout into out[], stderr
- * into err[]; @return the exit status. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return fx_run_tool(out, sizeof(out), err, sizeof(err), "%s", args);
-}
-
-static void expect_out(const char *want)
-{
-	if (!strstr(out, want))
-		fail_msg("stdout lacks \"%s\":\n%s", want, out);
-}
-
-static void expect_err(const char *want)
-{
-	if (!strstr(err, want))
-		fail_msg("stderr lacks \"%s\":\n%s", want, err);
-}
 
 static const char *path(const char *name)
 {
@@ -169,27 +140,27 @@ static void test_cli_build_jacobian(void **state)
 	assert_int_equal(pspace_npy_write(path("J2.npy"), PSPACE_F64, 3, s2, J2), 0);
 	write_text("blayout.txt", blayout);
 	for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		assert_int_equal(run("build %s %s --kind %s --layout %s --jacobian %s --tile 8", st,
-		                     kinds[i].kind, kinds[i].kind, path("blayout.txt"),
-		                     path("J.npy")),
+		assert_int_equal(fx_cli("build %s %s --kind %s --layout %s --jacobian %s --tile 8",
+		                        st, kinds[i].kind, kinds[i].kind, path("blayout.txt"),
+		                        path("J.npy")),
 		                 0);
-		expect_out("d = 21, n = 30 examples x 2 outputs");
+		fx_expect_stdout("d = 21, n = 30 examples x 2 outputs");
 		check_built(st, kinds[i].kind, kinds[i].k, Fr, kinds[i].blocks, kinds[i].diag,
 		            1e-6);
 	}
 	/* two files, concatenated along examples; f64 tiles are exact */
-	assert_int_equal(run("build %s two --kind dense --layout %s --jacobian %s --jacobian "
-	                     "%s --precision f64 --json",
-	                     st, path("blayout.txt"), path("J1.npy"), path("J2.npy")),
+	assert_int_equal(fx_cli("build %s two --kind dense --layout %s --jacobian %s --jacobian "
+	                        "%s --precision f64 --json",
+	                        st, path("blayout.txt"), path("J1.npy"), path("J2.npy")),
 	                 0);
-	expect_out("\"examples\":30");
-	expect_out("\"compression_ratio\":");
+	fx_expect_stdout("\"examples\":30");
+	fx_expect_stdout("\"compression_ratio\":");
 	check_built(st, "two", PSPACE_KIND_DENSE, Fr, 0, 0, 1e-12);
 	/* the name exists now */
-	assert_int_equal(run("build %s two --kind dense --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("J.npy")),
+	assert_int_equal(fx_cli("build %s two --kind dense --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("J.npy")),
 	                 1);
-	expect_err("'two'");
+	fx_expect_stderr("'two'");
 	free(J1);
 	free(J2);
 }
@@ -265,23 +236,23 @@ static void test_cli_build_layers(void **state)
 				for (int j = 0; j < BD; j++)
 					Bref[i * BD + j] += row[i] * row[j] / N;
 		}
-	assert_int_equal(run("build %s k --kind kfac --layout %s --layer-tensors %s", st,
-	                     path("blayout.txt"), dir),
+	assert_int_equal(fx_cli("build %s k --kind kfac --layout %s --layer-tensors %s", st,
+	                        path("blayout.txt"), dir),
 	                 0);
-	expect_out("n = 12 examples x 2 outputs");
+	fx_expect_stdout("n = 12 examples x 2 outputs");
 	check_built(st, "k", PSPACE_KIND_KFAC, Kref, 0, 0, 1e-10);
-	assert_int_equal(run("build %s b --kind blockdiag --layout %s --layer-tensors %s "
-	                     "--precision f64",
-	                     st, path("blayout.txt"), dir),
+	assert_int_equal(fx_cli("build %s b --kind blockdiag --layout %s --layer-tensors %s "
+	                        "--precision f64",
+	                        st, path("blayout.txt"), dir),
 	                 0);
 	check_built(st, "b", PSPACE_KIND_BLOCKDIAG, Bref, 1, 0, 1e-10);
 	/* a missing tensor file is named */
 	snprintf(file, sizeof(file), "%s/l2.grads.npy", dir);
 	assert_int_equal(unlink(file), 0);
-	assert_int_equal(run("build %s c --kind kfac --layout %s --layer-tensors %s", st,
-	                     path("blayout.txt"), dir),
+	assert_int_equal(fx_cli("build %s c --kind kfac --layout %s --layer-tensors %s", st,
+	                        path("blayout.txt"), dir),
 	                 1);
-	expect_err("l2.grads.npy");
+	fx_expect_stderr("l2.grads.npy");
 	assert_int_equal(store_count(st), 2);
 }
 
@@ -318,11 +289,11 @@ static void test_cli_build_model(void **state)
 
 	static const char *kinds[] = {"kfac", "ekfac", "dense"};
 	for (int i = 0; i < 3; i++) {
-		assert_int_equal(run("build %s %s --kind %s --model mlp:6,5,3 --examples 20 "
-		                     "--variant classif_logits --seed 1",
-		                     st, kinds[i], kinds[i]),
+		assert_int_equal(fx_cli("build %s %s --kind %s --model mlp:6,5,3 --examples 20 "
+		                        "--variant classif_logits --seed 1",
+		                        st, kinds[i], kinds[i]),
 		                 0);
-		expect_out("d = 53, n = 20 examples");
+		fx_expect_stdout("d = 53, n = 20 examples");
 	}
 	assert_int_equal(pspace_store_open(&s, st, NULL), 0);
 	for (int i = 0; i < 3; i++) {
@@ -347,11 +318,11 @@ static void test_cli_build_model(void **state)
 	pspace_store_close(s);
 	/* a layout file that is not the network's */
 	write_text("other.txt", "fc1 linear 5x6 bias\n");
-	assert_int_equal(run("build %s bad --kind dense --model mlp:6,5,3 --examples 20 "
-	                     "--layout %s",
-	                     st, path("other.txt")),
+	assert_int_equal(fx_cli("build %s bad --kind dense --model mlp:6,5,3 --examples 20 "
+	                        "--layout %s",
+	                        st, path("other.txt")),
 	                 1);
-	expect_err(path("other.txt"));
+	fx_expect_stderr(path("other.txt"));
 	assert_int_equal(store_count(st), 3);
 	free(got);
 	free(Fr);
@@ -377,8 +348,8 @@ static void test_cli_build_malformed(void **state)
 	write_text("blayout.txt", blayout);
 	/* a store holding one matrix already */
 	assert_int_equal(pspace_npy_write(path("ok.npy"), PSPACE_F64, 2, shape, J), 0);
-	assert_int_equal(run("build %s ok --kind diag --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("ok.npy")),
+	assert_int_equal(fx_cli("build %s ok --kind diag --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("ok.npy")),
 	                 0);
 	before = store_count(st);
 	assert_int_equal(before, 1);
@@ -394,50 +365,51 @@ static void test_cli_build_malformed(void **state)
 	assert_int_equal(fwrite(hdr, 1, 128, f), 128);
 	assert_int_equal(fwrite(J, sizeof(double), 30 * 21, f), 30 * 21);
 	fclose(f);
-	assert_int_equal(run("build %s m --kind dense --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("fortran.npy")),
+	assert_int_equal(fx_cli("build %s m --kind dense --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("fortran.npy")),
 	                 1);
-	expect_err(path("fortran.npy"));
-	expect_err("pspace: build: ");
+	fx_expect_stderr(path("fortran.npy"));
+	fx_expect_stderr("pspace: build: ");
 
 	/* truncated: the header promises 30 x 21 doubles */
 	assert_int_equal(truncate(path("ok.npy"), 128 + 8 * 100), 0);
-	assert_int_equal(run("build %s m --kind dense --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("ok.npy")),
+	assert_int_equal(fx_cli("build %s m --kind dense --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("ok.npy")),
 	                 1);
-	expect_err(path("ok.npy"));
+	fx_expect_stderr(path("ok.npy"));
 
 	/* d = 20 for a layout of 21 */
 	assert_int_equal(pspace_npy_write(path("d20.npy"), PSPACE_F64, 2, shape20, J20), 0);
-	assert_int_equal(run("build %s m --kind blockdiag --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("d20.npy")),
+	assert_int_equal(fx_cli("build %s m --kind blockdiag --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("d20.npy")),
 	                 1);
-	expect_err(path("d20.npy"));
+	fx_expect_stderr(path("d20.npy"));
 
 	/* a layout file with a bad line */
 	write_text("badlayout.txt", "l1 linear 3x4 bias\nl2 lineer 2x3 nobias\n");
-	assert_int_equal(run("build %s m --kind dense --layout %s --jacobian %s", st,
-	                     path("badlayout.txt"), path("J.npy")),
+	assert_int_equal(fx_cli("build %s m --kind dense --layout %s --jacobian %s", st,
+	                        path("badlayout.txt"), path("J.npy")),
 	                 1);
-	expect_err("badlayout.txt:2");
+	fx_expect_stderr("badlayout.txt:2");
 
 	/* usage errors */
 	assert_int_equal(
-	    run("build %s m --layout %s --jacobian %s", st, path("blayout.txt"), path("J.npy")), 2);
-	expect_err("--kind");
-	assert_int_equal(run("build %s m --kind dense --model mlp:6,5,3 --examples 5 "
-	                     "--jacobian %s",
-	                     st, path("J.npy")),
+	    fx_cli("build %s m --layout %s --jacobian %s", st, path("blayout.txt"), path("J.npy")),
+	    2);
+	fx_expect_stderr("--kind");
+	assert_int_equal(fx_cli("build %s m --kind dense --model mlp:6,5,3 --examples 5 "
+	                        "--jacobian %s",
+	                        st, path("J.npy")),
 	                 2);
-	assert_int_equal(run("build %s m --kind sparse --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("J.npy")),
+	assert_int_equal(fx_cli("build %s m --kind sparse --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("J.npy")),
 	                 2);
-	assert_int_equal(run("build %s m --kind kfac --layout %s --jacobian %s", st,
-	                     path("blayout.txt"), path("J.npy")),
+	assert_int_equal(fx_cli("build %s m --kind kfac --layout %s --jacobian %s", st,
+	                        path("blayout.txt"), path("J.npy")),
 	                 1);
-	expect_err("layer tensors");
-	assert_int_equal(run("build --help"), 0);
-	expect_out("mixed:SPEC");
+	fx_expect_stderr("layer tensors");
+	assert_int_equal(fx_cli("build --help"), 0);
+	fx_expect_stdout("mixed:SPEC");
 
 	/* none of the failures added a matrix */
 	assert_int_equal(store_count(st), before);

@@ -22,42 +22,14 @@
 #include "kref.h"
 #include "pspace.h"
 
-#define D      66 /* fc1 linear 6x7 bias (48) + fc2 linear 3x6 nobias (18) */
-#define OUTCAP 65536
+#define D 66 /* fc1 linear 6x7 bias (48) + fc2 linear 3x6 nobias (18) */
 
 static char root[64], store[128];
 static const char layout_text[] = "fc1 linear 6x7 bias\nfc2 linear 3x6 nobias\n";
 static double F[D * D], G[D * D], Kd[D * D], E[D * D]; /* E = 2F - G + 1e-3 I */
-static char out[OUTCAP], err[OUTCAP];
 static uint64_t rng_state = 12345;
 
 /* ---- helpers ------------------------------------------------------------------------ */
-
-/* Runs the tool with @p fmt (a shell fragment): stdout into out[], stderr
- * into err[]; @return the exit status. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[2048];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return fx_run_tool(out, sizeof(out), err, sizeof(err), "%s", args);
-}
-
-static void expect_out(const char *want)
-{
-	if (!strstr(out, want))
-		fail_msg("stdout lacks \"%s\":\n%s", want, out);
-}
-
-static void expect_err(const char *want)
-{
-	if (!strstr(err, want))
-		fail_msg("stderr lacks \"%s\":\n%s", want, err);
-}
 
 static const char *path(const char *name)
 {
@@ -70,18 +42,18 @@ static const char *path(const char *name)
  */
 static void out_values(size_t n, double *v)
 {
-	const char *p = out;
+	const char *p = fx_out;
 
 	for (size_t i = 0; i < n; i++) {
 		char *end;
 
 		v[i] = strtod(p, &end);
 		if (end == p || *end != '\n')
-			fail_msg("stdout line %zu is not one number:\n%s", i + 1, out);
+			fail_msg("stdout line %zu is not one number:\n%s", i + 1, fx_out);
 		p = end + 1;
 	}
 	if (*p)
-		fail_msg("stdout has more than %zu lines:\n%s", n, out);
+		fail_msg("stdout has more than %zu lines:\n%s", n, fx_out);
 }
 
 /* The one value of a scalar result. */
@@ -219,33 +191,33 @@ static void test_cli_eval_mv_mm(void **state)
 		matvec(E, D, x + j * D, y + j * D);
 
 	assert_int_equal(
-	    run("eval %s " EXPR " mv --in %s --out %s", store, path("x.npy"), path("y.npy")), 0);
-	assert_string_equal(out, ""); /* the result is the file */
+	    fx_cli("eval %s " EXPR " mv --in %s --out %s", store, path("x.npy"), path("y.npy")), 0);
+	assert_string_equal(fx_out, ""); /* the result is the file */
 	got = read_npy("y.npy", D, &dt);
 	assert_int_equal(dt, PSPACE_F64);
 	assert_true(fx_relerr(got, y, D) < 1e-12);
 	free(got);
 
-	assert_int_equal(run("eval %s " EXPR " mv --in %s --out %s --out-dtype f32", store,
-	                     path("x.npy"), path("y32.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " mv --in %s --out %s --out-dtype f32", store,
+	                        path("x.npy"), path("y32.npy")),
 	                 0);
 	got = read_npy("y32.npy", D, &dt);
 	assert_int_equal(dt, PSPACE_F32);
 	assert_true(fx_relerr(got, y, D) < 1e-6);
 	free(got);
 
-	assert_int_equal(run("eval %s " EXPR " mm --in %s --out %s --threads 2", store,
-	                     path("X.npy"), path("Y.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " mm --in %s --out %s --threads 2", store,
+	                        path("X.npy"), path("Y.npy")),
 	                 0);
 	got = read_npy("Y.npy", 3 * D, NULL);
 	assert_true(fx_relerr(got, y, 3 * D) < 1e-12);
 	free(got);
 
 	/* no --out: printed, one value a line and nothing else */
-	assert_int_equal(run("eval %s " EXPR " mv --in %s", store, path("x.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " mv --in %s", store, path("x.npy")), 0);
 	out_values(D, got1);
 	assert_true(fx_relerr(got1, y, D) < 1e-8);
-	assert_string_equal(err, "");
+	assert_string_equal(fx_err, "");
 }
 
 static void test_cli_eval_scalars(void **state)
@@ -263,9 +235,9 @@ static void test_cli_eval_scalars(void **state)
 		for (int i = 0; i < D; i++)
 			want[j] += v[j * D + i] * Ev[i];
 	}
-	assert_int_equal(run("eval %s " EXPR " vtmv --in %s", store, path("v.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " vtmv --in %s", store, path("v.npy")), 0);
 	assert_true(fabs(out_scalar() - want[0]) <= 1e-8 * fabs(want[0]));
-	assert_int_equal(run("eval %s " EXPR " vtmv --in %s", store, path("V.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " vtmv --in %s", store, path("V.npy")), 0);
 	out_values(2, got);
 	assert_true(fabs(got[0] - want[0]) <= 1e-8 * fabs(want[0]));
 	assert_true(fabs(got[1] - want[1]) <= 1e-8 * fabs(want[1]));
@@ -276,29 +248,29 @@ static void test_cli_eval_scalars(void **state)
 		fro += E[i] * E[i];
 	fro = sqrt(fro);
 	/* the value alone on stdout, how it was computed on stderr */
-	assert_int_equal(run("eval %s " EXPR " trace", store), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " trace", store), 0);
 	assert_true(fabs(out_scalar() - tr) <= 1e-8 * tr);
-	assert_string_equal(err, "pspace: eval: trace: exact\n");
-	assert_int_equal(run("eval %s " EXPR " trace --json", store), 0);
-	assert_int_equal(out[0], '{');
-	expect_out("\"method\":\"exact\"");
-	expect_out("\"exact\":true");
-	expect_out("\"trace\":");
-	assert_true(fabs(strtod(strstr(out, "\"trace\":") + 8, NULL) - tr) <= 1e-8 * tr);
-	assert_string_equal(err, "");
+	assert_string_equal(fx_err, "pspace: eval: trace: exact\n");
+	assert_int_equal(fx_cli("eval %s " EXPR " trace --json", store), 0);
+	assert_int_equal(fx_out[0], '{');
+	fx_expect_stdout("\"method\":\"exact\"");
+	fx_expect_stdout("\"exact\":true");
+	fx_expect_stdout("\"trace\":");
+	assert_true(fabs(strtod(strstr(fx_out, "\"trace\":") + 8, NULL) - tr) <= 1e-8 * tr);
+	assert_string_equal(fx_err, "");
 
-	assert_int_equal(run("eval %s " EXPR " norm --ord fro", store), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " norm --ord fro", store), 0);
 	assert_true(fabs(out_scalar() - fro) <= 1e-8 * fro);
-	expect_err("norm: exact");
+	fx_expect_stderr("norm: exact");
 	eigvals_desc(E, D, w);
-	assert_int_equal(run("eval %s " EXPR " norm --ord 2", store), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " norm --ord 2", store), 0);
 	assert_true(fabs(out_scalar() - w[0]) <= 1e-6 * w[0]);
-	expect_err("pspace: eval: norm: Lanczos, ");
-	assert_int_equal(run("eval %s " EXPR " norm --ord -2 --maxiter 66", store), 0);
+	fx_expect_stderr("pspace: eval: norm: Lanczos, ");
+	assert_int_equal(fx_cli("eval %s " EXPR " norm --ord -2 --maxiter 66", store), 0);
 	assert_true(fabs(out_scalar() - w[D - 1]) <= 1e-6 * w[0]);
-	assert_int_equal(run("eval %s " EXPR " norm --ord=2 --json", store), 0);
-	expect_out("\"method\":\"lanczos\"");
-	expect_out("\"iterations\":");
+	assert_int_equal(fx_cli("eval %s " EXPR " norm --ord=2 --json", store), 0);
+	fx_expect_stdout("\"method\":\"lanczos\"");
+	fx_expect_stdout("\"iterations\":");
 }
 
 static void test_cli_eval_diag_dense(void **state)
@@ -308,23 +280,23 @@ static void test_cli_eval_diag_dense(void **state)
 	(void)state;
 	for (int i = 0; i < D; i++)
 		dg[i] = E[i * D + i];
-	assert_int_equal(run("eval %s " EXPR " diag --out %s", store, path("dg.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " diag --out %s", store, path("dg.npy")), 0);
 	got = read_npy("dg.npy", D, NULL);
 	assert_true(fx_relerr(got, dg, D) < 1e-12);
 	free(got);
 
-	assert_int_equal(run("eval %s " EXPR " dense --out %s", store, path("E.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " dense --out %s", store, path("E.npy")), 0);
 	got = read_npy("E.npy", D * D, NULL);
 	assert_true(fx_relerr(got, E, D * D) < 1e-12);
 	free(got);
 
 	/* 66 x 66 doubles are 34848 bytes: refused under a 16 KiB budget */
-	assert_int_equal(run("eval %s " EXPR " dense --out %s --mem 16K", store, path("E2.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " dense --out %s --mem 16K", store, path("E2.npy")),
 	                 1);
-	expect_err("memory budget");
+	fx_expect_stderr("memory budget");
 	assert_int_equal(access(path("E2.npy"), F_OK), -1);
-	assert_int_equal(run("eval %s " EXPR " dense", store), 2);
-	expect_err("--out");
+	assert_int_equal(fx_cli("eval %s " EXPR " dense", store), 2);
+	fx_expect_stderr("--out");
 }
 
 /* ||(A + l I) x - b|| / ||b|| */
@@ -347,9 +319,9 @@ static unsigned cg_iterations(void)
 	unsigned it;
 	double res;
 
-	if (sscanf(err, "pspace: eval: solve: cg, %u iterations, relative residual %lf", &it,
+	if (sscanf(fx_err, "pspace: eval: solve: cg, %u iterations, relative residual %lf", &it,
 	           &res) != 2)
-		fail_msg("stderr has no CG report:\n%s", err);
+		fail_msg("stderr has no CG report:\n%s", fx_err);
 	assert_true(res < 1e-9);
 	return it;
 }
@@ -365,41 +337,41 @@ static void test_cli_eval_solve(void **state)
 	write_vecs("b.npy", 1, 1, b);
 
 	/* two stored matrices: CG; the report on stderr, nothing on stdout */
-	assert_int_equal(run("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s --out %s",
-	                     store, path("b.npy"), path("x.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s --out %s",
+	                        store, path("b.npy"), path("x.npy")),
 	                 0);
-	assert_string_equal(out, "");
+	assert_string_equal(fx_out, "");
 	it_plain = cg_iterations();
 	x = read_npy("x.npy", D, NULL);
 	assert_true(residual(E, 0.1, x, b) < 1e-8);
 	free(x);
 
 	/* without --out the solution is stdout, alone */
-	assert_int_equal(
-	    run("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s", store, path("b.npy")),
-	    0);
+	assert_int_equal(fx_cli("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s", store,
+	                        path("b.npy")),
+	                 0);
 	out_values(D, xs);
 	assert_true(residual(E, 0.1, xs, b) < 1e-7);
 	assert_int_equal(cg_iterations(), it_plain);
 
 	/* CG preconditioned by F (its direct solve), and by the KFAC */
-	assert_int_equal(run("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s "
-	                     "--out %s --precond F",
-	                     store, path("b.npy"), path("xp.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s "
+	                        "--out %s --precond F",
+	                        store, path("b.npy"), path("xp.npy")),
 	                 0);
 	it_pre = cg_iterations();
 	assert_true(it_pre < it_plain);
 	x = read_npy("xp.npy", D, NULL);
 	assert_true(residual(E, 0.1, x, b) < 1e-8);
 	free(x);
-	assert_int_equal(run("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s "
-	                     "--out %s --precond 'K + 0*I' --json",
-	                     store, path("b.npy"), path("xk.npy")),
+	assert_int_equal(fx_cli("eval %s " EXPR " solve --damping 0.1 --tol 1e-10 --in %s "
+	                        "--out %s --precond 'K + 0*I' --json",
+	                        store, path("b.npy"), path("xk.npy")),
 	                 0);
-	expect_out("\"method\":\"cg\"");
-	expect_out("\"iterations\":");
-	expect_out("\"residual\":");
-	assert_string_equal(err, "");
+	fx_expect_stdout("\"method\":\"cg\"");
+	fx_expect_stdout("\"iterations\":");
+	fx_expect_stdout("\"residual\":");
+	assert_string_equal(fx_err, "");
 	x = read_npy("xk.npy", D, NULL);
 	assert_true(residual(E, 0.1, x, b) < 1e-8);
 	free(x);
@@ -407,18 +379,18 @@ static void test_cli_eval_solve(void **state)
 	/* c*M + s*I: direct */
 	for (int i = 0; i < D * D; i++)
 		A2[i] = 2 * F[i] + (i % (D + 1) == 0 ? 0.5 : 0.0);
-	assert_int_equal(run("eval %s '2*F + 0.5*I' solve --damping 0.1 --in %s --out %s", store,
-	                     path("b.npy"), path("xd.npy")),
+	assert_int_equal(fx_cli("eval %s '2*F + 0.5*I' solve --damping 0.1 --in %s --out %s", store,
+	                        path("b.npy"), path("xd.npy")),
 	                 0);
-	assert_string_equal(out, "");
-	assert_string_equal(err, "pspace: eval: solve: direct\n");
+	assert_string_equal(fx_out, "");
+	assert_string_equal(fx_err, "pspace: eval: solve: direct\n");
 	x = read_npy("xd.npy", D, NULL);
 	assert_true(residual(A2, 0.1, x, b) < 1e-10);
 	free(x);
-	assert_int_equal(run("eval %s '2*F + 0.5*I' solve --damping 0.1 --in %s --out %s --json",
-	                     store, path("b.npy"), path("xd.npy")),
+	assert_int_equal(fx_cli("eval %s '2*F + 0.5*I' solve --damping 0.1 --in %s --out %s --json",
+	                        store, path("b.npy"), path("xd.npy")),
 	                 0);
-	expect_out("\"method\":\"direct\"");
+	fx_expect_stdout("\"method\":\"direct\"");
 }
 
 static void test_cli_eval_product_kfac(void **state)
@@ -433,7 +405,7 @@ static void test_cli_eval_product_kfac(void **state)
 	matvec(G, D, x, t);
 	matvec(F, D, t, y);
 	assert_int_equal(
-	    run("eval %s 'F*G' mv --in %s --out %s", store, path("xp.npy"), path("yp.npy")), 0);
+	    fx_cli("eval %s 'F*G' mv --in %s --out %s", store, path("xp.npy"), path("yp.npy")), 0);
 	got = read_npy("yp.npy", D, NULL);
 	assert_true(fx_relerr(got, y, D) < 1e-12);
 	free(got);
@@ -442,39 +414,40 @@ static void test_cli_eval_product_kfac(void **state)
 		for (int j = 0; j < D; j++)
 			tr += F[i * D + j] * G[j * D + i];
 	/* an estimate: the value on stdout, its standard error on stderr and in JSON */
-	assert_int_equal(run("eval %s 'F*G' trace --probes 200 --seed 7", store), 0);
+	assert_int_equal(fx_cli("eval %s 'F*G' trace --probes 200 --seed 7", store), 0);
 	est = out_scalar();
-	if (sscanf(err,
+	if (sscanf(fx_err,
 	           "pspace: eval: trace: estimated (Hutchinson, %u probes), standard error %lf",
 	           &probes, &se) != 2)
-		fail_msg("stderr has no estimate report:\n%s", err);
+		fail_msg("stderr has no estimate report:\n%s", fx_err);
 	assert_int_equal(probes, 200);
 	assert_true(se > 0);
 	assert_true(fabs(est - tr) <= 4 * se);
-	assert_int_equal(run("eval %s 'F*G' trace --probes 200 --seed 7 --json", store), 0);
-	expect_out("\"method\":\"hutchinson\"");
-	expect_out("\"exact\":false");
-	expect_out("\"probes\":200");
-	assert_true(fabs(strtod(strstr(out, "\"stderr\":") + 9, NULL) - se) <= 1e-8 * se);
-	assert_true(fabs(strtod(strstr(out, "\"trace\":") + 8, NULL) - est) <= 1e-8 * fabs(est));
+	assert_int_equal(fx_cli("eval %s 'F*G' trace --probes 200 --seed 7 --json", store), 0);
+	fx_expect_stdout("\"method\":\"hutchinson\"");
+	fx_expect_stdout("\"exact\":false");
+	fx_expect_stdout("\"probes\":200");
+	assert_true(fabs(strtod(strstr(fx_out, "\"stderr\":") + 9, NULL) - se) <= 1e-8 * se);
+	assert_true(fabs(strtod(strstr(fx_out, "\"trace\":") + 8, NULL) - est) <= 1e-8 * fabs(est));
 
 	/* a stored Dense with a resident KFAC */
 	for (int i = 0; i < D * D; i++)
 		FK[i] = F[i] + 3 * Kd[i];
 	matvec(FK, D, x, y);
 	assert_int_equal(
-	    run("eval %s 'F + 3*K' mv --in %s --out %s", store, path("xp.npy"), path("yk.npy")), 0);
+	    fx_cli("eval %s 'F + 3*K' mv --in %s --out %s", store, path("xp.npy"), path("yk.npy")),
+	    0);
 	got = read_npy("yk.npy", D, NULL);
 	assert_true(fx_relerr(got, y, D) < 1e-10);
 	free(got);
 	tr = 0;
 	for (int i = 0; i < D; i++)
 		tr += Kd[i * D + i];
-	assert_int_equal(run("eval %s K trace", store), 0);
+	assert_int_equal(fx_cli("eval %s K trace", store), 0);
 	est = out_scalar();
 	if (fabs(est - tr) > 1e-8 * tr)
 		fail_msg("trace of K: %.17g, want %.17g", est, tr);
-	expect_err("trace: exact");
+	fx_expect_stderr("trace: exact");
 }
 
 static void test_cli_eval_eig(void **state)
@@ -483,11 +456,11 @@ static void test_cli_eval_eig(void **state)
 
 	(void)state;
 	eigvals_desc(E, D, w);
-	assert_int_equal(run("eval %s " EXPR " eig --k 3 --out %s", store, path("V.npy")), 0);
+	assert_int_equal(fx_cli("eval %s " EXPR " eig --k 3 --out %s", store, path("V.npy")), 0);
 	out_values(3, got);
 	for (int i = 0; i < 3; i++)
 		assert_true(fabs(got[i] - w[i]) <= 1e-7 * w[0]);
-	expect_err("pspace: eval: eig: Lanczos, ");
+	fx_expect_stderr("pspace: eval: eig: Lanczos, ");
 	V = read_npy("V.npy", 3 * D, NULL);
 	for (int i = 0; i < 3; i++) {
 		double r = 0;
@@ -497,9 +470,9 @@ static void test_cli_eval_eig(void **state)
 		assert_true(sqrt(r) < 1e-5 * w[0]);
 	}
 	free(V);
-	assert_int_equal(run("eval %s " EXPR " eig --json", store), 0);
-	expect_out("\"eigenvalues\":[");
-	expect_out("\"method\":\"lanczos\"");
+	assert_int_equal(fx_cli("eval %s " EXPR " eig --json", store), 0);
+	fx_expect_stdout("\"eigenvalues\":[");
+	fx_expect_stdout("\"method\":\"lanczos\"");
 }
 
 static void test_cli_eval_errors(void **state)
@@ -508,59 +481,59 @@ static void test_cli_eval_errors(void **state)
 	uint64_t five = 5;
 
 	(void)state;
-	assert_int_equal(run("eval %s '2*F - * G' trace", store), 2);
-	expect_err("pspace: eval: syntax error at column 7 in '2*F - * G': expected a name, "
-	           "number, I or '('");
-	expect_err("Try 'pspace eval --help'");
-	assert_int_equal(run("eval %s '(F + G' trace", store), 2);
-	expect_err("column 7");
-	expect_err("expected ')'");
-	assert_int_equal(run("eval %s 'F G' trace", store), 2);
-	expect_err("column 3");
-	assert_int_equal(run("eval %s '2 + F' trace", store), 2);
-	expect_err("c*I");
+	assert_int_equal(fx_cli("eval %s '2*F - * G' trace", store), 2);
+	fx_expect_stderr("pspace: eval: syntax error at column 7 in '2*F - * G': expected a name, "
+	                 "number, I or '('");
+	fx_expect_stderr("Try 'pspace eval --help'");
+	assert_int_equal(fx_cli("eval %s '(F + G' trace", store), 2);
+	fx_expect_stderr("column 7");
+	fx_expect_stderr("expected ')'");
+	assert_int_equal(fx_cli("eval %s 'F G' trace", store), 2);
+	fx_expect_stderr("column 3");
+	assert_int_equal(fx_cli("eval %s '2 + F' trace", store), 2);
+	fx_expect_stderr("c*I");
 
-	assert_int_equal(run("eval %s '2*F - H' trace", store), 1);
-	expect_err("pspace: eval: store ");
-	expect_err(store);
-	expect_err("has no matrix 'H'");
+	assert_int_equal(fx_cli("eval %s '2*F - H' trace", store), 1);
+	fx_expect_stderr("pspace: eval: store ");
+	fx_expect_stderr(store);
+	fx_expect_stderr("has no matrix 'H'");
 
-	assert_int_equal(run("eval %s 'F + 2*S' trace", store), 1);
-	expect_err("dimension mismatch");
-	expect_err("'F' is 66 x 66");
-	expect_err("'2*S' is 10 x 10");
+	assert_int_equal(fx_cli("eval %s 'F + 2*S' trace", store), 1);
+	fx_expect_stderr("dimension mismatch");
+	fx_expect_stderr("'F' is 66 x 66");
+	fx_expect_stderr("'2*S' is 10 x 10");
 
 	assert_int_equal(pspace_npy_write(path("x5.npy"), PSPACE_F64, 1, &five, x5), 0);
 	assert_int_equal(
-	    run("eval %s F mv --in %s --out %s", store, path("x5.npy"), path("y5.npy")), 1);
-	expect_err(path("x5.npy"));
-	expect_err("has shape (5,), expected (66,) for d = 66");
-	assert_int_equal(run("eval %s F mv --in %s", store, path("nonexistent.npy")), 1);
-	expect_err(path("nonexistent.npy"));
+	    fx_cli("eval %s F mv --in %s --out %s", store, path("x5.npy"), path("y5.npy")), 1);
+	fx_expect_stderr(path("x5.npy"));
+	fx_expect_stderr("has shape (5,), expected (66,) for d = 66");
+	assert_int_equal(fx_cli("eval %s F mv --in %s", store, path("nonexistent.npy")), 1);
+	fx_expect_stderr(path("nonexistent.npy"));
 
-	assert_int_equal(run("eval %s F mv --out %s", store, path("y.npy")), 2);
-	expect_err("mv needs --in");
-	assert_int_equal(run("eval %s F frob", store), 2);
-	expect_err("unknown operation 'frob'");
-	assert_int_equal(run("eval %s F", store), 2);
-	expect_err("pspace: eval: missing OP");
-	assert_string_equal(out, "");
-	assert_int_equal(run("eval %s F norm --ord 3", store), 2);
-	expect_err("pspace: eval: --ord is fro, 2 or -2, not '3'");
-	assert_int_equal(run("eval %s F solve --in %s --tol 0", store, path("x5.npy")), 2);
-	expect_err("--tol must be > 0");
-	assert_int_equal(run("eval %s F trace --probes 1", store), 2);
-	expect_err("--probes needs an integer >= 2, not '1'");
-	assert_int_equal(run("eval %s F trace --frobnicate", store), 2);
-	expect_err("unknown option '--frobnicate'");
-	assert_int_equal(run("eval %s F trace", path("no.store")), 1);
-	expect_err(path("no.store"));
-	assert_int_equal(run("eval --help"), 0);
-	expect_out("usage: pspace eval STORE EXPR OP");
-	expect_out("  --precond EXPR");
+	assert_int_equal(fx_cli("eval %s F mv --out %s", store, path("y.npy")), 2);
+	fx_expect_stderr("mv needs --in");
+	assert_int_equal(fx_cli("eval %s F frob", store), 2);
+	fx_expect_stderr("unknown operation 'frob'");
+	assert_int_equal(fx_cli("eval %s F", store), 2);
+	fx_expect_stderr("pspace: eval: missing OP");
+	assert_string_equal(fx_out, "");
+	assert_int_equal(fx_cli("eval %s F norm --ord 3", store), 2);
+	fx_expect_stderr("pspace: eval: --ord is fro, 2 or -2, not '3'");
+	assert_int_equal(fx_cli("eval %s F solve --in %s --tol 0", store, path("x5.npy")), 2);
+	fx_expect_stderr("--tol must be > 0");
+	assert_int_equal(fx_cli("eval %s F trace --probes 1", store), 2);
+	fx_expect_stderr("--probes needs an integer >= 2, not '1'");
+	assert_int_equal(fx_cli("eval %s F trace --frobnicate", store), 2);
+	fx_expect_stderr("unknown option '--frobnicate'");
+	assert_int_equal(fx_cli("eval %s F trace", path("no.store")), 1);
+	fx_expect_stderr(path("no.store"));
+	assert_int_equal(fx_cli("eval --help"), 0);
+	fx_expect_stdout("usage: pspace eval STORE EXPR OP");
+	fx_expect_stdout("  --precond EXPR");
 	/* diag of a product has no exact form */
-	assert_int_equal(run("eval %s 'F*G' diag --out %s", store, path("pd.npy")), 1);
-	expect_err("pspace: eval: diag of 'F*G'");
+	assert_int_equal(fx_cli("eval %s 'F*G' diag --out %s", store, path("pd.npy")), 1);
+	fx_expect_stderr("pspace: eval: diag of 'F*G'");
 }
 
 /* An EXPR may start with '-'; "--" ends the options; --name=VALUE. */
@@ -571,9 +544,9 @@ static void test_cli_eval_arguments(void **state)
 	(void)state;
 	for (int i = 0; i < D; i++)
 		tr += F[i * D + i];
-	assert_int_equal(run("eval %s '-F + 2*F' trace", store), 0);
+	assert_int_equal(fx_cli("eval %s '-F + 2*F' trace", store), 0);
 	assert_true(fabs(out_scalar() - tr) <= 1e-8 * tr);
-	assert_int_equal(run("eval --probes=8 %s -- '-F + 2*F' trace", store), 0);
+	assert_int_equal(fx_cli("eval --probes=8 %s -- '-F + 2*F' trace", store), 0);
 	assert_true(fabs(out_scalar() - tr) <= 1e-8 * tr);
 }
 

@@ -22,45 +22,11 @@
 #include "fixture.h"
 #include "pspace.h"
 
-#define OUT_CAP 65536
-#define D       CLISTORE_D
+#define D CLISTORE_D
 
 static char root[64];
 static char store[128];
-static char out[OUT_CAP], err[OUT_CAP];
 static clistore_refs refs;
-
-/* Runs the tool (printf-style arguments): stdout into out[], stderr into
- * err[]; @return the exit status. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[1536];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return fx_run_tool(out, sizeof(out), err, sizeof(err), "%s", args);
-}
-
-static void has_in(const char *what, const char *buf, const char *needle)
-{
-	if (!strstr(buf, needle))
-		fail_msg("missing '%s' in %s:\n%s", needle, what, buf);
-}
-
-/* on stdout */
-static void has(const char *needle)
-{
-	has_in("stdout", out, needle);
-}
-
-/* on stderr */
-static void has_err(const char *needle)
-{
-	has_in("stderr", err, needle);
-}
 
 static int setup(void **state)
 {
@@ -178,9 +144,9 @@ static void check_npy_export(const char *name, const double *ref)
 		double *got;
 
 		snprintf(file, sizeof(file), "%s/%s%d.npy", root, name, i);
-		assert_int_equal(run("export '%s' %s --npy '%s' %s", store, name, file, mems[i]),
+		assert_int_equal(fx_cli("export '%s' %s --npy '%s' %s", store, name, file, mems[i]),
 		                 0);
-		has(i ? "streamed" : "float32");
+		fx_expect_stdout(i ? "streamed" : "float32");
 		got = read_npy(file, 2, shape);
 		assert_close32(got, ref, D * D);
 		assert_close32(got, lib, D * D);
@@ -217,7 +183,8 @@ static void test_cli_export_diag_block(void **state)
 		double ref[D], blk[16 * 16], *got;
 
 		snprintf(file, sizeof(file), "%s/%s.diag.npy", root, names[k]);
-		assert_int_equal(run("export '%s' %s --npy '%s' --diag", store, names[k], file), 0);
+		assert_int_equal(fx_cli("export '%s' %s --npy '%s' --diag", store, names[k], file),
+		                 0);
 		got = read_npy(file, 1, &d1);
 		for (int i = 0; i < D; i++)
 			ref[i] = want[k][i * D + i];
@@ -227,7 +194,7 @@ static void test_cli_export_diag_block(void **state)
 		/* fc2: rows/cols 16..24; fc1 streamed */
 		snprintf(file, sizeof(file), "%s/%s.fc2.npy", root, names[k]);
 		assert_int_equal(
-		    run("export '%s' %s --npy '%s' --block fc2", store, names[k], file), 0);
+		    fx_cli("export '%s' %s --npy '%s' --block fc2", store, names[k], file), 0);
 		got = read_npy(file, 2, b2);
 		for (int i = 0; i < 8; i++)
 			for (int j = 0; j < 8; j++)
@@ -236,7 +203,7 @@ static void test_cli_export_diag_block(void **state)
 		free(got);
 		snprintf(file, sizeof(file), "%s/%s.fc1.npy", root, names[k]);
 		assert_int_equal(
-		    run("export '%s' %s --npy '%s' --block fc1 --mem 3K", store, names[k], file),
+		    fx_cli("export '%s' %s --npy '%s' --block fc1 --mem 3K", store, names[k], file),
 		    0);
 		got = read_npy(file, 2, b1);
 		for (int i = 0; i < 16; i++)
@@ -256,10 +223,10 @@ static void test_cli_export_factors(void **state)
 
 	(void)state;
 	snprintf(dir, sizeof(dir), "%s/kfac.factors", root);
-	assert_int_equal(run("export '%s' kfac --npy '%s' --factors", store, dir), 0);
+	assert_int_equal(fx_cli("export '%s' kfac --npy '%s' --factors", store, dir), 0);
 	/* stdout: the files written, one a line; the count on stderr */
 	lines = 0;
-	for (char *p = out, *nl; (nl = strchr(p, '\n')); p = nl + 1, lines++) {
+	for (char *p = fx_out, *nl; (nl = strchr(p, '\n')); p = nl + 1, lines++) {
 		*nl = '\0';
 		assert_int_equal(strncmp(p, dir, strlen(dir)), 0);
 		assert_string_equal(p + strlen(p) - 4, ".npy");
@@ -267,9 +234,9 @@ static void test_cli_export_factors(void **state)
 		*nl = '\n';
 	}
 	assert_true(lines >= 4);
-	has("A.fc1.npy");
+	fx_expect_stdout("A.fc1.npy");
 	snprintf(file, sizeof(file), "pspace: export: %d arrays written to %s/\n", lines, dir);
-	assert_string_equal(err, file);
+	assert_string_equal(fx_err, file);
 	snprintf(file, sizeof(file), "%s/A.fc1.npy", dir);
 	got = read_npy(file, 2, s4);
 	assert_memory_equal(got, refs.A1, sizeof(refs.A1));
@@ -287,9 +254,9 @@ static void test_cli_export_factors(void **state)
 	assert_memory_equal(got, refs.G2, sizeof(refs.G2));
 	free(got);
 	/* stored kinds have no factors */
-	assert_int_equal(run("export '%s' dense --npy '%s' --factors", store, dir), 1);
-	has_err("matrix dense");
-	has_err("--factors");
+	assert_int_equal(fx_cli("export '%s' dense --npy '%s' --factors", store, dir), 1);
+	fx_expect_stderr("matrix dense");
+	fx_expect_stderr("--factors");
 }
 
 static void check_png(const char *name, const double *ref)
@@ -298,7 +265,7 @@ static void check_png(const char *name, const double *ref)
 	image im;
 
 	snprintf(file, sizeof(file), "%s/%s.png", root, name);
-	assert_int_equal(run("export '%s' %s --png '%s'", store, name, file), 0);
+	assert_int_equal(fx_cli("export '%s' %s --png '%s'", store, name, file), 0);
 	read_png(file, &im);
 	assert_int_equal(im.w, D);
 	assert_int_equal(im.h, D);
@@ -339,7 +306,7 @@ static void test_cli_export_png(void **state)
 
 	/* one layer: 16 x 16, no lines, diagonal brightest */
 	snprintf(file, sizeof(file), "%s/fc1.png", root);
-	assert_int_equal(run("export '%s' dense --png '%s' --layer fc1", store, file), 0);
+	assert_int_equal(fx_cli("export '%s' dense --png '%s' --layer fc1", store, file), 0);
 	read_png(file, &im);
 	assert_int_equal(im.w, 16);
 	assert_int_equal(im.h, 16);
@@ -349,7 +316,7 @@ static void test_cli_export_png(void **state)
 
 	/* downsampled: 12 x 12 pixels of 2 x 2 entries */
 	snprintf(file, sizeof(file), "%s/small.png", root);
-	assert_int_equal(run("export '%s' kfac --png '%s' --size 12 --mem 64K", store, file), 0);
+	assert_int_equal(fx_cli("export '%s' kfac --png '%s' --size 12 --mem 64K", store, file), 0);
 	read_png(file, &im);
 	assert_int_equal(im.w, 12);
 	assert_int_equal(im.h, 12);
@@ -362,40 +329,40 @@ static void test_cli_export_errors(void **state)
 
 	(void)state;
 	snprintf(file, sizeof(file), "%s/err.npy", root);
-	assert_int_equal(run("export '%s/nostore' dense --npy '%s'", root, file), 1);
-	has_err("nostore");
-	assert_int_equal(run("export '%s' nosuch --npy '%s'", store, file), 1);
-	has_err("nosuch");
+	assert_int_equal(fx_cli("export '%s/nostore' dense --npy '%s'", root, file), 1);
+	fx_expect_stderr("nostore");
+	assert_int_equal(fx_cli("export '%s' nosuch --npy '%s'", store, file), 1);
+	fx_expect_stderr("nosuch");
 	/* usage errors */
-	assert_int_equal(run("export '%s' dense", store), 2);
-	has_err("Try 'pspace export --help'");
-	assert_int_equal(run("export '%s' dense --npy a.npy --png b.png", store), 2);
-	assert_int_equal(run("export '%s' dense --npy a.npy --diag --factors", store), 2);
-	assert_int_equal(run("export '%s' dense --png a.png --size 0", store), 2);
-	has_err("--size needs an integer in [1, 16384], not '0'");
-	assert_int_equal(run("export '%s' dense --npy a.npy --mem lots", store), 2);
-	has_err("--mem needs a size like 512M or 4G, not 'lots'");
-	assert_int_equal(run("export '%s' dense --npy a.npy --size 64", store), 2);
-	has_err("go with --png");
-	assert_int_equal(run("export --help"), 0);
-	has("--factors");
-	has("  --npy OUT");
-	has("  --png OUT");
+	assert_int_equal(fx_cli("export '%s' dense", store), 2);
+	fx_expect_stderr("Try 'pspace export --help'");
+	assert_int_equal(fx_cli("export '%s' dense --npy a.npy --png b.png", store), 2);
+	assert_int_equal(fx_cli("export '%s' dense --npy a.npy --diag --factors", store), 2);
+	assert_int_equal(fx_cli("export '%s' dense --png a.png --size 0", store), 2);
+	fx_expect_stderr("--size needs an integer in [1, 16384], not '0'");
+	assert_int_equal(fx_cli("export '%s' dense --npy a.npy --mem lots", store), 2);
+	fx_expect_stderr("--mem needs a size like 512M or 4G, not 'lots'");
+	assert_int_equal(fx_cli("export '%s' dense --npy a.npy --size 64", store), 2);
+	fx_expect_stderr("go with --png");
+	assert_int_equal(fx_cli("export --help"), 0);
+	fx_expect_stdout("--factors");
+	fx_expect_stdout("  --npy OUT");
+	fx_expect_stdout("  --png OUT");
 	/* too big for --mem: not even one band of rows fits */
-	assert_int_equal(run("export '%s' dense --npy '%s' --mem 1K", store, file), 1);
-	has_err("matrix dense");
-	has_err(file);
-	has_err("--mem");
+	assert_int_equal(fx_cli("export '%s' dense --npy '%s' --mem 1K", store, file), 1);
+	fx_expect_stderr("matrix dense");
+	fx_expect_stderr(file);
+	fx_expect_stderr("--mem");
 	assert_int_equal(access(file, F_OK), -1);
-	assert_int_equal(run("export '%s' kfac --npy '%s' --mem 100", store, file), 1);
-	has_err("matrix kfac");
+	assert_int_equal(fx_cli("export '%s' kfac --npy '%s' --mem 100", store, file), 1);
+	fx_expect_stderr("matrix kfac");
 	/* PNG of a missing layer; --block of a missing layer */
-	assert_int_equal(run("export '%s' dense --png '%s/x.png' --layer fc9", store, root), 1);
-	has_err("matrix dense");
-	has_err("fc9");
-	assert_int_equal(run("export '%s' bd --npy '%s' --block fc9", store, file), 1);
-	has_err("matrix bd");
-	has_err("fc9");
+	assert_int_equal(fx_cli("export '%s' dense --png '%s/x.png' --layer fc9", store, root), 1);
+	fx_expect_stderr("matrix dense");
+	fx_expect_stderr("fc9");
+	assert_int_equal(fx_cli("export '%s' bd --npy '%s' --block fc9", store, file), 1);
+	fx_expect_stderr("matrix bd");
+	fx_expect_stderr("fc9");
 }
 
 int main(void)

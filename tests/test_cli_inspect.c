@@ -20,47 +20,13 @@
 #include "fixture.h"
 #include "pspace.h"
 
-#define OUT_CAP 65536
-#define D       CLISTORE_D
-#define TILE    CLISTORE_TILE
+#define D    CLISTORE_D
+#define TILE CLISTORE_TILE
 
 static char root[64];
 static char store[128];
-static char out[OUT_CAP], err[OUT_CAP];
 static clistore_refs refs;
 static uint64_t rng = 0x1234567;
-
-/* Runs the tool (printf-style arguments): stdout into out[], stderr into
- * err[]; @return the exit status. */
-static int run(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int run(const char *fmt, ...)
-{
-	char args[1536];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(args, sizeof(args), fmt, ap);
-	va_end(ap);
-	return fx_run_tool(out, sizeof(out), err, sizeof(err), "%s", args);
-}
-
-static void has_in(const char *what, const char *buf, const char *needle)
-{
-	if (!strstr(buf, needle))
-		fail_msg("missing '%s' in %s:\n%s", needle, what, buf);
-}
-
-/* on stdout */
-static void has(const char *needle)
-{
-	has_in("stdout", out, needle);
-}
-
-/* on stderr */
-static void has_err(const char *needle)
-{
-	has_in("stderr", err, needle);
-}
 
 /* ---- a minimal JSON validity check ------------------------------------------ */
 
@@ -179,89 +145,89 @@ static int teardown(void **state)
 static void test_cli_inspect_ls(void **state)
 {
 	(void)state;
-	assert_int_equal(run("ls '%s'", store), 0);
-	has("NAME");
-	has("dense");
-	has("blockdiag");
-	has("kfac");
-	has("ekfac");
-	has("complete");
-	assert_int_equal(run("ls '%s' --json", store), 0);
-	assert_json(out);
-	has("\"name\": \"bd\"");
-	has("\"kind\": \"blockdiag\"");
-	has("\"d\": 24");
-	has("\"precision\": \"f32\"");
-	has("\"stored_bytes\"");
-	has("\"ratio\"");
-	has("\"state\": \"complete\"");
-	assert_int_equal(run("ls --help"), 0);
-	has("usage: pspace ls");
+	assert_int_equal(fx_cli("ls '%s'", store), 0);
+	fx_expect_stdout("NAME");
+	fx_expect_stdout("dense");
+	fx_expect_stdout("blockdiag");
+	fx_expect_stdout("kfac");
+	fx_expect_stdout("ekfac");
+	fx_expect_stdout("complete");
+	assert_int_equal(fx_cli("ls '%s' --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"name\": \"bd\"");
+	fx_expect_stdout("\"kind\": \"blockdiag\"");
+	fx_expect_stdout("\"d\": 24");
+	fx_expect_stdout("\"precision\": \"f32\"");
+	fx_expect_stdout("\"stored_bytes\"");
+	fx_expect_stdout("\"ratio\"");
+	fx_expect_stdout("\"state\": \"complete\"");
+	assert_int_equal(fx_cli("ls --help"), 0);
+	fx_expect_stdout("usage: pspace ls");
 }
 
 static void test_cli_inspect_info(void **state)
 {
 	(void)state;
-	assert_int_equal(run("info '%s' bd", store), 0);
-	has("kind       blockdiag");
-	has("fc1");
-	has("fc2");
-	has("BLOCK");
-	assert_int_equal(run("info '%s' bd --json", store), 0);
-	assert_json(out);
-	has("\"kind\": \"blockdiag\"");
-	has("\"nblocks\": 2");
-	has("\"tile\": 8");
-	has("\"dtype\": \"f32\"");
-	has("\"created\": \"20");
-	has("\"completed\": \"20");
-	has("\"layout\": [");
-	has("\"name\": \"fc1\"");
-	has("\"offset\": 16");
-	has("\"blocks\": [");
+	assert_int_equal(fx_cli("info '%s' bd", store), 0);
+	fx_expect_stdout("kind       blockdiag");
+	fx_expect_stdout("fc1");
+	fx_expect_stdout("fc2");
+	fx_expect_stdout("BLOCK");
+	assert_int_equal(fx_cli("info '%s' bd --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"kind\": \"blockdiag\"");
+	fx_expect_stdout("\"nblocks\": 2");
+	fx_expect_stdout("\"tile\": 8");
+	fx_expect_stdout("\"dtype\": \"f32\"");
+	fx_expect_stdout("\"created\": \"20");
+	fx_expect_stdout("\"completed\": \"20");
+	fx_expect_stdout("\"layout\": [");
+	fx_expect_stdout("\"name\": \"fc1\"");
+	fx_expect_stdout("\"offset\": 16");
+	fx_expect_stdout("\"blocks\": [");
 	/* block 0: 16 = 2 x 2 tiles, 3 stored (symmetric); block 1: one tile */
-	has("\"dim\": 16,\n      \"tiles\": 3");
-	has("\"dim\": 8,\n      \"tiles\": 1");
-	assert_int_equal(run("info '%s' kfac --json", store), 0);
-	assert_json(out);
-	has("\"name\": \"A.fc1\"");
-	has("\"name\": \"G.fc2\"");
-	assert_int_equal(run("info '%s' ekfac --json", store), 0);
-	assert_json(out);
-	has("\"ekfac_updated\": false");
-	assert_int_equal(run("info '%s' ekfac", store), 0);
-	has("not updated");
+	fx_expect_stdout("\"dim\": 16,\n      \"tiles\": 3");
+	fx_expect_stdout("\"dim\": 8,\n      \"tiles\": 1");
+	assert_int_equal(fx_cli("info '%s' kfac --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"name\": \"A.fc1\"");
+	fx_expect_stdout("\"name\": \"G.fc2\"");
+	assert_int_equal(fx_cli("info '%s' ekfac --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"ekfac_updated\": false");
+	assert_int_equal(fx_cli("info '%s' ekfac", store), 0);
+	fx_expect_stdout("not updated");
 }
 
 static void test_cli_inspect_stat(void **state)
 {
 	(void)state;
-	assert_int_equal(run("stat '%s'", store), 0);
-	has("total");
-	has("page size");
-	has("overflow");
-	assert_int_equal(run("stat '%s' --json", store), 0);
-	assert_json(out);
-	has("\"lmdb\"");
-	has("\"page_size\"");
-	has("\"tree_depth\"");
-	has("\"matrices\": 5");
+	assert_int_equal(fx_cli("stat '%s'", store), 0);
+	fx_expect_stdout("total");
+	fx_expect_stdout("page size");
+	fx_expect_stdout("overflow");
+	assert_int_equal(fx_cli("stat '%s' --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"lmdb\"");
+	fx_expect_stdout("\"page_size\"");
+	fx_expect_stdout("\"tree_depth\"");
+	fx_expect_stdout("\"matrices\": 5");
 	/* dense: 3 x 3 tile grid, 6 stored */
-	assert_int_equal(run("stat '%s' dense --json", store), 0);
-	assert_json(out);
-	has("\"tiles\": 6");
-	assert_int_equal(run("stat '%s' nosuch", store), 1);
-	has_err("nosuch");
+	assert_int_equal(fx_cli("stat '%s' dense --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"tiles\": 6");
+	assert_int_equal(fx_cli("stat '%s' nosuch", store), 1);
+	fx_expect_stderr("nosuch");
 }
 
 static void test_cli_inspect_verify(void **state)
 {
 	(void)state;
-	assert_int_equal(run("verify '%s'", store), 0);
-	has("0 bad");
-	assert_int_equal(run("verify '%s' kfac --json", store), 0);
-	assert_json(out);
-	has("\"ok\": true");
+	assert_int_equal(fx_cli("verify '%s'", store), 0);
+	fx_expect_stdout("0 bad");
+	assert_int_equal(fx_cli("verify '%s' kfac --json", store), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"ok\": true");
 }
 
 static void copy_store(const char *to)
@@ -296,18 +262,18 @@ static void test_cli_inspect_verify_corrupt(void **state)
 	while (fx_flip_in_file(data, needle, sizeof(needle)) > 1)
 		;
 
-	assert_int_equal(run("verify '%s'", path), 1);
-	has("matrix dense");
-	has("(0,0,1)");
-	has(path);
-	has("CORRUPT");
-	has("1 bad");
-	has_err("1 corrupt tile(s)/array(s) found");
-	assert_int_equal(run("verify '%s' dense --json", path), 1);
-	has("\"row\": 0,\n          \"col\": 1");
-	has("\"ok\": false");
+	assert_int_equal(fx_cli("verify '%s'", path), 1);
+	fx_expect_stdout("matrix dense");
+	fx_expect_stdout("(0,0,1)");
+	fx_expect_stdout(path);
+	fx_expect_stdout("CORRUPT");
+	fx_expect_stdout("1 bad");
+	fx_expect_stderr("1 corrupt tile(s)/array(s) found");
+	assert_int_equal(fx_cli("verify '%s' dense --json", path), 1);
+	fx_expect_stdout("\"row\": 0,\n          \"col\": 1");
+	fx_expect_stdout("\"ok\": false");
 	/* the other matrices are fine */
-	assert_int_equal(run("verify '%s' bd", path), 0);
+	assert_int_equal(fx_cli("verify '%s' bd", path), 0);
 }
 
 static void test_cli_inspect_verify_incomplete(void **state)
@@ -337,18 +303,18 @@ static void test_cli_inspect_verify_incomplete(void **state)
 	pspace_writer_abort(w, 0);
 	pspace_store_close(s);
 
-	assert_int_equal(run("ls '%s'", path), 0);
-	has("building");
-	assert_int_equal(run("verify '%s'", path), 0);
-	has("half: 1 tiles");
-	has("incomplete");
-	has("1 incomplete");
-	assert_int_equal(run("verify '%s' half --json", path), 0);
-	assert_json(out);
-	has("\"status\": \"incomplete\"");
+	assert_int_equal(fx_cli("ls '%s'", path), 0);
+	fx_expect_stdout("building");
+	assert_int_equal(fx_cli("verify '%s'", path), 0);
+	fx_expect_stdout("half: 1 tiles");
+	fx_expect_stdout("incomplete");
+	fx_expect_stdout("1 incomplete");
+	assert_int_equal(fx_cli("verify '%s' half --json", path), 0);
+	assert_json(fx_out);
+	fx_expect_stdout("\"status\": \"incomplete\"");
 	/* an incomplete matrix is not exported */
-	assert_int_equal(run("export '%s' half --npy '%s/half.npy'", path, root), 1);
-	has_err("half");
+	assert_int_equal(fx_cli("export '%s' half --npy '%s/half.npy'", path, root), 1);
+	fx_expect_stderr("half");
 }
 
 static void test_cli_inspect_rm_compact(void **state)
@@ -363,19 +329,19 @@ static void test_cli_inspect_rm_compact(void **state)
 	snprintf(path, sizeof(path), "%s/rm.store", root);
 	snprintf(comp, sizeof(comp), "%s/compact.store", root);
 	copy_store(path);
-	assert_int_equal(run("rm '%s' diag", path), 0);
-	has("removed diag");
-	assert_int_equal(run("ls '%s'", path), 0);
-	assert_null(strstr(out, "\ndiag "));
-	has("\nbd ");
-	assert_int_equal(run("rm '%s' diag", path), 1);
-	has_err("no matrix 'diag'");
-	assert_int_equal(run("compact '%s' '%s'", path, comp), 0);
-	has(" -> ");
-	assert_int_equal(run("verify '%s'", comp), 0);
-	has("4 matrices");
-	assert_int_equal(run("compact '%s' '%s'", path, comp), 1);
-	has_err(comp);
+	assert_int_equal(fx_cli("rm '%s' diag", path), 0);
+	fx_expect_stdout("removed diag");
+	assert_int_equal(fx_cli("ls '%s'", path), 0);
+	assert_null(strstr(fx_out, "\ndiag "));
+	fx_expect_stdout("\nbd ");
+	assert_int_equal(fx_cli("rm '%s' diag", path), 1);
+	fx_expect_stderr("no matrix 'diag'");
+	assert_int_equal(fx_cli("compact '%s' '%s'", path, comp), 0);
+	fx_expect_stdout(" -> ");
+	assert_int_equal(fx_cli("verify '%s'", comp), 0);
+	fx_expect_stdout("4 matrices");
+	assert_int_equal(fx_cli("compact '%s' '%s'", path, comp), 1);
+	fx_expect_stderr(comp);
 
 	/* same products from both stores */
 	assert_int_equal(pspace_store_open(&s1, path, NULL), 0);
@@ -401,37 +367,37 @@ static void test_cli_inspect_errors(void **state)
 
 	(void)state;
 	/* missing store */
-	assert_int_equal(run("ls '%s/nostore'", root), 1);
-	has_err("nostore");
-	assert_string_equal(out, "");
-	assert_int_equal(run("info '%s/nostore' dense", root), 1);
-	has_err("nostore");
+	assert_int_equal(fx_cli("ls '%s/nostore'", root), 1);
+	fx_expect_stderr("nostore");
+	assert_string_equal(fx_out, "");
+	assert_int_equal(fx_cli("info '%s/nostore' dense", root), 1);
+	fx_expect_stderr("nostore");
 	/* missing matrix */
-	assert_int_equal(run("info '%s' nosuch", store), 1);
-	has_err("no matrix 'nosuch'");
-	assert_int_equal(run("verify '%s' nosuch", store), 1);
-	has_err("nosuch");
+	assert_int_equal(fx_cli("info '%s' nosuch", store), 1);
+	fx_expect_stderr("no matrix 'nosuch'");
+	assert_int_equal(fx_cli("verify '%s' nosuch", store), 1);
+	fx_expect_stderr("nosuch");
 	/* bad options and arguments */
-	assert_int_equal(run("ls '%s' --frobnicate", store), 2);
-	has_err("pspace: ls: unknown option '--frobnicate'");
-	has_err("Try 'pspace ls --help'");
-	assert_int_equal(run("ls '%s' --json=yes", store), 2);
-	has_err("--json takes no value");
-	assert_int_equal(run("info '%s'", store), 2);
-	has_err("missing NAME");
-	assert_int_equal(run("stat '%s' a b", store), 2);
-	has_err("unexpected argument 'b'");
-	assert_int_equal(run("rm '%s'", store), 2);
-	has_err("pspace: rm: missing NAME");
-	assert_int_equal(run("compact"), 2);
-	has_err("pspace: compact: missing STORE");
+	assert_int_equal(fx_cli("ls '%s' --frobnicate", store), 2);
+	fx_expect_stderr("pspace: ls: unknown option '--frobnicate'");
+	fx_expect_stderr("Try 'pspace ls --help'");
+	assert_int_equal(fx_cli("ls '%s' --json=yes", store), 2);
+	fx_expect_stderr("--json takes no value");
+	assert_int_equal(fx_cli("info '%s'", store), 2);
+	fx_expect_stderr("missing NAME");
+	assert_int_equal(fx_cli("stat '%s' a b", store), 2);
+	fx_expect_stderr("unexpected argument 'b'");
+	assert_int_equal(fx_cli("rm '%s'", store), 2);
+	fx_expect_stderr("pspace: rm: missing NAME");
+	assert_int_equal(fx_cli("compact"), 2);
+	fx_expect_stderr("pspace: compact: missing STORE");
 	/* help, generated from each command's table, on stdout */
 	for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++) {
-		assert_int_equal(run("%s --help", cmds[i]), 0);
-		has("usage: pspace ");
-		has(cmds[i]);
-		has("  -h, --help");
-		assert_string_equal(err, "");
+		assert_int_equal(fx_cli("%s --help", cmds[i]), 0);
+		fx_expect_stdout("usage: pspace ");
+		fx_expect_stdout(cmds[i]);
+		fx_expect_stdout("  -h, --help");
+		assert_string_equal(fx_err, "");
 	}
 }
 

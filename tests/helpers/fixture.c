@@ -278,3 +278,28 @@ unsigned fx_flip_in_file(const char *file, const void *needle, size_t n)
 	close(fd);
 	return count;
 }
+
+char fx_out[FX_OUT_CAP], fx_err[FX_OUT_CAP];
+
+int fx_cli(const char *fmt, ...)
+{
+	char args[2048];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(args, sizeof(args), fmt, ap);
+	va_end(ap);
+	return fx_run_tool(fx_out, sizeof(fx_out), fx_err, sizeof(fx_err), "%s", args);
+}
+
+void fx_expect_stdout(const char *needle)
+{
+	if (!strstr(fx_out, needle))
+		fail_msg("stdout lacks \"%s\":\n%s", needle, fx_out);
+}
+
+void fx_expect_stderr(const char *needle)
+{
+	if (!strstr(fx_err, needle))
+		fail_msg("stderr lacks \"%s\":\n%s", needle, fx_err);
+}

@@ -106,6 +106,25 @@ void fx_expect_err(int rc, int code, const char *path, const char *substr);
 int fx_run_tool(char *out, size_t outcap, char *err, size_t errcap, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
 
+/** Capacity of fx_out and fx_err. */
+#define FX_OUT_CAP 65536
+
+/** stdout and stderr of the last fx_cli() call, NUL-terminated. */
+extern char fx_out[FX_OUT_CAP], fx_err[FX_OUT_CAP];
+
+/**
+ * fx_run_tool() with stdout into fx_out and stderr into fx_err (each
+ * command a printf-style shell fragment, at most 2 KiB).
+ * @return the exit status.
+ */
+int fx_cli(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+/** Fails the test unless @p needle is in fx_out (the last stdout). */
+void fx_expect_stdout(const char *needle);
+
+/** Fails the test unless @p needle is in fx_err (the last stderr). */
+void fx_expect_stderr(const char *needle);
+
 /* ---- files -------------------------------------------------------------------------- */
 
 /** Writes @p len bytes of @p buf to @p path (created or truncated). */
