@@ -77,6 +77,25 @@ static int qd_batch(void *ud, const double *X, uint64_t m, uint64_t ld)
 	return 0;
 }
 
+/* Diag / QuasiDiag straight from layer tensors (r->qd_add), batch by batch. */
+static int qd_layers(const pspace_build_target *t, pspace_rows *r, const pspace_build_opts *o,
+                     pspace_kind kind, qd *q)
+{
+	uint64_t dd = pspace_layout_dim(t->sub), nx = o->batch ? o->batch : 256;
+	int rc = 0;
+
+	if (nx > r->n)
+		nx = r->n;
+	for (uint64_t x0 = 0; rc == 0 && x0 < r->n; x0 += nx) {
+		uint64_t k = r->n - x0 < nx ? r->n - x0 : nx;
+
+		rc = r->qd_add(r->ud, x0, k, t->coff, t->coff + dd, q->diag, q->cross);
+		if (rc == 0)
+			pspace_build_progress(o, pspace_kind_name(kind), x0 + k, r->n);
+	}
+	return rc;
+}
+
 static int build_qd(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
                     const pspace_build_opts *o, pspace_mat **out)
 {
@@ -103,7 +122,10 @@ static int build_qd(const pspace_build_target *t, pspace_kind kind, pspace_rows 
 		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory", t->name);
 		goto out;
 	}
-	rc = one_pass(t, r, o, bytes, pspace_kind_name(kind), qd_batch, &q);
+	if (r->qd_add)
+		rc = qd_layers(t, r, o, kind, &q);
+	else
+		rc = one_pass(t, r, o, bytes, pspace_kind_name(kind), qd_batch, &q);
 	if (rc != 0)
 		goto out;
 	for (uint64_t p = 0; p < dd; p++)

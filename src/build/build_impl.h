@@ -25,6 +25,16 @@ typedef struct pspace_rows {
 	int (*read)(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *out,
 	            size_t ld);
 	void *ud;
+	/**
+	 * Optional (layer-tensor sources): adds, for examples [x0, x0 + nx) and
+	 * the columns [c0, c0 + dim of their layers), sum_k g^2 of the
+	 * per-example gradients to diag[] and, where cross[i] is not NULL,
+	 * sum_k g_b[o] g_W[o, j] to cross[i] (layer i of those columns), straight
+	 * from the tensors without forming the rows. NULL: Diag and QuasiDiag
+	 * read rows.
+	 */
+	int (*qd_add)(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *diag,
+	              double **cross);
 	uint64_t reads; /**< read() calls so far (statistics) */
 } pspace_rows;
 

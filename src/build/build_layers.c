@@ -162,6 +162,119 @@ static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t 
 	return rc;
 }
 
+/*
+ * Diag and QuasiDiag terms of layer @p L for a batch: with one location
+ * (T = 1) they factor, sum_x sum_k g_k[o]^2 a[j]^2 = (sum_k g^2)^T (a*a) and
+ * the cross term (sum_k g^2)^T a, one gemm each instead of K nx gradient
+ * rows; otherwise each per-example gradient is formed for this layer alone
+ * (out x in, from a gemm over the T locations) and squared.
+ */
+static int layer_qd(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t x0,
+                    uint64_t nx, double *diag, double *cross)
+{
+	uint64_t T = b->T, emb = L->kind == PSPACE_LAYER_EMBEDDING;
+	uint64_t od = emb ? L->shape[1] : L->shape[0], in = emb ? 0 : L->weight_size / L->shape[0];
+	uint64_t nw = emb ? L->size : od * in;
+	double *g2 = NULL, *sq = NULL, *gr = NULL, *s = NULL;
+	int rc = check_batch(L, b);
+
+	if (rc != 0)
+		goto out;
+	if (!emb && T == 1) {
+		uint64_t ng = nx * od, na = nx * in;
+
+		g2 = calloc(ng > 0 ? ng : 1, sizeof(double));
+		sq = malloc((na > 0 ? na : 1) * sizeof(double));
+		if (!g2 || !sq) {
+			rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
+			goto out;
+		}
+		for (uint32_t k = 0; k < K; k++)
+			for (uint64_t i = 0; i < nx * od; i++) {
+				double v = b->grads[(uint64_t)k * nx * od + i];
+
+				g2[i] += v * v;
+			}
+		for (uint64_t i = 0; i < nx * in; i++)
+			sq[i] = b->acts[i] * b->acts[i];
+		gemm_tn(od, in, nx, 1.0, g2, od, sq, in, 1.0, diag, in, 1);
+		if (cross)
+			gemm_tn(od, in, nx, 1.0, g2, od, b->acts, in, 1.0, cross, in, 1);
+		for (uint64_t x = 0; L->bias && x < nx; x++)
+			for (uint64_t o = 0; o < od; o++)
+				diag[L->weight_size + o] += g2[x * od + o];
+		goto out;
+	}
+	gr = calloc(nw ? nw : 1, sizeof(double));
+	s = calloc(od ? od : 1, sizeof(double));
+	if (!gr || !s) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
+		goto out;
+	}
+	for (uint32_t k = 0; rc == 0 && k < K; k++)
+		for (uint64_t x = 0; rc == 0 && x < nx; x++) {
+			const double *g = b->grads + ((uint64_t)k * nx + x) * T * od;
+
+			if (emb) {
+				/* rows of the ids seen, squared once each, then zeroed again */
+				for (uint64_t t = 0; rc == 0 && t < T; t++) {
+					int64_t id = b->ids[x * T + t];
+
+					rc = check_id(L, id, x0 + x);
+					for (uint64_t e = 0; rc == 0 && e < od; e++)
+						gr[(uint64_t)id * od + e] += g[t * od + e];
+				}
+				for (uint64_t t = 0; rc == 0 && t < T; t++) {
+					double *row = gr + (uint64_t)b->ids[x * T + t] * od;
+					double *dr = diag + (uint64_t)b->ids[x * T + t] * od;
+
+					for (uint64_t e = 0; e < od; e++) {
+						dr[e] += row[e] * row[e];
+						row[e] = 0;
+					}
+				}
+				continue;
+			}
+			gemm_tn(od, in, T, 1.0, g, od, b->acts + x * T * in, in, 0.0, gr, in, 1);
+			for (uint64_t i = 0; i < nw; i++)
+				diag[i] += gr[i] * gr[i];
+			for (uint64_t o = 0; L->bias && o < od; o++) {
+				double v = 0;
+
+				for (uint64_t t = 0; t < T; t++)
+					v += g[t * od + o];
+				diag[L->weight_size + o] += v * v;
+				for (uint64_t j = 0; cross && j < in; j++)
+					cross[o * in + j] += v * gr[o * in + j];
+			}
+		}
+out:
+	free(s);
+	free(gr);
+	free(sq);
+	free(g2);
+	return pspace_err_prefix(rc, "layer %s", L->name);
+}
+
+static int lrows_qd_add(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *diag,
+                        double **cross)
+{
+	lrows *q = ud;
+	int rc = read_batch(q->src, x0, nx, q->batch);
+	size_t li = 0;
+
+	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(q->l); i++) {
+		const pspace_layer *L = pspace_layout_layer(q->l, i);
+
+		if (L->offset < c0 || L->offset >= c1)
+			continue;
+		rc = layer_qd(L, &q->batch[i], q->src->outputs, x0, nx, diag + (L->offset - c0),
+		              cross ? cross[li] : NULL);
+		li++;
+	}
+	return rc;
+}
+
 int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
                             const pspace_layer_source *src)
 {
@@ -184,6 +297,7 @@ int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
 	out->K = src->outputs;
 	out->d = pspace_layout_dim(layout);
 	out->read = lrows_read;
+	out->qd_add = lrows_qd_add;
 	out->ud = q;
 	return 0;
 }
