@@ -343,6 +343,31 @@ static void test_vec_rademacher(void **state)
 	free(x);
 }
 
+/* X = a X row by row; a = 0 writes zeros over NaN, a = 1 leaves X, padding untouched. */
+static void test_vec_scale_rows(void **state)
+{
+	enum { N = 5, K = 3, LD = 7 };
+	double X[K * LD];
+
+	(void)state;
+	for (double a = -2.0; a <= 2.0; a += 1.0) {
+		for (int i = 0; i < K * LD; i++)
+			X[i] = a == 0.0 ? NAN : 0.5 + i;
+		pspace_vec_scale_rows(N, K, a, X, LD);
+		for (int j = 0; j < K; j++)
+			for (int i = 0; i < LD; i++) {
+				int at = j * LD + i;
+
+				if (i >= N && a == 0.0)
+					assert_true(isnan(X[at]));
+				else if (i >= N)
+					assert_true(X[at] == 0.5 + at);
+				else
+					assert_true(X[at] == (a == 0.0 ? 0.0 : a * (0.5 + at)));
+			}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -355,6 +380,7 @@ int main(void)
 	    cmocka_unit_test(test_vec_randn_statistics),
 	    cmocka_unit_test(test_vec_randn_deterministic),
 	    cmocka_unit_test(test_vec_rademacher),
+	    cmocka_unit_test(test_vec_scale_rows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -40,6 +40,12 @@ PSPACE_API double pspace_vec_dot(uint64_t n, const double *x, const double *y);
 PSPACE_API void pspace_vec_axpy(uint64_t n, double a, const double *x, double *y);
 /** x *= a. */
 PSPACE_API void pspace_vec_scale(uint64_t n, double a, double *x);
+/**
+ * X = a X for the k rows of n values of X (leading dimension ld), with
+ * BLAS's beta convention: a == 0 writes zeros without reading X (NaN in X
+ * is ignored), a == 1 leaves X untouched.
+ */
+PSPACE_API void pspace_vec_scale_rows(uint64_t n, uint32_t k, double a, double *X, size_t ld);
 /** y = x. */
 PSPACE_API void pspace_vec_copy(uint64_t n, const double *x, double *y);
 /** x = 0. */

@@ -123,6 +123,18 @@ void pspace_vec_scale(uint64_t n, double a, double *x)
 		x[i] *= a;
 }
 
+void pspace_vec_scale_rows(uint64_t n, uint32_t k, double a, double *X, size_t ld)
+{
+	if (a == 1.0)
+		return;
+	for (uint32_t j = 0; j < k; j++) {
+		if (a == 0.0)
+			pspace_vec_zero(n, X + (size_t)j * ld);
+		else
+			pspace_vec_scale(n, a, X + (size_t)j * ld);
+	}
+}
+
 void pspace_vec_copy(uint64_t n, const double *x, double *y)
 {
 	if (x == y)

@@ -62,19 +62,6 @@ static int unsupported(const pspace_mat *m, const char *op)
 
 /* ---- operations --------------------------------------------------------------- */
 
-/* Y = beta Y over k rows of d; with beta == 0, Y is not read (NaN ignored, as in BLAS). */
-static void rows_scale(uint64_t d, uint32_t k, double beta, double *Y, size_t ldy)
-{
-	if (beta == 1.0)
-		return;
-	for (uint32_t j = 0; j < k; j++) {
-		if (beta == 0.0)
-			pspace_vec_zero(d, Y + (size_t)j * ldy);
-		else
-			pspace_vec_scale(d, beta, Y + (size_t)j * ldy);
-	}
-}
-
 int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
                   size_t ldx, double beta, double *Y, size_t ldy)
 {
@@ -89,7 +76,7 @@ int pspace_mat_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha
 	if (rc != 0 || k == 0 || m->d == 0)
 		return rc;
 	/* The kinds accumulate; beta is applied here once, as gemm does. */
-	rows_scale(m->d, k, beta, Y, ldy);
+	pspace_vec_scale_rows(m->d, k, beta, Y, ldy);
 	if (alpha == 0.0)
 		return 0;
 	pspace_exec_resolve(ex, &e);

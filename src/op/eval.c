@@ -23,19 +23,6 @@ static int check_rows(const pspace_op *a, const void *X, size_t ldx, const char 
 	return 0;
 }
 
-/* Y = beta Y over k rows of d; with beta == 0, Y is not read (NaN ignored, as in BLAS). */
-static void rows_scale(uint64_t d, uint32_t k, double beta, double *Y, size_t ldy)
-{
-	if (beta == 1.0)
-		return;
-	for (uint32_t j = 0; j < k; j++) {
-		if (beta == 0.0)
-			pspace_vec_zero(d, Y + (size_t)j * ldy);
-		else
-			pspace_vec_scale(d, beta, Y + (size_t)j * ldy);
-	}
-}
-
 int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, double alpha, const double *X,
                  size_t ldx, double beta, double *Y, size_t ldy)
 {
@@ -48,12 +35,12 @@ int pspace_op_mm(pspace_op *a, const pspace_exec *ex, uint32_t k, double alpha, 
 	if (rc || k == 0)
 		return rc;
 	if (alpha == 0.0) {
-		rows_scale(a->d, k, beta, Y, ldy);
+		pspace_vec_scale_rows(a->d, k, beta, Y, ldy);
 		return 0;
 	}
 	/* beta == 0: the fold overwrites Y without reading it. */
 	if (beta != 0.0)
-		rows_scale(a->d, k, beta, Y, ldy);
+		pspace_vec_scale_rows(a->d, k, beta, Y, ldy);
 	rc = op_fold_build(a, &f);
 	if (rc)
 		return rc;
