@@ -14,12 +14,14 @@
  * (pspace_ekfac_update_add_layer_batch) and only embeddings as rows.
  */
 #include <blis.h>
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "build/build_impl.h"
 #include "common/error.h"
+#include "common/exec.h"
 #include "mat/kron/ekfac_build.h"
 
 /* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
@@ -314,7 +316,28 @@ void pspace_rows_from_layers_close(pspace_rows *r)
 
 /* ---- KFAC factors ------------------------------------------------------------------- */
 
-/* Adds one batch of layer @p L to its factors. */
+/*
+ * Upper triangle of row-major C (n x n, row stride ldc) += alpha R^T R for a
+ * dense R (rows x n): a rank update, half the flops of a gemm.
+ */
+static void syrk_tn(uint64_t n, uint64_t rows, double alpha, const double *R, double *C,
+                    uint64_t ldc, int threads)
+{
+	double one = 1.0;
+	rntm_t rn;
+
+	if (n == 0 || rows == 0)
+		return;
+	bli_rntm_init(&rn);
+	bli_rntm_set_num_threads(threads, &rn);
+	bli_dsyrk_ex(BLIS_UPPER, BLIS_TRANSPOSE, (dim_t)n, (dim_t)rows, &alpha, (double *)R,
+	             (inc_t)n, 1, &one, C, (inc_t)ldc, 1, NULL, &rn);
+}
+
+/*
+ * Adds one batch of layer @p L to the upper triangles of its factors (A's
+ * leading in x in block through a rank update of its own row stride).
+ */
 static void add_factors(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t nx,
                         double *A, double *G, int threads)
 {
@@ -325,34 +348,59 @@ static void add_factors(const pspace_layer *L, const pspace_layer_batch *b, uint
 
 		for (uint64_t i = 0; i < rows; i++)
 			A[b->ids[i]] += 1.0;
-		gemm_tn(dim, dim, K * rows, 1.0 / (double)T, b->grads, dim, b->grads, dim, 1.0, G,
-		        dim, threads);
+		syrk_tn(dim, K * rows, 1.0 / (double)T, b->grads, G, dim, threads);
 		return;
 	}
 	uint64_t out = L->shape[0], in = L->weight_size / out, a = in + (L->bias ? 1 : 0);
 
-	gemm_tn(in, in, rows, 1.0, b->acts, in, b->acts, in, 1.0, A, a, threads);
+	syrk_tn(in, rows, 1.0, b->acts, A, a, threads);
 	if (L->bias) {
 		for (uint64_t i = 0; i < rows; i++)
 			for (uint64_t j = 0; j < in; j++)
 				A[j * a + in] += b->acts[i * in + j];
-		for (uint64_t j = 0; j < in; j++)
-			A[in * a + j] = A[j * a + in];
 		A[in * a + in] += (double)rows;
 	}
-	gemm_tn(out, out, K * rows, 1.0 / (double)T, b->grads, out, b->grads, out, 1.0, G, out,
-	        threads);
+	syrk_tn(out, K * rows, 1.0 / (double)T, b->grads, G, out, threads);
 }
 
-/* M = (M + M^T) / 2 * s for an n x n M. */
+/* M = s * M for an n x n M of which the upper triangle holds the values. */
 static void sym_scale(uint64_t n, double *M, double s)
 {
 	for (uint64_t i = 0; i < n; i++)
-		for (uint64_t j = i; j < n; j++) {
-			double v = 0.5 * (M[i * n + j] + M[j * n + i]) * s;
+		for (uint64_t j = i; j < n; j++)
+			M[i * n + j] = M[j * n + i] = M[i * n + j] * s;
+}
 
-			M[i * n + j] = M[j * n + i] = v;
-		}
+/*
+ * Gradient rows (K nx) per batch beyond which a rank update runs no faster:
+ * larger batches only cost memory (and the source's copying).
+ */
+#define ROWS_ENOUGH 2048
+
+/*
+ * Examples per batch of the factor pass: o->batch, or what fits half the
+ * budget at the layer tensors of one example (T = 1 assumed: T is not known
+ * before the first read), at most ROWS_ENOUGH gradient rows.
+ */
+static uint64_t tensor_batch(const pspace_build_opts *o, const pspace_layout *layout,
+                             const unsigned char *want, uint32_t K, uint64_t n)
+{
+	uint64_t per = 0, nx;
+
+	for (size_t i = 0; i < pspace_layout_nlayers(layout); i++) {
+		const pspace_layer *L = pspace_layout_layer(layout, i);
+
+		if (!want[i])
+			continue;
+		if (L->kind == PSPACE_LAYER_EMBEDDING)
+			per += (1 + (uint64_t)K * L->shape[1]) * 8;
+		else
+			per += (L->weight_size / L->shape[0] + (uint64_t)K * L->shape[0]) * 8;
+	}
+	nx = o->batch ? o->batch : (per ? o->exec.mem_budget / 2 / per : n);
+	if (!o->batch && nx > ROWS_ENOUGH / (K ? K : 1))
+		nx = ROWS_ENOUGH / (K ? K : 1);
+	return nx == 0 ? 1 : (nx > n ? n : nx);
 }
 
 /* Dimensions of layer L's factors: A is a x a (an embedding's: its a diagonal entries), G g x g. */
@@ -370,14 +418,15 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 {
 	size_t nl = pspace_layout_nlayers(layout);
 	pspace_layer_batch *batch = calloc(nl ? nl : 1, sizeof(*batch));
-	uint64_t per = (uint64_t)src->outputs * pspace_layout_dim(layout) * 8, nx,
-	         n = src->examples;
+	uint64_t nx, n = src->examples;
+	pspace_exec x;
 	int rc = check_layers(layout, want);
 
 	if (rc == 0 && !batch) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
 		goto out;
 	}
+	pspace_exec_resolve(&o->exec, &x);
 	for (size_t i = 0; rc == 0 && i < nl; i++) {
 		const pspace_layer *L = pspace_layout_layer(layout, i);
 		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
@@ -392,9 +441,7 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 			rc = pspace_err_set(PSPACE_ENOMEM,
 			                    "layer %s: out of memory for the factors", L->name);
 	}
-	/* Batches as large as the per-example gradients would take (a proxy for the tensors). */
-	nx = o->batch ? o->batch : (per ? o->exec.mem_budget / 2 / per : n);
-	nx = nx == 0 ? 1 : (nx > n ? n : nx);
+	nx = tensor_batch(o, layout, want, src->outputs, n);
 	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
 		uint64_t k = n - x0 < nx ? n - x0 : nx;
 
@@ -412,7 +459,7 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 			     j++)
 				rc = check_id(L, batch[i].ids[j], x0 + j / batch[i].T);
 			if (rc == 0)
-				add_factors(L, &batch[i], src->outputs, k, A[i], G[i], 1);
+				add_factors(L, &batch[i], src->outputs, k, A[i], G[i], x.threads);
 		}
 		if (rc == 0)
 			pspace_build_progress(o, "kfac", x0 + k, n);
@@ -449,7 +496,8 @@ out:
  * Examples per batch of the update: o->batch, or what fits half the budget
  * at the tensors of layers [l0, l0 + ns) of one example plus the update's
  * work on them (the activations with their ones and P, Q; an embedding's
- * K gradient rows). T is not known before the first read: 1 is assumed.
+ * K gradient rows), at most ROWS_ENOUGH gradient rows. T is not known
+ * before the first read: 1 is assumed.
  */
 static uint64_t update_batch(const pspace_build_opts *o, const pspace_layout *layout, size_t l0,
                              size_t ns, uint32_t K, uint64_t n)
@@ -468,6 +516,8 @@ static uint64_t update_batch(const pspace_build_opts *o, const pspace_layout *la
 		}
 	}
 	nx = o->batch ? o->batch : (per ? o->exec.mem_budget / 2 / per : n);
+	if (!o->batch && nx > ROWS_ENOUGH / (K ? K : 1))
+		nx = ROWS_ENOUGH / (K ? K : 1);
 	return nx == 0 ? 1 : (nx > n ? n : nx);
 }
 
