@@ -204,49 +204,64 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld)
 	return 0;
 }
 
-/* The builder's plan for one block of d (src/build/build_dense.c, plan_make). */
+/*
+ * The builder's plan for one block of d at a memory budget, replicated from
+ * src/build/build_dense.c (plan_items, batch_reserve, plan_make) for the
+ * default codec (f32: products in single precision) and an automatic batch.
+ */
 struct plan {
 	int ok;             /* the first tile row fits */
 	uint64_t passes;    /* bands */
-	uint64_t max_bytes; /* largest accumulator */
-	uint64_t hw;        /* sum over bands of h w: accumulator entries, gemm outputs */
+	uint64_t max_bytes; /* largest pass's accumulators (upper tiles, f64) */
+	uint64_t fixed;     /* bytes besides them: a tile, the scratch, the batch reserve */
+	uint64_t scratch;   /* the workers' scratch */
 };
 
-static void plan_sim(uint64_t d, uint32_t T, uint64_t accmax, struct plan *p)
+#define SIM_ITEM_ROWS  512
+#define SIM_ITEM_COLS  2048
+#define SIM_BATCH_ROWS 1024
+
+static void plan_sim(const struct jac *J, uint32_t T, int threads, uint64_t budget, struct plan *p)
 {
-	uint64_t cur = 0, w = 0;
+	uint64_t group = T >= SIM_ITEM_ROWS ? 1 : SIM_ITEM_ROWS / T;
+	uint64_t cols = ((SIM_ITEM_COLS + T - 1) / T) * T, d = J->d, cur = 0, accmax;
+	uint64_t per = (uint64_t)J->K * d * 12, want = (SIM_BATCH_ROWS + J->K - 1) / J->K;
+	uint64_t reserve, row, cap;
 	uint32_t nt = (uint32_t)((d + T - 1) / T);
 
 	memset(p, 0, sizeof(*p));
+	while (group * T * cols * 4 * (uint64_t)threads > budget / 8 && (cols > T || group > 1)) {
+		if (cols > T)
+			cols = ((cols / T + 1) / 2) * T;
+		else
+			group = (group + 1) / 2;
+	}
+	want = want < J->n ? want : J->n;
+	p->scratch = group * T * cols * 4 * (uint64_t)threads;
+	p->fixed = 8 * (uint64_t)T * T + p->scratch;
+	row = 8 * (d < T ? d : T) * d;
+	cap = budget / 2;
+	if (budget < p->fixed + row + cap)
+		cap = budget > p->fixed + row ? budget - p->fixed - row : 0;
+	reserve = want <= 1 || cap <= per ? per : (want * per < cap ? want * per : cap);
+	p->fixed += reserve;
+	accmax = budget > p->fixed ? budget - p->fixed : 0;
 	for (uint32_t tr = 0; tr < nt; tr++) {
 		uint64_t r0 = (uint64_t)tr * T, rows = d - r0 < T ? d - r0 : T;
-		int extend = cur > 0;
-		uint64_t add = 8 * rows * (extend ? w : d - r0);
+		uint64_t add = 8 * rows * (d - r0);
 
-		if (extend && cur + add > accmax) {
-			p->passes++;
-			p->hw += cur / 8;
-			p->max_bytes = cur > p->max_bytes ? cur : p->max_bytes;
-			cur = 0;
-			extend = 0;
-			add = 8 * rows * (d - r0);
-		}
 		if (add > accmax)
 			return;
-		if (!extend)
-			w = d - r0;
+		if (cur > 0 && cur + add > accmax) {
+			p->passes++;
+			p->max_bytes = cur > p->max_bytes ? cur : p->max_bytes;
+			cur = 0;
+		}
 		cur += add;
 	}
 	p->passes++;
-	p->hw += cur / 8;
 	p->max_bytes = cur > p->max_bytes ? cur : p->max_bytes;
 	p->ok = 1;
-}
-
-/* Bytes the builder keeps besides the accumulators: one tile and a batch of one example. */
-static uint64_t plan_fixed(const struct jac *J, uint32_t T)
-{
-	return 8 * (uint64_t)T * T + (uint64_t)J->K * J->d * 8;
 }
 
 /*
@@ -254,23 +269,23 @@ static uint64_t plan_fixed(const struct jac *J, uint32_t T)
  * none: a budget a byte smaller than the one for fewer bands does not fit
  * a tile row).
  */
-static uint64_t budget_for(const struct jac *J, uint32_t T, uint64_t passes)
+static uint64_t budget_for(const struct jac *J, uint32_t T, int threads, uint64_t passes)
 {
-	uint64_t fixed = plan_fixed(J, T), lo = 8 * (uint64_t)T, hi = 8 * J->d * J->d + 1;
+	uint64_t lo = 8 * (uint64_t)T, hi = 16 * J->d * J->d + (uint64_t)J->n * J->K * J->d * 12;
 	struct plan p;
 
-	/* smallest accmax with <= passes - 1 bands, by bisection (bands fall as accmax grows) */
+	/* smallest budget with <= passes - 1 bands, by bisection (bands fall as it grows) */
 	while (lo < hi) {
 		uint64_t mid = lo + (hi - lo) / 2;
 
-		plan_sim(J->d, T, mid, &p);
+		plan_sim(J, T, threads, mid, &p);
 		if (p.ok && p.passes <= passes - 1)
 			hi = mid;
 		else
 			lo = mid + 1;
 	}
-	plan_sim(J->d, T, lo - 1, &p);
-	return p.ok && p.passes >= passes ? fixed + lo - 1 : 0;
+	plan_sim(J, T, threads, lo - 1, &p);
+	return p.ok && p.passes >= passes ? lo - 1 : 0;
 }
 
 struct dense_work {
@@ -364,7 +379,7 @@ static int bench_dense(const struct config *c, pspace_store *s, int ncpu, double
 	                   "budget (cap)|>passes|>min batch|>accumulator|>s|>GFLOP/s "
 	                   "useful|>sgemm|>dgemm|>% sgemm|>% dgemm|>stored|>stored / cap");
 	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
-		uint64_t budget, per = (uint64_t)c->K * c->d * 8, nxmin;
+		uint64_t budget, per = (uint64_t)c->K * c->d * 12, nxmin;
 		struct plan p;
 		bench_opts o;
 		bench_stats st;
@@ -372,17 +387,19 @@ static int bench_dense(const struct config *c, pspace_store *s, int ncpu, double
 		struct peaks pk;
 		double gf;
 
-		if (want[i] == 1)
-			budget = 8 * c->d * c->d + plan_fixed(&J, c->tile) + c->n * per;
-		else
-			budget = budget_for(&J, c->tile, want[i]);
+		if (want[i] == 1) {
+			plan_sim(&J, c->tile, ncpu, 8 * c->d * c->d + c->n * per, &p);
+			budget = 8 * c->d * c->d + p.fixed + c->n * per;
+		} else {
+			budget = budget_for(&J, c->tile, ncpu, want[i]);
+		}
 		if (budget == 0) {
 			printf("(no budget gives %llu passes at this d and tile edge)\n",
 			       (unsigned long long)want[i]);
 			continue;
 		}
-		plan_sim(c->d, c->tile, budget - plan_fixed(&J, c->tile), &p);
-		nxmin = (budget - p.max_bytes - 8 * (uint64_t)c->tile * c->tile) / per;
+		plan_sim(&J, c->tile, ncpu, budget, &p);
+		nxmin = (budget - p.max_bytes - 8 * (uint64_t)c->tile * c->tile - p.scratch) / per;
 		nxmin = nxmin > c->n ? c->n : nxmin;
 		w.o.exec.mem_budget = budget;
 		rc = peaks_now(ncpu, c->quick, &pk);
@@ -422,7 +439,8 @@ static int bench_dense(const struct config *c, pspace_store *s, int ncpu, double
 	}
 	bench_progress_end();
 	printf("\nmin batch: examples per batch in the fullest pass ((budget - accumulator - one "
-	       "tile) / (K d 8)); accumulator: the largest pass's f64 accumulators; sgemm, dgemm: "
+	       "tile - scratch) / (K d 12): f64 rows and their f32 copy); accumulator: the largest "
+	       "pass's f64 accumulators (upper tiles); sgemm, dgemm: "
 	       "BLIS peak GFLOP/s measured just before the row; %% sgemm / %% dgemm: useful "
 	       "GFLOP/s over them.\n");
 out:

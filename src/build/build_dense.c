@@ -5,19 +5,33 @@
  *
  * Work is cut into passes over the source. A pass owns a run of tile rows,
  * in streaming order (block, tile row), possibly spanning several blocks:
- * for each block it touches, a segment of tile rows [tr0, tr1), i.e. rows
- * [r0, r1) of the block, and an f64 accumulator of (r1 - r0) x (nb - r0)
- * entries (the band and everything right of it: the upper tiles of those
- * tile rows). The pass reads the whole source once in batches of examples
- * and adds acc += X[:, r0:r1]^T X[:, r0:nb] (BLIS dgemm on column chunks
- * of each segment, on exec.threads workers), then writes each of its
- * tiles exactly once, scaled by 1/n, and checkpoints. Passes = bands.
+ * for each block it touches, a segment of tile rows [tr0, tr1). Each tile
+ * row has an f64 accumulator of its upper tiles only (its rows x the
+ * columns from its diagonal tile to the block's end). The pass reads the
+ * whole source once in batches of examples and adds X[:, rows]^T X[:, cols]
+ * to them, then writes each of its tiles exactly once, scaled by 1/n, and
+ * checkpoints. Passes = bands.
  *
- * Memory: budget >= sum over the pass's segments of 8 h w (accumulators)
- * + 8 T^2 (one tile) + batch x (8 K d + adapter bytes). Passes are planned
- * greedily, each taking as many tile rows as fit with a batch of one
- * example; the batch (when automatic) then takes what the pass leaves.
- * A matrix that fits whole is one pass: the in-RAM build.
+ * Products: the pass's work is cut into items (a group of tile rows x a
+ * chunk of columns), which exec.threads workers take and compute with
+ * single-threaded BLIS into a scratch block, then add to the accumulators
+ * (only the upper part: a group's lower rows skip the columns left of their
+ * diagonal). When the stored precision is f32 or narrower, the batch is
+ * converted to f32 and the products are sgemm over blocks of at most
+ * F32_ROWS rows, each block's product added into the f64 accumulators:
+ * twice the speed of dgemm. Error (to first order, u = 2^-24): an entry
+ * differs from the exact (1/n) sum r_i r_j by at most
+ * (F32_ROWS + 2) u (1/n) sum |r_i| |r_j| (rounding the rows to f32 and a
+ * sum of at most F32_ROWS products in f32; the f64 sum across blocks adds
+ * nothing at this order), below the f32 rounding of the stored value for
+ * the diagonal up to that factor, and in practice ~sqrt(F32_ROWS) u.
+ * An f64 matrix is computed with dgemm on the f64 rows.
+ *
+ * Memory: budget >= sum over the pass's accumulators + 8 T^2 (one tile) +
+ * the workers' scratch + batch x (8 K d + 4 K w (f32 copy) + adapter
+ * bytes). Passes are planned greedily, each taking as many tile rows as fit
+ * with a batch of one example; the batch (when automatic) then takes what
+ * the pass leaves. A matrix that fits whole is one pass: the in-RAM build.
  *
  * Resume: an interrupted build (BUILDING, same blocks and tile edge) is
  * reopened and every pass whose tiles are all stored is skipped. A failed
@@ -34,20 +48,35 @@
 #include "build/build_impl.h"
 #include "common/error.h"
 
+/* Rows of an f32 product block (the error bound above scales with it). */
+#define F32_ROWS 1024
+/* Preferred item shape: rows (tile rows of at least this many rows) x columns. */
+#define ITEM_ROWS   512
+#define ITEM_COLS   2048
+#define MAX_WORKERS 64
+/* Rows per batch from which the products run at their speed. */
+#define BATCH_ROWS 1024
+
 typedef struct seg {
 	uint32_t b, tr0, tr1; /* block, tile rows [tr0, tr1) */
-	uint64_t r0, h, w;    /* rows [r0, r0 + h) of the block, acc is h x w (w = nb - r0) */
-	uint64_t col;         /* column of the rows where the block's row r0 is */
-	double *acc;
+	uint64_t nb;          /* the block's dimension */
+	uint64_t col;         /* column of the rows where the block starts */
+	uint64_t bytes;       /* accumulator bytes */
+	double *acc;          /* tile row by tile row: rows x (nb - its first row) */
 } seg;
 
 typedef struct pass {
 	size_t first, nseg; /* segments [first, first + nseg) of the plan */
 	uint64_t bytes;     /* accumulator bytes */
+	uint64_t c0, c1;    /* columns of the rows the pass reads */
 } pass;
 
 typedef struct plan {
 	uint32_t T, nblocks;
+	int threads;           /* workers (at most MAX_WORKERS) */
+	uint32_t group;        /* tile rows per item */
+	uint64_t cols;         /* columns per item (a multiple of T) */
+	int f32;               /* products in single precision */
 	uint64_t *dims, *offs; /* block dims and offsets within the matrix */
 	seg *segs;
 	size_t nsegs, cap_segs;
@@ -88,10 +117,78 @@ static uint64_t tile_len(uint64_t nb, uint32_t T, uint32_t t)
 	return nb - s < T ? nb - s : T;
 }
 
+/* Bytes of one worker's scratch block. */
+static uint64_t scratch_bytes(const plan *p)
+{
+	return (uint64_t)p->group * p->T * p->cols * (p->f32 ? 4 : 8);
+}
+
+/*
+ * Item shape: ITEM_ROWS x ITEM_COLS where the workers' scratch takes at
+ * most an eighth of the budget, smaller (down to one tile) where not.
+ */
+static void plan_items(plan *p, uint64_t budget)
+{
+	p->group = p->T >= ITEM_ROWS ? 1 : ITEM_ROWS / p->T;
+	p->cols = ((ITEM_COLS + p->T - 1) / p->T) * p->T;
+	while (scratch_bytes(p) * (uint64_t)p->threads > budget / 8 &&
+	       (p->cols > p->T || p->group > 1)) {
+		if (p->cols > p->T)
+			p->cols = ((p->cols / p->T + 1) / 2) * p->T;
+		else
+			p->group = (p->group + 1) / 2;
+	}
+}
+
+/*
+ * Bytes kept for a batch besides the accumulators: one example, or when the
+ * batch is automatic, enough examples for BATCH_ROWS rows (short products
+ * waste BLIS's packing and the adds into the accumulators) up to half the
+ * budget and to what the largest first tile row leaves (@p base: the
+ * tile and the scratch). Fewer accumulators mean more passes over the
+ * source, which costs less than slow products unless the source is slow.
+ */
+static uint64_t batch_reserve(const plan *p, const pspace_rows *r, const pspace_build_opts *o,
+                              uint64_t base)
+{
+	uint64_t per = (uint64_t)r->K * r->d * (p->f32 ? 12 : 8) + r->extra_per_example;
+	uint64_t want = (BATCH_ROWS + r->K - 1) / (r->K ? r->K : 1), cap = o->exec.mem_budget / 2;
+	uint64_t row = 0;
+
+	/* never at the cost of the largest first tile row */
+	for (uint32_t b = 0; b < p->nblocks; b++) {
+		uint64_t nb = p->dims[b], h = nb < p->T ? nb : p->T;
+
+		row = 8 * h * nb > row ? 8 * h * nb : row;
+	}
+	if (o->exec.mem_budget < base + row + cap)
+		cap = o->exec.mem_budget > base + row ? o->exec.mem_budget - base - row : 0;
+	want = want < r->n ? want : r->n;
+	if (o->batch || want * per <= per || cap <= per)
+		return per;
+	return want * per < cap ? want * per : cap;
+}
+
+static int push_pass(plan *p, pass *cur)
+{
+	int rc;
+
+	if (!cur->nseg)
+		return 0;
+	rc = grow((void **)&p->passes, &p->cap_passes, p->npasses + 1, sizeof(pass));
+	if (rc != 0)
+		return rc;
+	p->passes[p->npasses++] = *cur;
+	if (cur->bytes > p->max_bytes)
+		p->max_bytes = cur->bytes;
+	*cur = (pass){p->nsegs, 0, 0, UINT64_MAX, 0};
+	return 0;
+}
+
 /* Splits the blocks into passes of at most @p accmax accumulator bytes. */
 static int plan_make(plan *p, const char *name, uint64_t coff, uint64_t accmax)
 {
-	pass cur = {0, 0, 0};
+	pass cur = {0, 0, 0, UINT64_MAX, 0};
 	int rc;
 
 	for (uint32_t b = 0; b < p->nblocks; b++) {
@@ -101,22 +198,9 @@ static int plan_make(plan *p, const char *name, uint64_t coff, uint64_t accmax)
 		p->ntiles += (uint64_t)nt * (nt + 1) / 2;
 		for (uint32_t tr = 0; tr < nt; tr++) {
 			uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(nb, p->T, tr);
-			seg *last = cur.nseg ? &p->segs[p->nsegs - 1] : NULL;
-			int extend = last && last->b == b;
-			uint64_t add = 8 * rows * (extend ? last->w : nb - r0);
+			uint64_t add = 8 * rows * (nb - r0), col = coff + p->offs[b];
+			seg *last;
 
-			if (cur.nseg && cur.bytes + add > accmax) {
-				rc = grow((void **)&p->passes, &p->cap_passes, p->npasses + 1,
-				          sizeof(pass));
-				if (rc != 0)
-					return rc;
-				p->passes[p->npasses++] = cur;
-				if (cur.bytes > p->max_bytes)
-					p->max_bytes = cur.bytes;
-				cur = (pass){p->nsegs, 0, 0};
-				extend = 0;
-				add = 8 * rows * (nb - r0);
-			}
 			if (add > accmax)
 				return pspace_err_set(
 				    PSPACE_ENOMEM,
@@ -125,30 +209,29 @@ static int plan_make(plan *p, const char *name, uint64_t coff, uint64_t accmax)
 				    "accumulators",
 				    name, (unsigned long long)rows, (unsigned long long)(nb - r0),
 				    b, (unsigned long long)add, (unsigned long long)accmax);
-			if (extend) {
+			if (cur.nseg && cur.bytes + add > accmax) {
+				rc = push_pass(p, &cur);
+				if (rc != 0)
+					return rc;
+			}
+			last = cur.nseg ? &p->segs[p->nsegs - 1] : NULL;
+			if (last && last->b == b) {
 				last->tr1 = tr + 1;
-				last->h += rows;
+				last->bytes += add;
 			} else {
 				rc = grow((void **)&p->segs, &p->cap_segs, p->nsegs + 1,
 				          sizeof(seg));
 				if (rc != 0)
 					return rc;
-				p->segs[p->nsegs++] = (seg){
-				    b, tr, tr + 1, r0, rows, nb - r0, coff + p->offs[b] + r0, NULL};
+				p->segs[p->nsegs++] = (seg){b, tr, tr + 1, nb, col, add, NULL};
 				cur.nseg++;
 			}
 			cur.bytes += add;
+			cur.c0 = col + r0 < cur.c0 ? col + r0 : cur.c0;
+			cur.c1 = col + nb > cur.c1 ? col + nb : cur.c1;
 		}
 	}
-	if (cur.nseg) {
-		rc = grow((void **)&p->passes, &p->cap_passes, p->npasses + 1, sizeof(pass));
-		if (rc != 0)
-			return rc;
-		p->passes[p->npasses++] = cur;
-		if (cur.bytes > p->max_bytes)
-			p->max_bytes = cur.bytes;
-	}
-	return 0;
+	return push_pass(p, &cur);
 }
 
 /* ---- opening the writer ------------------------------------------------------------- */
@@ -273,90 +356,175 @@ static int pass_done(pspace_writer *w, const plan *p, const pass *ps)
 }
 
 /*
- * Accumulation, threaded by hand: each segment's columns are cut into
- * chunks, and exec.threads workers (this thread one of them) take chunks
- * and run single-threaded BLIS on them. (BLIS's own threading here is
- * OpenMP, whose thread pool does not survive a fork.)
+ * One item: rows of tile rows [ta, tb) of a segment x block columns
+ * [c_lo, c_hi), c_lo >= ta's first row. Tile rows that start at or right
+ * of c_hi have nothing to add and are left out (tb is cut to them).
  */
-typedef struct chunk {
-	seg *sg;
-	uint64_t c0, c1; /* columns of the segment's accumulator */
-} chunk;
+typedef struct item {
+	const seg *sg;
+	uint32_t ta, tb;
+	uint64_t c_lo, c_hi;
+} item;
 
+/* What the workers share for one batch. */
 typedef struct accjob {
-	const chunk *ch;
-	size_t nch;
+	const plan *p;
+	const item *it;
+	size_t nit;
 	atomic_size_t next;
-	const double *X;
-	uint64_t m, d;
-	uint64_t T; /* tile edge */
+	const double *X; /* f64 rows, ld d, columns [c0, c1) valid */
+	const float *Xs; /* f32 copy of columns [c0, c1), ld c1 - c0 (f32 products) */
+	uint64_t m, d, c0, c1;
+	void **scratch; /* one block per worker */
 } accjob;
+
+/* Offset of tile row @p tr's accumulator within its segment's. */
+static uint64_t row_off(const seg *sg, uint32_t T, uint32_t tr)
+{
+	uint64_t off = 0;
+
+	for (uint32_t t = sg->tr0; t < tr; t++)
+		off += tile_len(sg->nb, T, t) * (sg->nb - (uint64_t)t * T);
+	return off;
+}
+
+/* Adds the item's product S (h x w, row-major; f32 or f64) to the accumulators. */
+static void add_item(const plan *p, const item *it, const void *S, uint64_t w)
+{
+	const seg *sg = it->sg;
+	uint64_t off = row_off(sg, p->T, it->ta), srow = 0;
+
+	for (uint32_t tr = it->ta; tr < it->tb; tr++) {
+		uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
+		uint64_t ld = sg->nb - r0, from = r0 > it->c_lo ? r0 : it->c_lo;
+		double *acc = sg->acc + off + (from - r0);
+
+		for (uint64_t i = 0; i < rows; i++, srow++) {
+			uint64_t s0 = srow * w + (from - it->c_lo), n = it->c_hi - from;
+
+			if (p->f32) {
+				const float *src = (const float *)S + s0;
+
+				for (uint64_t j = 0; j < n; j++)
+					acc[i * ld + j] += src[j];
+			} else {
+				const double *src = (const double *)S + s0;
+
+				for (uint64_t j = 0; j < n; j++)
+					acc[i * ld + j] += src[j];
+			}
+		}
+		off += rows * ld;
+	}
+}
+
+static void run_item(const accjob *j, const item *it, void *S, rntm_t *rn)
+{
+	const plan *p = j->p;
+	const seg *sg = it->sg;
+	uint64_t rows = 0, w = it->c_hi - it->c_lo, ra = sg->col + (uint64_t)it->ta * p->T;
+	uint64_t ca = sg->col + it->c_lo;
+
+	for (uint32_t tr = it->ta; tr < it->tb; tr++)
+		rows += tile_len(sg->nb, p->T, tr);
+	if (!p->f32) {
+		double one = 1.0, zero = 0.0;
+
+		bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)w, (dim_t)j->m,
+		             &one, (double *)j->X + ra, (inc_t)j->d, 1, (double *)j->X + ca,
+		             (inc_t)j->d, 1, &zero, S, (inc_t)w, 1, NULL, rn);
+		add_item(p, it, S, w);
+		return;
+	}
+	for (uint64_t k0 = 0; k0 < j->m; k0 += F32_ROWS) {
+		uint64_t kb = j->m - k0 < F32_ROWS ? j->m - k0 : F32_ROWS, ld = j->c1 - j->c0;
+		const float *X = j->Xs + k0 * ld;
+		float one = 1.0f, zero = 0.0f;
+
+		bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)w, (dim_t)kb,
+		             &one, (float *)X + (ra - j->c0), (inc_t)ld, 1,
+		             (float *)X + (ca - j->c0), (inc_t)ld, 1, &zero, S, (inc_t)w, 1, NULL,
+		             rn);
+		add_item(p, it, S, w);
+	}
+}
+
+/*
+ * Workers: each takes items and runs single-threaded BLIS on them. (BLIS's
+ * own threading here is OpenMP, whose thread pool does not survive a fork.)
+ */
+typedef struct worker {
+	accjob *j;
+	void *S;
+} worker;
 
 static void *acc_worker(void *arg)
 {
-	accjob *j = arg;
-	double one = 1.0;
+	worker *wk = arg;
+	accjob *j = wk->j;
 	rntm_t rn;
 	size_t i;
 
 	bli_rntm_init(&rn);
 	bli_rntm_set_num_threads(1, &rn);
-	while ((i = atomic_fetch_add(&j->next, 1)) < j->nch) {
-		const chunk *c = &j->ch[i];
-		const seg *sg = c->sg;
-		double *X = (double *)j->X;
-		/* Only the upper tiles are stored: the rows of the band in tile
-		 * rows past the chunk's last tile column feed lower tiles only,
-		 * so they are skipped (this halves the work of a single pass). */
-		uint64_t need = ((sg->r0 + c->c1 - 1) / j->T + 1) * j->T - sg->r0;
-		uint64_t h = need < sg->h ? need : sg->h;
-
-		bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)h, (dim_t)(c->c1 - c->c0),
-		             (dim_t)j->m, &one, X + sg->col, (inc_t)j->d, 1, X + sg->col + c->c0,
-		             (inc_t)j->d, 1, &one, sg->acc + c->c0, (inc_t)sg->w, 1, NULL, &rn);
-	}
+	while ((i = atomic_fetch_add(&j->next, 1)) < j->nit)
+		run_item(j, &j->it[i], wk->S, &rn);
 	return NULL;
 }
 
-/* acc += X[:, band]^T X[:, band start..] for every chunk, on @p threads threads. */
-static void accumulate(const chunk *ch, size_t nch, uint64_t m, const double *X, uint64_t d,
-                       uint64_t T, int threads)
+/* Adds one batch's products on @p threads threads (@p scratch: one block each). */
+static void accumulate(accjob *j, void **scratch, int threads)
 {
-	accjob j = {ch, nch, 0, X, m, d, T};
-	pthread_t tid[64];
+	pthread_t tid[MAX_WORKERS];
+	worker wk[MAX_WORKERS];
 	int started = 0;
 
-	atomic_init(&j.next, 0);
-	if (threads > 64)
-		threads = 64;
-	for (int i = 1; i < threads && (size_t)i < nch; i++, started++)
-		if (pthread_create(&tid[started], NULL, acc_worker, &j) != 0)
+	atomic_init(&j->next, 0);
+	for (int i = 0; i < threads; i++)
+		wk[i] = (worker){j, scratch[i]};
+	for (int i = 1; i < threads && (size_t)i < j->nit; i++)
+		if (pthread_create(&tid[started], NULL, acc_worker, &wk[started + 1]) == 0)
+			started++;
+		else
 			break; /* fewer workers: the work still gets done */
-	acc_worker(&j);
+	acc_worker(&wk[0]);
 	for (int i = 0; i < started; i++)
 		pthread_join(tid[i], NULL);
 }
 
-/* Cuts the pass's segments into about 2 chunks per thread each (at least 64 columns). */
-static int make_chunks(const plan *p, const pass *ps, int threads, chunk **out, size_t *n)
+/* The pass's items, in streaming order. */
+static int make_items(const plan *p, const pass *ps, item **out, size_t *n)
 {
 	size_t cap = 0, k = 0;
-	chunk *ch;
+	item *it;
 
-	for (size_t i = ps->first; i < ps->first + ps->nseg; i++)
-		cap += 2 * (size_t)threads;
-	ch = malloc(cap * sizeof(*ch));
-	if (!ch)
-		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
-	for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
-		seg *sg = &p->segs[i];
-		uint64_t step = (sg->w + 2 * (uint64_t)threads - 1) / (2 * (uint64_t)threads);
+	for (int fill = 0; fill < 2; fill++) {
+		for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
+			const seg *sg = &p->segs[i];
 
-		step = step < 64 ? 64 : step;
-		for (uint64_t c = 0; c < sg->w && k < cap; c += step)
-			ch[k++] = (chunk){sg, c, c + step < sg->w ? c + step : sg->w};
+			for (uint32_t ta = sg->tr0; ta < sg->tr1; ta += p->group) {
+				uint32_t tb = ta + p->group < sg->tr1 ? ta + p->group : sg->tr1;
+
+				for (uint64_t c = (uint64_t)ta * p->T; c < sg->nb; c += p->cols) {
+					uint64_t hi = c + p->cols < sg->nb ? c + p->cols : sg->nb;
+					uint32_t last = (uint32_t)((hi + p->T - 1) / p->T);
+
+					if (fill)
+						it[k] =
+						    (item){sg, ta, tb < last ? tb : last, c, hi};
+					k++;
+				}
+			}
+		}
+		if (!fill) {
+			cap = k;
+			k = 0;
+			it = malloc((cap ? cap : 1) * sizeof(*it));
+			if (!it)
+				return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+		}
 	}
-	*out = ch;
+	*out = it;
 	*n = k;
 	return 0;
 }
@@ -365,15 +533,16 @@ static int make_chunks(const plan *p, const pass *ps, int threads, chunk **out, 
 static int write_seg(pspace_writer *w, const plan *p, const seg *sg, double scale, double *tile,
                      const char *name)
 {
-	uint64_t nb = p->dims[sg->b];
-	uint32_t nt = (uint32_t)((nb + p->T - 1) / p->T);
+	uint32_t nt = (uint32_t)((sg->nb + p->T - 1) / p->T);
+	const double *acc = sg->acc;
 	int rc = 0;
 
 	for (uint32_t tr = sg->tr0; rc == 0 && tr < sg->tr1; tr++) {
-		uint64_t ar = (uint64_t)tr * p->T - sg->r0, rows = tile_len(nb, p->T, tr);
+		uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
+		uint64_t ld = sg->nb - r0;
 
 		for (uint32_t tc = tr; rc == 0 && tc < nt; tc++) {
-			uint64_t ac = (uint64_t)tc * p->T - sg->r0, cols = tile_len(nb, p->T, tc);
+			uint64_t ac = (uint64_t)tc * p->T - r0, cols = tile_len(sg->nb, p->T, tc);
 
 			for (uint64_t i = 0; i < rows; i++)
 				for (uint64_t j = 0; j < cols; j++) {
@@ -383,52 +552,72 @@ static int write_seg(pspace_writer *w, const plan *p, const seg *sg, double scal
 						ii = j;
 						jj = i;
 					}
-					tile[i * cols + j] =
-					    scale * sg->acc[(ar + ii) * sg->w + ac + jj];
+					tile[i * cols + j] = scale * acc[ii * ld + ac + jj];
 				}
 			rc = pspace_writer_put_tile(w, sg->b, tr, tc, PSPACE_F64, tile, cols);
 			if (rc != 0)
 				rc = pspace_err_prefix(rc, "matrix %s: tile (%u,%u,%u)", name,
 				                       sg->b, tr, tc);
 		}
+		acc += rows * ld;
 	}
 	return rc;
 }
 
+/* Copies columns [c0, c1) of the m rows of @p X (ld d) to f32 (ld c1 - c0). */
+static void to_f32(float *Xs, const double *X, uint64_t m, uint64_t d, uint64_t c0, uint64_t c1)
+{
+	uint64_t w = c1 - c0;
+
+	for (uint64_t i = 0; i < m; i++)
+		for (uint64_t j = 0; j < w; j++)
+			Xs[i * w + j] = (float)X[i * d + c0 + j];
+}
+
 static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *p, const pass *ps,
                     pspace_rows *r, const pspace_build_opts *o, double *acc, double *tile,
-                    uint64_t pi, uint64_t npasses, const char *stage)
+                    void **scratch, uint64_t pi, uint64_t npasses, const char *stage)
 {
-	uint64_t nx, used = ps->bytes + 8 * (uint64_t)p->T * p->T, c0 = UINT64_MAX, c1 = 0;
+	uint64_t nx,
+	    used = ps->bytes + 8 * (uint64_t)p->T * p->T + scratch_bytes(p) * (uint64_t)p->threads;
 	uint64_t avail = o->exec.mem_budget > used ? o->exec.mem_budget - used : 0;
+	uint64_t w32 = p->f32 ? (uint64_t)r->K * (ps->c1 - ps->c0) * 4 : 0;
+	accjob j = {p, NULL, 0, 0, NULL, NULL, 0, r->d, ps->c0, ps->c1, scratch};
 	double *X = NULL, *a = acc;
-	chunk *ch = NULL;
-	size_t nch = 0;
+	float *Xs = NULL;
+	item *it = NULL;
 	int rc;
 
-	rc = pspace_rows_batch(r, o, avail, t->name, &nx, &X);
-	if (rc != 0)
-		return rc;
-	for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
+	rc = pspace_rows_batch(r, o, avail, w32, t->name, &nx, &X);
+	if (rc == 0 && p->f32 && !(Xs = malloc((size_t)(nx * w32 + 4))))
+		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
+		                    t->name, (unsigned long long)nx);
+	for (size_t i = ps->first; rc == 0 && i < ps->first + ps->nseg; i++) {
 		seg *sg = &p->segs[i];
 
 		sg->acc = a;
-		a += sg->h * sg->w;
-		memset(sg->acc, 0, sg->h * sg->w * sizeof(double));
-		c0 = sg->col < c0 ? sg->col : c0;
-		c1 = sg->col + sg->w > c1 ? sg->col + sg->w : c1;
+		a += sg->bytes / 8;
+		memset(sg->acc, 0, sg->bytes);
 	}
-	rc = make_chunks(p, ps, o->exec.threads, &ch, &nch);
+	if (rc == 0)
+		rc = make_items(p, ps, &it, &j.nit);
+	j.it = it;
+	j.X = X;
+	j.Xs = Xs;
 	for (uint64_t x0 = 0; rc == 0 && x0 < r->n; x0 += nx) {
 		uint64_t k = r->n - x0 < nx ? r->n - x0 : nx;
 
-		rc = pspace_rows_read(r, x0, k, c0, c1, X);
-		if (rc == 0)
-			accumulate(ch, nch, k * r->K, X, r->d, p->T, o->exec.threads);
-		if (rc == 0)
-			pspace_build_progress(o, stage, pi * r->n + x0 + k, npasses * r->n);
+		rc = pspace_rows_read(r, x0, k, ps->c0, ps->c1, X);
+		if (rc != 0)
+			break;
+		j.m = k * r->K;
+		if (p->f32)
+			to_f32(Xs, X, j.m, r->d, ps->c0, ps->c1);
+		accumulate(&j, scratch, p->threads);
+		pspace_build_progress(o, stage, pi * r->n + x0 + k, npasses * r->n);
 	}
-	free(ch);
+	free(it);
+	free(Xs);
 	free(X);
 	for (size_t i = ps->first; rc == 0 && i < ps->first + ps->nseg; i++)
 		rc = write_seg(w, p, &p->segs[i], 1.0 / (double)r->n, tile, t->name);
@@ -444,7 +633,9 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	pspace_writer *w = NULL;
 	uint64_t fixed, accmax, todo = 0, done = 0;
 	double *acc = NULL, *tile = NULL;
+	void *scratch[MAX_WORKERS] = {NULL};
 	unsigned char *skip = NULL;
+	int nscratch = 0;
 	const char *stage = pspace_kind_name(kind);
 	int resumed = 0, rc;
 
@@ -452,9 +643,13 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	rc = block_dims(kind, t->sub, &p);
 	if (rc != 0)
 		goto out;
-	/* Budget: one tile and a batch of one example besides the accumulators. */
+	/* Budget: one tile, the scratch and a batch of one example besides the accumulators. */
 	p.T = tile_edge(t, o);
-	fixed = 8 * (uint64_t)p.T * p.T + (uint64_t)r->K * r->d * 8 + r->extra_per_example;
+	p.f32 = o->write.codec.dtype != PSPACE_F64;
+	p.threads = o->exec.threads < MAX_WORKERS ? o->exec.threads : MAX_WORKERS;
+	plan_items(&p, o->exec.mem_budget);
+	fixed = 8 * (uint64_t)p.T * p.T + scratch_bytes(&p) * (uint64_t)p.threads;
+	fixed += batch_reserve(&p, r, o, fixed);
 	accmax = o->exec.mem_budget > fixed ? o->exec.mem_budget - fixed : 0;
 	rc = plan_make(&p, t->name, t->coff, accmax);
 	if (rc == 0)
@@ -464,7 +659,9 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	skip = calloc(p.npasses ? p.npasses : 1, 1);
 	acc = malloc(p.max_bytes ? p.max_bytes : 8);
 	tile = malloc(8 * (size_t)p.T * p.T);
-	if (!skip || !acc || !tile) {
+	while (nscratch < p.threads && (scratch[nscratch] = malloc(scratch_bytes(&p))))
+		nscratch++;
+	if (!skip || !acc || !tile || nscratch < p.threads) {
 		rc = pspace_err_set(PSPACE_ENOMEM,
 		                    "matrix %s: out of memory for %llu bytes of "
 		                    "accumulators",
@@ -484,7 +681,8 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	for (size_t i = 0; i < p.npasses; i++) {
 		if (skip[i])
 			continue;
-		rc = run_pass(w, t, &p, &p.passes[i], r, o, acc, tile, done++, todo, stage);
+		rc =
+		    run_pass(w, t, &p, &p.passes[i], r, o, acc, tile, scratch, done++, todo, stage);
 		if (rc != 0)
 			goto out;
 	}
@@ -502,6 +700,8 @@ out:
 		pspace_err_set(rc, "%s (matrix %s left incomplete: resume or remove it)", msg,
 		               t->name);
 	}
+	for (int i = 0; i < nscratch; i++)
+		free(scratch[i]);
 	free(tile);
 	free(acc);
 	free(skip);

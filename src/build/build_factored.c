@@ -26,7 +26,7 @@ static int one_pass(const pspace_build_target *t, pspace_rows *r, const pspace_b
 	uint64_t nx, dd = pspace_layout_dim(t->sub);
 	uint64_t avail = o->exec.mem_budget > reserved ? o->exec.mem_budget - reserved : 0;
 	double *X;
-	int rc = pspace_rows_batch(r, o, avail, t->name, &nx, &X);
+	int rc = pspace_rows_batch(r, o, avail, 0, t->name, &nx, &X);
 
 	if (rc != 0)
 		return rc;

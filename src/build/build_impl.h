@@ -59,13 +59,14 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 
 /**
  * Examples per batch: o->batch, or (auto) what fits @p avail bytes at
- * K d doubles (plus the adapter's extra) per example; at least 1, at most n.
+ * K d doubles (plus the adapter's extra and the caller's own @p also bytes)
+ * per example; at least 1, at most n.
  * *X: a new buffer for the K nx rows of a batch (the caller frees it).
  * @return 0 or PSPACE_ENOMEM (naming matrix @p what) when one example or
  * the buffer does not fit.
  */
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
-                      const char *what, uint64_t *nx, double **X);
+                      uint64_t also, const char *what, uint64_t *nx, double **X);
 
 /* ---- builders over rows (build_dense.c, build_factored.c) ------------------------------- */
 

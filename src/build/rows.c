@@ -50,9 +50,9 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 }
 
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
-                      const char *what, uint64_t *nx, double **X)
+                      uint64_t also, const char *what, uint64_t *nx, double **X)
 {
-	uint64_t per = (uint64_t)r->K * r->d * sizeof(double) + r->extra_per_example;
+	uint64_t per = (uint64_t)r->K * r->d * sizeof(double) + r->extra_per_example + also;
 
 	*nx = 0;
 	*X = NULL;
