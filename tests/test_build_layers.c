@@ -297,12 +297,123 @@ static void test_build_mixed(void **state)
 	fx_store_close(&t);
 }
 
+/* The lref source of LLAYOUT's layers, plus Jacobian rows (K, n, 6) for a norm layer "bn". */
+typedef struct norm_src {
+	pspace_layer_source inner;
+	const double *rows; /* (K, n, 6) */
+	double *brows;      /* the batch's */
+	uint64_t n;
+	uint32_t K;
+	int give_rows;
+} norm_src;
+
+static int norm_read(void *ud, uint64_t x0, uint64_t nx, pspace_layer_batch *b)
+{
+	norm_src *ns = ud;
+	int rc = ns->inner.read(ns->inner.ud, x0, nx, b);
+
+	for (uint32_t k = 0; k < ns->K; k++)
+		memcpy(ns->brows + k * nx * 6, ns->rows + (k * ns->n + x0) * 6,
+		       nx * 6 * sizeof(double));
+	b[3].rows = ns->give_rows ? ns->brows : NULL;
+	return rc;
+}
+
+/*
+ * A layer without layer tensors (norm) given as Jacobian rows beside the
+ * tensors of the others: Dense and the norm layer's Mixed parts against the
+ * Gram of all rows, the other parts against their references; KFAC asked of
+ * it, or rows missing, are errors naming it.
+ */
+static void test_build_layers_norm_rows(void **state)
+{
+	fx_store t;
+	lref_src ls;
+	norm_src ns;
+	pspace_layer_source src;
+	pspace_layout *l3 = lref_parse(LLAYOUT), *l;
+	const uint64_t T[3] = {3, 1, 2}, n = 8, D = LD + 6;
+	const uint32_t K = 2;
+	pspace_build_opts o;
+	double *R3, *R, *F, *E, *Kf, *M;
+	char text[512];
+
+	(void)state;
+	snprintf(text, sizeof(text), "%sbn norm 3 bias\n", LLAYOUT);
+	l = lref_parse(text);
+	fx_store_open(&t, "build");
+	lref_src_init(&ls, &ns.inner, l3, n, K, T, 0, 61);
+	ns.rows = fx_randv(K * n * 6, 62);
+	ns.brows = malloc(K * n * 6 * sizeof(double));
+	ns.n = n;
+	ns.K = K;
+	ns.give_rows = 1;
+	src.examples = n;
+	src.outputs = K;
+	src.read = norm_read;
+	src.ud = &ns;
+	R3 = lref_rows(&ls);
+	R = malloc(K * n * D * sizeof(*R));
+	for (uint64_t r = 0; r < K * n; r++) {
+		memcpy(R + r * D, R3 + r * LD, LD * sizeof(double));
+		memcpy(R + r * D + LD, ns.rows + r * 6, 6 * sizeof(double));
+	}
+	F = fref_rows_gram(R, K * n, D, (double)n);
+	Kf = lref_kfac(&ls);
+	E = lref_ekfac(&ls, R3, K * n);
+	lref_opts_f64(&o, PSPACE_KIND_DENSE);
+	assert_int_equal(pspace_build_layers(t.s, "D", l, &src, &o), 0);
+	assert_true(fref_stored_relerr(t.s, "D", F, D) < 1e-12);
+	/* c1 EKFAC, fc KFAC, emb Diag, bn QuasiDiag (its diagonal and bias-weight pairs) */
+	M = calloc(D * D, sizeof(*M));
+	for (uint64_t i = 0; i < D; i++)
+		for (uint64_t j = 0; j < D; j++) {
+			size_t li = pspace_layout_layer_of(l, i);
+
+			if (li != pspace_layout_layer_of(l, j))
+				continue;
+			if (li == 0)
+				M[i * D + j] = E[i * LD + j];
+			else if (li == 1)
+				M[i * D + j] = Kf[i * LD + j];
+			else if (li == 3 ? (i == j || i == j + 3 || j == i + 3) : i == j)
+				M[i * D + j] = F[i * D + j];
+		}
+	lref_opts_f64(&o, PSPACE_KIND_MIXED);
+	o.mixed = "conv1d=ekfac;fc=kfac;emb=diag;bn=quasidiag";
+	assert_int_equal(pspace_build_layers(t.s, "M", l, &src, &o), 0);
+	assert_true(fref_stored_relerr(t.s, "M", M, D) < 1e-10);
+	o.mixed = "*=kfac";
+	assert_int_equal(pspace_build_layers(t.s, "MK", l, &src, &o), PSPACE_ENOTSUP);
+	assert_non_null(strstr(pspace_errdetail(), "layer bn: a norm layer has no layer tensors"));
+	ns.give_rows = 0;
+	o.mixed = "linear,conv1d=kfac;*=dense";
+	assert_int_equal(pspace_build_layers(t.s, "MR", l, &src, &o), PSPACE_EINVAL);
+	assert_non_null(strstr(pspace_errdetail(), "layer bn"));
+	assert_non_null(strstr(pspace_errdetail(), "no Jacobian rows"));
+	free(M);
+	free(E);
+	free(Kf);
+	free(F);
+	free(R);
+	free(R3);
+	free(ns.brows);
+	free((void *)ns.rows);
+	lref_src_free(&ls);
+	pspace_layout_free(l);
+	pspace_layout_free(l3);
+	fx_store_close(&t);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_build_layers_rows),    cmocka_unit_test(test_build_kfac_ekfac),
-	    cmocka_unit_test(test_build_kfac_blockdiag), cmocka_unit_test(test_build_mixed_spec),
+	    cmocka_unit_test(test_build_layers_rows),
+	    cmocka_unit_test(test_build_kfac_ekfac),
+	    cmocka_unit_test(test_build_kfac_blockdiag),
+	    cmocka_unit_test(test_build_mixed_spec),
 	    cmocka_unit_test(test_build_mixed),
+	    cmocka_unit_test(test_build_layers_norm_rows),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

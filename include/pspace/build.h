@@ -57,8 +57,14 @@ PSPACE_API int pspace_build_jacobian(pspace_store *s, const char *name, const ps
 /**
  * Builds matrix @p name from layer tensors: KFAC, EKFAC (factors, their
  * eigendecomposition, then the diagonal update in a second pass over the
- * source), and Diag, QuasiDiag, BlockDiag from the per-example gradients
- * the tensors define (sum_t g_t [a_t; 1]^T).
+ * source), and Dense, BlockDiag, Diag, QuasiDiag, LowRank from the
+ * per-example gradients the tensors define (sum_t g_t [a_t; 1]^T).
+ * Layers without layer tensors (norm, generic) come as Jacobian rows in
+ * the batches (pspace_layer_batch.rows): every kind but KFAC and EKFAC
+ * takes them, and a Mixed gives them any part but kfac/ekfac (so a model
+ * with norm layers gets KFAC for its other layers). @return 0, or
+ * PSPACE_ENOTSUP naming the layer when KFAC/EKFAC is asked of a layer
+ * without tensors, or the source's or the build's error.
  */
 PSPACE_API int pspace_build_layers(pspace_store *s, const char *name, const pspace_layout *layout,
                                    const pspace_layer_source *src, const pspace_build_opts *o);

@@ -55,13 +55,26 @@ PSPACE_API void pspace_jac_source_npy_close(pspace_jac_source *src);
  * Linear / conv: acts (nx, T, a_in) with a_in = in (patches channel-major,
  * matching weight.view(out, -1)), grads (K, nx, T, out); T = 1 for plain
  * linear layers. Embedding: ids (nx, T) int64, grads (K, nx, T, dim).
- * Norm and generic layers have no layer tensors (use Jacobian rows).
+ * Norm and generic layers (and an embedding with a bias) have no layer
+ * tensors: the source gives their Jacobian rows instead (@c rows), which
+ * every kind but KFAC and EKFAC builds from (in a Mixed: their parts).
+ * The builders allocate the array of batches zeroed and never clear it, so
+ * a source sets only the fields of its layers.
  */
 typedef struct pspace_layer_batch {
-	uint64_t T;          /**< output locations */
+	uint64_t T;          /**< output locations (layers with layer tensors) */
 	const double *acts;  /**< linear/conv: nx * T * in values, else NULL */
 	const int64_t *ids;  /**< embedding: nx * T ids, else NULL */
 	const double *grads; /**< K * nx * T * out values */
+	/**
+	 * Layers without layer tensors: their K * nx per-example gradient rows,
+	 * row (k, x) the layer's size values at (k * nx + x) * size, in the
+	 * layer's parameter order; NULL for the others. Added after 0.2.0, at
+	 * the end: sources written before still compile and work unchanged,
+	 * but a source compiled against the older header must be recompiled
+	 * (this struct is the element of an array the builder allocates).
+	 */
+	const double *rows;
 } pspace_layer_batch;
 
 /**

@@ -90,7 +90,16 @@ int pspace_build_replace(pspace_store *s, const char *name, pspace_mat *m);
 
 /* ---- layer tensors (build_layers.c) ---------------------------------------------------- */
 
-/** A row source computing per-example gradients from layer tensors (free with _close). */
+/**
+ * @return 1 if layer @p L has layer tensors (linear, conv, an embedding
+ * without bias), 0 if a layer-tensor source gives its Jacobian rows.
+ */
+int pspace_layer_has_tensors(const pspace_layer *L);
+
+/**
+ * A row source computing per-example gradients from layer tensors, and
+ * copying the rows the source gives for layers without (free with _close).
+ */
 int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
                             const pspace_layer_source *src);
 void pspace_rows_from_layers_close(pspace_rows *r);
@@ -118,7 +127,8 @@ int pspace_mixed_spec_parse(const char *spec, const pspace_layout *layout, pspac
 /**
  * Builds a Mixed matrix: each layer's part with its kind, saved as
  * "<name>/<layer>", then the Mixed itself. @p rows: the rows (always);
- * @p layers: the layer tensors, or NULL (KFAC/EKFAC parts then ENOTSUP).
+ * @p layers: the layer tensors, or NULL (KFAC/EKFAC parts then ENOTSUP,
+ * as for a layer without layer tensors).
  */
 int pspace_build_mixed(pspace_store *s, const char *name, const pspace_layout *layout,
                        pspace_rows *rows, const pspace_layer_source *layers,

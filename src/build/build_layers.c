@@ -12,6 +12,9 @@
  *   embedding              grad[id_t, :] += g_t; A = diag((1/n) id counts), G as above.
  * The EKFAC update takes linear/conv layers straight from the tensors
  * (pspace_ekfac_update_add_layer_batch) and only embeddings as rows.
+ * Layers without layer tensors (norm, generic, an embedding with a bias)
+ * come as Jacobian rows in the batch (pspace_layer_batch.rows): the row
+ * source copies them, so every kind but KFAC/EKFAC covers them too.
  */
 #include <blis.h>
 
@@ -24,40 +27,47 @@
 #include "common/exec.h"
 #include "mat/kron/ekfac_build.h"
 
-/* Layers with layer tensors (those with want[i], all if NULL): linear, conv, embedding. */
+int pspace_layer_has_tensors(const pspace_layer *L)
+{
+	switch (L->kind) {
+	case PSPACE_LAYER_LINEAR:
+	case PSPACE_LAYER_CONV1D:
+	case PSPACE_LAYER_CONV2D: return 1;
+	case PSPACE_LAYER_EMBEDDING: return !L->bias;
+	default: return 0;
+	}
+}
+
+/* The layers with want[i] have layer tensors (KFAC factors need them). */
 static int check_layers(const pspace_layout *l, const unsigned char *want)
 {
 	for (size_t i = 0; i < pspace_layout_nlayers(l); i++) {
 		const pspace_layer *L = pspace_layout_layer(l, i);
 
-		if (want && !want[i])
+		if (!want[i] || pspace_layer_has_tensors(L))
 			continue;
-		switch (L->kind) {
-		case PSPACE_LAYER_LINEAR:
-		case PSPACE_LAYER_CONV1D:
-		case PSPACE_LAYER_CONV2D: break;
-		case PSPACE_LAYER_EMBEDDING:
-			if (!L->bias)
-				break;
-			return pspace_err_set(PSPACE_ENOTSUP,
-			                      "layer %s: an embedding with a bias has no layer "
-			                      "tensors",
-			                      L->name);
-		default:
-			return pspace_err_set(PSPACE_ENOTSUP,
-			                      "layer %s: a %s layer has no layer tensors (build it "
-			                      "from Jacobian rows)",
-			                      L->name, pspace_layer_kind_name(L->kind));
-		}
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "layer %s (%s) has no layer tensors, which KFAC and EKFAC "
+		                      "need (build it from Jacobian rows)",
+		                      L->name,
+		                      L->kind == PSPACE_LAYER_EMBEDDING
+		                          ? "an embedding with a bias"
+		                          : pspace_layer_kind_name(L->kind));
 	}
 	return 0;
 }
 
-/* Checks the tensors of layer @p L in a batch. */
+/* Checks the tensors (or, for a layer without tensors, the rows) of layer @p L in a batch. */
 static int check_batch(const pspace_layer *L, const pspace_layer_batch *b)
 {
 	int emb = L->kind == PSPACE_LAYER_EMBEDDING;
 
+	if (!pspace_layer_has_tensors(L))
+		return b->rows ? 0
+		               : pspace_err_set(PSPACE_EINVAL,
+		                                "layer %s: a %s layer has no layer tensors and the "
+		                                "source gave no Jacobian rows for it",
+		                                L->name, pspace_layer_kind_name(L->kind));
 	if (b->T == 0 || !b->grads || (emb ? !b->ids : !b->acts))
 		return pspace_err_set(PSPACE_EINVAL,
 		                      "layer %s: the source gave no %s, no gradients or T = 0",
@@ -107,6 +117,11 @@ static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32
 	uint64_t in = L->kind == PSPACE_LAYER_EMBEDDING ? 0 : L->weight_size / L->shape[0];
 	int rc = check_batch(L, b);
 
+	if (rc == 0 && !pspace_layer_has_tensors(L)) {
+		for (uint64_t r = 0; r < (uint64_t)K * nx; r++)
+			memcpy(out + r * ld + coff, b->rows + r * L->size, L->size * sizeof(*out));
+		return 0;
+	}
 	for (uint32_t k = 0; rc == 0 && k < K; k++)
 		for (uint64_t x = 0; rc == 0 && x < nx; x++) {
 			const double *g = b->grads + ((uint64_t)k * nx + x) * T * out_dim;
@@ -165,6 +180,26 @@ static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t 
 }
 
 /*
+ * Diag and QuasiDiag terms of a layer without layer tensors from its rows,
+ * as the row builder forms them (cross: bias o times weight row o).
+ */
+static void rows_qd(const pspace_layer *L, const double *rows, uint64_t m, double *diag,
+                    double *cross)
+{
+	uint64_t od = L->shape[0], in = od ? L->weight_size / od : 0;
+
+	for (uint64_t r = 0; r < m; r++) {
+		const double *w = rows + r * L->size, *bias = w + L->weight_size;
+
+		for (uint64_t p = 0; p < L->size; p++)
+			diag[p] += w[p] * w[p];
+		for (uint64_t o = 0; cross && L->bias && o < od; o++)
+			for (uint64_t j = 0; j < in; j++)
+				cross[o * in + j] += bias[o] * w[o * in + j];
+	}
+}
+
+/*
  * Diag and QuasiDiag terms of layer @p L for a batch: with one location
  * (T = 1) they factor, sum_x sum_k g_k[o]^2 a[j]^2 = (sum_k g^2)^T (a*a) and
  * the cross term (sum_k g^2)^T a, one gemm each instead of K nx gradient
@@ -182,6 +217,10 @@ static int layer_qd(const pspace_layer *L, const pspace_layer_batch *b, uint32_t
 
 	if (rc != 0)
 		goto out;
+	if (!pspace_layer_has_tensors(L)) {
+		rows_qd(L, b->rows, (uint64_t)K * nx, diag, cross);
+		goto out;
+	}
 	if (!emb && T == 1) {
 		uint64_t ng = nx * od, na = nx * in;
 
@@ -281,11 +320,8 @@ int pspace_rows_from_layers(pspace_rows *out, const pspace_layout *layout,
                             const pspace_layer_source *src)
 {
 	lrows *q;
-	int rc = check_layers(layout, NULL);
 
 	memset(out, 0, sizeof(*out));
-	if (rc != 0)
-		return rc;
 	q = calloc(1, sizeof(*q));
 	if (q)
 		q->batch = calloc(pspace_layout_nlayers(layout), sizeof(*q->batch));

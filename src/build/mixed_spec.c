@@ -13,7 +13,10 @@
  * with its own layout (that one layer): Dense/BlockDiag parts are stored
  * matrices "<name>/<layer>"; factored parts are saved with the Mixed (as
  * "<name>/<layer>" too, by pspace_mat_save). KFAC/EKFAC parts need layer
- * tensors; their factors come from one shared pass, each EKFAC part's
+ * tensors (a linear, conv or embedding layer, built from layer tensors);
+ * the parts of the other layers of such a build (norm, generic) come from
+ * the Jacobian rows the layer-tensor source gives for them. KFAC/EKFAC
+ * factors come from one shared pass, each EKFAC part's
  * diagonal update from one more pass. Other parts take one pass each
  * (Dense/BlockDiag parts: one per band). A failed build removes the parts
  * it wrote; Mixed builds do not resume.
@@ -260,6 +263,15 @@ int pspace_build_mixed(pspace_store *s, const char *name, const pspace_layout *l
 			                    "rows",
 			                    pspace_layout_layer(layout, i)->name,
 			                    pspace_kind_name(b.kinds[i]));
+		else if (b.want[i] && !pspace_layer_has_tensors(pspace_layout_layer(layout, i)))
+			rc = pspace_err_set(
+			    PSPACE_ENOTSUP,
+			    "layer %s: a %s layer has no layer tensors, so its part cannot be %s "
+			    "(KFAC and EKFAC are for linear, conv and embedding layers); give it "
+			    "dense, blockdiag, diag, quasidiag or lowrank",
+			    pspace_layout_layer(layout, i)->name,
+			    pspace_layer_kind_name(pspace_layout_layer(layout, i)->kind),
+			    pspace_kind_name(b.kinds[i]));
 	}
 	if (rc == 0 && any)
 		rc = pspace_build_kfac_factors(layout, layers, b.want, o, b.A, b.G);
