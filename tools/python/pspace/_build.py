@@ -224,13 +224,49 @@ def build_jacobian(store, name, layout, batches, kind="dense", precision=None, m
 
 
 def _layer_dims(Ly):
-    """(name, embedding?, in, out) of a layer with layer tensors, else None."""
+    """(name, embedding?, in, out) of a layer with layer tensors, else
+    (name, None, size, 0): a layer whose batches are Jacobian rows."""
     s = list(Ly.shape)[:Ly.ndim]
-    if Ly.kind == _lib.LAYER_EMBEDDING:
+    if Ly.kind == _lib.LAYER_EMBEDDING and not Ly.bias:
         return Ly.name.decode(), True, int(s[0]), int(s[1])
     if Ly.kind in (_lib.LAYER_LINEAR, _lib.LAYER_CONV1D, _lib.LAYER_CONV2D):
         return Ly.name.decode(), False, int(np.prod(s[1:])), int(s[0])
-    return None
+    return Ly.name.decode(), None, int(Ly.size), 0
+
+
+def _tensors(what, lname, emb, fin, fout, acts, grads):
+    """The (acts (nx, T, in) or ids (nx, T), grads (K, nx, T, out)) of one layer, checked."""
+    acts, grads = np.asarray(acts), np.asarray(grads)
+    if emb:
+        if acts.dtype.kind not in "iu":
+            raise DimensionError("%s: layer %s: embedding ids must be integers, not %s"
+                                 % (what, lname, acts.dtype))
+        a = acts.astype(np.int64, copy=False)
+        a = a[:, None] if a.ndim == 1 else a
+        ok = a.ndim == 2
+        if ok and a.size and (a.min() < 0 or a.max() >= fin):
+            raise DimensionError("%s: layer %s: an embedding id outside 0..%d"
+                                 % (what, lname, fin - 1))
+    else:
+        a = acts[:, None, :] if acts.ndim == 2 else acts
+        ok = a.ndim == 3 and a.shape[2] == fin and a.dtype.kind == "f"
+    g = grads[:, :, None, :] if grads.ndim == 3 else grads
+    ok = ok and g.ndim == 4 and g.dtype.kind == "f" and g.shape[3] == fout
+    ok = ok and g.shape[1:3] == a.shape[:2]
+    if not ok:
+        raise DimensionError(
+            "%s: layer %s: acts %s %s and grads %s %s do not fit the layout (%s (nx, %s) "
+            "or (nx, T, %s), grads (K, nx, %d) or (K, nx, T, %d))"
+            % (what, lname, acts.dtype, acts.shape, grads.dtype, grads.shape,
+               "ids" if emb else "acts", "" if emb else fin, "" if emb else fin, fout, fout))
+    return a, g
+
+
+def _sizes(b):
+    """(nx, K) of a normalized batch of layer tensors."""
+    v = next(iter(b.values()))
+    return (v.shape[1], v.shape[0]) if isinstance(v, np.ndarray) else (v[0].shape[0],
+                                                                       v[1].shape[0])
 
 
 def build_layers(store, name, layout, batches, kind="kfac", precision=None, mem=None,
@@ -242,8 +278,12 @@ def build_layers(store, name, layout, batches, kind="kfac", precision=None, mem=
     of dicts {layer: (acts, grads)} for every linear, conv and embedding
     layer of the layout: acts (nx, in) or (nx, T, in_patch) floats, or
     embedding ids int (nx,) or (nx, T); grads (K, nx, out) or
-    (K, nx, T, out). variant_outputs: K, checked against the batches.
-    Other options as build_jacobian. Returns the Matrix."""
+    (K, nx, T, out). A layer without layer tensors (norm, generic) gives
+    its Jacobian rows instead, {layer: rows} with rows (K, nx, size) (its
+    per-example gradients): every kind but KFAC and EKFAC takes them, and
+    a mixed:SPEC gives such layers any part but kfac/ekfac.
+    variant_outputs: K, checked against the batches. Other options as
+    build_jacobian. Returns the Matrix."""
     what = "build %s" % name
     lay_box = {}
 
@@ -254,89 +294,76 @@ def build_layers(store, name, layout, batches, kind="kfac", precision=None, mem=
         out, nb, K = {}, None, None
         for lname, emb, fin, fout in lay_box["dims"]:
             if lname not in raw:
-                raise Error("%s: the batch of examples from %d has no tensors for layer '%s'"
-                            % (what, at, lname))
-            acts, grads = raw[lname]
-            acts, grads = np.asarray(acts), np.asarray(grads)
-            if emb:
-                if acts.dtype.kind not in "iu":
-                    raise DimensionError("%s: layer %s: embedding ids must be integers, not %s"
-                                         % (what, lname, acts.dtype))
-                a = acts.astype(np.int64, copy=False)
-                a = a[:, None] if a.ndim == 1 else a
-                ok = a.ndim == 2
-                if ok and a.size and (a.min() < 0 or a.max() >= fin):
-                    raise DimensionError("%s: layer %s: an embedding id outside 0..%d"
-                                         % (what, lname, fin - 1))
+                raise Error("%s: the batch of examples from %d has no %s for layer '%s'"
+                            % (what, at, "tensors" if emb is not None else "Jacobian rows",
+                               lname))
+            if emb is None:
+                r = np.asarray(raw[lname])
+                r = r[None] if r.ndim == 2 else r
+                if r.ndim != 3 or r.dtype.kind != "f" or r.shape[2] != fin:
+                    raise DimensionError("%s: layer %s has no layer tensors: its batch must be "
+                                         "its Jacobian rows, a float (K, nx, %d) array, not "
+                                         "%s %s" % (what, lname, fin, r.dtype, r.shape))
+                out[lname] = r
+                x, k = r.shape[1], r.shape[0]
             else:
-                a = acts[:, None, :] if acts.ndim == 2 else acts
-                ok = a.ndim == 3 and a.shape[2] == fin and a.dtype.kind == "f"
-            g = grads[:, :, None, :] if grads.ndim == 3 else grads
-            ok = ok and g.ndim == 4 and g.dtype.kind == "f" and g.shape[3] == fout
-            ok = ok and g.shape[1:3] == a.shape[:2]
-            if not ok:
-                raise DimensionError(
-                    "%s: layer %s: acts %s %s and grads %s %s do not fit the layout (%s (nx, %s) "
-                    "or (nx, T, %s), grads (K, nx, %d) or (K, nx, T, %d))"
-                    % (what, lname, acts.dtype, acts.shape, grads.dtype, grads.shape,
-                       "ids" if emb else "acts", "" if emb else fin, "" if emb else fin,
-                       fout, fout))
+                out[lname] = a, g = _tensors(what, lname, emb, fin, fout, *raw[lname])
+                x, k = a.shape[0], g.shape[0]
             if nb is None:
-                nb, K = a.shape[0], g.shape[0]
-            if a.shape[0] != nb or g.shape[0] != K:
+                nb, K = x, k
+            if x != nb or k != K:
                 raise DimensionError("%s: layer %s: %d examples x %d outputs where another "
                                      "layer of the batch has %d x %d"
-                                     % (what, lname, a.shape[0], g.shape[0], nb, K))
-            out[lname] = (a, g)
-        if nb is None:
-            raise Error("%s: the layout has no linear, conv or embedding layer" % what)
+                                     % (what, lname, x, k, nb, K))
         return out
 
     def count(b):
-        if isinstance(b, collections.abc.Mapping):
-            first = next(iter(b.values()))[0]
-            return np.shape(first)[0]
-        return next(iter(b.values()))[0].shape[0]
+        v = next(iter(b.values()))
+        return np.shape(v[0])[0] if isinstance(v, (tuple, list)) else np.shape(v)[-2]
 
     def make(lay, pending):
         dims = [_layer_dims(Ly) for Ly in lay.layers]
-        lay_box["dims"] = [x for x in dims if x is not None]
+        lay_box["dims"] = dims
         bs = _Batches(batches, count, normalize, what)
-        K = next(iter(bs.cur.values()))[1].shape[0]
+        K = _sizes(bs.cur)[1]
         if variant_outputs is not None and variant_outputs != K:
             raise DimensionError("%s: the batches have K = %d outputs, not %d"
                                  % (what, K, variant_outputs))
         n = examples if examples is not None else _count_examples(batches, count, what)
         held = []
 
+        def join(arrs, axis, dtype):
+            return np.ascontiguousarray(np.concatenate(arrs, axis=axis) if len(arrs) > 1
+                                        else arrs[0], dtype=dtype)
+
         def fill(x0, nx, out):
             del held[:]
             parts = list(bs.pieces(x0, nx))
-            for i, dim in enumerate(dims):
-                if dim is None:
-                    out[i] = _lib.LayerBatch(0, None, None, None)
+            for b, _lo, _hi, at in parts:
+                if _sizes(b)[1] != K:
+                    raise DimensionError("%s: the batch of examples from %d has K = %d outputs "
+                                         "where the first had %d"
+                                         % (what, x0 + at, _sizes(b)[1], K))
+            for i, (lname, emb, _fin, _fout) in enumerate(dims):
+                if emb is None:
+                    r = join([b[lname][:, lo:hi] for b, lo, hi, _at in parts], 1, np.float64)
+                    held.append(r)
+                    out[i] = _lib.LayerBatch(0, None, None, None,
+                                             r.ctypes.data_as(_lib.P_double))
                     continue
-                lname, emb = dim[0], dim[1]
                 T = parts[0][0][lname][0].shape[1]
-                a_parts, g_parts = [], []
-                for b, lo, hi, _at in parts:
-                    a, g = b[lname]
-                    if a.shape[1] != T or g.shape[0] != K:
-                        raise DimensionError("%s: layer %s: T = %d and K = %d where an earlier "
-                                             "batch had T = %d and K = %d"
-                                             % (what, lname, a.shape[1], g.shape[0], T, K))
-                    a_parts.append(a[lo:hi])
-                    g_parts.append(g[:, lo:hi])
-                a = np.ascontiguousarray(np.concatenate(a_parts) if len(a_parts) > 1
-                                         else a_parts[0],
-                                         dtype=np.int64 if emb else np.float64)
-                g = np.ascontiguousarray(np.concatenate(g_parts, axis=1) if len(g_parts) > 1
-                                         else g_parts[0], dtype=np.float64)
+                for b, _lo, _hi, _at in parts:
+                    if b[lname][0].shape[1] != T:
+                        raise DimensionError("%s: layer %s: T = %d where an earlier batch had "
+                                             "T = %d" % (what, lname, b[lname][0].shape[1], T))
+                a = join([b[lname][0][lo:hi] for b, lo, hi, _at in parts], 0,
+                         np.int64 if emb else np.float64)
+                g = join([b[lname][1][:, lo:hi] for b, lo, hi, _at in parts], 1, np.float64)
                 held.extend((a, g))
                 out[i] = _lib.LayerBatch(
                     T, None if emb else a.ctypes.data_as(_lib.P_double),
                     a.ctypes.data_as(ctypes.POINTER(ctypes.c_int64)) if emb else None,
-                    g.ctypes.data_as(_lib.P_double))
+                    g.ctypes.data_as(_lib.P_double), None)
 
         fn = _lib.LAYER_READ(_callback(pending, fill))
         return _lib.LayerSource(int(n), int(K), fn, None), (bs, fn, held)

@@ -137,7 +137,7 @@ class JacSource(ctypes.Structure):
 
 class LayerBatch(ctypes.Structure):
     _fields_ = [("T", c_uint64), ("acts", P_double), ("ids", ctypes.POINTER(c_int64)),
-                ("grads", P_double)]
+                ("grads", P_double), ("rows", P_double)]
 
 
 LAYER_READ = ctypes.CFUNCTYPE(c_int, c_void_p, c_uint64, c_uint64, ctypes.POINTER(LayerBatch))

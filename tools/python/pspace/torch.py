@@ -29,8 +29,10 @@ Streaming: batches go from torch to the builders in memory. Builds that
 read the input more than once (out-of-core Dense/BlockDiag, EKFAC's
 diagonal update) iterate the loader again: the loader must yield the same
 examples in the same order each time (no shuffling, no random
-augmentation). The `mc` variant draws its labels from a generator seeded
-by (seed, batch index), so every pass sees the same labels.
+augmentation) -- or fim(..., spill=True) writes what the first pass
+computed to a temporary file and serves the later passes from it. The
+`mc` variant draws its labels from a generator seeded by (seed, batch
+index), so every pass sees the same labels.
 """
 
 import math
@@ -42,7 +44,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as tF
 
-from ._errors import InvalidError, NotSupportedError, NumericError
+from ._errors import Error, InvalidError, NotSupportedError, NumericError
+from ._spill import Spill
 
 __all__ = ["layout", "flatten", "unflatten", "capture", "jacobian_rows", "fim",
            "SUPPORTED", "VARIANTS", "UnsupportedModelError", "NonFiniteError"]
@@ -516,20 +519,26 @@ def _count(loader):
 
 def fim(model, loader, store, name, kind="dense", variant="classif_logits", function=None,
         mc_samples=1, precision="f32", mem="1G", threads=None, progress=True, seed=0,
-        tile=None):
+        tile=None, spill=False):
     """Builds the Fisher of @p model over @p loader into @p store as matrix @p name.
 
-    kind: as `pspace build --kind`. KFAC and EKFAC (and mixed specs giving
-    them a layer) need every parametrized layer to be Linear/Conv/Embedding;
-    the other kinds work with norm layers too. variant: classif_logits, mc
-    (mc_samples labels from the model per example, seeded by @p seed and the
-    batch index), regression, empirical (labels = the batch's second
-    element). The loader is iterated once per pass the build makes; it must
-    yield the same examples in the same order every time. Returns the built
+    kind: as `pspace build --kind`. KFAC and EKFAC need every parametrized
+    layer to be Linear/Conv/Embedding; the other kinds work with norm layers
+    too, and so does mixed:SPEC as long as it gives the norm layers one of
+    them (e.g. "mixed:norm=diag;*=kfac": the norm blocks are then built from
+    their exact per-example gradients, the others from layer tensors).
+    variant: classif_logits, mc (mc_samples labels from the model per
+    example, seeded by @p seed and the batch index), regression, empirical
+    (labels = the batch's second element). The loader is iterated once per
+    pass the build makes; it must yield the same examples in the same order
+    every time -- unless spill: True (a file in tempfile's directory) or a
+    directory writes what the first pass computed (the layer tensors or
+    Jacobian rows, in the model's float type) to a temporary file that the
+    later passes read instead of running the model again (so a shuffling
+    loader or an expensive model is fine; it costs that much disk, and the
+    file is removed when fim returns or fails). Returns the built
     pspace.Matrix. tile: the tile size of Dense/BlockDiag (None: the default).
     """
-    import pspace
-
     if variant not in VARIANTS:
         raise InvalidError("unknown variant '%s' (expected %s)" % (variant, ", ".join(VARIANTS)))
     if variant == "mc" and (not isinstance(mc_samples, int) or mc_samples < 1):
@@ -539,15 +548,19 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
     text = layout(model)
     base = kind.split(":", 1)[0]
     all_affine = all(L.affine for L in layers)
-    factored = base in ("kfac", "ekfac") or (base == "mixed" and ("kfac" in kind))
-    if factored and not all_affine:
+    if base in ("kfac", "ekfac") and not all_affine:
         norms = [L.name for L in layers if not L.affine]
         raise UnsupportedModelError(
             "kind '%s' needs layer tensors, which the norm layers %s do not have; use dense, "
-            "blockdiag, diag, quasidiag or lowrank" % (kind, ", ".join(norms)))
+            "blockdiag, diag, quasidiag or lowrank, or a mixed spec giving the norm layers one "
+            "of those (e.g. 'mixed:norm=diag;*=%s')" % (kind, ", ".join(norms), base))
+    # layer tensors (the norm layers' Jacobian rows beside them) where the kind can use them
+    use_layers = all_affine or base == "mixed"
     total = _count(loader)
+    sp = None if spill is None or spill is False else Spill(None if spill is True else spill)
+    state = {"first": True, "spilled": 0}
 
-    def batches(use_layers):
+    def computed():
         bar = _Progress(progress, total)
         try:
             for bi, batch in enumerate(loader):
@@ -555,15 +568,35 @@ def fim(model, loader, store, name, kind="dense", variant="classif_logits", func
                 cap = capture(model, batch, variant, function, mc_samples, gen,
                               _layers_list=layers)
                 bar.step(cap.n)
-                yield cap.layers if use_layers else jacobian_rows(model, cap, layers)
+                if use_layers:
+                    item = dict(cap.layers)
+                    item.update(cap.norm)
+                else:
+                    item = jacobian_rows(model, cap, layers)
+                if sp is not None:
+                    sp.put(item)
+                    state["spilled"] += cap.n
+                yield item
         finally:
             bar.close()
+
+    def batches():
+        if sp is None or state["first"]:
+            state["first"] = False
+            return computed()
+        if state["spilled"] < total:
+            raise Error("spill file %s: a pass began before the first one had read all %d "
+                        "examples (%d spilled)" % (sp.path, total, state["spilled"]))
+        return sp.batches()
 
     opts = dict(kind=kind, precision=precision, mem=mem, examples=total)
     if threads is not None:
         opts["threads"] = threads
     if tile is not None:
         opts["tile"] = tile
-    if all_affine:
-        return store.build_layers(name, text, lambda: batches(True), **opts)
-    return store.build_jacobian(name, text, lambda: batches(False), **opts)
+    build = store.build_layers if use_layers else store.build_jacobian
+    try:
+        return build(name, text, batches, **opts)
+    finally:
+        if sp is not None:
+            sp.close()
