@@ -69,10 +69,9 @@ typedef struct pspace_layer_batch {
 	/**
 	 * Layers without layer tensors: their K * nx per-example gradient rows,
 	 * row (k, x) the layer's size values at (k * nx + x) * size, in the
-	 * layer's parameter order; NULL for the others. Added after 0.2.0, at
-	 * the end: sources written before still compile and work unchanged,
-	 * but a source compiled against the older header must be recompiled
-	 * (this struct is the element of an array the builder allocates).
+	 * layer's parameter order; NULL for the others. New in 0.3 (sources
+	 * written for 0.2 compile unchanged but must be recompiled: this
+	 * struct is the element of an array the builder allocates).
 	 */
 	const double *rows;
 } pspace_layer_batch;

@@ -24,7 +24,7 @@ DTYPES = {"f64": 1, "f32": 2, "bf16": 3, "f16": 4}
 LAYER_LINEAR, LAYER_CONV1D, LAYER_CONV2D, LAYER_EMBEDDING = 1, 2, 3, 4
 
 
-API_VERSION = "0.2"
+API_VERSION = "0.3"
 
 
 def _candidates():
@@ -38,11 +38,11 @@ def _candidates():
         out.append(os.path.join(root, "build", "libpspace.so"))
     try:  # written by cmake --install
         from ._installed import LIBDIR
-        out.append(os.path.join(LIBDIR, "libpspace.so.0.2"))
+        out.append(os.path.join(LIBDIR, "libpspace.so.0.3"))
     except ImportError:
         pass
     found = ctypes.util.find_library("pspace")
-    out += ["libpspace.so.0.2"] + ([found] if found else [])
+    out += ["libpspace.so.0.3"] + ([found] if found else [])
     return out
 
 
