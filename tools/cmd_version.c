@@ -1,6 +1,7 @@
 /*
  * pspace version: library version, store format version, BLIS kernels.
  */
+#include "json.h"
 #include "opt.h"
 
 static const tool_cmd_doc version_doc = {
@@ -26,9 +27,20 @@ int cmd_version(int argc, char **argv)
 	if (rc)
 		return tool_fail(rc, "cannot initialize BLIS");
 	if (json) {
-		printf("{\"version\": \"%s\", \"format_version\": %d, \"blis_version\": \"%s\", "
-		       "\"blis_arch\": \"%s\", \"blis_reason\": \"%s\", \"cpu\": \"%s\"}\n",
-		       pspace_version(), PSPACE_FORMAT_VERSION, b.version, b.arch, b.reason, b.cpu);
+		/* the reason may hold a path: escaped */
+		json_writer w;
+
+		json_init(&w, stdout, 1);
+		json_begin_object(&w);
+		json_kv_string(&w, "version", pspace_version());
+		json_kv_int(&w, "format_version", PSPACE_FORMAT_VERSION);
+		json_kv_string(&w, "blis_version", b.version);
+		json_kv_string(&w, "blis_arch", b.arch);
+		json_kv_string(&w, "blis_reason", b.reason);
+		json_kv_string(&w, "cpu", b.cpu);
+		json_end_object(&w);
+		if (json_finish(&w) != 0)
+			return tool_fail(PSPACE_EIO, "cannot write the output");
 	} else {
 		printf("pspace %s\n", pspace_version());
 		printf("store format version %d\n", PSPACE_FORMAT_VERSION);

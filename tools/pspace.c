@@ -57,8 +57,10 @@ int main(int argc, char **argv)
 	    TOOL_ARG("COMMAND", &command, 0),
 	    TOOL_ARG("ARGS...", NULL, 0),
 	    TOOL_FN("blis-arch", "NAME", NULL, blis_arch, 0,
-	            "BLIS kernel set: auto (default), zen3, skx, haswell,\n"
-	            "generic, ... (also $PSPACE_BLIS_ARCH; $BLIS_ARCH_TYPE wins)"),
+	            "BLIS kernel set: auto (default: the fastest, measured\n"
+	            "once per CPU and cached), calibrate (measure again), zen3,\n"
+	            "skx, haswell, generic, ... (also $PSPACE_BLIS_ARCH;\n"
+	            "$BLIS_ARCH_TYPE wins)"),
 	    TOOL_SWITCH("version", &version, 1, "same as 'pspace version'"),
 	    TOOL_END,
 	};

@@ -125,14 +125,18 @@ typedef struct pspace_exec {
  * Initializes the library: chooses the BLIS kernel set (see README,
  * "BLIS kernels"). Idempotent and thread-safe; called implicitly by
  * pspace_store_open(). Must run before anything else in the process calls
- * BLIS for the choice to take effect.
+ * BLIS for the choice to take effect. Unless overridden, the first call on
+ * a CPU times the candidate kernel sets in short-lived forked children
+ * (about 0.2 s) and caches the result in $PSPACE_CACHE_DIR,
+ * $XDG_CACHE_HOME/pspace or $HOME/.cache/pspace.
  * @return 0, or PSPACE_EBLIS when the requested kernel set is invalid.
  */
 PSPACE_API int pspace_init(void);
 
 /**
  * Requests a BLIS kernel set by name ("zen3", "skx", "haswell", "generic",
- * "auto", ...) before pspace_init() runs. Overrides $PSPACE_BLIS_ARCH.
+ * "auto", "calibrate" = measure again, ignoring the cache, ...) before
+ * pspace_init() runs. Overrides $PSPACE_BLIS_ARCH.
  * @return 0, PSPACE_EINVAL for an unknown name, PSPACE_EBUSY if BLIS was
  * already initialized.
  */
@@ -141,7 +145,7 @@ PSPACE_API int pspace_blis_arch_request(const char *name);
 /** Information on the BLIS kernel set in use (after pspace_init()). */
 typedef struct pspace_blis_info {
 	const char *arch;    /**< kernel set in use, e.g. "zen3" */
-	const char *reason;  /**< why: "chosen by BLIS", "BLIS_ARCH_TYPE", ... */
+	const char *reason;  /**< why: "measured on this CPU: ...", "set by BLIS_ARCH_TYPE=..." */
 	const char *version; /**< BLIS version string */
 	const char *cpu;     /**< CPU vendor/family/model as pspace saw it */
 } pspace_blis_info;

@@ -71,6 +71,10 @@ void pspace_cpu_query(pspace_cpu *out)
 		const uint32_t avx512 = (1u << 16) | (1u << 17) | (1u << 30) | (1u << 31);
 		if ((ebx & avx512) == avx512 && os_zmm)
 			out->features |= PSPACE_CPU_AVX512;
+		/* Knights Landing: F + PF + ER, without DQ/BW/VL */
+		const uint32_t knl = (1u << 16) | (1u << 26) | (1u << 27);
+		if ((ebx & knl) == knl && os_zmm)
+			out->features |= PSPACE_CPU_AVX512ER;
 	}
 	if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000001u) {
 		__cpuid(0x80000001u, eax, ebx, ecx, edx);
@@ -139,6 +143,38 @@ const char *pspace_blis_fallback(const pspace_cpu *cpu)
 	if (has(cpu, PSPACE_CPU_AVX512))
 		return "skx";
 	return cpu->vendor == PSPACE_CPU_AMD ? "zen3" : "haswell";
+}
+
+static void add_candidate(const char **out, int *n, int cap, const char *name)
+{
+	for (int i = 0; i < *n; i++)
+		if (strcmp(out[i], name) == 0)
+			return;
+	if (*n < cap && pspace_blis_arch_index(name) >= 0)
+		out[(*n)++] = name;
+}
+
+int pspace_blis_candidates(const char **out, int cap, const pspace_cpu *cpu)
+{
+	const uint32_t avx2 = PSPACE_CPU_AVX | PSPACE_CPU_FMA3 | PSPACE_CPU_AVX2;
+	const char *predicted = pspace_blis_predict(cpu);
+	int n = 0;
+
+	if (has(cpu, PSPACE_CPU_AVX512 | avx2))
+		add_candidate(out, &n, cap, "skx");
+	if (has(cpu, PSPACE_CPU_AVX512ER | avx2))
+		add_candidate(out, &n, cap, "knl");
+	if (has(cpu, avx2)) {
+		add_candidate(out, &n, cap, "haswell");
+		add_candidate(out, &n, cap, "zen3");
+		add_candidate(out, &n, cap, "zen2");
+		add_candidate(out, &n, cap, "zen");
+	}
+	/* BLIS's own answer always competes, except its portable fallback,
+	 * which only serves when nothing else runs here. */
+	if (strcmp(predicted, "generic") != 0 || n == 0)
+		add_candidate(out, &n, cap, predicted);
+	return n;
 }
 
 int pspace_blis_arch_index(const char *name)

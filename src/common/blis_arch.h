@@ -17,7 +17,8 @@ enum {
 	PSPACE_CPU_FMA3 = 1u << 2,
 	PSPACE_CPU_AVX2 = 1u << 3,
 	PSPACE_CPU_FMA4 = 1u << 4,
-	PSPACE_CPU_AVX512 = 1u << 5, /* F+DQ+BW+VL, with OS support for zmm state */
+	PSPACE_CPU_AVX512 = 1u << 5,   /* F+DQ+BW+VL, with OS support for zmm state */
+	PSPACE_CPU_AVX512ER = 1u << 6, /* F+PF+ER (Xeon Phi), with OS support for zmm state */
 };
 
 typedef struct pspace_cpu {
@@ -42,6 +43,19 @@ const char *pspace_blis_predict(const pspace_cpu *cpu);
  * when BLIS's own choice should stand.
  */
 const char *pspace_blis_fallback(const pspace_cpu *cpu);
+
+/** Most kernel sets pspace_blis_candidates() returns. */
+#define PSPACE_BLIS_MAX_CANDIDATES 8
+
+/**
+ * Writes into @p out (room for @p cap names, static strings) the kernel
+ * sets of this BLIS build that @p cpu can run and that are worth timing:
+ * skx with AVX-512 F/DQ/BW/VL, knl with AVX-512 ER, haswell/zen3/zen2/zen
+ * with AVX2+FMA, and BLIS's own choice (generic only when nothing else
+ * qualifies). @return how many (0 when this BLIS knows none of them, e.g.
+ * on another architecture).
+ */
+int pspace_blis_candidates(const char **out, int cap, const pspace_cpu *cpu);
 
 /**
  * @return the BLIS arch_t index for a sub-configuration name, or -1 if the

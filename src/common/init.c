@@ -4,18 +4,23 @@
  * Order of precedence (see README, "BLIS kernels"):
  *   1. $BLIS_ARCH_TYPE set by the user (an index, or a name pspace
  *      translates, since BLIS 0.9.0 reads only numbers);
- *   2. pspace_blis_arch_request() or $PSPACE_BLIS_ARCH ("auto" = 3.);
- *   3. BLIS's own choice, unless it would fall back to "generic" on a CPU
- *      with AVX2/AVX-512, in which case pspace picks a real kernel set.
+ *   2. pspace_blis_arch_request() or $PSPACE_BLIS_ARCH ("auto" = 3.,
+ *      "calibrate" = 3. without the cache);
+ *   3. the fastest of the kernel sets this CPU runs, measured once per CPU
+ *      and BLIS version and cached (blis_calib.c); when it cannot be
+ *      measured, BLIS's own choice, unless it would fall back to "generic"
+ *      on a CPU with AVX2/AVX-512, in which case pspace picks a real set.
  * An invalid id is refused here, since BLIS itself aborts the process on one.
  */
 #include <blis.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/blis_arch.h"
+#include "common/blis_calib.h"
 #include "common/error.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
@@ -24,7 +29,7 @@ static int init_done;
 static int init_rc;
 static char init_detail[256];
 static char requested[32];
-static char reason[160];
+static char reason[PATH_MAX + 512];
 static char cpu_desc[96];
 static const char *arch_in_use = "none";
 
@@ -56,6 +61,66 @@ static int set_arch_env(const char *name, const char *why)
 	return 0;
 }
 
+/* Today's rules, when nothing was measured: BLIS's choice unless it
+ * would be generic on a CPU with vector units. @p note ends the reason. */
+static int choose_by_rules(const pspace_cpu *cpu, const char *note)
+{
+	const char *fb = pspace_blis_fallback(cpu);
+
+	if (fb == NULL) {
+		snprintf(reason, sizeof(reason), "chosen by BLIS%s", note);
+		return 0;
+	}
+	snprintf(reason, sizeof(reason),
+	         "chosen by pspace: BLIS %s does not know this CPU and would use 'generic'%s",
+	         bli_info_get_version_str(), note);
+	return set_arch_env(fb, "pspace");
+}
+
+/* The fastest candidate, from the cache or measured now (@p fresh: never
+ * from the cache), and the reason saying which. */
+static int choose_measured(const pspace_cpu *cpu, int fresh)
+{
+	const char *names[PSPACE_BLIS_MAX_CANDIDATES];
+	const char *ver = bli_info_get_version_str();
+	pspace_blis_calib c;
+	char path[PATH_MAX], why[PATH_MAX + 64], desc[256], note[PATH_MAX + 96];
+	int n = pspace_blis_candidates(names, PSPACE_BLIS_MAX_CANDIDATES, cpu);
+	int have_path = pspace_blis_cache_path(path, sizeof(path), cpu, ver) == 0;
+	int rc;
+
+	if (n <= 1) {
+		rc = choose_by_rules(cpu, n == 1 ? " (no other kernel set runs on this CPU)" : "");
+		goto out;
+	}
+	if (!fresh && have_path && pspace_blis_cache_read(&c, path, cpu, ver, names, n) == 0) {
+		pspace_blis_calib_describe(desc, sizeof(desc), &c);
+		snprintf(reason, sizeof(reason), "measured on this CPU: %s; cached in %s", desc,
+		         path);
+		rc = set_arch_env(c.name[c.best], "pspace");
+		goto out;
+	}
+	if (pspace_blis_calibrate(&c, names, n, why, sizeof(why)) != 0) {
+		snprintf(note, sizeof(note), " (not measured: %s)", why);
+		rc = choose_by_rules(cpu, note);
+		goto out;
+	}
+	pspace_blis_calib_describe(desc, sizeof(desc), &c);
+	if (!have_path)
+		snprintf(
+		    note, sizeof(note),
+		    "not saved: no cache directory ($PSPACE_CACHE_DIR, $XDG_CACHE_HOME, $HOME)");
+	else if (pspace_blis_cache_write(&c, path, cpu, ver, why, sizeof(why)) != 0)
+		snprintf(note, sizeof(note), "not saved: %s", why);
+	else
+		snprintf(note, sizeof(note), "saved to %s", path);
+	snprintf(reason, sizeof(reason), "measured on this CPU in %.2f s: %s; %s", c.seconds, desc,
+	         note);
+	rc = set_arch_env(c.name[c.best], "pspace");
+out:
+	return rc;
+}
+
 static void do_init(void)
 {
 	pspace_cpu cpu;
@@ -73,22 +138,12 @@ static void do_init(void)
 	if (user && *user) {
 		init_rc = set_arch_env(user, "BLIS_ARCH_TYPE");
 		snprintf(reason, sizeof(reason), "set by BLIS_ARCH_TYPE=%s", user);
-	} else if (want && strcmp(want, "auto") != 0) {
+	} else if (want && strcmp(want, "auto") != 0 && strcmp(want, "calibrate") != 0) {
 		init_rc = set_arch_env(want, requested[0] ? "--blis-arch" : "PSPACE_BLIS_ARCH");
 		snprintf(reason, sizeof(reason), "requested (%s)",
 		         requested[0] ? "--blis-arch" : "PSPACE_BLIS_ARCH");
 	} else {
-		const char *fb = pspace_blis_fallback(&cpu);
-
-		if (fb) {
-			init_rc = set_arch_env(fb, "pspace");
-			snprintf(reason, sizeof(reason),
-			         "chosen by pspace: BLIS %s does not know this CPU and would use "
-			         "'generic'",
-			         bli_info_get_version_str());
-		} else {
-			snprintf(reason, sizeof(reason), "chosen by BLIS");
-		}
+		init_rc = choose_measured(&cpu, want != NULL && strcmp(want, "calibrate") == 0);
 	}
 	init_done = 1; /* later requests are refused: the choice is made */
 	pthread_mutex_unlock(&request_lock);
@@ -111,7 +166,8 @@ int pspace_blis_arch_request(const char *name)
 {
 	int rc = 0;
 
-	if (name == NULL || (strcmp(name, "auto") != 0 && pspace_blis_arch_index(name) < 0))
+	if (name == NULL || (strcmp(name, "auto") != 0 && strcmp(name, "calibrate") != 0 &&
+	                     pspace_blis_arch_index(name) < 0))
 		return pspace_err_set(PSPACE_EINVAL, "unknown BLIS kernel set '%s'",
 		                      name ? name : "(null)");
 	pthread_mutex_lock(&request_lock);
