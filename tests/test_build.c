@@ -444,11 +444,13 @@ static void test_build_dense_f32_products(void **state)
 			err += e * e;
 		}
 	/*
-	 * In practice far inside (here ~2e-8 and ~1e-3): products summed in
-	 * f32 over all 10^5 rows instead of blocks give ~5e-7 and ~3e-2.
+	 * In practice far inside: the worst entry at 0.0013-0.0042 of its bound
+	 * and a relative Frobenius error of 2e-8-1.2e-7 with BLIS's haswell,
+	 * zen3, skx and generic kernels; products summed in f32 over all 10^5
+	 * rows instead of blocks reach 0.012-0.03 of the bound.
 	 */
-	assert_true(sqrt(err / fro) < 1e-7);
-	assert_true(worst < 0.01);
+	assert_true(sqrt(err / fro) < 1e-6);
+	assert_true(worst < 0.008);
 	free(got);
 	free(A);
 	free(F);
