@@ -161,9 +161,10 @@ def child(spec):
                 t = time.perf_counter()
                 F.mv(v)
                 res["mv"] = time.perf_counter() - t
-                t = time.perf_counter()
-                F.solve(v, damping=1e-3)
-                res["solve"] = time.perf_counter() - t
+                if spec["ops"] != "mv":
+                    t = time.perf_counter()
+                    F.solve(v, damping=1e-3)
+                    res["solve"] = time.perf_counter() - t
         res["size"] = du(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -200,6 +201,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--scale-examples", type=int, default=1024,
                     help="examples of the at-scale case (default 1024)")
+    ap.add_argument("--tmpdir", help="where the stores go (default: $TMPDIR or /tmp); case 2b "
+                    "writes ~9 GB")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -272,12 +275,38 @@ def main():
     print("\n".join(out), flush=True)
     out = []
 
+    # case 2b: Dense of d >= 65536 under mem="2G"
+    if not q:
+        sizes = [256, 240, 16, 10]
+        n = 256
+        base = dict(case="dense-big", sizes=sizes, n=n, batch=128, threads=T, mem="2G", ops="mv",
+                    tmpdir=a.tmpdir)
+        rp = run(dict(base, who="pspace", kind="dense"))
+        d = rp["d"] if rp else 0
+        out.append("## 2b. Dense out of core at d >= 65536: MLP %s (d = %s), %d examples, mem=\"2G\"\n"
+                   % ("-".join(map(str, sizes)), "{:,}".format(d), n))
+        out.append("| build | time s | examples/s | GFLOP/s useful | peak RSS | of which torch "
+                   "| stored size | f32 upper triangle | mv s |")
+        out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+        if rp:
+            out.append("| pspace Dense | %s | %.1f | %.0f | %s | %s | %s | %s | %s |"
+                       % (fmt_t(rp), n / rp["time"], n * 10 * d * (d + 1) / rp["time"] / 1e9,
+                          fmt_mib(rp["rss"]), fmt_mib(rp["rss_torch"]),
+                          fmt_mib(rp["size"] / 2**20), fmt_mib(d * (d + 1) / 2 * 4 / 2**20),
+                          fmt_t(rp, "mv")))
+        out.append("\nno plain-torch run at this size: its f32 F alone would take %s of the "
+                   "%.0f GiB of RAM; case 2 gives the ratio. GFLOP/s useful: n K d (d + 1) "
+                   "(K = 10), the upper triangle of J^T J.\n" % (fmt_mib(d * d * 4 / 2**20), mem_gib))
+        print("\n".join(out), flush=True)
+        out = []
+
     # case 3
     if q:
         return
     sizes = [1024] + [2048] * 25 + [10]
     n = a.scale_examples
-    base = dict(case="scale", sizes=sizes, n=n, batch=64, threads=T, mem="4G", ops=True)
+    base = dict(case="scale", sizes=sizes, n=n, batch=64, threads=T, mem="4G", ops=True,
+                tmpdir=a.tmpdir)
     rows = [(k, run(dict(base, who="pspace", kind=k))) for k in ("kfac", "ekfac", "diag")]
     d = next((r["d"] for _, r in rows if r), 0)
     out.append("## 3. At scale: MLP 1024-2048x25-10 (%d Linear layers, d = %s), %d examples, batches of 64\n"

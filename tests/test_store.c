@@ -318,6 +318,74 @@ static void test_store_errors(void **state)
 	fx_dir_remove(t.root);
 }
 
+/*
+ * Tiles encoded by other threads' codecs (pspace_writer_encode_tile) and
+ * stored by the writer (pspace_writer_put_encoded) read back exactly; an
+ * encoded tile given at an address of another shape, or bytes that are
+ * not a tile, are refused and leave the writer usable.
+ */
+static void test_store_put_encoded(void **state)
+{
+	sref_spec m = {"enc", PSPACE_KIND_DENSE, 1, {300}, 128, 1, 5, NULL};
+	static double src[128 * 128], back[128 * 128];
+	pspace_codec *c = NULL;
+	pspace_matrix_desc d;
+	pspace_writer *w = NULL;
+	pspace_reader *r = NULL;
+	pspace_tile_ref ref;
+	pspace_store *s;
+	const void *enc;
+	size_t len;
+	uint64_t rng = 99;
+	fx_store t;
+
+	(void)state;
+	fx_store_dir(&t, "store");
+	s = sref_open(t.path, 0);
+	sref_desc(&m, &d);
+	assert_int_equal(pspace_codec_create(&c), 0);
+	assert_int_equal(pspace_writer_begin(&w, s, m.name, &d), 0);
+	for (uint32_t tr = 0; tr < 3; tr++)
+		for (uint32_t tc = tr; tc < 3; tc++) {
+			for (size_t i = 0; i < 128 * 128; i++)
+				src[i] = (float)fx_rng_unif(&rng) + tr + 10 * tc; /* exact in f32 */
+			assert_int_equal(pspace_writer_encode_tile(&enc, &len, w, c, 0, tr, tc,
+			                                           PSPACE_F64, src, 128),
+			                 0);
+			if (tr == 0 && tc == 0) {
+				/* a 128 x 128 tile where the 128 x 44 one goes */
+				assert_int_equal(pspace_writer_put_encoded(w, 0, 0, 2, enc, len),
+				                 PSPACE_EINVAL);
+				assert_non_null(strstr(pspace_errdetail(), "(0,0,2)"));
+				assert_int_equal(pspace_writer_put_encoded(w, 0, 0, 0, src, 64),
+				                 PSPACE_EINVAL);
+			}
+			assert_int_equal(pspace_writer_put_encoded(w, 0, tr, tc, enc, len), 0);
+		}
+	assert_int_equal(pspace_writer_encode_tile(&enc, &len, w, c, 0, 2, 1, PSPACE_F64, src, 128),
+	                 PSPACE_EINVAL);
+	assert_int_equal(pspace_writer_finish(w), 0);
+	assert_int_equal(pspace_reader_open(&r, s, m.name, 0), 0);
+	rng = 99;
+	for (uint32_t tr = 0; tr < 3; tr++)
+		for (uint32_t tc = tr; tc < 3; tc++) {
+			uint32_t cols = tc == 2 ? 44 : 128, rows = tr == 2 ? 44 : 128;
+
+			for (size_t i = 0; i < 128 * 128; i++)
+				src[i] = (float)fx_rng_unif(&rng) + tr + 10 * tc;
+			assert_int_equal(pspace_reader_tile(&ref, r, 0, tr, tc), 0);
+			assert_int_equal(pspace_reader_decode(r, c, &ref, PSPACE_F64, back, cols),
+			                 0);
+			for (uint32_t i = 0; i < rows; i++)
+				for (uint32_t j = 0; j < cols; j++)
+					assert_true(back[i * cols + j] == src[i * 128 + j]);
+		}
+	pspace_reader_close(r);
+	pspace_codec_free(c);
+	pspace_store_close(s);
+	fx_dir_remove(t.root);
+}
+
 static void test_store_remove_compact(void **state)
 {
 	sref_spec a = {"A", PSPACE_KIND_DENSE, 1, {800}, 128, 1, 90, NULL};
@@ -358,9 +426,8 @@ static void test_store_remove_compact(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_store_roundtrip),
-	    cmocka_unit_test(test_store_arrays),
-	    cmocka_unit_test(test_store_errors),
+	    cmocka_unit_test(test_store_roundtrip),      cmocka_unit_test(test_store_arrays),
+	    cmocka_unit_test(test_store_errors),         cmocka_unit_test(test_store_put_encoded),
 	    cmocka_unit_test(test_store_remove_compact),
 	};
 

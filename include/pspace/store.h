@@ -204,6 +204,28 @@ PSPACE_API int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t
                                       uint32_t tile_col, pspace_dtype src_type, const void *src,
                                       size_t ld);
 
+/**
+ * Encodes tile (@p tile_row, @p tile_col) of block @p block as
+ * pspace_writer_put_tile() would, with the caller's codec @p c: *enc points
+ * into @p c's buffer, valid until its next use. Reads only what a writer
+ * never changes, so several threads (one codec each) may encode for one
+ * writer while its own thread stores with pspace_writer_put_encoded().
+ * @return 0, PSPACE_EINVAL (address, data or leading dimension).
+ */
+PSPACE_API int pspace_writer_encode_tile(const void **enc, size_t *len, const pspace_writer *w,
+                                         pspace_codec *c, uint32_t block, uint32_t tile_row,
+                                         uint32_t tile_col, pspace_dtype src_type, const void *src,
+                                         size_t ld);
+
+/**
+ * Stores a tile encoded by pspace_writer_encode_tile() (a copy is taken),
+ * as pspace_writer_put_tile() does. From the writer's thread only.
+ * @return 0, PSPACE_EINVAL (not such a tile of this matrix), PSPACE_EFULL,
+ * PSPACE_EIO, PSPACE_ESTORE.
+ */
+PSPACE_API int pspace_writer_put_encoded(pspace_writer *w, uint32_t block, uint32_t tile_row,
+                                         uint32_t tile_col, const void *enc, size_t len);
+
 /** @return 1 if that tile is stored (committed or pending), 0 if not, or an error. */
 PSPACE_API int pspace_writer_has_tile(pspace_writer *w, uint32_t block, uint32_t tile_row,
                                       uint32_t tile_col);

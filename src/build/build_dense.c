@@ -27,11 +27,16 @@
  * the diagonal up to that factor, and in practice ~sqrt(F32_ROWS) u.
  * An f64 matrix is computed with dgemm on the f64 rows.
  *
- * Memory: budget >= sum over the pass's accumulators + 8 T^2 (one tile) +
- * the workers' scratch + batch x (8 K d + 4 K w (f32 copy) + adapter
- * bytes). Passes are planned greedily, each taking as many tile rows as fit
- * with a batch of one example; the batch (when automatic) then takes what
- * the pass leaves. A matrix that fits whole is one pass: the in-RAM build.
+ * Writing: the tiles of a pass are filled and encoded on exec.threads
+ * workers while this thread stores them in order (tile_pipe.c).
+ *
+ * Memory: budget >= sum over the pass's accumulators + the workers'
+ * scratch + one f64 tile + a batch x (8 K d + 4 K w (f32 copy) + adapter
+ * bytes); the tile writer takes the tile and what the batch leaves when it
+ * is freed (2 tiles and codecs per worker where that fits, else fewer). Passes are planned
+ * greedily, each taking as many tile rows as fit with a batch of one example; the batch (when
+ * automatic) then takes what the pass leaves. A matrix that fits whole is one pass: the in-RAM
+ * build.
  *
  * Resume: an interrupted build (BUILDING, same blocks and tile edge) is
  * reopened and every pass whose tiles are all stored is skipped. A failed
@@ -54,6 +59,8 @@
 #define ITEM_ROWS   512
 #define ITEM_COLS   2048
 #define MAX_WORKERS 64
+/* An encoding codec's buffers for a tile of edge E (f32 shuffled planes and zstd output). */
+#define CODEC_BYTES(E) (12 * (uint64_t)(E) * (E))
 /* Rows per batch from which the products run at their speed. */
 #define BATCH_ROWS 1024
 
@@ -144,8 +151,8 @@ static void plan_items(plan *p, uint64_t budget)
  * Bytes kept for a batch besides the accumulators: one example, or when the
  * batch is automatic, enough examples for BATCH_ROWS rows (short products
  * waste BLIS's packing and the adds into the accumulators) up to half the
- * budget and to what the largest first tile row leaves (@p base: the
- * tile and the scratch). Fewer accumulators mean more passes over the
+ * budget and to what the largest first tile row leaves (@p base:
+ * the scratch). Fewer accumulators mean more passes over the
  * source, which costs less than slow products unless the source is slow.
  */
 static uint64_t batch_reserve(const plan *p, const pspace_rows *r, const pspace_build_opts *o,
@@ -529,39 +536,84 @@ static int make_items(const plan *p, const pass *ps, item **out, size_t *n)
 	return 0;
 }
 
-/* Writes the tiles of segment @p sg scaled by @p scale (diagonal tiles made exactly symmetric). */
-static int write_seg(pspace_writer *w, const plan *p, const seg *sg, double scale, double *tile,
-                     const char *name)
+/* The tiles of a pass, in streaming order, for the tile writer. */
+typedef struct pass_tiles {
+	const plan *p;
+	pspace_tile_addr *addr;
+	const seg **sg; /* the segment of each tile */
+	uint64_t *off;  /* offset of its tile row's accumulator in the segment's */
+	size_t n;
+	double scale;
+} pass_tiles;
+
+static void pass_tiles_free(pass_tiles *pt)
 {
-	uint32_t nt = (uint32_t)((sg->nb + p->T - 1) / p->T);
-	const double *acc = sg->acc;
-	int rc = 0;
+	free(pt->addr);
+	free(pt->sg);
+	free(pt->off);
+}
 
-	for (uint32_t tr = sg->tr0; rc == 0 && tr < sg->tr1; tr++) {
-		uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
-		uint64_t ld = sg->nb - r0;
+static int pass_tiles_make(pass_tiles *pt, const plan *p, const pass *ps, double scale)
+{
+	size_t n = 0, k = 0;
 
-		for (uint32_t tc = tr; rc == 0 && tc < nt; tc++) {
-			uint64_t ac = (uint64_t)tc * p->T - r0, cols = tile_len(sg->nb, p->T, tc);
+	memset(pt, 0, sizeof(*pt));
+	pt->p = p;
+	pt->scale = scale;
+	for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
+		const seg *sg = &p->segs[i];
+		uint32_t nt = (uint32_t)((sg->nb + p->T - 1) / p->T);
 
-			for (uint64_t i = 0; i < rows; i++)
-				for (uint64_t j = 0; j < cols; j++) {
-					uint64_t ii = i, jj = j;
-
-					if (tc == tr && j < i) {
-						ii = j;
-						jj = i;
-					}
-					tile[i * cols + j] = scale * acc[ii * ld + ac + jj];
-				}
-			rc = pspace_writer_put_tile(w, sg->b, tr, tc, PSPACE_F64, tile, cols);
-			if (rc != 0)
-				rc = pspace_err_prefix(rc, "matrix %s: tile (%u,%u,%u)", name,
-				                       sg->b, tr, tc);
-		}
-		acc += rows * ld;
+		for (uint32_t tr = sg->tr0; tr < sg->tr1; tr++)
+			n += nt - tr;
 	}
-	return rc;
+	pt->addr = malloc((n ? n : 1) * sizeof(*pt->addr));
+	pt->sg = malloc((n ? n : 1) * sizeof(*pt->sg));
+	pt->off = malloc((n ? n : 1) * sizeof(*pt->off));
+	if (!pt->addr || !pt->sg || !pt->off) {
+		pass_tiles_free(pt);
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	}
+	for (size_t i = ps->first; i < ps->first + ps->nseg; i++) {
+		const seg *sg = &p->segs[i];
+		uint32_t nt = (uint32_t)((sg->nb + p->T - 1) / p->T);
+		uint64_t off = 0;
+
+		for (uint32_t tr = sg->tr0; tr < sg->tr1; tr++) {
+			for (uint32_t tc = tr; tc < nt; tc++, k++) {
+				pt->addr[k] = (pspace_tile_addr){sg->b, tr, tc};
+				pt->sg[k] = sg;
+				pt->off[k] = off;
+			}
+			off += tile_len(sg->nb, p->T, tr) * (sg->nb - (uint64_t)tr * p->T);
+		}
+	}
+	pt->n = k;
+	return 0;
+}
+
+/* Tile i of the pass, scaled (a diagonal tile made exactly symmetric from its upper half). */
+static uint32_t fill_tile(void *ud, size_t k, double *tile)
+{
+	const pass_tiles *pt = ud;
+	const plan *p = pt->p;
+	const seg *sg = pt->sg[k];
+	uint32_t tr = pt->addr[k].row, tc = pt->addr[k].col;
+	uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
+	uint64_t ld = sg->nb - r0, ac = (uint64_t)tc * p->T - r0, cols = tile_len(sg->nb, p->T, tc);
+	const double *acc = sg->acc + pt->off[k];
+
+	for (uint64_t i = 0; i < rows; i++)
+		for (uint64_t j = 0; j < cols; j++) {
+			uint64_t ii = i, jj = j;
+
+			if (tc == tr && j < i) {
+				ii = j;
+				jj = i;
+			}
+			tile[i * cols + j] = pt->scale * acc[ii * ld + ac + jj];
+		}
+	return (uint32_t)cols;
 }
 
 /* Copies columns [c0, c1) of the m rows of @p X (ld d) to f32 (ld c1 - c0). */
@@ -575,17 +627,17 @@ static void to_f32(float *Xs, const double *X, uint64_t m, uint64_t d, uint64_t 
 }
 
 static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *p, const pass *ps,
-                    pspace_rows *r, const pspace_build_opts *o, double *acc, double *tile,
-                    void **scratch, uint64_t pi, uint64_t npasses, const char *stage)
+                    pspace_rows *r, const pspace_build_opts *o, double *acc, void **scratch,
+                    uint64_t pi, uint64_t npasses, const char *stage)
 {
-	uint64_t nx,
-	    used = ps->bytes + 8 * (uint64_t)p->T * p->T + scratch_bytes(p) * (uint64_t)p->threads;
+	uint64_t nx, used = ps->bytes + scratch_bytes(p) * (uint64_t)p->threads;
 	uint64_t avail = o->exec.mem_budget > used ? o->exec.mem_budget - used : 0;
 	uint64_t w32 = p->f32 ? (uint64_t)r->K * (ps->c1 - ps->c0) * 4 : 0;
 	accjob j = {p, NULL, 0, 0, NULL, NULL, 0, r->d, ps->c0, ps->c1, scratch};
 	double *X = NULL, *a = acc;
 	float *Xs = NULL;
 	item *it = NULL;
+	pass_tiles pt;
 	int rc;
 
 	rc = pspace_rows_batch(r, o, avail, w32, t->name, &nx, &X);
@@ -619,8 +671,20 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 	free(it);
 	free(Xs);
 	free(X);
-	for (size_t i = ps->first; rc == 0 && i < ps->first + ps->nseg; i++)
-		rc = write_seg(w, p, &p->segs[i], 1.0 / (double)r->n, tile, t->name);
+	if (rc == 0)
+		rc = pass_tiles_make(&pt, p, ps, 1.0 / (double)r->n);
+	if (rc == 0) {
+		/* the tile writer gets what the batch had: 2 slots per worker, or fewer */
+		uint64_t tile = 8 * (uint64_t)p->T * p->T, slot = tile + CODEC_BYTES(p->T);
+		uint64_t slots = (avail + tile) / slot;
+
+		slots = slots < 2 * (uint64_t)p->threads ? slots : 2 * (uint64_t)p->threads;
+
+		rc = pspace_write_tiles(w, pt.addr, pt.n, p->T, p->threads, (size_t)slots,
+		                        fill_tile, &pt);
+		rc = pspace_err_prefix(rc, "matrix %s", t->name);
+		pass_tiles_free(&pt);
+	}
 	if (rc == 0)
 		rc = pspace_writer_checkpoint(w);
 	return rc;
@@ -631,8 +695,8 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 {
 	plan p;
 	pspace_writer *w = NULL;
-	uint64_t fixed, accmax, todo = 0, done = 0;
-	double *acc = NULL, *tile = NULL;
+	uint64_t fixed, accmax, tile, batch, todo = 0, done = 0;
+	double *acc = NULL;
 	void *scratch[MAX_WORKERS] = {NULL};
 	unsigned char *skip = NULL;
 	int nscratch = 0;
@@ -643,13 +707,15 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	rc = block_dims(kind, t->sub, &p);
 	if (rc != 0)
 		goto out;
-	/* Budget: one tile, the scratch and a batch of one example besides the accumulators. */
+	/* Budget: the scratch and a batch (or the tile writer) besides the accumulators. */
 	p.T = tile_edge(t, o);
 	p.f32 = o->write.codec.dtype != PSPACE_F64;
 	p.threads = o->exec.threads < MAX_WORKERS ? o->exec.threads : MAX_WORKERS;
 	plan_items(&p, o->exec.mem_budget);
-	fixed = 8 * (uint64_t)p.T * p.T + scratch_bytes(&p) * (uint64_t)p.threads;
-	fixed += batch_reserve(&p, r, o, fixed);
+	fixed = scratch_bytes(&p) * (uint64_t)p.threads;
+	tile = 8 * (uint64_t)p.T * p.T;
+	batch = batch_reserve(&p, r, o, fixed + tile);
+	fixed += tile + batch;
 	accmax = o->exec.mem_budget > fixed ? o->exec.mem_budget - fixed : 0;
 	rc = plan_make(&p, t->name, t->coff, accmax);
 	if (rc == 0)
@@ -658,10 +724,9 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 		goto out;
 	skip = calloc(p.npasses ? p.npasses : 1, 1);
 	acc = malloc(p.max_bytes ? p.max_bytes : 8);
-	tile = malloc(8 * (size_t)p.T * p.T);
 	while (nscratch < p.threads && (scratch[nscratch] = malloc(scratch_bytes(&p))))
 		nscratch++;
-	if (!skip || !acc || !tile || nscratch < p.threads) {
+	if (!skip || !acc || nscratch < p.threads) {
 		rc = pspace_err_set(PSPACE_ENOMEM,
 		                    "matrix %s: out of memory for %llu bytes of "
 		                    "accumulators",
@@ -681,8 +746,7 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	for (size_t i = 0; i < p.npasses; i++) {
 		if (skip[i])
 			continue;
-		rc =
-		    run_pass(w, t, &p, &p.passes[i], r, o, acc, tile, scratch, done++, todo, stage);
+		rc = run_pass(w, t, &p, &p.passes[i], r, o, acc, scratch, done++, todo, stage);
 		if (rc != 0)
 			goto out;
 	}
@@ -702,7 +766,6 @@ out:
 	}
 	for (int i = 0; i < nscratch; i++)
 		free(scratch[i]);
-	free(tile);
 	free(acc);
 	free(skip);
 	plan_free(&p);

@@ -68,6 +68,30 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
                       uint64_t also, const char *what, uint64_t *nx, double **X);
 
+/* ---- writing tiles with the encoding on workers (tile_pipe.c) --------------------------- */
+
+typedef struct pspace_tile_addr {
+	uint32_t block, row, col;
+} pspace_tile_addr;
+
+/**
+ * Fills tile @p i of the list into @p out (f64, row-major, ld = its
+ * columns) and returns its number of columns. Called from several worker
+ * threads at once, each with its own @p out.
+ */
+typedef uint32_t (*pspace_tile_fill_fn)(void *ud, size_t i, double *out);
+
+/**
+ * Stores the @p n tiles @p tiles with @p w in list order, each filled by
+ * @p fill and encoded on one of @p threads worker threads into one of
+ * @p slots buffers (8 edge^2 bytes and a codec each; at least 1; more
+ * workers than slots are not started), while the calling thread (the
+ * writer's) stores the encoded tiles in order.
+ * @return 0 or the first error (tiles before it are stored).
+ */
+int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n, uint32_t edge,
+                       int threads, size_t slots, pspace_tile_fill_fn fill, void *ud);
+
 /* ---- builders over rows (build_dense.c, build_factored.c) ------------------------------- */
 
 /**

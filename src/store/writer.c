@@ -322,19 +322,13 @@ static int written(pspace_writer *w, size_t bytes)
 	return 0;
 }
 
-/*
- * What writing or looking up a tile needs first: a writer that has not
- * failed (else its error again) and a tile address in range (else EINVAL);
- * then the tile's shape from the block dimension and the tile edge.
- */
-static int check_tile(pspace_writer *w, uint32_t block, uint32_t row, uint32_t col, uint32_t *rows,
-                      uint32_t *cols)
+/* A tile address in range (else EINVAL) and its shape; reads only what never changes. */
+static int tile_shape(const pspace_writer *w, uint32_t block, uint32_t row, uint32_t col,
+                      uint32_t *rows, uint32_t *cols)
 {
 	const pspace_matrix_info *in = &w->info;
 	uint64_t dim, nt;
 
-	if (w->err)
-		return failed(w);
 	if (block >= in->nblocks)
 		return pspace_err_set(PSPACE_EINVAL,
 		                      "store %s: matrix %s, tile (%u,%u,%u): block out of range "
@@ -363,20 +357,26 @@ static int check_tile(pspace_writer *w, uint32_t block, uint32_t row, uint32_t c
 	return 0;
 }
 
-int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, uint32_t tile_col,
-                           pspace_dtype src_type, const void *src, size_t ld)
+/*
+ * What writing or looking up a tile needs first: a writer that has not
+ * failed (else its error again) and a tile address in range.
+ */
+static int check_tile(pspace_writer *w, uint32_t block, uint32_t row, uint32_t col, uint32_t *rows,
+                      uint32_t *cols)
 {
-	pspace_matrix_info *in = &w->info;
-	size_t esz = pspace_dtype_size(in->codec.dtype);
-	uint8_t key[PSPACE_TILE_KEY_SIZE];
-	pspace_tile_header h, old;
-	uint32_t rows = 0, cols = 0;
-	const void *enc;
-	size_t len;
-	MDB_val k = {sizeof(key), key}, v;
-	int rc;
+	if (w->err)
+		return failed(w);
+	return tile_shape(w, block, row, col, rows, cols);
+}
 
-	rc = check_tile(w, block, tile_row, tile_col, &rows, &cols);
+int pspace_writer_encode_tile(const void **enc, size_t *len, const pspace_writer *w,
+                              pspace_codec *c, uint32_t block, uint32_t tile_row, uint32_t tile_col,
+                              pspace_dtype src_type, const void *src, size_t ld)
+{
+	const pspace_matrix_info *in = &w->info;
+	uint32_t rows = 0, cols = 0;
+	int rc = tile_shape(w, block, tile_row, tile_col, &rows, &cols);
+
 	if (rc != 0)
 		return rc;
 	if (!src || ld < cols)
@@ -384,12 +384,45 @@ int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, 
 		                      "store %s: matrix %s, tile (%u,%u,%u): no data or leading "
 		                      "dimension %zu < %u columns",
 		                      w->s->path, in->name, block, tile_row, tile_col, ld, cols);
-	rc = pspace_tile_encode(w->codec, &in->codec, src_type, src, rows, cols, ld, &enc, &len);
+	rc = pspace_tile_encode(c, &in->codec, src_type, src, rows, cols, ld, enc, len);
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", w->s->path, in->name,
+	                         block, tile_row, tile_col);
+}
+
+int pspace_writer_put_tile(pspace_writer *w, uint32_t block, uint32_t tile_row, uint32_t tile_col,
+                           pspace_dtype src_type, const void *src, size_t ld)
+{
+	const void *enc;
+	size_t len;
+	int rc = w->err ? failed(w) : 0;
+
 	if (rc == 0)
-		rc = pspace_tile_parse(&h, enc, len);
+		rc = pspace_writer_encode_tile(&enc, &len, w, w->codec, block, tile_row, tile_col,
+		                               src_type, src, ld);
+	return rc != 0 ? rc : pspace_writer_put_encoded(w, block, tile_row, tile_col, enc, len);
+}
+
+int pspace_writer_put_encoded(pspace_writer *w, uint32_t block, uint32_t tile_row,
+                              uint32_t tile_col, const void *enc, size_t len)
+{
+	pspace_matrix_info *in = &w->info;
+	size_t esz = pspace_dtype_size(in->codec.dtype);
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	pspace_tile_header h, old;
+	uint32_t rows = 0, cols = 0;
+	MDB_val k = {sizeof(key), key}, v;
+	int rc;
+
+	rc = check_tile(w, block, tile_row, tile_col, &rows, &cols);
 	if (rc != 0)
-		return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)", w->s->path,
-		                         in->name, block, tile_row, tile_col);
+		return rc;
+	if (!enc || pspace_tile_parse(&h, enc, len) != 0 || h.rows != rows || h.cols != cols ||
+	    h.dtype != in->codec.dtype)
+		return pspace_err_set(
+		    PSPACE_EINVAL,
+		    "store %s: matrix %s, tile (%u,%u,%u): not an encoded %u x %u "
+		    "tile of the matrix's precision",
+		    w->s->path, in->name, block, tile_row, tile_col, rows, cols);
 
 	pspace_tile_key(key, in->id, block, tile_row, tile_col);
 	rc = mdb_get(w->txn, w->s->tiles, &k, &v);
