@@ -89,7 +89,8 @@ static int qd_layers(const pspace_build_target *t, pspace_rows *r, const pspace_
 	for (uint64_t x0 = 0; rc == 0 && x0 < r->n; x0 += nx) {
 		uint64_t k = r->n - x0 < nx ? r->n - x0 : nx;
 
-		rc = r->qd_add(r->ud, x0, k, t->coff, t->coff + dd, q->diag, q->cross);
+		rc = r->qd_add(r->ud, x0, k, t->coff, t->coff + dd, q->diag, q->cross,
+		               o->exec.threads);
 		if (rc == 0)
 			pspace_build_progress(o, pspace_kind_name(kind), x0 + k, r->n);
 	}

@@ -34,7 +34,7 @@ typedef struct pspace_rows {
 	 * read rows.
 	 */
 	int (*qd_add)(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *diag,
-	              double **cross);
+	              double **cross, int threads);
 	uint64_t reads; /**< read() calls so far (statistics) */
 } pspace_rows;
 

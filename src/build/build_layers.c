@@ -85,8 +85,8 @@ static int check_id(const pspace_layer *L, int64_t id, uint64_t x)
 }
 
 /*
- * Row-major C (m x n) = alpha A^T B + beta C with A (kk x m), B (kk x n).
- * Called with one thread: BLIS threads with OpenMP, whose pool a fork breaks.
+ * Row-major C (m x n) = alpha A^T B + beta C with A (kk x m), B (kk x n),
+ * on @p threads BLIS threads.
  */
 static void gemm_tn(uint64_t m, uint64_t n, uint64_t kk, double alpha, const double *A,
                     uint64_t lda, const double *B, uint64_t ldb, double beta, double *C,
@@ -207,7 +207,7 @@ static void rows_qd(const pspace_layer *L, const double *rows, uint64_t m, doubl
  * (out x in, from a gemm over the T locations) and squared.
  */
 static int layer_qd(const pspace_layer *L, const pspace_layer_batch *b, uint32_t K, uint64_t x0,
-                    uint64_t nx, double *diag, double *cross)
+                    uint64_t nx, double *diag, double *cross, int threads)
 {
 	uint64_t T = b->T, emb = L->kind == PSPACE_LAYER_EMBEDDING;
 	uint64_t od = emb ? L->shape[1] : L->shape[0], in = emb ? 0 : L->weight_size / L->shape[0];
@@ -238,9 +238,9 @@ static int layer_qd(const pspace_layer *L, const pspace_layer_batch *b, uint32_t
 			}
 		for (uint64_t i = 0; i < nx * in; i++)
 			sq[i] = b->acts[i] * b->acts[i];
-		gemm_tn(od, in, nx, 1.0, g2, od, sq, in, 1.0, diag, in, 1);
+		gemm_tn(od, in, nx, 1.0, g2, od, sq, in, 1.0, diag, in, threads);
 		if (cross)
-			gemm_tn(od, in, nx, 1.0, g2, od, b->acts, in, 1.0, cross, in, 1);
+			gemm_tn(od, in, nx, 1.0, g2, od, b->acts, in, 1.0, cross, in, threads);
 		for (uint64_t x = 0; L->bias && x < nx; x++)
 			for (uint64_t o = 0; o < od; o++)
 				diag[L->weight_size + o] += g2[x * od + o];
@@ -298,7 +298,7 @@ out:
 }
 
 static int lrows_qd_add(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1, double *diag,
-                        double **cross)
+                        double **cross, int threads)
 {
 	lrows *q = ud;
 	int rc = read_batch(q->src, x0, nx, q->batch);
@@ -310,7 +310,7 @@ static int lrows_qd_add(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_
 		if (L->offset < c0 || L->offset >= c1)
 			continue;
 		rc = layer_qd(L, &q->batch[i], q->src->outputs, x0, nx, diag + (L->offset - c0),
-		              cross ? cross[li] : NULL);
+		              cross ? cross[li] : NULL, threads);
 		li++;
 	}
 	return rc;
