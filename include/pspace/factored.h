@@ -76,9 +76,18 @@ PSPACE_API int pspace_kfac_set_damping(pspace_mat *m, pspace_kfac_damping mode);
 /**
  * EKFAC from a KFAC: eigendecomposes each factor (LAPACK dsyevd) and sets
  * the diagonal in the Kronecker-factored eigenbasis to S = s_G s_A^T, so the
- * new matrix equals the KFAC one until its diagonal is updated.
+ * new matrix equals the KFAC one until its diagonal is updated. Runs with
+ * the default execution settings (pspace_ekfac_from_kfac_ex with NULL).
  */
 PSPACE_API int pspace_ekfac_from_kfac(pspace_mat **out, pspace_mat *kfac);
+
+/**
+ * pspace_ekfac_from_kfac() with execution settings: ex->threads factors are
+ * eigendecomposed at once (NULL: defaults). The result does not depend on
+ * the thread count. @return 0 or error; *out is the caller's (free with
+ * pspace_mat_free).
+ */
+PSPACE_API int pspace_ekfac_from_kfac_ex(pspace_mat **out, pspace_mat *kfac, const pspace_exec *ex);
 
 /**
  * Diagonal update (George et al. 2018), in passes over per-example

@@ -38,19 +38,20 @@ static inline pspace_kfac *pspace_kfac_of(pspace_mat *m)
 /**
  * Computes the factor eigendecompositions once (per layer UR, NULL for a
  * diagonal row factor, UC, sR, sC, ascending); afterwards they stay valid
- * and unchanged while @p f lives. Takes @p f's lock. ENOTSUP when the
- * factors are not symmetric (a product of KFACs).
+ * and unchanged while @p f lives, on @p threads threads (>= 1; several
+ * factors at once). Takes @p f's lock. ENOTSUP when the factors are not
+ * symmetric (a product of KFACs).
  */
-int pspace_kfac_eigen(pspace_kfac *f);
+int pspace_kfac_eigen(pspace_kfac *f, int threads);
 /** pspace_kfac_eigen() for a caller that holds @p f's lock. */
-int pspace_kfac_eigen_locked(pspace_kfac *f);
+int pspace_kfac_eigen_locked(pspace_kfac *f, int threads);
 /**
  * The layer blocks' eigenvalues W[l] = sR sC^T (nr x nc) into new arrays
  * (free with pspace_kron_free_ptrs); the eigendecompositions must exist.
  */
 int pspace_kfac_eig_products(const pspace_kfac *f, double ***W);
 /** pspace_kfac_eigen(), then pspace_kfac_eig_products(): *W NULL on failure. */
-int pspace_kfac_eig_weights(pspace_kfac *f, double ***W);
+int pspace_kfac_eig_weights(pspace_kfac *f, int threads, double ***W);
 /**
  * A new EKFAC with @p f's eigenbases and factor eigenvalues and the
  * diagonal @p S (nr x nc per layer, copied; NULL: sR sC^T, equal to @p f),

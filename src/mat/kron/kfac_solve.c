@@ -43,9 +43,36 @@ static int chol(const pspace_kron_layer *g, const char *fac, uint64_t n, const d
 	return 0;
 }
 
-/* Factors the damped factors for (damping, mode) unless cached; caller holds the lock. */
-static int chol_locked(pspace_kfac *f, double damping)
+/* The damped factors of pspace_kfac_solve_impl() to factor: per layer R + cr I, C + cc I. */
+typedef struct chol_job {
+	pspace_kfac *f;
+	double *cr, *cc;
+} chol_job;
+
+/* Task 2 l (row factor) or 2 l + 1 (column factor) of chol_locked(). */
+static int chol_task(void *ud, size_t i)
 {
+	chol_job *j = ud;
+	pspace_kfac *f = j->f;
+	size_t l = i / 2;
+	const pspace_kron_layer *g = &f->geo[l];
+
+	if (i % 2 == 0)
+		return g->rdiag
+		           ? 0
+		           : chol(g, pspace_kron_rname(g), g->nr, f->R[l], j->cr[l], &f->LR[l]);
+	return chol(g, pspace_kron_cname(g), g->nc, f->C[l], j->cc[l], &f->LC[l]);
+}
+
+/*
+ * Factors the damped factors for (damping, mode) unless cached, several at
+ * once on @p threads threads; caller holds the lock.
+ */
+static int chol_locked(pspace_kfac *f, double damping, int threads)
+{
+	chol_job j = {f, NULL, NULL};
+	uint64_t *size = NULL;
+	size_t *order = NULL;
 	int rc = 0;
 
 	if (f->chol_ok && f->chol_damp == damping && f->chol_mode == f->mode)
@@ -54,36 +81,50 @@ static int chol_locked(pspace_kfac *f, double damping)
 	pspace_kron_free_ptrs(f->LR, f->n);
 	pspace_kron_free_ptrs(f->LC, f->n);
 	rc = pspace_kron_new_pair(f->n, "KFAC", &f->LR, &f->LC);
+	if (rc != 0)
+		return rc;
+	j.cr = calloc(f->n + 1, sizeof(double));
+	j.cc = calloc(f->n + 1, sizeof(double));
+	size = calloc(2 * f->n + 1, sizeof(*size));
+	order = calloc(2 * f->n + 1, sizeof(*order));
+	if (!j.cr || !j.cc || !size || !order)
+		rc = pspace_err_set(PSPACE_ENOMEM, "KFAC: out of memory");
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
 		const pspace_kron_layer *g = &f->geo[l];
-		double cr, cc;
 
-		rc = pspace_kron_damp_split(g, f->mode, damping, f->trR[l], f->trC[l], &cr, &cc);
+		rc = pspace_kron_damp_split(g, f->mode, damping, f->trR[l], f->trC[l], &j.cr[l],
+		                            &j.cc[l]);
 		if (rc == 0 && g->rdiag) {
 			f->LR[l] = pspace_kron_alloc(g->nr);
 			if (!f->LR[l])
 				rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory",
 				                    g->name);
 			for (uint64_t o = 0; rc == 0 && o < g->nr; o++) {
-				f->LR[l][o] = f->R[l][o] + cr;
+				f->LR[l][o] = f->R[l][o] + j.cr[l];
 				if (!(f->LR[l][o] > 0))
 					rc = pspace_err_set(PSPACE_ENUMERIC,
 					                    "layer %s: damped diagonal factor A + "
 					                    "%.6g has entry %llu = %g <= 0",
-					                    g->name, cr, (unsigned long long)o,
+					                    g->name, j.cr[l], (unsigned long long)o,
 					                    f->LR[l][o]);
 			}
-		} else if (rc == 0) {
-			rc = chol(g, pspace_kron_rname(g), g->nr, f->R[l], cr, &f->LR[l]);
 		}
-		if (rc == 0)
-			rc = chol(g, pspace_kron_cname(g), g->nc, f->C[l], cc, &f->LC[l]);
+		size[2 * l] = g->rdiag ? 0 : g->nr;
+		size[2 * l + 1] = g->nc;
+	}
+	if (rc == 0) {
+		pspace_kron_order(2 * f->n, size, order);
+		rc = pspace_kron_each(2 * f->n, order, threads, chol_task, &j);
 	}
 	if (rc == 0) {
 		f->chol_ok = 1;
 		f->chol_damp = damping;
 		f->chol_mode = f->mode;
 	}
+	free(order);
+	free(size);
+	free(j.cc);
+	free(j.cr);
 	return rc;
 }
 
@@ -150,7 +191,7 @@ int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping,
 		                      "no direct solve");
 	pthread_mutex_lock(&f->lock);
 	if (f->mode == PSPACE_KFAC_DAMP_EXACT) {
-		rc = pspace_kfac_eigen_locked(f);
+		rc = pspace_kfac_eigen_locked(f, pspace_kron_threads(ex));
 		if (rc == 0)
 			rc = exact_weights(f, damping, &W);
 		/* the eigenbases exist only from here */
@@ -158,7 +199,7 @@ int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping,
 		op = pspace_kron_eig_chunk;
 		ud = &form;
 	} else {
-		rc = chol_locked(f, damping);
+		rc = chol_locked(f, damping, pspace_kron_threads(ex));
 	}
 	if (rc == 0)
 		rc =
@@ -225,7 +266,8 @@ out:
 int pspace_kfac_pow_exact(pspace_kfac *f, double p, double damping, pspace_mat **out)
 {
 	double **W = NULL;
-	int rc = pspace_kfac_eig_weights(f, &W);
+	/* pspace_mat_pow() takes no execution settings: the defaults */
+	int rc = pspace_kfac_eig_weights(f, pspace_kron_threads(NULL), &W);
 
 	*out = NULL;
 	for (size_t l = 0; rc == 0 && l < f->n; l++) {
@@ -248,7 +290,7 @@ int pspace_kfac_pow_factors(pspace_kfac *f, double p, double damping, double ***
                             double ***Cout)
 {
 	double **R = NULL, **C = NULL;
-	int rc = pspace_kfac_eigen(f);
+	int rc = pspace_kfac_eigen(f, pspace_kron_threads(NULL));
 
 	if (rc == 0)
 		rc = pspace_kron_new_pair(f->n, "KFAC", &R, &C);

@@ -7,6 +7,7 @@
  */
 #include <blis.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -436,4 +437,119 @@ void pspace_kron_symmetrize(uint64_t n, double *M)
 
 			M[i * n + j] = M[j * n + i] = s;
 		}
+}
+
+/* ---- factors on several threads ----------------------------------------------------- */
+
+typedef struct each_run {
+	pthread_mutex_t mu;
+	size_t next, n;
+	const size_t *order;
+	pspace_kron_task_fn fn;
+	void *ud;
+	int *rc;    /* per task */
+	char **msg; /* per failed task: its detail message (NULL if out of memory) */
+} each_run;
+
+static void *each_worker(void *arg)
+{
+	each_run *r = arg;
+
+	for (;;) {
+		size_t i;
+
+		pthread_mutex_lock(&r->mu);
+		i = r->next < r->n ? r->order[r->next++] : r->n;
+		pthread_mutex_unlock(&r->mu);
+		if (i == r->n)
+			break;
+		r->rc[i] = r->fn(r->ud, i);
+		if (r->rc[i] != 0)
+			r->msg[i] = strdup(pspace_errdetail());
+	}
+	return NULL;
+}
+
+int pspace_kron_each(size_t n, const size_t *order, int threads, pspace_kron_task_fn fn, void *ud)
+{
+	each_run r = {.n = n, .fn = fn, .ud = ud};
+	pthread_t *tid = NULL;
+	size_t *seq = NULL, started = 0, want;
+	int rc = 0;
+
+	if (n == 0)
+		return 0;
+	r.rc = calloc(n, sizeof(*r.rc));
+	r.msg = calloc(n, sizeof(*r.msg));
+	want = threads > 1 ? ((size_t)threads < n ? (size_t)threads : n) - 1 : 0;
+	tid = calloc(want ? want : 1, sizeof(*tid));
+	if (!order) {
+		seq = malloc(n * sizeof(*seq));
+		for (size_t i = 0; seq && i < n; i++)
+			seq[i] = i;
+		order = seq;
+	}
+	if (!r.rc || !r.msg || !tid || !order) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
+		goto out;
+	}
+	r.order = order;
+	pthread_mutex_init(&r.mu, NULL);
+	while (started < want && pthread_create(&tid[started], NULL, each_worker, &r) == 0)
+		started++;
+	each_worker(&r);
+	for (size_t t = 0; t < started; t++)
+		pthread_join(tid[t], NULL);
+	pthread_mutex_destroy(&r.mu);
+	for (size_t i = 0; rc == 0 && i < n; i++)
+		if (r.rc[i] != 0)
+			rc = r.msg[i] ? pspace_err_set(r.rc[i], "%s", r.msg[i])
+			              : pspace_err_set(r.rc[i], "out of memory");
+out:
+	for (size_t i = 0; r.msg && i < n; i++)
+		free(r.msg[i]);
+	free(seq);
+	free(tid);
+	free(r.msg);
+	free(r.rc);
+	return rc;
+}
+
+typedef struct order_entry {
+	uint64_t size;
+	size_t i;
+} order_entry;
+
+static int order_desc(const void *a, const void *b)
+{
+	const order_entry *x = a, *y = b;
+
+	if (x->size != y->size)
+		return x->size < y->size ? 1 : -1;
+	return x->i < y->i ? -1 : x->i > y->i;
+}
+
+void pspace_kron_order(size_t n, const uint64_t *size, size_t *order)
+{
+	order_entry *e = malloc((n ? n : 1) * sizeof(*e));
+
+	if (!e) { /* the given order still decomposes every factor */
+		for (size_t i = 0; i < n; i++)
+			order[i] = i;
+		return;
+	}
+	for (size_t i = 0; i < n; i++)
+		e[i] = (order_entry){size[i], i};
+	qsort(e, n, sizeof(*e), order_desc);
+	for (size_t i = 0; i < n; i++)
+		order[i] = e[i].i;
+	free(e);
+}
+
+int pspace_kron_threads(const pspace_exec *ex)
+{
+	pspace_exec x;
+
+	pspace_exec_resolve(ex, &x);
+	return x.threads;
 }

@@ -227,6 +227,26 @@ int pspace_kron_eig_top(const pspace_kron_layer *geo, size_t n, uint64_t d, cons
 int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *W,
                         double *evals);
 
+/** Task @p i of a pspace_kron_each() run; @return 0 or a PSPACE_E* code (detail set). */
+typedef int (*pspace_kron_task_fn)(void *ud, size_t i);
+
+/**
+ * Runs every task 0..n-1 of @p fn, on min(@p threads, n) threads: the
+ * caller's and new pthreads (fewer if they cannot be created), each taking
+ * the next task in @p order (NULL: 0..n-1; put the costliest first). The
+ * tasks' LAPACK and BLAS-interface calls run single-threaded in their own
+ * thread, so several factors are decomposed at once. @return 0, or the
+ * code of the lowest-numbered failing task with its detail message moved
+ * to the calling thread; PSPACE_ENOMEM (nothing run).
+ */
+int pspace_kron_each(size_t n, const size_t *order, int threads, pspace_kron_task_fn fn, void *ud);
+
+/** order[0..n-1]: the indices by decreasing @p size (ties by index). */
+void pspace_kron_order(size_t n, const uint64_t *size, size_t *order);
+
+/** Threads of @p ex (NULL: defaults): >= 1, 0 meaning the online cores. */
+int pspace_kron_threads(const pspace_exec *ex);
+
 /** Relative asymmetry max |M - M^T| / max |M| of n x n @p M (0 for a zero M). */
 double pspace_kron_asym(uint64_t n, const double *M);
 /** M <- (M + M^T) / 2. */
