@@ -278,6 +278,81 @@ static void test_ekfac_from_kfac(void **state)
 	kref_free(&k);
 }
 
+/* Largest |a - b| over n entries, relative to the largest |a|. */
+static double max_reldiff(const double *a, const double *b, size_t n)
+{
+	double big = 0, diff = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		big = fabs(a[i]) > big ? fabs(a[i]) : big;
+		diff = fabs(a[i] - b[i]) > diff ? fabs(a[i] - b[i]) : diff;
+	}
+	return big > 0 ? diff / big : diff;
+}
+
+/*
+ * The factors are decomposed on several threads at once: with threads = 2
+ * the conversion, its eigenvalues and products, and KFAC's Cholesky-damped
+ * solve agree with threads = 1 to rounding and with the dense reference.
+ */
+static void test_ekfac_threads(void **state)
+{
+	pspace_exec one = {1, 0}, two = {2, 0};
+	kref k;
+	pspace_mat *m1, *m2, *e1 = NULL, *e2 = NULL;
+	double *F, *G, *x, *y1, *y2, *v1, *v2;
+	size_t d;
+
+	(void)state;
+	kref_init(&k, 211, 0.05);
+	d = k.d;
+	m1 = make_kfac(&k);
+	m2 = make_kfac(&k);
+	assert_int_equal(pspace_ekfac_from_kfac_ex(&e1, m1, &one), 0);
+	assert_int_equal(pspace_ekfac_from_kfac_ex(&e2, m2, &two), 0);
+	F = malloc(d * d * sizeof(*F));
+	v1 = malloc(d * sizeof(*v1));
+	v2 = malloc(d * sizeof(*v2));
+	y1 = malloc(3 * d * sizeof(*y1));
+	y2 = malloc(3 * d * sizeof(*y2));
+	assert_non_null(F);
+	assert_non_null(v1);
+	assert_non_null(v2);
+	assert_non_null(y1);
+	assert_non_null(y2);
+	kref_dense(k.layout, k.A, k.G, 0, F);
+	G = dense_of(e2);
+	assert_true(fx_relerr(G, F, d * d) < TOL);
+	assert_int_equal(pspace_mat_eigvals(e1, &one, v1), 0);
+	assert_int_equal(pspace_mat_eigvals(e2, &two, v2), 0);
+	assert_true(max_reldiff(v1, v2, d) < 1e-13);
+	x = fx_randv(3 * d, 212);
+	assert_int_equal(pspace_mat_mm(e1, &one, 3, 1.0, x, d, 0.0, y1, d), 0);
+	assert_int_equal(pspace_mat_mm(e2, &two, 3, 1.0, x, d, 0.0, y2, d), 0);
+	assert_true(max_reldiff(y1, y2, 3 * d) < 1e-13);
+	/* KFAC's exact eigenpairs and its Cholesky-damped solve, same again. */
+	assert_int_equal(pspace_mat_eigvals(m1, &one, v1), 0);
+	assert_int_equal(pspace_mat_eigvals(m2, &two, v2), 0);
+	assert_true(max_reldiff(v1, v2, d) < 1e-13);
+	assert_int_equal(pspace_kfac_set_damping(m1, PSPACE_KFAC_DAMP_PI), 0);
+	assert_int_equal(pspace_kfac_set_damping(m2, PSPACE_KFAC_DAMP_PI), 0);
+	assert_int_equal(pspace_mat_solve(m1, &one, 0.1, 3, x, d, y1, d), 0);
+	assert_int_equal(pspace_mat_solve(m2, &two, 0.1, 3, x, d, y2, d), 0);
+	assert_true(max_reldiff(y1, y2, 3 * d) < 1e-12);
+	free(x);
+	free(G);
+	free(y2);
+	free(y1);
+	free(v2);
+	free(v1);
+	free(F);
+	pspace_mat_free(e2);
+	pspace_mat_free(e1);
+	pspace_mat_free(m2);
+	pspace_mat_free(m1);
+	kref_free(&k);
+}
+
 static void test_ekfac_update(void **state)
 {
 	const size_t ld0 = 85 + 3;
@@ -665,6 +740,7 @@ int main(void)
 	    cmocka_unit_test(test_ekfac_same_input), cmocka_unit_test(test_ekfac_pow_pinv),
 	    cmocka_unit_test(test_ekfac_roundtrip),  cmocka_unit_test(test_ekfac_precond),
 	    cmocka_unit_test(test_ekfac_errors),     cmocka_unit_test(test_ekfac_update_layer),
+	    cmocka_unit_test(test_ekfac_threads),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
