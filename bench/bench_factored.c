@@ -42,6 +42,7 @@
 #define MAX_K       16
 #define MAX_LAYERS  3
 #define INPUT_WIDTH 1024
+#define EIG_WIDTH   2048 /* at most, for the factor eigendecompositions at 1 and all threads */
 
 struct config {
 	int quick, all, reps;
@@ -377,6 +378,138 @@ static const char *env_or(const char *name)
 	return v ? v : "(unset)";
 }
 
+/* ---- eigendecompositions: all threads vs one ------------------------------------------ */
+
+/* Reference LAPACK (Debian's liblapack3), whose BLAS calls go to BLIS. */
+extern void dsyevd_(const char *jobz, const char *uplo, const int *n, double *a, const int *lda,
+                    double *w, double *work, const int *lwork, int *iwork, const int *liwork,
+                    int *info, size_t jobz_len, size_t uplo_len);
+
+/*
+ * The factors of the MLP 1024-W-W-10 at width @p ew, converted to an EKFAC
+ * (pspace_ekfac_from_kfac_ex: every factor eigendecomposed) with @p ncpu
+ * threads and with 1, each from a fresh KFAC. secs[0], secs[1]; *diff: the
+ * largest relative difference between the two EKFACs' eigenvalues.
+ */
+static int eig_factors(uint64_t ew, int ncpu, double secs[2], double *diff)
+{
+	pspace_layout *lay = NULL;
+	double *A[MAX_LAYERS] = {0}, *G[MAX_LAYERS] = {0}, *ev[2] = {NULL, NULL}, big = 0;
+	char text[256];
+	uint64_t d = 0;
+	int rc;
+
+	*diff = 0;
+	snprintf(text, sizeof(text),
+	         "fc1 linear %llux%d bias\nfc2 linear %llux%llu bias\nfc3 linear 10x%llu bias\n",
+	         (unsigned long long)ew, INPUT_WIDTH, (unsigned long long)ew,
+	         (unsigned long long)ew, (unsigned long long)ew);
+	rc = pspace_layout_parse(&lay, text, "mlp");
+	for (size_t l = 0; rc == 0 && l < MAX_LAYERS; l++) {
+		const pspace_layer *ly = pspace_layout_layer(lay, l);
+
+		rc = make_factor(ly->shape[1] + 1, 300 + 2 * l, ncpu, &A[l]);
+		if (rc == 0)
+			rc = make_factor(ly->shape[0], 301 + 2 * l, ncpu, &G[l]);
+	}
+	if (rc == 0) {
+		d = pspace_layout_dim(lay);
+		ev[0] = malloc(d * sizeof(double));
+		ev[1] = malloc(d * sizeof(double));
+		if (!ev[0] || !ev[1])
+			rc = PSPACE_ENOMEM;
+	}
+	for (int t = 0; rc == 0 && t < 2; t++) {
+		pspace_exec ex = {t ? 1 : ncpu, 0};
+		pspace_mat *k = NULL, *e = NULL;
+		double t0;
+
+		bench_progress("eigendecomposition of the factors (width %llu), %d thread(s)",
+		               (unsigned long long)ew, ex.threads);
+		rc =
+		    pspace_kfac_create(&k, lay, (const double *const *)A, (const double *const *)G);
+		t0 = bench_clock_now();
+		if (rc == 0)
+			rc = pspace_ekfac_from_kfac_ex(&e, k, &ex);
+		secs[t] = bench_clock_now() - t0;
+		if (rc == 0)
+			rc = pspace_mat_eigvals(e, &ex, ev[t]);
+		pspace_mat_free(e);
+		pspace_mat_free(k);
+	}
+	for (uint64_t i = 0; rc == 0 && i < d; i++) {
+		big = fmax(big, fabs(ev[0][i]));
+		*diff = fmax(*diff, fabs(ev[0][i] - ev[1][i]));
+	}
+	if (big > 0)
+		*diff /= big;
+	free(ev[1]);
+	free(ev[0]);
+	for (size_t l = 0; l < MAX_LAYERS; l++) {
+		free(A[l]);
+		free(G[l]);
+	}
+	pspace_layout_free(lay);
+	return rc;
+}
+
+/*
+ * One n x n factor through dsyevd (with vectors) at BLIS's global thread
+ * setting 1 and @p ncpu (bli_thread_set_num_threads, which LAPACK's BLAS
+ * calls read; pspace never sets it), then the setting restored. secs[0]:
+ * ncpu threads, secs[1]: 1; *diff as in eig_factors().
+ */
+static int eig_one(uint64_t n, int ncpu, double secs[2], double *diff)
+{
+	double *F = NULL, *M = malloc(n * n * sizeof(double)), *w[2], *work = NULL, q = 0, big = 0;
+	int nn = (int)n, lwork = -1, liwork = -1, iq = 0, *iwork = NULL, info = 0, rc;
+	dim_t saved = bli_thread_get_num_threads();
+
+	w[0] = malloc(n * sizeof(double));
+	w[1] = malloc(n * sizeof(double));
+	rc = make_factor(n, 400, ncpu, &F);
+	if (rc == 0 && (!M || !w[0] || !w[1]))
+		rc = PSPACE_ENOMEM;
+	if (rc == 0) {
+		dsyevd_("V", "U", &nn, M, &nn, w[0], &q, &lwork, &iq, &liwork, &info, 1, 1);
+		lwork = (int)q;
+		liwork = iq;
+		work = malloc((size_t)lwork * sizeof(double));
+		iwork = malloc((size_t)liwork * sizeof(int));
+		if (!work || !iwork)
+			rc = PSPACE_ENOMEM;
+	}
+	for (int t = 1; rc == 0 && t >= 0; t--) {
+		int th = t ? 1 : ncpu;
+		double t0;
+
+		bench_progress("one %llu x %llu dsyevd, BLIS threads %d", (unsigned long long)n,
+		               (unsigned long long)n, th);
+		memcpy(M, F, n * n * sizeof(double));
+		bli_thread_set_num_threads(th);
+		t0 = bench_clock_now();
+		dsyevd_("V", "U", &nn, M, &nn, w[t], work, &lwork, iwork, &liwork, &info, 1, 1);
+		secs[t] = bench_clock_now() - t0;
+		bli_thread_set_num_threads(saved);
+		if (info != 0)
+			rc = PSPACE_ENUMERIC;
+	}
+	*diff = 0;
+	for (uint64_t i = 0; rc == 0 && i < n; i++) {
+		big = fmax(big, fabs(w[1][i]));
+		*diff = fmax(*diff, fabs(w[0][i] - w[1][i]));
+	}
+	if (big > 0)
+		*diff /= big;
+	free(iwork);
+	free(work);
+	free(w[1]);
+	free(w[0]);
+	free(M);
+	free(F);
+	return rc;
+}
+
 /* ---- main ------------------------------------------------------------------------------ */
 
 static void print_layout_table(const pspace_layout *lay, const struct layer_dims *L, size_t n)
@@ -424,7 +557,8 @@ int main(int argc, char **argv)
 	pspace_layout *lay = NULL;
 	char text[256], buf[32], buf2[32];
 	int ncpu = bench_ncpus(), rc;
-	double t0;
+	double t0, eig_s[2][2] = {{0}}, eig_diff[2] = {0};
+	uint64_t ew;
 
 	rc = parse_args(argc, argv, &cfg);
 	if (rc != 0)
@@ -612,6 +746,15 @@ int main(int argc, char **argv)
 			goto out;
 		}
 	}
+	/* Last, since eig_one() changes BLIS's global thread setting for a moment. */
+	ew = cfg.width < EIG_WIDTH ? cfg.width : EIG_WIDTH;
+	rc = eig_factors(ew, ncpu, eig_s[0], &eig_diff[0]);
+	if (rc == 0)
+		rc = eig_one(cfg.width, ncpu, eig_s[1], &eig_diff[1]);
+	if (rc != 0) {
+		fail(rc, "eigendecompositions");
+		goto out;
+	}
 	bench_progress_end();
 	for (int t = 0; t < 2; t++)
 		peak_dmax[t] = fmax(peak_d[0][t], peak_d[1][t]);
@@ -647,6 +790,25 @@ int main(int argc, char **argv)
 	printf("\nChecks: exact-damped solve residual ||F x + l x - b|| / ||b||: KFAC %.2e, "
 	       "EKFAC %.2e\n",
 	       st.res_kfac, st.res_ekfac);
+
+	printf("\nEigendecompositions, all threads against one in the same run: the KFAC "
+	       "factors of the MLP at width %llu decomposed at once on pspace_exec.threads "
+	       "threads (pspace_ekfac_from_kfac_ex, each factor by one single-threaded "
+	       "dsyevd), and one %llu x %llu dsyevd of reference LAPACK with BLIS's global "
+	       "thread setting at 1 and %d (what pspace does not do: the setting is "
+	       "process-wide).\n\n",
+	       (unsigned long long)ew, (unsigned long long)cfg.width, (unsigned long long)cfg.width,
+	       ncpu);
+	bench_table_header(stdout, "eig",
+	                   "operation|>threads|>s|>speedup|>eigenvalues: max rel. difference");
+	for (int i = 0; i < 2; i++) {
+		const char *what = i ? "one dsyevd, BLIS global threads"
+		                     : "EKFAC from KFAC, every factor (dsyevd)";
+
+		bench_table_row(stdout, "%s|1|%.3f|1.00|-", what, eig_s[i][1]);
+		bench_table_row(stdout, "%s|%d|%.3f|%.2f|%.1e", what, ncpu, eig_s[i][0],
+		                eig_s[i][1] / eig_s[i][0], eig_diff[i]);
+	}
 
 	printf("\nSummary: d = %.1f M; with %d threads KFAC mv %.2f s = %.0f%% of dgemm peak "
 	       "(%.0f%% of sgemm); cached pi-damped solve %.2fx the mv time, its first call "
