@@ -179,7 +179,7 @@ static int build_kfac(pspace_store *s, const char *name, const pspace_layout *la
 		rc = pspace_kfac_create(&k, layout, (const double *const *)A,
 		                        (const double *const *)G);
 	if (rc == 0 && o->kind == PSPACE_KIND_EKFAC) {
-		rc = pspace_ekfac_from_kfac(&e, k);
+		rc = pspace_ekfac_from_kfac_ex(&e, k, &o->exec);
 		if (rc == 0)
 			rc = pspace_build_ekfac_update_layers(&t, e, layout, 0, src, o);
 		if (rc == 0)

@@ -230,7 +230,7 @@ static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_la
 		rc = pspace_kfac_create(&k, b->subs[i], (const double *const *)&b->A[i],
 		                        (const double *const *)&b->G[i]);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)
-			rc = pspace_ekfac_from_kfac(&b->parts[i], k);
+			rc = pspace_ekfac_from_kfac_ex(&b->parts[i], k, &o->exec);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)
 			rc =
 			    pspace_build_ekfac_update_layers(&t, b->parts[i], layout, i, layers, o);
