@@ -399,12 +399,19 @@ static void add_factors(const pspace_layer *L, const pspace_layer_batch *b, uint
 	syrk_tn(out, K * rows, 1.0 / (double)T, b->grads, G, out, threads);
 }
 
-/* M = s * M for an n x n M of which the upper triangle holds the values. */
+/*
+ * M = s * M for an n x n M of which the upper triangle holds the values,
+ * in square blocks so that the mirrored writes stay in cache.
+ */
 static void sym_scale(uint64_t n, double *M, double s)
 {
-	for (uint64_t i = 0; i < n; i++)
-		for (uint64_t j = i; j < n; j++)
-			M[i * n + j] = M[j * n + i] = M[i * n + j] * s;
+	const uint64_t B = 64;
+
+	for (uint64_t i0 = 0; i0 < n; i0 += B)
+		for (uint64_t j0 = i0; j0 < n; j0 += B)
+			for (uint64_t i = i0; i < i0 + B && i < n; i++)
+				for (uint64_t j = j0 > i ? j0 : i; j < j0 + B && j < n; j++)
+					M[i * n + j] = M[j * n + i] = M[i * n + j] * s;
 }
 
 /*

@@ -10,6 +10,7 @@
 #include "build/build_impl.h"
 #include "common/error.h"
 #include "common/exec.h"
+#include "mat/kron/ekfac_build.h"
 #include "pspace/factored.h"
 
 /* ---- the Jacobian source as rows ------------------------------------------------------ */
@@ -176,8 +177,7 @@ static int build_kfac(pspace_store *s, const char *name, const pspace_layout *la
 	memset(want, 1, nl);
 	rc = pspace_build_kfac_factors(layout, src, want, o, A, G);
 	if (rc == 0)
-		rc = pspace_kfac_create(&k, layout, (const double *const *)A,
-		                        (const double *const *)G);
+		rc = pspace_kfac_adopt(&k, layout, A, G);
 	if (rc == 0 && o->kind == PSPACE_KIND_EKFAC) {
 		rc = pspace_ekfac_from_kfac_ex(&e, k, &o->exec);
 		if (rc == 0)

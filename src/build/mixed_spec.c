@@ -28,6 +28,7 @@
 
 #include "build/build_impl.h"
 #include "common/error.h"
+#include "mat/kron/ekfac_build.h"
 #include "pspace/factored.h"
 
 /* Precedence of a match: 3 layer name, 2 layer kind, 1 '*'. */
@@ -227,8 +228,7 @@ static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_la
 		return rc;
 	case PSPACE_KIND_KFAC:
 	case PSPACE_KIND_EKFAC:
-		rc = pspace_kfac_create(&k, b->subs[i], (const double *const *)&b->A[i],
-		                        (const double *const *)&b->G[i]);
+		rc = pspace_kfac_adopt(&k, b->subs[i], &b->A[i], &b->G[i]);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)
 			rc = pspace_ekfac_from_kfac_ex(&b->parts[i], k, &o->exec);
 		if (rc == 0 && b->kinds[i] == PSPACE_KIND_EKFAC)

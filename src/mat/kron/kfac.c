@@ -18,6 +18,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "mat/kron/ekfac_build.h"
 #include "mat/kron/kfac_impl.h"
 #include "pspace/vec.h"
 
@@ -43,11 +44,7 @@ static void kfac_destroy(pspace_mat *m)
 
 static int exactly_symmetric(uint64_t n, const double *M)
 {
-	for (uint64_t i = 0; i < n; i++)
-		for (uint64_t j = i + 1; j < n; j++)
-			if (M[i * n + j] != M[j * n + i])
-				return 0;
-	return 1;
+	return pspace_kron_asym(n, M) == 0.0;
 }
 
 /*
@@ -101,11 +98,37 @@ static int kfac_new(pspace_mat **out, const pspace_layout *layout, double **R, d
 }
 
 /* Copies of the caller's factors, checked and made exactly symmetric. */
+/* Checks factor @p fac of layer @p g (finite; a square one symmetric to 1e-8) and symmetrizes it.
+ */
+static int check_factor(const pspace_kron_layer *g, const char *fac, double *M, uint64_t n,
+                        int diag)
+{
+	uint64_t cnt = diag ? n : n * n;
+	double asym;
+
+	for (uint64_t i = 0; i < cnt; i++)
+		if (!isfinite(M[i]))
+			return pspace_err_set(PSPACE_EINVAL,
+			                      "layer %s: factor %s has a non-finite entry", g->name,
+			                      fac);
+	if (!diag) {
+		asym = pspace_kron_asym(n, M);
+		if (asym > 1e-8)
+			return pspace_err_set(PSPACE_EINVAL,
+			                      "layer %s: factor %s is not symmetric (relative "
+			                      "asymmetry %.3g)",
+			                      g->name, fac, asym);
+		pspace_kron_symmetrize(n, M);
+	}
+	return 0;
+}
+
 static int copy_factor(const pspace_kron_layer *g, const char *fac, const double *src, uint64_t n,
                        int diag, double **out)
 {
 	uint64_t cnt = diag ? n : n * n;
-	double *M, asym;
+	double *M;
+	int rc;
 
 	*out = NULL;
 	if (!src)
@@ -115,26 +138,46 @@ static int copy_factor(const pspace_kron_layer *g, const char *fac, const double
 		return pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory for factor %s",
 		                      g->name, fac);
 	memcpy(M, src, cnt * sizeof(*M));
-	for (uint64_t i = 0; i < cnt; i++)
-		if (!isfinite(M[i])) {
-			free(M);
-			return pspace_err_set(PSPACE_EINVAL,
-			                      "layer %s: factor %s has a non-finite entry", g->name,
-			                      fac);
-		}
-	if (!diag) {
-		asym = pspace_kron_asym(n, M);
-		if (asym > 1e-8) {
-			free(M);
-			return pspace_err_set(PSPACE_EINVAL,
-			                      "layer %s: factor %s is not symmetric (relative "
-			                      "asymmetry %.3g)",
-			                      g->name, fac, asym);
-		}
-		pspace_kron_symmetrize(n, M);
+	rc = check_factor(g, fac, M, n, diag);
+	if (rc != 0) {
+		free(M);
+		return rc;
 	}
 	*out = M;
 	return 0;
+}
+
+int pspace_kfac_adopt(pspace_mat **out, const pspace_layout *layout, double **A, double **G)
+{
+	pspace_kron_layer *geo = NULL;
+	double **R = NULL, **C = NULL;
+	size_t n = 0;
+	int rc;
+
+	*out = NULL;
+	rc = pspace_kron_geometry(layout, "KFAC", &geo, &n);
+	if (rc == 0)
+		rc = pspace_kron_new_pair(n, "KFAC", &R, &C);
+	for (size_t l = 0; rc == 0 && l < n; l++) {
+		const pspace_kron_layer *g = &geo[l];
+
+		R[l] = g->rdiag ? A[l] : G[l];
+		C[l] = g->rdiag ? G[l] : A[l];
+		A[l] = G[l] = NULL;
+		if (!R[l] || !C[l])
+			rc = pspace_err_set(PSPACE_EINVAL, "layer %s: a factor is NULL", g->name);
+		if (rc == 0)
+			rc = check_factor(g, pspace_kron_rname(g), R[l], g->nr, g->rdiag);
+		if (rc == 0)
+			rc = check_factor(g, pspace_kron_cname(g), C[l], g->nc, 0);
+	}
+	free(geo);
+	if (rc != 0) {
+		pspace_kron_free_ptrs(R, n);
+		pspace_kron_free_ptrs(C, n);
+		return rc;
+	}
+	return kfac_new(out, layout, R, C, PSPACE_KFAC_DAMP_PI, NULL, NULL);
 }
 
 int pspace_kfac_create(pspace_mat **out, const pspace_layout *layout, const double *const *A,

@@ -413,29 +413,44 @@ int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, cons
 	return 0;
 }
 
+/* Square blocks of the transposed walks below: M[i][j] against M[j][i] stays in cache. */
+#define SYM_BLOCK 64
+
 double pspace_kron_asym(uint64_t n, const double *M)
 {
 	double big = 0, diff = 0;
 
-	for (uint64_t i = 0; i < n; i++)
-		for (uint64_t j = 0; j < n; j++) {
-			double a = fabs(M[i * n + j]), e = fabs(M[i * n + j] - M[j * n + i]);
+	for (uint64_t i0 = 0; i0 < n; i0 += SYM_BLOCK)
+		for (uint64_t j0 = i0; j0 < n; j0 += SYM_BLOCK) {
+			uint64_t i1 = i0 + SYM_BLOCK < n ? i0 + SYM_BLOCK : n;
+			uint64_t j1 = j0 + SYM_BLOCK < n ? j0 + SYM_BLOCK : n;
 
-			if (a > big)
-				big = a;
-			if (e > diff)
-				diff = e;
+			for (uint64_t i = i0; i < i1; i++)
+				for (uint64_t j = j0 > i ? j0 : i; j < j1; j++) {
+					double a = fabs(M[i * n + j]), b = fabs(M[j * n + i]);
+					double e = fabs(M[i * n + j] - M[j * n + i]);
+
+					big = a > big ? a : big;
+					big = b > big ? b : big;
+					diff = e > diff ? e : diff;
+				}
 		}
 	return big > 0 ? diff / big : 0;
 }
 
 void pspace_kron_symmetrize(uint64_t n, double *M)
 {
-	for (uint64_t i = 0; i < n; i++)
-		for (uint64_t j = i + 1; j < n; j++) {
-			double s = 0.5 * (M[i * n + j] + M[j * n + i]);
+	for (uint64_t i0 = 0; i0 < n; i0 += SYM_BLOCK)
+		for (uint64_t j0 = i0; j0 < n; j0 += SYM_BLOCK) {
+			uint64_t i1 = i0 + SYM_BLOCK < n ? i0 + SYM_BLOCK : n;
+			uint64_t j1 = j0 + SYM_BLOCK < n ? j0 + SYM_BLOCK : n;
 
-			M[i * n + j] = M[j * n + i] = s;
+			for (uint64_t i = i0; i < i1; i++)
+				for (uint64_t j = j0 > i + 1 ? j0 : i + 1; j < j1; j++) {
+					double v = 0.5 * (M[i * n + j] + M[j * n + i]);
+
+					M[i * n + j] = M[j * n + i] = v;
+				}
 		}
 }
 
