@@ -109,6 +109,19 @@ PSPACE_API int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, 
 PSPACE_API int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
                                 const void **data, pspace_tile_header *hdr);
 
+/**
+ * pspace_tile_view() for a caller that checks later: a tile stored raw in
+ * type @p want (returned without a copy) is parsed but not checksummed yet,
+ * so its bytes are read once, by the caller's own work, and then verified
+ * from the cache; *verified is 0 then, and the caller must call
+ * pspace_tile_verify() on @p buf before trusting anything computed from
+ * the data. Every other tile is verified before it is decoded
+ * (*verified = 1), and so is every tile when @p verified is NULL.
+ */
+PSPACE_API int pspace_tile_view_unverified(pspace_codec *c, const void *buf, size_t len,
+                                           pspace_dtype want, const void **data,
+                                           pspace_tile_header *hdr, int *verified);
+
 /** @return the largest encoded size of a rows x cols tile under @p opts. */
 PSPACE_API size_t pspace_tile_bound(const pspace_codec_opts *opts, uint32_t rows, uint32_t cols);
 

@@ -325,6 +325,19 @@ PSPACE_API int pspace_reader_decode(pspace_reader *r, pspace_codec *c, const psp
 PSPACE_API int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
                                   pspace_dtype want, const void **data, pspace_tile_header *hdr);
 
+/**
+ * As pspace_tile_view_unverified(): a raw tile viewed without a copy is
+ * checksummed later, by pspace_reader_verify() once the caller is done
+ * with its data (*verified = 0), so its bytes are read from memory once.
+ */
+PSPACE_API int pspace_reader_view_unverified(pspace_reader *r, pspace_codec *c,
+                                             const pspace_tile_ref *t, pspace_dtype want,
+                                             const void **data, pspace_tile_header *hdr,
+                                             int *verified);
+
+/** pspace_tile_verify() of tile @p t, naming the store, matrix and tile on a mismatch. */
+PSPACE_API int pspace_reader_verify(pspace_reader *r, const pspace_tile_ref *t);
+
 /** Shape and type of a stored small array. */
 typedef struct pspace_array_info {
 	pspace_dtype dtype;

@@ -76,6 +76,11 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw_run(uint32_t crc,
 		uint64_t wa, wb, wc;
 
 		for (size_t i = 0; i < BLK; i += 8) {
+			if ((i & 63) == 0) {
+				_mm_prefetch((const char *)p + 3 * BLK + i, _MM_HINT_T0);
+				_mm_prefetch((const char *)p + 4 * BLK + i, _MM_HINT_T0);
+				_mm_prefetch((const char *)p + 5 * BLK + i, _MM_HINT_T0);
+			}
 			memcpy(&wa, p + i, 8);
 			memcpy(&wb, p + BLK + i, 8);
 			memcpy(&wc, p + 2 * BLK + i, 8);

@@ -610,15 +610,16 @@ static int decode_payload(pspace_codec *c, const unsigned char *buf, const pspac
 
 /*
  * What decode and view check first: the arguments (@p args_ok: none is
- * NULL), then the header and the checksum of @p buf, parsed into @p h.
+ * NULL), then the header of @p buf, parsed into @p h, and its checksum
+ * unless @p verify is 0.
  */
 static int open_tile(const void *buf, size_t len, int args_ok, pspace_dtype want, const char *op,
-                     pspace_tile_header *h)
+                     pspace_tile_header *h, int verify)
 {
 	if (!args_ok || !is_compute_dtype(want))
 		return pspace_err_set(PSPACE_EINVAL, "%s: NULL argument or type %s not f32/f64", op,
 		                      pspace_dtype_name(want));
-	return parse_verified(buf, len, h);
+	return verify ? parse_verified(buf, len, h) : pspace_tile_parse(h, buf, len);
 }
 
 int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, pspace_dtype want, void *dst,
@@ -627,7 +628,7 @@ int pspace_tile_decode(pspace_codec *c, const void *buf, size_t len, pspace_dtyp
 	pspace_tile_header h;
 	int rc = 0;
 
-	rc = open_tile(buf, len, c != NULL && dst != NULL, want, "tile decode", &h);
+	rc = open_tile(buf, len, c != NULL && dst != NULL, want, "tile decode", &h, 1);
 	if (rc != 0)
 		goto out;
 	if (ld < h.cols) {
@@ -640,8 +641,9 @@ out:
 	return rc;
 }
 
-int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
-                     const void **data, pspace_tile_header *hdr)
+/* View: @p verified NULL means verify always; else a zero-copy view is left unverified. */
+static int view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want, const void **data,
+                pspace_tile_header *hdr, int *verified)
 {
 	pspace_tile_header h;
 	const unsigned char *payload = (const unsigned char *)buf + HDR;
@@ -653,15 +655,24 @@ int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype 
 		*data = NULL;
 	if (hdr != NULL)
 		memset(hdr, 0, sizeof(*hdr));
-	rc = open_tile(buf, len, c != NULL && data != NULL, want, "tile view", &h);
+	rc = open_tile(buf, len, c != NULL && data != NULL, want, "tile view", &h, 0);
 	if (rc != 0)
 		goto out;
 	if (hdr != NULL)
 		*hdr = h;
 	if (h.codec == PSPACE_CODEC_RAW && h.dtype == want && ((uintptr_t)payload % wes) == 0) {
 		*data = payload;
+		if (verified != NULL)
+			*verified = 0;
+		else
+			rc = check_crc(buf, &h);
 		goto out;
 	}
+	if (verified != NULL)
+		*verified = 1;
+	rc = check_crc(buf, &h);
+	if (rc != 0)
+		goto out;
 	/* up to four times the stored size (f16 -> f64): may not fit a 32-bit size_t */
 	if ((uint64_t)h.rows * h.cols > SIZE_MAX / wes) {
 		rc = pspace_err_set(PSPACE_ENOMEM,
@@ -679,7 +690,21 @@ int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype 
 	if (rc == 0)
 		*data = dst;
 out:
+	if (rc != 0 && data != NULL)
+		*data = NULL;
 	return rc;
+}
+
+int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
+                     const void **data, pspace_tile_header *hdr)
+{
+	return view(c, buf, len, want, data, hdr, NULL);
+}
+
+int pspace_tile_view_unverified(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
+                                const void **data, pspace_tile_header *hdr, int *verified)
+{
+	return view(c, buf, len, want, data, hdr, verified);
 }
 
 size_t pspace_tile_bound(const pspace_codec_opts *opts, uint32_t rows, uint32_t cols)

@@ -169,6 +169,7 @@ typedef struct worker {
 	engine *e;
 	pspace_codec **codec;
 	pspace_stream_tile *tiles;
+	int *verified; /* per matrix: 0 while a raw tile's checksum is still to check */
 	unsigned char *item;
 	void *ws;
 	int inited;
@@ -224,9 +225,11 @@ static void process(worker *w, const unsigned char *item)
 		st->dtype = e->want[i];
 		st->data = NULL;
 		st->mirrored = t0->info.symmetric && h->row != h->col;
+		w->verified[i] = 1;
 		if (refs[i].data && rc == 0)
-			rc = pspace_reader_view(e->r[i], w->codec[i], &refs[i], e->want[i],
-			                        &st->data, NULL);
+			rc = pspace_reader_view_unverified(e->r[i], w->codec[i], &refs[i],
+			                                   e->want[i], &st->data, NULL,
+			                                   &w->verified[i]);
 	}
 	if (rc == 0) {
 		rc = e->k->tile(w->ws, e->ud, w->tiles);
@@ -235,6 +238,10 @@ static void process(worker *w, const unsigned char *item)
 			                       pspace_store_path(t0->s), t0->info.name, h->block,
 			                       h->row, h->col);
 	}
+	/* raw tiles are checksummed after the kernel, from the cache: a mismatch fails the pass */
+	for (size_t i = 0; i < e->n; i++)
+		if (refs[i].data && !w->verified[i] && rc == 0)
+			rc = pspace_reader_verify(e->r[i], &refs[i]);
 	if (rc != 0)
 		engine_fail(e, rc);
 	if (e->ooc)
@@ -370,6 +377,7 @@ static void worker_cleanup(worker *w, engine *e)
 		pspace_codec_free(w->codec[i]);
 	free(w->codec);
 	free(w->tiles);
+	free(w->verified);
 	free(w->item);
 	free(w->ws);
 }
@@ -381,9 +389,10 @@ static int worker_setup(worker *w, engine *e)
 	w->e = e;
 	w->codec = calloc(e->n, sizeof(*w->codec));
 	w->tiles = calloc(e->n, sizeof(*w->tiles));
+	w->verified = calloc(e->n, sizeof(*w->verified));
 	w->item = malloc(e->item_size);
 	w->ws = calloc(1, e->k->worker_size ? e->k->worker_size : 1);
-	if (!w->codec || !w->tiles || !w->item || !w->ws)
+	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->ws)
 		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a worker");
 	for (size_t i = 0; i < e->n && rc == 0; i++)
 		rc = pspace_codec_create(&w->codec[i]);

@@ -247,6 +247,23 @@ int pspace_reader_view(pspace_reader *r, pspace_codec *c, const pspace_tile_ref 
 	return in_tile(r, t, pspace_tile_view(c, t->data, t->len, want, data, hdr));
 }
 
+int pspace_reader_view_unverified(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                                  pspace_dtype want, const void **data, pspace_tile_header *hdr,
+                                  int *verified)
+{
+	int rc = check_tile(r, t);
+
+	if (rc != 0)
+		return rc;
+	return in_tile(r, t,
+	               pspace_tile_view_unverified(c, t->data, t->len, want, data, hdr, verified));
+}
+
+int pspace_reader_verify(pspace_reader *r, const pspace_tile_ref *t)
+{
+	return in_tile(r, t, pspace_tile_verify(t->data, t->len));
+}
+
 uint64_t pspace_store_tiles_read(const pspace_store *s)
 {
 	return atomic_load_explicit(&((pspace_store *)s)->tiles_read, memory_order_relaxed);

@@ -414,6 +414,14 @@ void cref_flip_all(pspace_codec *c, const void *tile, size_t len)
 			if (pos >= HDR || (pos >= 24 && pos < 28))
 				assert_non_null(strstr(pspace_errdetail(), "checksum"));
 			assert_int_equal(pspace_tile_verify(buf, len), PSPACE_ECORRUPT);
+			/* a deferred view either fails now or leaves the check to the caller */
+			{
+				int verified = -1,
+				    rc = pspace_tile_view_unverified(c, buf, len, PSPACE_F32, &view,
+				                                     NULL, &verified);
+
+				assert_true(rc == PSPACE_ECORRUPT || (rc == 0 && verified == 0));
+			}
 		}
 	}
 	memcpy(buf, tile, len);

@@ -97,7 +97,8 @@ void cref_check_roundtrip(pspace_codec *c, const pspace_codec_opts *o, unsigned 
 
 /**
  * Every one-bit and one-byte flip and every truncation of @p tile (up to
- * 64 columns) is rejected by decode, view and verify; the intact tile
+ * 64 columns) is rejected by decode, view and verify (a deferred view
+ * fails or leaves the check to its caller); the intact tile
  * decodes.
  */
 void cref_flip_all(pspace_codec *c, const void *tile, size_t len);
