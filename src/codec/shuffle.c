@@ -51,6 +51,89 @@ static void shuffle8(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
  * stored raw in a tile are read where they lie and only the decompressed
  * ones pass through a scratch buffer.
  */
+#ifdef __SSE2__
+/*
+ * Unshuffling is on every read of a compressed tile: byte interleaves of
+ * 16 elements at a time (SSE2 is part of x86-64), the tail in scalar code.
+ */
+#include <emmintrin.h>
+
+#define LD(p)    _mm_loadu_si128((const __m128i *)(const void *)(p))
+#define ST(p, v) _mm_storeu_si128((__m128i *)(void *)(p), (v))
+
+static void unshuffle2(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1];
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i a = LD(i0 + i), b = LD(i1 + i);
+
+		ST(o + 2 * i, _mm_unpacklo_epi8(a, b));
+		ST(o + 2 * i + 16, _mm_unpackhi_epi8(a, b));
+	}
+	for (; i < n; i++) {
+		o[2 * i] = i0[i];
+		o[2 * i + 1] = i1[i];
+	}
+}
+
+static void unshuffle4(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1], *restrict i2 = pl[2];
+	const uint8_t *restrict i3 = pl[3];
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i ab0 = _mm_unpacklo_epi8(LD(i0 + i), LD(i1 + i));
+		__m128i ab1 = _mm_unpackhi_epi8(LD(i0 + i), LD(i1 + i));
+		__m128i cd0 = _mm_unpacklo_epi8(LD(i2 + i), LD(i3 + i));
+		__m128i cd1 = _mm_unpackhi_epi8(LD(i2 + i), LD(i3 + i));
+		uint8_t *e = o + 4 * i;
+
+		ST(e, _mm_unpacklo_epi16(ab0, cd0));
+		ST(e + 16, _mm_unpackhi_epi16(ab0, cd0));
+		ST(e + 32, _mm_unpacklo_epi16(ab1, cd1));
+		ST(e + 48, _mm_unpackhi_epi16(ab1, cd1));
+	}
+	for (; i < n; i++) {
+		o[4 * i] = i0[i];
+		o[4 * i + 1] = i1[i];
+		o[4 * i + 2] = i2[i];
+		o[4 * i + 3] = i3[i];
+	}
+}
+
+static void unshuffle8(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16) {
+		__m128i p[8], q[8], r[8];
+		uint8_t *e = o + 8 * i;
+
+		for (int b = 0; b < 8; b++)
+			p[b] = LD(pl[b] + i);
+		for (int b = 0; b < 4; b++) { /* byte pairs (0,1) (2,3) (4,5) (6,7) */
+			q[2 * b] = _mm_unpacklo_epi8(p[2 * b], p[2 * b + 1]);
+			q[2 * b + 1] = _mm_unpackhi_epi8(p[2 * b], p[2 * b + 1]);
+		}
+		for (int h = 0; h < 2; h++) { /* 4-byte groups 0123 and 4567, elements lo/hi */
+			r[4 * h] = _mm_unpacklo_epi16(q[4 * h], q[4 * h + 2]);
+			r[4 * h + 1] = _mm_unpackhi_epi16(q[4 * h], q[4 * h + 2]);
+			r[4 * h + 2] = _mm_unpacklo_epi16(q[4 * h + 1], q[4 * h + 3]);
+			r[4 * h + 3] = _mm_unpackhi_epi16(q[4 * h + 1], q[4 * h + 3]);
+		}
+		for (int j = 0; j < 4; j++) { /* elements 4j..4j+3: 0123 beside 4567 */
+			ST(e + 32 * j, _mm_unpacklo_epi32(r[j], r[4 + j]));
+			ST(e + 32 * j + 16, _mm_unpackhi_epi32(r[j], r[4 + j]));
+		}
+	}
+	for (; i < n; i++)
+		for (int b = 0; b < 8; b++)
+			o[8 * i + b] = pl[b][i];
+}
+#else
 static void unshuffle2(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
 	const uint8_t *restrict i0 = pl[0], *restrict i1 = pl[1];
@@ -93,6 +176,8 @@ static void unshuffle8(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 		e[7] = i7[i];
 	}
 }
+
+#endif
 
 void pspace_shuffle(void *restrict out, const void *restrict in, size_t n, size_t es)
 {
