@@ -44,6 +44,8 @@
  * only marked complete by the final pspace_writer_finish().
  */
 #include <blis.h>
+#include <float.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -544,6 +546,8 @@ typedef struct pass_tiles {
 	uint64_t *off;  /* offset of its tile row's accumulator in the segment's */
 	size_t n;
 	double scale;
+	double max;       /* the largest magnitude the stored precision holds */
+	const char *prec; /* its name, for the error */
 } pass_tiles;
 
 static void pass_tiles_free(pass_tiles *pt)
@@ -592,8 +596,29 @@ static int pass_tiles_make(pass_tiles *pt, const plan *p, const pass *ps, double
 	return 0;
 }
 
-/* Tile i of the pass, scaled (a diagonal tile made exactly symmetric from its upper half). */
-static uint32_t fill_tile(void *ud, size_t k, double *tile)
+/*
+ * The error for entry (i, j) of tile @p a holding @p v, beyond what the
+ * stored precision holds: inputs are finite, so the sums overflowed.
+ */
+static int tile_overflow(const pass_tiles *pt, pspace_tile_addr a, uint64_t i, uint64_t j, double v)
+{
+	int f64 = pt->max == DBL_MAX;
+
+	return pspace_err_set(PSPACE_ENUMERIC,
+	                      "tile (%u,%u,%u): entry (%llu, %llu) is %g, beyond the %s range "
+	                      "(%.6g)%s",
+	                      a.block, a.row, a.col, (unsigned long long)i, (unsigned long long)j,
+	                      v, pt->prec, pt->max,
+	                      f64 ? ": scale the inputs down"
+	                          : ": build at f64 precision (--precision f64) or scale the "
+	                            "inputs down");
+}
+
+/*
+ * Tile i of the pass, scaled (a diagonal tile made exactly symmetric from
+ * its upper half); an entry beyond the stored precision's range is an error.
+ */
+static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols)
 {
 	const pass_tiles *pt = ud;
 	const plan *p = pt->p;
@@ -602,6 +627,7 @@ static uint32_t fill_tile(void *ud, size_t k, double *tile)
 	uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
 	uint64_t ld = sg->nb - r0, ac = (uint64_t)tc * p->T - r0, cols = tile_len(sg->nb, p->T, tc);
 	const double *acc = sg->acc + pt->off[k];
+	int ok = 1;
 
 	for (uint64_t i = 0; i < rows; i++)
 		for (uint64_t j = 0; j < cols; j++) {
@@ -613,7 +639,14 @@ static uint32_t fill_tile(void *ud, size_t k, double *tile)
 			}
 			tile[i * cols + j] = pt->scale * acc[ii * ld + ac + jj];
 		}
-	return (uint32_t)cols;
+	*ncols = (uint32_t)cols;
+	/* NaN compares false: one vectorizable test per entry */
+	for (uint64_t i = 0; i < rows * cols; i++)
+		ok &= fabs(tile[i]) <= pt->max;
+	for (uint64_t i = 0; !ok && i < rows * cols; i++)
+		if (!(fabs(tile[i]) <= pt->max))
+			return tile_overflow(pt, pt->addr[k], i / cols, i % cols, tile[i]);
+	return 0;
 }
 
 /* Copies columns [c0, c1) of the m rows of @p X (ld d) to f32 (ld c1 - c0). */
@@ -674,6 +707,12 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 	if (rc == 0)
 		rc = pass_tiles_make(&pt, p, ps, 1.0 / (double)r->n);
 	if (rc == 0) {
+		pspace_dtype prec = o->write.codec.dtype;
+
+		pt.max = prec == PSPACE_F32 ? FLT_MAX : prec == PSPACE_BF16 ? 0x1.fep127 : DBL_MAX;
+		pt.prec = pspace_dtype_name(prec);
+	}
+	if (rc == 0) {
 		/* the tile writer gets what the batch had: 2 slots per worker, or fewer */
 		uint64_t tile = 8 * (uint64_t)p->T * p->T, slot = tile + CODEC_BYTES(p->T);
 		uint64_t slots = (avail + tile) / slot;
@@ -688,6 +727,18 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 	if (rc == 0)
 		rc = pspace_writer_checkpoint(w);
 	return rc;
+}
+
+/*
+ * 1 if a build that failed with @p rc could be finished by resuming it: the
+ * failures of the machine (I/O, a full disk or map, memory, a busy or
+ * failing store), not those of the input (malformed or non-finite values,
+ * shapes), which would fail again.
+ */
+static int resumable(int rc)
+{
+	return rc == PSPACE_EIO || rc == PSPACE_EFULL || rc == PSPACE_ENOMEM ||
+	       rc == PSPACE_EBUSY || rc == PSPACE_ESTORE;
 }
 
 int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
@@ -757,12 +808,17 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 out:
 	if (w) {
 		char msg[512];
+		int keep = resumable(rc);
 
-		/* keep the checkpointed passes (resumable) and the failure's detail */
+		/*
+		 * An interruption keeps the checkpointed passes for --resume; a failure
+		 * on the input would fail again, so it removes the matrix.
+		 */
 		snprintf(msg, sizeof(msg), "%s", pspace_errdetail());
-		pspace_writer_abort(w, 0);
-		pspace_err_set(rc, "%s (matrix %s left incomplete: resume or remove it)", msg,
-		               t->name);
+		pspace_writer_abort(w, !keep);
+		pspace_err_set(rc, "%s (matrix %s %s)", msg, t->name,
+		               keep ? "left incomplete: resume the build or remove it"
+		                    : "removed: nothing was kept");
 	}
 	for (int i = 0; i < nscratch; i++)
 		free(scratch[i]);

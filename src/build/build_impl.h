@@ -10,6 +10,9 @@
 #define PSPACE_SRC_BUILD_BUILD_IMPL_H
 
 #include "pspace/build.h"
+#include "pspace/source.h"
+
+#include "common/error.h"
 
 /**
  * Per-example gradient rows, K per example: read() fills rows
@@ -68,6 +71,35 @@ int pspace_rows_read(pspace_rows *r, uint64_t x0, uint64_t nx, uint64_t c0, uint
 int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t avail,
                       uint64_t also, const char *what, uint64_t *nx, double **X);
 
+/**
+ * Largest magnitude a value read from a build input may have: 2^511, so that
+ * its square, and a sum of 2^511 such squares, is a finite double.
+ */
+#define PSPACE_INPUT_MAX 0x1p511
+
+/**
+ * The first of @p n input values that is NaN, infinite or beyond
+ * PSPACE_INPUT_MAX in magnitude: @return its index, or @p n if every value
+ * is fine. One vectorizable pass over blocks of values.
+ */
+size_t pspace_values_bad(const double *v, size_t n);
+
+/**
+ * The error for a bad input value @p v (see pspace_values_bad): "<where>
+ * is nan (inputs must be finite)" or "is 1e+200, beyond 2^511 (its square
+ * overflows)", with <where> from @p fmt. @return PSPACE_ENUMERIC.
+ */
+int pspace_value_err(double v, const char *fmt, ...) PSPACE_PRINTF(2, 3);
+
+/**
+ * @return 1 if @p src is a source made by pspace_jac_source_npy() (which
+ * checks its values itself, naming the file), else 0.
+ */
+int pspace_jac_source_is_npy(const pspace_jac_source *src);
+
+/** @return 1 if @p src was made by pspace_layer_source_dirs() (which checks its values), else 0. */
+int pspace_layer_source_is_dirs(const pspace_layer_source *src);
+
 /* ---- writing tiles with the encoding on workers (tile_pipe.c) --------------------------- */
 
 typedef struct pspace_tile_addr {
@@ -76,10 +108,11 @@ typedef struct pspace_tile_addr {
 
 /**
  * Fills tile @p i of the list into @p out (f64, row-major, ld = its
- * columns) and returns its number of columns. Called from several worker
- * threads at once, each with its own @p out.
+ * columns) and sets *cols to its number of columns. Called from several
+ * worker threads at once, each with its own @p out.
+ * @return 0, or an error with the detail set in the calling thread.
  */
-typedef uint32_t (*pspace_tile_fill_fn)(void *ud, size_t i, double *out);
+typedef int (*pspace_tile_fill_fn)(void *ud, size_t i, double *out, uint32_t *cols);
 
 /**
  * Stores the @p n tiles @p tiles with @p w in list order, each filled by

@@ -152,14 +152,49 @@ static int layer_rows(const pspace_layer *L, const pspace_layer_batch *b, uint32
 	return pspace_err_prefix(rc, "layer %s", L->name);
 }
 
-/* Reads examples [x0, x0 + nx) of @p src into @p batch; a code it should not return is EINVAL. */
-static int read_batch(const pspace_layer_source *src, uint64_t x0, uint64_t nx,
-                      pspace_layer_batch *batch)
+/* A bad value among the @p n at @p v of layer @p L's @p what, for a source that is not .npy. */
+static int check_values(const pspace_layer *L, const char *what, const double *v, size_t n)
+{
+	size_t bad = v ? pspace_values_bad(v, n) : n;
+
+	return bad == n ? 0
+	                : pspace_value_err(v[bad], "layer-tensor source: layer %s: %s element %zu",
+	                                   L->name, what, bad);
+}
+
+/*
+ * Reads examples [x0, x0 + nx) of @p src into @p batch; a code it should not
+ * return is EINVAL. The values of a source other than the .npy directories
+ * (which check theirs, naming the file) are checked here.
+ */
+static int read_batch(const pspace_layer_source *src, const pspace_layout *l, uint64_t x0,
+                      uint64_t nx, pspace_layer_batch *batch)
 {
 	int rc = src->read(src->ud, x0, nx, batch);
+	uint64_t K = src->outputs;
 
 	if (rc > 0 || rc < PSPACE_EBLIS)
 		rc = pspace_err_set(PSPACE_EINVAL, "layer-tensor source returned %d", rc);
+	if (rc != 0 || pspace_layer_source_is_dirs(src))
+		return rc;
+	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(l); i++) {
+		const pspace_layer *L = pspace_layout_layer(l, i);
+		const pspace_layer_batch *b = &batch[i];
+		int emb = L->kind == PSPACE_LAYER_EMBEDDING;
+		uint64_t od = emb ? L->shape[1] : L->shape[0];
+
+		if (check_batch(L, b) != 0)
+			continue; /* reported where the layer is used */
+		if (!pspace_layer_has_tensors(L)) {
+			rc = check_values(L, "rows", b->rows, (size_t)(K * nx * L->size));
+			continue;
+		}
+		if (!emb)
+			rc = check_values(L, "acts", b->acts,
+			                  (size_t)(nx * b->T * (L->weight_size / L->shape[0])));
+		if (rc == 0)
+			rc = check_values(L, "grads", b->grads, (size_t)(K * nx * b->T * od));
+	}
 	return rc;
 }
 
@@ -167,7 +202,7 @@ static int lrows_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t 
                       size_t ld)
 {
 	lrows *q = ud;
-	int rc = read_batch(q->src, x0, nx, q->batch);
+	int rc = read_batch(q->src, q->l, x0, nx, q->batch);
 
 	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(q->l); i++) {
 		const pspace_layer *L = pspace_layout_layer(q->l, i);
@@ -301,7 +336,7 @@ static int lrows_qd_add(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_
                         double **cross, int threads)
 {
 	lrows *q = ud;
-	int rc = read_batch(q->src, x0, nx, q->batch);
+	int rc = read_batch(q->src, q->l, x0, nx, q->batch);
 	size_t li = 0;
 
 	for (size_t i = 0; rc == 0 && i < pspace_layout_nlayers(q->l); i++) {
@@ -488,7 +523,7 @@ int pspace_build_kfac_factors(const pspace_layout *layout, const pspace_layer_so
 	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
 		uint64_t k = n - x0 < nx ? n - x0 : nx;
 
-		rc = pspace_err_prefix(read_batch(src, x0, k, batch),
+		rc = pspace_err_prefix(read_batch(src, layout, x0, k, batch),
 		                       "reading examples [%llu, %llu)", (unsigned long long)x0,
 		                       (unsigned long long)(x0 + k));
 		for (size_t i = 0; rc == 0 && i < nl; i++) {
@@ -592,7 +627,7 @@ int pspace_build_ekfac_update_layers(const pspace_build_target *t, pspace_mat *m
 	for (uint64_t x0 = 0; rc == 0 && x0 < n; x0 += nx) {
 		uint64_t k = n - x0 < nx ? n - x0 : nx;
 
-		rc = pspace_err_prefix(read_batch(src, x0, k, batch),
+		rc = pspace_err_prefix(read_batch(src, layout, x0, k, batch),
 		                       "reading examples [%llu, %llu)", (unsigned long long)x0,
 		                       (unsigned long long)(x0 + k));
 		for (size_t j = 0; rc == 0 && j < ns; j++) {

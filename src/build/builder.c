@@ -19,10 +19,24 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, uint64_t c0, uint64_t c1
                     size_t ld)
 {
 	const pspace_jac_source *src = ud;
+	int rc = src->read(src->ud, x0, nx, out, ld);
 
 	(void)c0;
 	(void)c1;
-	return src->read(src->ud, x0, nx, out, ld);
+	/* the .npy source checks its values itself, naming the file */
+	if (rc != 0 || pspace_jac_source_is_npy(src))
+		return rc;
+	for (uint64_t r = 0; r < (uint64_t)src->outputs * nx; r++) {
+		size_t bad = pspace_values_bad(out + r * ld, (size_t)src->d);
+
+		if (bad < src->d)
+			return pspace_value_err(out[r * ld + bad],
+			                        "Jacobian source: output %llu, example %llu, "
+			                        "parameter %zu",
+			                        (unsigned long long)(r / nx),
+			                        (unsigned long long)(x0 + r % nx), bad);
+	}
+	return 0;
 }
 
 /*

@@ -5,6 +5,9 @@
  * build_factored.c, build_layers.c, mixed_spec.c) and the entry points
  * (builder.c) sit above this file.
  */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -73,4 +76,41 @@ int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t
 		return pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
 		                      what, (unsigned long long)*nx);
 	return 0;
+}
+
+size_t pspace_values_bad(const double *v, size_t n)
+{
+	for (size_t i0 = 0; i0 < n; i0 += 512) {
+		size_t m = n - i0 < 512 ? n - i0 : 512;
+		int ok = 1;
+
+		/* NaN compares false: one test catches NaN, infinities and overflow */
+		for (size_t i = 0; i < m; i++)
+			ok &= fabs(v[i0 + i]) <= PSPACE_INPUT_MAX;
+		if (ok)
+			continue;
+		for (size_t i = 0; i < m; i++)
+			if (!(fabs(v[i0 + i]) <= PSPACE_INPUT_MAX))
+				return i0 + i;
+	}
+	return n;
+}
+
+int pspace_value_err(double v, const char *fmt, ...)
+{
+	char where[384];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(where, sizeof(where), fmt, ap);
+	va_end(ap);
+	if (!isfinite(v))
+		return pspace_err_set(PSPACE_ENUMERIC, "%s is %s (inputs must be finite)", where,
+		                      isnan(v) ? "nan"
+		                      : v > 0  ? "inf"
+		                               : "-inf");
+	return pspace_err_set(PSPACE_ENUMERIC,
+	                      "%s is %g, beyond 2^511 = %.3g in magnitude (sums of "
+	                      "squares would overflow: scale the inputs)",
+	                      where, v, PSPACE_INPUT_MAX);
 }

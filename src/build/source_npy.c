@@ -10,6 +10,7 @@
 #include "pspace/npy.h"
 #include "pspace/source.h"
 
+#include "build/build_impl.h"
 #include "common/error.h"
 
 #include <stdio.h>
@@ -43,6 +44,51 @@ static int mul3(uint64_t a, uint64_t b, uint64_t c, size_t *out)
 		return 0;
 	*out = (size_t)r;
 	return 1;
+}
+
+/*
+ * pspace_npy_read() refusing values pspace_values_bad() finds, naming the
+ * file, the element and its index along each axis.
+ */
+static int read_checked(pspace_npy *f, uint64_t first, uint64_t count, double *out)
+{
+	int rc = pspace_npy_read(f, first, count, out);
+	pspace_npy_info in;
+	uint64_t e, idx[sizeof(in.shape) / sizeof(in.shape[0])];
+	size_t bad, n;
+	char at[160];
+
+	if (rc != 0)
+		return rc;
+	bad = pspace_values_bad(out, (size_t)count);
+	if (bad == count)
+		return 0;
+	pspace_npy_info_get(&in, f);
+	e = first + bad;
+	for (int i = in.ndim - 1; i >= 0; i--) {
+		idx[i] = in.shape[i] ? e % in.shape[i] : 0;
+		e = in.shape[i] ? e / in.shape[i] : 0;
+	}
+	n = (size_t)snprintf(at, sizeof(at), "[");
+	for (int i = 0; i < in.ndim && n < sizeof(at); i++)
+		n += (size_t)snprintf(at + n, sizeof(at) - n, i ? ", %llu" : "%llu",
+		                      (unsigned long long)idx[i]);
+	if (n < sizeof(at))
+		snprintf(at + n, sizeof(at) - n, "]");
+	return pspace_value_err(out[bad], "%s: element %llu %s", pspace_npy_path(f),
+	                        (unsigned long long)(first + bad), at);
+}
+
+/* Gradients and activations are float32 or float64 (README, Input formats). */
+static int expect_float(const pspace_npy *f, const char *what)
+{
+	pspace_npy_info in;
+
+	pspace_npy_info_get(&in, f);
+	if (in.dtype == PSPACE_F32 || in.dtype == PSPACE_F64)
+		return 0;
+	return pspace_err_set(PSPACE_EFORMAT, "%s: dtype %s, expected float32 or float64 (%s)",
+	                      pspace_npy_path(f), pspace_dtype_name(in.dtype), what);
 }
 
 /* ---- Jacobian rows ------------------------------------------------------------------ */
@@ -91,11 +137,11 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld)
 			uint64_t src = (k * ni + (a - lo)) * d;
 
 			if (ld == d) {
-				rc = pspace_npy_read(j->files[i], src, (b - a) * d, dst);
+				rc = read_checked(j->files[i], src, (b - a) * d, dst);
 				continue;
 			}
 			for (uint64_t x = 0; x < b - a && rc == 0; x++)
-				rc = pspace_npy_read(j->files[i], src + x * d, d, dst + x * ld);
+				rc = read_checked(j->files[i], src + x * d, d, dst + x * ld);
 		}
 	}
 	return rc;
@@ -125,6 +171,9 @@ int pspace_jac_source_npy(pspace_jac_source *out, const char *const *paths, size
 		uint64_t K, ni, d;
 
 		rc = pspace_npy_open(&j->files[i], paths[i]);
+		if (rc != 0)
+			goto out;
+		rc = expect_float(j->files[i], "Jacobian rows");
 		if (rc != 0)
 			goto out;
 		pspace_npy_info_get(&in, j->files[i]);
@@ -180,6 +229,11 @@ nomem:
 out:
 	jac_free(j);
 	return rc;
+}
+
+int pspace_jac_source_is_npy(const pspace_jac_source *src)
+{
+	return src->read == jac_read;
 }
 
 void pspace_jac_source_npy_close(pspace_jac_source *src)
@@ -275,12 +329,12 @@ static int lsrc_read_dir(lsrc *s, lsrc_layer *ly, size_t d, uint64_t x0, uint64_
 				    (long long)id, (unsigned long long)ly->num, ly->name);
 		}
 	} else {
-		rc = pspace_npy_read(ly->acts[d], la * T * ly->in, rows * T * ly->in,
-		                     ly->abuf + ox * T * ly->in);
+		rc = read_checked(ly->acts[d], la * T * ly->in, rows * T * ly->in,
+		                  ly->abuf + ox * T * ly->in);
 	}
 	for (uint64_t k = 0; k < s->K && rc == 0; k++)
-		rc = pspace_npy_read(ly->grads[d], (k * nd + la) * T * ly->out, rows * T * ly->out,
-		                     ly->gbuf + (k * nx + ox) * T * ly->out);
+		rc = read_checked(ly->grads[d], (k * nd + la) * T * ly->out, rows * T * ly->out,
+		                  ly->gbuf + (k * nx + ox) * T * ly->out);
 	return rc;
 }
 
@@ -367,6 +421,12 @@ static int lsrc_open_layer(lsrc *s, lsrc_layer *ly, size_t d, const char *dir, i
 		return rc;
 	fa = ly->acts[d];
 	fg = ly->grads[d];
+	snprintf(what, sizeof(what), "layer %s", ly->name);
+	rc = expect_float(fg, what);
+	if (rc == 0 && !ly->emb)
+		rc = expect_float(fa, what);
+	if (rc != 0)
+		return rc;
 	pspace_npy_info_get(&ai, fa);
 	pspace_npy_info_get(&gi, fg);
 	if (ly->emb ? (ai.ndim != 1 && ai.ndim != 2) : (ai.ndim != 2 && ai.ndim != 3))
@@ -507,6 +567,11 @@ nomem:
 out:
 	lsrc_free(s);
 	return rc;
+}
+
+int pspace_layer_source_is_dirs(const pspace_layer_source *src)
+{
+	return src->read == lsrc_read;
 }
 
 void pspace_layer_source_dirs_close(pspace_layer_source *src)

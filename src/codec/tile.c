@@ -3,6 +3,7 @@
  * byte plane or as one frame, checksum), decode and zero-copy views. The
  * format is in tile_format.h.
  */
+#include <float.h>
 #include <inttypes.h>
 #include <stdint.h>
 #include <string.h>
@@ -295,6 +296,34 @@ static int compress(pspace_codec *c, int level, unsigned char *dst, size_t cap, 
 	return 0;
 }
 
+/*
+ * The f16 scale exponent, and the refusal of finite values that the stored
+ * type cannot hold (f32, bf16: they would turn into infinities; f16 tiles
+ * are scaled to fit). Inf and NaN in the source are stored as they are.
+ */
+static int check_range(pspace_dtype dtype, pspace_dtype src_type, const void *src, size_t ld,
+                       uint32_t rows, uint32_t cols, int32_t *scale_exp)
+{
+	/* the largest finite bf16, 0x7f7f */
+	const double max = dtype == PSPACE_BF16 ? 0x1.fep127 : FLT_MAX;
+	double m;
+
+	*scale_exp = 0;
+	if (dtype == PSPACE_F64 || (dtype == PSPACE_F32 && src_type == PSPACE_F32))
+		return 0;
+	m = pspace_convert_maxabs(src_type, src, ld, rows, cols);
+	if (dtype == PSPACE_F16) {
+		*scale_exp = pspace_f16_scale_exp(m);
+		return 0;
+	}
+	if (m <= max)
+		return 0;
+	return pspace_err_set(PSPACE_ENUMERIC,
+	                      "a value of magnitude %.6g is beyond the %s range (%.6g): store "
+	                      "the matrix at f64 precision (pspace build --precision f64)",
+	                      m, pspace_dtype_name(dtype), max);
+}
+
 int pspace_tile_encode(pspace_codec *c, const pspace_codec_opts *opts, pspace_dtype src_type,
                        const void *src, uint32_t rows, uint32_t cols, size_t ld, const void **out,
                        size_t *out_len)
@@ -345,9 +374,9 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 		                    rows, cols, ld, pspace_dtype_name(o->dtype));
 		goto out;
 	}
-	if (o->dtype == PSPACE_F16)
-		scale_exp =
-		    pspace_f16_scale_exp(pspace_convert_maxabs(src_type, src, ld, rows, cols));
+	rc = check_range(o->dtype, src_type, src, ld, rows, cols, &scale_exp);
+	if (rc != 0)
+		goto out;
 
 	if (o->level == 0) {
 		tile = pspace_codec_scratch(c, PSPACE_CODEC_BUF_OUT, HDR + raw);
