@@ -3,8 +3,10 @@
  * rows or layer tensors in .npy files, or from a built-in reference
  * network, with a progress bar per stage and a summary at the end.
  */
+#include <dirent.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "cmd.h"
 #include "json.h"
@@ -29,8 +31,10 @@ static const tool_cmd_doc build_doc = {
     "  takes the kind of the clause naming it, else of the one naming its kind, else\n"
     "  of '*'. Example: --kind 'mixed:linear,conv2d=ekfac;*=blockdiag'. Each layer's\n"
     "  part is stored as NAME/<layer>.\n",
-    "A failed build leaves the store as it was (an interrupted dense/blockdiag build\n"
-    "is kept as incomplete, for --resume). Exit status: 0, 1 runtime error, 2 usage.\n",
+    "A build that fails on its input (malformed, non-finite or too large values)\n"
+    "leaves the store as it was; an interrupted dense/blockdiag build (killed, disk\n"
+    "full, I/O error) is kept as incomplete, for --resume. STORE must be a store, a\n"
+    "new path or an empty directory. Exit status: 0, 1 runtime error, 2 usage.\n",
     0};
 
 typedef struct build_cli {
@@ -337,6 +341,41 @@ static int run_files(build_cli *c, pspace_store *s, const pspace_layout *l, uint
 	return EXIT_OK;
 }
 
+/*
+ * A store is built into a new or empty directory, or a store (data.mdb):
+ * anything else is refused rather than filled with a store's files.
+ */
+static int check_store_dir(const char *path)
+{
+	struct stat st;
+	struct dirent *e;
+	DIR *dir;
+	char *data;
+	int is_store, other = 0;
+
+	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+		return EXIT_OK; /* made, or refused, by the store */
+	data = malloc(strlen(path) + sizeof("/data.mdb"));
+	if (!data)
+		return tool_fail(PSPACE_ENOMEM, "build: store %s", path);
+	sprintf(data, "%s/data.mdb", path);
+	is_store = stat(data, &st) == 0;
+	free(data);
+	dir = is_store ? NULL : opendir(path);
+	while (dir && (e = readdir(dir)) != NULL)
+		other |= strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+		         strcmp(e->d_name, "lock.mdb") != 0;
+	if (dir)
+		closedir(dir);
+	if (!other)
+		return EXIT_OK;
+	fprintf(stderr,
+	        "pspace: build: %s is a directory that is neither empty nor a pspace store (no "
+	        "data.mdb): give a new or empty directory\n",
+	        path);
+	return EXIT_RUNTIME;
+}
+
 int cmd_build(int argc, char **argv)
 {
 	build_cli c;
@@ -351,6 +390,9 @@ int cmd_build(int argc, char **argv)
 	rc = parse(argc, argv, &c);
 	if (rc)
 		return rc == TOOL_HELP ? EXIT_OK : rc;
+	rc = check_store_dir(c.store);
+	if (rc)
+		return rc;
 	if (c.layout_path) {
 		lrc = pspace_layout_load(&layout, c.layout_path);
 		if (lrc)

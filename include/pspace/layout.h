@@ -52,7 +52,10 @@ typedef struct pspace_layout pspace_layout;
  */
 PSPACE_API int pspace_layout_parse(pspace_layout **out, const char *text, const char *filename);
 
-/** Reads and parses a layout file. @return as parse, or PSPACE_ENOTFOUND/EIO. */
+/**
+ * Reads and parses a layout file of at most 64 MiB. @return as parse
+ * (PSPACE_EFORMAT also for a larger file), or PSPACE_ENOTFOUND/EIO.
+ */
 PSPACE_API int pspace_layout_load(pspace_layout **out, const char *path);
 
 /** A layout of one generic layer of @p d parameters (no bias), named "params". */

@@ -31,9 +31,10 @@ typedef struct pspace_npy_info {
 
 /**
  * Opens an .npy file (versions 1-3, little-endian '<f4', '<f8' or '<i8',
- * C order) and checks that the file holds all the data. Errors name the
- * file and what is wrong: PSPACE_ENOTFOUND, PSPACE_EFORMAT (bad magic,
- * header, Fortran order, big-endian or other dtype, truncated data).
+ * C order) and checks that the file holds exactly the data of its header.
+ * Errors name the file and what is wrong: PSPACE_ENOTFOUND, PSPACE_EFORMAT
+ * (bad magic, header, Fortran order, big-endian or other dtype, truncated
+ * data or bytes after the data).
  */
 PSPACE_API int pspace_npy_open(pspace_npy **out, const char *path);
 /** Closes the file; NULL is accepted. */

@@ -413,6 +413,15 @@ static int read_header(pspace_npy *f)
 		                    (unsigned long long)avail, (unsigned long long)bytes);
 		goto out;
 	}
+	if (avail > bytes) {
+		/* a file appended to or of another shape: its data is not what the header says */
+		rc = pspace_err_set(PSPACE_EFORMAT,
+		                    "%s: %llu bytes of data, but the header's shape and dtype make "
+		                    "%llu (%llu trailing bytes)",
+		                    f->path, (unsigned long long)avail, (unsigned long long)bytes,
+		                    (unsigned long long)(avail - bytes));
+		goto out;
+	}
 out:
 	free(text);
 	return rc;

@@ -381,6 +381,9 @@ out:
 	return rc;
 }
 
+/* The largest layout file read. */
+#define PSPACE_LAYOUT_FILE_MAX (64 << 20)
+
 int pspace_layout_load(pspace_layout **out, const char *path)
 {
 	FILE *f = NULL;
@@ -412,6 +415,13 @@ int pspace_layout_load(pspace_layout **out, const char *path)
 		}
 		got = fread(text + len, 1, cap - len, f);
 		len += got;
+		if (len > PSPACE_LAYOUT_FILE_MAX) {
+			/* a device or a wrong file: layouts of millions of layers stay far below */
+			rc = pspace_err_set(PSPACE_EFORMAT,
+			                    "layout file %s: more than %d MiB (not a layout file)",
+			                    path, PSPACE_LAYOUT_FILE_MAX >> 20);
+			goto out;
+		}
 		if (got == 0) {
 			if (ferror(f)) {
 				rc = pspace_err_set(PSPACE_EIO, "layout file %s: read error", path);
