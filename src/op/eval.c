@@ -127,6 +127,8 @@ int pspace_op_vtmv_batch(pspace_op *a, const pspace_exec *ex, uint32_t k, const 
 		out[j] += f->s * pspace_vec_dot(f->d, v, v);
 	}
 out:
+	if (rc == 0)
+		rc = op_check_finite(out, k, "v^T A v");
 	free(tmp);
 	free(W);
 	op_leaves_free(&l);
@@ -196,6 +198,7 @@ int pspace_op_trace(pspace_op *a, const pspace_exec *ex, pspace_trace_opts *opts
 		opts->exact = rest.n == 0;
 		opts->stderr_ = se;
 	}
+	rc = op_check_finite(out, 1, "trace");
 out:
 	free(rest.t); /* a view: the terms belong to f */
 	op_leaves_free(&l);
@@ -409,6 +412,8 @@ int pspace_op_eig(pspace_op *a, const pspace_exec *ex, uint32_t k, pspace_eig_op
 	if (rc)
 		return rc;
 	rc = op_lanczos(f, ex, LANCZOS_TOP, k, evals, evecs, ld, opts);
+	if (rc == 0)
+		rc = op_check_finite(evals, k, "eigenvalue");
 	op_fold_free(f);
 	return rc;
 }

@@ -4,6 +4,7 @@
  * applying a normal form to k right-hand sides (each group of stored
  * matrices in one pass of the engine), and describing it.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -657,4 +658,15 @@ int pspace_op_describe(const pspace_op *a, char *buf, size_t cap)
 	if (pos > (size_t)0x7fffffff)
 		return pspace_err_set(PSPACE_EINVAL, "op: description too long");
 	return (int)pos;
+}
+
+int op_check_finite(const double *v, size_t n, const char *what)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(v[i]))
+			return pspace_err_set(PSPACE_ENUMERIC,
+			                      "op: %s %s%g is not finite (the matrices or inputs "
+			                      "exceed double range)",
+			                      what, n > 1 ? "value " : "", v[i]);
+	return 0;
 }

@@ -203,6 +203,8 @@ int pspace_op_norm(pspace_op *a, const pspace_exec *ex, pspace_norm_ord ord, psp
 	else
 		rc = op_lanczos(f, ex, ord == PSPACE_NORM_2 ? LANCZOS_MAXABS : LANCZOS_MINABS, 1,
 		                out, NULL, 0, opts);
+	if (rc == 0)
+		rc = op_check_finite(out, 1, "norm");
 	op_fold_free(f);
 	return rc;
 }

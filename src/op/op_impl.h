@@ -47,6 +47,12 @@ typedef enum op_type {
 } op_type;
 
 /**
+ * @return 0, or PSPACE_ENUMERIC naming @p what ("trace") if one of the @p n
+ * results at @p v is not finite (a matrix or input beyond double range).
+ */
+int op_check_finite(const double *v, size_t n, const char *what);
+
+/**
  * X = (a + damping I)^{-1} B for k right-hand sides (op_solve, solve.c):
  * how an inverse node is applied.
  */
@@ -54,9 +60,20 @@ typedef int (*op_solve_fn)(const pspace_op *a, const pspace_exec *ex, double dam
                            const double *B, size_t ldb, double *X, size_t ldx,
                            pspace_solve_opts *opts);
 
+/**
+ * Limits of an expression, checked as it is built: its nesting (every
+ * walk over the tree recurses, so this bounds their stack) and its terms
+ * once expanded (a node may be shared, so a small tree can stand for a
+ * huge sum).
+ */
+#define OP_MAX_DEPTH 4096
+#define OP_MAX_TERMS 65536
+
 struct pspace_op {
 	int refs;
 	op_type type;
+	uint32_t depth; /* longest path to a leaf, 1 for a leaf */
+	uint64_t terms; /* matrix and identity leaves once expanded; an inverse counts 1 */
 	uint64_t d;
 	double s;               /* IDENT: scale; SCALE: factor; INVERSE: damping */
 	pspace_mat *m;          /* MAT: referenced */
