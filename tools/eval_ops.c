@@ -2,6 +2,7 @@
  * pspace eval: the operations (mv, mm, vtmv, trace, diag, norm, solve,
  * dense, eig) and their .npy inputs and outputs.
  */
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,8 +64,19 @@ int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
 		goto out;
 	}
 	lrc = pspace_npy_read(f, 0, info.count, in->x);
-	if (lrc)
+	if (lrc) {
 		rc = tool_fail(lrc, "eval: cannot read --in %s", path);
+		goto out;
+	}
+	for (uint64_t i = 0; i < info.count; i++)
+		if (!isfinite(in->x[i])) {
+			fprintf(
+			    stderr,
+			    "pspace: eval: --in %s: element %llu is %g (inputs must be finite)\n",
+			    path, (unsigned long long)i, in->x[i]);
+			rc = EXIT_RUNTIME;
+			break;
+		}
 out:
 	if (rc) {
 		free(in->x);
@@ -80,6 +92,15 @@ int eval_put_vectors(eval_ctx *c, const char *key, uint32_t k, int ndim, const d
 	uint64_t shape[2] = {k, c->d};
 	int rc;
 
+	for (size_t i = 0; i < (size_t)k * c->d; i++)
+		if (!isfinite(y[i])) {
+			fprintf(
+			    stderr,
+			    "pspace: eval: %s: result element %zu is %g (the matrices or inputs "
+			    "exceed double range)\n",
+			    o->op, i, y[i]);
+			return EXIT_RUNTIME;
+		}
 	if (o->out) {
 		rc = ndim == 1 ? pspace_npy_write(o->out, o->out_dtype, 1, shape + 1, y)
 		               : pspace_npy_write(o->out, o->out_dtype, 2, shape, y);

@@ -5,6 +5,8 @@
  * errors pointing at the part of the text they concern.
  */
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,7 +14,17 @@
 #include "cmd.h"
 #include "expr_parse.h"
 
-typedef enum enode_type { E_NUM, E_NAME, E_IDENT, E_NEG, E_ADD, E_SUB, E_MUL, E_DIV } enode_type;
+typedef enum enode_type {
+	E_NUM,
+	E_NAME,
+	E_IDENT,
+	E_NEG,
+	E_ADD,
+	E_SUB,
+	E_MUL,
+	E_DIV,
+	E_POW
+} enode_type;
 
 typedef struct enode {
 	enode_type type;
@@ -22,11 +34,21 @@ typedef struct enode {
 	struct enode *a, *b;
 } enode;
 
+/*
+ * Limits that keep the recursive parser and the walks over its tree within
+ * a small stack: nesting of parentheses and signs, and operands.
+ */
+#define EXPR_MAX_NESTING  100
+#define EXPR_MAX_OPERANDS 1000
+
 typedef struct parser {
 	const char *cmd;
 	const char *text;
+	pspace_store *s; /* to tell a name with '/' from a division */
 	size_t pos;
-	int failed; /* an error was printed */
+	int nesting;     /* open parentheses and signs */
+	size_t operands; /* numbers, names and I so far */
+	int failed;      /* an error was printed */
 	int rc;
 } parser;
 
@@ -53,9 +75,33 @@ static void node_free(enode *e)
 	free(e);
 }
 
+static void syntax_error(parser *p, size_t at, const char *what);
+
+/* Messages show at most the first CLIP characters of an expression or part, then "...". */
+#define CLIP 60
+
+static int clip(size_t n)
+{
+	return n > CLIP ? CLIP : (int)n;
+}
+
+static const char *more(size_t n)
+{
+	return n > CLIP ? "..." : "";
+}
+
 static enode *node_new(parser *p, enode_type type, size_t start)
 {
-	enode *e = calloc(1, sizeof(*e));
+	enode *e;
+
+	if ((type == E_NUM || type == E_NAME || type == E_IDENT) &&
+	    ++p->operands > EXPR_MAX_OPERANDS) {
+		syntax_error(p, start,
+		             "more than 1000 numbers and names (an expression is for a few "
+		             "matrices; write long sums with the library, pspace/op.h)");
+		return NULL;
+	}
+	e = calloc(1, sizeof(*e));
 
 	if (!e && !p->failed) {
 		p->failed = 1;
@@ -74,8 +120,9 @@ static void syntax_error(parser *p, size_t at, const char *what)
 	if (p->failed)
 		return;
 	p->failed = 1;
-	p->rc = tool_usage_error(p->cmd, "%s: syntax error at column %zu in '%s': %s", p->cmd,
-	                         at + 1, p->text, what);
+	p->rc =
+	    tool_usage_error(p->cmd, "%s: syntax error at column %zu in '%.*s%s': %s", p->cmd,
+	                     at + 1, clip(strlen(p->text)), p->text, more(strlen(p->text)), what);
 }
 
 static void skip_space(parser *p)
@@ -113,6 +160,36 @@ static enode *parse_name(parser *p, size_t start, size_t from, size_t len, size_
 	return e;
 }
 
+/*
+ * The end of a name scanned as [start, end): with a '/', the longest of the
+ * name and its prefixes before a '/' that names a stored matrix (Mixed
+ * parts are "F/layer"), else the part before the first '/', which is then
+ * a division ("F/2").
+ */
+static size_t name_end(const parser *p, size_t start, size_t end)
+{
+	const char *slash = memchr(p->text + start, '/', end - start);
+	pspace_matrix_info info;
+	char *name;
+
+	if (!slash)
+		return end;
+	name = strndup(p->text + start, end - start);
+	if (!name)
+		return end; /* the whole name: an unknown one is reported later */
+	for (size_t n = end - start; n > 0; n--) {
+		if (n < end - start && name[n] != '/')
+			continue;
+		name[n] = '\0';
+		if (pspace_matrix_info_get(&info, p->s, name) == 0) {
+			free(name);
+			return start + n;
+		}
+	}
+	free(name);
+	return (size_t)(slash - p->text);
+}
+
 static enode *parse_primary(parser *p)
 {
 	const char *t = p->text;
@@ -124,8 +201,14 @@ static enode *parse_primary(parser *p)
 	if (isdigit((unsigned char)t[start]) ||
 	    (t[start] == '.' && isdigit((unsigned char)t[start + 1]))) {
 		char *end;
-		double v = strtod(t + start, &end);
+		double v;
 
+		errno = 0;
+		v = strtod(t + start, &end);
+		if (!isfinite(v) || (errno == ERANGE && fabs(v) > 1.0)) {
+			syntax_error(p, start, "number beyond the range of a double");
+			return NULL;
+		}
 		e = node_new(p, E_NUM, start);
 		if (!e)
 			return NULL;
@@ -151,6 +234,7 @@ static enode *parse_primary(parser *p)
 	if (is_name_start((unsigned char)t[start])) {
 		while (is_name_char((unsigned char)t[p->pos]))
 			p->pos++;
+		p->pos = name_end(p, start, p->pos);
 		if (p->pos - start == 1 && t[start] == 'I') {
 			e = node_new(p, E_IDENT, start);
 			if (e)
@@ -180,30 +264,79 @@ static enode *parse_primary(parser *p)
 	return NULL;
 }
 
+/* power := primary ('^' ['+' | '-'] NUMBER)*: the exponent of a matrix is -1, its inverse. */
+static enode *parse_power(parser *p)
+{
+	enode *e = parse_primary(p), *x, *pw;
+
+	while (e) {
+		size_t at, from;
+
+		skip_space(p);
+		if (p->text[p->pos] != '^')
+			break;
+		at = p->pos++;
+		skip_space(p);
+		from = p->pos;
+		if (p->text[p->pos] == '-' || p->text[p->pos] == '+')
+			p->pos++;
+		if (!isdigit((unsigned char)p->text[p->pos]) && p->text[p->pos] != '.') {
+			node_free(e);
+			syntax_error(p, from,
+			             "expected a number after '^' (e.g. ^-1, the inverse)");
+			return NULL;
+		}
+		x = parse_primary(p);
+		if (x && p->text[from] == '-')
+			x->num = -x->num;
+		pw = x ? node_new(p, E_POW, at) : NULL;
+		if (!pw) {
+			node_free(x);
+			node_free(e);
+			return NULL;
+		}
+		pw->a = e;
+		pw->b = x;
+		pw->end = x->end;
+		x->start = from;
+		e = pw;
+	}
+	return e;
+}
+
 static enode *parse_unary(parser *p)
 {
 	size_t start;
-	enode *e, *a;
+	enode *e = NULL, *a;
 
 	skip_space(p);
 	start = p->pos;
+	if (++p->nesting > EXPR_MAX_NESTING) {
+		syntax_error(p, start, "nested deeper than 100 parentheses and signs");
+		goto out;
+	}
 	if (p->text[start] == '+') {
 		p->pos++;
-		return parse_unary(p);
+		e = parse_unary(p);
+		goto out;
 	}
-	if (p->text[start] != '-')
-		return parse_primary(p);
+	if (p->text[start] != '-') {
+		e = parse_power(p);
+		goto out;
+	}
 	p->pos++;
 	a = parse_unary(p);
 	if (!a)
-		return NULL;
+		goto out;
 	e = node_new(p, E_NEG, start);
 	if (!e) {
 		node_free(a);
-		return NULL;
+		goto out;
 	}
 	e->a = a;
 	e->end = a->end;
+out:
+	p->nesting--;
 	return e;
 }
 
@@ -308,8 +441,10 @@ typedef struct builder {
 
 static int semantic_error(builder *b, size_t at, const char *what)
 {
-	return tool_usage_error(b->p->cmd, "%s: at column %zu in '%s': %s", b->p->cmd, at + 1,
-	                        b->p->text, what);
+	size_t n = strlen(b->p->text);
+
+	return tool_usage_error(b->p->cmd, "%s: at column %zu in '%.*s%s': %s", b->p->cmd, at + 1,
+	                        clip(n), b->p->text, more(n), what);
 }
 
 static int dim_mismatch(builder *b, const enode *e, const value *x, const value *y)
@@ -318,11 +453,12 @@ static int dim_mismatch(builder *b, const enode *e, const value *x, const value 
 	size_t as = span_start(e->a), bs = span_start(e->b);
 
 	fprintf(stderr,
-	        "pspace: %s: dimension mismatch at column %zu in '%s': '%.*s' is %llu x %llu "
-	        "but '%.*s' is %llu x %llu\n",
-	        b->p->cmd, e->start + 1, t, (int)(e->a->end - as), t + as,
-	        (unsigned long long)pspace_op_dim(x->op), (unsigned long long)pspace_op_dim(x->op),
-	        (int)(e->b->end - bs), t + bs, (unsigned long long)pspace_op_dim(y->op),
+	        "pspace: %s: dimension mismatch at column %zu in '%.*s%s': '%.*s%s' is %llu x %llu "
+	        "but '%.*s%s' is %llu x %llu\n",
+	        b->p->cmd, e->start + 1, clip(strlen(t)), t, more(strlen(t)), clip(e->a->end - as),
+	        t + as, more(e->a->end - as), (unsigned long long)pspace_op_dim(x->op),
+	        (unsigned long long)pspace_op_dim(x->op), clip(e->b->end - bs), t + bs,
+	        more(e->b->end - bs), (unsigned long long)pspace_op_dim(y->op),
 	        (unsigned long long)pspace_op_dim(y->op));
 	return EXIT_RUNTIME;
 }
@@ -364,15 +500,31 @@ static int build(builder *b, const enode *e, value *out)
 			rc = build(b, e->b, &y);
 		if (rc)
 			break;
+		if (e->type == E_DIV && !y.is_op && y.s == 0.0) {
+			rc = semantic_error(b, e->start, "division by zero");
+			break;
+		}
 		if (!x.is_op && !y.is_op) {
 			out->s = e->type == E_ADD   ? x.s + y.s
 			         : e->type == E_SUB ? x.s - y.s
 			         : e->type == E_MUL ? x.s * y.s
-			                            : x.s / y.s;
+			         : e->type == E_DIV ? x.s / y.s
+			                            : pow(x.s, y.s);
+			if (!isfinite(out->s))
+				rc = semantic_error(b, e->start,
+				                    "the result is not a finite number");
 			break;
 		}
 		out->is_op = 1;
-		if (e->type == E_DIV) {
+		if (e->type == E_POW) {
+			if (y.s != -1.0) {
+				rc = semantic_error(b, e->start,
+				                    "a matrix takes only the exponent -1 (its "
+				                    "inverse)");
+				break;
+			}
+			lrc = pspace_op_inverse(&out->op, x.op, 0.0, NULL);
+		} else if (e->type == E_DIV) {
 			if (y.is_op) {
 				rc = semantic_error(b, e->start, "can only divide by a number");
 				break;
@@ -396,8 +548,9 @@ static int build(builder *b, const enode *e, value *out)
 		break;
 	}
 	if (lrc)
-		rc = tool_fail(lrc, "%s: building '%.*s'", b->p->cmd, (int)(e->end - span_start(e)),
-		               b->p->text + span_start(e));
+		rc =
+		    tool_fail(lrc, "%s: building '%.*s%s'", b->p->cmd, clip(e->end - span_start(e)),
+		              b->p->text + span_start(e), more(e->end - span_start(e)));
 	pspace_op_free(x.op);
 	pspace_op_free(y.op);
 	if (rc) {
@@ -409,7 +562,7 @@ static int build(builder *b, const enode *e, value *out)
 
 int expr_build(const char *cmd, const char *text, pspace_store *s, pspace_op **out)
 {
-	parser p = {cmd, text, 0, 0, EXIT_OK};
+	parser p = {cmd, text, s, 0, 0, 0, 0, EXIT_OK};
 	mat_cache c = {0, NULL, NULL};
 	builder b = {&p, &c, 0};
 	value v = {0, 0, NULL};
@@ -435,7 +588,8 @@ int expr_build(const char *cmd, const char *text, pspace_store *s, pspace_op **o
 	if (rc)
 		goto out;
 	if (c.n == 0) {
-		rc = tool_usage_error(cmd, "%s: '%s' names no matrix", cmd, text);
+		rc = tool_usage_error(cmd, "%s: '%.*s%s' names no matrix", cmd, clip(strlen(text)),
+		                      text, more(strlen(text)));
 		goto out;
 	}
 	b.d = pspace_mat_dim(c.mats[0]);

@@ -5,14 +5,21 @@
  *
  *	expr    := term (('+' | '-') term)*
  *	term    := unary (('*' | '/') unary)*
- *	unary   := ('-' | '+') unary | primary
+ *	unary   := ('-' | '+') unary | power
+ *	power   := primary ('^' ['-' | '+'] NUMBER)*
  *	primary := NUMBER | NAME | "QUOTED NAME" | 'I' | '(' expr ')'
  *
- * NUMBER is C syntax (2, .5, 1e-3); NAME is [A-Za-z_][A-Za-z0-9_.:/]*
- * (other names in double quotes); I is the identity of the dimension of the
+ * NUMBER is C syntax (2, .5, 1e-3) and finite; NAME is
+ * [A-Za-z_][A-Za-z0-9_.:/]* (other names in double quotes); a NAME with '/'
+ * is the longest stored matrix name it starts with that ends before a '/'
+ * or at its end ("F/fc1", a Mixed part), else the part before the first
+ * '/', a division ("F/2"). I is the identity of the dimension of the
  * other operands. number * matrix scales, matrix * matrix is the product,
- * matrix / number scales by the inverse; a number cannot be added to a
- * matrix (write 2*I).
+ * matrix / number scales by the inverse, matrix^-1 is the inverse (a
+ * matrix takes no other exponent); a number cannot be added to a matrix
+ * (write 2*I). Numbers computed from numbers must be finite, and division
+ * by zero is an error. At most 1000 numbers and names and 100 nested
+ * parentheses and signs (the parser recurses).
  */
 #ifndef PSPACE_TOOLS_EXPR_PARSE_H
 #define PSPACE_TOOLS_EXPR_PARSE_H
