@@ -16,6 +16,13 @@
  * Each constructor gives *out one reference, the caller's
  * (pspace_op_free()); *out is NULL on failure.
  *
+ * Limits: scales, shifts and dampings are finite numbers, an expression
+ * is nested at most 4096 levels deep and stands for at most 65536 matrix
+ * and identity terms once expanded (a node shared twice counts twice);
+ * a constructor that would pass them returns PSPACE_EINVAL (build long
+ * sums as balanced trees). A scalar result (trace, vTAv, norm, eigenvalue)
+ * that is not finite is PSPACE_ENUMERIC, never a NaN or an infinity.
+ *
  * Threads: a built expression is never changed, and evaluating it takes no
  * references, so several threads may evaluate one pspace_op at once when
  * its matrices allow it (pspace/mat.h: stored and factored kinds do,
