@@ -156,7 +156,9 @@ def test_build_errors(store):
         store.build_jacobian("G5", layout, broken(), examples=8)
     with pytest.raises(ZeroDivisionError):
         store.build_jacobian("G6", layout, [J], progress=lambda *a: 1 / 0)
-    assert store.names() == ["F"] + ["G%d" % i for i in (0, 3, 5, 6)]
-    assert "incomplete" in str(pytest.raises(pspace.IncompleteError, store.__getitem__, "G0"))
-    store.remove("G0")
-    assert "G0" not in store
+    # bad input (G0) leaves nothing; batches ending early (G3) and the loader's
+    # exception (G5) leave an incomplete matrix, as interruptions
+    assert store.names() == ["F"] + ["G%d" % i for i in (3, 5, 6)]
+    assert "incomplete" in str(pytest.raises(pspace.IncompleteError, store.__getitem__, "G5"))
+    store.remove("G5")
+    assert "G5" not in store

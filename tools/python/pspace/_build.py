@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _lib
 from ._core import L, make_exec, write_opts
-from ._errors import DimensionError, Error, check
+from ._errors import DimensionError, Error, IOError_, check
 
 
 class Layout:
@@ -159,15 +159,17 @@ def _run(store, name, layout, build, make_source, kind, precision, mem, threads,
 
 
 def _callback(pending, fill):
+    # A pspace Error is bad input (its code: the build removes its matrix);
+    # any other exception, the loader's, is an interruption (I/O: resumable).
     def read(ud, x0, nx, *out):
         if pending:
-            return -1
+            return IOError_.code
         try:
             fill(x0, nx, *out)
             return 0
         except BaseException as e:
             pending.append(e)
-            return e.code if isinstance(e, Error) and e.code < 0 else -1
+            return e.code if isinstance(e, Error) and e.code < 0 else IOError_.code
     return read
 
 
@@ -183,10 +185,12 @@ def build_jacobian(store, name, layout, batches, kind="dense", precision=None, m
     batches (one extra pass) when not given. precision: f64, f32 (default),
     bf16, f16; mem: the memory budget ("1G"); threads (default: all cores);
     progress(stage, done, total); batch: examples per read (default auto).
-    A build that fails (a C error, or an exception raised by the batches or
-    by progress, which comes back to the caller) leaves the matrix
-    incomplete, as `pspace build` does: resume=True finishes an interrupted
-    Dense/BlockDiag build, store.remove(name) drops it. Returns the Matrix."""
+    A build that fails on its input (a pspace.Error such as a batch of the
+    wrong shape or a non-finite value) leaves nothing, as `pspace build`
+    does; one interrupted (an I/O error, or another exception raised by the
+    batches or by progress, which comes back to the caller) leaves the
+    matrix incomplete: resume=True finishes an interrupted Dense/BlockDiag
+    build, store.remove(name) drops it. Returns the Matrix."""
     what = "build %s" % name
 
     def normalize(raw, at):
