@@ -112,6 +112,17 @@ typedef struct pspace_matrix_info {
 	uint64_t logical_bytes; /**< bytes of those tiles' elements at stored precision */
 	uint64_t arrays;        /**< small arrays stored */
 	uint64_t array_bytes;   /**< their bytes */
+	/**
+	 * 1 if the record holds tile_digest (records written by pspace 0.3.0
+	 * and earlier do not; their tile count is still checked).
+	 */
+	int has_digest;
+	/**
+	 * Sum (mod 2^32) over the stored tiles of a hash of each tile's key and
+	 * CRC-32C: a reader that walks all tiles of the matrix checks it and
+	 * the tile count at the end of the walk (README, "Store format").
+	 */
+	uint32_t tile_digest;
 } pspace_matrix_info;
 
 /**

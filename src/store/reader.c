@@ -10,6 +10,28 @@
 #include "common/error.h"
 #include "store/internal.h"
 #include "store/keys.h"
+#include "store/record.h"
+
+/* Tiles per row of block @p block. */
+static uint64_t tiles_per_row(const pspace_reader *r, uint32_t block)
+{
+	return (r->dims[block] + r->info.tile - 1) / r->info.tile;
+}
+
+/* Does the record count every tile address of a complete matrix? */
+static int counts_all(const pspace_reader *r)
+{
+	uint64_t all = 0;
+
+	if (r->info.state != PSPACE_STATE_COMPLETE || r->info.tile == 0)
+		return 0;
+	for (uint32_t b = 0; b < r->info.nblocks; b++) {
+		uint64_t nt = tiles_per_row(r, b);
+
+		all += r->info.symmetric ? nt * (nt + 1) / 2 : nt * nt;
+	}
+	return all == r->info.tiles;
+}
 
 int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name, int flags)
 {
@@ -35,6 +57,7 @@ int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name, i
 		    "running)",
 		    name, s->path);
 	if (rc == 0) {
+		r->all_stored = counts_all(r);
 		rc = mdb_cursor_open(r->txn, s->tiles, &r->cur);
 		if (rc != 0)
 			rc = pspace_store_err(s, rc, "matrix %s: opening a cursor", name);
@@ -66,12 +89,6 @@ const pspace_matrix_info *pspace_reader_info(const pspace_reader *r)
 uint64_t pspace_reader_block_dim(const pspace_reader *r, uint32_t block)
 {
 	return block < r->info.nblocks ? r->dims[block] : 0;
-}
-
-/* Tiles per row of block @p block. */
-static uint64_t tiles_per_row(const pspace_reader *r, uint32_t block)
-{
-	return (r->dims[block] + r->info.tile - 1) / r->info.tile;
 }
 
 /* Is (block, row, col) a tile address this matrix can hold? */
@@ -113,6 +130,12 @@ int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block, u
 		                      r->s->path, r->info.name, block, tile_row, tile_col);
 	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
 	rc = mdb_get(r->txn, r->s->tiles, &k, &v);
+	if (rc == MDB_NOTFOUND && r->all_stored)
+		return pspace_err_set(PSPACE_ECORRUPT,
+		                      "store %s: matrix %s, tile (%u,%u,%u) is missing, though the "
+		                      "catalog records all %llu tiles: the store is corrupt",
+		                      r->s->path, r->info.name, block, tile_row, tile_col,
+		                      (unsigned long long)r->info.tiles);
 	if (rc == MDB_NOTFOUND)
 		return pspace_err_set(PSPACE_ENOTFOUND,
 		                      "store %s: matrix %s, tile (%u,%u,%u) is not stored",
@@ -131,6 +154,9 @@ int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 	int rc;
 
 	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
+	r->whole = block == 0 && tile_row == 0 && tile_col == 0;
+	r->seen = 0;
+	r->digest = 0;
 	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
 	if (rc == MDB_NOTFOUND) {
 		r->pos = PSPACE_POS_DONE;
@@ -141,6 +167,30 @@ int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 		                        r->info.name, block, tile_row, tile_col);
 	r->pos = PSPACE_POS_POSITIONED;
 	return 0;
+}
+
+/*
+ * End of a walk: one that began at the first tile must have met as many
+ * tiles, with the same digest, as the catalog record says; otherwise tiles
+ * vanished (a damaged key or B-tree) and the result would be wrong.
+ */
+static int walk_end(pspace_reader *r, int *done)
+{
+	const pspace_matrix_info *in = &r->info;
+	int whole = r->whole;
+
+	r->pos = PSPACE_POS_DONE;
+	r->whole = 0;
+	*done = 1;
+	if (!whole || (r->seen == in->tiles && (!in->has_digest || r->digest == in->tile_digest)))
+		return 0;
+	*done = 0;
+	return pspace_err_set(PSPACE_ECORRUPT,
+	                      "store %s: matrix %s: a walk over its tiles met %llu tiles (digest "
+	                      "%08x), but the catalog records %llu (digest %08x): tiles are "
+	                      "missing or damaged, the store is corrupt",
+	                      r->s->path, in->name, (unsigned long long)r->seen, r->digest,
+	                      (unsigned long long)in->tiles, in->has_digest ? in->tile_digest : 0);
 }
 
 int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
@@ -155,6 +205,9 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 	switch (r->pos) {
 	case PSPACE_POS_DONE: *done = 1; return 0;
 	case PSPACE_POS_FRESH:
+		r->whole = 1;
+		r->seen = 0;
+		r->digest = 0;
 		pspace_tile_key(key, r->info.id, 0, 0, 0);
 		k = (MDB_val){sizeof(key), key};
 		rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
@@ -162,20 +215,14 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 	case PSPACE_POS_POSITIONED: rc = mdb_cursor_get(r->cur, &k, &v, MDB_GET_CURRENT); break;
 	default: rc = mdb_cursor_get(r->cur, &k, &v, MDB_NEXT); break;
 	}
-	if (rc == MDB_NOTFOUND) {
-		r->pos = PSPACE_POS_DONE;
-		*done = 1;
-		return 0;
-	}
+	if (rc == MDB_NOTFOUND)
+		return walk_end(r, done);
 	if (rc != 0)
 		return pspace_store_err(r->s, rc, "matrix %s: stepping through tiles",
 		                        r->info.name);
 	r->pos = PSPACE_POS_ITER;
-	if (k.mv_size < 8 || pspace_get_be64(k.mv_data) != r->info.id) {
-		r->pos = PSPACE_POS_DONE;
-		*done = 1;
-		return 0;
-	}
+	if (k.mv_size < 8 || pspace_get_be64(k.mv_data) != r->info.id)
+		return walk_end(r, done);
 	if (k.mv_size != PSPACE_TILE_KEY_SIZE)
 		return pspace_err_set(PSPACE_ECORRUPT,
 		                      "store %s: matrix %s: tile key of %zu bytes (expected %d)",
@@ -186,6 +233,8 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 		                      "store %s: matrix %s: stray tile (%u,%u,%u) outside the "
 		                      "matrix",
 		                      r->s->path, r->info.name, b, row, col);
+	r->seen++;
+	r->digest += pspace_tile_digest_term(k.mv_data, pspace_tile_crc_field(v.mv_data, v.mv_size));
 	tile_ref(out, b, row, col, &v);
 	return 0;
 }

@@ -22,7 +22,7 @@ enum {
 	REC_DTYPE = 40,
 	REC_LEVEL = 44,
 	REC_SHUFFLE = 48,
-	REC_RESERVED = 52,
+	REC_DIGEST = 52,
 	REC_MIN_RATIO = 56,
 	REC_LAYOUT = 64,
 	REC_CREATED = 72,
@@ -66,7 +66,9 @@ void pspace_record_encode(uint8_t *buf, const pspace_matrix_info *info, const ui
 	pspace_put_le32(buf + REC_NBLOCKS, info->nblocks);
 	pspace_put_le64(buf + REC_D, info->d);
 	pspace_put_le32(buf + REC_TILE, info->tile);
-	pspace_put_le32(buf + REC_FLAGS, info->symmetric ? PSPACE_RECORD_SYMMETRIC : 0);
+	pspace_put_le32(buf + REC_FLAGS, (info->symmetric ? PSPACE_RECORD_SYMMETRIC : 0) |
+	                                     (info->has_digest ? PSPACE_RECORD_DIGEST : 0));
+	pspace_put_le32(buf + REC_DIGEST, info->has_digest ? info->tile_digest : 0);
 	pspace_put_le32(buf + REC_DTYPE, (uint32_t)info->codec.dtype);
 	pspace_put_le32(buf + REC_LEVEL, (uint32_t)info->codec.level);
 	pspace_put_le32(buf + REC_SHUFFLE, info->codec.shuffle ? 1 : 0);
@@ -118,6 +120,8 @@ int pspace_record_decode(const uint8_t *buf, size_t len, pspace_matrix_info *inf
 	info->nblocks = nblocks;
 	info->tile = pspace_get_le32(buf + REC_TILE);
 	info->symmetric = (pspace_get_le32(buf + REC_FLAGS) & PSPACE_RECORD_SYMMETRIC) != 0;
+	info->has_digest = (pspace_get_le32(buf + REC_FLAGS) & PSPACE_RECORD_DIGEST) != 0;
+	info->tile_digest = info->has_digest ? pspace_get_le32(buf + REC_DIGEST) : 0;
 	info->codec.dtype = (pspace_dtype)dtype;
 	info->codec.level = (int)(int32_t)pspace_get_le32(buf + REC_LEVEL);
 	info->codec.shuffle = pspace_get_le32(buf + REC_SHUFFLE) != 0;
@@ -141,6 +145,28 @@ int pspace_record_decode(const uint8_t *buf, size_t len, pspace_matrix_info *inf
 		*dims = bd;
 	}
 	return 0;
+}
+
+uint32_t pspace_tile_digest_term(const uint8_t *key, uint32_t crc)
+{
+	uint64_t h = 0xcbf29ce484222325ull;
+	uint8_t c[4];
+
+	pspace_put_le32(c, crc);
+	for (int i = 0; i < PSPACE_TILE_KEY_SIZE; i++)
+		h = (h ^ key[i]) * 0x100000001b3ull;
+	for (int i = 0; i < 4; i++)
+		h = (h ^ c[i]) * 0x100000001b3ull;
+	/* FNV alone mixes the last bytes weakly: finish with splitmix64's mixer. */
+	h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+	h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+	h ^= h >> 31;
+	return (uint32_t)(h ^ (h >> 32));
+}
+
+uint32_t pspace_tile_crc_field(const void *data, size_t len)
+{
+	return len >= PSPACE_TILE_HEADER_SIZE ? pspace_get_le32((const uint8_t *)data + 24) : 0;
 }
 
 /* Offsets of the array header fields. */

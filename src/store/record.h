@@ -17,6 +17,8 @@
 #define PSPACE_RECORD_FIXED 136
 /** Symmetric flag in the record's flags field. */
 #define PSPACE_RECORD_SYMMETRIC 1u
+/** Flag: the record holds a tile digest (pspace 0.3.0 and earlier wrote none). */
+#define PSPACE_RECORD_DIGEST 2u
 
 /** @return the encoded size of a record with @p nblocks blocks. */
 static inline size_t pspace_record_size(uint32_t nblocks)
@@ -34,6 +36,16 @@ void pspace_record_encode(uint8_t *buf, const pspace_matrix_info *info, const ui
  * PSPACE_ENOMEM; the caller adds the context.
  */
 int pspace_record_decode(const uint8_t *buf, size_t len, pspace_matrix_info *info, uint64_t **dims);
+
+/**
+ * One tile's term of a matrix's tile digest: a 32-bit hash of its 20-byte
+ * key and the CRC-32C in its header. The digest is the sum (mod 2^32) of the
+ * terms of all tiles, so a writer keeps it as tiles come and go in any order.
+ */
+uint32_t pspace_tile_digest_term(const uint8_t *key, uint32_t crc);
+
+/** @return the CRC-32C field of encoded tile @p data of @p len bytes (0 if too short). */
+uint32_t pspace_tile_crc_field(const void *data, size_t len);
 
 /** Array value: header, then the elements little-endian. */
 #define PSPACE_ARRAY_MAGIC  0x52415350u /* "PSAR" */

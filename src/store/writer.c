@@ -27,7 +27,8 @@ struct pspace_writer {
 	uint64_t *dims;
 	size_t pending; /* tile and array bytes in the open transaction */
 	size_t need;    /* map space a transaction may take */
-	int err;        /* sticky error, 0 while healthy */
+	int digest_stale; /* a replaced tile's CRC was unreadable: recount at finish */
+	int err;          /* sticky error, 0 while healthy */
 	char errmsg[512];
 };
 
@@ -148,6 +149,7 @@ int pspace_writer_begin(pspace_writer **out, pspace_store *s, const char *name,
 	in->symmetric = desc->symmetric != 0;
 	in->codec = desc->codec;
 	in->created = (uint64_t)time(NULL);
+	in->has_digest = 1;
 	w->dims = malloc((desc->nblocks ? desc->nblocks : 1) * sizeof(*w->dims));
 	if (!w->dims) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory", s->path);
@@ -211,6 +213,9 @@ static int recount(pspace_writer *w)
 
 	in->tiles = in->raw_tiles = in->tile_bytes = in->logical_bytes = 0;
 	in->arrays = in->array_bytes = 0;
+	in->has_digest = 1;
+	in->tile_digest = 0;
+	w->digest_stale = 0;
 	pspace_put_be64(key, in->id);
 	for (int d = 0; d < 2 && rc == 0; d++) {
 		rc = mdb_cursor_open(w->txn, dbis[d], &cur);
@@ -243,6 +248,7 @@ static int recount(pspace_writer *w)
 			in->raw_tiles += h.codec == PSPACE_CODEC_RAW;
 			in->tile_bytes += v.mv_size;
 			in->logical_bytes += (uint64_t)h.rows * h.cols * esz;
+			in->tile_digest += pspace_tile_digest_term(k.mv_data, h.checksum);
 		}
 		mdb_cursor_close(cur);
 		if (rc == MDB_NOTFOUND)
@@ -433,8 +439,10 @@ int pspace_writer_put_encoded(pspace_writer *w, uint32_t block, uint32_t tile_ro
 		if (pspace_tile_parse(&old, v.mv_data, v.mv_size) == 0) {
 			in->raw_tiles -= old.codec == PSPACE_CODEC_RAW;
 			in->logical_bytes -= (uint64_t)old.rows * old.cols * esz;
+			in->tile_digest -= pspace_tile_digest_term(key, old.checksum);
 		} else {
 			in->logical_bytes -= (uint64_t)rows * cols * esz;
+			w->digest_stale = 1;
 		}
 	} else if (rc != MDB_NOTFOUND) {
 		goto lmdb_fail;
@@ -448,6 +456,7 @@ int pspace_writer_put_encoded(pspace_writer *w, uint32_t block, uint32_t tile_ro
 	in->raw_tiles += h.codec == PSPACE_CODEC_RAW;
 	in->tile_bytes += len;
 	in->logical_bytes += (uint64_t)rows * cols * esz;
+	in->tile_digest += pspace_tile_digest_term(key, h.checksum);
 	return written(w, len);
 
 lmdb_fail:
@@ -505,6 +514,11 @@ int pspace_writer_finish(pspace_writer *w)
 
 	if (w->err) {
 		rc = failed(w);
+		goto out;
+	}
+	rc = w->digest_stale ? recount(w) : 0;
+	if (rc != 0) {
+		rc = fail(w, rc);
 		goto out;
 	}
 	w->info.state = PSPACE_STATE_COMPLETE;
