@@ -3,8 +3,9 @@
  * close, statistics and compaction.
  *
  * Test hooks (environment variables, read at open):
- *   PSPACE_TEST_INITIAL_MAP  initial map size in bytes, replacing the 64 GiB
- *                            minimum (the headroom shrinks to half of it);
+ *   PSPACE_TEST_INITIAL_MAP  a writable handle's initial map beyond the file,
+ *                            in bytes, replacing the 64 GiB (the headroom
+ *                            shrinks to half of it);
  *   PSPACE_TEST_TXN_BYTES    writer checkpoint size in bytes.
  */
 #include <errno.h>
@@ -19,6 +20,8 @@
 #include "store/keys.h"
 
 static const char STORE_MAGIC[] = "pspace-store"; /* stored with its NUL */
+
+#define PATH_MAX_LOCK 4200 /* "<store path>/lock.mdb" in messages */
 
 void pspace_store_opts_default(pspace_store_opts *o)
 {
@@ -198,35 +201,56 @@ static int check_paths(pspace_store *s, const pspace_store_opts *o, uint64_t *fi
 	return 0;
 }
 
-static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_size)
+/*
+ * The map of a new handle. A read-only one maps the file and a margin for
+ * what other processes add while it is open; a writable one reserves
+ * PSPACE_STORE_MIN_MAP beyond the file (map growth needs a moment without
+ * transactions). Under an address-space limit either takes at most half of
+ * the room left, but never less than the file.
+ */
+static size_t initial_map(pspace_store *s, const pspace_store_opts *o, uint64_t file_size)
 {
-	size_t map;
-	unsigned flags = MDB_NOTLS;
-	MDB_envinfo ei;
-	int rc;
+	size_t room = pspace_store_as_room();
+	uint64_t extra, map;
 
-	rc = mdb_env_create(&s->env);
-	if (rc != 0)
-		return pspace_store_err(s, rc, "creating the LMDB environment");
-	map = env_size("PSPACE_TEST_INITIAL_MAP", PSPACE_STORE_MIN_MAP);
-	s->headroom = map / 2 < PSPACE_STORE_MAP_HEADROOM ? map / 2 : PSPACE_STORE_MAP_HEADROOM;
-	if (file_size * 2 > map)
-		map = (size_t)file_size * 2;
-	map = (map + ((size_t)1 << 20) - 1) & ~(((size_t)1 << 20) - 1);
+	if (o->readonly) {
+		extra = file_size / 4;
+		if (extra < PSPACE_STORE_MAP_HEADROOM)
+			extra = PSPACE_STORE_MAP_HEADROOM;
+		if (extra > ((uint64_t)1 << 30))
+			extra = (uint64_t)1 << 30;
+	} else {
+		extra = env_size("PSPACE_TEST_INITIAL_MAP", PSPACE_STORE_MIN_MAP);
+		if (extra < file_size)
+			extra = file_size;
+	}
+	if (room != SIZE_MAX && extra > room / 2) {
+		extra = room / 2;
+		s->as_capped = 1;
+	}
+	map = pspace_store_map_round(file_size + extra);
 	if (o->map_max && map > o->map_max)
 		map = o->map_max;
-	rc = mdb_env_set_maxdbs(s->env, 8);
-	if (rc == 0)
-		rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 126);
-	if (rc == 0)
-		rc = mdb_env_set_mapsize(s->env, map);
-	if (rc != 0)
-		return pspace_store_err(s, rc, "configuring the LMDB environment");
-	if (o->readonly)
-		flags |= MDB_RDONLY;
-	if (o->nosync)
-		flags |= MDB_NOSYNC;
-	rc = mdb_env_open(s->env, s->path, flags, 0664);
+	return (size_t)map;
+}
+
+/* Names the file a permission error of mdb_env_open() is about. */
+static const char *denied_file(const pspace_store *s, char *lock, size_t cap, int readonly)
+{
+	snprintf(lock, cap, "%s/lock.mdb", s->path);
+	if (access(s->data_path, readonly ? R_OK : R_OK | W_OK) != 0)
+		return s->data_path;
+	if (access(lock, F_OK) != 0)
+		return s->path; /* lock.mdb cannot be created in the directory */
+	return lock;
+}
+
+/* mdb_env_open() errors, each naming the file. */
+static int open_error(pspace_store *s, int rc, uint64_t file_size, size_t map, int readonly)
+{
+	char lock[PATH_MAX_LOCK];
+	size_t room;
+
 	if (rc == MDB_INVALID || rc == EINVAL)
 		return pspace_err_set(PSPACE_ECORRUPT,
 		                      "store %s: data file %s (%llu bytes) is truncated or not an "
@@ -235,10 +259,69 @@ static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_s
 		                      mdb_strerror(rc));
 	if (rc == ENOENT)
 		return pspace_err_set(PSPACE_ENOTFOUND, "store %s: %s", s->path, mdb_strerror(rc));
-	if (rc == EACCES || rc == EROFS)
-		return pspace_err_set(PSPACE_EIO, "store %s: %s", s->path, mdb_strerror(rc));
+	if (rc == EACCES || rc == EPERM || rc == EROFS)
+		return pspace_err_set(PSPACE_EIO, "store %s: %s: %s%s", s->path,
+		                      denied_file(s, lock, sizeof(lock), readonly), strerror(rc),
+		                      readonly ? "" : " (a read-only store can only be read)");
+	room = pspace_store_as_room();
+	if (rc == ENOMEM && room != SIZE_MAX)
+		return pspace_err_set(PSPACE_ENOMEM,
+		                      "store %s: cannot map %zu bytes of %s: the address-space limit "
+		                      "(ulimit -v) leaves %zu bytes",
+		                      s->path, map, s->data_path, room);
+	return pspace_store_err(s, rc, "opening the LMDB environment");
+}
+
+/* Creates, configures and opens the LMDB environment with @p flags. */
+static int env_try(pspace_store *s, const pspace_store_opts *o, size_t map, unsigned flags)
+{
+	int rc;
+
+	rc = mdb_env_create(&s->env);
 	if (rc != 0)
-		return pspace_store_err(s, rc, "opening the LMDB environment");
+		return rc;
+	rc = mdb_env_set_maxdbs(s->env, 8);
+	if (rc == 0)
+		rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 126);
+	if (rc == 0)
+		rc = mdb_env_set_mapsize(s->env, map);
+	if (rc == 0)
+		rc = mdb_env_open(s->env, s->path, flags, 0664);
+	if (rc != 0) {
+		mdb_env_close(s->env);
+		s->env = NULL;
+	}
+	return rc;
+}
+
+static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_size)
+{
+	size_t map;
+	unsigned flags = MDB_NOTLS;
+	MDB_envinfo ei;
+	int rc;
+
+	map = initial_map(s, o, file_size);
+	s->headroom = PSPACE_STORE_MAP_HEADROOM;
+	if (!o->readonly) {
+		size_t first = env_size("PSPACE_TEST_INITIAL_MAP", PSPACE_STORE_MIN_MAP);
+
+		if (first / 2 < s->headroom)
+			s->headroom = first / 2;
+	}
+	if (o->readonly)
+		flags |= MDB_RDONLY;
+	if (o->nosync)
+		flags |= MDB_NOSYNC;
+	rc = env_try(s, o, map, flags);
+	/* Read-only files (chmod a-w): lock.mdb cannot be opened for writing.
+	 * Nothing can write such a store, so read it without the lock file. */
+	if ((rc == EACCES || rc == EPERM) && o->readonly && access(s->data_path, R_OK) == 0) {
+		rc = env_try(s, o, map, flags | MDB_NOLOCK);
+		s->nolock = rc == 0;
+	}
+	if (rc != 0)
+		return open_error(s, rc, file_size, map, o->readonly);
 	rc = pspace_store_check_size(s);
 	if (rc != 0)
 		return rc;

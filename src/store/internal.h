@@ -20,14 +20,18 @@
 #define PSPACE_WRITER_TXN_BYTES ((size_t)64 << 20)
 
 /**
- * Smallest initial map, and the headroom kept free before each write
- * transaction. The map is only address space (the file grows as pages are
- * written), so it starts large: growing it needs a moment when this process
- * has no transaction open, which a build that reads other matrices while it
- * writes may never have.
+ * Initial map of a writable handle beyond the file, and the headroom kept
+ * free before each write transaction. The map is only address space (the
+ * file grows as pages are written), so a writable handle reserves much:
+ * growing it needs a moment when this process has no transaction open,
+ * which a build that reads other matrices while it writes may never have.
+ * Under an address-space limit (RLIMIT_AS, ulimit -v) it takes at most half
+ * of what is left; a read-only handle maps only the file.
  */
 #define PSPACE_STORE_MIN_MAP      ((size_t)64 << 30)
 #define PSPACE_STORE_MAP_HEADROOM ((size_t)64 << 20)
+/** Maps are sized in steps of this many bytes. */
+#define PSPACE_STORE_MAP_STEP ((size_t)1 << 20)
 
 /** Bytes a small (catalog-only) write transaction may need. */
 #define PSPACE_STORE_SMALL_TXN ((size_t)1 << 20)
@@ -38,6 +42,8 @@ struct pspace_store {
 	char *path;      /* as given by the caller */
 	char *data_path; /* path/data.mdb */
 	int readonly;
+	int nolock;       /* opened without lock.mdb (read-only files): no writer may run */
+	int as_capped;    /* the address-space limit kept the map from growing */
 	size_t map_max;   /* 0 = unlimited */
 	size_t headroom;  /* base free space kept before write transactions */
 	size_t txn_bytes; /* writer checkpoint size */
@@ -107,6 +113,18 @@ int pspace_store_check_size(pspace_store *s);
 
 /** @return the size of the data file in bytes, or a negative pspace code. */
 int pspace_store_file_size(pspace_store *s, uint64_t *out);
+
+/**
+ * @return the address space this process may still map under its
+ * RLIMIT_AS (ulimit -v), or SIZE_MAX without a limit.
+ */
+size_t pspace_store_as_room(void);
+
+/** @return @p n rounded up to PSPACE_STORE_MAP_STEP. */
+static inline size_t pspace_store_map_round(uint64_t n)
+{
+	return (size_t)((n + PSPACE_STORE_MAP_STEP - 1) & ~(uint64_t)(PSPACE_STORE_MAP_STEP - 1));
+}
 
 /* ---- catalog.c ------------------------------------------------------------ */
 

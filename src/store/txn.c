@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -43,8 +44,31 @@ int pspace_store_err(const pspace_store *s, int rc, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return pspace_err_set(pspace_store_code(rc), "store %s: %s: %s", s->path, what,
-	                      mdb_strerror(rc));
+	return pspace_err_set(pspace_store_code(rc), "store %s: %s: %s%s", s->path, what,
+	                      mdb_strerror(rc),
+	                      rc == MDB_MAP_FULL && s->as_capped
+	                          ? " (the address-space limit, ulimit -v, kept the map from "
+	                            "growing)"
+	                          : "");
+}
+
+size_t pspace_store_as_room(void)
+{
+	struct rlimit rl;
+	unsigned long long pages = 0;
+	uint64_t used;
+	FILE *f;
+
+	if (getrlimit(RLIMIT_AS, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+		return SIZE_MAX;
+	f = fopen("/proc/self/statm", "r");
+	if (f) {
+		if (fscanf(f, "%llu", &pages) != 1)
+			pages = 0;
+		fclose(f);
+	}
+	used = (uint64_t)pages * (uint64_t)sysconf(_SC_PAGESIZE);
+	return used < (uint64_t)rl.rlim_cur ? (size_t)((uint64_t)rl.rlim_cur - used) : 0;
 }
 
 int pspace_store_file_size(pspace_store *s, uint64_t *out)
@@ -137,7 +161,7 @@ static int grow(pspace_store *s, size_t need)
 {
 	MDB_envinfo ei;
 	uint64_t used = 0, want;
-	size_t size;
+	size_t size, room;
 	int rc;
 
 	rc = used_bytes(s, &used, &ei);
@@ -153,6 +177,16 @@ static int grow(pspace_store *s, size_t need)
 		size *= 2;
 	if (s->map_max && size > s->map_max)
 		size = s->map_max;
+	/* The old map goes before the new one comes: it may count as room. A
+	 * failed mmap would leave LMDB without a map, so stay within half the
+	 * room (the rest is the process's) and let a full map say why. */
+	room = pspace_store_as_room();
+	if (room != SIZE_MAX && size > s->mapsize + room / 2) {
+		size = pspace_store_map_round(s->mapsize + room / 2 - PSPACE_STORE_MAP_STEP + 1);
+		s->as_capped = 1;
+		if (size <= s->mapsize)
+			return 0;
+	}
 	rc = mdb_env_set_mapsize(s->env, size);
 	if (rc != 0)
 		return pspace_store_err(s, rc, "growing the map to %zu bytes", size);
@@ -160,9 +194,34 @@ static int grow(pspace_store *s, size_t need)
 	return 0;
 }
 
-int pspace_store_txn_begin(pspace_store *s, int write, size_t need, MDB_txn **out)
+/*
+ * Another process grew the data file past this map: map what the last
+ * commit uses (a read-only handle) or that and the headroom. Called with
+ * s->lock held and this the process's only transaction (being opened).
+ */
+static int remap(pspace_store *s)
 {
 	MDB_envinfo ei;
+	uint64_t used = 0;
+	size_t size;
+	int rc;
+
+	rc = used_bytes(s, &used, &ei);
+	if (rc != 0)
+		return rc;
+	size = pspace_store_map_round(used + (s->readonly ? 0 : s->headroom));
+	if (size < s->mapsize)
+		size = s->mapsize;
+	rc = mdb_env_set_mapsize(s->env, size);
+	if (rc != 0)
+		return pspace_store_err(s, rc, "mapping %zu bytes of the grown data file %s", size,
+		                        s->data_path);
+	s->mapsize = size;
+	return 0;
+}
+
+int pspace_store_txn_begin(pspace_store *s, int write, size_t need, MDB_txn **out)
+{
 	MDB_txn *txn = NULL;
 	int rc = 0;
 
@@ -184,20 +243,21 @@ int pspace_store_txn_begin(pspace_store *s, int write, size_t need, MDB_txn **ou
 		return rc;
 
 	for (int tries = 0;; tries++) {
+		int prc = 0;
+
 		rc = mdb_txn_begin(s->env, NULL, write ? 0 : MDB_RDONLY, &txn);
 		if (rc != MDB_MAP_RESIZED || tries == 3)
 			break;
-		/* Another process grew the map: adopt its size, legal only when
-		 * this is the process's only transaction. */
+		/* Another process grew the data file past this map: map it
+		 * again, legal only when this is the process's only transaction. */
 		pthread_mutex_lock(&s->lock);
-		if (s->active == 1) {
-			rc = mdb_env_set_mapsize(s->env, 0);
-			if (rc == 0 && mdb_env_info(s->env, &ei) == 0)
-				s->mapsize = ei.me_mapsize;
-		}
+		if (s->active == 1)
+			prc = remap(s);
+		if (prc != 0)
+			s->active--;
 		pthread_mutex_unlock(&s->lock);
-		if (rc != 0 && rc != MDB_MAP_RESIZED)
-			break;
+		if (prc != 0)
+			return prc;
 	}
 
 	pthread_mutex_lock(&s->lock);
