@@ -379,6 +379,30 @@ PSPACE_API int pspace_reader_foreach_array(pspace_reader *r,
                                                      const pspace_array_info *info, void *ud),
                                            void *ud);
 
+/* ---- damage ------------------------------------------------------------- */
+
+/** What pspace_store_check_pages() counted. */
+typedef struct pspace_page_check {
+	uint32_t page_size;      /**< LMDB's page size */
+	uint64_t pages;          /**< pages of the checked snapshot (last page + 1) */
+	uint64_t reachable;      /**< pages reached from the roots (meta pages not counted) */
+	uint64_t overflow_pages; /**< of which overflow pages (large values, tiles) */
+	uint64_t free;           /**< pages on LMDB's free list */
+} pspace_page_check;
+
+/**
+ * Walks every LMDB page of the store's current snapshot by itself, with
+ * pread() rather than through the map, so it finds what would make LMDB
+ * crash: both meta pages, then every page reachable from the roots of every
+ * database once (page numbers within the file, page types, key counts,
+ * node bounds, key order, overflow runs, the page and entry counts of each
+ * database record), the free list, and that every page is used or free.
+ * A read transaction holds the snapshot meanwhile.
+ * @return 0, or PSPACE_ECORRUPT with the detail naming the first damaged
+ * page; PSPACE_EIO, PSPACE_ENOMEM. @p out holds the counts so far.
+ */
+PSPACE_API int pspace_store_check_pages(pspace_page_check *out, pspace_store *s);
+
 #ifdef __cplusplus
 }
 #endif

@@ -367,6 +367,8 @@ int pspace_store_open(pspace_store **out, const char *path, const pspace_store_o
 	s->txn_bytes = env_size("PSPACE_TEST_TXN_BYTES", PSPACE_WRITER_TXN_BYTES);
 
 	rc = check_paths(s, &o, &file_size);
+	if (rc == 0 && file_size > 0)
+		rc = pspace_store_check_open(s, file_size);
 	if (rc == 0)
 		rc = open_env(s, &o, file_size);
 	if (rc == 0)

@@ -126,6 +126,16 @@ static inline size_t pspace_store_map_round(uint64_t n)
 	return (size_t)((n + PSPACE_STORE_MAP_STEP - 1) & ~(uint64_t)(PSPACE_STORE_MAP_STEP - 1));
 }
 
+/* ---- pages.c -------------------------------------------------------------- */
+
+/**
+ * Checks, with pread() and before LMDB maps the file, both meta pages
+ * (magic, version, page size, last page within the file, roots within the
+ * last page) and the main database's pages and records of the named
+ * databases. @return 0, PSPACE_ECORRUPT naming the damage, or an I/O error.
+ */
+int pspace_store_check_open(pspace_store *s, uint64_t file_size);
+
 /* ---- catalog.c ------------------------------------------------------------ */
 
 /** Validates a matrix or array name (1..PSPACE_NAME_MAX bytes). @return 0 or PSPACE_EINVAL. */
