@@ -32,6 +32,14 @@ int cmd_rm(int argc, char **argv);
 int cmd_compact(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 
+/**
+ * Installs the tool's SIGSEGV/SIGBUS/SIGABRT handler (tools/guard.c): a fault
+ * raised by a read of a damaged store (pspace_store_fault) prints
+ * "pspace: store S is corrupt (...)" with a hint to verify and exits 1;
+ * other faults keep their default action.
+ */
+void tool_guard_install(void);
+
 /** Prints "pspace: <what>: <strerror>[: detail]" to stderr; @return EXIT_RUNTIME. */
 int tool_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Prints "pspace: <msg>" and a hint to stderr; @return EXIT_USAGE. */

@@ -65,6 +65,7 @@ int main(int argc, char **argv)
 	    TOOL_END,
 	};
 
+	tool_guard_install();
 	command_list(notes, sizeof(notes));
 	rc = tool_opt_parse(&doc, opts, argc, argv, &next);
 	if (rc == TOOL_HELP)

@@ -403,6 +403,22 @@ typedef struct pspace_page_check {
  */
 PSPACE_API int pspace_store_check_pages(pspace_page_check *out, pspace_store *s);
 
+/**
+ * For a program's own SIGSEGV, SIGBUS and SIGABRT handler (the library
+ * installs none, and LMDB reads damaged pages through the map without
+ * checks): tells whether signal @p sig, at data address @p addr (si_addr)
+ * and instruction @p pc (NULL if unknown), was raised by a read of an open
+ * store: @p addr inside a store's map, any SIGBUS while a store is open (a
+ * read past the end of the data file), @p pc inside LMDB's code (a damaged
+ * B-tree page), or SIGABRT after a failed LMDB assertion. Async-signal-safe.
+ * The pspace tool's handler prints `pspace: store S is corrupt (...)` and
+ * exits with status 1.
+ * @return 1, with *path the store's path and *why a short text (both
+ * borrowed, valid while the store is open), or 0 (both NULL).
+ */
+PSPACE_API int pspace_store_fault(const char **path, const char **why, int sig, const void *addr,
+                                  const void *pc);
+
 #ifdef __cplusplus
 }
 #endif

@@ -280,6 +280,7 @@ static int env_try(pspace_store *s, const pspace_store_opts *o, size_t map, unsi
 	rc = mdb_env_create(&s->env);
 	if (rc != 0)
 		return rc;
+	pspace_store_fault_env(s->env);
 	rc = mdb_env_set_maxdbs(s->env, 8);
 	if (rc == 0)
 		rc = mdb_env_set_maxreaders(s->env, o->max_readers ? o->max_readers : 126);
@@ -322,6 +323,7 @@ static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_s
 	}
 	if (rc != 0)
 		return open_error(s, rc, file_size, map, o->readonly);
+	pspace_store_fault_track(s, 1);
 	rc = pspace_store_check_size(s);
 	if (rc != 0)
 		return rc;
@@ -386,6 +388,7 @@ void pspace_store_close(pspace_store *s)
 {
 	if (!s)
 		return;
+	pspace_store_fault_track(s, 0);
 	if (s->env)
 		mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);

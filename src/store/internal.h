@@ -136,6 +136,18 @@ static inline size_t pspace_store_map_round(uint64_t n)
  */
 int pspace_store_check_open(pspace_store *s, uint64_t file_size);
 
+/* ---- fault.c -------------------------------------------------------------- */
+
+/** Sets up @p env for pspace_store_fault(): LMDB's assertion text is kept. */
+void pspace_store_fault_env(MDB_env *env);
+
+/**
+ * Records (@p on) or forgets the map of @p s for pspace_store_fault(); call
+ * again after every remap. Not thread-safe for one @p s (its lock or open
+ * and close serialise the calls).
+ */
+void pspace_store_fault_track(const pspace_store *s, int on);
+
 /* ---- catalog.c ------------------------------------------------------------ */
 
 /** Validates a matrix or array name (1..PSPACE_NAME_MAX bytes). @return 0 or PSPACE_EINVAL. */

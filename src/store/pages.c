@@ -246,6 +246,33 @@ static int load_metas(walker *w, uint64_t txnid)
 	return 0;
 }
 
+/* LMDB's key order: memcmp, then length; native u64 for integer keys. */
+static int key_cmp(const walker *w, const uint8_t *a, size_t an, const uint8_t *b, size_t bn)
+{
+	size_t m = an < bn ? an : bn;
+	int c;
+
+	if (w->integer_keys && an == 8 && bn == 8) {
+		uint64_t x = pspace_get_le64(a), y = pspace_get_le64(b);
+
+		return x < y ? -1 : x > y;
+	}
+	c = memcmp(a, b, m);
+	return c ? c : (an > bn) - (an < bn);
+}
+
+/* A key's bounds from the branch pages above: lo <= key < hi (NULL: none). */
+typedef struct key_range {
+	const uint8_t *lo, *hi;
+	size_t lo_n, hi_n;
+} key_range;
+
+static int in_range(const walker *w, const key_range *r, const uint8_t *k, size_t n)
+{
+	return (!r->lo || key_cmp(w, k, n, r->lo, r->lo_n) >= 0) &&
+	       (!r->hi || key_cmp(w, k, n, r->hi, r->hi_n) < 0);
+}
+
 /* Key order: memcmp, then length (LMDB's default); native u64 for integer keys. */
 static int key_after(walker *w, const uint8_t *k, size_t n)
 {
@@ -378,7 +405,8 @@ static int leaf_data(walker *w, const uint8_t *node, const uint8_t *data, uint32
 }
 
 /* Reads and checks page @p pgno at @p level of a tree of depth @p depth. */
-static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, int whole)
+static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, int whole,
+                     const key_range *range)
 {
 	uint8_t *p = w->buf + (size_t)(w->base + level) * w->psize;
 	int leaf = level + 1 == depth;
@@ -430,7 +458,8 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, i
 		if (need > w->psize)
 			return bad(w, "%s: page %llu, node %u (key %u bytes) overruns the page",
 			           w->db, (unsigned long long)pgno, i, ksize);
-		if (leaf && !key_after(w, node + NODE_HDR, ksize))
+		if ((leaf && !key_after(w, node + NODE_HDR, ksize)) ||
+		    ((leaf || i > 0) && !in_range(w, range, node + NODE_HDR, ksize)))
 			return bad(w, "%s: page %llu, node %u: keys out of order", w->db,
 			           (unsigned long long)pgno, i);
 		if (leaf) {
@@ -438,9 +467,25 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, i
 			rc = leaf_data(w, node, node + NODE_HDR + ksize, lo_hi, nflags, whole);
 		} else {
 			uint64_t child = lo_hi | (uint64_t)nflags << 32;
+			key_range sub = *range;
 
-			rc = walk_page(w, child, level + 1, depth, whole);
-			/* the child overwrote deeper buffers only; this page is intact */
+			/* Child i holds keys from key i (the first key is unused) to
+			 * key i + 1; it overwrites deeper buffers only, not this page. */
+			if (i > 0) {
+				sub.lo = node + NODE_HDR;
+				sub.lo_n = ksize;
+			}
+			if (i + 1 < nkeys) {
+				const uint8_t *next = p + u16(p + PAGE_HDR + 2 * (i + 1));
+
+				if (next + NODE_HDR > p + w->psize ||
+				    next + NODE_HDR + u16(next + 6) > p + w->psize)
+					return bad(w, "%s: page %llu, node %u overruns the page",
+					           w->db, (unsigned long long)pgno, i + 1);
+				sub.hi = next + NODE_HDR;
+				sub.hi_n = u16(next + 6);
+			}
+			rc = walk_page(w, child, level + 1, depth, whole, &sub);
 		}
 	}
 	return rc;
@@ -459,7 +504,7 @@ static int walk_db(walker *w, const db_rec *d, const char *name, int whole)
 	w->branch = w->leaf = w->overflow = w->entries = 0;
 	w->have_last = 0;
 	w->integer_keys = strcmp(name, "free-page database") == 0;
-	rc = walk_page(w, d->root, 0, d->depth, whole);
+	rc = walk_page(w, d->root, 0, d->depth, whole, &(key_range){NULL, NULL, 0, 0});
 	if (rc == 0 && whole &&
 	    (w->branch != d->branch || w->leaf != d->leaf || w->overflow != d->overflow ||
 	     w->entries != d->entries))

@@ -1,0 +1,158 @@
+/*
+ * Faults inside reads of a damaged store, for a program's own signal
+ * handler (the library installs none): where the open stores' maps lie,
+ * where LMDB's code lies, and the text of a failed LMDB assertion.
+ *
+ * Everything a handler reads is in fixed slots of atomics, so
+ * pspace_store_fault() is async-signal-safe.
+ */
+#include <link.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+
+#include "store/internal.h"
+
+#define SLOTS 32
+
+typedef struct map_slot {
+	_Atomic(const pspace_store *) owner;
+	_Atomic uintptr_t base;
+	_Atomic size_t size;
+	_Atomic(const char *) path;
+} map_slot;
+
+static map_slot slots[SLOTS];
+static _Atomic unsigned open_maps;
+static uintptr_t lmdb_lo, lmdb_hi; /* LMDB's executable segment, if a shared object */
+static pthread_once_t lmdb_once = PTHREAD_ONCE_INIT;
+static char assert_text[512];
+static atomic_int asserted;
+
+/* dl_iterate_phdr() callback: the executable segment holding mdb_cursor_get. */
+static int find_lmdb(struct dl_phdr_info *info, size_t size, void *ud)
+{
+	uintptr_t fn = *(uintptr_t *)ud;
+	(void)size;
+
+	for (int i = 0; i < info->dlpi_phnum; i++) {
+		const ElfW(Phdr) *ph = &info->dlpi_phdr[i];
+		uintptr_t lo = info->dlpi_addr + ph->p_vaddr;
+
+		if (ph->p_type != PT_LOAD || !(ph->p_flags & PF_X) || fn < lo ||
+		    fn >= lo + ph->p_memsz)
+			continue;
+		/* Linked statically, LMDB shares the program's code: no range. */
+		if (info->dlpi_name && info->dlpi_name[0] && strstr(info->dlpi_name, "lmdb")) {
+			lmdb_lo = lo;
+			lmdb_hi = lo + ph->p_memsz;
+		}
+		return 1;
+	}
+	return 0;
+}
+
+static void lmdb_range(void)
+{
+	int (*fn)(MDB_cursor *, MDB_val *, MDB_val *, MDB_cursor_op) = mdb_cursor_get;
+	uintptr_t addr = (uintptr_t)fn;
+
+	dl_iterate_phdr(find_lmdb, &addr);
+}
+
+/* LMDB's assertion callback: keeps the text for a SIGABRT handler (abort follows). */
+static void on_assert(MDB_env *env, const char *msg)
+{
+	(void)env;
+	strncpy(assert_text, msg, sizeof(assert_text) - 1);
+	atomic_store(&asserted, 1);
+}
+
+void pspace_store_fault_env(MDB_env *env)
+{
+	pthread_once(&lmdb_once, lmdb_range);
+	mdb_env_set_assert(env, on_assert);
+}
+
+void pspace_store_fault_track(const pspace_store *s, int on)
+{
+	MDB_envinfo ei;
+	int free_slot = -1, mine = -1;
+
+	for (int i = 0; i < SLOTS; i++) {
+		const pspace_store *o = atomic_load(&slots[i].owner);
+
+		if (o == s)
+			mine = i;
+		else if (!o && free_slot < 0)
+			free_slot = i;
+	}
+	if (!on) {
+		if (mine >= 0) {
+			atomic_store(&slots[mine].size, 0);
+			atomic_store(&slots[mine].owner, NULL);
+			atomic_fetch_sub(&open_maps, 1);
+		}
+		return;
+	}
+	if (mine < 0) {
+		const pspace_store *none = NULL;
+
+		if (free_slot < 0 ||
+		    !atomic_compare_exchange_strong(&slots[free_slot].owner, &none, s))
+			return; /* untracked: its faults stay plain crashes */
+		mine = free_slot;
+		atomic_store(&slots[mine].path, s->path);
+		atomic_fetch_add(&open_maps, 1);
+	}
+	if (mdb_env_info(s->env, &ei) == 0) {
+		atomic_store(&slots[mine].size, 0);
+		atomic_store(&slots[mine].base, (uintptr_t)ei.me_mapaddr);
+		atomic_store(&slots[mine].size, ei.me_mapsize);
+	}
+}
+
+int pspace_store_fault(const char **path, const char **why, int sig, const void *addr,
+                       const void *pc)
+{
+	uintptr_t a = (uintptr_t)addr, p = (uintptr_t)pc;
+	const char *first = NULL;
+
+	*path = NULL;
+	*why = NULL;
+	if (atomic_load(&open_maps) == 0)
+		return 0;
+	for (int i = 0; i < SLOTS; i++) {
+		uintptr_t base = atomic_load(&slots[i].base);
+		size_t size = atomic_load(&slots[i].size);
+
+		if (!atomic_load(&slots[i].owner) || size == 0)
+			continue;
+		if (!first)
+			first = atomic_load(&slots[i].path);
+		if (a >= base && a - base < size && (sig == SIGSEGV || sig == SIGBUS)) {
+			*path = atomic_load(&slots[i].path);
+			*why = sig == SIGBUS ? "a read past the end of its data file (SIGBUS)"
+			                     : "a read of its map faulted (SIGSEGV)";
+			return 1;
+		}
+	}
+	if (!first)
+		return 0;
+	*path = first;
+	if (sig == SIGABRT && atomic_load(&asserted)) {
+		*why = assert_text;
+		return 1;
+	}
+	if (sig == SIGBUS) {
+		*why = "a read past the end of its data file (SIGBUS)";
+		return 1;
+	}
+	if (sig == SIGSEGV && lmdb_hi && p >= lmdb_lo && p < lmdb_hi) {
+		*why = "LMDB faulted on a damaged B-tree page (SIGSEGV)";
+		return 1;
+	}
+	*path = NULL;
+	return 0;
+}
