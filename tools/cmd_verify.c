@@ -248,8 +248,9 @@ int cmd_verify(int argc, char **argv)
 	}
 	rc = pspace_store_check_pages(&v.pages, v.s);
 	if (rc) {
-		ret = tool_fail(rc, "store %s: LMDB pages (matrices not checked: LMDB cannot read "
-		                    "damaged pages safely)",
+		ret = tool_fail(rc,
+		                "store %s: LMDB pages (matrices not checked: LMDB cannot read "
+		                "damaged pages safely)",
 		                path);
 		goto out;
 	}

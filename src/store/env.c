@@ -265,10 +265,11 @@ static int open_error(pspace_store *s, int rc, uint64_t file_size, size_t map, i
 		                      readonly ? "" : " (a read-only store can only be read)");
 	room = pspace_store_as_room();
 	if (rc == ENOMEM && room != SIZE_MAX)
-		return pspace_err_set(PSPACE_ENOMEM,
-		                      "store %s: cannot map %zu bytes of %s: the address-space limit "
-		                      "(ulimit -v) leaves %zu bytes",
-		                      s->path, map, s->data_path, room);
+		return pspace_err_set(
+		    PSPACE_ENOMEM,
+		    "store %s: cannot map %zu bytes of %s: the address-space limit "
+		    "(ulimit -v) leaves %zu bytes",
+		    s->path, map, s->data_path, room);
 	return pspace_store_err(s, rc, "opening the LMDB environment");
 }
 

@@ -71,9 +71,9 @@ struct pspace_reader {
 	pspace_matrix_info info;
 	uint64_t *dims;
 	int pos;
-	int all_stored; /* complete, and the record counts every tile address */
-	int whole;      /* the walk began at the matrix's first tile */
-	uint64_t seen;  /* tiles of the walk so far ... */
+	int all_stored;  /* complete, and the record counts every tile address */
+	int whole;       /* the walk began at the matrix's first tile */
+	uint64_t seen;   /* tiles of the walk so far ... */
 	uint32_t digest; /* ... and their digest terms summed */
 };
 

@@ -35,7 +35,8 @@
 #include "store/internal.h"
 #include "store/keys.h"
 
-#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ || UINTPTR_MAX != UINT64_MAX
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__ ||                       \
+    UINTPTR_MAX != UINT64_MAX
 #error "the page walker reads LMDB's layout of 64-bit little-endian hosts"
 #endif
 
@@ -123,8 +124,8 @@ static int bad(const walker *w, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(what, sizeof(what), fmt, ap);
 	va_end(ap);
-	return pspace_err_set(PSPACE_ECORRUPT, "store %s: data file %s is corrupt: %s",
-	                      w->s->path, w->s->data_path, what);
+	return pspace_err_set(PSPACE_ECORRUPT, "store %s: data file %s is corrupt: %s", w->s->path,
+	                      w->s->data_path, what);
 }
 
 static int read_at(const walker *w, void *dst, size_t len, uint64_t off)
@@ -193,8 +194,9 @@ static int check_meta_rec(const walker *w, const meta_rec *m, int i)
 		return bad(w, "meta page %d gives page size %u, meta page 0 %u", i, m->psize,
 		           w->psize);
 	if (m->last < 1 || m->last >= w->file_size / w->psize)
-		return bad(w, "meta page %d: last page %llu, but the file holds %llu pages "
-		              "(truncated or damaged)",
+		return bad(w,
+		           "meta page %d: last page %llu, but the file holds %llu pages "
+		           "(truncated or damaged)",
 		           i, (unsigned long long)m->last,
 		           (unsigned long long)(w->file_size / w->psize));
 	if (m->dbs[0].flags != INTEGERKEY || m->dbs[1].flags != 0)
@@ -334,8 +336,7 @@ static int free_list(walker *w, const uint8_t *data, uint32_t dsize, uint16_t nf
 			return 0; /* leaf_data reports it */
 		copy = malloc(dsize ? dsize : 1);
 		if (!copy)
-			return pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory",
-			                      w->s->path);
+			return pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory", w->s->path);
 		rc = read_at(w, copy, dsize, ov * w->psize + PAGE_HDR);
 		ids = copy;
 	}
@@ -375,8 +376,9 @@ static int leaf_data(walker *w, const uint8_t *node, const uint8_t *data, uint32
 			return rc;
 		if (pspace_get_le64(hdr) != ov || (u16(hdr + 10) & P_TYPES) != P_OVERFLOW ||
 		    pspace_get_le32(hdr + 12) != n)
-			return bad(w, "%s: overflow page %llu: header says page %llu, flags %#x, "
-			              "%u pages (expected %llu)",
+			return bad(w,
+			           "%s: overflow page %llu: header says page %llu, flags %#x, "
+			           "%u pages (expected %llu)",
 			           w->db, (unsigned long long)ov,
 			           (unsigned long long)pspace_get_le64(hdr), u16(hdr + 10),
 			           pspace_get_le32(hdr + 12), (unsigned long long)n);
@@ -422,8 +424,8 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, i
 	lower = u16(p + 12);
 	upper = u16(p + 14);
 	if (pspace_get_le64(p) != pgno)
-		return bad(w, "%s: page %llu says it is page %llu", w->db,
-		           (unsigned long long)pgno, (unsigned long long)pspace_get_le64(p));
+		return bad(w, "%s: page %llu says it is page %llu", w->db, (unsigned long long)pgno,
+		           (unsigned long long)pspace_get_le64(p));
 	if ((flags & P_TYPES) != (leaf ? P_LEAF : P_BRANCH))
 		return bad(w, "%s: page %llu at level %u of %u has flags %#x (expected a %s page)",
 		           w->db, (unsigned long long)pgno, level + 1, depth, flags,
@@ -508,8 +510,9 @@ static int walk_db(walker *w, const db_rec *d, const char *name, int whole)
 	if (rc == 0 && whole &&
 	    (w->branch != d->branch || w->leaf != d->leaf || w->overflow != d->overflow ||
 	     w->entries != d->entries))
-		rc = bad(w, "%s: found %llu branch, %llu leaf, %llu overflow pages and %llu "
-		            "entries; its record says %llu, %llu, %llu and %llu",
+		rc = bad(w,
+		         "%s: found %llu branch, %llu leaf, %llu overflow pages and %llu "
+		         "entries; its record says %llu, %llu, %llu and %llu",
 		         name, (unsigned long long)w->branch, (unsigned long long)w->leaf,
 		         (unsigned long long)w->overflow, (unsigned long long)w->entries,
 		         (unsigned long long)d->branch, (unsigned long long)d->leaf,
@@ -534,15 +537,29 @@ static int open_data(const pspace_store *s)
 	return open(s->data_path, O_RDONLY | O_CLOEXEC);
 }
 
+/* A hash of the file's first two pages, to tell whether a writer committed meanwhile. */
+static uint64_t head_hash(int fd)
+{
+	uint8_t b[8192];
+	ssize_t n = pread(fd, b, sizeof(b), 0);
+	uint64_t h = 0xcbf29ce484222325ull;
+
+	for (ssize_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ull;
+	return h;
+}
+
 int pspace_store_check_open(pspace_store *s, uint64_t file_size)
 {
 	walker w;
+	uint64_t head;
 	int fd, rc = 0;
 
 	fd = open_data(s);
 	if (fd < 0)
 		return 0; /* LMDB says why, naming the file */
 	for (int attempt = 0; attempt < 3; attempt++) {
+		head = head_hash(fd);
 		memset(&w, 0, sizeof(w));
 		w.s = s;
 		w.fd = fd;
@@ -555,10 +572,10 @@ int pspace_store_check_open(pspace_store *s, uint64_t file_size)
 			                            s->path);
 			free(w.buf);
 		}
-		if (rc != PSPACE_ECORRUPT)
+		/* Damage, unless a writer of another process committed meanwhile. */
+		if (rc != PSPACE_ECORRUPT || head_hash(fd) == head)
 			break;
-		/* A writer of another process may be committing: look again. */
-		nanosleep(&(struct timespec){0, 20 * 1000 * 1000}, NULL);
+		nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
 	}
 	close(fd);
 	return rc;
@@ -596,8 +613,9 @@ int pspace_store_check_pages(pspace_page_check *out, pspace_store *s)
 		txn = NULL;
 	}
 	if (rc == PSPACE_EBUSY)
-		rc = pspace_err_set(rc, "store %s: the store kept changing while its pages were "
-		                        "checked; try again",
+		rc = pspace_err_set(rc,
+		                    "store %s: the store kept changing while its pages were "
+		                    "checked; try again",
 		                    s->path);
 	if (rc != 0)
 		goto out;

@@ -234,7 +234,8 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 		                      "matrix",
 		                      r->s->path, r->info.name, b, row, col);
 	r->seen++;
-	r->digest += pspace_tile_digest_term(k.mv_data, pspace_tile_crc_field(v.mv_data, v.mv_size));
+	r->digest +=
+	    pspace_tile_digest_term(k.mv_data, pspace_tile_crc_field(v.mv_data, v.mv_size));
 	tile_ref(out, b, row, col, &v);
 	return 0;
 }

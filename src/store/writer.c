@@ -25,8 +25,8 @@ struct pspace_writer {
 	pspace_codec *codec;
 	pspace_matrix_info info; /* running statistics: committed + pending */
 	uint64_t *dims;
-	size_t pending; /* tile and array bytes in the open transaction */
-	size_t need;    /* map space a transaction may take */
+	size_t pending;   /* tile and array bytes in the open transaction */
+	size_t need;      /* map space a transaction may take */
 	int digest_stale; /* a replaced tile's CRC was unreadable: recount at finish */
 	int err;          /* sticky error, 0 while healthy */
 	char errmsg[512];
