@@ -168,7 +168,7 @@ static int read_meta(walker *w, int i, meta_rec *m)
 }
 
 /* A database record's root and depth fit the file (@p last: its last page). */
-static int check_db(const walker *w, const db_rec *d, uint64_t last, const char *what, int meta)
+static int check_db(const walker *w, const db_rec *d, uint64_t last, const char *what)
 {
 	if (d->root == P_INVALID)
 		return d->depth == 0 && d->entries == 0
@@ -180,7 +180,6 @@ static int check_db(const walker *w, const db_rec *d, uint64_t last, const char 
 		           (unsigned long long)d->root, (unsigned long long)last);
 	if (d->depth == 0 || d->depth > MAX_DEPTH)
 		return bad(w, "%s: tree depth %u", what, d->depth);
-	(void)meta;
 	return 0;
 }
 
@@ -203,10 +202,10 @@ static int check_meta_rec(const walker *w, const meta_rec *m, int i)
 		return bad(w, "meta page %d: database flags %#x/%#x (expected %#x/0)", i,
 		           m->dbs[0].flags, m->dbs[1].flags, INTEGERKEY);
 	snprintf(what, sizeof(what), "meta page %d, free-page database", i);
-	rc = check_db(w, &m->dbs[0], m->last, what, 1);
+	rc = check_db(w, &m->dbs[0], m->last, what);
 	if (rc == 0) {
 		snprintf(what, sizeof(what), "meta page %d, main database", i);
-		rc = check_db(w, &m->dbs[1], m->last, what, 1);
+		rc = check_db(w, &m->dbs[1], m->last, what);
 	}
 	return rc;
 }
@@ -400,7 +399,7 @@ static int leaf_data(walker *w, const uint8_t *node, const uint8_t *data, uint32
 		if (sub.flags != 0)
 			return bad(w, "database \"%s\": flags %#x (pspace sets none)", name,
 			           sub.flags);
-		rc = check_db(w, &sub, w->m.last, name, 0);
+		rc = check_db(w, &sub, w->m.last, name);
 		return rc == 0 && whole ? walk_db(w, &sub, name, whole) : rc;
 	}
 	return 0;
