@@ -1,6 +1,6 @@
 /*
- * Tests of the tile codec's pieces and contract: CRC-32C (both library
- * paths against a bitwise reference), the byte shuffle by its definition,
+ * Tests of the tile codec's pieces and contract: CRC-32C (every library
+ * path against a bitwise reference), the byte shuffle by its definition,
  * the raw fallback and zero-copy views, argument checks and the size
  * bound. Round trips, precision, corruption and the zstd-planes layout
  * are in test_codec_precision.c, test_codec_corrupt.c and
@@ -38,13 +38,88 @@ static void test_codec_crc32c_check_value(void **state)
 	assert_int_equal(pspace_crc32c(0, s, 9), 0xe3069283u);
 	assert_int_equal(pspace_crc32c_sw(0, s, 9), 0xe3069283u);
 	assert_int_equal(pspace_crc32c_hw(0, s, 9), 0xe3069283u);
+	assert_int_equal(pspace_crc32c_clmul(0, s, 9), 0xe3069283u);
+	assert_int_equal(pspace_crc32c_vclmul(0, s, 9), 0xe3069283u);
 	assert_int_equal(cref_crc32c(0, s, 9), 0xe3069283u);
 	assert_int_equal(pspace_crc32c(0, s, 0), 0);
 	/* continuing from a previous value */
 	assert_int_equal(pspace_crc32c(pspace_crc32c(0, s, 4), s + 4, 5), 0xe3069283u);
 	assert_int_equal(pspace_crc32c_sw(pspace_crc32c_sw(0, s, 3), s + 3, 6), 0xe3069283u);
-	print_message("crc32c: hardware path %s\n",
-	              pspace_crc32c_hw_available() ? "available" : "not available");
+	print_message("crc32c: hardware path %s, pclmulqdq %s, vpclmulqdq %s\n",
+	              pspace_crc32c_hw_available() ? "available" : "not available",
+	              pspace_crc32c_clmul_available() ? "available" : "not available",
+	              pspace_crc32c_vclmul_available() ? "available" : "not available");
+}
+
+typedef uint32_t (*crc_fn)(uint32_t, const void *, size_t);
+
+/*
+ * @p fn against pspace_crc32c_sw (itself checked against the bitwise
+ * reference above): every length 0..1024 at every alignment 0..63, random
+ * lengths up to 4 MiB, random initial values, and a CRC continued across
+ * random splits (pieces on either side of the folding thresholds).
+ */
+static void crc_fold_check(crc_fn fn)
+{
+	size_t cap = 4u << 20;
+	unsigned char *mem = malloc(cap + 64), *buf;
+
+	assert_non_null(mem);
+	rng = 13;
+	for (size_t i = 0; i < cap + 64; i++)
+		mem[i] = (unsigned char)fx_rng_u64(&rng);
+	/* a 64-byte aligned base, so that buf + a is at alignment a */
+	buf = mem + (64 - ((uintptr_t)mem & 63)) % 64;
+	for (size_t a = 0; a < 64; a++) {
+		for (size_t len = 0; len <= 1024; len++) {
+			uint32_t init = (uint32_t)fx_rng_u64(&rng);
+
+			assert_int_equal(fn(init, buf + a, len),
+			                 pspace_crc32c_sw(init, buf + a, len));
+		}
+	}
+	for (int t = 0; t < 48; t++) {
+		size_t a = fx_rng_u64(&rng) % 64;
+		size_t len =
+		    (t % 2 == 0) ? fx_rng_u64(&rng) % (cap - 64) : fx_rng_u64(&rng) % 20000;
+		uint32_t init = (uint32_t)fx_rng_u64(&rng);
+
+		assert_int_equal(fn(init, buf + a, len), pspace_crc32c_sw(init, buf + a, len));
+	}
+	for (int t = 0; t < 200; t++) {
+		size_t a = fx_rng_u64(&rng) % 64;
+		size_t len = fx_rng_u64(&rng) % ((t % 4 == 0) ? cap - 64 : 3000);
+		size_t cut = len == 0 ? 0 : fx_rng_u64(&rng) % (len + 1);
+		uint32_t init = (uint32_t)fx_rng_u64(&rng);
+		uint32_t ref = pspace_crc32c_sw(init, buf + a, len);
+
+		assert_int_equal(fn(fn(init, buf + a, cut), buf + a + cut, len - cut), ref);
+	}
+	free(mem);
+}
+
+static void test_codec_crc32c_clmul_matches_sw(void **state)
+{
+	(void)state;
+	if (!pspace_crc32c_clmul_available())
+		print_message("crc32c: no pclmulqdq, checking its fallback\n");
+	crc_fold_check(pspace_crc32c_clmul);
+}
+
+static void test_codec_crc32c_vclmul_matches_sw(void **state)
+{
+	(void)state;
+	if (!pspace_crc32c_vclmul_available()) {
+		print_message("crc32c: no vpclmulqdq/AVX-512 on this CPU, skipped\n");
+		skip();
+	}
+	crc_fold_check(pspace_crc32c_vclmul);
+}
+
+static void test_codec_crc32c_dispatch_matches_sw(void **state)
+{
+	(void)state;
+	crc_fold_check(pspace_crc32c);
 }
 
 static void test_codec_crc32c_hw_matches_sw(void **state)
@@ -259,6 +334,9 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_codec_crc32c_check_value),
 	    cmocka_unit_test(test_codec_crc32c_hw_matches_sw),
+	    cmocka_unit_test(test_codec_crc32c_clmul_matches_sw),
+	    cmocka_unit_test(test_codec_crc32c_vclmul_matches_sw),
+	    cmocka_unit_test(test_codec_crc32c_dispatch_matches_sw),
 	    cmocka_unit_test(test_codec_shuffle_definition),
 	    cmocka_unit_test(test_codec_raw_fallback),
 	    cmocka_unit_test(test_codec_args),

@@ -1,7 +1,9 @@
 /*
  * CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), as used for the
- * tile checksum: a portable slicing-by-8 version and one using the SSE4.2
- * crc32 instruction on three interleaved streams, chosen at run time.
+ * tile checksum: a portable slicing-by-8 version, one using the SSE4.2
+ * crc32 instruction on three interleaved streams, and two folding with
+ * carry-less multiplication (pclmulqdq on 128-bit lanes, vpclmulqdq on
+ * 512-bit ones), chosen at run time.
  */
 #include "codec/crc32c.h"
 
@@ -46,7 +48,11 @@ uint32_t pspace_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 
 #if (defined(__x86_64__) || defined(__i386__)) && defined(__GNUC__)
 #define HAVE_HW 1
-#include <nmmintrin.h>
+#include <cpuid.h>
+#include <immintrin.h>
+#include <stdatomic.h>
+
+#include "codec/crc32c_fold.h"
 
 /*
  * The hardware path runs three streams of BLK bytes at once (the crc32
@@ -107,6 +113,175 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw_run(uint32_t crc,
 	}
 	return crc;
 }
+
+/*
+ * The folding paths keep the message in 128-bit lanes and fold each lane
+ * forward over the bytes that follow it (constants and their derivation in
+ * crc32c_fold.h); what is left at the end is one lane X with
+ * X x^32 = the CRC register (mod P). With X = H x^64 + L (H its low
+ * quadword), crc32q(c, w) = c x^64 + w x^32 mod P gives
+ * crc32q(crc32q(0, H), L) = H x^96 + L x^32 = X x^32: two crc32
+ * instructions replace the Barrett reduction. The incoming register is
+ * xored into the first 32 bits of the message (c x^n = those bits' place).
+ */
+#define CLMUL_TARGET  __attribute__((target("sse4.2,pclmul")))
+#define VCLMUL_TARGET __attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
+
+/* Prefetch distance of the folding loops (bytes ahead), for buffers coming from memory. */
+#define PREFETCH 1024
+
+#define FEAT_SSE42  1
+#define FEAT_CLMUL  2
+#define FEAT_VCLMUL 4
+
+static atomic_int features = -1;
+
+/* cpuid, and for zmm registers the OS's XSAVE support (XCR0: SSE, AVX, opmask, zmm state). */
+static int detect_features(void)
+{
+	unsigned a, b, c, d, xlo = 0, xhi = 0;
+	int f = 0;
+
+	if (!__get_cpuid(1, &a, &b, &c, &d))
+		return 0;
+	if (c & (1u << 20))
+		f |= FEAT_SSE42;
+	if ((f & FEAT_SSE42) && (c & (1u << 1)))
+		f |= FEAT_CLMUL;
+	if ((f & FEAT_CLMUL) && (c & (1u << 27))) {
+		__asm__ volatile("xgetbv" : "=a"(xlo), "=d"(xhi) : "c"(0));
+		if ((xlo & 0xe6) == 0xe6 && __get_cpuid_count(7, 0, &a, &b, &c, &d) &&
+		    (b & (1u << 16)) && (c & (1u << 10)))
+			f |= FEAT_VCLMUL;
+	}
+	(void)xhi;
+	return f;
+}
+
+static int get_features(void)
+{
+	int f = atomic_load_explicit(&features, memory_order_relaxed);
+
+	if (f < 0) {
+		f = detect_features();
+		atomic_store_explicit(&features, f, memory_order_relaxed);
+	}
+	return f;
+}
+
+static inline void prefetch(const unsigned char *p)
+{
+	/* an address computed as an integer: it may lie past the buffer, which prefetch tolerates
+	 */
+	_mm_prefetch((const char *)((uintptr_t)p + PREFETCH), _MM_HINT_T0);
+}
+
+/* @p k holds the constant pair of a fold (crc32c_fold.h): lo in quadword 0, hi in quadword 1. */
+CLMUL_TARGET static inline __m128i fold16(__m128i x, __m128i k)
+{
+	return _mm_xor_si128(_mm_clmulepi64_si128(x, k, 0x00), _mm_clmulepi64_si128(x, k, 0x11));
+}
+
+CLMUL_TARGET static inline __m128i pair16(uint32_t lo, uint32_t hi)
+{
+	return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
+/* Folds the 16-byte blocks left after lane @p x, reduces it, and runs the last bytes. */
+CLMUL_TARGET static uint32_t clmul_finish(__m128i x, const unsigned char *p, size_t len)
+{
+	const __m128i k16 = pair16(CRC32C_FOLD16_LO, CRC32C_FOLD16_HI);
+	uint64_t crc;
+
+	for (; len >= 16; p += 16, len -= 16)
+		x = _mm_xor_si128(fold16(x, k16), _mm_loadu_si128((const __m128i *)p));
+	crc = _mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(x));
+	crc = _mm_crc32_u64(crc, (uint64_t)_mm_extract_epi64(x, 1));
+	return crc32c_hw_run((uint32_t)crc, p, len);
+}
+
+/* Four 128-bit lanes, 64 bytes per step; from 64 bytes on (shorter: crc32c_hw_run). */
+CLMUL_TARGET static uint32_t crc32c_clmul_run(uint32_t crc, const unsigned char *p, size_t len)
+{
+	const __m128i k64 = pair16(CRC32C_FOLD64_LO, CRC32C_FOLD64_HI);
+	__m128i x0, x1, x2, x3, x;
+
+	if (len < 64)
+		return crc32c_hw_run(crc, p, len);
+	x0 = _mm_xor_si128(_mm_loadu_si128((const __m128i *)p), _mm_cvtsi32_si128((int)crc));
+	x1 = _mm_loadu_si128((const __m128i *)(p + 16));
+	x2 = _mm_loadu_si128((const __m128i *)(p + 32));
+	x3 = _mm_loadu_si128((const __m128i *)(p + 48));
+	for (p += 64, len -= 64; len >= 64; p += 64, len -= 64) {
+		prefetch(p);
+		x0 = _mm_xor_si128(fold16(x0, k64), _mm_loadu_si128((const __m128i *)p));
+		x1 = _mm_xor_si128(fold16(x1, k64), _mm_loadu_si128((const __m128i *)(p + 16)));
+		x2 = _mm_xor_si128(fold16(x2, k64), _mm_loadu_si128((const __m128i *)(p + 32)));
+		x3 = _mm_xor_si128(fold16(x3, k64), _mm_loadu_si128((const __m128i *)(p + 48)));
+	}
+	x = _mm_xor_si128(fold16(x0, pair16(CRC32C_FOLD48_LO, CRC32C_FOLD48_HI)),
+	                  fold16(x1, pair16(CRC32C_FOLD32_LO, CRC32C_FOLD32_HI)));
+	x = _mm_xor_si128(
+	    x, _mm_xor_si128(fold16(x2, pair16(CRC32C_FOLD16_LO, CRC32C_FOLD16_HI)), x3));
+	return clmul_finish(x, p, len);
+}
+
+/* Every 128-bit lane of @p z folded by the pair of @p k; xor with @p d. */
+VCLMUL_TARGET static inline __m512i fold64x4(__m512i z, __m512i k, __m512i d)
+{
+	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(z, k, 0x00),
+	                                 _mm512_clmulepi64_epi128(z, k, 0x11), d, 0x96);
+}
+
+VCLMUL_TARGET static inline __m512i pair64(uint32_t lo, uint32_t hi)
+{
+	return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
+/*
+ * Four zmm registers (16 lanes), 256 bytes per step, from 64-byte aligned
+ * loads; from 512 bytes on (shorter: crc32c_clmul_run).
+ */
+VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned char *p, size_t len)
+{
+	const __m512i k256 = pair64(CRC32C_FOLD256_LO, CRC32C_FOLD256_HI);
+	const __m512i k64 = pair64(CRC32C_FOLD64_LO, CRC32C_FOLD64_HI);
+	size_t head = (size_t)(-(uintptr_t)p & 63);
+	__m512i z0, z1, z2, z3, z;
+	__m128i x;
+
+	if (len < 512)
+		return crc32c_clmul_run(crc, p, len);
+	crc = crc32c_hw_run(crc, p, head);
+	p += head;
+	len -= head;
+	z0 = _mm512_xor_si512(_mm512_load_si512(p),
+	                      _mm512_zextsi128_si512(_mm_cvtsi32_si128((int)crc)));
+	z1 = _mm512_load_si512(p + 64);
+	z2 = _mm512_load_si512(p + 128);
+	z3 = _mm512_load_si512(p + 192);
+	for (p += 256, len -= 256; len >= 256; p += 256, len -= 256) {
+		prefetch(p);
+		prefetch(p + 128);
+		z0 = fold64x4(z0, k256, _mm512_load_si512(p));
+		z1 = fold64x4(z1, k256, _mm512_load_si512(p + 64));
+		z2 = fold64x4(z2, k256, _mm512_load_si512(p + 128));
+		z3 = fold64x4(z3, k256, _mm512_load_si512(p + 192));
+	}
+	z = fold64x4(z0, pair64(CRC32C_FOLD192_LO, CRC32C_FOLD192_HI), z3);
+	z = _mm512_xor_si512(z, fold64x4(z1, pair64(CRC32C_FOLD128_LO, CRC32C_FOLD128_HI),
+	                                 fold64x4(z2, k64, _mm512_setzero_si512())));
+	for (; len >= 64; p += 64, len -= 64)
+		z = fold64x4(z, k64, _mm512_load_si512(p));
+	/* the four lanes of z, 48, 32, 16 and 0 bytes before the end of what was folded */
+	x = _mm_xor_si128(
+	    fold16(_mm512_extracti32x4_epi32(z, 0), pair16(CRC32C_FOLD48_LO, CRC32C_FOLD48_HI)),
+	    fold16(_mm512_extracti32x4_epi32(z, 1), pair16(CRC32C_FOLD32_LO, CRC32C_FOLD32_HI)));
+	x = _mm_xor_si128(x, _mm_xor_si128(fold16(_mm512_extracti32x4_epi32(z, 2),
+	                                          pair16(CRC32C_FOLD16_LO, CRC32C_FOLD16_HI)),
+	                                   _mm512_extracti32x4_epi32(z, 3)));
+	return clmul_finish(x, p, len);
+}
 #endif
 
 int pspace_crc32c_hw_available(void)
@@ -128,7 +303,53 @@ uint32_t pspace_crc32c_hw(uint32_t crc, const void *buf, size_t len)
 	return pspace_crc32c_sw(crc, buf, len);
 }
 
+int pspace_crc32c_clmul_available(void)
+{
+#ifdef HAVE_HW
+	return (get_features() & FEAT_CLMUL) ? 1 : 0;
+#else
+	return 0;
+#endif
+}
+
+uint32_t pspace_crc32c_clmul(uint32_t crc, const void *buf, size_t len)
+{
+#ifdef HAVE_HW
+	if (get_features() & FEAT_CLMUL)
+		return ~crc32c_clmul_run(~crc, buf, len);
+#endif
+	return pspace_crc32c_hw(crc, buf, len);
+}
+
+int pspace_crc32c_vclmul_available(void)
+{
+#ifdef HAVE_HW
+	return (get_features() & FEAT_VCLMUL) ? 1 : 0;
+#else
+	return 0;
+#endif
+}
+
+uint32_t pspace_crc32c_vclmul(uint32_t crc, const void *buf, size_t len)
+{
+#ifdef HAVE_HW
+	if (get_features() & FEAT_VCLMUL)
+		return ~crc32c_vclmul_run(~crc, buf, len);
+#endif
+	return pspace_crc32c_clmul(crc, buf, len);
+}
+
 uint32_t pspace_crc32c(uint32_t crc, const void *buf, size_t len)
 {
-	return pspace_crc32c_hw(crc, buf, len);
+#ifdef HAVE_HW
+	int f = get_features();
+
+	if (len >= CRC32C_FOLD_MIN && (f & FEAT_VCLMUL))
+		return ~crc32c_vclmul_run(~crc, buf, len);
+	if (len >= CRC32C_FOLD_MIN && (f & FEAT_CLMUL))
+		return ~crc32c_clmul_run(~crc, buf, len);
+	if (f & FEAT_SSE42)
+		return ~crc32c_hw_run(~crc, buf, len);
+#endif
+	return pspace_crc32c_sw(crc, buf, len);
 }

@@ -1,7 +1,7 @@
 /*
  * Internal CRC-32C entry points. pspace_crc32c() (public, in
- * pspace/codec.h) picks the fastest; the two paths are exposed so the
- * tests can check that they agree.
+ * pspace/codec.h) picks the fastest; the paths are exposed so the tests
+ * can check that they agree and the benchmarks can time each.
  */
 #ifndef PSPACE_SRC_CODEC_CRC32C_H
 #define PSPACE_SRC_CODEC_CRC32C_H
@@ -21,5 +21,36 @@ int pspace_crc32c_hw_available(void);
  * otherwise (or on non-x86 builds) it falls back to pspace_crc32c_sw().
  */
 uint32_t pspace_crc32c_hw(uint32_t crc, const void *buf, size_t len);
+
+/**
+ * pspace_crc32c() uses a folding path (below) from this many bytes on and
+ * the crc32 instruction below it.
+ */
+#define CRC32C_FOLD_MIN 256
+
+/** @return nonzero when the CPU has pclmulqdq and SSE4.2. */
+int pspace_crc32c_clmul_available(void);
+
+/**
+ * CRC-32C folding four 128-bit lanes with pclmulqdq (64 bytes a step),
+ * finished with the crc32 instruction; same contract as pspace_crc32c().
+ * Without pclmulqdq (or on non-x86 builds) it falls back to
+ * pspace_crc32c_hw().
+ */
+uint32_t pspace_crc32c_clmul(uint32_t crc, const void *buf, size_t len);
+
+/**
+ * @return nonzero when the CPU has vpclmulqdq and AVX-512F and the OS
+ * saves the zmm registers.
+ */
+int pspace_crc32c_vclmul_available(void);
+
+/**
+ * CRC-32C folding four zmm registers (16 lanes) with vpclmulqdq (256 bytes
+ * a step) from 512 bytes on, shorter buffers and the rest as
+ * pspace_crc32c_clmul(); same contract as pspace_crc32c(). Without
+ * vpclmulqdq it falls back to pspace_crc32c_clmul().
+ */
+uint32_t pspace_crc32c_vclmul(uint32_t crc, const void *buf, size_t len);
 
 #endif
