@@ -11,6 +11,8 @@
  * store with a few settings and tile edges, then streamed back hot with
  * pspace_reader_next() + pspace_reader_view() into a trivial sum.
  * The recommendation at the end is computed from the numbers.
+ * --checksum instead times each CRC-32C path on one thread, on a 1 MiB
+ * buffer (cache-resident) and on a 1 GiB one (from memory).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "codec/codec.h"
+#include "codec/crc32c.h"
 #include "common/error.h"
 #include "harness.h"
 #include "pspace.h"
@@ -44,7 +47,7 @@ static const uint32_t store_edges[] = {256, 512};
 #define SPEED_SLACK 0.90
 
 struct config {
-	int quick, threads, keep, sync, skip_store;
+	int quick, threads, keep, sync, skip_store, checksum;
 	uint64_t d;      /* store section: matrix dimension */
 	size_t master;   /* dimension of the generated master block */
 	double sample;   /* codec section: MiB of f32 tiles per tile edge */
@@ -119,6 +122,7 @@ static void usage(FILE *f)
 	fprintf(f,
 	        "usage: " PROG " [--quick] [--d N] [--dir PATH] [--threads N] [--json FILE]\n"
 	        "                   [--master M] [--sample MIB] [--skip-store] [--keep] [--sync]\n"
+	        "       " PROG " --checksum [--quick] [--json FILE]\n"
 	        "  --quick       small sizes, a smoke run of a few seconds\n"
 	        "  --d N         store section: dimension of the dense matrix (16384)\n"
 	        "  --dir PATH    where to create the temporary stores ($TMPDIR or /tmp)\n"
@@ -128,7 +132,9 @@ static void usage(FILE *f)
 	        "  --sample MIB  codec section: MiB of f32 tiles per tile edge (32)\n"
 	        "  --skip-store  codec section only\n"
 	        "  --keep        keep the stores\n"
-	        "  --sync        fsync at commit (default: nosync, measures software, not disk)\n");
+	        "  --sync        fsync at commit (default: nosync, measures software, not disk)\n"
+	        "  --checksum    only: GB/s of each CRC-32C path (1 MiB and 1 GiB buffers;\n"
+	        "                --quick: 256 MiB)\n");
 }
 
 static int fail(int rc, const char *what)
@@ -157,7 +163,7 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 	uint64_t v = 0;
 	int quick_d = 1, quick_m = 1, quick_s = 1;
 
-	*cfg = (struct config){0, 1, 0, 0, 0, 16384, 4096, 32, NULL, NULL};
+	*cfg = (struct config){0, 1, 0, 0, 0, 0, 16384, 4096, 32, NULL, NULL};
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 		int takes = strcmp(a, "--d") == 0 || strcmp(a, "--dir") == 0 ||
@@ -176,6 +182,8 @@ static int parse_args(int argc, char **argv, struct config *cfg)
 			cfg->sync = 1;
 		} else if (strcmp(a, "--skip-store") == 0) {
 			cfg->skip_store = 1;
+		} else if (strcmp(a, "--checksum") == 0) {
+			cfg->checksum = 1;
 		} else if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
 			usage(stdout);
 			exit(0);
@@ -960,6 +968,106 @@ static void recommend(const struct edge_result *er, const struct store_result *r
 	       lossless >= 0 ? settings[lossless].name : "?", edge);
 }
 
+/* ---- checksum: the CRC-32C paths ------------------------------------------ */
+
+struct crc_path {
+	const char *name;
+	uint32_t (*fn)(uint32_t crc, const void *buf, size_t len);
+	int (*available)(void); /* NULL: always */
+};
+
+static const struct crc_path crc_paths[] = {
+    {"slicing-by-8 (pspace_crc32c_sw)", pspace_crc32c_sw, NULL},
+    {"crc32 x 3 streams (pspace_crc32c_hw)", pspace_crc32c_hw, pspace_crc32c_hw_available},
+    {"pclmulqdq 4 x 128 bit (pspace_crc32c_clmul)", pspace_crc32c_clmul,
+     pspace_crc32c_clmul_available},
+    {"vpclmulqdq 4 x 512 bit (pspace_crc32c_vclmul)", pspace_crc32c_vclmul,
+     pspace_crc32c_vclmul_available},
+    {"pspace_crc32c (the library's choice)", pspace_crc32c, NULL},
+};
+#define NCRC ((int)(sizeof(crc_paths) / sizeof(crc_paths[0])))
+
+struct crc_work {
+	const struct crc_path *path;
+	const unsigned char *buf;
+	size_t len;
+	uint32_t crc;
+};
+
+static int run_crc(void *ctx)
+{
+	struct crc_work *w = ctx;
+
+	w->crc = w->path->fn(0, w->buf, w->len);
+	return 0;
+}
+
+/* GB/s of each CRC-32C path on one thread over a cache-resident and a large buffer. */
+static int checksum_section(const struct config *cfg)
+{
+	const size_t sizes[2] = {(size_t)1 << 20, cfg->quick ? (size_t)256 << 20 : (size_t)1 << 30};
+	double gbs[NCRC][2] = {{0}};
+	unsigned char *buf = NULL;
+	uint64_t seed = 1;
+	uint32_t ref[2];
+	char b0[32], b1[32];
+	bench_opts bo;
+	bench_stats st;
+	int rc = 0;
+
+	buf = malloc(sizes[1]);
+	if (buf == NULL) {
+		rc = fail(PSPACE_ENOMEM, "checksum buffer");
+		goto out;
+	}
+	for (size_t i = 0; i + 8 <= sizes[1]; i += 8) {
+		uint64_t v = bench_rng_u64(&seed);
+
+		memcpy(buf + i, &v, 8);
+	}
+	bench_opts_default(&bo);
+	bo.min_time = cfg->quick ? 0.05 : 0.3;
+	for (int s = 0; s < 2; s++) {
+		ref[s] = pspace_crc32c_sw(0, buf, sizes[s]);
+		for (int i = 0; i < NCRC; i++) {
+			struct crc_work w = {&crc_paths[i], buf, sizes[s], 0};
+
+			if (crc_paths[i].available != NULL && !crc_paths[i].available())
+				continue;
+			bench_progress("checksum: %s: %s",
+			               bench_fmt_bytes(b0, sizeof(b0), sizes[s]),
+			               crc_paths[i].name);
+			rc = bench_run(run_crc, &w, &bo, &st);
+			if (rc == 0 && w.crc != ref[s])
+				rc = pspace_err_set(PSPACE_ECORRUPT,
+				                    "%s disagrees with the slicing-by-8 CRC",
+				                    crc_paths[i].name);
+			if (rc != 0) {
+				fail(rc, "checksum");
+				goto out;
+			}
+			gbs[i][s] = bench_mbps((double)sizes[s], st.median) / 1e3;
+		}
+	}
+	bench_progress_end();
+	printf("\n## checksum: CRC-32C paths, one thread\n\n"
+	       "GB/s (1e9 bytes) of one pspace_crc32c* call over a %s buffer (the same buffer "
+	       "every call: cache-resident) and a %s one (from memory); median of >= 3 calls.\n\n",
+	       bench_fmt_bytes(b0, sizeof(b0), sizes[0]),
+	       bench_fmt_bytes(b1, sizeof(b1), sizes[1]));
+	bench_table_header(stdout, "checksum", "path|>GB/s cached|>GB/s memory|>cached vs sw");
+	for (int i = 0; i < NCRC; i++) {
+		if (gbs[i][0] == 0)
+			bench_table_row(stdout, "%s|not on this CPU||", crc_paths[i].name);
+		else
+			bench_table_row(stdout, "%s|%.1f|%.1f|%.1f", crc_paths[i].name, gbs[i][0],
+			                gbs[i][1], gbs[i][0] / gbs[0][0]);
+	}
+out:
+	free(buf);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct config cfg;
@@ -987,6 +1095,10 @@ int main(int argc, char **argv)
 
 	printf("# bench_codec: which tile edge and codec setting should be the default?\n\n");
 	bench_machine_print(stdout);
+	if (cfg.checksum) {
+		rc = checksum_section(&cfg);
+		goto out;
+	}
 	bench_info(stdout, "run",
 	           "%s; codec section %d thread%s, store section single-threaded; MB = 1e6 "
 	           "bytes, GB = 1e9; throughput counts logical f32 bytes (rows*cols*4) for every "

@@ -127,8 +127,12 @@ __attribute__((target("sse4.2"))) static uint32_t crc32c_hw_run(uint32_t crc,
 #define CLMUL_TARGET  __attribute__((target("sse4.2,pclmul")))
 #define VCLMUL_TARGET __attribute__((target("sse4.2,pclmul,avx512f,vpclmulqdq")))
 
-/* Prefetch distance of the folding loops (bytes ahead), for buffers coming from memory. */
-#define PREFETCH 1024
+/*
+ * Prefetch distance of the folding loops in bytes: about one memory latency
+ * ahead at ~13 GB/s. Measured on 1 GiB: 10-30% over no prefetch here,
+ * 1024-4096 within noise of each other.
+ */
+#define PREFETCH 2048
 
 #define FEAT_SSE42  1
 #define FEAT_CLMUL  2
@@ -240,7 +244,7 @@ VCLMUL_TARGET static inline __m512i pair64(uint32_t lo, uint32_t hi)
 
 /*
  * Four zmm registers (16 lanes), 256 bytes per step, from 64-byte aligned
- * loads; from 512 bytes on (shorter: crc32c_clmul_run).
+ * loads; from 768 bytes on (shorter: crc32c_clmul_run, as fast there).
  */
 VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned char *p, size_t len)
 {
@@ -250,7 +254,7 @@ VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned cha
 	__m512i z0, z1, z2, z3, z;
 	__m128i x;
 
-	if (len < 512)
+	if (len < 768)
 		return crc32c_clmul_run(crc, p, len);
 	crc = crc32c_hw_run(crc, p, head);
 	p += head;
@@ -262,7 +266,9 @@ VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned cha
 	z3 = _mm512_load_si512(p + 192);
 	for (p += 256, len -= 256; len >= 256; p += 256, len -= 256) {
 		prefetch(p);
+		prefetch(p + 64);
 		prefetch(p + 128);
+		prefetch(p + 192);
 		z0 = fold64x4(z0, k256, _mm512_load_si512(p));
 		z1 = fold64x4(z1, k256, _mm512_load_si512(p + 64));
 		z2 = fold64x4(z2, k256, _mm512_load_si512(p + 128));

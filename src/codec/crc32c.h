@@ -24,9 +24,10 @@ uint32_t pspace_crc32c_hw(uint32_t crc, const void *buf, size_t len);
 
 /**
  * pspace_crc32c() uses a folding path (below) from this many bytes on and
- * the crc32 instruction below it.
+ * the crc32 instruction below it (measured: at 64 bytes the 4-lane fold
+ * already takes half the time of one crc32 stream).
  */
-#define CRC32C_FOLD_MIN 256
+#define CRC32C_FOLD_MIN 64
 
 /** @return nonzero when the CPU has pclmulqdq and SSE4.2. */
 int pspace_crc32c_clmul_available(void);
@@ -47,7 +48,7 @@ int pspace_crc32c_vclmul_available(void);
 
 /**
  * CRC-32C folding four zmm registers (16 lanes) with vpclmulqdq (256 bytes
- * a step) from 512 bytes on, shorter buffers and the rest as
+ * a step) from 768 bytes on, shorter buffers and the rest as
  * pspace_crc32c_clmul(); same contract as pspace_crc32c(). Without
  * vpclmulqdq it falls back to pspace_crc32c_clmul().
  */
