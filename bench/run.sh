@@ -1,24 +1,64 @@
 #!/bin/sh
-# bench/run.sh - builds pspace (Release, in build/) if needed and runs the
-# benchmark programs, one after the other.
+# bench/run.sh - pspace's benchmark report: builds pspace (Release, in build/)
+# if needed, then measures, in one run, products with stored Dense matrices
+# beside numpy.memmap, a pread + BLIS sgemv baseline and h5py (when
+# installed), the limits (disk and memory read bandwidth, decode
+# throughput), building (bench_build) and KFAC/EKFAC products
+# (bench_factored), and writes bench/out/report.md with the plots
+# bench/out/mv.png and bench/out/mv-cold.png. Progress goes to stderr.
+# Cold runs need root (cgroup v1 memory cap, dropping the page cache);
+# without it the report says so and runs uncapped.
 #
-# usage: bench/run.sh [OUTFILE] [-- ARGS...]
-#   OUTFILE  also write the report there (stdout gets it either way)
+# usage: bench/run.sh [REPORT OPTIONS]
+#   --quick          a smoke run of about a minute (d = 1024..4096, cap 64 MiB)
+#   --out DIR        where to write the report (bench/out)
+#   --sizes LIST     matrix dimensions d, multiples of 512
+#                    (2048,4096,8192,16384,24576,32768: 16 MiB .. 4 GiB of f32)
+#   --cap SIZE       memory cap of the cold and capped runs (1G; --quick 64M; 0 = none)
+#   --threads N      threads of every method (2)
+#   --work-dir DIR   where the test matrices are written ($TMPDIR or /tmp;
+#                    the largest d needs about 3.5 x 4 d^2 bytes at once)
+#   --timeout S      seconds one measurement may take (900)
+#   --no-h5py        skip the h5py baseline
+#   --skip-programs  skip bench_build and bench_factored
+# The full run takes 20-40 minutes on 2 cores.
+#
+# The former interface still works: every bench_* program, one after the other.
+#   bench/run.sh --all [OUTFILE] [-- ARGS...]
+#   bench/run.sh OUTFILE [-- ARGS...]    bench/run.sh -- ARGS...
+#   OUTFILE  also write their output there (stdout gets it either way)
 #   ARGS     passed to every benchmark, e.g. -- --quick
-# environment: BUILD_DIR (default build), BENCHES (default: every bench_*
-# program built, in name order), JOBS (default 2).
+#
+# environment: BUILD_DIR (default build), BENCHES (--all: default every
+# bench_* program built, in name order), JOBS (default 2).
 set -eu
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${BUILD_DIR:-"$root/build"}
 jobs=${JOBS:-2}
+
+mode=report
 out=
-if [ $# -gt 0 ] && [ "$1" != "--" ]; then
-	out=$1
+case "${1:-}" in
+--all)
+	mode=all
 	shift
-fi
-if [ $# -gt 0 ] && [ "$1" = "--" ]; then
-	shift
+	;;
+--)
+	mode=all
+	;;
+-*) ;;
+"") ;;
+*) mode=all ;;
+esac
+if [ "$mode" = all ]; then
+	if [ $# -gt 0 ] && [ "$1" != "--" ]; then
+		out=$1
+		shift
+	fi
+	if [ $# -gt 0 ] && [ "$1" = "--" ]; then
+		shift
+	fi
 fi
 
 if [ ! -f "$build/CMakeCache.txt" ]; then
@@ -37,6 +77,16 @@ if [ -z "$targets" ]; then
 	echo "run.sh: no bench/bench_*.c programs" >&2
 	exit 2
 fi
+
+if [ "$mode" = report ]; then
+	# shellcheck disable=SC2086
+	cmake --build "$build" -j"$jobs" --target report_mv $targets >&2
+	# The plot needs libpng (CMake skips report_plot without it).
+	cmake --build "$build" -j"$jobs" --target report_plot >&2 2>/dev/null ||
+		echo "run.sh: no report_plot (libpng missing?): the report comes without plots" >&2
+	exec /usr/bin/python3 "$root/bench/report/report.py" --build "$build" "$@"
+fi
+
 # shellcheck disable=SC2086
 cmake --build "$build" -j"$jobs" --target $targets >&2
 
