@@ -18,7 +18,7 @@
 #   --threads N      threads of every method (2)
 #   --work-dir DIR   where the test matrices are written ($TMPDIR or /tmp;
 #                    the largest d needs about 3.5 x 4 d^2 bytes at once)
-#   --timeout S      seconds one measurement may take (900)
+#   --timeout S      seconds one measurement may take (180); skipped at larger d then
 #   --no-h5py        skip the h5py baseline
 #   --skip-programs  skip bench_build and bench_factored
 # The full run takes 20-40 minutes on 2 cores.

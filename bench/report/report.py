@@ -184,10 +184,16 @@ class Bench:
 
     def measure(self, regime, method, d, k, work):
         capped = regime != "warm" and self.cap.active
+        if any(key[:3] == (regime, method, k) and r.get("error") in ("timeout", "skipped")
+               for key, r in self.results.items()):
+            self.results[(regime, method, k, d)] = {"error": "skipped"}
+            return  # it timed out at a smaller d already
         if capped:
             drop_caches()  # nothing cached from earlier runs, charged elsewhere
         cmd = self.command(method, d, k, work, regime)
         r = run_json(cmd, self.cap if capped else None, self.env, self.a.timeout)
+        if r.get("error") == "timeout":
+            r["bound"] = 4.0 * d * d / max(self.a.timeout, 1) / 1e9
         if "median" in r:
             r["gbs"] = 4.0 * d * d / r["median"] / 1e9
             log("  %-6s %-5s k=%-2d %7.3f s  %6.2f GB/s" % (regime, method, k, r["median"],
@@ -282,8 +288,11 @@ def cell(r, what="gbs"):
     if r is None:
         return "-"
     if "error" in r:
-        return {"timeout": "timeout"}.get(r["error"], "failed" if "signal 9" not in r["error"]
-                                          else "OOM")
+        if r["error"] == "timeout":
+            return "< %.3f (timeout)" % r["bound"]
+        if r["error"] == "skipped":
+            return "skipped"
+        return "failed" if "signal 9" not in r["error"] else "OOM"
     return "%.2f" % r[what]
 
 
@@ -426,7 +435,8 @@ def render(b, extra, machine, started):
     L.append("GB/s = 4 d^2 bytes (the logical f32 matrix) / seconds per pass, GB = 1e9; median "
              "of the timed passes (cold: %d, otherwise %d after one untimed pass; numpy and "
              "h5py stop repeating after 60 s once one pass is timed). Each measurement runs in "
-             "its own process; 'timeout': it took over %d s, 'OOM': killed over the cap." % (
+             "its own process; '< x (timeout)': its passes took over %d s (so under x GB/s), and it "
+             "is skipped at larger d; 'OOM': killed over the cap." % (
                  a.cold_reps, a.reps, a.timeout))
     L += ["", "Stored bytes:", ""]
     L.append("| d | logical f32 | pspace f32 | bf16 | raw | raw file | HDF5 file | written in |")
@@ -488,8 +498,9 @@ def main():
                    "(default 2048,4096,8192,16384,24576,32768; --quick 1024,2048,4096)")
     p.add_argument("--cap", help="memory cap, e.g. 1G (default 1G, --quick 64M; 0 = none)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--timeout", type=int, default=900,
-                   help="seconds one measurement (all its passes) may take (900)")
+    p.add_argument("--timeout", type=int, default=180,
+                   help="seconds one measurement (all its passes) may take (180); a method "
+                   "that times out is skipped at larger d")
     p.add_argument("--work-dir", help="where to write the matrices ($TMPDIR or /tmp)")
     p.add_argument("--no-h5py", action="store_true", help="skip the h5py baseline")
     p.add_argument("--skip-programs", action="store_true",
