@@ -60,7 +60,11 @@ static int check_args(pspace_store *s, const char *name, const pspace_layout *la
 	return 0;
 }
 
-/* EEXIST before any work, for the kinds that create @p name. */
+/*
+ * EEXIST before any work, for the kinds that create @p name. Only Dense
+ * and BlockDiag resume, so an interrupted build of another kind must be
+ * removed, even with o->resume (the message says so).
+ */
 static int check_absent(pspace_store *s, const char *name, const pspace_build_opts *o)
 {
 	pspace_matrix_info info;
@@ -68,10 +72,17 @@ static int check_absent(pspace_store *s, const char *name, const pspace_build_op
 
 	if (pspace_matrix_info_get(&info, s, name) != 0 || (tiled && o->resume))
 		return 0;
-	return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists%s", name,
-	                      info.state == PSPACE_STATE_BUILDING
-	                          ? " (an interrupted build: resume or remove it)"
-	                          : "");
+	if (info.state != PSPACE_STATE_BUILDING)
+		return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists", name);
+	if (tiled)
+		return pspace_err_set(PSPACE_EEXIST,
+		                      "matrix %s already exists (an interrupted build: resume "
+		                      "or remove it)",
+		                      name);
+	return pspace_err_set(PSPACE_EEXIST,
+	                      "matrix %s already exists (an interrupted %s build, which "
+	                      "cannot resume: remove it and build again)",
+	                      name, pspace_kind_name(info.kind));
 }
 
 /* Builds one of the kinds every row source can give: Dense, BlockDiag, Diag, QuasiDiag, LowRank. */
