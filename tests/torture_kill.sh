@@ -4,10 +4,11 @@
 # small checkpoints, KFAC), `pspace rm`, `pspace compact` and resumed
 # builds on one store. After every kill the store must verify (`pspace
 # verify` exit 0; interrupted builds are listed as incomplete), every
-# complete matrix must give the trace of an uninterrupted build, and a
-# compacted copy likewise before it replaces the store. An interrupted
-# build is finished with --resume. Prints kills, resumes and failures;
-# exits 1 on any failure.
+# complete matrix must give the trace and the values (bit for bit) of an
+# uninterrupted build, and a compacted copy likewise before it replaces
+# the store. An interrupted Dense or BlockDiag build is finished with
+# --resume; an interrupted KFAC build (which cannot resume) is removed and
+# built again. Prints kills, resumes and failures; exits 1 on any failure.
 #
 #   tests/torture_kill.sh [-n KILLS] [-s SEED] [-p PSPACE] [-k] [-d DIR]
 #
@@ -55,7 +56,7 @@ declare -A args=(
 names="D B K"
 name_list=(D B K)
 declare -A ref
-kills=0 resumes=0 completed=0 failures=0 ops=0 compacts=0 removes=0
+kills=0 resumes=0 restarts=0 completed=0 failures=0 ops=0 compacts=0 removes=0
 
 fail() {
 	failures=$((failures + 1))
@@ -71,17 +72,28 @@ values() { # store name out.npy: the whole matrix (Dense, BlockDiag) or its diag
 	fi
 }
 
-# The traces and values of uninterrupted builds, and how long each operation takes.
-t0=$(date +%s%N)
+# The traces and values of uninterrupted builds, and how long each
+# operation takes (ms): kills land within 1.3 times that.
+declare -A span
+ms_since() { echo $((($(date +%s%N) - $1) / 1000000 + 1)); }
 for n in $names; do
+	t0=$(date +%s%N)
 	# shellcheck disable=SC2086
 	"$tool" build ref.store "$n" ${args[$n]} "${model[@]}" >/dev/null 2>&1 ||
 		{ echo "torture_kill: the reference build of $n failed" >&2; exit 1; }
+	span[$n]=$(ms_since "$t0")
 	ref[$n]=$("$tool" eval ref.store "$n" trace 2>/dev/null)
 	values ref.store "$n" "ref.$n.npy" || { echo "torture_kill: reading $n failed" >&2; exit 1; }
 done
-span_ms=$((($(date +%s%N) - t0) / 3000000))
-echo "reference traces: D ${ref[D]}, B ${ref[B]}, K ${ref[K]}; a build takes ~${span_ms} ms"
+t0=$(date +%s%N)
+"$tool" compact ref.store c.store >/dev/null || exit 1
+span[compact]=$(ms_since "$t0")
+t0=$(date +%s%N)
+"$tool" rm c.store D >/dev/null || exit 1
+span[rm]=$(ms_since "$t0")
+rm -rf c.store
+echo "reference traces: D ${ref[D]}, B ${ref[B]}, K ${ref[K]}"
+echo "uninterrupted (ms): build D ${span[D]}, B ${span[B]}, K ${span[K]}, compact ${span[compact]}, rm ${span[rm]}"
 
 state_of() { # store name -> complete | building | absent
 	"$tool" info "$1" "$2" 2>/dev/null | awk '$1 == "state" { print $2; f = 1 } END { if (!f) print "absent" }'
@@ -102,22 +114,22 @@ check_store() {
 	done
 }
 
-# Runs "$@" in the background and SIGKILLs it after a random delay in
-# [0, 1.5 span); returns 0 if it was killed, 1 if it ended first (with its
-# status in $last_rc).
+# Runs "$@" (an operation that takes about $1 ms) and SIGKILLs it after a
+# random delay in [0, 1.3 * $1) unless it ends first; returns 0 if it was
+# killed, 1 if it ended (with its status in $last_rc).
 run_kill() {
-	local pid delay
-	"$@" >/dev/null 2>&1 &
-	pid=$!
-	delay=$((RANDOM % (span_ms * 3 / 2 + 1)))
-	sleep "$(printf '%d.%03d' $((delay / 1000)) $((delay % 1000)))"
-	if kill -9 "$pid" 2>/dev/null; then
-		wait "$pid" 2>/dev/null
+	local ms=$1 delay
+	shift
+	delay=$((RANDOM * 32768 + RANDOM))
+	delay=$((delay % (ms * 13 / 10) + 1))
+	timeout --foreground -s KILL "$(printf "%d.%03d" $((delay / 1000)) $((delay % 1000)))" "$@" >/dev/null 2>&1
+	last_rc=$?
+	# timeout says 124 when it killed the command (137 if it died of the KILL itself)
+	if [ "$last_rc" = 124 ] || [ "$last_rc" = 137 ]; then
 		kills=$((kills + 1))
+		[ $((kills % 25)) = 0 ] && echo "  $kills kills, $ops operations, $failures failures"
 		return 0
 	fi
-	wait "$pid"
-	last_rc=$?
 	return 1
 }
 
@@ -132,9 +144,15 @@ while [ "$kills" -lt "$kills_wanted" ]; do
 			"$tool" rm w.store "$n" >/dev/null 2>&1 || fail "rm w.store $n"
 			st=absent
 		fi
+		# KFAC does not resume: an interrupted one is removed first
+		if [ "$st" = building ] && [ "$n" = K ]; then
+			"$tool" rm w.store "$n" >/dev/null 2>&1 || fail "rm w.store $n (building)"
+			restarts=$((restarts + 1))
+			st=absent
+		fi
 		[ "$st" = building ] && resumes=$((resumes + 1))
 		# shellcheck disable=SC2086
-		if ! run_kill "$tool" build w.store "$n" ${args[$n]} "${model[@]}" --resume; then
+		if ! run_kill "${span[$n]}" "$tool" build w.store "$n" ${args[$n]} "${model[@]}" --resume; then
 			if [ "$last_rc" = 0 ]; then
 				completed=$((completed + 1))
 			else
@@ -144,14 +162,14 @@ while [ "$kills" -lt "$kills_wanted" ]; do
 		fi
 	elif [ "$r" -lt 8 ]; then
 		removes=$((removes + 1))
-		if ! run_kill "$tool" rm w.store "$n"; then
+		if ! run_kill "${span[rm]}" "$tool" rm w.store "$n"; then
 			[ "$last_rc" = 0 ] || [ "$(state_of w.store "$n")" = absent ] ||
 				fail "rm $n exited $last_rc"
 		fi
 	else
 		compacts=$((compacts + 1))
 		rm -rf c.store
-		if [ -d w.store ] && ! run_kill "$tool" compact w.store c.store; then
+		if [ -d w.store ] && ! run_kill "${span[compact]}" "$tool" compact w.store c.store; then
 			if [ "$last_rc" = 0 ]; then
 				check_store c.store
 				rm -rf w.store && mv c.store w.store
@@ -166,12 +184,18 @@ done
 # Finally every matrix finishes (resumed where interrupted) and checks.
 for n in $names; do
 	st=$(state_of w.store "$n")
+	if [ "$st" = building ] && [ "$n" = K ]; then
+		"$tool" rm w.store "$n" >/dev/null 2>&1 || fail "rm w.store $n (building)"
+		restarts=$((restarts + 1))
+		st=absent
+	fi
 	[ "$st" = building ] && resumes=$((resumes + 1))
 	[ "$st" = complete ] ||
 		"$tool" build w.store "$n" ${args[$n]} "${model[@]}" --resume >/dev/null 2>&1 ||
 		fail "final build of $n ($st)"
 done
 check_store w.store
-echo "operations $ops, kills $kills, resumes $resumes, completed builds $completed," \
+echo "operations $ops, kills $kills, resumes $resumes, KFAC restarts $restarts," \
+	"completed builds $completed," \
 	"rm $removes, compact $compacts, failures $failures"
 [ "$failures" = 0 ]
