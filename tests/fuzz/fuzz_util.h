@@ -31,13 +31,18 @@ static inline void fuzz_dir_remove(void)
 
 /**
  * The process's scratch directory "pspace-fuzz-XXXXXX" (made on first
- * use) in /dev/shm when there is one: rewriting a file on a disk file
- * system costs milliseconds (the truncate flushes), on tmpfs microseconds.
+ * use) in $PSPACE_FUZZ_TMP, else /dev/shm when there is one: rewriting a
+ * file on a disk file system costs milliseconds (the truncate flushes), on
+ * tmpfs microseconds. A crash leaves it behind (run.sh removes its own).
  */
 static inline const char *fuzz_dir(void)
 {
+	const char *base = getenv("PSPACE_FUZZ_TMP");
+
 	if (!fuzz_dir_path[0]) {
-		strcpy(fuzz_dir_path, "/dev/shm/pspace-fuzz-XXXXXX");
+		if (!base || snprintf(fuzz_dir_path, sizeof(fuzz_dir_path), "%s/pspace-fuzz-XXXXXX",
+		                      base) >= (int)sizeof(fuzz_dir_path))
+			strcpy(fuzz_dir_path, "/dev/shm/pspace-fuzz-XXXXXX");
 		if (!mkdtemp(fuzz_dir_path)) {
 			strcpy(fuzz_dir_path, "/tmp/pspace-fuzz-XXXXXX");
 			if (!mkdtemp(fuzz_dir_path))

@@ -53,6 +53,12 @@ export PSPACE_CACHE_DIR="$build/cache"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 
+# Scratch files of the targets (on tmpfs when there is one), removed at the
+# end: a crashing input leaves its process's directory behind.
+tmp=$(mktemp -d "$([ -d /dev/shm ] && echo /dev/shm || echo /tmp)/pspace-fuzz-run-XXXXXX")
+trap 'rm -rf "$tmp"' EXIT
+export PSPACE_FUZZ_TMP="$tmp"
+
 if [ "$seeds" = 1 ]; then
 	"$build/fuzz_seeds" "$root/tests/fuzz/corpus"
 	echo "seeds written to tests/fuzz/corpus/fuzz_tile and fuzz_store"
@@ -68,6 +74,7 @@ for t in $targets; do
 	mkdir -p "$work" "$found"
 	cp -n "$root/tests/fuzz/corpus/$t/"* "$work/" 2>/dev/null || true
 	start=$(date +%s)
+	touch "$tmp/start"
 	# stdout and stderr of the code under test are closed (the expression
 	# parser prints its errors); libFuzzer's and the sanitizers' reports stay.
 	# shellcheck disable=SC2086
@@ -78,7 +85,8 @@ for t in $targets; do
 	# fork mode reports "#N: cov: ..." lines instead
 	[ -n "$execs" ] || execs=$(sed -n 's/^#\([0-9]*\): cov:.*/\1/p' "$log" | tail -n 1)
 	execs=${execs:-0}
-	nfound=$(find "$found" -type f | wc -l)
+	# this run's findings (the directory keeps earlier ones)
+	nfound=$(find "$found" -type f -newer "$tmp/start" | wc -l)
 	[ "$nfound" -eq 0 ] || status=1
 	printf '%-12s %12s %9s %8s %9s  %s\n' "$t" "$execs" "$secs" \
 		"$((execs / (secs > 0 ? secs : 1)))" "$nfound" "$(ls "$work" | wc -l) inputs"
