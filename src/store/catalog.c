@@ -195,6 +195,11 @@ static int delete_prefix(pspace_store *s, MDB_txn *txn, MDB_dbi dbi, uint64_t id
 	int rc;
 
 	pspace_put_be64(key, id);
+	if (dbi == s->tiles) {
+		rc = pspace_store_check_matrix(s, txn, 1, id);
+		if (rc != 0)
+			return rc;
+	}
 	rc = mdb_cursor_open(txn, dbi, &cur);
 	if (rc != 0)
 		goto out;

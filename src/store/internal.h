@@ -131,10 +131,34 @@ static inline size_t pspace_store_map_round(uint64_t n)
 /**
  * Checks, with pread() and before LMDB maps the file, both meta pages
  * (magic, version, page size, last page within the file, roots within the
- * last page) and the main database's pages and records of the named
- * databases. @return 0, PSPACE_ECORRUPT naming the damage, or an I/O error.
+ * last page), the main database's pages and records of the named
+ * databases, and the pages of every named database but the tiles (all
+ * small: one record per matrix, layout or array; overflow runs only by
+ * their place). @return 0, PSPACE_ECORRUPT naming the damage, or an I/O
+ * error.
  */
 int pspace_store_check_open(pspace_store *s, uint64_t file_size);
+
+/**
+ * Checks, with pread(), the pages LMDB reads when @p txn (a write
+ * transaction if @p write) looks up or walks keys lo..hi (inclusive, in
+ * LMDB's order) of the named database @p db: the pages on the paths to
+ * them, the leaves holding them, the path to the next leaf, and the
+ * places of their overflow runs. What pspace_store_check_open() does not
+ * cover because it grows with the store: the tiles.
+ * @return 0, PSPACE_ECORRUPT naming the damage, PSPACE_EBUSY when newer
+ * commits overwrote both meta pages since @p txn began (renew it and
+ * retry), or an I/O error.
+ */
+int pspace_store_check_range(pspace_store *s, MDB_txn *txn, int write, const char *db,
+                             const void *lo, size_t lo_n, const void *hi, size_t hi_n);
+
+/**
+ * pspace_store_check_range() over the tiles of matrix @p id: call before
+ * reading (or, @p write, storing or deleting) them in @p txn. A writer
+ * also has the overflow headers read, by which LMDB frees pages.
+ */
+int pspace_store_check_matrix(pspace_store *s, MDB_txn *txn, int write, uint64_t id);
 
 /* ---- fault.c -------------------------------------------------------------- */
 

@@ -76,6 +76,21 @@ typedef struct meta_rec {
 	int flags_ok;
 } meta_rec;
 
+/* A key's bounds from the branch pages above: lo <= key < hi (NULL: none). */
+typedef struct key_range {
+	const uint8_t *lo, *hi;
+	size_t lo_n, hi_n;
+} key_range;
+
+/*
+ * Which named databases a walk enters: none (verify's whole walk enters
+ * all through its own flag), all but the tiles, or one within key bounds.
+ */
+enum { DESCEND_NONE, DESCEND_SMALL, DESCEND_TARGET };
+
+/* How a walk treats a branch page's children. */
+enum { WALK_ALL, WALK_LIMITED, WALK_LEFTMOST };
+
 /* State of one check: the file, the current meta, what was seen. */
 typedef struct walker {
 	pspace_store *s;
@@ -94,6 +109,12 @@ typedef struct walker {
 	size_t last_len;
 	int have_last;
 	int integer_keys;
+	/* a walk for LMDB's readers rather than verify: */
+	int descend;                /* DESCEND_* */
+	const char *target;         /* DESCEND_TARGET: the named database ... */
+	key_range limit;            /* ... and the keys to be read (inclusive bounds) */
+	int limited;                /* walking the target now */
+	int headers;                /* read overflow headers, as a writer frees runs by them */
 } walker;
 
 static void db_decode(db_rec *d, const uint8_t *p)
@@ -262,12 +283,6 @@ static int key_cmp(const walker *w, const uint8_t *a, size_t an, const uint8_t *
 	return c ? c : (an > bn) - (an < bn);
 }
 
-/* A key's bounds from the branch pages above: lo <= key < hi (NULL: none). */
-typedef struct key_range {
-	const uint8_t *lo, *hi;
-	size_t lo_n, hi_n;
-} key_range;
-
 static int in_range(const walker *w, const key_range *r, const uint8_t *k, size_t n)
 {
 	return (!r->lo || key_cmp(w, k, n, r->lo, r->lo_n) >= 0) &&
@@ -369,6 +384,10 @@ static int leaf_data(walker *w, const uint8_t *node, const uint8_t *data, uint32
 		ov = pspace_get_le64(data);
 		n = ((uint64_t)PAGE_HDR - 1 + dsize) / w->psize + 1;
 		rc = reach(w, ov, n, "overflow");
+		/* LMDB's readers use only the run's place and the node's size;
+		 * the header costs a read per value, so verify alone reads it. */
+		if (rc == 0 && !whole && !w->headers)
+			return 0;
 		if (rc == 0)
 			rc = read_at(w, hdr, sizeof(hdr), ov * w->psize);
 		if (rc != 0)
@@ -400,14 +419,28 @@ static int leaf_data(walker *w, const uint8_t *node, const uint8_t *data, uint32
 			return bad(w, "database \"%s\": flags %#x (pspace sets none)", name,
 			           sub.flags);
 		rc = check_db(w, &sub, w->m.last, name);
-		return rc == 0 && whole ? walk_db(w, &sub, name, whole) : rc;
+		if (rc != 0 || whole)
+			return rc == 0 ? walk_db(w, &sub, name, whole) : rc;
+		if (w->descend == DESCEND_SMALL && strcmp(name, "tiles") != 0)
+			return walk_db(w, &sub, name, 0);
+		if (w->descend == DESCEND_TARGET && strcmp(name, w->target) == 0) {
+			w->limited = 1;
+			rc = walk_db(w, &sub, name, 0);
+			w->limited = 0;
+		}
+		return rc;
 	}
 	return 0;
 }
 
-/* Reads and checks page @p pgno at @p level of a tree of depth @p depth. */
+/*
+ * Reads and checks page @p pgno at @p level of a tree of depth @p depth,
+ * and below it the children @p mode selects: all; those whose keys meet
+ * w->limit, and then the leftmost path of the next one (where LMDB's
+ * cursor steps when it leaves the limit); or the leftmost path only.
+ */
 static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, int whole,
-                     const key_range *range)
+                     const key_range *range, int mode)
 {
 	uint8_t *p = w->buf + (size_t)(w->base + level) * w->psize;
 	int leaf = level + 1 == depth;
@@ -486,7 +519,21 @@ static int walk_page(walker *w, uint64_t pgno, unsigned level, unsigned depth, i
 				sub.hi = next + NODE_HDR;
 				sub.hi_n = u16(next + 6);
 			}
-			rc = walk_page(w, child, level + 1, depth, whole, &sub);
+			if (mode == WALK_LEFTMOST && i > 0)
+				break;
+			if (mode == WALK_LIMITED) {
+				const key_range *l = &w->limit;
+
+				/* keys below sub.hi <= l->lo: LMDB never reads this child */
+				if (sub.hi && key_cmp(w, sub.hi, sub.hi_n, l->lo, l->lo_n) <= 0)
+					continue;
+				if (i > 0 && key_cmp(w, sub.lo, sub.lo_n, l->hi, l->hi_n) > 0) {
+					rc = walk_page(w, child, level + 1, depth, whole, &sub,
+					               WALK_LEFTMOST);
+					break;
+				}
+			}
+			rc = walk_page(w, child, level + 1, depth, whole, &sub, mode);
 		}
 	}
 	return rc;
@@ -505,7 +552,8 @@ static int walk_db(walker *w, const db_rec *d, const char *name, int whole)
 	w->branch = w->leaf = w->overflow = w->entries = 0;
 	w->have_last = 0;
 	w->integer_keys = strcmp(name, "free-page database") == 0;
-	rc = walk_page(w, d->root, 0, d->depth, whole, &(key_range){NULL, NULL, 0, 0});
+	rc = walk_page(w, d->root, 0, d->depth, whole, &(key_range){NULL, NULL, 0, 0},
+	               w->limited ? WALK_LIMITED : WALK_ALL);
 	if (rc == 0 && whole &&
 	    (w->branch != d->branch || w->leaf != d->leaf || w->overflow != d->overflow ||
 	     w->entries != d->entries))
@@ -563,6 +611,7 @@ int pspace_store_check_open(pspace_store *s, uint64_t file_size)
 		w.s = s;
 		w.fd = fd;
 		w.file_size = file_size;
+		w.descend = DESCEND_SMALL;
 		rc = load_metas(&w, 0);
 		if (rc == 0) {
 			w.buf = malloc((size_t)2 * MAX_DEPTH * w.psize);
@@ -578,6 +627,48 @@ int pspace_store_check_open(pspace_store *s, uint64_t file_size)
 	}
 	close(fd);
 	return rc;
+}
+
+int pspace_store_check_range(pspace_store *s, MDB_txn *txn, int write, const char *db,
+                             const void *lo, size_t lo_n, const void *hi, size_t hi_n)
+{
+	walker w;
+	uint64_t size = 0;
+	int fd, rc;
+
+	fd = open_data(s);
+	if (fd < 0)
+		return pspace_err_set(pspace_err_from_errno(errno), "store %s: opening %s: %s",
+		                      s->path, s->data_path, strerror(errno));
+	memset(&w, 0, sizeof(w));
+	w.s = s;
+	w.fd = fd;
+	w.descend = DESCEND_TARGET;
+	w.target = db;
+	w.limit = (key_range){lo, hi, lo_n, hi_n};
+	w.headers = write;
+	rc = pspace_store_file_size(s, &size);
+	w.file_size = size;
+	/* a write transaction works on the last commit's snapshot */
+	if (rc == 0)
+		rc = load_metas(&w, (uint64_t)mdb_txn_id(txn) - (write ? 1 : 0));
+	if (rc == 0) {
+		w.buf = malloc((size_t)2 * MAX_DEPTH * w.psize);
+		rc = w.buf ? walk_db(&w, &w.m.dbs[1], "main database", 0)
+		           : pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory", s->path);
+	}
+	free(w.buf);
+	close(fd);
+	return rc;
+}
+
+int pspace_store_check_matrix(pspace_store *s, MDB_txn *txn, int write, uint64_t id)
+{
+	uint8_t lo[PSPACE_TILE_KEY_SIZE], hi[PSPACE_TILE_KEY_SIZE];
+
+	pspace_tile_key(lo, id, 0, 0, 0);
+	pspace_tile_key(hi, id, UINT32_MAX, UINT32_MAX, UINT32_MAX);
+	return pspace_store_check_range(s, txn, write, "tiles", lo, sizeof(lo), hi, sizeof(hi));
 }
 
 int pspace_store_check_pages(pspace_page_check *out, pspace_store *s)

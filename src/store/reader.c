@@ -47,9 +47,24 @@ int pspace_reader_open(pspace_reader **out, pspace_store *s, const char *name, i
 		return pspace_err_set(PSPACE_ENOMEM, "store %s: out of memory", s->path);
 	r->s = s;
 	r->pos = PSPACE_POS_FRESH;
-	rc = pspace_store_txn_begin(s, 0, 0, &r->txn);
-	if (rc == 0)
-		rc = pspace_catalog_get(s, r->txn, name, &r->info, &r->dims);
+	for (int attempt = 0;; attempt++) {
+		rc = pspace_store_txn_begin(s, 0, 0, &r->txn);
+		if (rc == 0)
+			rc = pspace_catalog_get(s, r->txn, name, &r->info, &r->dims);
+		if (rc == 0)
+			rc = pspace_store_check_matrix(s, r->txn, 0, r->info.id);
+		/* Writers committed twice meanwhile: their pages are LMDB's own;
+		 * after three tries the snapshot is read unchecked. */
+		if (rc != PSPACE_EBUSY)
+			break;
+		rc = 0;
+		if (attempt == 2)
+			break;
+		pspace_store_txn_abort(s, r->txn);
+		r->txn = NULL;
+		free(r->dims);
+		r->dims = NULL;
+	}
 	if (rc == 0 && r->info.state != PSPACE_STATE_COMPLETE && !(flags & PSPACE_READ_INCOMPLETE))
 		rc = pspace_err_set(
 		    PSPACE_EINCOMPLETE,

@@ -188,6 +188,9 @@ int pspace_writer_begin(pspace_writer **out, pspace_store *s, const char *name,
 	txn = NULL;
 	if (rc == 0)
 		rc = pspace_store_txn_begin(s, 1, w->need, &w->txn);
+	/* the path to where its tiles go */
+	if (rc == 0)
+		rc = pspace_store_check_matrix(s, w->txn, 1, in->id);
 	if (rc == 0) {
 		*out = w;
 		w = NULL;
@@ -281,6 +284,8 @@ int pspace_writer_resume(pspace_writer **out, pspace_store *s, const char *name)
 		rc = pspace_err_set(PSPACE_EINVAL,
 		                    "store %s: matrix %s is complete; it cannot be resumed",
 		                    s->path, name);
+	if (rc == 0)
+		rc = pspace_store_check_matrix(s, w->txn, 1, w->info.id);
 	if (rc == 0)
 		rc = recount(w);
 	if (rc == 0) {
