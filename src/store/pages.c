@@ -219,6 +219,10 @@ static int check_meta_rec(const walker *w, const meta_rec *m, int i)
 		           "(truncated or damaged)",
 		           i, (unsigned long long)m->last,
 		           (unsigned long long)(w->file_size / w->psize));
+	/* LMDB reads the meta page of index txnid & 1, whatever the other says */
+	if (m->txnid != 0 && (m->txnid & 1) != (uint64_t)i)
+		return bad(w, "meta page %d: transaction id %llu belongs in meta page %d", i,
+		           (unsigned long long)m->txnid, (int)(m->txnid & 1));
 	if (m->dbs[0].flags != INTEGERKEY || m->dbs[1].flags != 0)
 		return bad(w, "meta page %d: database flags %#x/%#x (expected %#x/0)", i,
 		           m->dbs[0].flags, m->dbs[1].flags, INTEGERKEY);
