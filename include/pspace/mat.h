@@ -187,6 +187,61 @@ PSPACE_API int pspace_mat_dense(pspace_mat *m, const pspace_exec *ex, double *ou
 PSPACE_API int pspace_mat_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
                                 const double *B, size_t ldb, double *X, size_t ldx);
 
+/* ---- log-determinants, the inverse's diagonal, Gaussian samples ----------- */
+
+/*
+ * These are exact, never estimated: each kind that has a closed form or a
+ * factorization in memory implements them; the others return
+ * PSPACE_ENOTSUP (Implicit; a stored product, which is not symmetric), and
+ * Dense and BlockDiag return PSPACE_ENOMEM when a block's Cholesky factor
+ * (n^2 doubles) does not fit ex->mem_budget. pspace_op_logdet(),
+ * pspace_op_diaginv() and pspace_op_sample() (pspace/op.h) take any
+ * expression and estimate where no exact form exists.
+ *
+ * Per kind: Identity and Diag entrywise; QuasiDiag per neuron through the
+ * Schur complement of its arrowhead block; KFAC and EKFAC through their
+ * eigenbases and damped eigenvalues, damped as pspace_kfac_set_damping()
+ * says (exact damping: the eigenvalues plus damping; pi / sqrt: the
+ * products of the damped factors' eigenvalues); LowRank through the
+ * r x r matrix damping I + D D^T (determinant lemma, Woodbury) and the thin
+ * SVD of D; Dense and BlockDiag through the Cholesky factor of each block
+ * plus damping, computed in memory; Mixed part by part.
+ * M + damping I must be positive definite, else PSPACE_ENUMERIC (the
+ * detail names the layer or block and suggests damping).
+ */
+
+/** *out = log det(M + damping I). */
+PSPACE_API int pspace_mat_logdet(double *out, pspace_mat *m, const pspace_exec *ex, double damping);
+/** out[0..d) = diag((M + damping I)^-1) (overwritten). */
+PSPACE_API int pspace_mat_diaginv(double *out, pspace_mat *m, const pspace_exec *ex,
+                                  double damping);
+
+/** Options of pspace_mat_sample() and pspace_op_sample(); NULL means the defaults. */
+typedef struct pspace_sample_opts {
+	uint64_t seed; /**< draw j comes from pspace_vec_randn with a seed mixed from
+	                    seed and j; default (NULL options) 1 */
+	int cov;       /**< 0 (default): N(0, (M + damping I)^-1), the Laplace
+	                    posterior of a precision M; 1: N(0, M + damping I) */
+} pspace_sample_opts;
+
+/**
+ * X = S Z for the k vectors Z_j (rows of Z, leading dimension ldz), where
+ * S S^T = (M + damping I)^-1 (@p cov 0) or M + damping I (@p cov 1): what
+ * turns standard normal vectors into samples. X (k, d), leading dimension
+ * ldx, is overwritten and must not overlap Z.
+ */
+PSPACE_API int pspace_mat_sqrt_mm(double *X, size_t ldx, pspace_mat *m, const pspace_exec *ex,
+                                  double damping, int cov, uint32_t k, const double *Z, size_t ldz);
+
+/**
+ * @p n exact draws from N(0, (M + damping I)^-1) (opts->cov: N(0, M +
+ * damping I)) as the rows of X (n, d), leading dimension ldx, overwritten.
+ * The draws do not depend on ex (threads, budget): the same seed gives
+ * the same rows.
+ */
+PSPACE_API int pspace_mat_sample(double *X, size_t ldx, pspace_mat *m, const pspace_exec *ex,
+                                 double damping, uint32_t n, const pspace_sample_opts *opts);
+
 /**
  * Writes the product A B of two matrices of the same kind as a new stored
  * matrix @p name (not symmetric in general: all tiles are stored).

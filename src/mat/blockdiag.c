@@ -18,6 +18,9 @@ static const pspace_mat_vtable blockdiag_vt = {
     .frob2 = pspace_stored_frob2,
     .dense = pspace_stored_dense,
     .solve = pspace_stored_solve,
+    .logdet = pspace_stored_logdet,
+    .diaginv = pspace_stored_diaginv,
+    .sqrt_mm = pspace_stored_sqrt_mm,
     .product_write = pspace_blockdiag_product_write,
 };
 

@@ -19,6 +19,9 @@ static const pspace_mat_vtable dense_vt = {
     .frob2 = pspace_stored_frob2,
     .dense = pspace_stored_dense,
     .solve = pspace_stored_solve,
+    .logdet = pspace_stored_logdet,
+    .diaginv = pspace_stored_diaginv,
+    .sqrt_mm = pspace_stored_sqrt_mm,
     .product_write = pspace_dense_product_write,
 };
 

@@ -133,6 +133,61 @@ static int diag_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint
 	return 0;
 }
 
+/* ENUMERIC naming the first entry with v + damping <= 0, else 0. */
+static int check_pd(const pspace_mat *m, double damping)
+{
+	const double *v = vals(m);
+
+	for (uint64_t i = 0; i < m->d; i++)
+		if (!(v[i] + damping > 0))
+			return pspace_err_set(PSPACE_ENUMERIC,
+			                      "layer %s: diag: entry %g + damping %g at parameter "
+			                      "%llu is not positive; add damping",
+			                      layer_name(m, i), v[i], damping,
+			                      (unsigned long long)i);
+	return 0;
+}
+
+static int diag_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	const double *v = vals(m);
+	double s = 0;
+	int rc = check_pd(m, damping);
+
+	(void)ex;
+	for (uint64_t i = 0; rc == 0 && i < m->d; i++)
+		s += log(v[i] + damping);
+	*out = s;
+	return rc;
+}
+
+static int diag_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	const double *v = vals(m);
+	int rc = check_pd(m, damping);
+
+	(void)ex;
+	for (uint64_t i = 0; rc == 0 && i < m->d; i++)
+		out[i] = 1.0 / (v[i] + damping);
+	return rc;
+}
+
+static int diag_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                        const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	const double *v = vals(m);
+	int rc = check_pd(m, damping);
+
+	(void)ex;
+	for (uint32_t j = 0; rc == 0 && j < k; j++)
+		for (uint64_t i = 0; i < m->d; i++) {
+			double c = sqrt(v[i] + damping);
+
+			X[(size_t)j * ldx + i] = (cov ? c : 1.0 / c) * Z[(size_t)j * ldz + i];
+		}
+	return rc;
+}
+
 static int diag_save(pspace_mat *m, pspace_store *s, const char *name)
 {
 	pspace_writer *w = NULL;
@@ -305,6 +360,9 @@ static const pspace_mat_vtable diag_vt = {
     .frob2 = diag_frob2,
     .dense = diag_dense,
     .solve = diag_solve,
+    .logdet = diag_logdet,
+    .diaginv = diag_diaginv,
+    .sqrt_mm = diag_sqrt_mm,
     .save = diag_save,
     .pow = diag_pow,
     .pinv = diag_pinv,

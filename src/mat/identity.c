@@ -1,6 +1,7 @@
 /*
  * Identity: s I, resident, with every operation in closed form.
  */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -91,6 +92,53 @@ static int identity_solve(pspace_mat *m, const pspace_exec *ex, double damping, 
 	return 0;
 }
 
+/* s + damping, or ENUMERIC when it is not positive. */
+static int damped_scale(const pspace_mat *m, double damping, double *c)
+{
+	*c = scale_of(m) + damping;
+	if (!(*c > 0))
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "%g I + %g I is not positive definite; add damping",
+		                      scale_of(m), damping);
+	return 0;
+}
+
+static int identity_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	double c;
+	int rc = damped_scale(m, damping, &c);
+
+	(void)ex;
+	if (rc == 0)
+		*out = (double)m->d * log(c);
+	return rc;
+}
+
+static int identity_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	double c;
+	int rc = damped_scale(m, damping, &c);
+
+	(void)ex;
+	for (uint64_t i = 0; rc == 0 && i < m->d; i++)
+		out[i] = 1.0 / c;
+	return rc;
+}
+
+static int identity_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov,
+                            uint32_t k, const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	double c;
+	int rc = damped_scale(m, damping, &c);
+
+	(void)ex;
+	c = cov ? sqrt(c) : 1.0 / sqrt(c);
+	for (uint32_t j = 0; rc == 0 && j < k; j++)
+		for (uint64_t i = 0; i < m->d; i++)
+			X[j * ldx + i] = c * Z[j * ldz + i];
+	return rc;
+}
+
 /* Stored as a tileless matrix with its layout and a one-element array. */
 #define SCALE_ARRAY "scale"
 
@@ -116,6 +164,9 @@ static const pspace_mat_vtable identity_vt = {
     .frob2 = identity_frob2,
     .dense = identity_dense,
     .solve = identity_solve,
+    .logdet = identity_logdet,
+    .diaginv = identity_diaginv,
+    .sqrt_mm = identity_sqrt_mm,
     .save = identity_save,
 };
 

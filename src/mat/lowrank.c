@@ -382,6 +382,142 @@ out:
 	return rc;
 }
 
+/* ---- log det, diag of the inverse, square roots ------------------------------------- */
+
+/* The cached factor of lr_solve, refusing l <= 0 where the null space of D makes F + l I singular.
+ */
+static int damped_factor(lowrank *q, const pspace_exec *ex, double l, lr_factor **f)
+{
+	*f = NULL;
+	if (q->r < q->base.d && !(l > 0))
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "lowrank: D^T D has rank <= %llu < d = %llu: with damping %g "
+		                      "it is not positive definite; add damping",
+		                      (unsigned long long)q->r, (unsigned long long)q->base.d, l);
+	return factor_get(q, ex, l, f);
+}
+
+/* Determinant lemma: det(l I_d + D^T D) = l^(d - r) det(l I_r + D D^T). */
+static int lr_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	lowrank *q = lr_of(m);
+	lr_factor *f;
+	double sum = 0;
+	int rc = damped_factor(q, ex, damping, &f);
+
+	if (rc != 0)
+		return rc;
+	for (uint64_t i = 0; i < f->n; i++)
+		sum += 2.0 * log(f->L[i * f->n + i]);
+	if (!f->full)
+		sum += (double)(m->d - f->n) * log(damping);
+	factor_release(q, f);
+	*out = sum;
+	return 0;
+}
+
+/*
+ * Woodbury: diag((l I + D^T D)^-1)_i = (1 - ||L^-1 D e_i||^2) / l with L L^T
+ * = l I_r + D D^T; for r >= d the inverse of the d x d factor (dpotri).
+ */
+static int lr_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	lowrank *q = lr_of(m);
+	uint64_t d = m->d;
+	lr_factor *f;
+	double *Y = NULL, one = 1.0;
+	lapack_int info = 0;
+	int rc = damped_factor(q, ex, damping, &f);
+
+	if (rc != 0)
+		return rc;
+	Y = malloc(f->n * (f->full ? f->n : d) * sizeof(*Y));
+	if (!Y) {
+		rc = pspace_err_set(PSPACE_ENOMEM, "lowrank: out of memory");
+		goto out;
+	}
+	if (f->full) {
+		memcpy(Y, f->L, f->n * f->n * sizeof(*Y));
+		info = LAPACKE_dpotri(LAPACK_COL_MAJOR, 'L', (lapack_int)f->n, Y, (lapack_int)f->n);
+		for (uint64_t i = 0; info == 0 && i < d; i++)
+			out[i] = Y[i * f->n + i];
+	} else {
+		rntm_t rn;
+
+		bli_rntm_init(&rn);
+		bli_rntm_set_num_threads(ex->threads > 0 ? ex->threads : 1, &rn);
+		memcpy(Y, q->D, q->r * d * sizeof(*Y));
+		bli_dtrsm_ex(BLIS_LEFT, BLIS_LOWER, BLIS_NO_TRANSPOSE, BLIS_NONUNIT_DIAG,
+		             (dim_t)q->r, (dim_t)d, &one, f->L, 1, (inc_t)q->r, Y, (inc_t)d, 1,
+		             NULL, &rn);
+		for (uint64_t i = 0; i < d; i++)
+			out[i] = 1.0;
+		for (uint64_t k = 0; k < q->r; k++)
+			for (uint64_t i = 0; i < d; i++)
+				out[i] -= Y[k * d + i] * Y[k * d + i];
+		for (uint64_t i = 0; i < d; i++)
+			out[i] /= damping;
+	}
+	if (info != 0)
+		rc = pspace_err_set(PSPACE_ENUMERIC, "lowrank: LAPACKE_dpotri info %d", (int)info);
+out:
+	free(Y);
+	factor_release(q, f);
+	return rc;
+}
+
+/*
+ * With the thin SVD D = U diag(s) V^T: S = V diag(b) V^T + a (I - V V^T),
+ * b = (s^2 + l)^(1/2), a = l^(1/2) (cov; the inverse: -1/2), so
+ * X = a Z + ((Z V) diag(b - a)) V^T. When V spans everything, a is unused.
+ */
+static int lr_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                      const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	lowrank *q = lr_of(m);
+	uint64_t d = m->d, n;
+	double *s = NULL, *Vt = NULL, *T = NULL, a = 0;
+	int rc = 0;
+
+	if (damping < 0 || (!cov && q->r < d && damping == 0))
+		return pspace_err_set(PSPACE_ENUMERIC,
+		                      "lowrank: D^T D + %g I is not positive %sdefinite; add "
+		                      "damping",
+		                      damping, cov ? "semi-" : "");
+	rc = svd(q, &s, &Vt, &n);
+	if (rc == 0 && !(T = malloc((size_t)k * n * sizeof(*T))))
+		rc = pspace_err_set(PSPACE_ENOMEM, "lowrank: out of memory");
+	if (rc != 0)
+		goto out;
+	if (n < d)
+		a = cov ? sqrt(damping) : 1.0 / sqrt(damping);
+	for (uint64_t i = 0; i < n; i++) {
+		double v = s[i] * s[i] + damping;
+
+		if (!cov && !(v > 0)) {
+			rc = pspace_err_set(PSPACE_ENUMERIC,
+			                    "lowrank: eigenvalue %g + damping %g is not positive; "
+			                    "add damping",
+			                    s[i] * s[i], damping);
+			goto out;
+		}
+		s[i] = (cov ? sqrt(v) : 1.0 / sqrt(v)) - a;
+	}
+	gemm(ex, k, n, d, 1.0, Z, ldz, 1, Vt, 1, d, 0.0, T, n, 1);
+	for (uint32_t j = 0; j < k; j++) {
+		for (uint64_t i = 0; i < n; i++)
+			T[(size_t)j * n + i] *= s[i];
+		for (uint64_t i = 0; i < d; i++)
+			X[(size_t)j * ldx + i] = a * Z[(size_t)j * ldz + i];
+	}
+	gemm(ex, k, d, n, 1.0, T, n, 1, Vt, d, 1, 1.0, X, ldx, 1);
+out:
+	free(T);
+	free(Vt);
+	free(s);
+	return rc;
+}
+
 static int lr_new(pspace_mat **out, const pspace_layout *layout, uint64_t d, uint64_t r, double *D,
                   pspace_store *s, const char *name);
 
@@ -588,6 +724,9 @@ static const pspace_mat_vtable lr_vt = {
     .frob2 = lr_frob2,
     .dense = lr_dense,
     .solve = lr_solve,
+    .logdet = lr_logdet,
+    .diaginv = lr_diaginv,
+    .sqrt_mm = lr_sqrt_mm,
     .save = lr_save,
     .pow = lr_pow,
     .pinv = lr_pinv,

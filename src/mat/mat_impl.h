@@ -41,6 +41,16 @@ typedef struct pspace_mat_vtable {
 	/** X = (M + damping I)^{-1} B, direct. */
 	int (*solve)(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
 	             const double *B, size_t ldb, double *X, size_t ldx);
+	/** *out = log det(M + damping I), exactly (pspace_mat_logdet). */
+	int (*logdet)(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+	/** out = diag((M + damping I)^-1), exactly (pspace_mat_diaginv). */
+	int (*diaginv)(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+	/**
+	 * X = S Z, k vectors, S S^T = (M + damping I)^-1 (cov 0) or M +
+	 * damping I (cov 1) (pspace_mat_sqrt_mm; X and Z do not overlap).
+	 */
+	int (*sqrt_mm)(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+	               const double *Z, size_t ldz, double *X, size_t ldx);
 	/** Product with a matrix of the same kind, written to the store. */
 	int (*product_write)(pspace_store *s, const char *name, pspace_mat *a, pspace_mat *b,
 	                     const pspace_exec *ex, const pspace_write_opts *opts);

@@ -172,6 +172,47 @@ static int mx_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32
 	return rc;
 }
 
+static int mx_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	mixed *x = mx_of(m);
+	double s = 0, t = 0;
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < x->n; i++) {
+		rc = in_layer(m, i, pspace_mat_logdet(&t, x->parts[i], ex, damping));
+		s += t;
+	}
+	*out = s;
+	return rc;
+}
+
+static int mx_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	mixed *x = mx_of(m);
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < x->n; i++)
+		rc = in_layer(
+		    m, i, pspace_mat_diaginv(out + layer(m, i)->offset, x->parts[i], ex, damping));
+	return rc;
+}
+
+static int mx_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                      const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	mixed *x = mx_of(m);
+	int rc = 0;
+
+	for (size_t i = 0; rc == 0 && i < x->n; i++) {
+		uint64_t off = layer(m, i)->offset;
+
+		rc = in_layer(m, i,
+		              pspace_mat_sqrt_mm(X + off, ldx, x->parts[i], ex, damping, cov, k,
+		                                 Z + off, ldz));
+	}
+	return rc;
+}
+
 /* ---- new Mixed matrices, part by part ------------------------------------------- */
 
 typedef struct partop {
@@ -444,6 +485,9 @@ static const pspace_mat_vtable mx_vt = {
     .frob2 = mx_frob2,
     .dense = mx_dense,
     .solve = mx_solve,
+    .logdet = mx_logdet,
+    .diaginv = mx_diaginv,
+    .sqrt_mm = mx_sqrt_mm,
     .save = mx_save,
     .pow = mx_pow,
     .pinv = mx_pinv,

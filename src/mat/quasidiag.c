@@ -282,6 +282,131 @@ out:
 	return rc;
 }
 
+/*
+ * log det, diag of the inverse and square roots of M + l I, per neuron
+ * from the Cholesky factor of its arrowhead block, weights first:
+ * L = [D^1/2, 0; c^T D^-1/2, s^1/2] with D the damped weight diagonal and
+ * s the Schur complement of qd_solve. *schur gets s for every neuron with
+ * cross terms, in next_neuron() order (malloc'd); ENUMERIC unless M + l I
+ * is positive definite (its diagonal and every s positive).
+ */
+static int qd_schur(pspace_mat *m, double damping, double **schur)
+{
+	quasidiag *q = qd_of(m);
+	uint64_t nb = 0;
+
+	*schur = NULL;
+	for (uint64_t i = 0; i < m->d; i++)
+		if (!(q->diag[i] + damping > 0))
+			return pspace_err_set(
+			    PSPACE_ENUMERIC,
+			    "quasidiag: diagonal entry %llu plus damping %g is %g, "
+			    "not positive; add damping",
+			    (unsigned long long)i, damping, q->diag[i] + damping);
+	for (size_t l = 0; l < q->nlayers; l++)
+		if (q->cross[l])
+			nb += pspace_layout_layer(m->layout, l)->bias_size;
+	*schur = malloc((nb ? nb : 1) * sizeof(double));
+	if (!*schur)
+		return pspace_err_set(PSPACE_ENOMEM, "quasidiag: out of memory");
+	nb = 0;
+	for (neuron u = {.c = NULL}; next_neuron(m, &u);) {
+		double sc = q->diag[u.b] + damping;
+
+		for (uint64_t j = 0; j < u.n; j++)
+			sc -= u.c[j] * u.c[j] / (q->diag[u.w + j] + damping);
+		if (!(sc > 0)) {
+			free(*schur);
+			*schur = NULL;
+			return pspace_err_set(
+			    PSPACE_ENUMERIC,
+			    "layer %s: quasidiag: neuron %llu plus damping %g is not "
+			    "positive definite (Schur complement %g); add damping",
+			    u.L->name, (unsigned long long)u.o, damping, sc);
+		}
+		(*schur)[nb++] = sc;
+	}
+	return 0;
+}
+
+static int qd_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	quasidiag *q = qd_of(m);
+	double *schur, sum = 0;
+	uint64_t nb = 0;
+	int rc = qd_schur(m, damping, &schur);
+
+	(void)ex;
+	if (rc != 0)
+		return rc;
+	for (uint64_t i = 0; i < m->d; i++)
+		sum += log(q->diag[i] + damping);
+	for (neuron u = {.c = NULL}; next_neuron(m, &u); nb++)
+		sum += log(schur[nb]) - log(q->diag[u.b] + damping);
+	free(schur);
+	*out = sum;
+	return 0;
+}
+
+static int qd_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	quasidiag *q = qd_of(m);
+	double *schur;
+	uint64_t nb = 0;
+	int rc = qd_schur(m, damping, &schur);
+
+	(void)ex;
+	if (rc != 0)
+		return rc;
+	for (uint64_t i = 0; i < m->d; i++)
+		out[i] = 1.0 / (q->diag[i] + damping);
+	for (neuron u = {.c = NULL}; next_neuron(m, &u); nb++) {
+		out[u.b] = 1.0 / schur[nb];
+		for (uint64_t j = 0; j < u.n; j++) {
+			double dj = q->diag[u.w + j] + damping;
+
+			out[u.w + j] += u.c[j] * u.c[j] / (dj * dj * schur[nb]);
+		}
+	}
+	free(schur);
+	return 0;
+}
+
+/* x = L z (cov) or L^-T z per vector, L the arrowhead factor of qd_schur(). */
+static int qd_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                      const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	quasidiag *q = qd_of(m);
+	double *schur;
+	int rc = qd_schur(m, damping, &schur);
+
+	(void)ex;
+	if (rc != 0)
+		return rc;
+	for (uint32_t r = 0; r < k; r++) {
+		const double *z = Z + (size_t)r * ldz;
+		double *x = X + (size_t)r * ldx;
+		uint64_t nb = 0;
+
+		for (uint64_t i = 0; i < m->d; i++)
+			x[i] = cov ? z[i] * sqrt(q->diag[i] + damping)
+			           : z[i] / sqrt(q->diag[i] + damping);
+		for (neuron u = {.c = NULL}; next_neuron(m, &u); nb++) {
+			const double *dw = q->diag + u.w;
+			double xb = cov ? sqrt(schur[nb]) * z[u.b] : z[u.b] / sqrt(schur[nb]);
+
+			for (uint64_t j = 0; j < u.n; j++)
+				if (cov)
+					xb += u.c[j] * z[u.w + j] / sqrt(dw[j] + damping);
+				else
+					x[u.w + j] -= u.c[j] * xb / (dw[j] + damping);
+			x[u.b] = xb;
+		}
+	}
+	free(schur);
+	return 0;
+}
+
 static int qd_save(pspace_mat *m, pspace_store *s, const char *name)
 {
 	quasidiag *q = qd_of(m);
@@ -632,6 +757,9 @@ static const pspace_mat_vtable qd_vt = {
     .frob2 = qd_frob2,
     .dense = qd_dense,
     .solve = qd_solve,
+    .logdet = qd_logdet,
+    .diaginv = qd_diaginv,
+    .sqrt_mm = qd_sqrt_mm,
     .save = qd_save,
     .pow = qd_pow,
     .scale = qd_scale,

@@ -67,6 +67,18 @@ int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_
 int pspace_stored_solve(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
                         const double *B, size_t ldb, double *X, size_t ldx);
 
+/*
+ * log det, diag of the inverse and square roots of M + damping I through
+ * the Cholesky factor of each block, computed in memory (stored_chol.c;
+ * vtable entries). PSPACE_ENOMEM when a block's n^2 doubles do not fit
+ * ex->mem_budget, PSPACE_ENUMERIC when a block is not positive definite,
+ * PSPACE_ENOTSUP for a stored product (not symmetric).
+ */
+int pspace_stored_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+int pspace_stored_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+int pspace_stored_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                          const double *Z, size_t ldz, double *X, size_t ldx);
+
 /**
  * Writes a Dense or BlockDiag matrix with tiles from @p fn, as
  * pspace_tiled_write(), storing every tile when @p symmetric is 0.

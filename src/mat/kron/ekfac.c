@@ -402,6 +402,52 @@ static int ekfac_solve(pspace_mat *m, const pspace_exec *ex, double damping, uin
 }
 
 /* A new EKFAC with e's bases and the diagonal W (taken over), s sR. */
+static int ekfac_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	ekfac *e = ekfac_of(m);
+	double **W = NULL;
+	int rc = damped(e, damping, &W);
+
+	(void)ex;
+	if (rc == 0)
+		rc = pspace_kron_logdet(e->geo, e->n, (const double *const *)W, out);
+	pspace_kron_free_ptrs(W, e->n);
+	return rc;
+}
+
+static int ekfac_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	ekfac *e = ekfac_of(m);
+	double **W = NULL;
+	int rc = damped(e, damping, &W);
+
+	(void)ex;
+	if (rc == 0)
+		rc = pspace_kron_diaginv(e->geo, e->n, (const double *const *)e->UR,
+		                         (const double *const *)e->UC, (const double *const *)W,
+		                         out);
+	pspace_kron_free_ptrs(W, e->n);
+	return rc;
+}
+
+static int ekfac_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, int cov, uint32_t k,
+                         const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	ekfac *e = ekfac_of(m);
+	pspace_kron_eig_form form;
+	double **W = NULL;
+	int rc = damped(e, damping, &W);
+
+	if (rc == 0)
+		rc = pspace_kron_sqrt_weights(e->geo, e->n, cov, W);
+	form = (pspace_kron_eig_form){e->UR, e->UC, W};
+	if (rc == 0)
+		rc = pspace_kron_apply(e->geo, e->n, ex, "EKFAC", k, Z, ldz, 1.0, 0, X, ldx,
+		                       pspace_kron_eig_chunk, &form);
+	pspace_kron_free_ptrs(W, e->n);
+	return rc;
+}
+
 static int derive(ekfac *e, double **W, double s, int updated, pspace_mat **out)
 {
 	double **sR = pspace_kron_new_ptrs(e->n);
@@ -622,6 +668,9 @@ static const pspace_mat_vtable ekfac_vt = {
     .frob2 = ekfac_frob2,
     .dense = ekfac_dense,
     .solve = ekfac_solve,
+    .logdet = ekfac_logdet,
+    .diaginv = ekfac_diaginv,
+    .sqrt_mm = ekfac_sqrt_mm,
     .save = ekfac_save,
     .pow = ekfac_pow,
     .pinv = ekfac_pinv,

@@ -68,6 +68,12 @@ int pspace_kfac_eigvals_impl(pspace_mat *m, const pspace_exec *ex, double *evals
 /** Table entry: X = (M + damping I)^{-1} B, damped as f->mode says. */
 int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping, uint32_t k,
                            const double *B, size_t ldb, double *X, size_t ldx);
+/* Table entries: log det, diag of the inverse, square roots of M + damping I, damped as f->mode
+ * says. */
+int pspace_kfac_logdet_impl(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+int pspace_kfac_diaginv_impl(pspace_mat *m, const pspace_exec *ex, double damping, double *out);
+int pspace_kfac_sqrt_mm_impl(pspace_mat *m, const pspace_exec *ex, double damping, int cov,
+                             uint32_t k, const double *Z, size_t ldz, double *X, size_t ldx);
 /**
  * Factor arrays of (M + damping I)^p for PI / SQRT damping: per layer
  * (R + cr I)^p and (C + cc I)^p, new (free with pspace_kron_free_ptrs).

@@ -209,6 +209,88 @@ int pspace_kfac_solve_impl(pspace_mat *m, const pspace_exec *ex, double damping,
 	return rc;
 }
 
+/* ---- log det, diag of the inverse, square roots -------------------------------------- */
+
+/*
+ * W[l] = the damped eigenvalues of every layer block: sR sC^T + damping
+ * (exact damping), (sR + cr)(sC + cc)^T (pi, sqrt: the damped factors'),
+ * into new arrays; the eigendecompositions are computed if needed.
+ */
+static int damped_weights(pspace_kfac *f, const pspace_exec *ex, double damping, double ***out)
+{
+	double **W = NULL;
+	int rc = 0;
+
+	*out = NULL;
+	if (!f->sym)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "KFAC: the factors are not symmetric (a product of KFACs): "
+		                      "no eigendecomposition");
+	rc = pspace_kfac_eig_weights(f, pspace_kron_threads(ex), &W);
+	for (size_t l = 0; rc == 0 && l < f->n; l++) {
+		const pspace_kron_layer *g = &f->geo[l];
+		double cr = 0, cc = 0;
+
+		if (f->mode != PSPACE_KFAC_DAMP_EXACT)
+			rc = pspace_kron_damp_split(g, f->mode, damping, f->trR[l], f->trC[l], &cr,
+			                            &cc);
+		for (uint64_t o = 0; rc == 0 && o < g->nr; o++)
+			for (uint64_t c = 0; c < g->nc; c++)
+				W[l][o * g->nc + c] = f->mode == PSPACE_KFAC_DAMP_EXACT
+				                          ? W[l][o * g->nc + c] + damping
+				                          : (f->sR[l][o] + cr) * (f->sC[l][c] + cc);
+	}
+	if (rc != 0)
+		pspace_kron_free_ptrs(W, f->n);
+	else
+		*out = W;
+	return rc;
+}
+
+int pspace_kfac_logdet_impl(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **W = NULL;
+	int rc = damped_weights(f, ex, damping, &W);
+
+	if (rc == 0)
+		rc = pspace_kron_logdet(f->geo, f->n, (const double *const *)W, out);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
+int pspace_kfac_diaginv_impl(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	double **W = NULL;
+	int rc = damped_weights(f, ex, damping, &W);
+
+	if (rc == 0)
+		rc = pspace_kron_diaginv(f->geo, f->n, (const double *const *)f->UR,
+		                         (const double *const *)f->UC, (const double *const *)W,
+		                         out);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
+int pspace_kfac_sqrt_mm_impl(pspace_mat *m, const pspace_exec *ex, double damping, int cov,
+                             uint32_t k, const double *Z, size_t ldz, double *X, size_t ldx)
+{
+	pspace_kfac *f = pspace_kfac_of(m);
+	pspace_kron_eig_form form;
+	double **W = NULL;
+	int rc = damped_weights(f, ex, damping, &W);
+
+	if (rc == 0)
+		rc = pspace_kron_sqrt_weights(f->geo, f->n, cov, W);
+	form = (pspace_kron_eig_form){f->UR, f->UC, W};
+	if (rc == 0)
+		rc = pspace_kron_apply(f->geo, f->n, ex, "KFAC", k, Z, ldz, 1.0, 0, X, ldx,
+		                       pspace_kron_eig_chunk, &form);
+	pspace_kron_free_ptrs(W, f->n);
+	return rc;
+}
+
 /* ---- new matrices ---------------------------------------------------------------------- */
 
 /*

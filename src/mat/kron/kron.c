@@ -568,3 +568,91 @@ int pspace_kron_threads(const pspace_exec *ex)
 	pspace_exec_resolve(ex, &x);
 	return x.threads;
 }
+
+/* ---- the damped eigen form: log det, diag of the inverse, square roots ------------- */
+
+static int not_positive(const pspace_kron_layer *g, uint64_t i, double v)
+{
+	return pspace_err_set(PSPACE_ENUMERIC,
+	                      "layer %s: damped eigenvalue %g (entry %llu) is not positive; "
+	                      "add damping",
+	                      g->name, v, (unsigned long long)i);
+}
+
+int pspace_kron_logdet(const pspace_kron_layer *geo, size_t n, const double *const *W, double *out)
+{
+	double s = 0;
+
+	for (size_t l = 0; l < n; l++)
+		for (uint64_t i = 0; i < geo[l].nr * geo[l].nc; i++) {
+			if (!(W[l][i] > 0))
+				return not_positive(&geo[l], i, W[l][i]);
+			s += log(W[l][i]);
+		}
+	*out = s;
+	return 0;
+}
+
+int pspace_kron_diaginv(const pspace_kron_layer *geo, size_t n, const double *const *UR,
+                        const double *const *UC, const double *const *W, double *out)
+{
+	int rc = 0;
+
+	for (size_t l = 0; rc == 0 && l < n; l++) {
+		const pspace_kron_layer *g = &geo[l];
+		uint64_t nr = g->nr, nc = g->nc;
+		double *P = pspace_kron_alloc(UR[l] ? nr * nr : 1), *Q = pspace_kron_alloc(nc * nc);
+		double *V = pspace_kron_alloc(nr * nc), *D = pspace_kron_alloc(nr * nc);
+
+		if (!P || !Q || !V || !D)
+			rc = pspace_err_set(PSPACE_ENOMEM, "layer %s: out of memory", g->name);
+		for (uint64_t i = 0; rc == 0 && i < nr * nc; i++) {
+			if (!(W[l][i] > 0))
+				rc = not_positive(g, i, W[l][i]);
+			else
+				V[i] = 1.0 / W[l][i];
+		}
+		if (rc == 0) {
+			/* D[o][c] = sum_ij UR[o][i]^2 V[i][j] UC[c][j]^2 */
+			for (uint64_t i = 0; i < nc * nc; i++)
+				Q[i] = UC[l][i] * UC[l][i];
+			pspace_kron_gemm(0, 1, nr, nc, nc, 1.0, V, nc, Q, nc, 0.0, D, nc, 1);
+			if (UR[l]) {
+				for (uint64_t i = 0; i < nr * nr; i++)
+					P[i] = UR[l][i] * UR[l][i];
+				pspace_kron_gemm(0, 0, nr, nc, nr, 1.0, P, nr, D, nc, 0.0, V, nc,
+				                 1);
+				memcpy(D, V, nr * nc * sizeof(*D));
+			}
+			for (uint64_t o = 0; o < nr; o++)
+				for (uint64_t c = 0; c < nc; c++)
+					out[g->off + pspace_kron_index(g, o, c)] = D[o * nc + c];
+		}
+		free(D);
+		free(V);
+		free(Q);
+		free(P);
+	}
+	return rc;
+}
+
+int pspace_kron_sqrt_weights(const pspace_kron_layer *geo, size_t n, int cov, double **W)
+{
+	for (size_t l = 0; l < n; l++) {
+		uint64_t cnt = geo[l].nr * geo[l].nc;
+		double big = 0;
+
+		for (uint64_t i = 0; i < cnt; i++)
+			big = fabs(W[l][i]) > big ? fabs(W[l][i]) : big;
+		for (uint64_t i = 0; i < cnt; i++) {
+			double v = W[l][i];
+
+			if (cov && v < 0 && v >= -1e-13 * big)
+				v = 0;
+			if (cov ? !(v >= 0) : !(v > 0))
+				return not_positive(&geo[l], i, v);
+			W[l][i] = cov ? sqrt(v) : 1.0 / sqrt(v);
+		}
+	}
+	return 0;
+}

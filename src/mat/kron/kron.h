@@ -227,6 +227,30 @@ int pspace_kron_eig_top(const pspace_kron_layer *geo, size_t n, uint64_t d, cons
 int pspace_kron_eig_all(const pspace_kron_layer *geo, size_t n, uint64_t d, const double *const *W,
                         double *evals);
 
+/*
+ * The damped eigen form: per layer the positive eigenvalues W[l] (nr x nc)
+ * of a layer block in its Kronecker eigenbasis U_R (x) U_C (U_R NULL:
+ * identity), as KFAC and EKFAC damp them. log det, the inverse's diagonal
+ * and square roots follow from it exactly.
+ */
+
+/** *out = sum of log W[l] over the layers; ENUMERIC naming the layer where an entry is <= 0. */
+int pspace_kron_logdet(const pspace_kron_layer *geo, size_t n, const double *const *W, double *out);
+
+/**
+ * out[0..d) = diag of the inverse: per layer (U_R.^2) (1 ./ W) (U_C.^2)^T,
+ * in canonical parameter order. ENUMERIC where an entry of W is <= 0.
+ */
+int pspace_kron_diaginv(const pspace_kron_layer *geo, size_t n, const double *const *UR,
+                        const double *const *UC, const double *const *W, double *out);
+
+/**
+ * W[l] <- W[l]^(1/2) (@p cov) or W[l]^(-1/2) in place: the weights of the
+ * symmetric square root of the form or of its inverse. ENUMERIC for an
+ * entry below 0 (cov; rounding-level negatives count as 0) or <= 0.
+ */
+int pspace_kron_sqrt_weights(const pspace_kron_layer *geo, size_t n, int cov, double **W);
+
 /** Task @p i of a pspace_kron_each() run; @return 0 or a PSPACE_E* code (detail set). */
 typedef int (*pspace_kron_task_fn)(void *ud, size_t i);
 
