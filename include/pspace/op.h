@@ -179,6 +179,50 @@ PSPACE_API int pspace_op_solve(pspace_op *a, const pspace_exec *ex, double dampi
                                const double *B, size_t ldb, pspace_solve_opts *opts, double *X,
                                size_t ldx);
 
+/** Options of the estimators of pspace_op_logdet() and pspace_op_diaginv(); NULL: defaults. */
+typedef struct pspace_est_opts {
+	uint32_t probes; /**< Rademacher probes; 0: 64 */
+	uint32_t steps;  /**< logdet (SLQ): Lanczos steps per probe; 0: min(d, 40) */
+	uint64_t seed;   /**< probes' seed (NULL options: 1) */
+	double tol;      /**< diaginv: CG relative residual of the probes' solves; 0: 1e-10 */
+	int exact;       /**< out: 1 if the result is exact, 0 if estimated */
+	double stderr_;  /**< out: standard error of the estimate (diaginv: the largest
+	                      entry's), 0 if exact */
+} pspace_est_opts;
+
+/**
+ * *out = log det(A + damping I). Exact when A folds to c M + s I (c > 0,
+ * M one matrix with an exact form: pspace_mat_logdet) or to s I;
+ * otherwise (sums of several matrices, products, inverses, Implicit,
+ * Dense beyond the memory budget) estimated by stochastic Lanczos
+ * quadrature: opts->probes Rademacher probes, opts->steps Lanczos steps
+ * each (one mm per step for a batch of probes, full reorthogonalization),
+ * with its standard error in opts->stderr_. A + damping I must be
+ * symmetric positive definite (PSPACE_ENUMERIC when a Ritz value is not
+ * positive).
+ */
+PSPACE_API int pspace_op_logdet(double *out, pspace_op *a, const pspace_exec *ex, double damping,
+                                pspace_est_opts *opts);
+
+/**
+ * out[0..d) = diag((A + damping I)^-1). Exact in the cases
+ * pspace_op_logdet() is; otherwise the Hutchinson-style estimate mean_j
+ * z_j .* (A + damping I)^-1 z_j over Rademacher probes z_j, solved together
+ * (pspace_op_solve: direct or CG to opts->tol); the standard error of
+ * each entry goes to @p se (may be NULL), the largest to opts->stderr_.
+ */
+PSPACE_API int pspace_op_diaginv(double *out, double *se, pspace_op *a, const pspace_exec *ex,
+                                 double damping, pspace_est_opts *opts);
+
+/**
+ * @p n exact draws from N(0, (A + damping I)^-1) (opts->cov: N(0, A +
+ * damping I)) as the rows of X (n, d), leading dimension ldx: when A folds
+ * to c M + s I with c > 0 (pspace_mat_sample on M), or to s I. Anything
+ * else has no exact square root here: PSPACE_ENOTSUP saying so.
+ */
+PSPACE_API int pspace_op_sample(double *X, size_t ldx, pspace_op *a, const pspace_exec *ex,
+                                double damping, uint32_t n, const pspace_sample_opts *opts);
+
 /** Writes A as a dense d x d row-major array, overwriting out (the caller provides d*ld doubles).
  */
 PSPACE_API int pspace_op_dense(pspace_op *a, const pspace_exec *ex, double *out, size_t ld);

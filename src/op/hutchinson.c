@@ -11,7 +11,7 @@
 #include "op/op_impl.h"
 #include "pspace/vec.h"
 
-static uint64_t probe_seed(uint64_t seed, uint64_t j)
+uint64_t op_probe_seed(uint64_t seed, uint64_t j)
 {
 	uint64_t x = seed ^ (j + 1) * 0x9e3779b97f4a7c15ull;
 
@@ -43,7 +43,7 @@ int op_hutchinson(const op_fold *A, const pspace_exec *ex, uint32_t probes, uint
 	while (done < probes) {
 		b = probes - done < batch ? probes - done : batch;
 		for (j = 0; j < b; j++)
-			pspace_vec_rademacher(A->d, probe_seed(seed, done + j),
+			pspace_vec_rademacher(A->d, op_probe_seed(seed, done + j),
 			                      Z + (size_t)j * A->d);
 		rc = op_fold_apply(A, ex, b, 1.0, Z, A->d, W, A->d, 0);
 		if (rc)

@@ -24,12 +24,14 @@
  *   cg.c          conjugate gradient on a fold                 -> fold.c
  *   solve.c       direct-or-CG choice, option defaults         -> fold.c, cg.c
  *   expr.c        building nodes (an inverse node gets op_solve) -> solve.c
- *   hutchinson.c, lanczos.c                                   -> fold.c
+ *   hutchinson.c, lanczos.c, slq.c                            -> fold.c
  *   eval.c        mm, vTMv, trace, diag, dense, eig            -> fold.c,
  *                                                  hutchinson.c, lanczos.c
  *   norm.c        norms (Frobenius in one pass)                -> fold.c, eval.c,
  *                                                               lanczos.c
  *   write.c       materializing into the store                 -> fold.c, eval.c
+ *   damped.c      log det, diag of the inverse, samples        -> fold.c, solve.c,
+ *                                                               slq.c, hutchinson.c
  */
 #ifndef PSPACE_SRC_OP_OP_IMPL_H
 #define PSPACE_SRC_OP_OP_IMPL_H
@@ -208,6 +210,17 @@ int op_lanczos(const op_fold *A, const pspace_exec *ex, op_lanczos_mode mode, ui
  */
 int op_hutchinson(const op_fold *A, const pspace_exec *ex, uint32_t probes, uint64_t seed,
                   double *est, double *se);
+
+/**
+ * Stochastic Lanczos quadrature: *est ~ log det(A + damping I) from
+ * @p probes Rademacher probes of @p steps Lanczos steps each, run in
+ * batches (one mm per step); *se = standard error of the mean (slq.c).
+ */
+int op_slq_logdet(const op_fold *A, const pspace_exec *ex, double damping, uint32_t probes,
+                  uint32_t steps, uint64_t seed, double *est, double *se);
+
+/** @return the seed of probe @p j of a run seeded @p seed (hutchinson.c). */
+uint64_t op_probe_seed(uint64_t seed, uint64_t j);
 
 /** @return the memory budget of @p ex (NULL or 0: the default). */
 size_t op_budget(const pspace_exec *ex);
