@@ -37,6 +37,16 @@ static const tool_cmd_doc eval_doc = {
     "                           the relative residual on stderr)\n"
     "  dense   A as a d x d array   --out; refused when above --mem\n"
     "  eig     top-k eigenvalues    --k K (default 1); --out: eigenvectors (k, d)\n"
+    "  logdet  log det(A + L I)     exact where A is one matrix c*M + s*I whose kind\n"
+    "                           has it (README, Representations), else stochastic\n"
+    "                           Lanczos quadrature (--probes P, --steps S; its\n"
+    "                           standard error on stderr)\n"
+    "  diaginv diag((A + L I)^-1)   --out (d,); exact as logdet, else estimated from\n"
+    "                           solves of Rademacher probes (--probes P; the largest\n"
+    "                           standard error on stderr)\n"
+    "  sample  draws from N(0, (A + L I)^-1)   --count N (default 1), --seed S,\n"
+    "                           --out (N, d); --cov: from N(0, A + L I). Exact only:\n"
+    "                           A must be one matrix c*M + s*I\n"
     "\n"
     "Results go to stdout, one value a line (vectors without --out too); how a\n"
     "result was computed (exact or estimated, direct or CG) goes to stderr, and\n"
@@ -57,9 +67,10 @@ static const struct {
 	const char *name;
 	int (*run)(eval_ctx *c);
 } eval_ops[] = {
-    {"mv", eval_mv},       {"mm", eval_mm},       {"vtmv", eval_vtmv},
-    {"trace", eval_trace}, {"diag", eval_diag},   {"norm", eval_norm},
-    {"solve", eval_solve}, {"dense", eval_dense}, {"eig", eval_eig},
+    {"mv", eval_mv},         {"mm", eval_mm},           {"vtmv", eval_vtmv},
+    {"trace", eval_trace},   {"diag", eval_diag},       {"norm", eval_norm},
+    {"solve", eval_solve},   {"dense", eval_dense},     {"eig", eval_eig},
+    {"logdet", eval_logdet}, {"diaginv", eval_diaginv}, {"sample", eval_sample},
 };
 
 #define NOPS (sizeof(eval_ops) / sizeof(eval_ops[0]))
@@ -75,19 +86,28 @@ static int parse(int argc, char **argv, eval_opts *o)
 	    TOOL_STR("out", "FILE", &o->out, "output .npy (f64; --out-dtype f32 for float32)"),
 	    TOOL_CHOICE("out-dtype", "T", &o->out_dtype, out_dtypes, "f64 (default) or f32"),
 	    TOOL_NUM("damping", "L", &o->damping, tool_opt_double, 0, 0,
-	             "solve: damping L >= 0 (default 0)"),
+	             "solve, logdet, diaginv, sample: damping L >= 0 (default 0)"),
 	    TOOL_CHOICE("ord", "O", &o->ord, norm_ords, "norm: fro, 2 or -2"),
 	    TOOL_NUM("k", "K", &o->k, tool_opt_u32, 1, UINT32_MAX, "eig: number of eigenpairs"),
 	    TOOL_NUM("probes", "P", &o->probes, tool_opt_u32, 2, UINT32_MAX,
-	             "trace: Hutchinson probes (default 64)"),
-	    TOOL_SEED(&o->seed, "trace, eig, norm: random seed (default 1)"),
+	             "trace, logdet, diaginv: random probes of the estimates\n"
+	             "(default 64)"),
+	    TOOL_NUM("steps", "S", &o->steps, tool_opt_u32, 1, UINT32_MAX,
+	             "logdet: Lanczos steps per probe (default min(d, 40))"),
+	    TOOL_NUM("count", "N", &o->count, tool_opt_u32, 1, UINT32_MAX,
+	             "sample: number of draws (default 1)"),
+	    TOOL_SWITCH("cov", &o->cov, 1,
+	                "sample: from N(0, A + L I) instead of N(0, (A + L I)^-1)"),
+	    TOOL_SEED(&o->seed, "trace, eig, norm, logdet, diaginv, sample: random seed\n"
+	                        "(default 1)"),
 	    {.type = TOOL_OPT_VALUE,
 	     .name = "tol",
 	     .value = &o->tol,
 	     .parse = tool_opt_double,
 	     .value_name = "T",
 	     .help = "solve: CG relative residual (default 1e-6); eig, norm:\n"
-	             "Lanczos tolerance (default 1e-8)",
+	             "Lanczos tolerance (default 1e-8); diaginv: CG residual of\n"
+	             "the probes' solves (default 1e-10)",
 	     .flags = TOOL_OPT_ABOVE},
 	    TOOL_NUM("maxiter", "N", &o->max_iter, tool_opt_u32, 1, UINT32_MAX,
 	             "solve: CG iterations (default 1000); eig, norm: Lanczos steps"),
@@ -107,6 +127,7 @@ static int parse(int argc, char **argv, eval_opts *o)
 	o->ord = PSPACE_NORM_FRO;
 	o->method = PSPACE_SOLVE_AUTO;
 	o->k = 1;
+	o->count = 1;
 	o->seed = 1;
 	return tool_opt_parse(&eval_doc, opts, argc, argv, NULL);
 }
@@ -132,7 +153,7 @@ int cmd_eval(int argc, char **argv)
 	if (op == NOPS)
 		return tool_usage_error("eval",
 		                        "eval: unknown operation '%s' (mv, mm, vtmv, trace, diag, "
-		                        "norm, solve, dense, eig)",
+		                        "norm, solve, dense, eig, logdet, diaginv, sample)",
 		                        o.op);
 	memset(&c, 0, sizeof(c));
 	c.o = &o;

@@ -16,6 +16,9 @@ typedef struct eval_opts {
 	int ord; /* pspace_norm_ord */
 	uint32_t k;
 	uint32_t probes;
+	uint32_t steps; /* logdet: SLQ Lanczos steps; 0: the library default */
+	uint32_t count; /* sample: draws */
+	int cov;        /* sample: from N(0, A + L I) instead of its inverse */
 	uint64_t seed;
 	double tol;        /* 0: the library default */
 	uint32_t max_iter; /* 0: the library default */
@@ -75,5 +78,8 @@ int eval_norm(eval_ctx *c);
 int eval_solve(eval_ctx *c);
 int eval_dense(eval_ctx *c);
 int eval_eig(eval_ctx *c);
+int eval_logdet(eval_ctx *c);
+int eval_diaginv(eval_ctx *c);
+int eval_sample(eval_ctx *c);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * pspace eval: the operations (mv, mm, vtmv, trace, diag, norm, solve,
- * dense, eig) and their .npy inputs and outputs.
+ * dense, eig, logdet, diaginv, sample) and their .npy inputs and outputs.
  */
 #include <math.h>
 #include <stdarg.h>
@@ -429,4 +429,102 @@ out:
 	free(vecs);
 	free(ev);
 	return rc;
+}
+
+/* ---- log det, diagonal of the inverse, samples ------------------------------------------ */
+
+static void est_opts(const eval_ctx *c, pspace_est_opts *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->probes = c->o->probes ? c->o->probes : 64;
+	e->steps = c->o->steps;
+	e->seed = c->o->seed;
+	if (c->o->tol > 0)
+		e->tol = c->o->tol;
+}
+
+int eval_logdet(eval_ctx *c)
+{
+	pspace_est_opts e;
+	double v;
+	int lrc;
+
+	est_opts(c, &e);
+	lrc = pspace_op_logdet(&v, c->a, &c->o->ex, c->o->damping, &e);
+	if (lrc)
+		return eval_fail(c, lrc, "logdet");
+	if (c->o->json) {
+		json_kv_number(&c->w, "logdet", v);
+		json_kv_number(&c->w, "damping", c->o->damping);
+		json_kv_string(&c->w, "method", e.exact ? "exact" : "slq");
+		json_kv_bool(&c->w, "exact", e.exact);
+		json_kv_number(&c->w, "stderr", e.exact ? 0.0 : e.stderr_);
+		json_kv_uint(&c->w, "probes", e.exact ? 0 : e.probes);
+		return EXIT_OK;
+	}
+	printf("%.9g\n", v);
+	if (e.exact)
+		note(c, "exact");
+	else
+		note(c, "estimated (stochastic Lanczos quadrature, %u probes), standard error %.9g",
+		     (unsigned)e.probes, e.stderr_);
+	return EXIT_OK;
+}
+
+int eval_diaginv(eval_ctx *c)
+{
+	pspace_est_opts e;
+	double *y = alloc_vectors(1, c->d);
+	int rc, lrc;
+
+	if (!y)
+		return tool_fail(PSPACE_ENOMEM, "eval: diaginv");
+	est_opts(c, &e);
+	lrc = pspace_op_diaginv(y, NULL, c->a, &c->o->ex, c->o->damping, &e);
+	rc = lrc ? eval_fail(c, lrc, "diaginv") : eval_put_vectors(c, "diaginv", 1, 1, y);
+	free(y);
+	if (rc)
+		return rc;
+	if (c->o->json) {
+		json_kv_number(&c->w, "damping", c->o->damping);
+		json_kv_string(&c->w, "method", e.exact ? "exact" : "hutchinson");
+		json_kv_bool(&c->w, "exact", e.exact);
+		json_kv_number(&c->w, "stderr", e.exact ? 0.0 : e.stderr_);
+		json_kv_uint(&c->w, "probes", e.exact ? 0 : e.probes);
+	} else if (e.exact) {
+		note(c, "exact");
+	} else {
+		note(c,
+		     "estimated (Hutchinson diagonal over solves, %u probes), largest standard "
+		     "error %.9g",
+		     (unsigned)e.probes, e.stderr_);
+	}
+	return EXIT_OK;
+}
+
+int eval_sample(eval_ctx *c)
+{
+	pspace_sample_opts so = {c->o->seed, c->o->cov};
+	uint32_t n = c->o->count;
+	double *x = alloc_vectors(n, c->d);
+	int rc, lrc;
+
+	if (!x)
+		return tool_fail(PSPACE_ENOMEM, "eval: sample: %u draws of %llu", (unsigned)n,
+		                 (unsigned long long)c->d);
+	lrc = pspace_op_sample(x, c->d, c->a, &c->o->ex, c->o->damping, n, &so);
+	rc = lrc ? eval_fail(c, lrc, "sample") : eval_put_vectors(c, "samples", n, 2, x);
+	free(x);
+	if (rc)
+		return rc;
+	if (c->o->json) {
+		json_kv_number(&c->w, "damping", c->o->damping);
+		json_kv_string(&c->w, "distribution",
+		               c->o->cov ? "N(0, A + L I)" : "N(0, (A + L I)^-1)");
+		json_kv_uint(&c->w, "count", n);
+	} else {
+		note(c, "exact, %u draws from %s", (unsigned)n,
+		     c->o->cov ? "N(0, A + L I)" : "N(0, (A + L I)^-1)");
+	}
+	return EXIT_OK;
 }

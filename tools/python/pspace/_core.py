@@ -434,6 +434,50 @@ class Operator:
         return X[0] if one else X.T
 
 
+    def logdet(self, damping=0.0, probes=None, steps=None, seed=1):
+        """log det(A + damping I) as a float, as `pspace eval ... logdet`:
+        exact where A is one matrix c*M + s*I whose kind has it, else a
+        stochastic Lanczos quadrature estimate (`probes` Rademacher probes,
+        default 64, of `steps` Lanczos steps); whether it was exact and its
+        standard error are left in .logdet_exact and .logdet_stderr."""
+        eo = _est_opts(probes, steps, seed)
+        out = ctypes.c_double()
+        check(L.pspace_op_logdet(ctypes.byref(out), self._handle(), self._exec, float(damping),
+                                 ctypes.byref(eo)))
+        self.logdet_exact, self.logdet_stderr = bool(eo.exact), eo.stderr_
+        return out.value
+
+    def diag_inverse(self, damping=0.0, probes=None, seed=1):
+        """diag((A + damping I)^-1) as float64 (d,), as `pspace eval ...
+        diaginv`: exact like logdet, else estimated from solves of `probes`
+        Rademacher probes; .diag_inverse_exact and .diag_inverse_stderr
+        (per entry, zeros when exact) say how."""
+        eo = _est_opts(probes, None, seed)
+        y, se = np.empty(self.d), np.empty(self.d)
+        check(L.pspace_op_diaginv(_ptr(y), _ptr(se), self._handle(), self._exec, float(damping),
+                                  ctypes.byref(eo)))
+        self.diag_inverse_exact, self.diag_inverse_stderr = bool(eo.exact), se
+        return y
+
+    def sample(self, n, damping=0.0, seed=1, cov=False):
+        """n exact draws from N(0, (A + damping I)^-1) (cov=True: from
+        N(0, A + damping I)) as the rows of a float64 (n, d) array, as
+        `pspace eval ... sample`; A must be one matrix c*M + s*I."""
+        n = int(n)
+        if n < 0 or n >= 2**32:
+            raise DimensionError("sample: n must be in [0, 2^32), not %d" % n)
+        X = np.empty((n, self.d))
+        if n:
+            so = _lib.SampleOpts(int(seed), 1 if cov else 0)
+            check(L.pspace_op_sample(_ptr(X), self.d, self._handle(), self._exec,
+                                     float(damping), n, ctypes.byref(so)))
+        return X
+
+
+def _est_opts(probes, steps, seed):
+    return _lib.EstOpts(int(probes or 0), int(steps or 0), int(seed), 0.0, 0, 0.0)
+
+
 def _solve_opts(method, tol, max_iter, precond):
     so = _lib.SolveOpts()
     L.pspace_solve_opts_default(ctypes.byref(so))

@@ -122,6 +122,15 @@ class TraceOpts(ctypes.Structure):
                 ("stderr_", c_double)]
 
 
+class EstOpts(ctypes.Structure):
+    _fields_ = [("probes", c_uint32), ("steps", c_uint32), ("seed", c_uint64), ("tol", c_double),
+                ("exact", c_int), ("stderr_", c_double)]
+
+
+class SampleOpts(ctypes.Structure):
+    _fields_ = [("seed", c_uint64), ("cov", c_int)]
+
+
 class EigOpts(ctypes.Structure):
     _fields_ = [("max_iter", c_uint32), ("tol", c_double), ("seed", c_uint64),
                 ("iterations", c_uint32)]
@@ -202,6 +211,12 @@ _PROTOS = {
     "pspace_op_solve": (c_int, [c_void_p, ctypes.POINTER(Exec), c_double, c_uint32, P_double,
                                 c_size_t, ctypes.POINTER(SolveOpts), P_double, c_size_t]),
     "pspace_op_dense": (c_int, [c_void_p, ctypes.POINTER(Exec), P_double, c_size_t]),
+    "pspace_op_logdet": (c_int, [P_double, c_void_p, ctypes.POINTER(Exec), c_double,
+                                 ctypes.POINTER(EstOpts)]),
+    "pspace_op_diaginv": (c_int, [P_double, P_double, c_void_p, ctypes.POINTER(Exec), c_double,
+                                  ctypes.POINTER(EstOpts)]),
+    "pspace_op_sample": (c_int, [P_double, c_size_t, c_void_p, ctypes.POINTER(Exec), c_double,
+                                 c_uint32, ctypes.POINTER(SampleOpts)]),
     "pspace_build_opts_default": (None, [ctypes.POINTER(BuildOpts)]),
     "pspace_build_jacobian": (c_int, [c_void_p, c_char_p, c_void_p, ctypes.POINTER(JacSource),
                                       ctypes.POINTER(BuildOpts)]),
