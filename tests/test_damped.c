@@ -27,6 +27,7 @@
 #include "pspace/factored.h"
 #include "pspace/layout.h"
 #include "pspace/mat.h"
+#include "pspace/npy.h"
 #include "pspace/op.h"
 #include "pspace/store.h"
 
@@ -488,13 +489,94 @@ static void test_damped_estimates(void **state)
 	free(F);
 }
 
+/* ---- the tool: pspace eval logdet, diaginv, sample ------------------------------------ */
+
+/* The .npy at @p path: its shape into n x d and its values (malloc'd). */
+static double *read_npy(const char *path, uint64_t *n, uint64_t *d)
+{
+	pspace_npy *f;
+	pspace_npy_info info;
+	double *x;
+
+	assert_int_equal(pspace_npy_open(&f, path), 0);
+	assert_int_equal(pspace_npy_info_get(&info, f), 0);
+	*n = info.ndim == 2 ? info.shape[0] : 1;
+	*d = info.shape[info.ndim - 1];
+	x = malloc(info.count * sizeof(double));
+	assert_non_null(x);
+	assert_int_equal(pspace_npy_read(f, 0, info.count, x), 0);
+	pspace_npy_close(f);
+	return x;
+}
+
+static void test_damped_cli(void **state)
+{
+	const size_t d = 60;
+	fx_store st;
+	pspace_write_opts wo;
+	double *F = spd(d, 51, 0.05), *G = spd(d, 52, 0.05), *inv, *y, v, want;
+	uint64_t n, dd;
+
+	(void)state;
+	fx_store_open(&st, "dampedcli");
+	pspace_write_opts_default(&wo);
+	wo.codec.dtype = PSPACE_F64;
+	assert_int_equal(pspace_dense_write(st.s, "F", NULL, d, F, d, &wo), 0);
+	assert_int_equal(pspace_dense_write(st.s, "G", NULL, d, G, d, &wo), 0);
+	pspace_store_close(st.s);
+	st.s = NULL;
+	assert_int_equal(fx_cli("eval %s F logdet --damping 0.1", st.path), 0);
+	fx_expect_stderr("pspace: eval: logdet: exact");
+	want = ref_logdet(d, F, 0.1);
+	v = strtod(fx_out, NULL);
+	assert_true(fabs(v - want) < 1e-7 * fabs(want));
+	for (size_t i = 0; i < d * d; i++)
+		G[i] += F[i];
+	assert_int_equal(
+	    fx_cli("eval %s 'F + G' logdet --damping 0.1 --probes 200 --steps 30 --json", st.path),
+	    0);
+	fx_expect_stdout("\"method\":\"slq\"");
+	assert_int_equal(
+	    fx_cli("eval %s 'F + G' logdet --damping 0.1 --probes 200 --steps 30", st.path), 0);
+	fx_expect_stderr("estimated (stochastic Lanczos quadrature, 200 probes), standard error");
+	v = strtod(fx_out, NULL);
+	want = ref_logdet(d, G, 0.1);
+	assert_true(fabs(v - want) <= 4 * strtod(strstr(fx_err, "standard error") + 15, NULL));
+	assert_int_equal(
+	    fx_cli("eval %s F diaginv --damping 0.1 --out %s", st.path, fx_path(st.root, "di.npy")),
+	    0);
+	fx_expect_stderr("diaginv: exact");
+	y = read_npy(fx_path(st.root, "di.npy"), &n, &dd);
+	assert_true(n == 1 && dd == d);
+	inv = ref_inv(d, F, 0.1);
+	for (size_t i = 0; i < d; i++)
+		assert_true(fabs(y[i] - inv[i * d + i]) < 1e-9 * inv[i * d + i]);
+	free(y);
+	assert_int_equal(fx_cli("eval %s F sample --damping 0.1 --count %d --seed 5 --out %s",
+	                        st.path, NDRAWS, fx_path(st.root, "x.npy")),
+	                 0);
+	fx_expect_stderr("sample: exact, 20000 draws from N(0, (A + L I)^-1)");
+	y = read_npy(fx_path(st.root, "x.npy"), &n, &dd);
+	assert_true(n == NDRAWS && dd == d);
+	check_cov(d, NDRAWS, y, inv);
+	free(y);
+	assert_int_equal(fx_cli("eval %s 'F + G' sample --damping 0.1 --out %s", st.path,
+	                        fx_path(st.root, "x.npy")),
+	                 1);
+	fx_expect_stderr("no exact sampling");
+	free(inv);
+	free(G);
+	free(F);
+	fx_store_close(&st);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_damped_identity),   cmocka_unit_test(test_damped_diag),
 	    cmocka_unit_test(test_damped_quasidiag),  cmocka_unit_test(test_damped_lowrank),
 	    cmocka_unit_test(test_damped_kfac_ekfac), cmocka_unit_test(test_damped_stored_mixed),
-	    cmocka_unit_test(test_damped_estimates),
+	    cmocka_unit_test(test_damped_estimates),  cmocka_unit_test(test_damped_cli),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
