@@ -189,8 +189,10 @@ static int tiles_load(struct tiles *t, pspace_store *s, uint64_t d, uint32_t T)
 		}
 		t->row[i] = ref.row;
 		t->col[i] = ref.col;
-		t->rows[i] = (uint32_t)(d - (uint64_t)ref.row * T < T ? d - (uint64_t)ref.row * T : T);
-		t->cols[i] = (uint32_t)(d - (uint64_t)ref.col * T < T ? d - (uint64_t)ref.col * T : T);
+		t->rows[i] =
+		    (uint32_t)(d - (uint64_t)ref.row * T < T ? d - (uint64_t)ref.row * T : T);
+		t->cols[i] =
+		    (uint32_t)(d - (uint64_t)ref.col * T < T ? d - (uint64_t)ref.col * T : T);
 		t->data[i] = malloc((size_t)t->rows[i] * t->cols[i] * sizeof(double));
 		if (!t->data[i])
 			rc = PSPACE_ENOMEM;
@@ -357,8 +359,8 @@ static int bench(struct run *r)
 		rc = tiles_load(&r->t, r->s, c->d, c->tile);
 	if (rc != 0)
 		return fail(rc, "reading F back");
-	r->desc = (pspace_matrix_desc){PSPACE_KIND_DENSE, c->d, 1, NULL, info.tile, 1,
-	                               info.codec, NULL};
+	r->desc =
+	    (pspace_matrix_desc){PSPACE_KIND_DENSE, c->d, 1, NULL, info.tile, 1, info.codec, NULL};
 	bench_progress("encoding the tiles for the write measurement");
 	rc = drop(r->s, "E");
 	if (rc == 0)
@@ -390,8 +392,8 @@ static int bench(struct run *r)
 	           bench_fmt_bytes(b2, sizeof(b2), logical));
 	bench_info(stdout, "threads", "%d (build workers, encode); the write is one thread",
 	           r->threads);
-	bench_info(stdout, "budget", "%llu MiB; seconds = median of %d",
-	           (unsigned long long)c->mem, c->reps);
+	bench_info(stdout, "budget", "%llu MiB; seconds = median of %d", (unsigned long long)c->mem,
+	           c->reps);
 	printf("\n");
 	bench_table_header(stdout, "build_io", "step|>s|>stored MB/s|>logical GB/s");
 	bench_table_row(stdout, "encode (tiles from f64, %d threads)|%.2f|%.0f|%.2f", r->threads,

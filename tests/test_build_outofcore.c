@@ -116,7 +116,7 @@ static double now(void)
 }
 
 static int build(const char *dir, const char *name, const lowrank *lr, size_t budget,
-                 uint64_t *npasses, double *seconds)
+                 uint64_t batch, uint64_t *npasses, double *seconds)
 {
 	pspace_jac_source src = {NEX, 1, lr->d, lowrank_read, (void *)lr};
 	pspace_store *s = NULL;
@@ -130,6 +130,7 @@ static int build(const char *dir, const char *name, const lowrank *lr, size_t bu
 	o.write.tile = TILE;
 	o.exec.threads = 2;
 	o.exec.mem_budget = budget;
+	o.batch = batch;
 	o.progress = count_passes;
 	o.progress_ud = &p;
 	rc = pspace_store_open(&s, dir, NULL);
@@ -159,7 +160,9 @@ static void capped_child(void *ud, const char *cgroup)
 	int rc;
 
 	CHECK(memcap_sampler_start() == 0, "sampler");
-	rc = build(store_dir, "F_cap", lr, BUDGET, &np, &secs);
+	/* batches of 8 examples: the whole input as one batch would be one
+	 * direct pass without accumulators; this tests the bands */
+	rc = build(store_dir, "F_cap", lr, BUDGET, 8, &np, &secs);
 	CHECK(rc == 0, "build F_cap: %s", pspace_strerror(rc));
 	peak = memcap_sampler_stop();
 	printf("build-out-of-core: F_cap under a %llu MiB cap, budget %llu MiB: %.1f s, %llu "
@@ -343,7 +346,7 @@ static void test_build_outofcore_dense_under_cap(void **state)
 
 	/* In RAM: one pass, the whole upper band of d x d f64 accumulators. */
 	assert_int_equal(
-	    build(store_dir, "F_ram", &lr, (size_t)(8 * d * d + 256 * MIB), &np, &secs), 0);
+	    build(store_dir, "F_ram", &lr, (size_t)(8 * d * d + 256 * MIB), 0, &np, &secs), 0);
 	printf("build-out-of-core: F_ram in RAM (budget %.0f MiB): %.1f s, %llu pass(es)\n",
 	       (double)(8 * d * d + 256 * MIB) / MIB, secs, (unsigned long long)np);
 	assert_int_equal(np, 1);

@@ -30,6 +30,12 @@
  * Writing: the tiles of a pass are filled and encoded on exec.threads
  * workers while this thread stores them in order (tile_pipe.c).
  *
+ * Direct: when the whole input fits the budget as one batch (with no
+ * smaller batch asked for), there is nothing to accumulate across batches:
+ * one pass reads it, and each tile is computed (the same f32 blocks summed
+ * in f64) by the worker that then encodes it. No accumulators are
+ * allocated, zeroed or paged in, and the products overlap the writing.
+ *
  * Memory: budget >= sum over the pass's accumulators + the workers'
  * scratch + one f64 tile + a batch x (8 K d + 4 K w (f32 copy) + adapter
  * bytes); the tile writer takes the tile and what the batch leaves when it
@@ -550,6 +556,14 @@ typedef struct pass_tiles {
 	const char *prec; /* its name, for the error */
 } pass_tiles;
 
+/* What fill_direct() multiplies: the whole input as one batch. */
+typedef struct direct_job {
+	const pass_tiles *pt;
+	const double *X; /* f64 rows, ld d, columns [c0, c1) valid */
+	const float *Xs; /* f32 copy of columns [c0, c1), ld c1 - c0 (f32 products) */
+	uint64_t m, d, c0, c1;
+} direct_job;
+
 static void pass_tiles_free(pass_tiles *pt)
 {
 	free(pt->addr);
@@ -618,7 +632,22 @@ static int tile_overflow(const pass_tiles *pt, pspace_tile_addr a, uint64_t i, u
  * Tile i of the pass, scaled (a diagonal tile made exactly symmetric from
  * its upper half); an entry beyond the stored precision's range is an error.
  */
-static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols)
+/* Checks tile @p k (rows x cols, filled) against the stored precision's range. */
+static int check_range(const pass_tiles *pt, size_t k, const double *tile, uint64_t rows,
+                       uint64_t cols)
+{
+	int ok = 1;
+
+	/* NaN compares false: one vectorizable test per entry */
+	for (uint64_t i = 0; i < rows * cols; i++)
+		ok &= fabs(tile[i]) <= pt->max;
+	for (uint64_t i = 0; !ok && i < rows * cols; i++)
+		if (!(fabs(tile[i]) <= pt->max))
+			return tile_overflow(pt, pt->addr[k], i / cols, i % cols, tile[i]);
+	return 0;
+}
+
+static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols, void *scratch)
 {
 	const pass_tiles *pt = ud;
 	const plan *p = pt->p;
@@ -627,8 +656,8 @@ static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols)
 	uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(sg->nb, p->T, tr);
 	uint64_t ld = sg->nb - r0, ac = (uint64_t)tc * p->T - r0, cols = tile_len(sg->nb, p->T, tc);
 	const double *acc = sg->acc + pt->off[k];
-	int ok = 1;
 
+	(void)scratch;
 	for (uint64_t i = 0; i < rows; i++)
 		for (uint64_t j = 0; j < cols; j++) {
 			uint64_t ii = i, jj = j;
@@ -640,13 +669,57 @@ static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols)
 			tile[i * cols + j] = pt->scale * acc[ii * ld + ac + jj];
 		}
 	*ncols = (uint32_t)cols;
-	/* NaN compares false: one vectorizable test per entry */
+	return check_range(pt, k, tile, rows, cols);
+}
+
+/*
+ * The tile filled straight from the batch, when the whole input is one
+ * batch: X[:, rows]^T X[:, cols] over all m rows, in blocks of F32_ROWS
+ * rows with f32 products (into @p scratch) summed in f64, as the
+ * accumulators would have it; a diagonal tile is made exactly symmetric
+ * from its upper half.
+ */
+static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, void *scratch)
+{
+	const direct_job *dj = ud;
+	const pass_tiles *pt = dj->pt;
+	const plan *p = pt->p;
+	const seg *sg = pt->sg[k];
+	uint32_t tr = pt->addr[k].row, tc = pt->addr[k].col;
+	uint64_t rows = tile_len(sg->nb, p->T, tr), cols = tile_len(sg->nb, p->T, tc);
+	uint64_t ra = sg->col + (uint64_t)tr * p->T, ca = sg->col + (uint64_t)tc * p->T;
+	float *S = scratch;
+	rntm_t rn;
+
+	bli_rntm_init(&rn);
+	bli_rntm_set_num_threads(1, &rn);
+	if (!p->f32) {
+		double one = 1.0, zero = 0.0;
+
+		bli_dgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)cols,
+		             (dim_t)dj->m, &one, (double *)dj->X + ra, (inc_t)dj->d, 1,
+		             (double *)dj->X + ca, (inc_t)dj->d, 1, &zero, tile, (inc_t)cols, 1,
+		             NULL, &rn);
+	}
+	for (uint64_t k0 = 0; p->f32 && k0 < dj->m; k0 += F32_ROWS) {
+		uint64_t kb = dj->m - k0 < F32_ROWS ? dj->m - k0 : F32_ROWS, ld = dj->c1 - dj->c0;
+		const float *X = dj->Xs + k0 * ld;
+		float one = 1.0f, zero = 0.0f;
+
+		bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)cols, (dim_t)kb,
+		             &one, (float *)X + (ra - dj->c0), (inc_t)ld, 1,
+		             (float *)X + (ca - dj->c0), (inc_t)ld, 1, &zero, S, (inc_t)cols, 1,
+		             NULL, &rn);
+		for (uint64_t i = 0; i < rows * cols; i++)
+			tile[i] = k0 ? tile[i] + S[i] : S[i];
+	}
+	for (uint64_t i = 0; tr == tc && i < rows; i++)
+		for (uint64_t j = 0; j < i; j++)
+			tile[i * cols + j] = tile[j * cols + i];
 	for (uint64_t i = 0; i < rows * cols; i++)
-		ok &= fabs(tile[i]) <= pt->max;
-	for (uint64_t i = 0; !ok && i < rows * cols; i++)
-		if (!(fabs(tile[i]) <= pt->max))
-			return tile_overflow(pt, pt->addr[k], i / cols, i % cols, tile[i]);
-	return 0;
+		tile[i] *= pt->scale;
+	*ncols = (uint32_t)cols;
+	return check_range(pt, k, tile, rows, cols);
 }
 
 /* Copies columns [c0, c1) of the m rows of @p X (ld d) to f32 (ld c1 - c0). */
@@ -719,11 +792,68 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 
 		slots = slots < 2 * (uint64_t)p->threads ? slots : 2 * (uint64_t)p->threads;
 
-		rc = pspace_write_tiles(w, pt.addr, pt.n, p->T, p->threads, (size_t)slots,
+		rc = pspace_write_tiles(w, pt.addr, pt.n, p->T, p->threads, (size_t)slots, 0,
 		                        fill_tile, &pt);
 		rc = pspace_err_prefix(rc, "matrix %s", t->name);
 		pass_tiles_free(&pt);
 	}
+	if (rc == 0)
+		rc = pspace_writer_checkpoint(w);
+	return rc;
+}
+
+/* Bytes of the tile writer in a direct pass: per worker an f32 product and two slots. */
+static uint64_t direct_fixed(const plan *p)
+{
+	uint64_t T2 = (uint64_t)p->T * p->T;
+
+	return (uint64_t)p->threads * (4 * T2 + 2 * (8 * T2 + CODEC_BYTES(p->T)));
+}
+
+/*
+ * A pass whose input is one batch: the rows read once, then every tile
+ * computed by the worker that encodes it (fill_direct), with no
+ * accumulators to fill, zero and page in.
+ */
+static int run_pass_direct(pspace_writer *w, const pspace_build_target *t, const plan *p,
+                           const pass *ps, pspace_rows *r, const pspace_build_opts *o, uint64_t pi,
+                           uint64_t npasses, const char *stage)
+{
+	uint64_t nx, w32 = p->f32 ? (uint64_t)r->K * (ps->c1 - ps->c0) * 4 : 0;
+	direct_job dj = {NULL, NULL, NULL, 0, r->d, ps->c0, ps->c1};
+	double *X = NULL;
+	float *Xs = NULL;
+	pass_tiles pt;
+	int rc;
+
+	rc = pspace_rows_batch(r, o, UINT64_MAX, w32, t->name, &nx, &X);
+	if (rc == 0 && nx < r->n)
+		rc = pspace_err_set(PSPACE_EINVAL, "matrix %s: a direct pass needs one batch",
+		                    t->name);
+	if (rc == 0 && p->f32 && !(Xs = malloc((size_t)(nx * w32 + 4))))
+		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
+		                    t->name, (unsigned long long)nx);
+	if (rc == 0)
+		rc = pspace_rows_read(r, 0, r->n, ps->c0, ps->c1, X);
+	if (rc == 0 && p->f32)
+		to_f32(Xs, X, r->n * r->K, r->d, ps->c0, ps->c1);
+	if (rc == 0) {
+		pspace_build_progress(o, stage, (pi + 1) * r->n, npasses * r->n);
+		rc = pass_tiles_make(&pt, p, ps, 1.0 / (double)r->n);
+	}
+	if (rc == 0) {
+		pspace_dtype prec = o->write.codec.dtype;
+
+		pt.max = prec == PSPACE_F32 ? FLT_MAX : prec == PSPACE_BF16 ? 0x1.fep127 : DBL_MAX;
+		pt.prec = pspace_dtype_name(prec);
+		dj = (direct_job){&pt, X, Xs, r->n * r->K, r->d, ps->c0, ps->c1};
+		rc = pspace_write_tiles(w, pt.addr, pt.n, p->T, p->threads, 2 * (size_t)p->threads,
+		                        (size_t)4 * p->T * p->T, fill_direct, &dj);
+		rc = pspace_err_prefix(rc, "matrix %s", t->name);
+		pass_tiles_free(&pt);
+	}
+	free(Xs);
+	free(X);
 	if (rc == 0)
 		rc = pspace_writer_checkpoint(w);
 	return rc;
@@ -746,13 +876,13 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 {
 	plan p;
 	pspace_writer *w = NULL;
-	uint64_t fixed, accmax, tile, batch, todo = 0, done = 0;
+	uint64_t fixed, accmax, tile, batch, per, todo = 0, done = 0;
 	double *acc = NULL;
 	void *scratch[MAX_WORKERS] = {NULL};
 	unsigned char *skip = NULL;
 	int nscratch = 0;
 	const char *stage = pspace_kind_name(kind);
-	int resumed = 0, rc;
+	int resumed = 0, direct, rc;
 
 	memset(&p, 0, sizeof(p));
 	rc = block_dims(kind, t->sub, &p);
@@ -768,16 +898,22 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	batch = batch_reserve(&p, r, o, fixed + tile);
 	fixed += tile + batch;
 	accmax = o->exec.mem_budget > fixed ? o->exec.mem_budget - fixed : 0;
+	/* The whole input in one batch: one direct pass, no accumulators. */
+	per = (uint64_t)r->K * r->d * (p.f32 ? 12 : 8) + r->extra_per_example;
+	direct = (o->batch == 0 || o->batch >= r->n) && o->exec.mem_budget > direct_fixed(&p) &&
+	         r->n <= (o->exec.mem_budget - direct_fixed(&p)) / per;
+	if (direct)
+		accmax = UINT64_MAX;
 	rc = plan_make(&p, t->name, t->coff, accmax);
 	if (rc == 0)
 		rc = open_writer(&w, t, kind, o, &p, &resumed);
 	if (rc != 0)
 		goto out;
 	skip = calloc(p.npasses ? p.npasses : 1, 1);
-	acc = malloc(p.max_bytes ? p.max_bytes : 8);
-	while (nscratch < p.threads && (scratch[nscratch] = malloc(scratch_bytes(&p))))
+	acc = direct ? NULL : malloc(p.max_bytes ? p.max_bytes : 8);
+	while (!direct && nscratch < p.threads && (scratch[nscratch] = malloc(scratch_bytes(&p))))
 		nscratch++;
-	if (!skip || !acc || nscratch < p.threads) {
+	if (!skip || (!direct && (!acc || nscratch < p.threads))) {
 		rc = pspace_err_set(PSPACE_ENOMEM,
 		                    "matrix %s: out of memory for %llu bytes of "
 		                    "accumulators",
@@ -797,7 +933,9 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	for (size_t i = 0; i < p.npasses; i++) {
 		if (skip[i])
 			continue;
-		rc = run_pass(w, t, &p, &p.passes[i], r, o, acc, scratch, done++, todo, stage);
+		rc = direct ? run_pass_direct(w, t, &p, &p.passes[i], r, o, done++, todo, stage)
+		            : run_pass(w, t, &p, &p.passes[i], r, o, acc, scratch, done++, todo,
+		                       stage);
 		if (rc != 0)
 			goto out;
 	}

@@ -109,21 +109,24 @@ typedef struct pspace_tile_addr {
 /**
  * Fills tile @p i of the list into @p out (f64, row-major, ld = its
  * columns) and sets *cols to its number of columns. Called from several
- * worker threads at once, each with its own @p out.
+ * worker threads at once, each with its own @p out and its own @p scratch
+ * (the bytes pspace_write_tiles() was asked for; NULL if none).
  * @return 0, or an error with the detail set in the calling thread.
  */
-typedef int (*pspace_tile_fill_fn)(void *ud, size_t i, double *out, uint32_t *cols);
+typedef int (*pspace_tile_fill_fn)(void *ud, size_t i, double *out, uint32_t *cols, void *scratch);
 
 /**
  * Stores the @p n tiles @p tiles with @p w in list order, each filled by
  * @p fill and encoded on one of @p threads worker threads into one of
  * @p slots buffers (8 edge^2 bytes and a codec each; at least 1; more
  * workers than slots are not started), while the calling thread (the
- * writer's) stores the encoded tiles in order.
+ * writer's) stores the encoded tiles in order. Each worker has @p scratch
+ * bytes of its own for the fill function.
  * @return 0 or the first error (tiles before it are stored).
  */
 int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n, uint32_t edge,
-                       int threads, size_t slots, pspace_tile_fill_fn fill, void *ud);
+                       int threads, size_t slots, size_t scratch, pspace_tile_fill_fn fill,
+                       void *ud);
 
 /* ---- builders over rows (build_dense.c, build_factored.c) ------------------------------- */
 

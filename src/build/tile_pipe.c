@@ -39,9 +39,16 @@ typedef struct tpipe {
 	pthread_cond_t cv;
 } tpipe;
 
+/* A worker: the pipe and its own scratch for the fill function. */
+typedef struct pworker {
+	tpipe *p;
+	void *scratch;
+} pworker;
+
 static void *pipe_worker(void *arg)
 {
-	tpipe *p = arg;
+	pworker *wk = arg;
+	tpipe *p = wk->p;
 
 	for (;;) {
 		size_t i;
@@ -59,7 +66,7 @@ static void *pipe_worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		s = &p->slots[i % p->nslots];
-		s->rc = p->fill(p->ud, i, s->tile, &cols);
+		s->rc = p->fill(p->ud, i, s->tile, &cols, wk->scratch);
 		if (s->rc == 0)
 			s->rc = pspace_writer_encode_tile(
 			    &s->enc, &s->len, p->w, s->codec, p->tiles[i].block, p->tiles[i].row,
@@ -74,8 +81,10 @@ static void *pipe_worker(void *arg)
 }
 
 int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n, uint32_t edge,
-                       int threads, size_t slots, pspace_tile_fill_fn fill, void *ud)
+                       int threads, size_t slots, size_t scratch, pspace_tile_fill_fn fill,
+                       void *ud)
 {
+	pworker wk[MAX_PIPE_WORKERS];
 	tpipe p = {w,
 	           tiles,
 	           n,
@@ -105,9 +114,17 @@ int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n
 		         ? pspace_codec_create(&p.slots[i].codec)
 		         : pspace_err_set(PSPACE_ENOMEM, "out of memory for the tile writer");
 	}
-	for (int i = 0; rc == 0 && i < threads; i++)
-		if (pthread_create(&tid[started], NULL, pipe_worker, &p) == 0)
+	memset(wk, 0, sizeof(wk));
+	for (int i = 0; rc == 0 && scratch && i < threads; i++) {
+		wk[i].scratch = malloc(scratch);
+		if (!wk[i].scratch)
+			rc = pspace_err_set(PSPACE_ENOMEM, "out of memory for the tile writer");
+	}
+	for (int i = 0; rc == 0 && i < threads; i++) {
+		wk[i].p = &p;
+		if (pthread_create(&tid[started], NULL, pipe_worker, &wk[i]) == 0)
 			started++;
+	}
 	if (rc == 0 && started == 0)
 		rc = pspace_err_set(PSPACE_ENOMEM, "cannot start a tile encoding thread");
 	for (size_t i = 0; rc == 0 && i < n; i++) {
@@ -137,6 +154,8 @@ int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n
 		free(p.slots[i].tile);
 	}
 	free(p.slots);
+	for (int i = 0; i < threads; i++)
+		free(wk[i].scratch);
 	pthread_mutex_destroy(&p.mu);
 	pthread_cond_destroy(&p.cv);
 	return rc;

@@ -110,11 +110,11 @@ typedef struct walker {
 	int have_last;
 	int integer_keys;
 	/* a walk for LMDB's readers rather than verify: */
-	int descend;                /* DESCEND_* */
-	const char *target;         /* DESCEND_TARGET: the named database ... */
-	key_range limit;            /* ... and the keys to be read (inclusive bounds) */
-	int limited;                /* walking the target now */
-	int headers;                /* read overflow headers, as a writer frees runs by them */
+	int descend;        /* DESCEND_* */
+	const char *target; /* DESCEND_TARGET: the named database ... */
+	key_range limit;    /* ... and the keys to be read (inclusive bounds) */
+	int limited;        /* walking the target now */
+	int headers;        /* read overflow headers, as a writer frees runs by them */
 } walker;
 
 static void db_decode(db_rec *d, const uint8_t *p)

@@ -84,8 +84,9 @@ def test_build_jacobian(store, tmp_path):
         seen.append(1)
         return iter([Jbig[:, :13], Jbig[:, 13:]])
 
+    # (batches of 8 examples: a whole-input batch would make one direct pass)
     M = store.build_jacobian("Big", "p generic %d nobias\n" % big, fresh, kind="dense",
-                             precision="f64", mem="1M", tile=64, examples=40)
+                             precision="f64", mem="1M", tile=64, batch=8, examples=40)
     assert len(seen) > 1
     v = rng.standard_normal(big)
     close(M @ v, Fbig @ v)

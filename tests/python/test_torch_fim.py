@@ -153,7 +153,7 @@ class CountingLoader:
 @pytest.mark.parametrize("name", ("cnn", "norm"))
 def test_torch_fim_out_of_core(tmp_path, name):
     """Dense larger than mem: built in bands, the loader iterated once per band."""
-    model, x, y = tm.make(name, n=10)
+    model, x, y = tm.make(name, n=48)
     R = reference(model, x, y, "regression")
     loader = CountingLoader(x, y)
     with pspace.Store(str(tmp_path / "s.store")) as store:
