@@ -504,7 +504,7 @@ def main():
     p.add_argument("--work-dir", help="where to write the matrices ($TMPDIR or /tmp)")
     p.add_argument("--no-h5py", action="store_true", help="skip the h5py baseline")
     p.add_argument("--skip-programs", action="store_true",
-                   help="skip bench_build and bench_factored")
+                   help="skip bench_build, bench_build_io and bench_factored")
     a = p.parse_args()
     a.sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else (
         [1024, 2048, 4096] if a.quick else [2048, 4096, 8192, 16384, 24576, 32768])
@@ -537,6 +537,8 @@ def main():
         q = ["--quick"] if a.quick else []
         extra.append(("Building: bench_build (throughput against the sgemm peak)",
                       b.run_program("bench_build", q)))
+        extra.append(("An I/O-bound build: bench_build_io (against encoding and writing alone)",
+                      b.run_program("bench_build_io", q)))
         extra.append(("KFAC and EKFAC products: bench_factored (against the gemm peak)",
                       b.run_program("bench_factored", q)))
     with open(os.path.join(a.out, "report.md"), "w") as f:
