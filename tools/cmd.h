@@ -22,6 +22,7 @@ typedef struct tool_cmd {
 int cmd_build(int argc, char **argv);
 int cmd_demo(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_factor(int argc, char **argv);
 int cmd_version(int argc, char **argv);
 /* inspection (tools/inspect.h) */
 int cmd_ls(int argc, char **argv);

@@ -66,7 +66,7 @@ int insp_matrix_info(pspace_store *s, const char *name, pspace_matrix_info *out)
 
 int insp_is_tiled(pspace_kind k)
 {
-	return k == PSPACE_KIND_DENSE || k == PSPACE_KIND_BLOCKDIAG;
+	return k == PSPACE_KIND_DENSE || k == PSPACE_KIND_BLOCKDIAG || k == PSPACE_KIND_CHOLESKY;
 }
 
 const char *insp_time_iso(uint64_t t, char *buf, size_t cap)

@@ -10,6 +10,7 @@ static const tool_cmd commands[] = {
     {"build", cmd_build, "build a Fisher matrix from gradients (.npy) or a reference network"},
     {"demo", cmd_demo, "the main job: a Fisher in every representation, compared, pictured"},
     {"eval", cmd_eval, "evaluate an expression over stored matrices (mv, solve, ...)"},
+    {"factor", cmd_factor, "out-of-core Cholesky factor of a Dense or BlockDiag matrix + damping"},
     {"version", cmd_version, "print library, store format and BLIS kernel versions"},
     {"ls", cmd_ls, "list the matrices of a store"},
     {"info", cmd_info, "everything the store knows about one matrix"},

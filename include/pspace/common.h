@@ -105,6 +105,7 @@ typedef enum pspace_kind {
 	PSPACE_KIND_IDENTITY = 8,
 	PSPACE_KIND_MIXED = 9,
 	PSPACE_KIND_IMPLICIT = 10, /**< never stored: a user callback */
+	PSPACE_KIND_CHOLESKY = 11, /**< lower Cholesky factor of a Dense/BlockDiag + damping */
 } pspace_kind;
 
 /** @return "dense", "blockdiag", ... or "?" (static strings). */

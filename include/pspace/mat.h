@@ -307,6 +307,67 @@ PSPACE_API int pspace_mat_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, 
 /** All d eigenvalues in decreasing order (factored kinds). */
 PSPACE_API int pspace_mat_eigvals(pspace_mat *m, const pspace_exec *ex, double *evals);
 
+/* ---- out-of-core Cholesky factors of stored matrices ---------------------- */
+
+/** Options of pspace_factor_write(); NULL means the defaults. */
+typedef struct pspace_factor_opts {
+	double damping;     /**< factor M + damping I (default 0) */
+	pspace_dtype dtype; /**< precision of the factor's tiles; 0 = PSPACE_F64 (default) */
+	int resume;         /**< finish an interrupted factorization of that name */
+	/** Called after each committed panel with (columns done, d); may be NULL. */
+	void (*progress)(void *ud, uint64_t done, uint64_t total);
+	void *progress_ud;
+} pspace_factor_opts;
+
+/** Fills @p o with the defaults: damping 0, f64 tiles, no resume, no progress. */
+PSPACE_API void pspace_factor_opts_default(pspace_factor_opts *o);
+
+/**
+ * Writes the lower Cholesky factor L of stored matrix @p source + damping I
+ * (a complete Dense or BlockDiag, symmetric; BlockDiag block by block) as
+ * matrix @p name of kind PSPACE_KIND_CHOLESKY: a non-symmetric tiled matrix
+ * with the source's blocks, tile edge and codec, holding the tiles on and
+ * below the diagonal of each block (diagonal tiles with zeros above), and
+ * two arrays: "source" (i64, the source's catalog id) and "damping" (f64).
+ * A left-looking blocked algorithm: panels of as many tile columns as fit
+ * ex->mem_budget, each updated by the factor's earlier columns read back
+ * from the store, factored in memory (dpotrf, dtrsm, dgemm in f64) and
+ * committed; so each factor tile is read about d / (panel width) times.
+ * @return 0; PSPACE_ENUMERIC when the matrix plus damping is not positive
+ * definite (the detail names the global pivot; the partial factor is
+ * removed); PSPACE_ENOMEM when one tile column of the largest block does
+ * not fit the budget (nothing written); PSPACE_EEXIST (@p name exists and
+ * opts->resume is 0); PSPACE_EINVAL (resuming something that is not an
+ * interrupted factor of @p source with this damping); PSPACE_ENOTSUP
+ * (source not a symmetric Dense or BlockDiag); store errors, after which
+ * the partial factor stays for opts->resume.
+ */
+PSPACE_API int pspace_factor_write(pspace_store *s, const char *name, const char *source,
+                                   const pspace_exec *ex, const pspace_factor_opts *opts);
+
+/**
+ * Finds a complete stored Cholesky factor of matrix @p source (as it is
+ * now: same catalog id) with exactly this @p damping and copies its name
+ * into @p out (@p cap bytes, at least PSPACE_NAME_MAX + 1).
+ * @return 0, PSPACE_ENOTFOUND (none, or no matrix @p source), PSPACE_EINVAL.
+ */
+PSPACE_API int pspace_factor_find(char *out, size_t cap, pspace_store *s, const char *source,
+                                  double damping);
+
+/**
+ * Solves L L^T X = B with stored factor @p factor for k right-hand sides
+ * (rows of B and X, leading dimensions ldb, ldx >= d), reading each tile
+ * once per triangular sweep (forward, then backward) for all of them.
+ * Memory: one tile of doubles beyond B and X. X may alias B.
+ * @return 0, PSPACE_ENOTFOUND, PSPACE_ENOTSUP (not a factor), PSPACE_EDIM,
+ * or a store error.
+ */
+PSPACE_API int pspace_factor_solve(pspace_store *s, const char *factor, const pspace_exec *ex,
+                                   uint32_t k, const double *B, size_t ldb, double *X, size_t ldx);
+
+/** *out = log det(L L^T) = 2 sum log L_ii of stored factor @p factor (diagonal tiles only). */
+PSPACE_API int pspace_factor_logdet(double *out, pspace_store *s, const char *factor);
+
 #ifdef __cplusplus
 }
 #endif

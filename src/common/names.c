@@ -17,11 +17,12 @@ static const named dtypes[] = {
 };
 
 static const named kinds[] = {
-    {PSPACE_KIND_DENSE, "dense"},     {PSPACE_KIND_BLOCKDIAG, "blockdiag"},
-    {PSPACE_KIND_DIAG, "diag"},       {PSPACE_KIND_QUASIDIAG, "quasidiag"},
-    {PSPACE_KIND_KFAC, "kfac"},       {PSPACE_KIND_EKFAC, "ekfac"},
-    {PSPACE_KIND_LOWRANK, "lowrank"}, {PSPACE_KIND_IDENTITY, "identity"},
-    {PSPACE_KIND_MIXED, "mixed"},     {PSPACE_KIND_IMPLICIT, "implicit"},
+    {PSPACE_KIND_DENSE, "dense"},       {PSPACE_KIND_BLOCKDIAG, "blockdiag"},
+    {PSPACE_KIND_DIAG, "diag"},         {PSPACE_KIND_QUASIDIAG, "quasidiag"},
+    {PSPACE_KIND_KFAC, "kfac"},         {PSPACE_KIND_EKFAC, "ekfac"},
+    {PSPACE_KIND_LOWRANK, "lowrank"},   {PSPACE_KIND_IDENTITY, "identity"},
+    {PSPACE_KIND_MIXED, "mixed"},       {PSPACE_KIND_IMPLICIT, "implicit"},
+    {PSPACE_KIND_CHOLESKY, "cholesky"},
 };
 
 #define COUNT(a) (sizeof(a) / sizeof((a)[0]))

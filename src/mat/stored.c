@@ -10,7 +10,9 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "mat/factor.h"
 #include "mat/stored.h"
+#include "pspace/mat.h"
 
 /* ---- opening ---------------------------------------------------------------- */
 
@@ -233,8 +235,13 @@ int pspace_stored_solve(pspace_mat *mat, const pspace_exec *ex, double damping, 
 	uint64_t nmax = 0;
 	double *A = NULL;
 	lapack_int *ipiv = NULL;
+	char fname[PSPACE_NAME_MAX + 1];
 	int rc = 0;
 
+	/* A stored factor of this matrix and damping: two sweeps over it, at any size. */
+	if (pspace_factor_lookup(fname, sizeof(fname), t->s, t->info.id, damping) == 0)
+		return pspace_factor_solve(t->s, fname, ex, k, B, ldb, X, ldx);
+	pspace_errclear();
 	/* Refuse before touching X if any block is too large. */
 	for (uint32_t b = 0; b < t->info.nblocks; b++) {
 		uint64_t n = t->block_dim[b];

@@ -5,7 +5,9 @@
  * block at a time (each block within the memory budget, as the direct
  * solve). log det = 2 sum log L_ii; the inverse's diagonal from the
  * inverse LAPACK dpotri forms from L; samples of N(0, (M + l I)^-1) are
- * L^-T z, those of N(0, M + l I) are L z.
+ * L^-T z, those of N(0, M + l I) are L z. A block beyond the budget uses
+ * a stored factor of the matrix with that damping (factor_solve.c), if
+ * there is one, for log det and samples.
  */
 #define BLIS_DISABLE_BLAS_DEFS /* its BLAS prototypes clash with lapacke.h */
 #include <blis.h>
@@ -15,7 +17,9 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "mat/factor.h"
 #include "mat/stored.h"
+#include "pspace/mat.h"
 
 /* Called with block @p b's factor L (n x n, column-major lower) at parameters [off, off + n). */
 typedef int (*factor_fn)(void *ud, pspace_mat *m, const pspace_exec *ex, uint32_t b, uint64_t off,
@@ -96,10 +100,27 @@ static int logdet_block(void *ud, pspace_mat *m, const pspace_exec *ex, uint32_t
 	return 0;
 }
 
+/* Name of a stored factor of @p m with @p damping into @p out. @return 0 or PSPACE_ENOTFOUND. */
+static int stored_factor(pspace_mat *m, double damping, char *out, size_t cap)
+{
+	const pspace_tiled *t = &pspace_stored_of(m)->t;
+
+	return pspace_factor_lookup(out, cap, t->s, t->info.id, damping);
+}
+
 int pspace_stored_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
 {
+	char f[PSPACE_NAME_MAX + 1];
+	int rc;
+
 	*out = 0;
-	return each_factor(m, ex, damping, "log-determinant", logdet_block, out);
+	rc = each_factor(m, ex, damping, "log-determinant", logdet_block, out);
+	/* Beyond the budget: the diagonal tiles of a stored factor, if there is one. */
+	if (rc == PSPACE_ENOMEM && stored_factor(m, damping, f, sizeof(f)) == 0) {
+		pspace_errclear();
+		rc = pspace_factor_logdet(out, pspace_stored_of(m)->t.s, f);
+	}
+	return rc;
 }
 
 static int diaginv_block(void *ud, pspace_mat *m, const pspace_exec *ex, uint32_t b, uint64_t off,
@@ -157,8 +178,21 @@ int pspace_stored_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, 
                           const double *Z, size_t ldz, double *X, size_t ldx)
 {
 	sqrt_job j = {cov, k, X, ldx};
+	char f[PSPACE_NAME_MAX + 1];
+	pspace_reader *r = NULL;
+	int rc;
 
-	for (uint32_t r = 0; r < k; r++)
-		memcpy(X + (size_t)r * ldx, Z + (size_t)r * ldz, m->d * sizeof(*X));
-	return each_factor(m, ex, damping, "square root", sqrt_block, &j);
+	for (uint32_t i = 0; i < k; i++)
+		memcpy(X + (size_t)i * ldx, Z + (size_t)i * ldz, m->d * sizeof(*X));
+	rc = each_factor(m, ex, damping, "square root", sqrt_block, &j);
+	/* Beyond the budget: one sweep over a stored factor for all k vectors. */
+	if (rc == PSPACE_ENOMEM && stored_factor(m, damping, f, sizeof(f)) == 0) {
+		pspace_errclear();
+		rc = pspace_reader_open(&r, pspace_stored_of(m)->t.s, f, 0);
+		if (rc == 0)
+			rc = pspace_factor_sweep(
+			    r, ex, cov ? PSPACE_SWEEP_MUL_L : PSPACE_SWEEP_SOLVE_LT, k, X, ldx);
+		pspace_reader_close(r);
+	}
+	return rc;
 }

@@ -104,7 +104,7 @@ int pspace_record_decode(const uint8_t *buf, size_t len, pspace_matrix_info *inf
 	kind = pspace_get_le32(buf + REC_KIND);
 	state = pspace_get_le32(buf + REC_STATE);
 	dtype = pspace_get_le32(buf + REC_DTYPE);
-	if (kind < PSPACE_KIND_DENSE || kind > PSPACE_KIND_MIXED)
+	if ((kind < PSPACE_KIND_DENSE || kind > PSPACE_KIND_MIXED) && kind != PSPACE_KIND_CHOLESKY)
 		return PSPACE_ECORRUPT;
 	if (state != PSPACE_STATE_BUILDING && state != PSPACE_STATE_COMPLETE)
 		return PSPACE_ECORRUPT;

@@ -90,7 +90,8 @@ static int check_desc(pspace_store *s, const char *name, const pspace_matrix_des
 {
 	uint64_t sum = 0;
 
-	if (d->kind < PSPACE_KIND_DENSE || d->kind > PSPACE_KIND_MIXED)
+	if ((d->kind < PSPACE_KIND_DENSE || d->kind > PSPACE_KIND_MIXED) &&
+	    d->kind != PSPACE_KIND_CHOLESKY)
 		return pspace_err_set(PSPACE_EINVAL, "store %s: matrix %s: invalid kind %d",
 		                      s->path, name, (int)d->kind);
 	if (d->codec.dtype != PSPACE_F64 && d->codec.dtype != PSPACE_F32 &&
