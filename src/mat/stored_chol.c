@@ -100,26 +100,36 @@ static int logdet_block(void *ud, pspace_mat *m, const pspace_exec *ex, uint32_t
 	return 0;
 }
 
-/* Name of a stored factor of @p m with @p damping into @p out. @return 0 or PSPACE_ENOTFOUND. */
+/*
+ * Name of a stored factor of @p m with @p damping into @p out, after the
+ * in-memory factor failed with PSPACE_ENOMEM. @return 0, or that error with
+ * its message when there is none.
+ */
 static int stored_factor(pspace_mat *m, double damping, char *out, size_t cap)
 {
 	const pspace_tiled *t = &pspace_stored_of(m)->t;
+	char msg[512];
 
-	return pspace_factor_lookup(out, cap, t->s, t->info.id, damping);
+	snprintf(msg, sizeof(msg), "%s", pspace_errdetail());
+	if (pspace_factor_lookup(out, cap, t->s, t->info.id, damping) == 0) {
+		pspace_errclear();
+		return 0;
+	}
+	return pspace_err_set(PSPACE_ENOMEM, "%s", msg);
 }
 
 int pspace_stored_logdet(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
 {
-	char f[PSPACE_NAME_MAX + 1];
+	char f[PSPACE_NAME_MAX + 1] = "";
 	int rc;
 
 	*out = 0;
 	rc = each_factor(m, ex, damping, "log-determinant", logdet_block, out);
 	/* Beyond the budget: the diagonal tiles of a stored factor, if there is one. */
-	if (rc == PSPACE_ENOMEM && stored_factor(m, damping, f, sizeof(f)) == 0) {
-		pspace_errclear();
+	if (rc == PSPACE_ENOMEM)
+		rc = stored_factor(m, damping, f, sizeof(f));
+	if (rc == 0 && f[0])
 		rc = pspace_factor_logdet(out, pspace_stored_of(m)->t.s, f);
-	}
 	return rc;
 }
 
@@ -187,7 +197,6 @@ int pspace_stored_sqrt_mm(pspace_mat *m, const pspace_exec *ex, double damping, 
 	rc = each_factor(m, ex, damping, "square root", sqrt_block, &j);
 	/* Beyond the budget: one sweep over a stored factor for all k vectors. */
 	if (rc == PSPACE_ENOMEM && stored_factor(m, damping, f, sizeof(f)) == 0) {
-		pspace_errclear();
 		rc = pspace_reader_open(&r, pspace_stored_of(m)->t.s, f, 0);
 		if (rc == 0)
 			rc = pspace_factor_sweep(
