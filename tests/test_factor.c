@@ -189,6 +189,28 @@ static void test_factor_dense(void **state)
 	memset(X, 0, k * d * sizeof(double));
 	assert_int_equal(pspace_factor_solve(st.s, "F.chol", &ex, (uint32_t)k, B, d, X, d), 0);
 	assert_true(fx_relerr(X, Xref, k * d) < 1e-10);
+	/* the square roots that make samples, through the stored factor: L z
+	 * (covariance form) and L^-T z (precision form: L^T x = z checked) */
+	assert_int_equal(pspace_mat_sqrt_mm(X, d, m, &ex, l, 1, (uint32_t)k, B, d), 0);
+	for (size_t r = 0; r < k; r++)
+		for (size_t i = 0; i < d; i++) {
+			double want = 0;
+
+			for (size_t j = 0; j <= i; j++)
+				want += Lref[i * d + j] * B[r * d + j];
+			Xref[r * d + i] = want;
+		}
+	assert_true(fx_relerr(X, Xref, k * d) < 1e-12);
+	assert_int_equal(pspace_mat_sqrt_mm(X, d, m, &ex, l, 0, (uint32_t)k, B, d), 0);
+	for (size_t r = 0; r < k; r++)
+		for (size_t j = 0; j < d; j++) {
+			double got = 0;
+
+			for (size_t i = j; i < d; i++)
+				got += Lref[i * d + j] * X[r * d + i];
+			Xref[r * d + j] = got;
+		}
+	assert_true(fx_relerr(Xref, B, k * d) < 1e-10);
 	pspace_mat_free(m);
 
 	free(A);
