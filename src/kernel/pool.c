@@ -61,7 +61,9 @@ int pspace_queue_pop(pspace_queue *q, void *item)
 		memcpy(item, q->buf + q->head * q->item_size, q->item_size);
 		q->head = (q->head + 1) % q->cap;
 		q->count--;
-		pthread_cond_signal(&q->not_full);
+		/* the producer waits for a half-empty queue: one wake-up per cap/2 items */
+		if (q->count == q->cap / 2)
+			pthread_cond_signal(&q->not_full);
 	}
 	pthread_mutex_unlock(&q->mu);
 	return rc;

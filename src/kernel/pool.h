@@ -22,7 +22,7 @@ typedef struct pspace_queue {
 int pspace_queue_init(pspace_queue *q, size_t cap, size_t item_size);
 /** Frees the ring; a zeroed struct is accepted. */
 void pspace_queue_destroy(pspace_queue *q);
-/** Copies @p item in, waiting while the queue is full. */
+/** Copies @p item in; when the queue is full, waits until it is half empty (one producer). */
 void pspace_queue_push(pspace_queue *q, const void *item);
 /** Copies the oldest item out, waiting while empty. @return 0, or 1 when closed and empty. */
 int pspace_queue_pop(pspace_queue *q, void *item);
