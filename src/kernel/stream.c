@@ -23,6 +23,9 @@
  * (MADV_WILLNEED) on each tile it queues and the worker drops the tile's
  * pages from this process (MADV_DONTNEED) once used, so the resident set
  * stays within the bound; the page cache itself is the kernel's to manage.
+ * A tile whose pages are all in the page cache when it is queued (mincore)
+ * is left alone: unmapping it would free no memory (the cache keeps it),
+ * only cost a TLB shootdown now and page faults on the next pass.
  *
  * The first error stops the pass: the producer stops walking, workers drain
  * the queue without work, and the error is returned with the detail of the
@@ -143,9 +146,12 @@ size_t pspace_stream_budget(const pspace_exec *ex)
 
 /* ---- the engine ----------------------------------------------------------- */
 
-/* A queued tile: its address, then one pspace_tile_ref per matrix. */
+/*
+ * A queued tile: its address, then one pspace_tile_ref per matrix. Bit i of
+ * cached: the tile of matrix i (i < 32) was in the page cache when queued.
+ */
 typedef struct item_hdr {
-	uint32_t block, row, col, pad;
+	uint32_t block, row, col, cached;
 } item_hdr;
 
 typedef struct engine {
@@ -201,6 +207,26 @@ static void advise(const engine *e, const pspace_tile_ref *ref, int what)
 	(void)madvise((void *)a, b - a, what);
 }
 
+/* Are all pages of a tile in the page cache? (0 when unknown) */
+static int resident(const engine *e, const pspace_tile_ref *ref)
+{
+	unsigned char vec[256];
+	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
+	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
+
+	while (a < b) {
+		size_t len = b - a < sizeof(vec) * e->page ? b - a : sizeof(vec) * e->page;
+
+		if (mincore((void *)a, len, vec) != 0)
+			return 0;
+		for (size_t p = 0; p < len / e->page; p++)
+			if (!(vec[p] & 1))
+				return 0;
+		a += len;
+	}
+	return 1;
+}
+
 static void process(worker *w, const unsigned char *item)
 {
 	engine *e = w->e;
@@ -246,7 +272,7 @@ static void process(worker *w, const unsigned char *item)
 		engine_fail(e, rc);
 	if (e->ooc)
 		for (size_t i = 0; i < e->n; i++)
-			if (refs[i].data)
+			if (refs[i].data && !(i < 32 && (h->cached >> i & 1)))
 				advise(e, &refs[i], MADV_DONTNEED);
 }
 
@@ -261,17 +287,24 @@ static void *worker_main(void *arg)
 }
 
 /* Hands one tile to the workers (or processes it here when there are none). */
-static void emit(engine *e, worker *self, size_t nthreads, const unsigned char *item)
+static void emit(engine *e, worker *self, size_t nthreads, unsigned char *item)
 {
-	if (nthreads == 0) {
-		process(self, item);
-		return;
+	item_hdr *h = (item_hdr *)(void *)item;
+	const pspace_tile_ref *refs = item_refs(item);
+
+	h->cached = 0;
+	for (size_t i = 0; e->ooc && i < e->n; i++) {
+		if (!refs[i].data)
+			continue;
+		if (i < 32 && resident(e, &refs[i]))
+			h->cached |= 1u << i;
+		else if (nthreads)
+			advise(e, &refs[i], MADV_WILLNEED);
 	}
-	if (e->ooc)
-		for (size_t i = 0; i < e->n; i++)
-			if (item_refs(item)[i].data)
-				advise(e, &item_refs(item)[i], MADV_WILLNEED);
-	pspace_queue_push(&e->q, item);
+	if (nthreads == 0)
+		process(self, item);
+	else
+		pspace_queue_push(&e->q, item);
 }
 
 /* Diagonal tiles only, looked up directly. */
