@@ -699,9 +699,6 @@ static int view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
 	}
 	if (verified != NULL)
 		*verified = 1;
-	rc = check_crc(buf, &h);
-	if (rc != 0)
-		goto out;
 	/* up to four times the stored size (f16 -> f64): may not fit a 32-bit size_t */
 	if ((uint64_t)h.rows * h.cols > SIZE_MAX / wes) {
 		rc = pspace_err_set(PSPACE_ENOMEM,
@@ -715,7 +712,16 @@ static int view(pspace_codec *c, const void *buf, size_t len, pspace_dtype want,
 		rc = PSPACE_ENOMEM;
 		goto out;
 	}
+	/*
+	 * Decode first, then checksum the payload while it is still in the cache:
+	 * zstd reads it from memory at its own pace (zstd checks its input and
+	 * never writes past its output), where a checksum first would wait on
+	 * memory. A tile that fails either way is reported as its checksum
+	 * mismatch when there is one.
+	 */
 	rc = decode_payload(c, buf, &h, want, dst, h.cols);
+	if (rc == 0 || tile_crc(buf, h.payload_len) != h.checksum)
+		rc = check_crc(buf, &h);
 	if (rc == 0)
 		*data = dst;
 out:
