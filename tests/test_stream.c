@@ -119,6 +119,18 @@ static void put_matrix(pspace_store *s, const mspec *m, const double *A,
 	assert_int_equal(pspace_writer_finish(w), 0);
 }
 
+/* @p v rounded to bf16 (nearest, ties to even; finite values only). */
+static double bf16_round(double v)
+{
+	float f = (float)v;
+	uint32_t u;
+
+	memcpy(&u, &f, sizeof(u));
+	u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+	memcpy(&f, &u, sizeof(f));
+	return (double)f;
+}
+
 /*
  * The matrix the store holds, as the reference sees it: entries outside the
  * diagonal blocks (and in skipped tiles) are zero, and f32 storage rounds.
@@ -141,6 +153,8 @@ static double *stored_reference(const mspec *m, const double *A,
 					continue;
 				if (m->dtype == PSPACE_F32)
 					v = (double)(float)v;
+				if (m->dtype == PSPACE_BF16)
+					v = bf16_round(v);
 				R[(off + i) * d + off + j] = v;
 			}
 		off += m->dims[b];
@@ -352,6 +366,32 @@ static void test_stream_mm_blockdiag(void **state)
 	free(F);
 }
 
+/* bf16 tiles, stored as byte planes and raw, reach the kernels as f32 (whole or in panels). */
+static void test_stream_mm_bf16(void **state)
+{
+	size_t d = 600;
+	double *F = make_fisher(d, 90, 4);
+	fx_store ts;
+	(void)state;
+
+	fx_store_open(&ts, "stream");
+	for (int level = 0; level <= 3; level += 3) {
+		mspec m = {
+		    level ? "H3" : "H0", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_BF16, level};
+		double *R;
+
+		put_matrix(ts.s, &m, F, NULL);
+		R = stored_reference(&m, F, NULL);
+		for (int ki = 0; ki < 3; ki++)
+			for (int th = 1; th <= 2; th++)
+				check_mm(ts.s, m.name, R, d, ks[ki], th, 1e-5, NULL);
+		check_mm(ts.s, m.name, R, d, 20, 2, 1e-5, NULL);
+		free(R);
+	}
+	fx_store_close(&ts);
+	free(F);
+}
+
 static void test_stream_nonsymmetric(void **state)
 {
 	size_t d = 333;
@@ -503,18 +543,20 @@ static void test_stream_multi(void **state)
 	free(F);
 }
 
-/* A corrupted tile fails the pass with PSPACE_ECORRUPT naming it, whatever the threads. */
-static void test_stream_corrupt(void **state)
+/*
+ * A corrupted tile (raw: level 0, byte planes: level 3) fails the pass with
+ * PSPACE_ECORRUPT naming it, whatever the threads.
+ */
+static void corrupt_level(int level)
 {
 	size_t d = 600;
 	double *F = make_fisher(d, 60, 9);
-	mspec m = {"C", PSPACE_KIND_DENSE, 1, {600}, 64, 1, PSPACE_F32, 0};
+	mspec m = {"C", PSPACE_KIND_DENSE, 1, {600}, 64, 1, PSPACE_F32, level};
 	uint8_t needle[128];
 	char data[192];
 	pspace_reader *r;
 	pspace_tile_ref ref;
 	fx_store ts;
-	(void)state;
 
 	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
@@ -552,6 +594,13 @@ static void test_stream_corrupt(void **state)
 		}
 	fx_store_close(&ts);
 	free(F);
+}
+
+static void test_stream_corrupt(void **state)
+{
+	(void)state;
+	corrupt_level(0);
+	corrupt_level(3);
 }
 
 /* A budget far below the matrix (and below one worker's codec scratch) still works. */
@@ -651,10 +700,11 @@ static void test_stream_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_stream_mm_dense),     cmocka_unit_test(test_stream_mm_blockdiag),
-	    cmocka_unit_test(test_stream_nonsymmetric), cmocka_unit_test(test_stream_invariance),
-	    cmocka_unit_test(test_stream_multi),        cmocka_unit_test(test_stream_corrupt),
-	    cmocka_unit_test(test_stream_small_budget), cmocka_unit_test(test_stream_errors),
+	    cmocka_unit_test(test_stream_mm_dense),   cmocka_unit_test(test_stream_mm_blockdiag),
+	    cmocka_unit_test(test_stream_mm_bf16),    cmocka_unit_test(test_stream_nonsymmetric),
+	    cmocka_unit_test(test_stream_invariance), cmocka_unit_test(test_stream_multi),
+	    cmocka_unit_test(test_stream_corrupt),    cmocka_unit_test(test_stream_small_budget),
+	    cmocka_unit_test(test_stream_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

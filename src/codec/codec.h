@@ -9,6 +9,7 @@
 
 #include <zstd.h>
 
+#include "codec/shuffle.h"
 #include "pspace/codec.h"
 
 /** A scratch buffer, grown geometrically and never shrunk. Contents do not survive growth. */
@@ -19,10 +20,12 @@ struct pspace_codec_buf {
 
 /** Scratch buffers of a context, by role. */
 enum {
-	PSPACE_CODEC_BUF_OUT,  /**< encode: the encoded tile handed to the caller */
-	PSPACE_CODEC_BUF_A,    /**< converted elements / decompressed payload */
-	PSPACE_CODEC_BUF_B,    /**< shuffled elements / unshuffled elements */
-	PSPACE_CODEC_BUF_VIEW, /**< pspace_tile_view() output */
+	PSPACE_CODEC_BUF_OUT,       /**< encode: the encoded tile handed to the caller */
+	PSPACE_CODEC_BUF_A,         /**< converted elements / decompressed payload */
+	PSPACE_CODEC_BUF_B,         /**< shuffled elements / unshuffled elements */
+	PSPACE_CODEC_BUF_VIEW,      /**< pspace_tile_view() output */
+	PSPACE_CODEC_BUF_PANEL,     /**< a row panel of pspace_tile_panels_rows(), as stored */
+	PSPACE_CODEC_BUF_PANEL_OUT, /**< the same panel converted to the wanted type */
 	PSPACE_CODEC_NBUF
 };
 
@@ -48,5 +51,59 @@ unsigned char *pspace_codec_scratch(pspace_codec *c, int which, size_t need);
 int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsigned flags,
                           pspace_dtype src_type, const void *src, uint32_t rows, uint32_t cols,
                           size_t ld, const void **out, size_t *out_len);
+
+/**
+ * Decodes the zstd planes of a codec 2 payload of @p plen bytes (@p es
+ * planes of @p n bytes) into @p t (plane b at b*n) and points pl[b] at each
+ * plane: into @p t, or into @p payload for a plane stored raw. Does not
+ * verify the checksum. @return 0, PSPACE_ECORRUPT or PSPACE_ENOMEM.
+ */
+int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
+                              size_t es, size_t n, unsigned char *t, const void **pl);
+
+/**
+ * A tile handed out in row panels (pspace_tile_panels_open()), so that a
+ * caller works on a few rows at a time while they are in the L1 cache: a
+ * raw tile's rows are read in place and checksummed panel by panel after
+ * the caller used them, a codec 2 (byte planes) tile is unshuffled and
+ * converted panel by panel from its decoded planes, without the whole
+ * tile being written out and read back. Other tiles are decoded whole.
+ */
+typedef struct pspace_tile_panels {
+	pspace_tile_header h;
+	const unsigned char *buf;
+	size_t len;
+	pspace_dtype want;
+	int mode;                                  /* how rows are handed out (panel.c) */
+	const void *planes[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: each byte plane */
+	const unsigned char *elems;                /* raw in place or decoded: the rows */
+	uint32_t crc, crc_rows;                    /* raw in place: rows checksummed so far */
+} pspace_tile_panels;
+
+/**
+ * Opens tile @p buf (@p len bytes, header already parsed into @p h) for
+ * reading in row panels of type @p want (F32 or F64), with buffers of @p c.
+ * A tile that is decoded here is verified here; a raw tile read in place
+ * is verified by pspace_tile_panels_finish(). @return 0, PSPACE_ECORRUPT,
+ * PSPACE_ENOMEM or PSPACE_EINVAL.
+ */
+int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *buf, size_t len,
+                            const pspace_tile_header *h, pspace_dtype want);
+
+/**
+ * Points *data at rows [@p r0, @p r0 + @p rows) of the tile (type want,
+ * ld = cols), valid until the next call on @p p or @p c. Panels must be
+ * asked for in order (each r0 the end of the previous panel).
+ * @return 0 or PSPACE_EINVAL (out of order or out of the tile).
+ */
+int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0, uint32_t rows,
+                            const void **data);
+
+/**
+ * Ends the reading of a tile: checksums what is left of a raw tile read
+ * in place and compares. @return 0 or PSPACE_ECORRUPT (checksum mismatch:
+ * nothing computed from the panels may be used).
+ */
+int pspace_tile_panels_finish(pspace_tile_panels *p);
 
 #endif

@@ -511,15 +511,10 @@ static int parse_planes(const unsigned char *payload, uint32_t plen, size_t es, 
 	return 0;
 }
 
-/*
- * Decodes a codec 2 payload: the zstd planes into @p t (plane b at b*n),
- * then unshuffles them and the raw planes, read in place, into @p u.
- */
-static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t plen, size_t es,
-                         size_t n, unsigned char *t, unsigned char *u)
+int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
+                              size_t es, size_t n, unsigned char *t, const void **pl)
 {
 	uint32_t lens[PSPACE_SHUFFLE_MAX_ES];
-	const void *pl[PSPACE_SHUFFLE_MAX_ES];
 	size_t off = 4 * es, r;
 	int rc;
 
@@ -554,8 +549,22 @@ static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t
 			    b, r, n);
 		pl[b] = t + b * n;
 	}
-	pspace_unshuffle_planes(u, pl, n, es);
 	return 0;
+}
+
+/*
+ * Decodes a codec 2 payload: the zstd planes into @p t (plane b at b*n),
+ * then unshuffles them and the raw planes, read in place, into @p u.
+ */
+static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t plen, size_t es,
+                         size_t n, unsigned char *t, unsigned char *u)
+{
+	const void *pl[PSPACE_SHUFFLE_MAX_ES];
+	int rc = pspace_tile_planes_decode(c, payload, plen, es, n, t, pl);
+
+	if (rc == 0)
+		pspace_unshuffle_planes(u, pl, n, es);
+	return rc;
 }
 
 /*

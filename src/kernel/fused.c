@@ -6,8 +6,6 @@
  */
 #include "kernel/fused.h"
 
-#include <string.h>
-
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_AVX2 1
@@ -16,9 +14,6 @@
 static void fused_c(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
                     const float *xc, const float *xr, float *yr, float *yc, int mirrored)
 {
-	if (mirrored)
-		for (uint32_t j = 0; j < k; j++)
-			memset(yc + j * ld, 0, cols * sizeof(float));
 	for (uint32_t i = 0; i < rows; i++) {
 		const float *t = T + (size_t)i * cols;
 
@@ -87,9 +82,6 @@ __attribute__((target("avx2,fma"))) static void fused_avx2(const float *T, uint3
 {
 	uint32_t c8 = cols & ~7u, i = 0;
 
-	if (mirrored)
-		for (uint32_t j = 0; j < k; j++)
-			memset(yc + j * ld, 0, cols * sizeof(float));
 	for (; i + 4 <= rows; i += 4) {
 		const float *t0 = T + (size_t)i * cols, *t1 = t0 + cols, *t2 = t1 + cols,
 		            *t3 = t2 + cols;

@@ -12,7 +12,9 @@
 /**
  * For a rows x cols row-major tile T (ld = cols) and k vectors stored with
  * stride @p ld: yr[j*ld + i] = sum_p T[i][p] xc[j*ld + p] and, if @p mirrored,
- * yc[j*ld + p] = sum_i T[i][p] xr[j*ld + i]. Overwrites yr (and yc).
+ * yc[j*ld + p] += sum_i T[i][p] xr[j*ld + i]. Overwrites yr, adds to yc (so
+ * that a tile can come in row panels, T, xr and yr advanced by the panel's
+ * first row).
  */
 void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
                       const float *xc, const float *xr, float *yr, float *yc, int mirrored);

@@ -43,6 +43,7 @@ typedef struct mm_ctx {
 	double *Y;
 	size_t ldy;
 	uint64_t *band_base; /* per block: global index of its first tile row */
+	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
 	pthread_mutex_t locks[NLOCKS];
 } mm_ctx;
 
@@ -139,7 +140,7 @@ static void mm_free(void *ws, void *ud)
 static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 {
 	if (!w->has_xr || w->xb != st->block || w->xrow != st->row) {
-		to_float(c, st->r0, st->rows, w->xr);
+		to_float(c, st->r0, st->tile_rows, w->xr);
 		w->has_xr = 1;
 		w->xb = st->block;
 		w->xrow = st->row;
@@ -150,8 +151,11 @@ static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 static void fused(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
 {
 	to_float(c, st->c0, st->cols, w->xc);
-	if (st->mirrored)
+	if (st->mirrored) {
 		need_xr(c, w, st);
+		for (uint32_t j = 0; j < c->k; j++)
+			memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
+	}
 	pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc, w->xr, w->yf, w->yc,
 	                 st->mirrored);
 	axpy_f(c, st->rows, a, w->yf, w->acc);
@@ -206,6 +210,55 @@ static void tile_mm(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a,
 	}
 }
 
+/* The accumulator of direct products follows the tile row of @p st. */
+static void switch_acc(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
+{
+	if (w->has_acc && w->ab == st->block && w->ar == st->row)
+		return;
+	flush_acc(c, w);
+	for (uint32_t j = 0; j < c->k; j++)
+		memset(w->acc + (size_t)j * c->edge, 0, st->tile_rows * sizeof(double));
+	w->has_acc = 1;
+	w->ab = st->block;
+	w->ar = st->row;
+	w->ar0 = st->r0;
+	w->arows = st->tile_rows;
+}
+
+/*
+ * One row panel of an f32 tile of a one-matrix pass (the fused kernel):
+ * the first panel sets up the tile's vectors, each panel adds its rows'
+ * share of both products, the last one adds them to acc and Y.
+ */
+static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
+{
+	double a = c->alpha[0];
+
+	if (a == 0.0)
+		return 0;
+	if (st->prow == 0) {
+		switch_acc(c, w, st);
+		to_float(c, st->c0, st->cols, w->xc);
+		if (st->mirrored) {
+			need_xr(c, w, st);
+			for (uint32_t j = 0; j < c->k; j++)
+				memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
+		}
+	}
+	pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc, w->xr + st->prow,
+	                 w->yf + st->prow, w->yc, st->mirrored);
+	if (st->prow + st->rows < st->tile_rows)
+		return 0;
+	axpy_f(c, st->tile_rows, a, w->yf, w->acc);
+	if (st->mirrored) {
+		for (uint32_t j = 0; j < c->k; j++)
+			memset(w->ysum + (size_t)j * c->edge, 0, st->cols * sizeof(double));
+		axpy_f(c, st->cols, a, w->yc, w->ysum);
+		add_to_y(c, c->band_base[st->block] + st->col, st->c0, st->cols, w->ysum);
+	}
+	return 0;
+}
+
 static int mm_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
 {
 	mm_ws *w = ws;
@@ -213,16 +266,9 @@ static int mm_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
 	const pspace_stream_tile *st0 = &tiles[0];
 	int mirrored = 0;
 
-	if (!w->has_acc || w->ab != st0->block || w->ar != st0->row) {
-		flush_acc(c, w);
-		for (uint32_t j = 0; j < c->k; j++)
-			memset(w->acc + (size_t)j * c->edge, 0, st0->rows * sizeof(double));
-		w->has_acc = 1;
-		w->ab = st0->block;
-		w->ar = st0->row;
-		w->ar0 = st0->r0;
-		w->arows = st0->rows;
-	}
+	if (c->panels)
+		return mm_panel(c, w, st0);
+	switch_acc(c, w, st0);
 	for (size_t i = 0; i < c->n; i++) {
 		if (!tiles[i].data || c->alpha[i] == 0.0)
 			continue;
@@ -299,6 +345,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	}
 	for (; nlocks < NLOCKS; nlocks++)
 		pthread_mutex_init(&c->locks[nlocks], NULL);
+	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
+	kern.panels = c->panels;
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);

@@ -45,9 +45,12 @@
 #include "common/exec.h"
 #include "kernel/engine.h"
 #include "kernel/pool.h"
+#include "store/reader.h"
 
 #define QUEUE_PER_WORKER 4
-#define MSG_MAX          1024
+/* Row panels of about this many bytes for kernels that take panels (L1 is 32-48 KiB). */
+#define PANEL_BYTES 16384
+#define MSG_MAX     1024
 
 /* ---- pspace_tiled --------------------------------------------------------- */
 
@@ -227,6 +230,44 @@ static int resident(const engine *e, const pspace_tile_ref *ref)
 	return 1;
 }
 
+/* Prefixes the address of the tile of @p h to error @p rc (0 stays 0). */
+static int at_tile(const engine *e, const item_hdr *h, int rc)
+{
+	const pspace_tiled *t0 = e->t[0];
+
+	return pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)",
+	                         pspace_store_path(t0->s), t0->info.name, h->block, h->row, h->col);
+}
+
+/*
+ * The tile of a one-matrix pass in row panels of about PANEL_BYTES, for a
+ * kernel that takes them: each panel is used by the kernel while in L1 (a
+ * raw tile is then checksummed from there, a byte-plane tile unshuffled
+ * into it). A checksum mismatch shows only at the end and fails the pass.
+ */
+static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *ref,
+                          pspace_stream_tile *st)
+{
+	engine *e = w->e;
+	pspace_tile_panels p;
+	uint32_t rows = st->rows, step = PANEL_BYTES / (st->cols * pspace_dtype_size(st->dtype));
+	int rc = pspace_reader_panels_open(e->r[0], w->codec[0], ref, e->want[0], &p);
+
+	step = step < 4 ? 4 : step & ~3u;
+	st->tile_rows = rows;
+	for (uint32_t r0 = 0; rc == 0 && r0 < rows; r0 += step) {
+		st->prow = r0;
+		st->rows = rows - r0 < step ? rows - r0 : step;
+		rc = pspace_tile_panels_rows(&p, w->codec[0], r0, st->rows, &st->data);
+		if (rc == 0)
+			rc = e->k->tile(w->ws, e->ud, st);
+		rc = at_tile(e, h, rc);
+	}
+	if (rc == 0)
+		rc = at_tile(e, h, pspace_tile_panels_finish(&p));
+	return rc;
+}
+
 static void process(worker *w, const unsigned char *item)
 {
 	engine *e = w->e;
@@ -248,26 +289,29 @@ static void process(worker *w, const unsigned char *item)
 		st->c0 = t0->block_off[h->block] + (uint64_t)h->col * edge;
 		st->rows = (uint32_t)(rleft < edge ? rleft : edge);
 		st->cols = (uint32_t)(cleft < edge ? cleft : edge);
+		st->prow = 0;
+		st->tile_rows = st->rows;
 		st->dtype = e->want[i];
 		st->data = NULL;
 		st->mirrored = t0->info.symmetric && h->row != h->col;
 		w->verified[i] = 1;
-		if (refs[i].data && rc == 0)
+	}
+	if (e->k->panels && e->n == 1 && refs[0].data) {
+		rc = process_panels(w, h, &refs[0], &w->tiles[0]);
+		goto done;
+	}
+	for (size_t i = 0; i < e->n && rc == 0; i++)
+		if (refs[i].data)
 			rc = pspace_reader_view_unverified(e->r[i], w->codec[i], &refs[i],
-			                                   e->want[i], &st->data, NULL,
+			                                   e->want[i], &w->tiles[i].data, NULL,
 			                                   &w->verified[i]);
-	}
-	if (rc == 0) {
-		rc = e->k->tile(w->ws, e->ud, w->tiles);
-		if (rc != 0)
-			rc = pspace_err_prefix(rc, "store %s: matrix %s, tile (%u,%u,%u)",
-			                       pspace_store_path(t0->s), t0->info.name, h->block,
-			                       h->row, h->col);
-	}
+	if (rc == 0)
+		rc = at_tile(e, h, e->k->tile(w->ws, e->ud, w->tiles));
 	/* raw tiles are checksummed after the kernel, from the cache: a mismatch fails the pass */
 	for (size_t i = 0; i < e->n; i++)
 		if (refs[i].data && !w->verified[i] && rc == 0)
 			rc = pspace_reader_verify(e->r[i], &refs[i]);
+done:
 	if (rc != 0)
 		engine_fail(e, rc);
 	if (e->ooc)

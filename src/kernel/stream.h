@@ -40,6 +40,9 @@ typedef struct pspace_stream_tile {
 	uint32_t rows, cols;
 	pspace_dtype dtype; /**< PSPACE_F32 or PSPACE_F64: type of data */
 	const void *data;   /**< rows x cols, row-major, ld = cols; NULL = zero tile */
+	uint32_t prow;      /**< a row panel (kernel.panels): data starts at this row of the
+	                         tile, global row r0 + prow; 0 for a whole tile */
+	uint32_t tile_rows; /**< rows of the whole tile (== rows for a whole tile) */
 	int mirrored;       /**< symmetric and row != col: also stands for its transpose
 	                         at (c0, r0) */
 } pspace_stream_tile;
@@ -61,6 +64,14 @@ typedef struct pspace_stream_kernel {
 	pspace_dtype want;
 	/** Visit only diagonal tiles (row == col) of each block (looked up, not walked). */
 	int diagonal_only;
+	/**
+	 * tile() takes row panels: in a one-matrix pass, a tile may come as
+	 * consecutive calls on one worker, prow = 0 first, each panel starting
+	 * where the previous one ended, until prow + rows == tile_rows. The
+	 * engine verifies the tile after the last panel; a mismatch fails the
+	 * pass, so results must not be used before the pass returns.
+	 */
+	int panels;
 } pspace_stream_kernel;
 
 /** One pass over the tiles of @p t. @return 0 or the first error (detail names the tile). */

@@ -10,6 +10,7 @@
 #include "common/error.h"
 #include "store/internal.h"
 #include "store/keys.h"
+#include "store/reader.h"
 #include "store/record.h"
 
 /* Tiles per row of block @p block. */
@@ -322,6 +323,20 @@ int pspace_reader_view_unverified(pspace_reader *r, pspace_codec *c, const pspac
 		return rc;
 	return in_tile(r, t,
 	               pspace_tile_view_unverified(c, t->data, t->len, want, data, hdr, verified));
+}
+
+int pspace_reader_panels_open(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
+                              pspace_dtype want, pspace_tile_panels *p)
+{
+	pspace_tile_header h;
+	int rc = check_tile(r, t);
+
+	if (rc != 0)
+		return rc;
+	rc = pspace_tile_parse(&h, t->data, t->len);
+	if (rc == 0)
+		rc = pspace_tile_panels_open(p, c, t->data, t->len, &h, want);
+	return in_tile(r, t, rc);
 }
 
 int pspace_reader_verify(pspace_reader *r, const pspace_tile_ref *t)

@@ -1,0 +1,155 @@
+/*
+ * Tiles handed out in row panels (see pspace_tile_panels in codec.h).
+ *
+ * A whole decoded tile is 1 MiB (512 x 512 f32): written out by the
+ * unshuffle and read back by the kernel, it leaves the L2 cache, which
+ * also holds the decoded planes and the compressed payload. A panel of a
+ * few rows is unshuffled from the planes (in L2) into a small buffer and
+ * used from L1. For a raw tile read in place, the checksum of a panel is
+ * computed after the caller's work on it, while it is still in L1, so the
+ * tile is read from memory once.
+ */
+#include <inttypes.h>
+#include <string.h>
+
+#include "codec/codec.h"
+#include "codec/convert.h"
+#include "codec/tile_format.h"
+#include "common/error.h"
+
+enum {
+	MODE_INPLACE, /* raw tile of the wanted type, read in place, checksummed by panels */
+	MODE_PLANES,  /* codec 2: planes decoded and verified, unshuffled by panels */
+	MODE_WHOLE    /* decoded (and verified) whole by pspace_tile_view() */
+};
+
+static int mismatch(const pspace_tile_header *h, uint32_t crc)
+{
+	return pspace_err_set(PSPACE_ECORRUPT,
+	                      "tile checksum mismatch: stored 0x%08" PRIx32
+	                      ", computed 0x%08" PRIx32,
+	                      h->checksum, crc);
+}
+
+/* The checksum of the header span and @p plen payload bytes of @p buf. */
+static uint32_t tile_crc(const unsigned char *buf, size_t plen)
+{
+	uint32_t crc = pspace_crc32c(0, buf, PSPACE_TILE_CRC_SPAN);
+
+	return pspace_crc32c(crc, buf + PSPACE_TILE_HEADER_SIZE, plen);
+}
+
+static int open_planes(pspace_tile_panels *p, pspace_codec *c)
+{
+	const pspace_tile_header *h = &p->h;
+	size_t es = pspace_dtype_size(h->dtype), n = (size_t)h->rows * h->cols;
+	unsigned char *t = pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, n * es);
+	uint32_t crc;
+	int rc;
+
+	if (t == NULL)
+		return PSPACE_ENOMEM;
+	/* decoded first, checksummed after from the cache: as pspace_tile_view() */
+	rc = pspace_tile_planes_decode(c, p->buf + PSPACE_TILE_HEADER_SIZE, h->payload_len, es, n,
+	                               t, p->planes);
+	crc = tile_crc(p->buf, h->payload_len);
+	return crc == h->checksum ? rc : mismatch(h, crc);
+}
+
+int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *buf, size_t len,
+                            const pspace_tile_header *h, pspace_dtype want)
+{
+	const unsigned char *payload = (const unsigned char *)buf + PSPACE_TILE_HEADER_SIZE;
+	size_t wes = pspace_dtype_size(want);
+	const void *data = NULL;
+	int rc;
+
+	memset(p, 0, sizeof(*p));
+	if (c == NULL || buf == NULL || h == NULL || (want != PSPACE_F32 && want != PSPACE_F64))
+		return pspace_err_set(PSPACE_EINVAL, "tile panels: NULL argument or type %s",
+		                      pspace_dtype_name(want));
+	p->h = *h;
+	p->buf = buf;
+	p->len = len;
+	p->want = want;
+	if (h->codec == PSPACE_CODEC_RAW && h->dtype == want && (uintptr_t)payload % wes == 0) {
+		p->mode = MODE_INPLACE;
+		p->elems = payload;
+		p->crc = pspace_crc32c(0, buf, PSPACE_TILE_CRC_SPAN);
+		return 0;
+	}
+	if (h->codec == PSPACE_CODEC_ZSTD_PLANES &&
+	    pspace_dtype_size(h->dtype) <= PSPACE_SHUFFLE_MAX_ES) {
+		p->mode = MODE_PLANES;
+		return open_planes(p, c);
+	}
+	p->mode = MODE_WHOLE;
+	rc = pspace_tile_view(c, buf, len, want, &data, NULL);
+	p->elems = data;
+	return rc;
+}
+
+/* Checksums the rows of an in-place tile up to @p end. */
+static void fold(pspace_tile_panels *p, uint32_t end)
+{
+	size_t row = (size_t)p->h.cols * pspace_dtype_size(p->h.dtype);
+
+	if (end > p->crc_rows)
+		p->crc =
+		    pspace_crc32c(p->crc, p->elems + p->crc_rows * row, (end - p->crc_rows) * row);
+	p->crc_rows = end;
+}
+
+int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0, uint32_t rows,
+                            const void **data)
+{
+	const pspace_tile_header *h = &p->h;
+	size_t es = pspace_dtype_size(h->dtype), n = (size_t)rows * h->cols;
+	const void *pl[PSPACE_SHUFFLE_MAX_ES];
+	unsigned char *u, *o;
+	int rc;
+
+	*data = NULL;
+	if (rows == 0 || r0 > h->rows || rows > h->rows - r0)
+		return pspace_err_set(PSPACE_EINVAL,
+		                      "tile panels: rows %" PRIu32 "..%" PRIu32 " of a %" PRIu32
+		                      "-row tile",
+		                      r0, r0 + rows, h->rows);
+	if (p->mode == MODE_INPLACE) {
+		/* the caller is done with the rows before r0: checksum them from L1 */
+		if (r0 < p->crc_rows)
+			return pspace_err_set(PSPACE_EINVAL,
+			                      "tile panels: rows asked out of order");
+		fold(p, r0);
+	}
+	if (p->mode != MODE_PLANES) {
+		*data = p->elems + (size_t)r0 * h->cols * pspace_dtype_size(p->want);
+		return 0;
+	}
+	u = pspace_codec_scratch(c, PSPACE_CODEC_BUF_PANEL, n * es);
+	if (u == NULL)
+		return PSPACE_ENOMEM;
+	for (size_t b = 0; b < es; b++)
+		pl[b] = (const unsigned char *)p->planes[b] + (size_t)r0 * h->cols;
+	pspace_unshuffle_planes(u, pl, n, es);
+	if (h->dtype == p->want) {
+		*data = u;
+		return 0;
+	}
+	o = pspace_codec_scratch(c, PSPACE_CODEC_BUF_PANEL_OUT, n * pspace_dtype_size(p->want));
+	if (o == NULL)
+		return PSPACE_ENOMEM;
+	rc = pspace_convert_block(p->want, o, h->cols, h->dtype, u, h->cols, rows, h->cols,
+	                          h->scale_exp);
+	if (rc == 0)
+		*data = o;
+	return rc;
+}
+
+int pspace_tile_panels_finish(pspace_tile_panels *p)
+{
+	if (p->mode != MODE_INPLACE)
+		return 0;
+	fold(p, p->h.rows);
+	return p->crc == p->h.checksum ? 0 : mismatch(&p->h, p->crc);
+}
