@@ -115,7 +115,7 @@ PSPACE_API int pspace_tile_view(pspace_codec *c, const void *buf, size_t len, ps
  * so its bytes are read once, by the caller's own work, and then verified
  * from the cache; *verified is 0 then, and the caller must call
  * pspace_tile_verify() on @p buf before trusting anything computed from
- * the data. Every other tile is verified before it is decoded
+ * the data. Every other tile is verified before it is returned
  * (*verified = 1), and so is every tile when @p verified is NULL.
  */
 PSPACE_API int pspace_tile_view_unverified(pspace_codec *c, const void *buf, size_t len,
