@@ -33,9 +33,15 @@
  * BLIS calls up to k = 16 with 256-edge tiles); above, BLIS sgemm. */
 #define FUSED_MAX_K 16
 
+/* A lock on a cache line of its own, so that workers adding to different bands do not share
+ * lines (nor with the fields the workers read on every tile). */
+typedef struct mm_lock {
+	_Alignas(64) pthread_mutex_t mu;
+} mm_lock;
+
 typedef struct mm_ctx {
 	const pspace_tiled *t;
-	const double *alpha; /* one per matrix */
+	double *alpha; /* one per matrix: a copy, away from the caller's stack */
 	size_t n;
 	uint32_t k, edge;
 	const double *X;
@@ -44,7 +50,7 @@ typedef struct mm_ctx {
 	size_t ldy;
 	uint64_t *band_base; /* per block: global index of its first tile row */
 	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
-	pthread_mutex_t locks[NLOCKS];
+	mm_lock locks[NLOCKS];
 } mm_ctx;
 
 typedef struct mm_ws {
@@ -63,7 +69,7 @@ typedef struct mm_ws {
 /* Y[off.., j] += scale * buf[j * edge + i] under the lock of band @p band. */
 static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const double *buf)
 {
-	pthread_mutex_t *mu = &c->locks[band % NLOCKS];
+	pthread_mutex_t *mu = &c->locks[band % NLOCKS].mu;
 
 	pthread_mutex_lock(mu);
 	for (uint32_t j = 0; j < c->k; j++) {
@@ -323,15 +329,18 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		                      "stream mm: matrix %s: no X or Y, or leading dimension "
 		                      "(%zu, %zu) < d = %llu",
 		                      t[0]->info.name, ldx, ldy, (unsigned long long)t[0]->info.d);
-	c = calloc(1, sizeof(*c));
-	if (c)
+	c = aligned_alloc(_Alignof(mm_ctx), sizeof(*c));
+	if (c) {
+		memset(c, 0, sizeof(*c));
 		c->band_base = malloc(t[0]->info.nblocks * sizeof(*c->band_base));
-	if (!c || !c->band_base) {
+		c->alpha = aligned_alloc(64, (n * sizeof(*c->alpha) + 63) / 64 * 64);
+	}
+	if (!c || !c->band_base || !c->alpha) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory");
 		goto out;
 	}
 	c->t = t[0];
-	c->alpha = alpha;
+	memcpy(c->alpha, alpha, n * sizeof(*c->alpha));
 	c->n = n;
 	c->k = k;
 	c->edge = t[0]->info.tile;
@@ -344,7 +353,7 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		band += (t[0]->block_dim[b] + c->edge - 1) / c->edge;
 	}
 	for (; nlocks < NLOCKS; nlocks++)
-		pthread_mutex_init(&c->locks[nlocks], NULL);
+		pthread_mutex_init(&c->locks[nlocks].mu, NULL);
 	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
 	kern.panels = c->panels;
 
@@ -357,9 +366,11 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	rc = pspace_stream_multi(t, n, &ex2, &kern, c);
 out:
 	while (nlocks-- > 0)
-		pthread_mutex_destroy(&c->locks[nlocks]);
-	if (c)
+		pthread_mutex_destroy(&c->locks[nlocks].mu);
+	if (c) {
+		free(c->alpha);
 		free(c->band_base);
+	}
 	free(c);
 	return rc;
 }

@@ -50,6 +50,7 @@
 #define QUEUE_PER_WORKER 4
 /* Row panels of about this many bytes for kernels that take panels (L1 is 32-48 KiB). */
 #define PANEL_BYTES 16384
+#define CACHE_LINE  64
 #define MSG_MAX     1024
 
 /* ---- pspace_tiled --------------------------------------------------------- */
@@ -167,8 +168,8 @@ typedef struct engine {
 	size_t item_size;
 	int ooc;
 	uintptr_t page;
-	pspace_queue q;
-	atomic_int failed;
+	_Alignas(CACHE_LINE) pspace_queue q; /* written per tile: away from what workers read */
+	_Alignas(CACHE_LINE) atomic_int failed;
 	pthread_mutex_t err_mu;
 	int err;
 	char msg[MSG_MAX];
@@ -249,18 +250,21 @@ static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *r
                           pspace_stream_tile *st)
 {
 	engine *e = w->e;
+	int (*tile)(void *, void *, const pspace_stream_tile *) = e->k->tile;
+	void *ws = w->ws, *ud = e->ud;
+	pspace_codec *c = w->codec[0];
 	pspace_tile_panels p;
 	uint32_t rows = st->rows, step = PANEL_BYTES / (st->cols * pspace_dtype_size(st->dtype));
-	int rc = pspace_reader_panels_open(e->r[0], w->codec[0], ref, e->want[0], &p);
+	int rc = pspace_reader_panels_open(e->r[0], c, ref, e->want[0], &p);
 
 	step = step < 4 ? 4 : step & ~3u;
 	st->tile_rows = rows;
 	for (uint32_t r0 = 0; rc == 0 && r0 < rows; r0 += step) {
 		st->prow = r0;
 		st->rows = rows - r0 < step ? rows - r0 : step;
-		rc = pspace_tile_panels_rows(&p, w->codec[0], r0, st->rows, &st->data);
+		rc = pspace_tile_panels_rows(&p, c, r0, st->rows, &st->data);
 		if (rc == 0)
-			rc = e->k->tile(w->ws, e->ud, st);
+			rc = tile(ws, ud, st);
 		rc = at_tile(e, h, rc);
 	}
 	if (rc == 0)
@@ -459,16 +463,31 @@ static void worker_cleanup(worker *w, engine *e)
 	free(w->ws);
 }
 
+/*
+ * Zeroed memory on cache lines of its own: what a worker writes per tile
+ * or panel must not share a line with another worker's (each write would
+ * take the line from the other core).
+ */
+static void *line_alloc(size_t size)
+{
+	size_t n = (size + CACHE_LINE - 1) / CACHE_LINE * CACHE_LINE;
+	void *p = aligned_alloc(CACHE_LINE, n);
+
+	if (p)
+		memset(p, 0, n);
+	return p;
+}
+
 static int worker_setup(worker *w, engine *e)
 {
 	int rc = 0;
 
 	w->e = e;
 	w->codec = calloc(e->n, sizeof(*w->codec));
-	w->tiles = calloc(e->n, sizeof(*w->tiles));
-	w->verified = calloc(e->n, sizeof(*w->verified));
-	w->item = malloc(e->item_size);
-	w->ws = calloc(1, e->k->worker_size ? e->k->worker_size : 1);
+	w->tiles = line_alloc(e->n * sizeof(*w->tiles));
+	w->verified = line_alloc(e->n * sizeof(*w->verified));
+	w->item = line_alloc(e->item_size);
+	w->ws = line_alloc(e->k->worker_size ? e->k->worker_size : 1);
 	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->ws)
 		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a worker");
 	for (size_t i = 0; i < e->n && rc == 0; i++)
