@@ -122,6 +122,29 @@ static void test_codec_crc32c_dispatch_matches_sw(void **state)
 	crc_fold_check(pspace_crc32c);
 }
 
+/* The CRC of A and B joined from theirs equals the CRC of A followed by B (the bitwise reference).
+ */
+static void test_codec_crc32c_combine(void **state)
+{
+	size_t cap = 1u << 20;
+	unsigned char *buf = malloc(cap);
+
+	(void)state;
+	assert_non_null(buf);
+	rng = 11;
+	for (size_t i = 0; i < cap; i++)
+		buf[i] = (unsigned char)fx_rng_u64(&rng);
+	for (int t = 0; t < 100; t++) {
+		size_t len = fx_rng_u64(&rng) % ((t % 4 == 0) ? cap : 3000);
+		size_t cut = fx_rng_u64(&rng) % (len + 1);
+		uint32_t a = pspace_crc32c(0, buf, cut), b = pspace_crc32c(0, buf + cut, len - cut);
+
+		assert_int_equal(pspace_crc32c_combine(a, b, len - cut), cref_crc32c(0, buf, len));
+	}
+	assert_int_equal(pspace_crc32c_combine(0xe3069283u, 0, 0), 0xe3069283u);
+	free(buf);
+}
+
 static void test_codec_crc32c_hw_matches_sw(void **state)
 {
 	size_t cap = 40000;
@@ -334,6 +357,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_codec_crc32c_check_value),
 	    cmocka_unit_test(test_codec_crc32c_hw_matches_sw),
+	    cmocka_unit_test(test_codec_crc32c_combine),
 	    cmocka_unit_test(test_codec_crc32c_clmul_matches_sw),
 	    cmocka_unit_test(test_codec_crc32c_vclmul_matches_sw),
 	    cmocka_unit_test(test_codec_crc32c_dispatch_matches_sw),

@@ -56,10 +56,14 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
  * Decodes the zstd planes of a codec 2 payload of @p plen bytes (@p es
  * planes of @p n bytes) into @p t (plane b at b*n) and points pl[b] at each
  * plane: into @p t, or into @p payload for a plane stored raw. Does not
- * verify the checksum. @return 0, PSPACE_ECORRUPT or PSPACE_ENOMEM.
+ * verify the checksum; when @p plane_crc is not NULL, plane_crc[b] is the
+ * CRC-32C of the stored bytes of each zstd plane, taken right after it was
+ * decoded (from the cache), and 0 for a plane stored raw.
+ * @return 0, PSPACE_ECORRUPT or PSPACE_ENOMEM.
  */
 int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
-                              size_t es, size_t n, unsigned char *t, const void **pl);
+                              size_t es, size_t n, unsigned char *t, const void **pl,
+                              uint32_t *plane_crc);
 
 /**
  * A tile handed out in row panels (pspace_tile_panels_open()), so that a
@@ -67,7 +71,9 @@ int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uin
  * raw tile's rows are read in place and checksummed panel by panel after
  * the caller used them, a codec 2 (byte planes) tile is unshuffled and
  * converted panel by panel from its decoded planes, without the whole
- * tile being written out and read back. Other tiles are decoded whole.
+ * tile being written out and read back, and its planes stored raw are
+ * checksummed panel by panel as they are read (the checksums of the
+ * planes joined at the end). Other tiles are decoded whole.
  */
 typedef struct pspace_tile_panels {
 	pspace_tile_header h;
@@ -77,14 +83,17 @@ typedef struct pspace_tile_panels {
 	int mode;                                  /* how rows are handed out (panel.c) */
 	const void *planes[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: each byte plane */
 	const unsigned char *elems;                /* raw in place or decoded: the rows */
-	uint32_t crc, crc_rows;                    /* raw in place: rows checksummed so far */
+	uint32_t crc, crc_rows; /* header (and plane table), then rows checksummed so far */
+	uint32_t plane_crc[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: of each plane's stored bytes */
+	uint32_t plane_len[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: the plane table */
 } pspace_tile_panels;
 
 /**
  * Opens tile @p buf (@p len bytes, header already parsed into @p h) for
  * reading in row panels of type @p want (F32 or F64), with buffers of @p c.
- * A tile that is decoded here is verified here; a raw tile read in place
- * is verified by pspace_tile_panels_finish(). @return 0, PSPACE_ECORRUPT,
+ * A tile decoded whole is verified here; raw tiles read in place and codec
+ * 2 tiles by pspace_tile_panels_finish(), so nothing computed from their
+ * panels may be used before it returned 0. @return 0, PSPACE_ECORRUPT,
  * PSPACE_ENOMEM or PSPACE_EINVAL.
  */
 int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *buf, size_t len,
@@ -101,8 +110,9 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 
 /**
  * Ends the reading of a tile: checksums what is left of a raw tile read
- * in place and compares. @return 0 or PSPACE_ECORRUPT (checksum mismatch:
- * nothing computed from the panels may be used).
+ * in place (or of the raw planes of a codec 2 tile) and compares.
+ * @return 0 or PSPACE_ECORRUPT (checksum mismatch: nothing computed from
+ * the panels may be used).
  */
 int pspace_tile_panels_finish(pspace_tile_panels *p);
 

@@ -362,3 +362,37 @@ uint32_t pspace_crc32c(uint32_t crc, const void *buf, size_t len)
 #endif
 	return pspace_crc32c_sw(crc, buf, len);
 }
+
+/* a * b mod P over GF(2), bit-reflected as the CRC (bit 31 is x^0). */
+static uint32_t multmodp(uint32_t a, uint32_t b)
+{
+	uint32_t m = (uint32_t)1 << 31, p = 0;
+
+	for (;;) {
+		if (a & m) {
+			p ^= b;
+			if ((a & (m - 1)) == 0)
+				break;
+		}
+		m >>= 1;
+		b = b & 1 ? (b >> 1) ^ 0x82f63b78u : b >> 1;
+	}
+	return p;
+}
+
+uint32_t pspace_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
+{
+	uint32_t p = (uint32_t)1 << 31, sq = (uint32_t)1 << 30; /* 1 and x */
+
+	/* x^8 (one byte), then x^(8 len2) by squaring */
+	for (int i = 0; i < 3; i++)
+		sq = multmodp(sq, sq);
+	while (len2) {
+		if (len2 & 1)
+			p = multmodp(sq, p);
+		len2 >>= 1;
+		if (len2)
+			sq = multmodp(sq, sq);
+	}
+	return multmodp(p, crc1) ^ crc2;
+}

@@ -54,4 +54,10 @@ int pspace_crc32c_vclmul_available(void);
  */
 uint32_t pspace_crc32c_vclmul(uint32_t crc, const void *buf, size_t len);
 
+/**
+ * @return the CRC-32C of A followed by B, from @p crc1 = pspace_crc32c(0, A)
+ * and @p crc2 = pspace_crc32c(0, B) of @p len2 bytes (O(log len2) steps).
+ */
+uint32_t pspace_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2);
+
 #endif

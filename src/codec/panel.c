@@ -14,6 +14,7 @@
 
 #include "codec/codec.h"
 #include "codec/convert.h"
+#include "codec/crc32c.h"
 #include "codec/tile_format.h"
 #include "common/error.h"
 
@@ -39,9 +40,21 @@ static uint32_t tile_crc(const unsigned char *buf, size_t plen)
 	return pspace_crc32c(crc, buf + PSPACE_TILE_HEADER_SIZE, plen);
 }
 
+static uint32_t get_le32(const unsigned char *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
+/*
+ * Decodes the zstd planes (each checksummed right after zstd read it); the
+ * raw planes are checksummed as panels read them. A failed decode is
+ * reported as the checksum mismatch when there is one, as
+ * pspace_tile_view() does.
+ */
 static int open_planes(pspace_tile_panels *p, pspace_codec *c)
 {
 	const pspace_tile_header *h = &p->h;
+	const unsigned char *payload = p->buf + PSPACE_TILE_HEADER_SIZE;
 	size_t es = pspace_dtype_size(h->dtype), n = (size_t)h->rows * h->cols;
 	unsigned char *t = pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, n * es);
 	uint32_t crc;
@@ -49,11 +62,18 @@ static int open_planes(pspace_tile_panels *p, pspace_codec *c)
 
 	if (t == NULL)
 		return PSPACE_ENOMEM;
-	/* decoded first, checksummed after from the cache: as pspace_tile_view() */
-	rc = pspace_tile_planes_decode(c, p->buf + PSPACE_TILE_HEADER_SIZE, h->payload_len, es, n,
-	                               t, p->planes);
-	crc = tile_crc(p->buf, h->payload_len);
-	return crc == h->checksum ? rc : mismatch(h, crc);
+	rc = pspace_tile_planes_decode(c, payload, h->payload_len, es, n, t, p->planes,
+	                               p->plane_crc);
+	if (rc != 0) {
+		crc = tile_crc(p->buf, h->payload_len);
+		return crc == h->checksum ? rc : mismatch(h, crc);
+	}
+	/* the table was checked by the decode */
+	for (size_t b = 0; b < es; b++)
+		p->plane_len[b] = get_le32(payload + 4 * b);
+	p->crc = pspace_crc32c(0, p->buf, PSPACE_TILE_CRC_SPAN);
+	p->crc = pspace_crc32c(p->crc, payload, 4 * es);
+	return 0;
 }
 
 int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *buf, size_t len,
@@ -89,14 +109,27 @@ int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *
 	return rc;
 }
 
-/* Checksums the rows of an in-place tile up to @p end. */
+/*
+ * Checksums the rows of an in-place tile, or of the raw planes of a codec 2
+ * tile, up to row @p end.
+ */
 static void fold(pspace_tile_panels *p, uint32_t end)
 {
-	size_t row = (size_t)p->h.cols * pspace_dtype_size(p->h.dtype);
+	size_t es = pspace_dtype_size(p->h.dtype), cols = p->h.cols;
 
-	if (end > p->crc_rows)
-		p->crc =
-		    pspace_crc32c(p->crc, p->elems + p->crc_rows * row, (end - p->crc_rows) * row);
+	if (end <= p->crc_rows)
+		return;
+	if (p->mode == MODE_INPLACE) {
+		p->crc = pspace_crc32c(p->crc, p->elems + p->crc_rows * cols * es,
+		                       (end - p->crc_rows) * cols * es);
+	} else {
+		for (size_t b = 0; b < es; b++)
+			if (p->plane_len[b] & PSPACE_TILE_PLANE_RAW)
+				p->plane_crc[b] = pspace_crc32c(
+				    p->plane_crc[b],
+				    (const unsigned char *)p->planes[b] + p->crc_rows * cols,
+				    (end - p->crc_rows) * cols);
+	}
 	p->crc_rows = end;
 }
 
@@ -115,13 +148,11 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 		                      "tile panels: rows %" PRIu32 "..%" PRIu32 " of a %" PRIu32
 		                      "-row tile",
 		                      r0, r0 + rows, h->rows);
-	if (p->mode == MODE_INPLACE) {
-		/* the caller is done with the rows before r0: checksum them from L1 */
-		if (r0 < p->crc_rows)
-			return pspace_err_set(PSPACE_EINVAL,
-			                      "tile panels: rows asked out of order");
+	if (p->mode != MODE_WHOLE && r0 != p->crc_rows)
+		return pspace_err_set(PSPACE_EINVAL, "tile panels: rows asked out of order");
+	/* the caller is done with the rows before r0: checksum them from L1 */
+	if (p->mode == MODE_INPLACE)
 		fold(p, r0);
-	}
 	if (p->mode != MODE_PLANES) {
 		*data = p->elems + (size_t)r0 * h->cols * pspace_dtype_size(p->want);
 		return 0;
@@ -132,6 +163,8 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	for (size_t b = 0; b < es; b++)
 		pl[b] = (const unsigned char *)p->planes[b] + (size_t)r0 * h->cols;
 	pspace_unshuffle_planes(u, pl, n, es);
+	/* the raw planes' rows were just read: checksum them from L1 */
+	fold(p, r0 + rows);
 	if (h->dtype == p->want) {
 		*data = u;
 		return 0;
@@ -148,8 +181,14 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 
 int pspace_tile_panels_finish(pspace_tile_panels *p)
 {
-	if (p->mode != MODE_INPLACE)
+	uint32_t crc;
+
+	if (p->mode == MODE_WHOLE)
 		return 0;
 	fold(p, p->h.rows);
-	return p->crc == p->h.checksum ? 0 : mismatch(&p->h, p->crc);
+	crc = p->crc;
+	for (size_t b = 0; p->mode == MODE_PLANES && b < pspace_dtype_size(p->h.dtype); b++)
+		crc = pspace_crc32c_combine(crc, p->plane_crc[b],
+		                            p->plane_len[b] & PSPACE_TILE_PLANE_LEN);
+	return crc == p->h.checksum ? 0 : mismatch(&p->h, crc);
 }

@@ -512,7 +512,8 @@ static int parse_planes(const unsigned char *payload, uint32_t plen, size_t es, 
 }
 
 int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
-                              size_t es, size_t n, unsigned char *t, const void **pl)
+                              size_t es, size_t n, unsigned char *t, const void **pl,
+                              uint32_t *plane_crc)
 {
 	uint32_t lens[PSPACE_SHUFFLE_MAX_ES];
 	size_t off = 4 * es, r;
@@ -528,6 +529,8 @@ int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uin
 		size_t l = lens[b] & PSPACE_TILE_PLANE_LEN;
 
 		off += l;
+		if (plane_crc != NULL)
+			plane_crc[b] = 0;
 		if ((lens[b] & PSPACE_TILE_PLANE_RAW) != 0) {
 			pl[b] = src;
 			continue;
@@ -548,6 +551,9 @@ int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uin
 			    "planes hold %zu",
 			    b, r, n);
 		pl[b] = t + b * n;
+		/* the frame just read is in the cache */
+		if (plane_crc != NULL)
+			plane_crc[b] = pspace_crc32c(0, src, l);
 	}
 	return 0;
 }
@@ -560,7 +566,7 @@ static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t
                          size_t n, unsigned char *t, unsigned char *u)
 {
 	const void *pl[PSPACE_SHUFFLE_MAX_ES];
-	int rc = pspace_tile_planes_decode(c, payload, plen, es, n, t, pl);
+	int rc = pspace_tile_planes_decode(c, payload, plen, es, n, t, pl, NULL);
 
 	if (rc == 0)
 		pspace_unshuffle_planes(u, pl, n, es);
