@@ -83,6 +83,7 @@ typedef struct pspace_tile_panels {
 	int mode;                                  /* how rows are handed out (panel.c) */
 	const void *planes[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: each byte plane */
 	const unsigned char *elems;                /* raw in place or decoded: the rows */
+	uint32_t next;                             /* the row the next panel starts at */
 	uint32_t crc, crc_rows; /* header (and plane table), then rows checksummed so far */
 	uint32_t plane_crc[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: of each plane's stored bytes */
 	uint32_t plane_len[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: the plane table */

@@ -148,8 +148,9 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 		                      "tile panels: rows %" PRIu32 "..%" PRIu32 " of a %" PRIu32
 		                      "-row tile",
 		                      r0, r0 + rows, h->rows);
-	if (p->mode != MODE_WHOLE && r0 != p->crc_rows)
+	if (p->mode != MODE_WHOLE && r0 != p->next)
 		return pspace_err_set(PSPACE_EINVAL, "tile panels: rows asked out of order");
+	p->next = r0 + rows;
 	/* the caller is done with the rows before r0: checksum them from L1 */
 	if (p->mode == MODE_INPLACE)
 		fold(p, r0);
