@@ -169,3 +169,91 @@ void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, 
 #endif
 	fused_c(T, rows, cols, k, ld, xc, xr, yr, yc, mirrored);
 }
+
+#ifdef HAVE_AVX2
+/*
+ * @p R rows of the 16-lane kernel: per column p, R broadcasts of T[r][p]
+ * serve both products: the R direct sums (one register per row, the 16
+ * right-hand sides in its lanes) and the mirrored sum of column p (two
+ * chains, so that its R dependent FMAs overlap).
+ */
+__attribute__((always_inline, target("avx512f"))) static inline void
+rows16(const float *T, uint32_t cols, const float *xc, const float *xr, float *yr, float *yc,
+       int mirrored, const int R)
+{
+	__m512 acc[8], xi[8];
+
+	for (int r = 0; r < R; r++) {
+		acc[r] = _mm512_setzero_ps();
+		xi[r] = mirrored ? _mm512_loadu_ps(xr + 16 * r) : _mm512_setzero_ps();
+	}
+	if (mirrored) {
+		for (uint32_t p = 0; p < cols; p++) {
+			__m512 x = _mm512_loadu_ps(xc + 16 * (size_t)p);
+			__m512 y0 = _mm512_loadu_ps(yc + 16 * (size_t)p), y1 = _mm512_setzero_ps();
+
+			/* the next rows' lines, one per row every 16 columns (never faults) */
+			if (p % 16 == 0)
+				for (int r = 0; r < R; r++)
+					_mm_prefetch((const char *)(T + (size_t)(R + r) * cols + p),
+					             _MM_HINT_T0);
+
+			for (int r = 0; r < R; r++) {
+				__m512 t = _mm512_set1_ps(T[(size_t)r * cols + p]);
+
+				acc[r] = _mm512_fmadd_ps(t, x, acc[r]);
+				if (r % 2 == 0)
+					y0 = _mm512_fmadd_ps(t, xi[r], y0);
+				else
+					y1 = _mm512_fmadd_ps(t, xi[r], y1);
+			}
+			_mm512_storeu_ps(yc + 16 * (size_t)p, _mm512_add_ps(y0, y1));
+		}
+	} else {
+		for (uint32_t p = 0; p < cols; p++) {
+			__m512 x = _mm512_loadu_ps(xc + 16 * (size_t)p);
+
+			for (int r = 0; r < R; r++)
+				acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(T[(size_t)r * cols + p]), x,
+				                         acc[r]);
+		}
+	}
+	for (int r = 0; r < R; r++)
+		_mm512_storeu_ps(yr + 16 * r, acc[r]);
+}
+
+__attribute__((target("avx512f"))) static void fused16_avx512(const float *T, uint32_t rows,
+                                                              uint32_t cols, const float *xc,
+                                                              const float *xr, float *yr, float *yc,
+                                                              int mirrored)
+{
+	uint32_t i = 0;
+
+	for (; i + 8 <= rows; i += 8)
+		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 8);
+	for (; i + 4 <= rows; i += 4)
+		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 4);
+	for (; i < rows; i++)
+		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 1);
+}
+#endif
+
+int pspace_fused16_available(void)
+{
+#ifdef HAVE_AVX2
+	__builtin_cpu_init();
+	return __builtin_cpu_supports("avx512f");
+#else
+	return 0;
+#endif
+}
+
+void pspace_fused16_f32(const float *T, uint32_t rows, uint32_t cols, const float *xc,
+                        const float *xr, float *yr, float *yc, int mirrored)
+{
+#ifdef HAVE_AVX2
+	fused16_avx512(T, rows, cols, xc, xr, yr, yc, mirrored);
+#else
+	(void)T, (void)rows, (void)cols, (void)xc, (void)xr, (void)yr, (void)yc, (void)mirrored;
+#endif
+}

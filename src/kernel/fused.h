@@ -19,4 +19,18 @@
 void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
                       const float *xc, const float *xr, float *yr, float *yc, int mirrored);
 
+/** @return nonzero when pspace_fused16_f32() can run (AVX-512F). */
+int pspace_fused16_available(void);
+
+/**
+ * The fused kernel for up to 16 right-hand sides in the lanes of one
+ * AVX-512 register (call only when pspace_fused16_available()): vectors
+ * stored element-major, 16 floats per element (lanes beyond k zero):
+ * yr[16 i + j] = sum_p T[i][p] xc[16 p + j] and, if @p mirrored,
+ * yc[16 p + j] += sum_i T[i][p] xr[16 i + j]. Each element of T is loaded
+ * once for both products and all 16 vectors.
+ */
+void pspace_fused16_f32(const float *T, uint32_t rows, uint32_t cols, const float *xc,
+                        const float *xr, float *yr, float *yc, int mirrored);
+
 #endif

@@ -32,6 +32,9 @@
  * (one sweep per tile row for both products; measured faster than two
  * BLIS calls up to k = 16 with 256-edge tiles); above, BLIS sgemm. */
 #define FUSED_MAX_K 16
+/* Lanes of the 16-lane fused kernel (AVX-512), used in panels from this many vectors on. */
+#define WIDE       16
+#define WIDE_MIN_K 4
 
 /* A lock on a cache line of its own, so that workers adding to different bands do not share
  * lines (nor with the fields the workers read on every tile). */
@@ -50,15 +53,17 @@ typedef struct mm_ctx {
 	size_t ldy;
 	uint64_t *band_base; /* per block: global index of its first tile row */
 	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
+	int wide;            /* panels with the 16-lane kernel: float vectors element-major */
 	mm_lock locks[NLOCKS];
 } mm_ctx;
 
 typedef struct mm_ws {
 	rntm_t rntm;
-	float *xc;    /* k x edge: X at the tile's columns, as float */
-	float *xr;    /* k x edge: X at the tile's rows, as float (cached per row) */
-	float *yf;    /* k x edge: one float product */
-	float *yc;    /* k x edge: the fused kernel's mirrored product */
+	/* the float vectors are k x edge, or edge x WIDE (element-major) when c->wide */
+	float *xc;    /* X at the tile's columns, as float */
+	float *xr;    /* X at the tile's rows, as float (cached per row) */
+	float *yf;    /* one float product */
+	float *yc;    /* the fused kernel's mirrored product */
 	double *ysum; /* k x edge: the mirrored products of one tile address */
 	double *acc;  /* k x edge: direct products of the current tile row */
 	int has_acc, has_xr;
@@ -101,6 +106,26 @@ static void to_float(const mm_ctx *c, uint64_t off, uint32_t len, float *dst)
 	}
 }
 
+/* dst[p * WIDE + j] = X[j, off + p] as float over len x WIDE, zero beyond k. */
+static void to_float_wide(const mm_ctx *c, uint64_t off, uint32_t len, float *dst)
+{
+	memset(dst, 0, (size_t)len * WIDE * sizeof(float));
+	for (uint32_t j = 0; j < c->k; j++) {
+		const double *x = c->X + j * c->ldx + off;
+
+		for (uint32_t p = 0; p < len; p++)
+			dst[(size_t)p * WIDE + j] = (float)x[p];
+	}
+}
+
+/* dst[j, i] += a * src[i * WIDE + j] over k x len. */
+static void axpy_wide(const mm_ctx *c, uint32_t len, double a, const float *src, double *dst)
+{
+	for (uint32_t j = 0; j < c->k; j++)
+		for (uint32_t i = 0; i < len; i++)
+			dst[(size_t)j * c->edge + i] += a * src[(size_t)i * WIDE + j];
+}
+
 /* dst[j, i] += a * src[j, i] over k x len. */
 static void axpy_f(const mm_ctx *c, uint32_t len, double a, const float *src, double *dst)
 {
@@ -113,7 +138,7 @@ static int mm_init(void *ws, void *ud)
 {
 	mm_ws *w = ws;
 	mm_ctx *c = ud;
-	size_t ke = (size_t)c->k * c->edge;
+	size_t ke = (size_t)(c->wide ? WIDE : c->k) * c->edge;
 
 	bli_rntm_init(&w->rntm);
 	bli_rntm_set_num_threads(1, &w->rntm);
@@ -146,7 +171,10 @@ static void mm_free(void *ws, void *ud)
 static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 {
 	if (!w->has_xr || w->xb != st->block || w->xrow != st->row) {
-		to_float(c, st->r0, st->tile_rows, w->xr);
+		if (c->wide)
+			to_float_wide(c, st->r0, st->tile_rows, w->xr);
+		else
+			to_float(c, st->r0, st->tile_rows, w->xr);
 		w->has_xr = 1;
 		w->xb = st->block;
 		w->xrow = st->row;
@@ -244,22 +272,37 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		return 0;
 	if (st->prow == 0) {
 		switch_acc(c, w, st);
-		to_float(c, st->c0, st->cols, w->xc);
+		if (c->wide)
+			to_float_wide(c, st->c0, st->cols, w->xc);
+		else
+			to_float(c, st->c0, st->cols, w->xc);
 		if (st->mirrored) {
 			need_xr(c, w, st);
-			for (uint32_t j = 0; j < c->k; j++)
+			if (c->wide)
+				memset(w->yc, 0, (size_t)st->cols * WIDE * sizeof(float));
+			for (uint32_t j = 0; !c->wide && j < c->k; j++)
 				memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
 		}
 	}
-	pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc, w->xr + st->prow,
-	                 w->yf + st->prow, w->yc, st->mirrored);
+	if (c->wide)
+		pspace_fused16_f32(st->data, st->rows, st->cols, w->xc, w->xr + st->prow * WIDE,
+		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
+	else
+		pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc,
+		                 w->xr + st->prow, w->yf + st->prow, w->yc, st->mirrored);
 	if (st->prow + st->rows < st->tile_rows)
 		return 0;
-	axpy_f(c, st->tile_rows, a, w->yf, w->acc);
+	if (c->wide)
+		axpy_wide(c, st->tile_rows, a, w->yf, w->acc);
+	else
+		axpy_f(c, st->tile_rows, a, w->yf, w->acc);
 	if (st->mirrored) {
 		for (uint32_t j = 0; j < c->k; j++)
 			memset(w->ysum + (size_t)j * c->edge, 0, st->cols * sizeof(double));
-		axpy_f(c, st->cols, a, w->yc, w->ysum);
+		if (c->wide)
+			axpy_wide(c, st->cols, a, w->yc, w->ysum);
+		else
+			axpy_f(c, st->cols, a, w->yc, w->ysum);
 		add_to_y(c, c->band_base[st->block] + st->col, st->c0, st->cols, w->ysum);
 	}
 	return 0;
@@ -356,11 +399,12 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		pthread_mutex_init(&c->locks[nlocks].mu, NULL);
 	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
 	kern.panels = c->panels;
+	c->wide = c->panels && k >= WIDE_MIN_K && pspace_fused16_available();
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);
 	ex2.mem_budget = pspace_stream_budget(ex);
-	per = (size_t)k * c->edge * (4 * sizeof(float) + 2 * sizeof(double));
+	per = (size_t)c->edge * ((c->wide ? WIDE : k) * 4 * sizeof(float) + k * 2 * sizeof(double));
 	if (ex2.mem_budget / per < (size_t)ex2.threads)
 		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
 	rc = pspace_stream_multi(t, n, &ex2, &kern, c);
