@@ -106,6 +106,16 @@ __attribute__((target("avx2,fma"))) static void fused_avx2(const float *T, uint3
 					__m256 v2 = _mm256_loadu_ps(t2 + p),
 					       v3 = _mm256_loadu_ps(t3 + p);
 
+					/* the next four rows, a line of each every 16 columns
+					 * (never faults) */
+					if (j == 0 && p % 16 == 0)
+						for (int r = 0; r < 4; r++)
+							_mm_prefetch(
+							    (const char *)(t0 +
+							                   (4 + r) * (size_t)cols +
+							                   p),
+							    _MM_HINT_T0);
+
 					s0 = _mm256_fmadd_ps(v0, xv, s0);
 					s1 = _mm256_fmadd_ps(v1, xv, s1);
 					s2 = _mm256_fmadd_ps(v2, xv, s2);
