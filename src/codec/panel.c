@@ -133,6 +133,29 @@ static void fold(pspace_tile_panels *p, uint32_t end)
 	p->crc_rows = end;
 }
 
+/*
+ * Asks for rows [@p r0, @p r0 + @p rows) of the raw planes of a codec 2 tile
+ * ahead of the next panel: they come from memory, in pieces too short for
+ * the hardware prefetcher to catch up on.
+ */
+static void prefetch_raw(const pspace_tile_panels *p, uint32_t r0, uint32_t rows)
+{
+	size_t cols = p->h.cols;
+
+	if (r0 >= p->h.rows)
+		return;
+	if (rows > p->h.rows - r0)
+		rows = p->h.rows - r0;
+	for (size_t b = 0; b < pspace_dtype_size(p->h.dtype); b++) {
+		const unsigned char *q = (const unsigned char *)p->planes[b] + r0 * cols;
+
+		if (!(p->plane_len[b] & PSPACE_TILE_PLANE_RAW))
+			continue;
+		for (size_t o = 0; o < rows * cols; o += 64)
+			__builtin_prefetch(q + o);
+	}
+}
+
 int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0, uint32_t rows,
                             const void **data)
 {
@@ -166,6 +189,7 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	pspace_unshuffle_planes(u, pl, n, es);
 	/* the raw planes' rows were just read: checksum them from L1 */
 	fold(p, r0 + rows);
+	prefetch_raw(p, r0 + rows, rows);
 	if (h->dtype == p->want) {
 		*data = u;
 		return 0;
