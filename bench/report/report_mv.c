@@ -15,7 +15,8 @@
  *           bandwidth
  *   membw   a STREAM-like read (sum) of a buffer in RAM
  *   decode  a pass of the streaming engine whose kernel only reads each
- *           decoded tile: the decode throughput with the same threads
+ *           decoded tile, in row panels as mm takes f32 tiles: the decode
+ *           throughput with the same threads
  *   machine the harness's description of the machine (markdown, not JSON)
  *
  * Cold passes close everything mapped, drop the page cache (as root
@@ -375,10 +376,12 @@ static int run_pass(void *ctx, double *seconds)
 {
 	struct mm_work *w = ctx;
 	const struct config *c = w->c;
+	/* in row panels, as mm reads f32 tiles: the decode path of the products */
 	pspace_stream_kernel kern = {.worker_size = sizeof(struct touch_ws),
 	                             .tile = touch_tile,
 	                             .finish = touch_finish,
-	                             .want = PSPACE_F32};
+	                             .want = PSPACE_F32,
+	                             .panels = 1};
 	double t0;
 	int rc;
 
