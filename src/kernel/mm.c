@@ -8,7 +8,10 @@
  * float in worker-local buffers (k x tile) and multiplied by the fused
  * kernel (k <= FUSED_MAX_K: both products in one sweep of the tile) or BLIS
  * sgemm; f64 tiles use dgemm/dgemv on the doubles directly. Results are
- * accumulated in double.
+ * accumulated in double. With one f32 matrix and the fused kernel, tiles
+ * come in row panels of a few rows (the engine's panels: read from memory
+ * or decoded once, used from L1), and from WIDE_MIN_K vectors on with
+ * AVX-512 the vectors sit in the 16 lanes of a register (element-major).
  *
  * Y is shared: a worker sums the direct products of consecutive tiles of
  * one tile row (streaming order walks a row at a time) in a local double

@@ -10,7 +10,11 @@
  * the tile with its own codec (zero copy for raw tiles of the wanted type,
  * else a decode into the codec's buffer) and calls the kernel, so decoding
  * and kernels of different tiles overlap across the cores. With W = 1 the
- * producer does the work itself and no thread is started.
+ * producer does the work itself and no thread is started. A kernel that
+ * takes row panels (kernel.panels, one-matrix passes) gets each tile as
+ * panels of about PANEL_BYTES from pspace_tile_panels_*: raw rows in place,
+ * byte-plane tiles unshuffled a panel at a time, and the checksum folded in
+ * as the panels are used, compared after the last one.
  *
  * Memory bound, independent of d (E = tile edge, n = matrices of the pass,
  * s = stored bytes per element, Q = QUEUE_PER_WORKER * W):
