@@ -3,9 +3,10 @@
 # if needed, then measures, in one run, products with stored Dense matrices
 # beside numpy.memmap, a pread + BLIS sgemv baseline and h5py (when
 # installed), the limits (disk and memory read bandwidth, decode
-# throughput), building (bench_build, bench_build_io) and KFAC/EKFAC products
-# (bench_factored), and writes bench/out/report.md with the plots
-# bench/out/mv.png and bench/out/mv-cold.png. Progress goes to stderr.
+# throughput), building (bench_build, bench_build_io), KFAC/EKFAC products
+# (bench_factored) and the out-of-core Cholesky and SLQ log-determinants
+# (bench_factor, under the cap, at least 128 MiB), and writes
+# bench/out/report.md with the plots bench/out/mv.png and bench/out/mv-cold.png. Progress goes to stderr.
 # Cold runs need root (cgroup v1 memory cap, dropping the page cache);
 # without it the report says so and runs uncapped.
 #
@@ -20,7 +21,7 @@
 #                    the largest d needs about 3.5 x 4 d^2 bytes at once)
 #   --timeout S      seconds one measurement may take (180); skipped at larger d then
 #   --no-h5py        skip the h5py baseline
-#   --skip-programs  skip bench_build, bench_build_io and bench_factored
+#   --skip-programs  skip bench_build, bench_build_io, bench_factored and bench_factor
 # The full run takes 20-40 minutes on 2 cores.
 #
 # The former interface still works: every bench_* program, one after the other.

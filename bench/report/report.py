@@ -89,12 +89,12 @@ class Cap:
     def active(self):
         return self.base is not None
 
-    def make(self):
+    def make(self, limit=None):
         self.n += 1
         path = os.path.join(self.base, "pspace-report-%d-%d" % (os.getpid(), self.n))
         os.makedirs(path, exist_ok=True)
         with open(os.path.join(path, "memory.limit_in_bytes"), "w") as f:
-            f.write(str(self.limit))
+            f.write(str(limit or self.limit))
         return path
 
     @staticmethod
@@ -258,12 +258,28 @@ class Bench:
                 log("  decode %s %.2f GB/s logical" % (m, r["gbs"]))
             self.limits["decode_" + m] = r
 
-    def run_program(self, name, args):
-        """Runs a bench_* program, returns its Markdown (title and machine lines dropped)."""
+    def run_program(self, name, args, cap_limit=None):
+        """Runs a bench_* program, returns its Markdown (title and machine lines dropped).
+        With @cap_limit (and the cap active), in a fresh group capped at that many bytes,
+        the page cache dropped first."""
         cmd = [os.path.join(self.build, name)] + args
-        log("%s %s" % (name, " ".join(args)))
+        group = self.cap.make(cap_limit) if cap_limit and self.cap.active else None
+
+        def enter():
+            with open(os.path.join(group, "cgroup.procs"), "w") as f:
+                f.write(str(os.getpid()))
+
+        log("%s %s%s" % (name, " ".join(args), " (under a %s cap)" % gib(cap_limit)
+                         if group else ""))
         t = time.monotonic()
-        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True)
+        if group:
+            drop_caches()
+        try:
+            p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True,
+                               preexec_fn=enter if group else None)
+        finally:
+            if group:
+                Cap.remove(group)
         out = []
         machine = ("- date:", "- cpu:", "- memory:", "- system:", "- compiler:", "- pspace:",
                    "- BLIS:", "- load average")
@@ -277,7 +293,9 @@ class Bench:
             out.append(ln)
         text = "\n".join(out).strip("\n")
         if p.returncode != 0:
-            text += "\n\n**%s exited with status %d.**" % (name, p.returncode)
+            text += "\n\n**%s %s.**" % (name, "was killed by signal %d%s" % (
+                -p.returncode, " (the OOM killer: over the cap)" if p.returncode == -9 else "")
+                if p.returncode < 0 else "exited with status %d" % p.returncode)
         return "    %s\n\n%s\n\n(%.0f s)" % (" ".join(["build/" + name] + args), text,
                                             time.monotonic() - t)
 
@@ -504,7 +522,7 @@ def main():
     p.add_argument("--work-dir", help="where to write the matrices ($TMPDIR or /tmp)")
     p.add_argument("--no-h5py", action="store_true", help="skip the h5py baseline")
     p.add_argument("--skip-programs", action="store_true",
-                   help="skip bench_build, bench_build_io and bench_factored")
+                   help="skip bench_build, bench_build_io, bench_factored and bench_factor")
     a = p.parse_args()
     a.sizes = [int(x) for x in a.sizes.split(",")] if a.sizes else (
         [1024, 2048, 4096] if a.quick else [2048, 4096, 8192, 16384, 24576, 32768])
@@ -541,6 +559,14 @@ def main():
                       b.run_program("bench_build_io", q)))
         extra.append(("KFAC and EKFAC products: bench_factored (against the gemm peak)",
                       b.run_program("bench_factored", q)))
+        # The factorization under the cap (at least 128 MiB: --quick's 64 MiB holds no
+        # panel), page cache dropped before it; its budget 3/8 of the cap leaves room
+        # for the panel's tiles in the write transaction and the runtime.
+        fcap = max(a.cap, 128 << 20)
+        fargs = q + (["--mem", str(fcap * 3 // 8 >> 20), "--cold"] if b.cap.active else [])
+        extra.append(("Out-of-core Cholesky and SLQ log-determinants: bench_factor "
+                      "(against the dgemm peak, the exact value)",
+                      b.run_program("bench_factor", fargs, fcap)))
     with open(os.path.join(a.out, "report.md"), "w") as f:
         f.write(render(b, extra, machine, started) + "\n")
     with open(os.path.join(a.out, "results.json"), "w") as f:
