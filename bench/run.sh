@@ -6,7 +6,8 @@
 # throughput), building (bench_build, bench_build_io), KFAC/EKFAC products
 # (bench_factored) and the out-of-core Cholesky and SLQ log-determinants
 # (bench_factor, under the cap, at least 128 MiB), and writes
-# bench/out/report.md with the plots bench/out/mv.png and bench/out/mv-cold.png. Progress goes to stderr.
+# bench/out/report.md with the plots bench/out/mv.png and
+# bench/out/mv-cold.png. Progress goes to stderr.
 # Cold runs need root (cgroup v1 memory cap, dropping the page cache);
 # without it the report says so and runs uncapped.
 #
