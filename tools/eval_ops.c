@@ -230,6 +230,25 @@ out:
 	return rc;
 }
 
+/*
+ * How an exact-or-estimated result was had: the JSON fields, or a note on
+ * stderr ("exact", or the estimator @p how, its probes and @p se_what).
+ */
+static void how_had(eval_ctx *c, int exact, const char *method, const char *how, uint32_t probes,
+                    const char *se_what, double se)
+{
+	if (c->o->json) {
+		json_kv_string(&c->w, "method", exact ? "exact" : method);
+		json_kv_bool(&c->w, "exact", exact);
+		json_kv_number(&c->w, "stderr", exact ? 0.0 : se);
+		json_kv_uint(&c->w, "probes", exact ? 0 : probes);
+	} else if (exact) {
+		note(c, "exact");
+	} else {
+		note(c, "estimated (%s, %u probes), %s %.9g", how, (unsigned)probes, se_what, se);
+	}
+}
+
 int eval_trace(eval_ctx *c)
 {
 	pspace_trace_opts t;
@@ -242,20 +261,11 @@ int eval_trace(eval_ctx *c)
 	lrc = pspace_op_trace(c->a, &c->o->ex, &t, &v);
 	if (lrc)
 		return eval_fail(c, lrc, "trace");
-	if (c->o->json) {
+	if (c->o->json)
 		json_kv_number(&c->w, "trace", v);
-		json_kv_string(&c->w, "method", t.exact ? "exact" : "hutchinson");
-		json_kv_bool(&c->w, "exact", t.exact);
-		json_kv_number(&c->w, "stderr", t.exact ? 0.0 : t.stderr_);
-		json_kv_uint(&c->w, "probes", t.exact ? 0 : t.probes);
-		return EXIT_OK;
-	}
-	printf("%.9g\n", v);
-	if (t.exact)
-		note(c, "exact");
 	else
-		note(c, "estimated (Hutchinson, %u probes), standard error %.9g",
-		     (unsigned)t.probes, t.stderr_);
+		printf("%.9g\n", v);
+	how_had(c, t.exact, "hutchinson", "Hutchinson", t.probes, "standard error", t.stderr_);
 	return EXIT_OK;
 }
 
@@ -456,18 +466,11 @@ int eval_logdet(eval_ctx *c)
 	if (c->o->json) {
 		json_kv_number(&c->w, "logdet", v);
 		json_kv_number(&c->w, "damping", c->o->damping);
-		json_kv_string(&c->w, "method", e.exact ? "exact" : "slq");
-		json_kv_bool(&c->w, "exact", e.exact);
-		json_kv_number(&c->w, "stderr", e.exact ? 0.0 : e.stderr_);
-		json_kv_uint(&c->w, "probes", e.exact ? 0 : e.probes);
-		return EXIT_OK;
+	} else {
+		printf("%.9g\n", v);
 	}
-	printf("%.9g\n", v);
-	if (e.exact)
-		note(c, "exact");
-	else
-		note(c, "estimated (stochastic Lanczos quadrature, %u probes), standard error %.9g",
-		     (unsigned)e.probes, e.stderr_);
+	how_had(c, e.exact, "slq", "stochastic Lanczos quadrature", e.probes, "standard error",
+	        e.stderr_);
 	return EXIT_OK;
 }
 
@@ -485,20 +488,10 @@ int eval_diaginv(eval_ctx *c)
 	free(y);
 	if (rc)
 		return rc;
-	if (c->o->json) {
+	if (c->o->json)
 		json_kv_number(&c->w, "damping", c->o->damping);
-		json_kv_string(&c->w, "method", e.exact ? "exact" : "hutchinson");
-		json_kv_bool(&c->w, "exact", e.exact);
-		json_kv_number(&c->w, "stderr", e.exact ? 0.0 : e.stderr_);
-		json_kv_uint(&c->w, "probes", e.exact ? 0 : e.probes);
-	} else if (e.exact) {
-		note(c, "exact");
-	} else {
-		note(c,
-		     "estimated (Hutchinson diagonal over solves, %u probes), largest standard "
-		     "error %.9g",
-		     (unsigned)e.probes, e.stderr_);
-	}
+	how_had(c, e.exact, "hutchinson", "Hutchinson diagonal over solves", e.probes,
+	        "largest standard error", e.stderr_);
 	return EXIT_OK;
 }
 

@@ -65,6 +65,17 @@ static int fall_back(int rc)
 	return 0;
 }
 
+/* The checks and the fold every operation here begins with. */
+static int fold_damped(op_fold **f, const char *what, const void *out, pspace_op *a, double damping)
+{
+	*f = NULL;
+	if (!out || !a)
+		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to %s", what);
+	if (!isfinite(damping))
+		return pspace_err_set(PSPACE_EINVAL, "op: %s: damping is not finite", what);
+	return op_fold_build(a, f);
+}
+
 static void est_defaults(const pspace_est_opts *opts, uint64_t d, pspace_est_opts *o)
 {
 	if (opts)
@@ -94,14 +105,10 @@ int pspace_op_logdet(double *out, pspace_op *a, const pspace_exec *ex, double da
 	int rc;
 
 	memset(&l, 0, sizeof(l));
-	if (!out || !a)
-		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to logdet");
-	if (!isfinite(damping))
-		return pspace_err_set(PSPACE_EINVAL, "op: logdet: damping is not finite");
-	est_defaults(opts, a->d, &o);
-	rc = op_fold_build(a, &f);
+	rc = fold_damped(&f, "logdet", out, a, damping);
 	if (rc)
 		return rc;
+	est_defaults(opts, a->d, &o);
 	if (exact_of(f, &l, &x, &rc)) {
 		if (!x.m) {
 			rc = shift_pd(f->s + damping);
@@ -206,14 +213,10 @@ int pspace_op_diaginv(double *out, double *se, pspace_op *a, const pspace_exec *
 	int rc;
 
 	memset(&l, 0, sizeof(l));
-	if (!out || !a)
-		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to diaginv");
-	if (!isfinite(damping))
-		return pspace_err_set(PSPACE_EINVAL, "op: diaginv: damping is not finite");
-	est_defaults(opts, a->d, &o);
-	rc = op_fold_build(a, &f);
+	rc = fold_damped(&f, "diaginv", out, a, damping);
 	if (rc)
 		return rc;
+	est_defaults(opts, a->d, &o);
 	if (exact_of(f, &l, &x, &rc)) {
 		if (!x.m) {
 			rc = shift_pd(f->s + damping);
@@ -258,16 +261,14 @@ int pspace_op_sample(double *X, size_t ldx, pspace_op *a, const pspace_exec *ex,
 	int rc;
 
 	memset(&l, 0, sizeof(l));
-	if (!X || !a)
-		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to sample");
-	if (ldx < a->d)
-		return pspace_err_set(PSPACE_EDIM, "op: sample: leading dimension below d = %llu",
-		                      (unsigned long long)a->d);
-	if (!isfinite(damping))
-		return pspace_err_set(PSPACE_EINVAL, "op: sample: damping is not finite");
-	rc = op_fold_build(a, &f);
+	rc = fold_damped(&f, "sample", X, a, damping);
 	if (rc)
 		return rc;
+	if (ldx < a->d) {
+		rc = pspace_err_set(PSPACE_EDIM, "op: sample: leading dimension below d = %llu",
+		                    (unsigned long long)a->d);
+		goto out;
+	}
 	if (!exact_of(f, &l, &x, &rc)) {
 		if (rc == 0) {
 			pspace_op_describe(a, what, sizeof(what));
