@@ -374,8 +374,11 @@ static void test_stream_mm_blockdiag(void **state)
  */
 static void test_stream_mm_panels(void **state)
 {
-	static const mspec cases[5] = {
+	/* edges 512 and 299: several column blocks and panels of the 16-lane kernel, odd tails */
+	static const mspec cases[7] = {
 	    {"R128", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_F32, 0},
+	    {"R512", PSPACE_KIND_DENSE, 1, {600}, 512, 1, PSPACE_F32, 0},
+	    {"P299", PSPACE_KIND_DENSE, 1, {600}, 299, 1, PSPACE_F32, 3},
 	    {"R200", PSPACE_KIND_DENSE, 1, {600}, 200, 1, PSPACE_F32, 0},
 	    {"P200", PSPACE_KIND_DENSE, 1, {600}, 200, 1, PSPACE_F32, 3},
 	    {"H3", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_BF16, 3},
@@ -387,7 +390,7 @@ static void test_stream_mm_panels(void **state)
 	(void)state;
 
 	fx_store_open(&ts, "stream");
-	for (int ci = 0; ci < 5; ci++) {
+	for (int ci = 0; ci < 7; ci++) {
 		const mspec m = cases[ci];
 		double *R;
 

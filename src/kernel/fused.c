@@ -182,49 +182,55 @@ void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, 
 
 #ifdef HAVE_AVX2
 /*
- * @p R rows of the 16-lane kernel: per column p, R broadcasts of T[r][p]
- * serve both products: the R direct sums (one register per row, the 16
- * right-hand sides in its lanes) and the mirrored sum of column p (two
- * chains, so that its R dependent FMAs overlap).
+ * Columns per sweep of the 16-lane kernel: the x and y chunks of that many
+ * columns (2 x 8 KiB) stay in L1 while every row group of the panel passes
+ * over them; a whole tile row's chunks (2 x 32 KiB) would be read from L2
+ * once per row group, as often as the FMAs they feed.
+ */
+#define WIDE_COLS 128
+
+/*
+ * @p R rows (stride @p ld) over @p cols columns of the 16-lane kernel: per
+ * column p, R broadcasts of T[r][p] serve both products: the R direct sums
+ * (one register per row, the 16 right-hand sides in its lanes; started
+ * from yr unless @p first) and the mirrored sum of column p (one chain of
+ * R dependent FMAs; the columns' chains overlap out of order).
  */
 __attribute__((always_inline, target("avx512f"))) static inline void
-rows16(const float *T, uint32_t cols, const float *xc, const float *xr, float *yr, float *yc,
-       int mirrored, const int R)
+rows16(const float *T, size_t ld, uint32_t cols, const float *xc, const float *xr, float *yr,
+       float *yc, int mirrored, int first, const int R)
 {
 	__m512 acc[8], xi[8];
 
 	for (int r = 0; r < R; r++) {
-		acc[r] = _mm512_setzero_ps();
+		acc[r] = first ? _mm512_setzero_ps() : _mm512_loadu_ps(yr + 16 * r);
 		xi[r] = mirrored ? _mm512_loadu_ps(xr + 16 * r) : _mm512_setzero_ps();
 	}
 	if (mirrored) {
 		for (uint32_t p = 0; p < cols; p++) {
 			__m512 x = _mm512_loadu_ps(xc + 16 * (size_t)p);
-			__m512 y0 = _mm512_loadu_ps(yc + 16 * (size_t)p), y1 = _mm512_setzero_ps();
+			__m512 y = _mm512_loadu_ps(yc + 16 * (size_t)p);
 
 			/* the next rows' lines, one per row every 16 columns (never faults) */
 			if (p % 16 == 0)
 				for (int r = 0; r < R; r++)
-					_mm_prefetch((const char *)(T + (size_t)(R + r) * cols + p),
+					_mm_prefetch((const char *)(T + (size_t)(R + r) * ld + p),
 					             _MM_HINT_T0);
 
 			for (int r = 0; r < R; r++) {
-				__m512 t = _mm512_set1_ps(T[(size_t)r * cols + p]);
+				__m512 t = _mm512_set1_ps(T[(size_t)r * ld + p]);
 
 				acc[r] = _mm512_fmadd_ps(t, x, acc[r]);
-				if (r % 2 == 0)
-					y0 = _mm512_fmadd_ps(t, xi[r], y0);
-				else
-					y1 = _mm512_fmadd_ps(t, xi[r], y1);
+				y = _mm512_fmadd_ps(t, xi[r], y);
 			}
-			_mm512_storeu_ps(yc + 16 * (size_t)p, _mm512_add_ps(y0, y1));
+			_mm512_storeu_ps(yc + 16 * (size_t)p, y);
 		}
 	} else {
 		for (uint32_t p = 0; p < cols; p++) {
 			__m512 x = _mm512_loadu_ps(xc + 16 * (size_t)p);
 
 			for (int r = 0; r < R; r++)
-				acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(T[(size_t)r * cols + p]), x,
+				acc[r] = _mm512_fmadd_ps(_mm512_set1_ps(T[(size_t)r * ld + p]), x,
 				                         acc[r]);
 		}
 	}
@@ -237,14 +243,22 @@ __attribute__((target("avx512f"))) static void fused16_avx512(const float *T, ui
                                                               const float *xr, float *yr, float *yc,
                                                               int mirrored)
 {
-	uint32_t i = 0;
+	for (uint32_t c0 = 0; c0 < cols; c0 += WIDE_COLS) {
+		const float *t = T + c0, *x = xc + 16 * (size_t)c0;
+		float *y = yc + 16 * (size_t)c0;
+		uint32_t n = cols - c0 < WIDE_COLS ? cols - c0 : WIDE_COLS, i = 0;
+		int first = c0 == 0;
 
-	for (; i + 8 <= rows; i += 8)
-		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 8);
-	for (; i + 4 <= rows; i += 4)
-		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 4);
-	for (; i < rows; i++)
-		rows16(T + (size_t)i * cols, cols, xc, xr + 16 * i, yr + 16 * i, yc, mirrored, 1);
+		for (; i + 8 <= rows; i += 8)
+			rows16(t + (size_t)i * cols, cols, n, x, xr + 16 * i, yr + 16 * i, y,
+			       mirrored, first, 8);
+		for (; i + 4 <= rows; i += 4)
+			rows16(t + (size_t)i * cols, cols, n, x, xr + 16 * i, yr + 16 * i, y,
+			       mirrored, first, 4);
+		for (; i < rows; i++)
+			rows16(t + (size_t)i * cols, cols, n, x, xr + 16 * i, yr + 16 * i, y,
+			       mirrored, first, 1);
+	}
 }
 #endif
 

@@ -38,6 +38,12 @@
 /* Lanes of the 16-lane fused kernel (AVX-512), used in panels from this many vectors on. */
 #define WIDE       16
 #define WIDE_MIN_K 4
+/*
+ * Row panels of the 16-lane kernel: enough rows (64 of a 512-column f32
+ * tile, in L2) that each column block's x and y chunks, loaded into L1,
+ * serve many row groups (fused.c).
+ */
+#define WIDE_PANEL_BYTES ((size_t)128 << 10)
 
 /* A lock on a cache line of its own, so that workers adding to different bands do not share
  * lines (nor with the fields the workers read on every tile). */
@@ -403,6 +409,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
 	kern.panels = c->panels;
 	c->wide = c->panels && k >= WIDE_MIN_K && pspace_fused16_available();
+	if (c->wide)
+		kern.panel_bytes = WIDE_PANEL_BYTES;
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);

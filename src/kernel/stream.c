@@ -258,7 +258,9 @@ static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *r
 	void *ws = w->ws, *ud = e->ud;
 	pspace_codec *c = w->codec[0];
 	pspace_tile_panels p;
-	uint32_t rows = st->rows, step = PANEL_BYTES / (st->cols * pspace_dtype_size(st->dtype));
+	size_t bytes = e->k->panel_bytes ? e->k->panel_bytes : PANEL_BYTES;
+	uint32_t rows = st->rows,
+	         step = (uint32_t)(bytes / (st->cols * pspace_dtype_size(st->dtype)));
 	int rc = pspace_reader_panels_open(e->r[0], c, ref, e->want[0], &p);
 
 	step = step < 4 ? 4 : step & ~3u;

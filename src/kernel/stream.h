@@ -72,6 +72,8 @@ typedef struct pspace_stream_kernel {
 	 * pass, so results must not be used before the pass returns.
 	 */
 	int panels;
+	/** Bytes of a row panel (panels only); 0 = the engine's default, sized for L1. */
+	size_t panel_bytes;
 } pspace_stream_kernel;
 
 /** One pass over the tiles of @p t. @return 0 or the first error (detail names the tile). */
