@@ -211,6 +211,18 @@ static void test_factor_dense(void **state)
 			Xref[r * d + j] = got;
 		}
 	assert_true(fx_relerr(Xref, B, k * d) < 1e-10);
+	/* the inverse's diagonal through the stored factor (groups of one tile
+	 * column at this budget, then of all of them), against LAPACK's inverse
+	 * of the reference factor */
+	memcpy(A, Lref, d * d * sizeof(double));
+	assert_int_equal(LAPACKE_dpotri(LAPACK_ROW_MAJOR, 'L', (lapack_int)d, A, (lapack_int)d), 0);
+	for (size_t i = 0; i < d; i++)
+		Xref[i] = A[i * d + i];
+	assert_int_equal(pspace_mat_diaginv(X, m, &ex, l), 0);
+	assert_true(fx_relerr(X, Xref, d) < 1e-11);
+	memset(X, 0, d * sizeof(double));
+	assert_int_equal(pspace_factor_diaginv(X, st.s, "F.chol", &(pspace_exec){1, 64 << 20}), 0);
+	assert_true(fx_relerr(X, Xref, d) < 1e-11);
 	pspace_mat_free(m);
 
 	free(A);

@@ -15,13 +15,13 @@
  * the capped children run. A first child drops the page cache, enters a
  * cgroup capped at CAP and runs pspace_factor_write within BUDGET until a
  * third of the columns are committed, then kills itself; a second one
- * resumes it to the end and solves k right-hand sides and the log
- * determinant through the stored factor (pspace_mat_solve, _logdet beyond
- * the in-memory factor's budget), handing the results back in shared
- * memory. The parent then forms F + l I in RAM, factors it with LAPACK
- * dpotrf and compares the stored factor tile by tile (in units of
- * sqrt(A_ii), which bounds every |L_ij|), the solves with dpotrs and the
- * log determinant with 2 sum log L_ii.
+ * resumes it to the end and solves k right-hand sides, the log
+ * determinant and the inverse's diagonal through the stored factor
+ * (pspace_mat_solve, _logdet, _diaginv beyond the in-memory factor's budget), handing the results
+ * back in shared memory. The parent then forms F + l I in RAM, factors it with LAPACK dpotrf and
+ * compares the stored factor tile by tile (in units of sqrt(A_ii), which bounds every |L_ij|), the
+ * solves with dpotrs, the log determinant with 2 sum log L_ii and the inverse's diagonal with
+ * dpotri.
  *
  * Needs root and a cgroup v1 memory controller; skipped (with the reason)
  * otherwise, and under AddressSanitizer (its shadow memory does not fit the
@@ -85,9 +85,9 @@ typedef struct shared {
 	uint64_t panels[2];  /* panels each child committed */
 	double peak[2];      /* peak anonymous memory of each child, MiB */
 	double group[2];     /* peak of each capped group (incl. page cache), MiB */
-	double seconds[3];   /* killed run, resumed run, solve + logdet */
+	double seconds[3];   /* killed run, resumed run, solve + logdet + diaginv */
 	double logdet;
-	double x[]; /* NRHS x d solutions */
+	double x[]; /* NRHS x d solutions, then d: diag((F + l I)^-1) */
 } shared;
 
 /* The store's directory (the capped children read it too). */
@@ -205,6 +205,8 @@ static void child_resumed(void *ud, const char *cgroup)
 	CHECK(rc == 0, "solve: %s", pspace_strerror(rc));
 	rc = pspace_mat_logdet(&sh->logdet, f, &ex, DAMP);
 	CHECK(rc == 0, "logdet: %s", pspace_strerror(rc));
+	rc = pspace_mat_diaginv(sh->x + NRHS * d, f, &ex, DAMP);
+	CHECK(rc == 0, "diaginv: %s", pspace_strerror(rc));
 	sh->seconds[2] = now() - t0 - sh->seconds[1];
 	pspace_mat_free(f);
 	pspace_store_close(s);
@@ -290,7 +292,7 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	}
 	fx_dir_make(store_dir, sizeof(store_dir), "fooc");
 	lowrank_init(&lr, d);
-	shbytes = sizeof(shared) + sizeof(double) * NRHS * d;
+	shbytes = sizeof(shared) + sizeof(double) * (NRHS + 1) * d;
 	sh = mmap(NULL, shbytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(sh != MAP_FAILED);
 	memset(sh, 0, shbytes);
@@ -332,7 +334,8 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	if (!env)
 		assert_true(fi.tile_bytes + li.tile_bytes >= 3 * CAP);
 	printf("factor-out-of-core: killed after %llu of %llu columns (%llu panels, %.1f s), "
-	       "resumed (%llu panels, %.1f s), solve of %d vectors and log det through it %.1f s; "
+	       "resumed (%llu panels, %.1f s), solve of %d vectors, log det and diag of the "
+	       "inverse through it %.1f s; "
 	       "budget %llu MiB, cap %llu MiB; factor %.1f MiB; "
 	       "F and its factor together %.1fx the cap\n",
 	       (unsigned long long)sh->columns[0], (unsigned long long)d,
@@ -385,6 +388,13 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 		fail_msg("the stored factor differs from LAPACK's by %.3g sqrt(A_ii)", worst);
 	assert_true(fx_relerr(sh->x, xref, NRHS * d) < 1e-9);
 	assert_true(fx_relerr1(sh->logdet, ldref) < 1e-12);
+	/* the inverse's diagonal from LAPACK's factor (dpotri, in place) */
+	assert_int_equal(LAPACKE_dpotri(LAPACK_COL_MAJOR, 'U', (lapack_int)d, A, (lapack_int)d), 0);
+	for (uint64_t i = 0; i < d; i++)
+		adiag[i] = A[i * d + i];
+	printf("factor-out-of-core: diag of the inverse relative error %.3g\n",
+	       fx_relerr(sh->x + NRHS * d, adiag, d));
+	assert_true(fx_relerr(sh->x + NRHS * d, adiag, d) < 1e-10);
 	pspace_store_close(s);
 
 	if (fx_dir_remove(store_dir) != 0)

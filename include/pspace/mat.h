@@ -368,6 +368,17 @@ PSPACE_API int pspace_factor_solve(pspace_store *s, const char *factor, const ps
 /** *out = log det(L L^T) = 2 sum log L_ii of stored factor @p factor (diagonal tiles only). */
 PSPACE_API int pspace_factor_logdet(double *out, pspace_store *s, const char *factor);
 
+/**
+ * out (d doubles) = diag((L L^T)^-1) for stored factor @p factor: the
+ * squared column norms of L^-1, by forward sweeps over groups of columns
+ * of the identity, each group as wide as half of @p ex's memory budget
+ * holds (at least one tile column). The groups read the factor about
+ * d / (3 w) times (w columns per group) and cost about d^3 / 3 flops. @return 0, PSPACE_ENOTFOUND,
+ * PSPACE_ENOTSUP (not a factor), PSPACE_ENOMEM, PSPACE_EINVAL, or a store error naming the tile.
+ */
+PSPACE_API int pspace_factor_diaginv(double *out, pspace_store *s, const char *factor,
+                                     const pspace_exec *ex);
+
 #ifdef __cplusplus
 }
 #endif

@@ -7,7 +7,7 @@
  * inverse LAPACK dpotri forms from L; samples of N(0, (M + l I)^-1) are
  * L^-T z, those of N(0, M + l I) are L z. A block beyond the budget uses
  * a stored factor of the matrix with that damping (factor_solve.c), if
- * there is one, for log det and samples.
+ * there is one, for log det, the inverse's diagonal and samples.
  */
 #define BLIS_DISABLE_BLAS_DEFS /* its BLAS prototypes clash with lapacke.h */
 #include <blis.h>
@@ -151,7 +151,15 @@ static int diaginv_block(void *ud, pspace_mat *m, const pspace_exec *ex, uint32_
 
 int pspace_stored_diaginv(pspace_mat *m, const pspace_exec *ex, double damping, double *out)
 {
-	return each_factor(m, ex, damping, "diagonal of the inverse", diaginv_block, out);
+	char f[PSPACE_NAME_MAX + 1] = "";
+	int rc = each_factor(m, ex, damping, "diagonal of the inverse", diaginv_block, out);
+
+	/* Beyond the budget: columns of the stored factor's inverse, if there is one. */
+	if (rc == PSPACE_ENOMEM)
+		rc = stored_factor(m, damping, f, sizeof(f));
+	if (rc == 0 && f[0])
+		rc = pspace_factor_diaginv(out, pspace_stored_of(m)->t.s, f, ex);
+	return rc;
 }
 
 typedef struct sqrt_job {
