@@ -76,7 +76,7 @@ void pspace_cpu_query(pspace_cpu *out)
 		if ((ebx & knl) == knl && os_zmm)
 			out->features |= PSPACE_CPU_AVX512ER;
 	}
-	if (__get_cpuid_max(0x80000000u, NULL) >= 0x80000001u) {
+	if ((unsigned)__get_cpuid_max(0x80000000u, NULL) >= 0x80000001u) {
 		__cpuid(0x80000001u, eax, ebx, ecx, edx);
 		if ((ecx & (1u << 16)) && os_ymm)
 			out->features |= PSPACE_CPU_FMA4;
