@@ -6,6 +6,7 @@
  * are in test_npy_source.c.
  */
 #include <dirent.h>
+#include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -205,6 +206,40 @@ static void test_npy_roundtrip(void **state)
 }
 
 /* Headers written by hand as numpy (and older numpy) would. */
+/*
+ * An existing FIFO (as /dev/null, a device) is written in place, not
+ * replaced by a renamed temporary file: it stays a FIFO and its reader
+ * gets the whole .npy.
+ */
+static void test_npy_write_fifo(void **state)
+{
+	const char *path = fx_path(fx_group_dir(), "out.fifo");
+	const uint64_t shape[1] = {5};
+	const double x[5] = {1, 2, 3, 4, 5};
+	unsigned char buf[256];
+	struct stat sb;
+	ssize_t n;
+	float v;
+	int rfd;
+
+	(void)state;
+	unlink(path);
+	assert_int_equal(mkfifo(path, 0600), 0);
+	/* a reader first, so that the writer's open does not block */
+	rfd = open(path, O_RDONLY | O_NONBLOCK);
+	assert_true(rfd >= 0);
+	assert_int_equal(pspace_npy_write(path, PSPACE_F32, 1, shape, x), 0);
+	n = read(rfd, buf, sizeof(buf));
+	close(rfd);
+	assert_int_equal(stat(path, &sb), 0);
+	assert_true(S_ISFIFO(sb.st_mode));
+	assert_int_equal(n, 128 + 5 * 4);
+	assert_memory_equal(buf, "\x93NUMPY", 6);
+	memcpy(&v, buf + 128 + 4 * 4, 4);
+	assert_true(v == 5.0f);
+	unlink(path);
+}
+
 static void test_npy_handmade_headers(void **state)
 {
 	static const struct {
@@ -432,6 +467,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_npy_roundtrip),
+	    cmocka_unit_test(test_npy_write_fifo),
 	    cmocka_unit_test(test_npy_handmade_headers),
 	    cmocka_unit_test(test_npy_malformed),
 	};

@@ -47,6 +47,14 @@ int tool_fail(int rc, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int tool_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /** Parses a size like 512M, 2G, 1048576 into bytes; @return 0 or -1. */
 int tool_parse_size(const char *s, uint64_t *out);
+/**
+ * Where an output file @p path is written before it replaces @p path:
+ * "path.tmp" into @p tmp (@p cap bytes), renamed over @p path when
+ * complete; or @p path itself when it exists and is not a regular file
+ * (/dev/null, a FIFO), which a rename would replace.
+ * @return 1 when @p tmp is to be renamed, 0 when it is @p path.
+ */
+int tool_out_tmp(char *tmp, size_t cap, const char *path);
 /** Formats @p bytes as "1.23 GiB" into @p buf. */
 const char *tool_fmt_bytes(uint64_t bytes, char *buf, size_t cap);
 /**

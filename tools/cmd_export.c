@@ -104,9 +104,8 @@ static int export_streamed(const export_opts *o, insp_band *b, uint64_t off, uin
 	float *row = malloc(n * sizeof(float));
 	tool_progress prog;
 	FILE *f = NULL;
-	int rc = 0, ret = EXIT_OK;
+	int rc = 0, ret = EXIT_OK, renamed = tool_out_tmp(tmp, sizeof(tmp), o->npy);
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", o->npy);
 	if (!band || !row) {
 		ret = tool_fail(PSPACE_ENOMEM, "store %s: matrix %s", o->store, o->name);
 		goto out;
@@ -146,7 +145,7 @@ static int export_streamed(const export_opts *o, insp_band *b, uint64_t off, uin
 		ret = EXIT_RUNTIME;
 	} else if (rc) {
 		ret = tool_fail(rc, "store %s: matrix %s: export", o->store, o->name);
-	} else if (rename(tmp, o->npy) != 0) {
+	} else if (renamed && rename(tmp, o->npy) != 0) {
 		fprintf(stderr, "pspace: cannot rename %s to %s: %s\n", tmp, o->npy,
 		        strerror(errno));
 		ret = EXIT_RUNTIME;
@@ -154,7 +153,7 @@ static int export_streamed(const export_opts *o, insp_band *b, uint64_t off, uin
 out:
 	if (f)
 		fclose(f);
-	if (ret != EXIT_OK)
+	if (ret != EXIT_OK && renamed)
 		remove(tmp);
 	free(row);
 	free(band);

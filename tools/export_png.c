@@ -171,7 +171,8 @@ static int write_png(const char *path, const unsigned char *rgb, uint32_t w, uin
 	FILE *f;
 	volatile int ok = 0; /* set after setjmp */
 
-	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	int renamed = tool_out_tmp(tmp, sizeof(tmp), path);
+
 	f = fopen(tmp, "wb");
 	if (!f)
 		return -1;
@@ -191,9 +192,10 @@ static int write_png(const char *path, const unsigned char *rgb, uint32_t w, uin
 	png_destroy_write_struct(png ? &png : NULL, info ? &info : NULL);
 	if (fclose(f) != 0)
 		ok = 0;
-	if (ok && rename(tmp, path) == 0)
+	if (ok && (!renamed || rename(tmp, path) == 0))
 		return 0;
-	remove(tmp);
+	if (renamed)
+		remove(tmp);
 	return -1;
 }
 

@@ -2,8 +2,10 @@
  * Helpers of the pspace tool: error messages, sizes, clock, progress bar.
  */
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -174,4 +176,15 @@ void tool_progress_end(tool_progress *p)
 	p->done = p->total;
 	progress_draw(p);
 	fputc('\n', stderr);
+}
+
+int tool_out_tmp(char *tmp, size_t cap, const char *path)
+{
+	struct stat sb;
+
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode))
+		snprintf(tmp, cap, "%s", path);
+	else
+		snprintf(tmp, cap, "%s.tmp", path);
+	return strcmp(tmp, path) != 0;
 }

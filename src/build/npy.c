@@ -664,6 +664,8 @@ int pspace_npy_write(const char *path, pspace_dtype dtype, int ndim, const uint6
 	unsigned char pre[10];
 	unsigned char buf[65536];
 	char *tmp = NULL;
+	const char *name;
+	struct stat sb;
 	uint64_t count = 1, done = 0;
 	size_t hlen, isz;
 	int fd = -1, rc = 0;
@@ -691,16 +693,29 @@ int pspace_npy_write(const char *path, pspace_dtype dtype, int ndim, const uint6
 	pre[8] = (unsigned char)(hlen & 0xff);
 	pre[9] = (unsigned char)(hlen >> 8);
 
-	rc = open_temp(path, &tmp, &fd);
-	if (rc != 0)
-		goto out;
-	rc = write_full(fd, pre, sizeof(pre), tmp);
+	/* An existing non-regular file (/dev/null, a FIFO) is written in place:
+	 * a rename would replace it. */
+	if (stat(path, &sb) == 0 && !S_ISREG(sb.st_mode)) {
+		fd = open(path, O_WRONLY | O_CLOEXEC);
+		if (fd < 0) {
+			rc = pspace_err_set(pspace_err_from_errno(errno), "%s: cannot open: %s",
+			                    path, strerror(errno));
+			goto out;
+		}
+		name = path;
+	} else {
+		rc = open_temp(path, &tmp, &fd);
+		if (rc != 0)
+			goto out;
+		name = tmp;
+	}
+	rc = write_full(fd, pre, sizeof(pre), name);
 	if (rc == 0)
-		rc = write_full(fd, header, hlen, tmp);
+		rc = write_full(fd, header, hlen, name);
 	if (rc != 0)
 		goto out;
 	if (dtype == PSPACE_F64 || dtype == PSPACE_I64) {
-		rc = write_full(fd, data, count * 8, tmp);
+		rc = write_full(fd, data, count * 8, name);
 		if (rc != 0)
 			goto out;
 	} else {
@@ -715,11 +730,18 @@ int pspace_npy_write(const char *path, pspace_dtype dtype, int ndim, const uint6
 
 				memcpy(buf + 4 * i, &v, 4);
 			}
-			rc = write_full(fd, buf, n * isz, tmp);
+			rc = write_full(fd, buf, n * isz, name);
 			if (rc != 0)
 				goto out;
 			done += n;
 		}
+	}
+	if (tmp == NULL) { /* in place: nothing to make durable or rename */
+		rc = close(fd) == 0 ? 0
+		                    : pspace_err_set(pspace_err_from_errno(errno), "%s: close: %s",
+		                                     path, strerror(errno));
+		fd = -1;
+		goto out;
 	}
 	if (fsync(fd) != 0) {
 		rc = pspace_err_set(pspace_err_from_errno(errno), "%s: fsync: %s", tmp,
