@@ -137,6 +137,12 @@ int pspace_write_tiles(pspace_writer *w, const pspace_tile_addr *tiles, size_t n
 int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
                        const pspace_build_opts *o);
 
+/**
+ * LowRank stored as tiles of its rows under t->name, in one pass over the
+ * rows (build_lowrank.c); with more rows than parameters a tileless entry.
+ */
+int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const pspace_build_opts *o);
+
 /** Diag, QuasiDiag or LowRank as a resident matrix (*out), not saved. */
 int pspace_build_factored(const pspace_build_target *t, pspace_kind kind, pspace_rows *r,
                           const pspace_build_opts *o, pspace_mat **out);

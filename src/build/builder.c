@@ -96,9 +96,9 @@ static int build_rows(pspace_store *s, const char *name, const pspace_layout *la
 	switch (o->kind) {
 	case PSPACE_KIND_DENSE:
 	case PSPACE_KIND_BLOCKDIAG: return pspace_build_tiled(&t, o->kind, r, o);
+	case PSPACE_KIND_LOWRANK: return pspace_build_lowrank(&t, r, o);
 	case PSPACE_KIND_DIAG:
 	case PSPACE_KIND_QUASIDIAG:
-	case PSPACE_KIND_LOWRANK:
 		rc = pspace_build_factored(&t, o->kind, r, o, &m);
 		if (rc == 0)
 			rc = pspace_mat_save(m, s, name);

@@ -214,15 +214,23 @@ static int build_part(mixed_build *b, size_t i, pspace_store *s, const pspace_la
 	pspace_mat *k = NULL;
 	int rc;
 
+	/* LowRank with more rows than parameters stays resident (saved with the Mixed) */
+	if (b->kinds[i] == PSPACE_KIND_LOWRANK &&
+	    (uint64_t)rows->K * rows->n > pspace_layout_dim(b->subs[i]))
+		return pspace_build_factored(&t, b->kinds[i], rows, o, &b->parts[i]);
 	switch (b->kinds[i]) {
 	case PSPACE_KIND_DENSE:
 	case PSPACE_KIND_BLOCKDIAG:
+	case PSPACE_KIND_LOWRANK:
 		po.resume = 0;
 		if (pspace_matrix_info_get(&info, s, b->names[i]) == 0)
 			return pspace_err_set(PSPACE_EEXIST, "matrix %s already exists",
 			                      b->names[i]);
 		b->stored[i] = 1;
-		rc = pspace_build_tiled(&t, b->kinds[i], rows, &po);
+		if (b->kinds[i] == PSPACE_KIND_LOWRANK)
+			rc = pspace_build_lowrank(&t, rows, &po);
+		else
+			rc = pspace_build_tiled(&t, b->kinds[i], rows, &po);
 		if (rc == 0)
 			rc = pspace_mat_open(&b->parts[i], s, b->names[i]);
 		return rc;

@@ -20,8 +20,8 @@
  * rounding level (s <= max(r, d) eps s_max) whatever the threshold. scale needs s >= 0
  * (D' = sqrt(s) D); a negative multiple is not of the form D^T D.
  *
- * Persisted as a tileless entry holding the layout and the array "D"
- * (f64, r x d).
+ * Saved (pspace_mat_save) as a tileless entry holding the layout and the
+ * array "D" (f64, r x d); built ones are stored as tiles (lowrank_stored.c).
  */
 #define BLIS_DISABLE_BLAS_DEFS /* its BLAS prototypes clash with lapacke.h */
 #include <blis.h>
@@ -33,7 +33,7 @@
 #include <string.h>
 
 #include "common/error.h"
-#include "mat/mat_impl.h"
+#include "mat/lowrank.h"
 #include "pspace/factored.h"
 
 #define D_ARRAY "D"
@@ -641,12 +641,9 @@ static int lr_scale(pspace_mat *m, double sc, pspace_mat **out)
 	return lr_new(out, m->layout, m->d, q->r, D, NULL, NULL);
 }
 
-/*
- * Orthonormal rows spanning what Vt (n x d) leaves out: rows n..k-1 of the
- * Q of a QR factorization of Vt^T, written to evecs rows n..k-1.
- */
-static int null_vectors(const double *Vt, uint64_t n, uint64_t d, uint32_t k, double *evecs,
-                        size_t ld)
+/* Rows n..k-1 of the Q of a QR factorization of Vt^T. */
+int pspace_lowrank_null_vectors(const double *Vt, size_t ldv, uint64_t n, uint64_t d, uint32_t k,
+                                double *evecs, size_t ld)
 {
 	double *Q = calloc((size_t)k * d, sizeof(*Q)), *tau = malloc((n ? n : 1) * sizeof(*tau));
 	lapack_int info;
@@ -656,7 +653,8 @@ static int null_vectors(const double *Vt, uint64_t n, uint64_t d, uint32_t k, do
 		rc = pspace_err_set(PSPACE_ENOMEM, "lowrank eig: out of memory");
 		goto out;
 	}
-	memcpy(Q, Vt, n * d * sizeof(*Q));
+	for (uint64_t i = 0; i < n; i++)
+		memcpy(Q + i * d, Vt + i * ldv, d * sizeof(*Q));
 	info =
 	    LAPACKE_dgeqrf(LAPACK_COL_MAJOR, (lapack_int)d, (lapack_int)n, Q, (lapack_int)d, tau);
 	if (info == 0)
@@ -689,7 +687,7 @@ static int lr_eig(pspace_mat *m, const pspace_exec *ex, uint32_t k, double *eval
 	for (uint64_t i = 0; evecs && i < k && i < n; i++)
 		memcpy(evecs + i * ld, Vt + i * m->d, m->d * sizeof(*evecs));
 	if (evecs && k > n)
-		rc = null_vectors(Vt, n, m->d, k, evecs, ld);
+		rc = pspace_lowrank_null_vectors(Vt, m->d, n, m->d, k, evecs, ld);
 	free(Vt);
 	free(s);
 	return rc;
@@ -781,7 +779,12 @@ int pspace_lowrank_create(pspace_mat **out, const pspace_layout *layout, uint64_
 	return lr_new(out, layout, d, rows, C, NULL, NULL);
 }
 
-int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
+int pspace_lowrank_adopt(pspace_mat **out, const pspace_layout *layout, uint64_t r, double *D)
+{
+	return lr_new(out, layout, pspace_layout_dim(layout), r, D, NULL, NULL);
+}
+
+int pspace_lowrank_open_arrays(pspace_mat **out, pspace_store *s, const pspace_matrix_info *info)
 {
 	pspace_reader *r = NULL;
 	pspace_layout *layout = NULL;
