@@ -392,14 +392,27 @@ int pspace_rowmat_read(const pspace_tiled *t, uint64_t r, const pspace_exec *ex,
 
 /* ---- column strips ----------------------------------------------------------------------- */
 
-/* Drops a tile's pages from this process once decoded (out of core: see stream.c). */
-static void drop_pages(const pspace_tile_ref *ref)
+/* madvise on the pages of a tile, rounded outward (out of core: see stream.c). */
+static void advise(const pspace_tile_ref *ref, int what)
 {
 	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
 	uintptr_t a = (uintptr_t)ref->data & ~(page - 1);
 	uintptr_t b = ((uintptr_t)ref->data + ref->len + page - 1) & ~(page - 1);
 
-	(void)madvise((void *)a, b - a, MADV_DONTNEED);
+	(void)madvise((void *)a, b - a, what);
+}
+
+/* Asks the kernel to read the tiles of strip @p cj ahead (their lookups are cheap). */
+static void prefetch(pspace_reader *rd, uint64_t nrow, uint64_t cj)
+{
+	for (uint64_t ti = 0; ti < nrow; ti++) {
+		pspace_tile_ref ref;
+
+		if (pspace_reader_tile(&ref, rd, 0, (uint32_t)ti, (uint32_t)cj) == 0)
+			advise(&ref, MADV_WILLNEED);
+		else
+			pspace_errclear();
+	}
 }
 
 int pspace_rowmat_strips(const pspace_tiled *t, uint64_t r, const pspace_exec *ex,
@@ -425,8 +438,14 @@ int pspace_rowmat_strips(const pspace_tiled *t, uint64_t r, const pspace_exec *e
 	rc = pspace_reader_open(&rd, t->s, t->info.name, 0);
 	if (rc == 0)
 		rc = pspace_codec_create(&codec);
+	if (rc == 0)
+		prefetch(rd, nrow, 0);
 	for (uint64_t cj = 0; rc == 0 && cj < ncol; cj++) {
 		uint32_t cols = (uint32_t)(d - cj * E < E ? d - cj * E : E);
+
+		/* the next strip is read from disk while this one is decoded and used */
+		if (cj + 1 < ncol)
+			prefetch(rd, nrow, cj + 1);
 
 		for (uint64_t ti = 0; rc == 0 && ti < nrow; ti++) {
 			double *dst = S + ti * E * cols;
@@ -443,7 +462,7 @@ int pspace_rowmat_strips(const pspace_tiled *t, uint64_t r, const pspace_exec *e
 			if (rc == 0)
 				rc = pspace_reader_decode(rd, codec, &ref, PSPACE_F64, dst, cols);
 			if (rc == 0 && ooc)
-				drop_pages(&ref);
+				advise(&ref, MADV_DONTNEED);
 		}
 		if (rc == 0)
 			rc = fn(ud, cj * E, cols, S);
