@@ -261,6 +261,57 @@ static void test_lowrank_stored_lazy(void **state)
 	unsetenv("PSPACE_TEST_LOWRANK_STREAM");
 }
 
+/* D (rows x d) for pspace_lowrank_write's tiles. */
+typedef struct rowsrc {
+	const double *D;
+	uint64_t d;
+} rowsrc;
+
+static int rows_tile(void *ud, uint64_t r0, uint64_t c0, uint32_t rows, uint32_t cols, double *tile)
+{
+	const rowsrc *x = ud;
+
+	for (uint32_t i = 0; i < rows; i++)
+		memcpy(tile + (size_t)i * cols, x->D + (r0 + i) * x->d + c0, cols * sizeof(*tile));
+	return 0;
+}
+
+/* pspace_lowrank_write: rows from a function, tile by tile. */
+static void test_lowrank_stored_write(void **state)
+{
+	fx_store t;
+	ref x;
+	rowsrc rs;
+	pspace_layout *l;
+	pspace_write_opts wo;
+	pspace_mat *m;
+
+	(void)state;
+	setenv("PSPACE_TEST_LOWRANK_STREAM", "1", 1);
+	fx_store_open(&t, "write");
+	ref_init(&x, 13, 1, 50, 12);
+	for (uint64_t i = 0; i < x.rows * x.d; i++)
+		x.j.J[i] /= sqrt((double)x.j.n);
+	rs = (rowsrc){x.j.J, x.d};
+	assert_int_equal(pspace_layout_flat(&l, x.d), 0);
+	pspace_write_opts_default(&wo);
+	wo.codec.dtype = PSPACE_F64;
+	wo.tile = 8;
+	assert_int_equal(pspace_lowrank_write(t.s, "W", l, x.rows, rows_tile, &rs, &wo), 0);
+	assert_int_equal(pspace_mat_open(&m, t.s, "W"), 0);
+	fref_check_ops(m, x.F, x.d, 1e-12);
+	fref_check_solve(m, x.F, x.d, 0.5, 1e-10);
+	pspace_mat_free(m);
+	fx_expect_err(pspace_lowrank_write(t.s, "X", l, x.d + 1, rows_tile, &rs, &wo),
+	              PSPACE_EINVAL, NULL, "rows");
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, t.s, "X"),
+	                 PSPACE_ENOTFOUND);
+	pspace_layout_free(l);
+	ref_free(&x);
+	fx_store_close(&t);
+	unsetenv("PSPACE_TEST_LOWRANK_STREAM");
+}
+
 /* Tileless entries (pspace_mat_save, builds with r > d) still open as LowRank. */
 static void test_lowrank_stored_tileless(void **state)
 {
@@ -366,6 +417,7 @@ int main(void)
 	    cmocka_unit_test(test_lowrank_stored_ops),
 	    cmocka_unit_test(test_lowrank_stored_f32),
 	    cmocka_unit_test(test_lowrank_stored_lazy),
+	    cmocka_unit_test(test_lowrank_stored_write),
 	    cmocka_unit_test(test_lowrank_stored_tileless),
 	    cmocka_unit_test(test_lowrank_stored_errors),
 	};

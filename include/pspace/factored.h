@@ -48,6 +48,21 @@ PSPACE_API int pspace_quasidiag_create(pspace_mat **out, const pspace_layout *la
 PSPACE_API int pspace_lowrank_create(pspace_mat **out, const pspace_layout *layout, uint64_t rows,
                                      const double *D, size_t ld);
 
+/**
+ * Writes a LowRank F = D^T D stored as tiles of its @p rows x d rows D
+ * (rows <= d = the layout's dimension) under @p name, as `pspace build
+ * --kind lowrank` stores one: @p fn fills the part of D at rows [r0, r0 +
+ * nr), columns [c0, c0 + nc) (row-major, ld = nc), one tile at a time in
+ * streaming order (memory: one tile), so D never has to exist in RAM.
+ * pspace_mat_open() gives it back; its operations stream the tiles.
+ * @param opts  tile edge and codec (NULL: the store's defaults).
+ * @return 0, PSPACE_EINVAL (rows 0 or beyond d), PSPACE_EEXIST, fn's error,
+ * or a store error; on failure nothing stays under @p name.
+ */
+PSPACE_API int pspace_lowrank_write(pspace_store *s, const char *name, const pspace_layout *layout,
+                                    uint64_t rows, pspace_tile_fn fn, void *ud,
+                                    const pspace_write_opts *opts);
+
 /* ---- KFAC and EKFAC -------------------------------------------------------- */
 
 /** Damping of KFAC's inverse, solve and powers (README, Formulas). Ids are stored. */

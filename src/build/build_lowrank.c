@@ -19,6 +19,7 @@
 
 #include "build/build_impl.h"
 #include "common/error.h"
+#include "mat/lowrank.h"
 #include "pspace/factored.h"
 
 #define MIN_EDGE 8
@@ -102,26 +103,6 @@ static int add_rows(band *b, const double *X, uint64_t m, uint64_t ld)
 	return rc;
 }
 
-static int begin(band *b, const pspace_build_opts *o)
-{
-	pspace_matrix_desc desc;
-	char *text = NULL;
-	int rc = pspace_layout_text(&text, b->t->sub);
-
-	if (rc != 0)
-		return rc;
-	memset(&desc, 0, sizeof(desc));
-	desc.kind = PSPACE_KIND_LOWRANK;
-	desc.d = b->d;
-	desc.nblocks = 1;
-	desc.tile = b->E;
-	desc.codec = o->write.codec;
-	desc.layout_text = text;
-	rc = pspace_writer_begin(&b->w, b->t->s, b->t->name, &desc);
-	free(text);
-	return rc;
-}
-
 /* The tile edge: see the file comment. */
 static uint32_t pick_edge(const pspace_build_opts *o, uint64_t d, uint64_t r)
 {
@@ -142,7 +123,7 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 	uint64_t d = pspace_layout_dim(t->sub), rows = (uint64_t)r->K * r->n, nx = 0, used;
 	pspace_dtype prec = o->write.codec.dtype;
 	band b = {0};
-	double *X = NULL, rd;
+	double *X = NULL;
 	int rc = 0;
 
 	if (rows > d) {
@@ -182,7 +163,7 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 	}
 	rc = pspace_rows_batch(r, o, o->exec.mem_budget - used, 0, t->name, &nx, &X);
 	if (rc == 0)
-		rc = begin(&b, o);
+		rc = pspace_lowrank_store_begin(&b.w, t->s, t->name, t->sub, b.E, &o->write.codec);
 	for (uint64_t x0 = 0; rc == 0 && x0 < r->n; x0 += nx) {
 		uint64_t k = r->n - x0 < nx ? r->n - x0 : nx;
 
@@ -194,16 +175,9 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 	}
 	if (rc == 0 && b.fill)
 		rc = flush(&b);
-	rd = (double)rows;
-	if (rc == 0)
-		rc = pspace_writer_put_array(b.w, "rows", PSPACE_F64, 1, (uint64_t[]){1}, &rd);
-	if (rc == 0) {
-		rc = pspace_writer_finish(b.w);
-		b.w = NULL;
-	}
+	rc = pspace_lowrank_store_end(b.w, rows, rc);
+	b.w = NULL;
 out:
-	if (b.w)
-		pspace_writer_abort(b.w, 1);
 	free(X);
 	free(b.addr);
 	free(b.B);

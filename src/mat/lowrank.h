@@ -29,4 +29,22 @@ int pspace_lowrank_open_arrays(pspace_mat **out, pspace_store *s, const pspace_m
 int pspace_lowrank_null_vectors(const double *Vt, size_t ldv, uint64_t n, uint64_t d, uint32_t k,
                                 double *evecs, size_t ld);
 
+/**
+ * Begins a LowRank stored as tiles of its @p rows x d rows (d = the
+ * layout's dimension, rows <= d): one block of d, not symmetric, tile edge
+ * @p tile, @p codec. Tile row i holds rows [i E, i E + E); rows of the
+ * last tile row beyond @p rows must be zero. Then put the tiles and end
+ * with pspace_lowrank_store_end(). @return 0 or pspace_writer_begin's error.
+ */
+int pspace_lowrank_store_begin(pspace_writer **w, pspace_store *s, const char *name,
+                               const pspace_layout *layout, uint32_t tile,
+                               const pspace_codec_opts *codec);
+
+/**
+ * Ends what pspace_lowrank_store_begin() began: records @p rows and
+ * finishes @p w when @p rc is 0, else removes the partial matrix. @p w may
+ * be NULL. @return the first error, or 0.
+ */
+int pspace_lowrank_store_end(pspace_writer *w, uint64_t rows, int rc);
+
 #endif
