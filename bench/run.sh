@@ -5,7 +5,9 @@
 # installed), the limits (disk and memory read bandwidth, decode
 # throughput), building (bench_build, bench_build_io), KFAC/EKFAC products
 # (bench_factored) and the out-of-core Cholesky and SLQ log-determinants
-# (bench_factor, under the cap, at least 128 MiB), and writes
+# (bench_factor, under the cap, at least 128 MiB), LowRank mv with its rows
+# beyond memory (bench_lowrank, 16 GiB of rows in the work directory, under
+# the same cap), and writes
 # bench/out/report.md with the plots bench/out/mv.png and
 # bench/out/mv-cold.png. Progress goes to stderr.
 # Cold runs need root (cgroup v1 memory cap, dropping the page cache);
@@ -22,7 +24,8 @@
 #                    the largest d needs about 3.5 x 4 d^2 bytes at once)
 #   --timeout S      seconds one measurement may take (180); skipped at larger d then
 #   --no-h5py        skip the h5py baseline
-#   --skip-programs  skip bench_build, bench_build_io, bench_factored and bench_factor
+#   --skip-programs  skip bench_build, bench_build_io, bench_factored, bench_factor
+#                    and bench_lowrank
 # The full run takes 20-40 minutes on 2 cores.
 #
 # The former interface still works: every bench_* program, one after the other.

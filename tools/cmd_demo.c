@@ -28,7 +28,8 @@ static const tool_cmd_doc demo_doc = {
     "DIR/<kind>.png. Nothing d x d is held in memory: with a large --params, Dense and\n"
     "BlockDiag are built out of core within --mem (several passes over the examples)\n"
     "and read back from the store tile by tile.\n",
-    "LowRank keeps all K n gradient rows; when they exceed --mem it is skipped.\n"
+    "LowRank stores its K n gradient rows as tiles and streams them; it is skipped\n"
+    "only when a band of 8 of its rows does not fit --mem.\n"
     "Exit status: 0, 1 runtime error, 2 usage error.\n",
     0};
 

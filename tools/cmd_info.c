@@ -87,7 +87,7 @@ static int gather(pspace_store *s, const char *name, info_data *d)
 	rc = pspace_reader_open(&r, s, name, PSPACE_READ_INCOMPLETE);
 	if (rc == 0)
 		rc = pspace_reader_foreach_array(r, collect_array, d);
-	if (rc == 0 && insp_is_tiled(d->mi.kind))
+	if (rc == 0 && d->mi.nblocks)
 		rc = walk_blocks(r, d);
 	if (rc == 0 && d->mi.layout_id) {
 		rc = pspace_store_layout(&text, s, d->mi.layout_id);
@@ -233,7 +233,7 @@ static void info_text(pspace_store *s, const info_data *d)
 	printf("kind       %s\n", pspace_kind_name(mi->kind));
 	printf("state      %s\n", insp_state_name(mi->state));
 	printf("d          %llu\n", (unsigned long long)mi->d);
-	if (insp_is_tiled(mi->kind)) {
+	if (mi->nblocks) {
 		printf("blocks     %u\n", mi->nblocks);
 		printf("tile       %u x %u%s\n", mi->tile, mi->tile,
 		       mi->symmetric ? ", symmetric (upper tiles stored)" : "");
@@ -243,7 +243,7 @@ static void info_text(pspace_store *s, const info_data *d)
 	}
 	printf("created    %s\n", insp_time_iso(mi->created, t, sizeof(t)));
 	printf("completed  %s\n", insp_time_iso(mi->completed, t, sizeof(t)));
-	if (insp_is_tiled(mi->kind)) {
+	if (mi->nblocks) {
 		printf("tiles      %llu (%llu raw)\n", (unsigned long long)mi->tiles,
 		       (unsigned long long)mi->raw_tiles);
 		printf("bytes      %s encoded, %s logical, ratio %.2f\n",

@@ -17,7 +17,7 @@ static const tool_cmd_doc ls_doc = {
 
 static const char *precision(const pspace_matrix_info *mi)
 {
-	return insp_is_tiled(mi->kind) ? pspace_dtype_name(mi->codec.dtype) : "f64";
+	return mi->nblocks ? pspace_dtype_name(mi->codec.dtype) : "f64";
 }
 
 static void ls_json(const insp_list *l)

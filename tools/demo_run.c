@@ -197,11 +197,12 @@ static int build_one(const demo_opts *o, pspace_store *s, pspace_refnet *net, de
 		tool_progress_end(&prog.bar);
 	r->build_s = tool_now() - t0;
 	if (rc == PSPACE_ENOMEM && r->kind == PSPACE_KIND_LOWRANK) {
-		/* LowRank keeps all K n gradient rows: beyond the budget it is left out */
+		/* LowRank writes its rows a band at a time: without room for one it is left out */
 		snprintf(r->note, sizeof(r->note),
-		         "skipped: its %llu x %llu rows need %s, --mem is %s",
+		         "skipped: a band of its %llu x %llu rows does not fit (%s for 8 rows), "
+		         "--mem is %s",
 		         (unsigned long long)res->K * res->n, (unsigned long long)res->d,
-		         tool_fmt_bytes(8 * res->K * res->n * res->d, b1, sizeof(b1)),
+		         tool_fmt_bytes(8 * 8 * res->d, b1, sizeof(b1)),
 		         tool_fmt_bytes(bo.exec.mem_budget ? bo.exec.mem_budget : (1ull << 30), b2,
 		                        sizeof(b2)));
 		return EXIT_OK;
