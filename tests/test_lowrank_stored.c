@@ -382,6 +382,18 @@ static void test_lowrank_stored_errors(void **state)
 	fx_store_close(&t);
 	/* a store of its own: its tiles' bytes are in the file once */
 	fx_store_open(&t, "crp");
+	/* a value beyond f32: refused, naming its row, and nothing is left */
+	lref_opts_f64(&o, PSPACE_KIND_LOWRANK);
+	o.write.codec.dtype = PSPACE_F32;
+	x.j.scale = 1e39;
+	assert_int_equal(pspace_layout_flat(&l, x.d), 0);
+	fx_expect_err(pspace_build_jacobian(t.s, "big", l, &x.src, &o), PSPACE_ENUMERIC, NULL,
+	              "f32 range");
+	assert_non_null(strstr(pspace_errdetail(), "row "));
+	assert_int_equal(pspace_matrix_info_get(&(pspace_matrix_info){0}, t.s, "big"),
+	                 PSPACE_ENOTFOUND);
+	pspace_layout_free(l);
+	x.j.scale = 1.0;
 	/* raw tiles (no compression), so that the bytes are in the file as written */
 	lref_opts_f64(&o, PSPACE_KIND_LOWRANK);
 	o.write.codec.level = 0;

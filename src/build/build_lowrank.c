@@ -4,10 +4,13 @@
  * source's rows) go into a band of E rows; each full band (the last one
  * padded with zero rows) becomes one tile row of D, its tiles encoded on
  * the workers and stored in streaming order (src/mat/lowrank_stored.c reads
- * them). Memory: the band (E d doubles), the batch, the tile writer's slots.
- * The tile edge E is the requested one (--tile, else the store's default),
- * halved until the band takes at most half of the budget, and no larger
- * than the power of two above r (so a few rows are not padded to 512).
+ * them). Memory: the band (E d values: floats for f32 tiles, whose values
+ * the writer would round to float anyway, else doubles), the batch, the
+ * tile writer's slots. The tile edge E is the requested one (--tile, else
+ * the store's default), halved until the band takes at most half of the
+ * budget, and no larger than the power of two above r (so a few rows are
+ * not padded to 512). A value beyond the stored precision's range is an
+ * error naming its row and parameter.
  *
  * With more rows than parameters (r > d) the rows stay a tileless entry
  * (build_factored.c): D^T D is the smaller matrix then.
@@ -28,7 +31,8 @@ typedef struct band {
 	const pspace_build_target *t;
 	uint64_t d, r;
 	uint32_t E;
-	double *B;      /* E x d */
+	double *B;      /* E x d, or NULL when Bf holds the band */
+	float *Bf;      /* E x d, for f32 tiles */
 	uint64_t fill;  /* rows in the band */
 	uint64_t first; /* global index of its first row */
 	uint32_t row;   /* its tile row */
@@ -57,15 +61,11 @@ static int fill_tile(void *ud, size_t i, double *out, uint32_t *ncols, void *scr
 			memset(o, 0, cols * sizeof(*o));
 			continue;
 		}
-		memcpy(o, b->B + a * b->d + c0, cols * sizeof(*o));
-		for (uint32_t p = 0; p < cols; p++)
-			if (!(fabs(o[p]) <= b->max))
-				return pspace_err_set(
-				    PSPACE_ENUMERIC,
-				    "row %llu, parameter %llu: %g is beyond the %s range (%.6g): "
-				    "build at f64 precision or scale the inputs down",
-				    (unsigned long long)(b->first + a),
-				    (unsigned long long)(c0 + p), o[p], b->prec, b->max);
+		if (b->B)
+			memcpy(o, b->B + a * b->d + c0, cols * sizeof(*o));
+		else
+			for (uint32_t p = 0; p < cols; p++)
+				o[p] = b->Bf[a * b->d + c0 + p];
 	}
 	return 0;
 }
@@ -92,11 +92,26 @@ static int add_rows(band *b, const double *X, uint64_t m, uint64_t ld)
 	int rc = 0;
 
 	for (uint64_t i = 0; rc == 0 && i < m; i++) {
-		double *dst = b->B + b->fill * b->d;
 		const double *src = X + i * ld + b->t->coff;
+		int ok = 1;
 
+		/* NaN compares false: one vectorizable test per value */
 		for (uint64_t p = 0; p < b->d; p++)
-			dst[p] = b->scale * src[p];
+			ok &= fabs(b->scale * src[p]) <= b->max;
+		for (uint64_t p = 0; !ok && p < b->d; p++)
+			if (!(fabs(b->scale * src[p]) <= b->max))
+				return pspace_err_set(
+				    PSPACE_ENUMERIC,
+				    "row %llu, parameter %llu: %g is beyond the %s range (%.6g): "
+				    "build at f64 precision or scale the inputs down",
+				    (unsigned long long)(b->first + b->fill), (unsigned long long)p,
+				    b->scale * src[p], b->prec, b->max);
+		if (b->B)
+			for (uint64_t p = 0; p < b->d; p++)
+				b->B[b->fill * b->d + p] = b->scale * src[p];
+		else
+			for (uint64_t p = 0; p < b->d; p++)
+				b->Bf[b->fill * b->d + p] = (float)(b->scale * src[p]);
 		if (++b->fill == b->E)
 			rc = flush(b);
 	}
@@ -104,7 +119,7 @@ static int add_rows(band *b, const double *X, uint64_t m, uint64_t ld)
 }
 
 /* The tile edge: see the file comment. */
-static uint32_t pick_edge(const pspace_build_opts *o, uint64_t d, uint64_t r)
+static uint32_t pick_edge(const pspace_build_opts *o, uint64_t d, uint64_t r, size_t esz)
 {
 	uint32_t E = o->write.tile ? o->write.tile : PSPACE_DEFAULT_TILE;
 	uint32_t cap = MIN_EDGE;
@@ -113,7 +128,7 @@ static uint32_t pick_edge(const pspace_build_opts *o, uint64_t d, uint64_t r)
 		cap *= 2;
 	if (E > cap)
 		E = cap;
-	while (E > MIN_EDGE && (double)E * (double)d * 8 > (double)o->exec.mem_budget / 2)
+	while (E > MIN_EDGE && (double)E * (double)d * esz > (double)o->exec.mem_budget / 2)
 		E /= 2;
 	return E;
 }
@@ -122,6 +137,7 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 {
 	uint64_t d = pspace_layout_dim(t->sub), rows = (uint64_t)r->K * r->n, nx = 0, used;
 	pspace_dtype prec = o->write.codec.dtype;
+	size_t esz = prec == PSPACE_F32 ? sizeof(float) : sizeof(double);
 	band b = {0};
 	double *X = NULL;
 	int rc = 0;
@@ -139,13 +155,13 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 	b.o = o;
 	b.d = d;
 	b.r = rows;
-	b.E = pick_edge(o, d, rows);
+	b.E = pick_edge(o, d, rows, esz);
 	b.scale = 1.0 / sqrt((double)r->n);
 	b.max = prec == PSPACE_F32 ? FLT_MAX : prec == PSPACE_BF16 ? 0x1.fep127 : DBL_MAX;
 	b.prec = pspace_dtype_name(prec);
 	/* per slot a tile of doubles and the codec's buffers; two per worker */
 	b.slots = 2 * (size_t)o->exec.threads;
-	used = (uint64_t)b.E * d * 8 + b.slots * 20 * (uint64_t)b.E * b.E;
+	used = (uint64_t)b.E * d * esz + b.slots * 20 * (uint64_t)b.E * b.E;
 	if ((double)used > (double)o->exec.mem_budget)
 		return pspace_err_set(
 		    PSPACE_ENOMEM,
@@ -154,9 +170,12 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 		    "budget of %zu bytes",
 		    t->name, (unsigned long long)d, b.E, (unsigned long long)used,
 		    o->exec.mem_budget);
-	b.B = malloc((size_t)b.E * d * sizeof(*b.B));
+	if (esz == sizeof(float))
+		b.Bf = malloc((size_t)b.E * d * sizeof(*b.Bf));
+	else
+		b.B = malloc((size_t)b.E * d * sizeof(*b.B));
 	b.addr = malloc(((d + b.E - 1) / b.E) * sizeof(*b.addr));
-	if (!b.B || !b.addr) {
+	if ((!b.B && !b.Bf) || !b.addr) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a band of %u rows",
 		                    t->name, b.E);
 		goto out;
@@ -180,6 +199,7 @@ int pspace_build_lowrank(const pspace_build_target *t, pspace_rows *r, const psp
 out:
 	free(X);
 	free(b.addr);
+	free(b.Bf);
 	free(b.B);
 	return pspace_err_prefix(rc, "matrix %s", t->name);
 }
