@@ -7,6 +7,9 @@
 
 #include "mat/mat_impl.h"
 
+/** The array of a LowRank stored as tiles that holds its row count (f64, one value). */
+#define PSPACE_LOWRANK_ROWS "rows"
+
 /**
  * A resident LowRank of @p r rows over @p layout that takes ownership of
  * @p D (r x d, row-major, ld = d; freed on failure). @return 0 or

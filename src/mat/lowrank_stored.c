@@ -45,8 +45,6 @@
 #include "kernel/rowmat.h"
 #include "mat/lowrank.h"
 
-#define ROWS_ARRAY "rows"
-
 typedef struct lrs {
 	pspace_mat base;
 	pspace_tiled t;
@@ -684,15 +682,16 @@ static int open_tiled(pspace_mat **out, pspace_store *s, const pspace_matrix_inf
 	int rc = pspace_resident_open_begin(s, info, PSPACE_KIND_LOWRANK, &rd, &layout);
 
 	if (rc == 0)
-		rc = pspace_array_info_get(&ai, rd, ROWS_ARRAY);
+		rc = pspace_array_info_get(&ai, rd, PSPACE_LOWRANK_ROWS);
 	if (rc == 0 && ai.count != 1)
-		rc = pspace_err_set(PSPACE_ECORRUPT, "array %s is not one number", ROWS_ARRAY);
+		rc = pspace_err_set(PSPACE_ECORRUPT, "array %s is not one number",
+		                    PSPACE_LOWRANK_ROWS);
 	if (rc == 0)
-		rc = pspace_reader_array(rd, ROWS_ARRAY, PSPACE_F64, &rows, 1);
+		rc = pspace_reader_array(rd, PSPACE_LOWRANK_ROWS, PSPACE_F64, &rows, 1);
 	if (rc == 0 && !(rows >= 1 && rows <= (double)info->d && rows == floor(rows)))
 		rc =
 		    pspace_err_set(PSPACE_ECORRUPT, "array %s holds %g, not a row count in 1..%llu",
-		                   ROWS_ARRAY, rows, (unsigned long long)info->d);
+		                   PSPACE_LOWRANK_ROWS, rows, (unsigned long long)info->d);
 	if (rc == 0)
 		rc = pspace_mat_alloc(out, sizeof(*q), &lrs_vt, info->d, layout, s, info->name);
 	if (rc != 0)
@@ -720,97 +719,4 @@ int pspace_lowrank_open(pspace_mat **out, pspace_store *s, const pspace_matrix_i
 	if (info->nblocks == 0)
 		return pspace_lowrank_open_arrays(out, s, info);
 	return open_tiled(out, s, info);
-}
-
-/* ---- writing -------------------------------------------------------------------------------- */
-
-int pspace_lowrank_store_begin(pspace_writer **w, pspace_store *s, const char *name,
-                               const pspace_layout *layout, uint32_t tile,
-                               const pspace_codec_opts *codec)
-{
-	pspace_matrix_desc desc;
-	char *text = NULL;
-	int rc;
-
-	*w = NULL;
-	rc = pspace_layout_text(&text, layout);
-	if (rc != 0)
-		return rc;
-	memset(&desc, 0, sizeof(desc));
-	desc.kind = PSPACE_KIND_LOWRANK;
-	desc.d = pspace_layout_dim(layout);
-	desc.nblocks = 1;
-	desc.tile = tile;
-	desc.codec = *codec;
-	desc.layout_text = text;
-	rc = pspace_writer_begin(w, s, name, &desc);
-	free(text);
-	return rc;
-}
-
-int pspace_lowrank_store_end(pspace_writer *w, uint64_t rows, int rc)
-{
-	double r = (double)rows;
-
-	if (!w)
-		return rc;
-	if (rc == 0)
-		rc = pspace_writer_put_array(w, ROWS_ARRAY, PSPACE_F64, 1, (uint64_t[]){1}, &r);
-	if (rc != 0) {
-		pspace_writer_abort(w, 1);
-		return rc;
-	}
-	return pspace_writer_finish(w);
-}
-
-int pspace_lowrank_write(pspace_store *s, const char *name, const pspace_layout *layout,
-                         uint64_t rows, pspace_tile_fn fn, void *ud, const pspace_write_opts *opts)
-{
-	pspace_write_opts o;
-	pspace_writer *w = NULL;
-	uint64_t d, nr, nc;
-	double *T = NULL;
-	uint32_t E;
-	int rc;
-
-	if (!s || !name || !layout || !fn)
-		return pspace_err_set(PSPACE_EINVAL,
-		                      "pspace_lowrank_write: store, name, layout or fn is NULL");
-	d = pspace_layout_dim(layout);
-	if (rows == 0 || rows > d)
-		return pspace_err_set(
-		    PSPACE_EINVAL,
-		    "pspace_lowrank_write: matrix %s: %llu rows of %llu parameters "
-		    "(stored LowRank needs 1..d rows)",
-		    name, (unsigned long long)rows, (unsigned long long)d);
-	if (opts)
-		o = *opts;
-	else
-		pspace_write_opts_default(&o);
-	E = o.tile ? o.tile : PSPACE_DEFAULT_TILE;
-	nr = (rows + E - 1) / E;
-	nc = (d + E - 1) / E;
-	T = alloc_doubles((size_t)E * E, "a tile", &rc);
-	if (!T)
-		return rc;
-	rc = pspace_lowrank_store_begin(&w, s, name, layout, E, &o.codec);
-	for (uint64_t i = 0; rc == 0 && i < nr; i++) {
-		uint64_t r0 = i * E, tr = d - r0 < E ? d - r0 : E,
-		         live = rows - r0 < tr ? rows - r0 : tr;
-
-		for (uint64_t j = 0; rc == 0 && j < nc; j++) {
-			uint64_t c0 = j * E;
-			uint32_t cols = (uint32_t)(d - c0 < E ? d - c0 : E);
-
-			/* the rows of the last tile row beyond D are zero */
-			memset(T + live * cols, 0, (tr - live) * cols * sizeof(*T));
-			rc = fn(ud, r0, c0, (uint32_t)live, cols, T);
-			if (rc == 0)
-				rc = pspace_writer_put_tile(w, 0, (uint32_t)i, (uint32_t)j,
-				                            PSPACE_F64, T, cols);
-		}
-	}
-	rc = pspace_lowrank_store_end(w, rows, rc);
-	free(T);
-	return pspace_err_prefix(rc, "matrix %s", name);
 }
