@@ -21,6 +21,7 @@
 #include "pspace/npy.h"
 #include "pspace/op.h"
 #include "pspace/refnet.h"
+#include "pspace/shard.h"
 #include "pspace/source.h"
 #include "pspace/store.h"
 #include "pspace/vec.h"

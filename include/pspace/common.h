@@ -73,6 +73,17 @@ PSPACE_API const char *pspace_errdetail(void);
 PSPACE_API void pspace_errclear(void);
 
 /**
+ * Sets the calling thread's detail message, printf-style, for libraries
+ * built on pspace (libpspace_mpi) that report their errors as pspace does.
+ * @return @p code.
+ */
+PSPACE_API int pspace_errdetail_set(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+
+/**
  * Element types, as stored and as computed. The ids are written to disk:
  * they are never reused or renumbered.
  */

@@ -61,6 +61,7 @@
 #include "build/build_impl.h"
 #include "build/dense_plan.h"
 #include "common/error.h"
+#include "store/shard.h"
 
 /* Reopens an interrupted build of the same shape, or says why it cannot. */
 static int resume(pspace_writer **w, const pspace_build_target *t, pspace_kind kind,
@@ -137,6 +138,45 @@ static int open_writer(pspace_writer **w, const pspace_build_target *t, pspace_k
 	desc.layout_text = text;
 	rc = pspace_writer_begin(w, t->s, t->name, &desc);
 	free(text);
+	return rc;
+}
+
+/*
+ * A sharded build (o->shard_count > 0): plans only the rank's tile rows,
+ * and checks that an interrupted build to resume was the same rank's.
+ */
+static int shard_plan(plan *p, const pspace_build_target *t, const pspace_build_opts *o)
+{
+	pspace_shard_info si;
+	pspace_matrix_info info;
+	uint64_t *bounds;
+	int rc;
+
+	if (o->shard_rank >= o->shard_count || o->shard_count > PSPACE_SHARD_MAX)
+		return pspace_err_set(PSPACE_EINVAL, "matrix %s: shard %u of %u ranks", t->name,
+		                      o->shard_rank, o->shard_count);
+	bounds = malloc(((size_t)o->shard_count + 1) * sizeof(*bounds));
+	if (!bounds)
+		return pspace_err_set(PSPACE_ENOMEM, "out of memory");
+	rc = pspace_shard_bounds(bounds, o->shard_count, p->dims, p->nblocks, p->T);
+	p->ranged = 1;
+	p->row_first = bounds[o->shard_rank];
+	p->row_end = bounds[o->shard_rank + 1];
+	free(bounds);
+	if (rc != 0 || !o->resume || pspace_matrix_info_get(&info, t->s, t->name) != 0) {
+		pspace_errclear();
+		return rc;
+	}
+	rc = pspace_shard_info_get(&si, NULL, 0, t->s, t->name);
+	if (rc == 0 && (si.nranks != o->shard_count || si.rank != o->shard_rank))
+		rc = pspace_err_set(PSPACE_EEXIST,
+		                    "matrix %s: the interrupted build is shard %u of %u ranks, not "
+		                    "%u of %u",
+		                    t->name, si.rank, si.nranks, o->shard_rank, o->shard_count);
+	if (rc == PSPACE_ENOTFOUND)
+		rc = pspace_err_set(PSPACE_EEXIST,
+		                    "matrix %s: the interrupted build is not sharded; remove it first",
+		                    t->name);
 	return rc;
 }
 
@@ -694,9 +734,17 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	         r->n <= (o->exec.mem_budget - direct_fixed(&p)) / per;
 	if (direct)
 		accmax = UINT64_MAX;
-	rc = pspace_dense_plan_make(&p, t->name, t->coff, accmax);
+	if (o->shard_count > 0)
+		rc = shard_plan(&p, t, o);
+	if (rc == 0)
+		rc = pspace_dense_plan_make(&p, t->name, t->coff, accmax);
 	if (rc == 0)
 		rc = open_writer(&w, t, kind, o, &p, &resumed);
+	if (rc == 0 && o->shard_count > 0 && !resumed)
+		rc = pspace_shard_manifest_put(w, o->shard_rank, o->shard_count, p.dims, p.nblocks,
+		                               p.T);
+	if (rc == 0 && o->shard_count > 0 && !resumed)
+		rc = pspace_writer_checkpoint(w);
 	if (rc != 0)
 		goto out;
 	skip = calloc(p.npasses ? p.npasses : 1, 1);

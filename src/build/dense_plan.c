@@ -99,17 +99,21 @@ static int push_pass(plan *p, pass *cur)
 int pspace_dense_plan_make(plan *p, const char *name, uint64_t coff, uint64_t accmax)
 {
 	pass cur = {0, 0, 0, UINT64_MAX, 0};
+	uint64_t gr = 0; /* tile row over all blocks */
 	int rc;
 
 	for (uint32_t b = 0; b < p->nblocks; b++) {
 		uint64_t nb = p->dims[b];
 		uint32_t nt = (uint32_t)((nb + p->T - 1) / p->T);
 
-		p->ntiles += (uint64_t)nt * (nt + 1) / 2;
-		for (uint32_t tr = 0; tr < nt; tr++) {
+		for (uint32_t tr = 0; tr < nt; tr++, gr++) {
 			uint64_t r0 = (uint64_t)tr * p->T, rows = tile_len(nb, p->T, tr);
 			uint64_t add = 8 * rows * (nb - r0), col = coff + p->offs[b];
 			seg *last;
+
+			if (p->ranged && (gr < p->row_first || gr >= p->row_end))
+				continue;
+			p->ntiles += nt - tr;
 
 			if (add > accmax)
 				return pspace_err_set(
@@ -125,7 +129,7 @@ int pspace_dense_plan_make(plan *p, const char *name, uint64_t coff, uint64_t ac
 					return rc;
 			}
 			last = cur.nseg ? &p->segs[p->nsegs - 1] : NULL;
-			if (last && last->b == b) {
+			if (last && last->b == b && last->tr1 == tr) {
 				last->tr1 = tr + 1;
 				last->bytes += add;
 			} else {

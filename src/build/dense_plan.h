@@ -48,6 +48,9 @@ typedef struct plan {
 	pass *passes;
 	size_t npasses, cap_passes;
 	uint64_t max_bytes, ntiles;
+	/* ranged: only tile rows [row_first, row_end), the blocks' one after another (a shard's) */
+	int ranged;
+	uint64_t row_first, row_end;
 } plan;
 
 static inline uint64_t tile_len(uint64_t nb, uint32_t T, uint32_t t)

@@ -58,6 +58,16 @@ int pspace_err_set(int code, const char *fmt, ...)
 	return code;
 }
 
+int pspace_errdetail_set(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(detail, sizeof(detail), fmt, ap);
+	va_end(ap);
+	return code;
+}
+
 int pspace_err_prefix(int code, const char *fmt, ...)
 {
 	char buf[2 * DETAIL_MAX + 2];

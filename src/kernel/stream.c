@@ -49,6 +49,7 @@
 #include "common/exec.h"
 #include "kernel/engine.h"
 #include "kernel/pool.h"
+#include "kernel/shard.h"
 #include "store/reader.h"
 
 #define QUEUE_PER_WORKER 4
@@ -98,6 +99,8 @@ int pspace_tiled_open(pspace_tiled *t, pspace_store *s, const char *name)
 		                    "store %s: matrix %s: block dims sum to %llu, not d = %llu",
 		                    pspace_store_path(s), name, (unsigned long long)off,
 		                    (unsigned long long)t->info.d);
+	if (rc == 0)
+		rc = pspace_tiled_shard_open(t);
 out:
 	if (rc != 0)
 		pspace_tiled_close(t);
@@ -108,6 +111,7 @@ void pspace_tiled_close(pspace_tiled *t)
 {
 	if (!t)
 		return;
+	free(t->block_trow);
 	free(t->block_off);
 	free(t->block_dim);
 	memset(t, 0, sizeof(*t));
@@ -121,7 +125,9 @@ uint64_t pspace_tiled_count(const pspace_tiled *t)
 int pspace_tiled_same(const pspace_tiled *a, const pspace_tiled *b)
 {
 	int same = a->info.d == b->info.d && a->info.nblocks == b->info.nblocks &&
-	           a->info.tile == b->info.tile && a->info.symmetric == b->info.symmetric;
+	           a->info.tile == b->info.tile && a->info.symmetric == b->info.symmetric &&
+	           a->sharded == b->sharded && a->row_first == b->row_first &&
+	           a->row_end == b->row_end;
 
 	for (uint32_t j = 0; same && j < a->info.nblocks; j++)
 		same = a->block_dim[j] == b->block_dim[j];
@@ -376,6 +382,8 @@ static int walk_diagonal(engine *e, worker *self, size_t nthreads, unsigned char
 
 			if (atomic_load(&e->failed))
 				return 0;
+			if (!pspace_tiled_owns(e->t[0], b, r))
+				continue;
 			for (size_t i = 0; i < e->n; i++) {
 				int rc = pspace_reader_tile(&refs[i], e->r[i], b, r, r);
 
@@ -451,7 +459,8 @@ static int walk_all(engine *e, worker *self, size_t nthreads, unsigned char *ite
 				memset(&refs[i], 0, sizeof(refs[i]));
 			}
 		}
-		emit(e, self, nthreads, item);
+		if (pspace_tiled_owns(e->t[0], h->block, h->row))
+			emit(e, self, nthreads, item);
 	}
 	return rc;
 }

@@ -18,7 +18,26 @@ typedef struct pspace_tiled {
 	pspace_matrix_info info;
 	uint64_t *block_dim; /**< info.nblocks entries */
 	uint64_t *block_off; /**< global index of each block's first row */
+	/**
+	 * One rank's part of a sharded matrix of more than one rank
+	 * (pspace/shard.h): its contributions are summed over the ranks
+	 * (kernel/shard.h) and passes visit only its tile rows.
+	 */
+	int sharded;
+	uint64_t row_first, row_end; /**< sharded: its tile rows, blocks one after another */
+	uint64_t *block_trow;        /**< sharded: each block's first tile row; else NULL */
 } pspace_tiled;
+
+/** @return 1 if a pass over @p t visits tile row @p row of block @p block (sharded: its own). */
+static inline int pspace_tiled_owns(const pspace_tiled *t, uint32_t block, uint32_t row)
+{
+	uint64_t i;
+
+	if (!t->block_trow)
+		return 1;
+	i = t->block_trow[block] + row;
+	return i >= t->row_first && i < t->row_end;
+}
 
 /** Reads the catalog record and block dims of complete matrix @p name. */
 int pspace_tiled_open(pspace_tiled *t, pspace_store *s, const char *name);

@@ -26,6 +26,7 @@
 #include "mat/factor.h"
 #include "mat/stored.h"
 #include "pspace/mat.h"
+#include "pspace/shard.h"
 
 /* Doubles kept for the codec's buffers and the transposed tile on top of the panel. */
 #define SLACK_TILES 5
@@ -382,6 +383,7 @@ int pspace_factor_write(pspace_store *s, const char *name, const char *source,
 	pspace_factor_opts o;
 	fctx c;
 	const pspace_matrix_info *si;
+	pspace_shard_info sh;
 	int rc;
 
 	if (!s || !name || !source)
@@ -403,6 +405,11 @@ int pspace_factor_write(pspace_store *s, const char *name, const char *source,
 	rc = pspace_reader_open(&c.src, s, source, 0);
 	if (rc)
 		goto out;
+	if (pspace_shard_info_get(&sh, NULL, 0, s, source) == 0 && sh.nranks > 1) {
+		rc = pspace_err_set(PSPACE_ENOTSUP, "factor of %s: it is a sharded matrix", source);
+		goto out;
+	}
+	pspace_errclear();
 	si = pspace_reader_info(c.src);
 	rc = prepare(&c, si);
 	if (rc == 0)

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/shard.h"
 #include "mat/stored.h"
 
 /* The output's tile edge: the option's, else A's. */
@@ -146,6 +147,11 @@ int pspace_dense_product_write(pspace_store *s, const char *name, pspace_mat *am
 	p.b = pspace_stored_of(bm);
 	p.ex = ex;
 	p.d = d;
+	rc = pspace_tiled_whole(&p.a->t, "product");
+	if (rc == 0)
+		rc = pspace_tiled_whole(&p.b->t, "product");
+	if (rc != 0)
+		return rc;
 	product_opts(p.a, opts, &o);
 	/* Bands of whole output tile rows, using half the budget (the engine
 	 * takes its share for the tiles in flight). */
@@ -246,6 +252,11 @@ int pspace_blockdiag_product_write(pspace_store *s, const char *name, pspace_mat
 	uint64_t nmax = 0;
 	int rc;
 
+	rc = pspace_tiled_whole(ta, "product");
+	if (rc == 0)
+		rc = pspace_tiled_whole(tb, "product");
+	if (rc != 0)
+		return rc;
 	if (ta->info.nblocks != tb->info.nblocks)
 		return pspace_err_set(PSPACE_EDIM, "product %s: %u blocks times %u blocks", name,
 		                      ta->info.nblocks, tb->info.nblocks);

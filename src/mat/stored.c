@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/shard.h"
 #include "mat/factor.h"
 #include "mat/stored.h"
 #include "pspace/mat.h"
@@ -110,22 +111,22 @@ void pspace_stored_destroy(pspace_mat *m)
 int pspace_stored_mm(pspace_mat *m, const pspace_exec *ex, uint32_t k, double alpha,
                      const double *X, size_t ldx, double *Y, size_t ldy)
 {
-	return pspace_stream_mm(&pspace_stored_of(m)->t, ex, k, alpha, X, ldx, Y, ldy);
+	return pspace_shard_mm(&pspace_stored_of(m)->t, ex, k, alpha, X, ldx, Y, ldy);
 }
 
 int pspace_stored_trace(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	return pspace_stream_trace(&pspace_stored_of(m)->t, ex, out);
+	return pspace_shard_trace(&pspace_stored_of(m)->t, ex, out);
 }
 
 int pspace_stored_diag(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	return pspace_stream_diag(&pspace_stored_of(m)->t, ex, out);
+	return pspace_shard_diag(&pspace_stored_of(m)->t, ex, out);
 }
 
 int pspace_stored_frob2(pspace_mat *m, const pspace_exec *ex, double *out)
 {
-	return pspace_stream_frob2(&pspace_stored_of(m)->t, ex, out);
+	return pspace_shard_frob2(&pspace_stored_of(m)->t, ex, out);
 }
 
 int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_t ld)
@@ -136,7 +137,7 @@ int pspace_stored_dense(pspace_mat *m, const pspace_exec *ex, double *out, size_
 	if (t->info.nblocks > 1)
 		for (uint64_t i = 0; i < m->d; i++)
 			memset(out + i * ld, 0, m->d * sizeof(*out));
-	return pspace_stream_dense(t, ex, UINT32_MAX, out, ld);
+	return pspace_shard_dense(t, ex, UINT32_MAX, out, ld);
 }
 
 /* ---- direct solve -------------------------------------------------------------- */
@@ -153,7 +154,7 @@ static int load_block(pspace_stored *m, const pspace_exec *ex, uint32_t b, doubl
                       double *A)
 {
 	uint64_t n = m->t.block_dim[b];
-	int rc = pspace_stream_dense(&m->t, ex, b, A, n);
+	int rc = pspace_shard_dense(&m->t, ex, b, A, n);
 
 	for (uint64_t i = 0; rc == 0 && i < n; i++)
 		A[i * n + i] += damping;

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/shard.h"
 #include "mat/factor.h"
 #include "mat/stored.h"
 #include "pspace/mat.h"
@@ -69,7 +70,7 @@ static int each_factor(pspace_mat *mat, const pspace_exec *ex, double damping, c
 		uint64_t n = t->block_dim[b];
 		lapack_int info;
 
-		rc = pspace_stream_dense(t, ex, b, A, n);
+		rc = pspace_shard_dense(t, ex, b, A, n);
 		for (uint64_t i = 0; rc == 0 && i < n; i++)
 			A[i * n + i] += damping;
 		if (rc != 0)

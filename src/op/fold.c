@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/shard.h"
 #include "kernel/stream.h"
 #include "mat/mat_impl.h"
 #include "op/op_impl.h"
@@ -493,7 +494,7 @@ int op_groups_apply(const op_leaves *l, const pspace_exec *ex, uint32_t k, doubl
 	for (size_t i = 0; i < l->n; i++)
 		a[i] = alpha * l->c[i];
 	for (size_t g = 0; g < l->ngroups && rc == 0; g++)
-		rc = pspace_stream_mm_multi(l->t + l->g0[g], op_group_size(l, g), a + l->g0[g], ex,
+		rc = pspace_shard_mm_multi(l->t + l->g0[g], op_group_size(l, g), a + l->g0[g], ex,
 		                            k, X, ldx, Y, ldy);
 	free(a);
 	return rc;

@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/shard.h"
 #include "kernel/stream.h"
 #include "mat/mat_impl.h"
 #include "op/op_impl.h"
@@ -114,7 +115,7 @@ static int resident_part(fro_parts *p, const op_fold *f, const pspace_exec *ex, 
 static int group_part(fro_parts *p, const op_fold *f, const pspace_exec *ex, double *sum)
 {
 	double c2, tr;
-	int rc = pspace_stream_frob2_multi(p->l.t, op_group_size(&p->l, 0), p->l.c, ex, &c2, &tr,
+	int rc = pspace_shard_frob2_multi(p->l.t, op_group_size(&p->l, 0), p->l.c, ex, &c2, &tr,
 	                                   p->dv ? p->tmp : NULL);
 
 	if (rc)

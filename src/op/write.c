@@ -19,6 +19,7 @@
 #include "common/error.h"
 #include "kernel/stream.h"
 #include "op/op_impl.h"
+#include "pspace/shard.h"
 
 typedef struct write_ctx {
 	const op_fold *f;
@@ -146,6 +147,10 @@ int pspace_op_write(pspace_op *a, const pspace_exec *ex, pspace_store *s, const 
 	memset(&w, 0, sizeof(w));
 	if (!a || !s || !name)
 		return pspace_err_set(PSPACE_EINVAL, "op: NULL argument to write");
+	if (pspace_store_shard(s) && pspace_store_shard(s)->nranks > 1)
+		return pspace_err_set(PSPACE_ENOTSUP,
+		                      "op: writing %s: store %s is one shard of a sharded store",
+		                      name, pspace_store_path(s));
 	rc = op_fold_build(a, &f);
 	if (rc)
 		return rc;

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "pspace/shard.h"
 #include "pspace/store.h"
 
 /** Tile edge used when a matrix descriptor leaves it 0. */
@@ -48,6 +49,8 @@ struct pspace_store {
 	size_t headroom;  /* base free space kept before write transactions */
 	size_t txn_bytes; /* writer checkpoint size */
 	_Atomic uint64_t tiles_read; /* tiles decoded or viewed through readers */
+	int has_shard;               /* shard hooks set (pspace_store_set_shard) */
+	pspace_shard_hooks shard;
 
 	pthread_mutex_t lock;  /* guards the fields below */
 	size_t mapsize;        /* current map size of this process */
