@@ -11,6 +11,7 @@
 #include "cmd.h"
 #include "json.h"
 #include "opt.h"
+#include "par.h"
 
 #define BUILD_MAX_INPUTS 256
 
@@ -197,6 +198,22 @@ static int add_totals(const pspace_matrix_info *in, void *ud)
 	return 0;
 }
 
+/* Under mpirun: the totals of every shard, summed with the store's hook. */
+static int sum_totals(pspace_store *s, build_totals *t, int rc)
+{
+	const pspace_shard_hooks *h = pspace_store_shard(s);
+	double v[6] = {(double)t->matrices,      (double)t->tiles,  (double)t->tile_bytes,
+	               (double)t->logical_bytes, (double)t->arrays, (double)t->array_bytes};
+
+	rc = h->sum(h->ud, v, 6, rc);
+	t->tiles = (uint64_t)v[1];
+	t->tile_bytes = (uint64_t)v[2];
+	t->logical_bytes = (uint64_t)v[3];
+	t->arrays = (uint64_t)v[4];
+	t->array_bytes = (uint64_t)v[5];
+	return rc;
+}
+
 static int summary(const build_cli *c, pspace_store *s, uint64_t d, uint64_t n, uint32_t K,
                    double secs)
 {
@@ -210,6 +227,8 @@ static int summary(const build_cli *c, pspace_store *s, uint64_t d, uint64_t n, 
 	t.name = c->name;
 	t.len = strlen(c->name);
 	rc = pspace_store_foreach(s, add_totals, &t);
+	if (tool_par_active())
+		rc = sum_totals(s, &t, rc);
 	if (rc)
 		return tool_fail(rc, "build: reading the catalog of store %s", c->store);
 	ratio = t.tile_bytes ? (double)t.logical_bytes / (double)t.tile_bytes : 0.0;
@@ -231,6 +250,8 @@ static int summary(const build_cli *c, pspace_store *s, uint64_t d, uint64_t n, 
 		json_kv_uint(&w, "array_bytes", t.array_bytes);
 		if (t.tiles)
 			json_kv_number(&w, "compression_ratio", ratio);
+		if (tool_par_active())
+			json_kv_uint(&w, "shards", (uint64_t)tool_par_size());
 		json_end_object(&w);
 		return json_finish(&w) ? tool_fail(PSPACE_EIO, "build: writing JSON") : EXIT_OK;
 	}
@@ -246,8 +267,25 @@ static int summary(const build_cli *c, pspace_store *s, uint64_t d, uint64_t n, 
 		printf("%s%llu arrays", t.tiles ? ", " : ": ", (unsigned long long)t.arrays);
 	if (t.matrices > 1)
 		printf(" (in %llu matrices)", (unsigned long long)t.matrices);
+	if (tool_par_active())
+		printf(" over %d shards", tool_par_size());
 	putchar('\n');
 	return EXIT_OK;
+}
+
+/* Under mpirun, the sharded builds of libpspace_mpi (tools/par.h). */
+static int build_jacobian(pspace_store *s, const char *name, const pspace_layout *l,
+                          const pspace_jac_source *src, const pspace_build_opts *o)
+{
+	return tool_par_active() ? tool_par_build_jacobian(s, name, l, src, o)
+	                         : pspace_build_jacobian(s, name, l, src, o);
+}
+
+static int build_layers(pspace_store *s, const char *name, const pspace_layout *l,
+                        const pspace_layer_source *src, const pspace_build_opts *o)
+{
+	return tool_par_active() ? tool_par_build_layers(s, name, l, src, o)
+	                         : pspace_build_layers(s, name, l, src, o);
 }
 
 static int uses_layers(const build_cli *c)
@@ -296,13 +334,13 @@ static int run_model(build_cli *c, pspace_store *s, const pspace_layout *file_la
 		*n = ls.examples;
 		*K = ls.outputs;
 		if (lrc == 0)
-			lrc = pspace_build_layers(s, c->name, l, &ls, &c->bo);
+			lrc = build_layers(s, c->name, l, &ls, &c->bo);
 	} else {
 		lrc = pspace_refnet_jacobian(&js, net);
 		*n = js.examples;
 		*K = js.outputs;
 		if (lrc == 0)
-			lrc = pspace_build_jacobian(s, c->name, l, &js, &c->bo);
+			lrc = build_jacobian(s, c->name, l, &js, &c->bo);
 	}
 	if (lrc)
 		rc = tool_fail(lrc, "build: matrix '%s' in store %s", c->name, c->store);
@@ -325,7 +363,7 @@ static int run_files(build_cli *c, pspace_store *s, const pspace_layout *l, uint
 			return tool_fail(lrc, "build: Jacobian input");
 		*n = js.examples;
 		*K = js.outputs;
-		lrc = pspace_build_jacobian(s, c->name, l, &js, &c->bo);
+		lrc = build_jacobian(s, c->name, l, &js, &c->bo);
 		pspace_jac_source_npy_close(&js);
 	} else {
 		lrc = pspace_layer_source_dirs(&ls, l, c->inputs, c->ninputs);
@@ -333,7 +371,7 @@ static int run_files(build_cli *c, pspace_store *s, const pspace_layout *l, uint
 			return tool_fail(lrc, "build: layer-tensor input");
 		*n = ls.examples;
 		*K = ls.outputs;
-		lrc = pspace_build_layers(s, c->name, l, &ls, &c->bo);
+		lrc = build_layers(s, c->name, l, &ls, &c->bo);
 		pspace_layer_source_dirs_close(&ls);
 	}
 	if (lrc)
@@ -390,7 +428,8 @@ int cmd_build(int argc, char **argv)
 	rc = parse(argc, argv, &c);
 	if (rc)
 		return rc == TOOL_HELP ? EXIT_OK : rc;
-	rc = check_store_dir(c.store);
+	/* a sharded store is a directory of shards, checked by tool_par_open */
+	rc = tool_par_active() ? EXIT_OK : check_store_dir(c.store);
 	if (rc)
 		return rc;
 	if (c.layout_path) {
@@ -402,7 +441,8 @@ int cmd_build(int argc, char **argv)
 	memset(&prog, 0, sizeof(prog));
 	c.bo.progress = on_progress;
 	c.bo.progress_ud = &prog;
-	lrc = pspace_store_open(&s, c.store, NULL);
+	lrc = tool_par_active() ? tool_par_open(&s, c.store, 0)
+	                        : pspace_store_open(&s, c.store, NULL);
 	if (lrc) {
 		rc = tool_fail(lrc, "build: cannot open store %s", c.store);
 		goto out;
@@ -417,7 +457,10 @@ int cmd_build(int argc, char **argv)
 	if (rc == EXIT_OK)
 		rc = summary(&c, s, d, n, K, tool_now() - t0);
 out:
-	pspace_store_close(s);
+	if (tool_par_active())
+		tool_par_close(s);
+	else
+		pspace_store_close(s);
 	pspace_layout_free(layout);
 	return rc;
 }

@@ -9,6 +9,7 @@
 #include "eval.h"
 #include "expr_parse.h"
 #include "opt.h"
+#include "par.h"
 
 static const tool_cmd_doc eval_doc = {
     "eval",
@@ -160,10 +161,18 @@ int cmd_eval(int argc, char **argv)
 	pspace_store_opts_default(&so);
 	so.readonly = 1;
 	so.create = 0;
-	rc = pspace_store_open(&c.s, o.store, &so);
+	rc = tool_par_active() ? tool_par_open(&c.s, o.store, 1)
+	                       : pspace_store_open(&c.s, o.store, &so);
 	if (rc)
 		return tool_fail(rc, "eval: cannot open store %s", o.store);
 	rc = expr_build("eval", o.expr, c.s, &c.a);
+	if (tool_par_active()) {
+		/* a rank whose shard fails to open (incomplete, missing) stops them all */
+		int lrc = tool_par_agree(c.s, rc ? PSPACE_EINVAL : 0);
+
+		if (lrc && !rc)
+			rc = tool_fail(lrc, "eval: %s", o.expr);
+	}
 	if (rc)
 		goto out;
 	c.d = pspace_op_dim(c.a);
@@ -195,6 +204,9 @@ out:
 		fclose(jf);
 	free(jbuf);
 	pspace_op_free(c.a);
-	pspace_store_close(c.s);
+	if (tool_par_active())
+		tool_par_close(c.s);
+	else
+		pspace_store_close(c.s);
 	return rc;
 }

@@ -9,6 +9,7 @@
 
 #include "eval.h"
 #include "expr_parse.h"
+#include "par.h"
 
 /* ---- inputs and outputs ------------------------------------------------------------ */
 
@@ -24,7 +25,7 @@ static const char *shape_str(const pspace_npy_info *in, char *buf, size_t cap)
 	return buf;
 }
 
-int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
+static int read_local(const eval_ctx *c, eval_shape want, eval_input *in)
 {
 	const char *path = c->o->in;
 	pspace_npy_info info;
@@ -86,11 +87,50 @@ out:
 	return rc;
 }
 
+/* Under mpirun, rank 0 reads --in and broadcasts it. */
+int eval_read_input(const eval_ctx *c, eval_shape want, eval_input *in)
+{
+	int32_t head[3] = {0, 0, 0};
+	int rc = EXIT_OK, lrc;
+
+	if (!tool_par_active())
+		return read_local(c, want, in);
+	memset(in, 0, sizeof(*in));
+	if (!c->o->in)
+		return tool_usage_error("eval", "eval: %s needs --in FILE.npy", c->o->op);
+	if (tool_par_rank() == 0)
+		rc = read_local(c, want, in);
+	head[0] = rc;
+	head[1] = (int32_t)in->k;
+	head[2] = in->ndim;
+	lrc = tool_par_bcast(c->s, head, sizeof(head));
+	if (lrc == 0 && head[0] != EXIT_OK)
+		return head[0];
+	if (lrc == 0 && tool_par_rank() != 0) {
+		in->k = (uint32_t)head[1];
+		in->ndim = head[2];
+		in->x = malloc((size_t)in->k * (size_t)c->d * sizeof(double) + 1);
+	}
+	lrc = tool_par_agree(c->s, lrc == 0 && !in->x ? PSPACE_ENOMEM : lrc);
+	if (lrc == 0)
+		lrc = tool_par_bcast(c->s, in->x, (size_t)in->k * (size_t)c->d * sizeof(double));
+	if (lrc) {
+		free(in->x);
+		in->x = NULL;
+		return tool_fail(lrc, "eval: --in %s", c->o->in);
+	}
+	return EXIT_OK;
+}
+
 int eval_put_vectors(eval_ctx *c, const char *key, uint32_t k, int ndim, const double *y)
 {
 	const eval_opts *o = c->o;
 	uint64_t shape[2] = {k, c->d};
 	int rc;
+
+	/* every rank has the result: rank 0 alone writes it */
+	if (tool_par_rank() != 0)
+		return EXIT_OK;
 
 	for (size_t i = 0; i < (size_t)k * c->d; i++)
 		if (!isfinite(y[i])) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "opt.h"
+#include "par.h"
 
 static const tool_cmd commands[] = {
     {"build", cmd_build, "build a Fisher matrix from gradients (.npy) or a reference network"},
@@ -44,7 +45,7 @@ static void command_list(char *buf, size_t cap)
 		snprintf(buf + n, cap - n, "\nEach command takes --help.\n");
 }
 
-int main(int argc, char **argv)
+static int run(int argc, char **argv)
 {
 	const char *command = NULL;
 	char notes[2048];
@@ -83,4 +84,14 @@ int main(int argc, char **argv)
 		if (strcmp(command, commands[c].name) == 0)
 			return commands[c].run(argc - next + 1, argv + next - 1);
 	return tool_usage_error(NULL, "unknown command '%s'", command);
+}
+
+int main(int argc, char **argv)
+{
+	int rc = tool_par_init(&argc, &argv);
+
+	if (rc == EXIT_OK)
+		rc = run(argc, argv);
+	tool_par_finish();
+	return rc;
 }

@@ -103,11 +103,12 @@ PSPACE_API int pspace_shard_path(char *buf, size_t cap, const char *path, uint32
 
 /**
  * Looks for shard directories in @p path: *nranks = P when it holds
- * shard-R-of-P directories of one P (0 when it holds none).
- * @return 0, PSPACE_ECORRUPT (shards of several P, or some missing:
- * the detail names them), PSPACE_EIO.
+ * shard-R-of-P directories of one P (0 when it holds none), *present =
+ * how many of the P it holds (on a cluster, a node's STORE holds its own
+ * ranks' shards only). @p path missing is no shards.
+ * @return 0, PSPACE_ECORRUPT (shards of several P), PSPACE_EIO.
  */
-PSPACE_API int pspace_shard_scan(uint32_t *nranks, const char *path);
+PSPACE_API int pspace_shard_scan(uint32_t *nranks, uint32_t *present, const char *path);
 
 #ifdef __cplusplus
 }

@@ -174,9 +174,9 @@ static int shard_plan(plan *p, const pspace_build_target *t, const pspace_build_
 		                    "%u of %u",
 		                    t->name, si.rank, si.nranks, o->shard_rank, o->shard_count);
 	if (rc == PSPACE_ENOTFOUND)
-		rc = pspace_err_set(PSPACE_EEXIST,
-		                    "matrix %s: the interrupted build is not sharded; remove it first",
-		                    t->name);
+		rc = pspace_err_set(
+		    PSPACE_EEXIST,
+		    "matrix %s: the interrupted build is not sharded; remove it first", t->name);
 	return rc;
 }
 

@@ -32,11 +32,11 @@ int pspace_tiled_shard_open(pspace_tiled *t)
 	if (si.nranks == 1 && (!h || h->nranks == 1))
 		return 0;
 	if (!h)
-		return pspace_err_set(PSPACE_ENOTSUP,
-		                      "store %s: matrix %s is shard %u of a matrix sharded over %u "
-		                      "ranks: evaluate it under mpirun -n %u "
-		                      "(pspace_store_open_mpi)",
-		                      path, name, si.rank, si.nranks, si.nranks);
+		return pspace_err_set(
+		    PSPACE_ENOTSUP,
+		    "it is shard %u of a matrix sharded over %u ranks: evaluate it "
+		    "under mpirun -n %u (pspace_store_open_mpi)",
+		    si.rank, si.nranks, si.nranks);
 	if (h->nranks != si.nranks || h->rank != si.rank)
 		return pspace_err_set(
 		    PSPACE_EINVAL,

@@ -495,7 +495,7 @@ int op_groups_apply(const op_leaves *l, const pspace_exec *ex, uint32_t k, doubl
 		a[i] = alpha * l->c[i];
 	for (size_t g = 0; g < l->ngroups && rc == 0; g++)
 		rc = pspace_shard_mm_multi(l->t + l->g0[g], op_group_size(l, g), a + l->g0[g], ex,
-		                            k, X, ldx, Y, ldy);
+		                           k, X, ldx, Y, ldy);
 	free(a);
 	return rc;
 }

@@ -116,7 +116,7 @@ static int group_part(fro_parts *p, const op_fold *f, const pspace_exec *ex, dou
 {
 	double c2, tr;
 	int rc = pspace_shard_frob2_multi(p->l.t, op_group_size(&p->l, 0), p->l.c, ex, &c2, &tr,
-	                                   p->dv ? p->tmp : NULL);
+	                                  p->dv ? p->tmp : NULL);
 
 	if (rc)
 		return rc;

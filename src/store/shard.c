@@ -217,7 +217,7 @@ int pspace_shard_path(char *buf, size_t cap, const char *path, uint32_t rank, ui
 	return 0;
 }
 
-int pspace_shard_scan(uint32_t *nranks, const char *path)
+int pspace_shard_scan(uint32_t *nranks, uint32_t *present, const char *path)
 {
 	DIR *dir;
 	struct dirent *e;
@@ -226,6 +226,7 @@ int pspace_shard_scan(uint32_t *nranks, const char *path)
 	int rc = 0;
 
 	*nranks = 0;
+	*present = 0;
 	dir = opendir(path);
 	if (!dir)
 		return errno == ENOENT || errno == ENOTDIR
@@ -257,18 +258,10 @@ int pspace_shard_scan(uint32_t *nranks, const char *path)
 		seen[r] = 1;
 	}
 	closedir(dir);
-	if (rc == 0 && P && found != P) {
-		uint32_t miss = 0;
-
-		while (seen[miss])
-			miss++;
-		rc = pspace_err_set(
-		    PSPACE_ECORRUPT,
-		    "store %s: %u of its %u shards are missing (shard-%u-of-%u first)", path,
-		    P - found, P, miss, P);
-	}
-	if (rc == 0)
+	if (rc == 0) {
 		*nranks = P;
+		*present = found;
+	}
 	free(seen);
 	return rc;
 }
