@@ -28,7 +28,17 @@ typedef struct info_block {
 	uint64_t dim, tiles, raw, bytes, logical;
 } info_block;
 
+/* One shard's part of a sharded matrix. */
+typedef struct info_shard {
+	pspace_matrix_info mi;
+	pspace_shard_info si;
+	int present, manifest;
+} info_shard;
+
 typedef struct info_data {
+	const char *path;   /* the store as given */
+	info_shard *shards; /* a sharded store: P of them, else NULL */
+	uint32_t P;
 	pspace_matrix_info mi;
 	info_array *arrays;
 	size_t narrays, cap;
@@ -141,7 +151,8 @@ static void info_json(pspace_store *s, const info_data *d)
 
 	json_init(&w, stdout, 1);
 	json_begin_object(&w);
-	json_kv_string(&w, "store", pspace_store_path(s));
+	(void)s;
+	json_kv_string(&w, "store", d->path);
 	json_kv_string(&w, "name", mi->name);
 	json_kv_uint(&w, "id", mi->id);
 	json_kv_string(&w, "kind", pspace_kind_name(mi->kind));
@@ -218,6 +229,26 @@ static void info_json(pspace_store *s, const info_data *d)
 	}
 	if (d->updated >= 0)
 		json_kv_bool(&w, "ekfac_updated", d->updated);
+	if (d->shards) {
+		json_key(&w, "shards");
+		json_begin_array(&w);
+		for (uint32_t r = 0; r < d->P; r++) {
+			const info_shard *S = &d->shards[r];
+
+			json_begin_object(&w);
+			json_kv_uint(&w, "rank", r);
+			json_kv_string(&w, "state",
+			               S->present ? insp_state_name(S->mi.state) : "missing");
+			if (S->manifest) {
+				json_kv_uint(&w, "tile_row_first", S->si.first);
+				json_kv_uint(&w, "tile_row_end", S->si.end);
+			}
+			json_kv_uint(&w, "tiles", S->mi.tiles);
+			json_kv_uint(&w, "stored_bytes", insp_stored_bytes(&S->mi));
+			json_end_object(&w);
+		}
+		json_end_array(&w);
+	}
 	json_end_object(&w);
 	json_finish(&w);
 }
@@ -228,7 +259,8 @@ static void info_text(pspace_store *s, const info_data *d)
 	char t[40], b1[32], b2[32], sh[96];
 
 	printf("matrix     %s\n", mi->name);
-	printf("store      %s\n", pspace_store_path(s));
+	(void)s;
+	printf("store      %s\n", d->path);
 	printf("id         %llu\n", (unsigned long long)mi->id);
 	printf("kind       %s\n", pspace_kind_name(mi->kind));
 	printf("state      %s\n", insp_state_name(mi->state));
@@ -289,6 +321,106 @@ static void info_text(pspace_store *s, const info_data *d)
 			       B->bytes ? (double)B->logical / (double)B->bytes : 0.0);
 		}
 	}
+	if (!d->shards)
+		return;
+	printf("shards     %u (tile rows [first, end) of each rank)\n", d->P);
+	printf("  %-6s %-9s %10s %10s %8s %12s\n", "RANK", "STATE", "FIRST", "END", "TILES",
+	       "BYTES");
+	for (uint32_t r = 0; r < d->P; r++) {
+		const info_shard *S = &d->shards[r];
+
+		if (S->manifest)
+			printf("  %-6u %-9s %10llu %10llu", r, insp_state_name(S->mi.state),
+			       (unsigned long long)S->si.first, (unsigned long long)S->si.end);
+		else
+			printf("  %-6u %-9s %10s %10s", r,
+			       S->present ? insp_state_name(S->mi.state) : "missing", "-", "-");
+		printf(" %8llu %12s\n", (unsigned long long)S->mi.tiles,
+		       tool_fmt_bytes(insp_stored_bytes(&S->mi), b1, sizeof(b1)));
+	}
+}
+
+/* Adds shard @p s's per-block statistics of @p name to d->blocks. */
+static int add_blocks(pspace_store *s, const char *name, const pspace_matrix_info *mi, info_data *d)
+{
+	info_data t;
+	pspace_reader *r = NULL;
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	t.mi = *mi;
+	rc = pspace_reader_open(&r, s, name, PSPACE_READ_INCOMPLETE);
+	if (rc == 0)
+		rc = walk_blocks(r, &t);
+	for (uint32_t b = 0; rc == 0 && b < mi->nblocks && b < d->mi.nblocks; b++) {
+		d->blocks[b].tiles += t.blocks[b].tiles;
+		d->blocks[b].raw += t.blocks[b].raw;
+		d->blocks[b].bytes += t.blocks[b].bytes;
+		d->blocks[b].logical += t.blocks[b].logical;
+	}
+	free(t.blocks);
+	pspace_reader_close(r);
+	return rc;
+}
+
+/*
+ * A sharded store: the matrix as a whole (its record merged over the
+ * shards, the blocks' statistics summed), then each shard's part.
+ */
+static int info_sharded(const char *path, const char *name, int json, uint32_t P)
+{
+	insp_shards sh;
+	insp_list l = {NULL, 0, 0, name};
+	uint64_t *bytes = NULL;
+	uint32_t first = P;
+	info_data d;
+	int ret, rc = 0;
+
+	memset(&d, 0, sizeof(d));
+	d.path = path;
+	d.P = P;
+	ret = insp_shards_open(&sh, path, P);
+	if (ret == EXIT_OK && !(d.shards = calloc(P, sizeof(*d.shards))))
+		rc = PSPACE_ENOMEM;
+	for (uint32_t r = 0; ret == EXIT_OK && rc == 0 && r < P; r++) {
+		info_shard *S = &d.shards[r];
+		int lrc = pspace_matrix_info_get(&S->mi, sh.s[r], name);
+
+		S->present = lrc == 0;
+		first = S->present && first == P ? r : first;
+		if (S->present && pspace_shard_info_get(&S->si, NULL, 0, sh.s[r], name) == 0)
+			S->manifest = 1;
+		pspace_errclear();
+	}
+	if (ret == EXIT_OK && rc == 0 && first == P) {
+		fprintf(stderr, "pspace: store %s: no matrix '%s'\n", path, name);
+		ret = EXIT_RUNTIME;
+	}
+	if (ret == EXIT_OK && rc == 0) {
+		d.mi = d.shards[first].mi;
+		rc = gather(sh.s[first], name, &d);
+	}
+	for (uint32_t r = first + 1; ret == EXIT_OK && rc == 0 && r < P; r++)
+		if (d.shards[r].present && d.blocks)
+			rc = add_blocks(sh.s[r], name, &d.shards[r].mi, &d);
+	if (ret == EXIT_OK && rc == 0)
+		rc = insp_shards_list(&sh, &l, &bytes);
+	if (ret == EXIT_OK && rc == 0 && l.n == 1)
+		d.mi = l.v[0];
+	if (rc)
+		ret = tool_fail(rc, "store %s: matrix %s", path, name);
+	else if (ret == EXIT_OK && json)
+		info_json(NULL, &d);
+	else if (ret == EXIT_OK)
+		info_text(NULL, &d);
+	free(bytes);
+	free(l.v);
+	pspace_layout_free(d.layout);
+	free(d.blocks);
+	free(d.arrays);
+	free(d.shards);
+	insp_shards_close(&sh);
+	return ret;
 }
 
 int cmd_info(int argc, char **argv)
@@ -296,6 +428,7 @@ int cmd_info(int argc, char **argv)
 	const char *path = NULL, *name = NULL;
 	pspace_store *s = NULL;
 	info_data d;
+	uint32_t P = 0;
 	int json = 0, ret, rc;
 	const tool_opt opts[] = {
 	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
@@ -305,9 +438,12 @@ int cmd_info(int argc, char **argv)
 	};
 
 	memset(&d, 0, sizeof(d));
-	ret = insp_begin(&info_doc, opts, argc, argv, &path, 1, &s);
+	ret = insp_begin_any(&info_doc, opts, argc, argv, &path, 1, &s, &P);
+	if (P && ret == EXIT_OK)
+		return info_sharded(path, name, json, P);
 	if (!s)
 		return ret;
+	d.path = path;
 	ret = insp_matrix_info(s, name, &d.mi);
 	if (ret)
 		goto out;

@@ -20,7 +20,8 @@ static const char *precision(const pspace_matrix_info *mi)
 	return mi->nblocks ? pspace_dtype_name(mi->codec.dtype) : "f64";
 }
 
-static void ls_json(const insp_list *l)
+/* @p bytes (sharded stores, else NULL): matrix i's stored bytes in shard r at [i * P + r]. */
+static void ls_json(const insp_list *l, const uint64_t *bytes, uint32_t P)
 {
 	json_writer w;
 
@@ -41,13 +42,20 @@ static void ls_json(const insp_list *l)
 		else
 			json_null(&w);
 		json_kv_string(&w, "state", insp_state_name(mi->state));
+		if (bytes) {
+			json_key(&w, "shard_bytes");
+			json_begin_array(&w);
+			for (uint32_t r = 0; r < P; r++)
+				json_uint(&w, bytes[i * P + r]);
+			json_end_array(&w);
+		}
 		json_end_object(&w);
 	}
 	json_end_array(&w);
 	json_finish(&w);
 }
 
-static void ls_text(const insp_list *l)
+static void ls_text(const insp_list *l, const uint64_t *bytes, uint32_t P)
 {
 	int wn = 4;
 	char b[32], r[32];
@@ -70,6 +78,15 @@ static void ls_text(const insp_list *l)
 		       tool_fmt_bytes(insp_stored_bytes(mi), b, sizeof(b)), r,
 		       insp_state_name(mi->state));
 	}
+	if (!bytes)
+		return;
+	printf("\nsharded over %u ranks; stored bytes per shard (0 .. %u):\n", P, P - 1);
+	for (size_t i = 0; i < l->n; i++) {
+		printf("%-*s ", wn, l->v[i].name);
+		for (uint32_t k = 0; k < P; k++)
+			printf(" %s", tool_fmt_bytes(bytes[i * P + k], b, sizeof(b)));
+		putchar('\n');
+	}
 }
 
 int cmd_ls(int argc, char **argv)
@@ -77,6 +94,9 @@ int cmd_ls(int argc, char **argv)
 	const char *path = NULL;
 	pspace_store *s = NULL;
 	insp_list l = {NULL, 0, 0, NULL};
+	insp_shards sh = {NULL, 0, NULL};
+	uint64_t *bytes = NULL;
+	uint32_t P = 0;
 	int json = 0, ret, rc;
 	const tool_opt opts[] = {
 	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
@@ -84,7 +104,14 @@ int cmd_ls(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = insp_begin(&ls_doc, opts, argc, argv, &path, 1, &s);
+	ret = insp_begin_any(&ls_doc, opts, argc, argv, &path, 1, &s, &P);
+	if (P && ret == EXIT_OK) {
+		ret = insp_shards_open(&sh, path, P);
+		rc = ret ? 0 : insp_shards_list(&sh, &l, &bytes);
+		if (rc)
+			ret = tool_fail(rc, "store %s: listing matrices", path);
+		goto print;
+	}
 	if (!s)
 		return ret;
 	rc = insp_list_matrices(s, &l);
@@ -92,12 +119,15 @@ int cmd_ls(int argc, char **argv)
 		ret = tool_fail(rc, "store %s: listing matrices", path);
 		goto out;
 	}
-	if (json)
-		ls_json(&l);
-	else
-		ls_text(&l);
+print:
+	if (ret == EXIT_OK && json)
+		ls_json(&l, bytes, P);
+	else if (ret == EXIT_OK)
+		ls_text(&l, bytes, P);
 out:
+	free(bytes);
 	free(l.v);
+	insp_shards_close(&sh);
 	pspace_store_close(s);
 	return ret;
 }

@@ -140,6 +140,7 @@ int cmd_stat(int argc, char **argv)
 	insp_list l = {NULL, 0, 0, NULL};
 	pspace_matrix_info tot, one;
 	pspace_store_stat st;
+	uint32_t P = 0;
 	int json = 0, ret, rc;
 	const tool_opt opts[] = {
 	    TOOL_ARG("STORE", &path, TOOL_OPT_REQUIRED),
@@ -148,7 +149,14 @@ int cmd_stat(int argc, char **argv)
 	    TOOL_END,
 	};
 
-	ret = insp_begin(&stat_doc, opts, argc, argv, &path, 1, &s);
+	ret = insp_begin_any(&stat_doc, opts, argc, argv, &path, 1, &s, &P);
+	if (P && ret == EXIT_OK) {
+		insp_shards sh;
+
+		ret = insp_shards_open(&sh, path, P);
+		insp_shards_close(&sh);
+		return ret ? ret : insp_each_shard(cmd_stat, argc, argv, path, P, json);
+	}
 	if (!s)
 		return ret;
 	if (l.only) {

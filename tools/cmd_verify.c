@@ -219,6 +219,7 @@ int cmd_verify(int argc, char **argv)
 	const char *path = NULL, *only = NULL;
 	pspace_matrix_info mi;
 	uint64_t total = 0;
+	uint32_t P = 0;
 	vfy v;
 	int ret, rc = 0;
 	const tool_opt opts[] = {
@@ -229,7 +230,25 @@ int cmd_verify(int argc, char **argv)
 	};
 
 	memset(&v, 0, sizeof(v));
-	ret = insp_begin(&verify_doc, opts, argc, argv, &path, 1, &v.s);
+	ret = insp_begin_any(&verify_doc, opts, argc, argv, &path, 1, &v.s, &P);
+	if (P && ret == EXIT_OK) {
+		/* every shard as a store of its own, then their manifests together */
+		insp_shards sh;
+
+		ret = insp_shards_open(&sh, path, P);
+		insp_shards_close(&sh);
+		if (ret == EXIT_OK)
+			ret = insp_each_shard(cmd_verify, argc, argv, path, P, v.json);
+		if (ret == EXIT_OK || ret == EXIT_RUNTIME) {
+			int mret = insp_shards_open(&sh, path, P);
+
+			if (mret == EXIT_OK)
+				mret = insp_shards_check(&sh, v.json);
+			insp_shards_close(&sh);
+			ret = mret > ret ? mret : ret;
+		}
+		return ret;
+	}
 	if (!v.s)
 		return ret;
 	if (only) {

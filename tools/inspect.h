@@ -10,6 +10,8 @@
 #include "json.h"
 #include "opt.h"
 
+typedef struct insp_list insp_list;
+
 /**
  * Opens the existing store at @p path (never creates one); prints the error
  * naming the path. @return EXIT_OK or EXIT_RUNTIME.
@@ -26,12 +28,56 @@ int insp_open_store(const char *path, int readonly, pspace_store **out);
 int insp_begin(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
                const char *const *path, int readonly, pspace_store **s);
 
+/**
+ * As insp_begin(), for the commands that also read a sharded store
+ * (STORE/shard-R-of-P, pspace/shard.h): when *path is one, *s stays NULL,
+ * *nranks is its P and the return value is EXIT_OK (insp_begin() refuses
+ * it with a hint).
+ */
+int insp_begin_any(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
+                   const char *const *path, int readonly, pspace_store **s, uint32_t *nranks);
+
+/** The shards of a sharded store, each opened read-only (insp_shard.c). */
+typedef struct insp_shards {
+	const char *path;
+	uint32_t P;
+	pspace_store **s; /* P stores */
+} insp_shards;
+
+/** Opens every shard of @p path (P of them); prints the error. @return EXIT_OK or EXIT_RUNTIME. */
+int insp_shards_open(insp_shards *sh, const char *path, uint32_t P);
+void insp_shards_close(insp_shards *sh);
+
+/**
+ * The matrices of a sharded store as wholes: tile counts and bytes summed
+ * over the shards (a matrix copied to every shard, tileless, counted once),
+ * building when it is building or missing in any shard. *bytes (malloc'd,
+ * the caller frees it): the stored bytes of matrix i in shard r at
+ * [i * P + r]. @return 0 or a library error.
+ */
+int insp_shards_list(insp_shards *sh, insp_list *whole, uint64_t **bytes);
+
+/**
+ * Runs @p cmd on every shard, with STORE (the argument @p path) replaced by
+ * the shard's directory, under a header line per shard (with @p json: the
+ * outputs as one JSON array). @return the worst exit code.
+ */
+int insp_each_shard(int (*cmd)(int argc, char **argv), int argc, char **argv, const char *path,
+                    uint32_t P, int json);
+
+/**
+ * Checks that the shards' manifests agree (ranks, P, ranges, tile rows)
+ * and that each complete sharded matrix holds its tiles; prints what it
+ * finds. @return EXIT_OK or EXIT_RUNTIME.
+ */
+int insp_shards_check(insp_shards *sh, int json);
+
 /** The catalog records of a store, in catalog order. */
-typedef struct insp_list {
+struct insp_list {
 	pspace_matrix_info *v;
 	size_t n, cap;
 	const char *only; /* NULL, or the one name to collect */
-} insp_list;
+};
 
 /**
  * Collects the records of @p s into @p l (zeroed first but for l->only;

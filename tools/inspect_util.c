@@ -21,15 +21,38 @@ int insp_open_store(const char *path, int readonly, pspace_store **out)
 	return EXIT_OK;
 }
 
+int insp_begin_any(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
+                   const char *const *path, int readonly, pspace_store **s, uint32_t *nranks)
+{
+	uint32_t present;
+	int ret = tool_opt_parse(doc, opts, argc, argv, NULL), rc;
+
+	*s = NULL;
+	*nranks = 0;
+	if (ret)
+		return ret == TOOL_HELP ? EXIT_OK : ret;
+	rc = pspace_shard_scan(nranks, &present, *path);
+	if (rc)
+		return tool_fail(rc, "store %s", *path);
+	if (*nranks)
+		return EXIT_OK;
+	return insp_open_store(*path, readonly, s);
+}
+
 int insp_begin(const tool_cmd_doc *doc, const tool_opt *opts, int argc, char **argv,
                const char *const *path, int readonly, pspace_store **s)
 {
-	int ret = tool_opt_parse(doc, opts, argc, argv, NULL);
+	uint32_t P = 0;
+	int ret = insp_begin_any(doc, opts, argc, argv, path, readonly, s, &P);
 
-	*s = NULL;
-	if (ret)
-		return ret == TOOL_HELP ? EXIT_OK : ret;
-	return insp_open_store(*path, readonly, s);
+	if (ret == EXIT_OK && P) {
+		fprintf(stderr,
+		        "pspace: %s: store %s is sharded over %u ranks: give one shard "
+		        "(%s/shard-R-of-%u)\n",
+		        doc->name, *path, P, *path, P);
+		return EXIT_RUNTIME;
+	}
+	return ret;
 }
 
 static int list_add(const pspace_matrix_info *info, void *ud)

@@ -85,7 +85,7 @@ int pspace_shard_bounds(uint64_t *bounds, uint32_t nranks, const uint64_t *dims,
 					break;
 				/* row i goes to the side where the count is nearer the target */
 				bounds[r++] =
-				    target - (long double)cum < (long double)(cum + w) - target
+				    (long double)(cum + w) - target < target - (long double)cum
 				        ? i + 1
 				        : i;
 			}
