@@ -4,6 +4,8 @@
  * network, with a progress bar per stage and a summary at the end.
  */
 #include <dirent.h>
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -56,10 +58,27 @@ typedef struct build_progress {
 	int started;
 } build_progress;
 
+/*
+ * Test hook: PSPACE_TEST_KILL_AT=R:N makes rank R (0 without mpirun) kill
+ * itself with SIGKILL at its N-th progress report, a build interrupted at
+ * a known point (test_mpi).
+ */
+static void test_kill(void)
+{
+	static unsigned long calls;
+	const char *v = getenv("PSPACE_TEST_KILL_AT");
+	unsigned long at;
+	int rank;
+
+	if (v && sscanf(v, "%d:%lu", &rank, &at) == 2 && rank == tool_par_rank() && ++calls >= at)
+		raise(SIGKILL);
+}
+
 static void on_progress(void *ud, const char *stage, uint64_t done, uint64_t total)
 {
 	build_progress *p = ud;
 
+	test_kill();
 	if (!p->started || strcmp(stage, p->stage) != 0 || total != p->bar.total) {
 		if (p->started)
 			tool_progress_end(&p->bar);

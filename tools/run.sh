@@ -9,7 +9,8 @@ set -eu
 cd "$(dirname "$0")/.."
 
 PACKAGES="build-essential cmake pkg-config git liblmdb-dev libblis-dev libzstd-dev \
-libcmocka-dev liblapack-dev liblapacke-dev libpng-dev python3 python3-numpy python3-pytest python3-torch"
+libcmocka-dev liblapack-dev liblapacke-dev libpng-dev python3 python3-numpy python3-pytest python3-torch \
+libopenmpi-dev openmpi-bin"
 JOBS=$(nproc 2>/dev/null || echo 2)
 
 install_missing() {

@@ -65,7 +65,8 @@ PSPACE_API uint32_t pspace_mpi_rank(const pspace_store *s, uint32_t *nranks);
  * the tiles of its tile rows (o->shard_rank and o->shard_count are set
  * here) and reading only the columns they need; the other kinds but Mixed
  * built on rank 0 and copied to every shard. Each rank reads @p src itself
- * (the same rows on every rank). With o->resume, a rank whose shard is
+ * (the same rows on every rank); o->progress is called on every rank, for
+ * its own part. With o->resume, a rank whose shard is
  * complete already keeps it. @return 0 or, on every rank, the error of the
  * lowest failed rank; a Mixed build is PSPACE_ENOTSUP.
  */

@@ -201,8 +201,6 @@ static int build_mpi(pspace_store *s, const char *name, const pspace_layout *lay
 		co = *o;
 	else
 		pspace_build_opts_default(&co);
-	if (c->rank != 0)
-		co.progress = NULL;
 	if (co.kind == PSPACE_KIND_MIXED)
 		return pspace_errdetail_set(PSPACE_ENOTSUP,
 		                            "matrix %s: a Mixed matrix is not built sharded", name);
