@@ -2,11 +2,13 @@
  * libpspace_mpi: a rank's shard of a sharded store (pspace/mpi.h), its
  * sum hook over MPI, and agreeing on results across the ranks.
  *
- * The sum is MPI_Reduce to rank 0 then MPI_Bcast rather than
- * MPI_Allreduce: an allreduce may round differently on different ranks
- * (its algorithm combines partial sums in a rank-dependent order), and
- * ranks whose vectors differ in the last bit can take different branches
- * in Lanczos or CG and then wait in different collectives.
+ * The sum sums every element on one rank and copies the result to the
+ * others (MPI_Reduce + MPI_Bcast, or for long vectors
+ * MPI_Reduce_scatter_block + MPI_Allgather) rather than MPI_Allreduce: an
+ * allreduce may round differently on different ranks (its algorithm may
+ * combine partial sums in a rank-dependent order), and ranks whose vectors
+ * differ in the last bit can take different branches in Lanczos or CG and
+ * then wait in different collectives.
  */
 #include <errno.h>
 #include <limits.h>
@@ -59,21 +61,57 @@ int pspace_mpi_ctx_agree(pspace_mpi_ctx *c, int rc)
 	return pspace_errdetail_set(e.code, "rank %d: %s", first, e.msg);
 }
 
-/* The store's sum hook: agree, then reduce to rank 0 and broadcast, in chunks. */
+/* Below this many doubles a rank, reduce + broadcast: fewer messages. */
+#define SCATTER_MIN 4096
+
+/*
+ * A long vector: MPI_Reduce_scatter_block sums each 1/P of it on one rank,
+ * MPI_Allgather copies the sums to all (every element is summed once, so
+ * every rank has the same bits), moving 2 (P - 1)/P of the vector a rank
+ * instead of reduce + broadcast's 2 whole vectors through rank 0.
+ */
+static int sum_scattered(pspace_mpi_ctx *c, double *buf, size_t n)
+{
+	size_t per = n / (size_t)c->size;
+	int mrc;
+
+	/* in place: this rank's sums land at buf[0, per), then go to its block */
+	mrc = MPI_Reduce_scatter_block(MPI_IN_PLACE, buf, (int)per, MPI_DOUBLE, MPI_SUM, c->comm);
+	if (mrc == MPI_SUCCESS && c->rank)
+		memmove(buf + (size_t)c->rank * per, buf, per * sizeof(*buf));
+	if (mrc == MPI_SUCCESS)
+		mrc = MPI_Allgather(MPI_IN_PLACE, (int)per, MPI_DOUBLE, buf, (int)per, MPI_DOUBLE,
+		                    c->comm);
+	return mrc == MPI_SUCCESS ? 0 : pspace_mpi_err(mrc, "summing over the ranks");
+}
+
+/* Reduce to rank 0, broadcast. */
+static int sum_rooted(pspace_mpi_ctx *c, double *buf, size_t n)
+{
+	int mrc = MPI_Reduce(c->rank == 0 ? MPI_IN_PLACE : buf, buf, (int)n, MPI_DOUBLE, MPI_SUM, 0,
+	                     c->comm);
+
+	if (mrc == MPI_SUCCESS)
+		mrc = MPI_Bcast(buf, (int)n, MPI_DOUBLE, 0, c->comm);
+	return mrc == MPI_SUCCESS ? 0 : pspace_mpi_err(mrc, "summing over the ranks");
+}
+
+/* The store's sum hook: agree, then sum in chunks (int counts). */
 static int mpi_sum(void *ud, double *buf, size_t n, int rc)
 {
 	pspace_mpi_ctx *c = ud;
 
 	rc = pspace_mpi_ctx_agree(c, rc);
-	for (size_t off = 0; rc == 0 && off < n; off += CHUNK) {
-		int cnt = (int)(n - off < CHUNK ? n - off : CHUNK), mrc;
+	for (size_t off = 0; rc == 0 && off < n;) {
+		size_t len = n - off < CHUNK ? n - off : CHUNK;
 
-		mrc = MPI_Reduce(c->rank == 0 ? MPI_IN_PLACE : buf + off, buf + off, cnt,
-		                 MPI_DOUBLE, MPI_SUM, 0, c->comm);
-		if (mrc == MPI_SUCCESS)
-			mrc = MPI_Bcast(buf + off, cnt, MPI_DOUBLE, 0, c->comm);
-		if (mrc != MPI_SUCCESS)
-			rc = pspace_mpi_err(mrc, "summing over the ranks");
+		/* a multiple of P scattered, the rest (or a short vector) rooted */
+		if (c->size > 1 && len >= SCATTER_MIN * (size_t)c->size)
+			len -= len % (size_t)c->size;
+		rc = c->size > 1 && len >= SCATTER_MIN * (size_t)c->size
+		         ? sum_scattered(c, buf + off, len)
+		         : sum_rooted(c, buf + off, len);
+		off += len;
 	}
 	return rc;
 }
