@@ -109,7 +109,7 @@ static void collectives(pspace_store *s, int rank, int reps)
 		all = median_max(t, reps);
 		if (rank == 0)
 			printf(
-			    "sum of a d-vector, d = %-8zu  pspace (agree + reduce + bcast) %8.3f ms"
+			    "sum of a d-vector, d = %-8zu  pspace sum %8.3f ms"
 			    "   MPI_Allreduce %8.3f ms   (%.2f GB/s of vector per rank)\n",
 			    n, ours * 1e3, all * 1e3, (double)n * 8 / ours / 1e9);
 		free(v);

@@ -24,6 +24,21 @@ static const tool_cmd commands[] = {
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
 
+/*
+ * 1 for the commands that run under mpirun: the collective build and eval,
+ * and those that only read (every rank reading, rank 0 printing).
+ */
+static int par_command(const char *name)
+{
+	static const char *const ok[] = {"build", "eval",   "ls",     "info",
+	                                 "stat",  "verify", "version"};
+
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++)
+		if (strcmp(name, ok[i]) == 0)
+			return 1;
+	return 0;
+}
+
 /* --blis-arch NAME: requested before BLIS starts. */
 static int blis_arch(const tool_opt *o, const char *cmd, const char *name)
 {
@@ -80,9 +95,17 @@ static int run(int argc, char **argv)
 		tool_opt_help(stderr, &doc, opts);
 		return EXIT_USAGE;
 	}
-	for (size_t c = 0; c < NCOMMANDS; c++)
-		if (strcmp(command, commands[c].name) == 0)
-			return commands[c].run(argc - next + 1, argv + next - 1);
+	for (size_t c = 0; c < NCOMMANDS; c++) {
+		if (strcmp(command, commands[c].name) != 0)
+			continue;
+		if (tool_par_active() && !par_command(command))
+			return tool_usage_error(NULL,
+			                        "%s does not run under mpirun (build and eval do; "
+			                        "ls, info, stat and verify read a sharded store "
+			                        "without it)",
+			                        command);
+		return commands[c].run(argc - next + 1, argv + next - 1);
+	}
 	return tool_usage_error(NULL, "unknown command '%s'", command);
 }
 

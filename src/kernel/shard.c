@@ -13,7 +13,7 @@ int pspace_tiled_sum(const pspace_tiled *t, double *buf, size_t n, int rc)
 {
 	const pspace_shard_hooks *h;
 
-	if (!t->sharded)
+	if (!t || !t->sharded)
 		return rc;
 	h = pspace_store_shard(t->s);
 	if (rc != 0)
@@ -88,21 +88,21 @@ int pspace_shard_diag(const pspace_tiled *t, const pspace_exec *ex, double *out)
 {
 	int rc = pspace_stream_diag(t, ex, out);
 
-	return pspace_tiled_sum(t, out, t->info.d, rc);
+	return t && out ? pspace_tiled_sum(t, out, t->info.d, rc) : rc;
 }
 
 int pspace_shard_trace(const pspace_tiled *t, const pspace_exec *ex, double *out)
 {
 	int rc = pspace_stream_trace(t, ex, out);
 
-	return pspace_tiled_sum(t, out, 1, rc);
+	return out ? pspace_tiled_sum(t, out, 1, rc) : rc;
 }
 
 int pspace_shard_frob2(const pspace_tiled *t, const pspace_exec *ex, double *out)
 {
 	int rc = pspace_stream_frob2(t, ex, out);
 
-	return pspace_tiled_sum(t, out, 1, rc);
+	return out ? pspace_tiled_sum(t, out, 1, rc) : rc;
 }
 
 int pspace_shard_frob2_multi(const pspace_tiled *const *t, size_t n, const double *alpha,
@@ -111,7 +111,7 @@ int pspace_shard_frob2_multi(const pspace_tiled *const *t, size_t n, const doubl
 	double two[2];
 	int rc = pspace_stream_frob2_multi(t, n, alpha, ex, frob2, trace, diag);
 
-	if (!t[0]->sharded)
+	if (!t || n == 0 || !t[0] || !t[0]->sharded || !frob2 || !trace)
 		return rc;
 	two[0] = *frob2;
 	two[1] = *trace;
