@@ -32,16 +32,16 @@ typedef struct pspace_build_opts {
 	pspace_exec exec;        /**< threads and memory budget */
 	uint64_t batch;          /**< examples per batch read from the source; 0 = auto */
 	int resume;              /**< resume an interrupted Dense/BlockDiag build */
+	/** Progress, if not NULL: (done, total) in units of work the builder chooses. */
+	void (*progress)(void *ud, const char *stage, uint64_t done, uint64_t total);
+	void *progress_ud;
 	/**
-	 * Sharded Dense/BlockDiag (pspace/shard.h): with shard_count > 1, write
+	 * Sharded Dense/BlockDiag (pspace/shard.h): with shard_count > 0, write
 	 * only the tiles of rank shard_rank's tile rows (pspace_shard_bounds),
 	 * reading only the columns they need, and the manifest. Other kinds
 	 * ignore them. 0: the whole matrix.
 	 */
 	uint32_t shard_rank, shard_count;
-	/** Progress, if not NULL: (done, total) in units of work the builder chooses. */
-	void (*progress)(void *ud, const char *stage, uint64_t done, uint64_t total);
-	void *progress_ud;
 } pspace_build_opts;
 
 /** Fills @p o with the defaults (dense, store tile defaults, all cores, 1 GiB). */

@@ -94,7 +94,7 @@ PROGRESS = ctypes.CFUNCTYPE(None, c_void_p, c_char_p, c_uint64, c_uint64)
 class BuildOpts(ctypes.Structure):
     _fields_ = [("kind", c_int), ("mixed", c_char_p), ("write", WriteOpts), ("exec", Exec),
                 ("batch", c_uint64), ("resume", c_int), ("progress", PROGRESS),
-                ("progress_ud", c_void_p)]
+                ("progress_ud", c_void_p), ("shard_rank", c_uint32), ("shard_count", c_uint32)]
 
 
 class MatrixInfo(ctypes.Structure):
