@@ -37,7 +37,10 @@ static const tool_cmd_doc build_doc = {
     "A build that fails on its input (malformed, non-finite or too large values)\n"
     "leaves the store as it was; an interrupted dense/blockdiag build (killed, disk\n"
     "full, I/O error) is kept as incomplete, for --resume. STORE must be a store, a\n"
-    "new path or an empty directory. Exit status: 0, 1 runtime error, 2 usage.\n",
+    "new path or an empty directory. Exit status: 0, 1 runtime error, 2 usage.\n"
+    "Under mpirun -n P, STORE is sharded: each rank R builds its tile rows of a\n"
+    "dense/blockdiag matrix into STORE/shard-R-of-P (other kinds: rank 0 builds,\n"
+    "every shard gets a copy; README, \"Beyond one machine\").\n",
     0};
 
 typedef struct build_cli {

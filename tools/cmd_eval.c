@@ -53,7 +53,10 @@ static const tool_cmd_doc eval_doc = {
     "result was computed (exact or estimated, direct or CG) goes to stderr, and\n"
     "with --json into the JSON object as fields.\n",
     "Scalars print with 9 significant digits. Exit status: 0, 1 runtime error,\n"
-    "2 usage error (including syntax errors in EXPR, with their column).\n",
+    "2 usage error (including syntax errors in EXPR, with their column).\n"
+    "Under mpirun -n P, STORE is a store sharded over P ranks (pspace build under\n"
+    "mpirun): each rank streams its own tiles, rank 0 reads --in, writes --out and\n"
+    "prints.\n",
     TOOL_PARSE_DASH_ARGS};
 
 static const tool_choice out_dtypes[] = {{"f64", PSPACE_F64}, {"f32", PSPACE_F32}, {NULL, 0}};
