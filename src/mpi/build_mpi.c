@@ -204,6 +204,13 @@ static int build_mpi(pspace_store *s, const char *name, const pspace_layout *lay
 	if (co.kind == PSPACE_KIND_MIXED)
 		return pspace_errdetail_set(PSPACE_ENOTSUP,
 		                            "matrix %s: a Mixed matrix is not built sharded", name);
+	/* Its rows are tiles, as large as the examples make them: not copied to
+	 * every shard, and not (yet) split over the ranks. */
+	if (co.kind == PSPACE_KIND_LOWRANK)
+		return pspace_errdetail_set(PSPACE_ENOTSUP,
+		                            "matrix %s: a LowRank matrix is not built sharded (build "
+		                            "it without mpirun, in a store of its own)",
+		                            name);
 	if (co.kind == PSPACE_KIND_DENSE || co.kind == PSPACE_KIND_BLOCKDIAG) {
 		co.shard_rank = (uint32_t)c->rank;
 		co.shard_count = (uint32_t)c->size;
