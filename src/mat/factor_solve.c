@@ -245,6 +245,27 @@ out:
 }
 
 /*
+ * Opens stored factor @p factor for reading into *r (NULL on failure).
+ * @return 0, PSPACE_ENOTSUP (not a Cholesky factor), or a store error.
+ */
+static int open_factor(pspace_reader **r, pspace_store *s, const char *factor)
+{
+	const pspace_matrix_info *mi;
+	int rc = pspace_reader_open(r, s, factor, 0);
+
+	if (rc)
+		return rc;
+	mi = pspace_reader_info(*r);
+	if (mi->kind == PSPACE_KIND_CHOLESKY)
+		return 0;
+	rc = pspace_err_set(PSPACE_ENOTSUP, "matrix %s is a %s, not a Cholesky factor", factor,
+	                    pspace_kind_name(mi->kind));
+	pspace_reader_close(*r);
+	*r = NULL;
+	return rc;
+}
+
+/*
  * diag(A^-1) with A = L L^T: A^-1 = L^-T L^-1, so entry c is the squared
  * norm of column c of L^-1. Columns are taken w at a time (whole tiles, as
  * many as half the budget holds, at least one tile): X = L^-1 E, E those
@@ -265,15 +286,10 @@ int pspace_factor_diaginv(double *out, pspace_store *st, const char *factor, con
 	memset(&s, 0, sizeof(s));
 	if (!out || !st || !factor)
 		return pspace_err_set(PSPACE_EINVAL, "pspace_factor_diaginv: NULL argument");
-	rc = pspace_reader_open(&r, st, factor, 0);
+	rc = open_factor(&r, st, factor);
 	if (rc)
 		return rc;
 	mi = pspace_reader_info(r);
-	if (mi->kind != PSPACE_KIND_CHOLESKY) {
-		rc = pspace_err_set(PSPACE_ENOTSUP, "matrix %s is a %s, not a Cholesky factor",
-		                    factor, pspace_kind_name(mi->kind));
-		goto out;
-	}
 	pspace_exec_resolve(ex, &e);
 	s.r = r;
 	s.T = mi->tile;
@@ -319,7 +335,6 @@ int pspace_factor_diaginv(double *out, pspace_store *st, const char *factor, con
 		}
 		off += n;
 	}
-out:
 	pspace_codec_free(s.codec);
 	free(s.S);
 	pspace_reader_close(r);
@@ -338,15 +353,10 @@ int pspace_factor_logdet(double *out, pspace_store *s, const char *factor)
 	if (!out || !s || !factor)
 		return pspace_err_set(PSPACE_EINVAL, "pspace_factor_logdet: NULL argument");
 	*out = 0;
-	rc = pspace_reader_open(&r, s, factor, 0);
+	rc = open_factor(&r, s, factor);
 	if (rc)
 		return rc;
 	mi = pspace_reader_info(r);
-	if (mi->kind != PSPACE_KIND_CHOLESKY) {
-		rc = pspace_err_set(PSPACE_ENOTSUP, "matrix %s is a %s, not a Cholesky factor",
-		                    factor, pspace_kind_name(mi->kind));
-		goto out;
-	}
 	S = malloc((size_t)mi->tile * mi->tile * sizeof(double));
 	rc = S ? pspace_codec_create(&c) : pspace_err_set(PSPACE_ENOMEM, "logdet: out of memory");
 	for (uint32_t b = 0; rc == 0 && b < mi->nblocks; b++) {
@@ -364,7 +374,6 @@ int pspace_factor_logdet(double *out, pspace_store *s, const char *factor)
 	}
 	if (rc == 0)
 		*out = sum;
-out:
 	pspace_codec_free(c);
 	free(S);
 	pspace_reader_close(r);
