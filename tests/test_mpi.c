@@ -403,6 +403,10 @@ static void test_mpi_mismatch(void **state)
 	    tool(3, "build %s H --kind dense --layout %s --jacobian %s", S, "layout.txt", "J.npy"),
 	    0);
 	assert_true(said("sharded over 4 ranks, not 3"));
+	/* the sharded store without mpirun: refused, not taken for a missing store */
+	assert_int_not_equal(tool(0, "eval %s F trace", S), 0);
+	assert_true(said("is sharded over 4 ranks"));
+	assert_true(said("under mpirun -n 4"));
 	/* one shard alone, without mpirun */
 	assert_int_not_equal(tool(0, "eval %s/shard-1-of-4 F trace", S), 0);
 	assert_true(said("evaluate it under mpirun -n 4"));

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "common/error.h"
+#include "pspace/shard.h"
 #include "store/internal.h"
 #include "store/keys.h"
 
@@ -164,6 +165,7 @@ out:
 /* Checks the directory and data file before LMDB maps anything. */
 static int check_paths(pspace_store *s, const pspace_store_opts *o, uint64_t *file_size)
 {
+	uint32_t nranks = 0, present = 0;
 	struct stat st;
 
 	*file_size = 0;
@@ -186,6 +188,16 @@ static int check_paths(pspace_store *s, const pspace_store_opts *o, uint64_t *fi
 		if (errno != ENOENT)
 			return pspace_err_set(pspace_err_from_errno(errno), "store %s: %s: %s",
 			                      s->path, s->data_path, strerror(errno));
+		/* A sharded store's directory holds a store per rank, none of its own:
+		 * neither read nor create one there. */
+		if (pspace_shard_scan(&nranks, &present, s->path) == 0 && nranks > 0)
+			return pspace_err_set(
+			    PSPACE_EINVAL,
+			    "store %s is sharded over %u ranks (%s/shard-R-of-%u): "
+			    "build and evaluate it under mpirun -n %u; ls, info, "
+			    "verify and stat read it whole without mpirun",
+			    s->path, nranks, s->path, nranks, nranks);
+		pspace_errclear();
 		if (!o->create || o->readonly)
 			return pspace_err_set(PSPACE_ENOTFOUND, "store %s: no store there (no %s)",
 			                      s->path, s->data_path);
