@@ -407,6 +407,11 @@ static void test_mpi_mismatch(void **state)
 	assert_int_not_equal(tool(0, "eval %s F trace", S), 0);
 	assert_true(said("is sharded over 4 ranks"));
 	assert_true(said("under mpirun -n 4"));
+	assert_int_not_equal(
+	    tool(0, "build %s H --kind dense --layout %s --jacobian %s", S, "layout.txt", "J.npy"),
+	    0);
+	assert_true(said("is sharded over 4 ranks"));
+	assert_int_not_equal(access(at("%s/data.mdb", S), F_OK), 0);
 	/* one shard alone, without mpirun */
 	assert_int_not_equal(tool(0, "eval %s/shard-1-of-4 F trace", S), 0);
 	assert_true(said("evaluate it under mpirun -n 4"));

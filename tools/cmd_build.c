@@ -411,6 +411,7 @@ static int check_store_dir(const char *path)
 	struct dirent *e;
 	DIR *dir;
 	char *data;
+	uint32_t nranks = 0, present = 0;
 	int is_store, other = 0;
 
 	if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
@@ -427,7 +428,8 @@ static int check_store_dir(const char *path)
 		         strcmp(e->d_name, "lock.mdb") != 0;
 	if (dir)
 		closedir(dir);
-	if (!other)
+	/* a sharded store: opening it says so (and what to run) */
+	if (!other || (pspace_shard_scan(&nranks, &present, path) == 0 && nranks > 0))
 		return EXIT_OK;
 	fprintf(stderr,
 	        "pspace: build: %s is a directory that is neither empty nor a pspace store (no "
