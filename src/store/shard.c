@@ -1,15 +1,12 @@
 /*
  * Sharded stores (pspace/shard.h): a store's shard hooks, the balance of
- * tile rows over ranks, and the manifest every shard keeps with a sharded
- * matrix, an I64 array PSPACE_SHARD_ARRAY of the matrix:
+ * tile rows over ranks (their directories: shard_dir.c), and the manifest every shard keeps with a
+ * sharded matrix, an I64 array PSPACE_SHARD_ARRAY of the matrix:
  *
  *   [0] version  [1] nranks P  [2] rank R  [3] tile edge
  *   [4] tile rows of the whole matrix  [5] stored tiles of the whole matrix
  *   [6 .. 6 + P] the bounds of the ranks' tile-row ranges (P + 1 entries)
  */
-#include <dirent.h>
-#include <errno.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -205,63 +202,5 @@ int pspace_shard_info_get(pspace_shard_info *out, uint64_t *bounds, size_t cap, 
 out:
 	free(v);
 	pspace_reader_close(r);
-	return rc;
-}
-
-int pspace_shard_path(char *buf, size_t cap, const char *path, uint32_t rank, uint32_t nranks)
-{
-	int n = snprintf(buf, cap, "%s/shard-%u-of-%u", path, rank, nranks);
-
-	if (n < 0 || (size_t)n >= cap)
-		return pspace_err_set(PSPACE_EINVAL, "shard path of %s too long", path);
-	return 0;
-}
-
-int pspace_shard_scan(uint32_t *nranks, uint32_t *present, const char *path)
-{
-	DIR *dir;
-	struct dirent *e;
-	unsigned char *seen = NULL;
-	uint32_t P = 0, found = 0;
-	int rc = 0;
-
-	*nranks = 0;
-	*present = 0;
-	dir = opendir(path);
-	if (!dir)
-		return errno == ENOENT || errno == ENOTDIR
-		           ? 0
-		           : pspace_err_set(pspace_err_from_errno(errno), "%s: %s", path,
-		                            strerror(errno));
-	while (rc == 0 && (e = readdir(dir)) != NULL) {
-		unsigned r, p;
-		char tail;
-
-		if (sscanf(e->d_name, "shard-%u-of-%u%c", &r, &p, &tail) != 2 || p == 0 ||
-		    p > PSPACE_SHARD_MAX || r >= p)
-			continue;
-		if (P && p != P) {
-			rc = pspace_err_set(PSPACE_ECORRUPT,
-			                    "store %s holds shards of %u and of %u ranks", path, P,
-			                    p);
-			break;
-		}
-		if (!P) {
-			P = p;
-			seen = calloc(P, 1);
-			if (!seen) {
-				rc = pspace_err_set(PSPACE_ENOMEM, "out of memory");
-				break;
-			}
-		}
-		found += !seen[r];
-		seen[r] = 1;
-	}
-	closedir(dir);
-	if (rc == 0) {
-		*nranks = P;
-		*present = found;
-	}
-	free(seen);
 	return rc;
 }
