@@ -103,7 +103,8 @@ class MatrixInfo(ctypes.Structure):
                 ("symmetric", c_int), ("codec", CodecOpts), ("layout_id", c_uint64),
                 ("created", c_uint64), ("completed", c_uint64), ("tiles", c_uint64),
                 ("raw_tiles", c_uint64), ("tile_bytes", c_uint64), ("logical_bytes", c_uint64),
-                ("arrays", c_uint64), ("array_bytes", c_uint64)]
+                ("arrays", c_uint64), ("array_bytes", c_uint64), ("has_digest", c_int),
+                ("tile_digest", c_uint32)]
 
 
 class Layer(ctypes.Structure):
