@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -322,25 +321,13 @@ static void test_build_outofcore_dense_under_cap(void **state)
 	uint64_t d = env ? strtoull(env, NULL, 10) : 20000, np = 0;
 	pspace_store *s = NULL;
 	pspace_matrix_info ram, cap;
-	struct stat sb;
 	lowrank lr;
 	double secs;
 	int st;
 
 	(void)state;
-#ifdef MEMCAP_UNDER_ASAN
-	skip();
-#endif
 	/* Known before the in-RAM build, so a skip costs nothing (the child checks again). */
-	if (geteuid() != 0) {
-		printf("build-out-of-core: skipped: not root (cgroup memory limits need root)\n");
-		skip();
-	}
-	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &sb) != 0) {
-		printf("build-out-of-core: skipped: no cgroup v1 memory controller at "
-		       "/sys/fs/cgroup/memory\n");
-		skip();
-	}
+	memcap_require("build-out-of-core");
 	fx_dir_make(store_dir, sizeof(store_dir), "booc");
 	lowrank_init(&lr, d);
 

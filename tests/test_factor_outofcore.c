@@ -40,7 +40,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -270,26 +269,14 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	pspace_layout *layout = NULL;
 	pspace_write_opts wo;
 	pspace_matrix_info fi, li;
-	struct stat sb;
 	lowrank lr;
 	shared *sh;
 	double *A, *adiag, *xref, t0, worst, ldref = 0, peak;
 	int st;
 
 	(void)state;
-#ifdef MEMCAP_UNDER_ASAN
-	skip();
-#endif
 	/* Known before writing the matrix, so a skip costs nothing (the children check again). */
-	if (geteuid() != 0) {
-		printf("factor-out-of-core: skipped: not root (cgroup memory limits need root)\n");
-		skip();
-	}
-	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &sb) != 0) {
-		printf("factor-out-of-core: skipped: no cgroup v1 memory controller at "
-		       "/sys/fs/cgroup/memory\n");
-		skip();
-	}
+	memcap_require("factor-out-of-core");
 	fx_dir_make(store_dir, sizeof(store_dir), "fooc");
 	lowrank_init(&lr, d);
 	shbytes = sizeof(shared) + sizeof(double) * (NRHS + 1) * d;

@@ -31,7 +31,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -302,24 +301,12 @@ static void test_lowrank_outofcore_under_cap(void **state)
 	pspace_build_opts o;
 	pspace_jac_source src;
 	pspace_matrix_info info;
-	struct stat sb;
 	shared *sh;
 	double *J, t0;
 	int st;
 
 	(void)state;
-#ifdef MEMCAP_UNDER_ASAN
-	skip();
-#endif
-	if (geteuid() != 0) {
-		printf("lowrank-out-of-core: skipped: not root (cgroup memory limits need root)\n");
-		skip();
-	}
-	if (stat("/sys/fs/cgroup/memory/memory.limit_in_bytes", &sb) != 0) {
-		printf("lowrank-out-of-core: skipped: no cgroup v1 memory controller at "
-		       "/sys/fs/cgroup/memory\n");
-		skip();
-	}
+	memcap_require("lowrank-out-of-core");
 	fx_dir_make(store_dir, sizeof(store_dir), "lrooc");
 	sh = mmap(NULL, shbytes, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	assert_true(sh != MAP_FAILED);

@@ -19,6 +19,19 @@
 #endif
 
 /**
+ * @return 1 when this process can cap memory (root, cgroup v1 memory
+ * controller), else 0 with the reason in @p why.
+ */
+int memcap_available(char *why, size_t whycap);
+
+/**
+ * Skips the calling cmocka test, printing "LABEL: skipped: reason", when
+ * no cap can be set (memcap_available) or under AddressSanitizer: called
+ * before a test's expensive setup, so that a skip costs nothing.
+ */
+void memcap_require(const char *label);
+
+/**
  * Creates a memory cgroup below this process's own with limit @p bytes and
  * moves the calling process into it. @p path receives its directory.
  * @return 0, or -1 with a reason in @p why (not root, no cgroup v1 memory
