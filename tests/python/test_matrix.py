@@ -9,23 +9,14 @@ import numpy as np
 import pytest
 
 import pspace
+from conftest import dense_pair
 
 D = 40
 
 
-def spd(rng, d, n):
-    J = rng.standard_normal((n, d))
-    return J.T @ J / n
-
-
 @pytest.fixture()
 def store(tmp_path):
-    rng = np.random.default_rng(7)
-    F, G = spd(rng, D, 60), spd(rng, D, 15)
-    with pspace.Store(tmp_path / "t.store") as s:
-        s.write_dense("F", F, precision="f64", tile=16)
-        s.write_dense("G", G, precision="f64", tile=16)
-        yield s, F, G
+    yield from dense_pair(tmp_path, 7, D)
 
 
 def close(a, b, tol=1e-10):
