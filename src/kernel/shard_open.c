@@ -16,7 +16,8 @@ int pspace_tiled_shard_open(pspace_tiled *t)
 	uint64_t rows = 0;
 	int rc;
 
-	rc = pspace_shard_info_get(&si, NULL, 0, t->s, name);
+	/* no arrays, no manifest: not sharded, known without opening a reader */
+	rc = t->info.arrays ? pspace_shard_info_get(&si, NULL, 0, t->s, name) : PSPACE_ENOTFOUND;
 	if (rc == PSPACE_ENOTFOUND) {
 		pspace_errclear();
 		if (h && h->nranks > 1)
