@@ -271,19 +271,6 @@ static uint64_t cgroup_value(const char *file)
 	return v;
 }
 
-/* Drops the page cache (root). @return 0 or -1. */
-static int drop_caches(void)
-{
-	FILE *f;
-
-	sync();
-	f = fopen("/proc/sys/vm/drop_caches", "w");
-	if (!f)
-		return -1;
-	fputs("3\n", f);
-	return fclose(f) == 0 ? 0 : -1;
-}
-
 /* The peak resident memory (VmHWM) in bytes; reset by writing 5 to clear_refs. */
 static uint64_t vm_hwm(void)
 {
@@ -373,8 +360,9 @@ static int bench_cholesky(const struct config *c, pspace_store *s, int threads)
 		goto out;
 	}
 	if (c->cold)
-		cold = drop_caches() == 0 ? "cold: page cache dropped before the factorization"
-		                          : "warm: could not drop the page cache (needs root)";
+		cold = bench_drop_caches() == 0
+		           ? "cold: page cache dropped before the factorization"
+		           : "warm: could not drop the page cache (needs root)";
 	vm_hwm_reset();
 	pspace_factor_opts_default(&fo);
 	fo.damping = c->damping;

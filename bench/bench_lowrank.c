@@ -124,19 +124,6 @@ static int parse_args(int argc, char **argv, struct config *c)
 	return 0;
 }
 
-/* Drops the page cache (root). @return 0 or -1. */
-static int drop_caches(void)
-{
-	FILE *f;
-
-	sync();
-	f = fopen("/proc/sys/vm/drop_caches", "w");
-	if (!f)
-		return -1;
-	fputs("3\n", f);
-	return fclose(f) == 0 ? 0 : -1;
-}
-
 /* ---- the rows ------------------------------------------------------------------------ */
 
 struct rows {
@@ -252,7 +239,7 @@ static int run_mv(void *ctx, double *seconds)
 	int rc;
 
 	if (m->cold)
-		drop_caches();
+		bench_drop_caches();
 	rc = pspace_store_open(&s, m->path, NULL);
 	if (rc == 0)
 		rc = pspace_mat_open(&f, s, "L");
@@ -308,7 +295,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	if (c.cold)
-		cold_ok = drop_caches() == 0;
+		cold_ok = bench_drop_caches() == 0;
 	rc = disk_read(data, c.disk_max, &dbytes, &dsec);
 	if (rc != 0) {
 		fail(rc, "disk read");

@@ -492,6 +492,21 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
 	return remove(path) == 0 ? 0 : errno;
 }
 
+int bench_drop_caches(void)
+{
+	FILE *f;
+
+	sync();
+	f = fopen("/proc/sys/vm/drop_caches", "w");
+	if (!f)
+		return -1;
+	if (fputs("3\n", f) < 0) {
+		fclose(f);
+		return -1;
+	}
+	return fclose(f) == 0 ? 0 : -1;
+}
+
 int bench_path_remove(const char *path)
 {
 	int e = nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);

@@ -151,6 +151,9 @@ int bench_tmpdir_create(const char *base, const char *prefix, char *out, size_t 
 /** Removes @p path and everything below it. @return 0 or PSPACE_EIO. */
 int bench_path_remove(const char *path);
 
+/** sync, then drops the whole page cache (needs root). @return 0 or -1. */
+int bench_drop_caches(void);
+
 /* ---- streaming a stored matrix ---------------------------------------- */
 
 /** @return the sum of @p n floats, with partial sums the compiler can vectorize. */

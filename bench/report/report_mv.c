@@ -143,18 +143,8 @@ static int drop_cache(const char *file)
 {
 	int fd, rc;
 
-	if (geteuid() == 0) {
-		FILE *f;
-
-		sync();
-		f = fopen("/proc/sys/vm/drop_caches", "w");
-		if (f) {
-			rc = fputs("3\n", f) < 0;
-			rc |= fclose(f) != 0;
-			if (rc == 0)
-				return 0;
-		}
-	}
+	if (geteuid() == 0 && bench_drop_caches() == 0)
+		return 0;
 	fd = open(file, O_RDONLY);
 	if (fd < 0)
 		return pspace_err_set(PSPACE_EIO, "open %s: %s", file, strerror(errno));
