@@ -106,14 +106,6 @@ static void count_passes(void *ud, const char *stage, uint64_t done, uint64_t to
 	p->total = total / p->n;
 }
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int build(const char *dir, const char *name, const lowrank *lr, size_t budget,
                  uint64_t batch, uint64_t *npasses, double *seconds)
 {
@@ -122,7 +114,7 @@ static int build(const char *dir, const char *name, const lowrank *lr, size_t bu
 	pspace_layout *layout = NULL;
 	pspace_build_opts o;
 	passes p = {NEX, 0};
-	double t0 = now();
+	double t0 = memcap_now();
 	int rc;
 
 	pspace_build_opts_default(&o);
@@ -140,7 +132,7 @@ static int build(const char *dir, const char *name, const lowrank *lr, size_t bu
 	pspace_layout_free(layout);
 	pspace_store_close(s);
 	*npasses = p.total;
-	*seconds = now() - t0;
+	*seconds = memcap_now() - t0;
 	return rc;
 }
 

@@ -92,14 +92,6 @@ typedef struct shared {
 /* The store's directory (the capped children read it too). */
 static char store_dir[64];
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void lowrank_init(lowrank *lr, uint64_t d)
 {
 	lr->d = d;
@@ -193,10 +185,10 @@ static void child_resumed(void *ud, const char *cgroup)
 	fo.resume = 1;
 	fo.progress = count_panels;
 	fo.progress_ud = sh;
-	t0 = now();
+	t0 = memcap_now();
 	rc = pspace_factor_write(s, "L", "F", &ex, &fo);
 	CHECK(rc == 0, "resumed factor: %s", pspace_strerror(rc));
-	sh->seconds[1] = now() - t0;
+	sh->seconds[1] = memcap_now() - t0;
 	/* d^2 doubles are far beyond the budget: both go through the stored factor */
 	rc = pspace_mat_open(&f, s, "F");
 	CHECK(rc == 0, "open F: %s", pspace_strerror(rc));
@@ -206,7 +198,7 @@ static void child_resumed(void *ud, const char *cgroup)
 	CHECK(rc == 0, "logdet: %s", pspace_strerror(rc));
 	rc = pspace_mat_diaginv(sh->x + NRHS * d, f, &ex, DAMP);
 	CHECK(rc == 0, "diaginv: %s", pspace_strerror(rc));
-	sh->seconds[2] = now() - t0 - sh->seconds[1];
+	sh->seconds[2] = memcap_now() - t0 - sh->seconds[1];
 	pspace_mat_free(f);
 	pspace_store_close(s);
 	sh->peak[1] = (double)memcap_sampler_stop() / MIB;
@@ -286,7 +278,7 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	sh->lr = &lr;
 	sh->b = fx_randv(NRHS * d, 17);
 
-	t0 = now();
+	t0 = memcap_now();
 	assert_int_equal(pspace_store_open(&s, store_dir, NULL), 0);
 	assert_int_equal(pspace_layout_flat(&layout, d), 0);
 	pspace_write_opts_default(&wo);
@@ -300,14 +292,14 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	printf("factor-out-of-core: stored F (d = %llu, f64 tiles of %u) is %.1f MiB (%.1fx the "
 	       "%llu MiB cap), written in %.1f s\n",
 	       (unsigned long long)d, TILE, (double)fi.tile_bytes / MIB,
-	       (double)fi.tile_bytes / CAP, (unsigned long long)(CAP / MIB), now() - t0);
+	       (double)fi.tile_bytes / CAP, (unsigned long long)(CAP / MIB), memcap_now() - t0);
 	if (!env)
 		assert_true(fi.tile_bytes >= 3 * CAP / 2);
 
 	/* killed after a third of the columns (SIGTERM: an OOM kill would be SIGKILL) */
-	t0 = now();
+	t0 = memcap_now();
 	st = memcap_run(CAP, "factor-out-of-core", child_killed, sh);
-	sh->seconds[0] = now() - t0;
+	sh->seconds[0] = memcap_now() - t0;
 	if (st != -SIGTERM) {
 		memcap_expect_child(st, CAP);
 		fail_msg("the first capped child was not killed");
@@ -343,7 +335,7 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 
 	/* The reference: F + l I in RAM, LAPACK's factor in place (column-major 'U' on a
 	 * symmetric row-major array: the row-major lower triangle holds L). */
-	t0 = now();
+	t0 = memcap_now();
 	A = malloc(sizeof(double) * d * d);
 	adiag = malloc(sizeof(double) * d);
 	xref = malloc(sizeof(double) * NRHS * d);
@@ -362,7 +354,8 @@ static void test_factor_outofcore_dense_under_cap(void **state)
 	assert_int_equal(LAPACKE_dpotrs(LAPACK_COL_MAJOR, 'U', (lapack_int)d, NRHS, A,
 	                                (lapack_int)d, xref, (lapack_int)d),
 	                 0);
-	printf("factor-out-of-core: LAPACK dpotrf of F + %g I in RAM: %.1f s\n", DAMP, now() - t0);
+	printf("factor-out-of-core: LAPACK dpotrf of F + %g I in RAM: %.1f s\n", DAMP,
+	       memcap_now() - t0);
 
 	worst = compare_factor(s, A, adiag, d, &tiles);
 	printf("factor-out-of-core: %llu factor tiles against LAPACK: largest |L_ij - Lref_ij| = "

@@ -65,14 +65,6 @@ typedef struct shared {
 
 static char store_dir[64];
 
-static double now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static double *sh_x(shared *sh)
 {
 	return sh->data;
@@ -130,7 +122,7 @@ static void child(void *ud, const char *cgroup)
 	int rc;
 
 	CHECK(memcap_sampler_start() == 0, "sampler");
-	t0 = now();
+	t0 = memcap_now();
 	rc = pspace_store_open(&s, store_dir, NULL);
 	CHECK(rc == 0, "open store %s: %s", store_dir, pspace_strerror(rc));
 	rc = pspace_mat_open(&m, s, "L");
@@ -154,7 +146,7 @@ static void child(void *ud, const char *cgroup)
 	sh->tiles_read = pspace_store_tiles_read(s);
 	pspace_mat_free(m);
 	pspace_store_close(s);
-	sh->seconds = now() - t0;
+	sh->seconds = memcap_now() - t0;
 	sh->peak = (double)memcap_sampler_stop() / MIB;
 	sh->group = (double)memcap_read(cgroup, "memory.max_usage_in_bytes") / MIB;
 	fflush(stdout);
@@ -318,7 +310,7 @@ static void test_lowrank_outofcore_under_cap(void **state)
 		free(X);
 	}
 
-	t0 = now();
+	t0 = memcap_now();
 	J = rows_make();
 	src = (pspace_jac_source){R, 1, DIM, rows_read, J};
 	pspace_build_opts_default(&o);
@@ -336,7 +328,7 @@ static void test_lowrank_outofcore_under_cap(void **state)
 	printf("lowrank-out-of-core: stored L (%d x %d rows, f64 tiles of %u) is %.1f MiB (%.1fx "
 	       "the %llu MiB cap), built in %.1f s\n",
 	       R, DIM, info.tile, (double)info.tile_bytes / MIB, (double)info.tile_bytes / CAP,
-	       (unsigned long long)(CAP / MIB), now() - t0);
+	       (unsigned long long)(CAP / MIB), memcap_now() - t0);
 	assert_int_equal(info.nblocks, 1);
 	assert_true(info.tile_bytes >= 4 * CAP);
 

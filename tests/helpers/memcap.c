@@ -68,6 +68,14 @@ int memcap_group_path(long pid, char *path, size_t cap)
 	return 0;
 }
 
+double memcap_now(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 int memcap_available(char *why, size_t whycap)
 {
 	struct stat st;

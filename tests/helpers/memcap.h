@@ -18,6 +18,9 @@
 #endif
 #endif
 
+/** Monotonic clock in seconds, for the capped tests' timings. */
+double memcap_now(void);
+
 /**
  * @return 1 when this process can cap memory (root, cgroup v1 memory
  * controller), else 0 with the reason in @p why.
