@@ -27,6 +27,9 @@ int pspace_convert_block(pspace_dtype dst_type, void *dst, size_t dst_ld, pspace
                          const void *src, size_t src_ld, uint32_t rows, uint32_t cols,
                          int32_t scale_exp);
 
+/** @return nonzero if one of the @p n floats at @p s is +-Inf. */
+int pspace_convert_has_inf_f32(const float *s, size_t n);
+
 /**
  * @return the largest finite |x| in a rows x cols block of F32 or F64
  * values (Inf and NaN are skipped), 0 if there is none.
