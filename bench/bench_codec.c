@@ -59,18 +59,26 @@ struct setting {
 	pspace_dtype dtype;
 	int level; /* 0 = raw */
 	int shuffle;
-	/* shuffle + zstd as one frame (codec 1, the layout before zstd planes): a
-	 * reference for the same run, not selectable through pspace_codec_opts */
-	int one_frame;
+	/* internal encode flags, references for the same run not selectable through
+	 * pspace_codec_opts: PSPACE_TILE_ENCODE_ONE_FRAME, shuffle + zstd as one frame
+	 * (codec 1, the layout before zstd planes); _ZSTD_ONLY, planes in zstd or raw
+	 * (codec 2, the default before nibble planes) */
+	unsigned eflags;
 	char name[40];
 };
 
+#define FRAME   PSPACE_TILE_ENCODE_ONE_FRAME
+#define ZPLANES PSPACE_TILE_ENCODE_ZSTD_ONLY
 static struct setting settings[] = {
-    {PSPACE_F32, 0, 0, 0, ""},  {PSPACE_F32, -1, 0, 0, ""}, {PSPACE_F32, -1, 1, 0, ""},
-    {PSPACE_F32, 1, 0, 0, ""},  {PSPACE_F32, 1, 1, 0, ""},  {PSPACE_F32, 1, 1, 1, ""},
-    {PSPACE_F32, 3, 0, 0, ""},  {PSPACE_F32, 3, 1, 0, ""},  {PSPACE_F32, 5, 1, 0, ""},
-    {PSPACE_BF16, 0, 0, 0, ""}, {PSPACE_BF16, 1, 1, 0, ""}, {PSPACE_BF16, 1, 1, 1, ""},
-    {PSPACE_BF16, 3, 1, 0, ""}, {PSPACE_F16, 1, 1, 0, ""},  {PSPACE_F64, 0, 0, 0, ""},
+    {PSPACE_F32, 0, 0, 0, ""},       {PSPACE_F32, -1, 0, 0, ""},
+    {PSPACE_F32, -1, 1, 0, ""},      {PSPACE_F32, 1, 0, 0, ""},
+    {PSPACE_F32, 1, 1, 0, ""},       {PSPACE_F32, 1, 1, FRAME, ""},
+    {PSPACE_F32, 1, 1, ZPLANES, ""}, {PSPACE_F32, 3, 0, 0, ""},
+    {PSPACE_F32, 3, 1, 0, ""},       {PSPACE_F32, 5, 1, 0, ""},
+    {PSPACE_BF16, 0, 0, 0, ""},      {PSPACE_BF16, 1, 1, 0, ""},
+    {PSPACE_BF16, 1, 1, FRAME, ""},  {PSPACE_BF16, 1, 1, ZPLANES, ""},
+    {PSPACE_BF16, 3, 1, 0, ""},      {PSPACE_F16, 1, 1, 0, ""},
+    {PSPACE_F64, 0, 0, 0, ""},
 };
 #define NSET ((int)(sizeof(settings) / sizeof(settings[0])))
 
@@ -242,7 +250,9 @@ static void name_settings(void)
 		else
 			snprintf(s->name, sizeof(s->name), "%s %szstd%d%s",
 			         pspace_dtype_name(s->dtype), s->shuffle ? "shuf " : "", s->level,
-			         s->one_frame ? " 1frame" : "");
+			         s->eflags == PSPACE_TILE_ENCODE_ONE_FRAME   ? " 1frame"
+			         : s->eflags == PSPACE_TILE_ENCODE_ZSTD_ONLY ? " zstd-planes"
+			                                                     : "");
 	}
 }
 
@@ -495,7 +505,7 @@ static int codec_edge(const struct config *cfg, const float *m32, const double *
 
 		what = settings[s].name;
 		setting_opts(&settings[s], &w->opts);
-		w->eflags = settings[s].one_frame ? PSPACE_TILE_ENCODE_ONE_FRAME : 0;
+		w->eflags = settings[s].eflags;
 		w->src_type = settings[s].dtype == PSPACE_F64 ? PSPACE_F64 : PSPACE_F32;
 		memset(res, 0, sizeof(*res));
 		/* The baseline next to each measurement, so that load drifting over the
@@ -630,7 +640,7 @@ static int pick_setting(const struct edge_result *er, double min_err, double max
 	for (int s = 0; s < NSET; s++) {
 		double e = worst_rel(er, s);
 
-		ok[s] = e >= min_err && e <= max_err && !settings[s].one_frame;
+		ok[s] = e >= min_err && e <= max_err && !settings[s].eflags;
 		if (ok[s] && total_ratio_f32(er, s) > best_ratio)
 			best_ratio = total_ratio_f32(er, s);
 	}
@@ -954,7 +964,7 @@ static void recommend(const struct edge_result *er, const struct store_result *r
 		/* For comparison: the library's current default, if it was measured. */
 		pspace_codec_opts_default(&d);
 		if (d.dtype == settings[i].dtype && d.level == settings[i].level &&
-		    !d.shuffle == !settings[i].shuffle && !settings[i].one_frame)
+		    !d.shuffle == !settings[i].shuffle && !settings[i].eflags)
 			bench_table_row(stdout,
 			                "(library default now)|%s|ratio f32 %.3f, decode %.3f x "
 			                "memcpy, encode %.3f x memcpy",

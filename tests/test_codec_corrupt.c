@@ -107,8 +107,10 @@ static void test_codec_parse_rejects(void **state)
 	expect_corrupt(t, sizeof(t), "dtype");
 	cref_make_header(t, 0, 0, 0, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "dtype");
-	cref_make_header(t, PSPACE_F32, 3, 0, 2, 2, 16, 0);
+	cref_make_header(t, PSPACE_F32, 4, 0, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "codec");
+	cref_make_header(t, PSPACE_F32, 3, 0, 2, 2, 16, 0); /* codec 3 is planes too */
+	expect_corrupt(t, sizeof(t), "shuffle bit");
 	cref_make_header(t, PSPACE_F32, 255, 1, 2, 2, 16, 0);
 	expect_corrupt(t, sizeof(t), "codec");
 	cref_make_header(t, PSPACE_F32, 2, 0, 2, 2, 16, 0); /* planes without the shuffle flag */

@@ -27,7 +27,9 @@ typedef enum pspace_codec_id {
 	PSPACE_CODEC_RAW = 0,  /**< payload is the elements as stored, unencoded */
 	PSPACE_CODEC_ZSTD = 1, /**< payload is one zstd frame (of shuffled or plain elements) */
 	PSPACE_CODEC_ZSTD_PLANES = 2, /**< payload is the shuffled byte planes, each a zstd
-	                                  frame or raw (the default with shuffle and zstd) */
+	                                  frame or raw */
+	PSPACE_CODEC_PLANES = 3, /**< codec 2 with nibble-coded planes as well (the default
+	                             with shuffle and zstd when a plane is nibble-coded) */
 } pspace_codec_id;
 
 /** How to encode tiles. */
@@ -35,7 +37,7 @@ typedef struct pspace_codec_opts {
 	pspace_dtype dtype; /**< stored precision: F64, F32 (default), BF16, F16 */
 	int level;          /**< zstd level (1..19, negative = fast); 0 = always raw */
 	int shuffle;        /**< nonzero: byte-shuffle; with zstd each byte plane is
-	                         compressed on its own (PSPACE_CODEC_ZSTD_PLANES) */
+	                         coded on its own (PSPACE_CODEC_ZSTD_PLANES, _PLANES) */
 	double min_ratio;   /**< keep zstd output only if raw/encoded >= this (default 1.03) */
 } pspace_codec_opts;
 

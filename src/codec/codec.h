@@ -43,27 +43,32 @@ unsigned char *pspace_codec_scratch(pspace_codec *c, int which, size_t need);
 
 /** pspace_tile_encode_ex() flag: shuffle + zstd as one frame (codec 1), not planes (codec 2). */
 #define PSPACE_TILE_ENCODE_ONE_FRAME 0x1u
+/** pspace_tile_encode_ex() flag: every plane zstd or raw (codec 2, pspace 0.3's encoder). */
+#define PSPACE_TILE_ENCODE_ZSTD_ONLY 0x2u
 
 /**
  * pspace_tile_encode() with internal @p flags (PSPACE_TILE_ENCODE_*), for
- * tests and benchmarks that need the older single-frame shuffled tiles.
+ * tests and benchmarks that need the older layouts (single-frame shuffled
+ * tiles, zstd planes only).
  */
 int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsigned flags,
                           pspace_dtype src_type, const void *src, uint32_t rows, uint32_t cols,
                           size_t ld, const void **out, size_t *out_len);
 
 /**
- * Decodes the zstd planes of a codec 2 payload of @p plen bytes (@p es
- * planes of @p n bytes) into @p t (plane b at b*n) and points pl[b] at each
- * plane: into @p t, or into @p payload for a plane stored raw. Does not
- * verify the checksum; when @p plane_crc is not NULL, plane_crc[b] is the
- * CRC-32C of the stored bytes of each zstd plane, taken right after it was
- * decoded (from the cache), and 0 for a plane stored raw.
+ * Decodes the coded planes (zstd, nibble) of a codec 2 or 3 payload of
+ * @p plen bytes (@p es planes of @p n bytes) into @p t (plane b at b*n)
+ * and points pl[b] at each plane: into @p t, or into @p payload for a
+ * plane stored raw. Does not verify the checksum; when @p plane_crc is not
+ * NULL, plane_crc[b] is the CRC-32C of the stored bytes of each coded
+ * plane, taken right after it was decoded (from the cache), and 0 for a
+ * plane stored raw; when @p plane_len is not NULL, plane_len[b] is its
+ * stored length, with PSPACE_TILE_PLANE_RAW set for a raw plane.
  * @return 0, PSPACE_ECORRUPT or PSPACE_ENOMEM.
  */
 int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
-                              size_t es, size_t n, unsigned char *t, const void **pl,
-                              uint32_t *plane_crc);
+                              pspace_codec_id codec, size_t es, size_t n, unsigned char *t,
+                              const void **pl, uint32_t *plane_crc, uint32_t *plane_len);
 
 /**
  * A tile handed out in row panels (pspace_tile_panels_open()), so that a
@@ -81,12 +86,12 @@ typedef struct pspace_tile_panels {
 	size_t len;
 	pspace_dtype want;
 	int mode;                                  /* how rows are handed out (panel.c) */
-	const void *planes[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: each byte plane */
+	const void *planes[PSPACE_SHUFFLE_MAX_ES]; /* codecs 2, 3: each byte plane */
 	const unsigned char *elems;                /* raw in place or decoded: the rows */
 	uint32_t next;                             /* the row the next panel starts at */
 	uint32_t crc, crc_rows; /* header (and plane table), then rows checksummed so far */
-	uint32_t plane_crc[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: of each plane's stored bytes */
-	uint32_t plane_len[PSPACE_SHUFFLE_MAX_ES]; /* codec 2: the plane table */
+	uint32_t plane_crc[PSPACE_SHUFFLE_MAX_ES]; /* codecs 2, 3: of each plane's stored bytes */
+	uint32_t plane_len[PSPACE_SHUFFLE_MAX_ES]; /* codecs 2, 3: stored length, raw bit */
 } pspace_tile_panels;
 
 /**

@@ -20,7 +20,7 @@
 
 enum {
 	MODE_INPLACE, /* raw tile of the wanted type, read in place, checksummed by panels */
-	MODE_PLANES,  /* codec 2: planes decoded and verified, unshuffled by panels */
+	MODE_PLANES,  /* codecs 2, 3: planes decoded and verified, unshuffled by panels */
 	MODE_WHOLE    /* decoded (and verified) whole by pspace_tile_view() */
 };
 
@@ -40,11 +40,6 @@ static uint32_t tile_crc(const unsigned char *buf, size_t plen)
 	return pspace_crc32c(crc, buf + PSPACE_TILE_HEADER_SIZE, plen);
 }
 
-static uint32_t get_le32(const unsigned char *b)
-{
-	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
-}
-
 /*
  * Decodes the zstd planes (each checksummed right after zstd read it); the
  * raw planes are checksummed as panels read them. A failed decode is
@@ -62,15 +57,12 @@ static int open_planes(pspace_tile_panels *p, pspace_codec *c)
 
 	if (t == NULL)
 		return PSPACE_ENOMEM;
-	rc = pspace_tile_planes_decode(c, payload, h->payload_len, es, n, t, p->planes,
-	                               p->plane_crc);
+	rc = pspace_tile_planes_decode(c, payload, h->payload_len, h->codec, es, n, t, p->planes,
+	                               p->plane_crc, p->plane_len);
 	if (rc != 0) {
 		crc = tile_crc(p->buf, h->payload_len);
 		return crc == h->checksum ? rc : mismatch(h, crc);
 	}
-	/* the table was checked by the decode */
-	for (size_t b = 0; b < es; b++)
-		p->plane_len[b] = get_le32(payload + 4 * b);
 	p->crc = pspace_crc32c(0, p->buf, PSPACE_TILE_CRC_SPAN);
 	p->crc = pspace_crc32c(p->crc, payload, 4 * es);
 	return 0;
@@ -98,7 +90,7 @@ int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *
 		p->crc = pspace_crc32c(0, buf, PSPACE_TILE_CRC_SPAN);
 		return 0;
 	}
-	if (h->codec == PSPACE_CODEC_ZSTD_PLANES &&
+	if ((h->codec == PSPACE_CODEC_ZSTD_PLANES || h->codec == PSPACE_CODEC_PLANES) &&
 	    pspace_dtype_size(h->dtype) <= PSPACE_SHUFFLE_MAX_ES) {
 		p->mode = MODE_PLANES;
 		return open_planes(p, c);

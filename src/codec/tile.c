@@ -13,6 +13,7 @@
 
 #include "codec/codec.h"
 #include "codec/convert.h"
+#include "codec/nibble.h"
 #include "codec/shuffle.h"
 #include "codec/tile_format.h"
 #include "common/error.h"
@@ -35,6 +36,19 @@
  * levels, where literals are not entropy-coded.
  */
 #define PLANE_MIN_MATCH 7
+/*
+ * How a plane is coded at zstd levels up to PLANE_FAST_LEVEL (nibble.h): a
+ * sample of more than PLANE_NOISE_BITS of entropy a byte cannot shrink
+ * below PLANE_KEEP_PCT by entropy coding (low mantissa bytes): raw, zstd
+ * not tried; a nibble plane when it is kept and at most PLANE_NIBBLE_SLACK
+ * times the sample's entropy bound, which no entropy coder beats (the
+ * exponent plane of Fisher data: 4.3 bits a byte, zstd 4.4, decoded ~10x
+ * faster); zstd otherwise (a plane of mostly equal bytes). Higher levels
+ * ask for the smallest tiles: zstd on every plane.
+ */
+#define PLANE_FAST_LEVEL   9
+#define PLANE_NOISE_BITS   7.75
+#define PLANE_NIBBLE_SLACK (4.0 / 3.0)
 
 static void put_le32(unsigned char *p, uint32_t v)
 {
@@ -47,6 +61,12 @@ static void put_le32(unsigned char *p, uint32_t v)
 static uint32_t get_le32(const unsigned char *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+/* The codecs of byte planes by name, as the error messages call them. */
+static const char *planes_name(pspace_codec_id codec)
+{
+	return codec == PSPACE_CODEC_PLANES ? "planes" : "zstd-planes";
 }
 
 static int is_stored_dtype(unsigned t)
@@ -117,7 +137,7 @@ int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len)
 	if (!is_stored_dtype(dtype))
 		return pspace_err_set(PSPACE_ECORRUPT, "tile dtype %u unknown", dtype);
 	if (codec != PSPACE_CODEC_RAW && codec != PSPACE_CODEC_ZSTD &&
-	    codec != PSPACE_CODEC_ZSTD_PLANES)
+	    codec != PSPACE_CODEC_ZSTD_PLANES && codec != PSPACE_CODEC_PLANES)
 		return pspace_err_set(PSPACE_ECORRUPT, "tile codec %u unknown", codec);
 	if ((flags & ~PSPACE_TILE_FLAGS_KNOWN) != 0)
 		return pspace_err_set(PSPACE_ECORRUPT, "tile flags 0x%02x: unknown bits 0x%02x",
@@ -125,9 +145,10 @@ int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len)
 	if (codec == PSPACE_CODEC_RAW && flags != 0)
 		return pspace_err_set(PSPACE_ECORRUPT, "tile flags 0x%02x set on a raw payload",
 		                      flags);
-	if (codec == PSPACE_CODEC_ZSTD_PLANES && (flags & PSPACE_TILE_FLAG_SHUFFLE) == 0)
+	if ((codec == PSPACE_CODEC_ZSTD_PLANES || codec == PSPACE_CODEC_PLANES) &&
+	    (flags & PSPACE_TILE_FLAG_SHUFFLE) == 0)
 		return pspace_err_set(PSPACE_ECORRUPT,
-		                      "zstd-planes tile flags 0x%02x lack the shuffle bit", flags);
+		                      "planes tile flags 0x%02x lack the shuffle bit", flags);
 
 	h.dtype = (pspace_dtype)dtype;
 	h.codec = (pspace_codec_id)codec;
@@ -161,13 +182,13 @@ int pspace_tile_parse(pspace_tile_header *out, const void *buf, size_t len)
 	if (h.codec == PSPACE_CODEC_ZSTD && h.payload_len == 0)
 		return pspace_err_set(PSPACE_ECORRUPT, "zstd tile has an empty payload");
 	/* each plane takes at least one byte and at most n, after the 4*es-byte table */
-	if (h.codec == PSPACE_CODEC_ZSTD_PLANES &&
+	if ((h.codec == PSPACE_CODEC_ZSTD_PLANES || h.codec == PSPACE_CODEC_PLANES) &&
 	    (h.payload_len < 5 * es || (uint64_t)h.payload_len > 4 * (uint64_t)es + raw))
 		return pspace_err_set(PSPACE_ECORRUPT,
-		                      "zstd-planes tile payload %" PRIu32 " bytes, %" PRIu32
-		                      "x%" PRIu32 " %s needs %zu..%zu",
-		                      h.payload_len, h.rows, h.cols, pspace_dtype_name(h.dtype),
-		                      5 * es, 4 * es + raw);
+		                      "%s tile payload %" PRIu32 " bytes, %" PRIu32 "x%" PRIu32
+		                      " %s needs %zu..%zu",
+		                      planes_name(h.codec), h.payload_len, h.rows, h.cols,
+		                      pspace_dtype_name(h.dtype), 5 * es, 4 * es + raw);
 	if (h.dtype != PSPACE_F16 && h.scale_exp != 0)
 		return pspace_err_set(PSPACE_ECORRUPT,
 		                      "tile scale exponent %" PRId32 " on a %s tile", h.scale_exp,
@@ -234,18 +255,23 @@ static int zstd_cfail(size_t r, int level)
 }
 
 /*
- * Writes the codec 2 payload of the @p es planes of @p n bytes at
- * @p shuf into @p payload (room for 4*es + es*n bytes).
- * @return 0 and *z, the payload length, or PSPACE_ECODEC / PSPACE_ENOMEM.
+ * Writes the codec 2 or 3 payload of the @p es planes of @p n bytes at
+ * @p shuf into @p payload (room for 4*es + es*n bytes): each plane raw, a
+ * zstd frame or (codec 3) a nibble plane, as PLANE_FAST_LEVEL says; with
+ * @p zstd_only, zstd or raw as at higher levels.
+ * @return 0, *z, the payload length, and *codec, or PSPACE_ECODEC / PSPACE_ENOMEM.
  */
-static int compress_planes(pspace_codec *c, int level, unsigned char *payload,
-                           const unsigned char *shuf, size_t n, size_t es, size_t *z)
+static int compress_planes(pspace_codec *c, int level, int zstd_only, unsigned char *payload,
+                           const unsigned char *shuf, size_t n, size_t es, size_t *z,
+                           unsigned *codec)
 {
 	unsigned char *p = payload + 4 * es;
-	/* the largest frame kept; zstd stops with dstSize_tooSmall beyond it */
+	/* the largest plane kept; zstd stops with dstSize_tooSmall beyond it */
 	size_t keep = (size_t)(((uint64_t)n * PLANE_KEEP_PCT - 1) / 100);
+	int fast = level <= PLANE_FAST_LEVEL && !zstd_only;
 	size_t r = ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_compressionLevel, level);
 
+	*codec = PSPACE_CODEC_ZSTD_PLANES;
 	/* negative levels store literals unencoded: only matches can shrink a plane */
 	if (!ZSTD_isError(r))
 		r = ZSTD_CCtx_setParameter(c->cctx, ZSTD_c_minMatch,
@@ -254,9 +280,31 @@ static int compress_planes(pspace_codec *c, int level, unsigned char *payload,
 		return zstd_cfail(r, level);
 	for (size_t b = 0; b < es; b++) {
 		const unsigned char *plane = shuf + b * n;
+		uint32_t kind = 0; /* zstd */
+		int try_zstd = keep > 0;
+		pspace_plane_stats st = {0};
 
 		r = 0;
-		if (keep > 0) {
+		if (fast && keep > 0) {
+			pspace_plane_sample(&st, plane, n);
+			try_zstd = st.bits <= PLANE_NOISE_BITS;
+		}
+		if (fast && try_zstd && n <= PSPACE_TILE_PLANE_LEN3) {
+			size_t est;
+
+			pspace_plane_dict(&st);
+			est = pspace_nibble_size(n, (size_t)(st.escapes * (double)n));
+
+			if (est <= keep &&
+			    (double)est <= PLANE_NIBBLE_SLACK * st.bits * (double)n / 8)
+				r = pspace_nibble_encode(p, keep, plane, n, st.dict, st.ncodes);
+			if (r > 0) {
+				kind = PSPACE_TILE_PLANE_NIBBLE;
+				*codec = PSPACE_CODEC_PLANES;
+				try_zstd = 0;
+			}
+		}
+		if (try_zstd) {
 			r = ZSTD_compress2(c->cctx, p, keep, plane, n);
 			if (ZSTD_isError(r)) {
 				ZSTD_CCtx_reset(c->cctx, ZSTD_reset_session_only);
@@ -270,7 +318,7 @@ static int compress_planes(pspace_codec *c, int level, unsigned char *payload,
 			put_le32(payload + 4 * b, PSPACE_TILE_PLANE_RAW | (uint32_t)n);
 			p += n;
 		} else {
-			put_le32(payload + 4 * b, (uint32_t)r);
+			put_le32(payload + 4 * b, kind | (uint32_t)r);
 			p += r;
 		}
 	}
@@ -296,10 +344,20 @@ static int compress(pspace_codec *c, int level, unsigned char *dst, size_t cap, 
 	return 0;
 }
 
+static int out_of_range(pspace_dtype dtype, double m, double max)
+{
+	return pspace_err_set(PSPACE_ENUMERIC,
+	                      "a value of magnitude %.6g is beyond the %s range (%.6g): store "
+	                      "the matrix at f64 precision (pspace build --precision f64)",
+	                      m, pspace_dtype_name(dtype), max);
+}
+
 /*
  * The f16 scale exponent, and the refusal of finite values that the stored
  * type cannot hold (f32, bf16: they would turn into infinities; f16 tiles
  * are scaled to fit). Inf and NaN in the source are stored as they are.
+ * f64 to f32 is checked after the conversion instead (check_converted):
+ * one scan of the floats in the cache, not one of the doubles in memory.
  */
 static int check_range(pspace_dtype dtype, pspace_dtype src_type, const void *src, size_t ld,
                        uint32_t rows, uint32_t cols, int32_t *scale_exp)
@@ -309,19 +367,32 @@ static int check_range(pspace_dtype dtype, pspace_dtype src_type, const void *sr
 	double m;
 
 	*scale_exp = 0;
-	if (dtype == PSPACE_F64 || (dtype == PSPACE_F32 && src_type == PSPACE_F32))
+	if (dtype == PSPACE_F64 || dtype == PSPACE_F32)
 		return 0;
 	m = pspace_convert_maxabs(src_type, src, ld, rows, cols);
 	if (dtype == PSPACE_F16) {
 		*scale_exp = pspace_f16_scale_exp(m);
 		return 0;
 	}
-	if (m <= max)
+	return m <= max ? 0 : out_of_range(dtype, m, max);
+}
+
+/*
+ * After f64 -> f32 into @p elems (contiguous): an infinity there came from
+ * an infinite source or a finite value beyond the f32 range, which the
+ * source's largest finite magnitude tells apart (values that round to
+ * FLT_MAX are kept).
+ */
+static int check_converted(pspace_dtype dtype, pspace_dtype src_type, const void *src, size_t ld,
+                           uint32_t rows, uint32_t cols, const void *elems)
+{
+	double m;
+
+	if (dtype != PSPACE_F32 || src_type != PSPACE_F64 ||
+	    !pspace_convert_has_inf_f32(elems, (size_t)rows * cols))
 		return 0;
-	return pspace_err_set(PSPACE_ENUMERIC,
-	                      "a value of magnitude %.6g is beyond the %s range (%.6g): store "
-	                      "the matrix at f64 precision (pspace build --precision f64)",
-	                      m, pspace_dtype_name(dtype), max);
+	m = pspace_convert_maxabs(src_type, src, ld, rows, cols);
+	return (float)m <= FLT_MAX ? 0 : out_of_range(dtype, m, FLT_MAX);
 }
 
 int pspace_tile_encode(pspace_codec *c, const pspace_codec_opts *opts, pspace_dtype src_type,
@@ -339,7 +410,7 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 	const pspace_codec_opts *o = opts;
 	size_t es, raw, cap, plen, z = 0;
 	int32_t scale_exp = 0;
-	unsigned codec = PSPACE_CODEC_RAW, flags = 0;
+	unsigned codec = PSPACE_CODEC_RAW, flags = 0, planes_codec = PSPACE_CODEC_ZSTD_PLANES;
 	int planes = 0;
 	unsigned char *tile = NULL;
 	const unsigned char *elems = NULL;
@@ -386,6 +457,8 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 		}
 		rc = pspace_convert_block(o->dtype, tile + HDR, cols, src_type, src, ld, rows, cols,
 		                          scale_exp);
+		if (rc == 0)
+			rc = check_converted(o->dtype, src_type, src, ld, rows, cols, tile + HDR);
 		if (rc != 0)
 			goto out;
 		goto header;
@@ -403,6 +476,8 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 		}
 		rc = pspace_convert_block(o->dtype, a, cols, src_type, src, ld, rows, cols,
 		                          scale_exp);
+		if (rc == 0)
+			rc = check_converted(o->dtype, src_type, src, ld, rows, cols, a);
 		if (rc != 0)
 			goto out;
 		elems = a;
@@ -423,7 +498,9 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 		}
 		pspace_shuffle(b, elems, raw / es, es);
 		if (planes)
-			rc = compress_planes(c, o->level, tile + HDR, b, raw / es, es, &z);
+			rc = compress_planes(c, o->level,
+			                     (eflags & PSPACE_TILE_ENCODE_ZSTD_ONLY) != 0,
+			                     tile + HDR, b, raw / es, es, &z, &planes_codec);
 		else
 			rc = compress(c, o->level, tile + HDR, cap, b, raw, &z);
 	} else {
@@ -432,7 +509,7 @@ int pspace_tile_encode_ex(pspace_codec *c, const pspace_codec_opts *opts, unsign
 	if (rc != 0)
 		goto out;
 	if (z <= UINT32_MAX && (double)raw >= o->min_ratio * (double)z) {
-		codec = planes ? PSPACE_CODEC_ZSTD_PLANES : PSPACE_CODEC_ZSTD;
+		codec = planes ? planes_codec : PSPACE_CODEC_ZSTD;
 		flags = o->shuffle ? PSPACE_TILE_FLAG_SHUFFLE : 0;
 	} else {
 		/* compression does not pay: store the elements as they are */
@@ -468,90 +545,120 @@ static int zstd_dfail(size_t r, size_t plane)
 
 	if (plane == SIZE_MAX)
 		return pspace_err_set(rc, "zstd decompression failed: %s", ZSTD_getErrorName(r));
-	return pspace_err_set(rc, "zstd-planes tile plane %zu: decompression failed: %s", plane,
+	return pspace_err_set(rc, "tile plane %zu: decompression failed (zstd): %s", plane,
 	                      ZSTD_getErrorName(r));
 }
 
 /*
- * Reads and checks the plane length table of a codec 2 payload of @p plen
- * bytes: @p es planes of @p n bytes. @return 0 and lens[b] (raw bit
- * included), or PSPACE_ECORRUPT.
+ * Reads and checks the plane length table of a codec 2 or 3 payload of
+ * @p plen bytes: @p es planes of @p n bytes. @return 0, lens[b] (the
+ * stored length) and kinds[b] (0 zstd, PSPACE_TILE_PLANE_RAW or
+ * PSPACE_TILE_PLANE_NIBBLE), or PSPACE_ECORRUPT.
  */
-static int parse_planes(const unsigned char *payload, uint32_t plen, size_t es, size_t n,
-                        uint32_t *lens)
+static int parse_planes(const unsigned char *payload, uint32_t plen, pspace_codec_id codec,
+                        size_t es, size_t n, uint32_t *lens, uint32_t *kinds)
 {
+	const char *name = planes_name(codec);
 	uint64_t sum = 0;
 
 	if (plen < 4 * es)
 		return pspace_err_set(PSPACE_ECORRUPT,
-		                      "zstd-planes payload of %" PRIu32
+		                      "%s payload of %" PRIu32
 		                      " bytes is shorter than its %zu-byte plane table",
-		                      plen, 4 * es);
+		                      name, plen, 4 * es);
 	for (size_t b = 0; b < es; b++) {
 		uint32_t v = get_le32(payload + 4 * b), l = v & PSPACE_TILE_PLANE_LEN;
 
-		if ((v & PSPACE_TILE_PLANE_RAW) != 0 && l != n)
+		kinds[b] = 0;
+		if ((v & PSPACE_TILE_PLANE_RAW) != 0) {
+			kinds[b] = PSPACE_TILE_PLANE_RAW;
+		} else if (codec == PSPACE_CODEC_PLANES && (v & PSPACE_TILE_PLANE_NIBBLE) != 0) {
+			kinds[b] = PSPACE_TILE_PLANE_NIBBLE;
+			l = v & PSPACE_TILE_PLANE_LEN3;
+		}
+		if (kinds[b] == PSPACE_TILE_PLANE_RAW && l != n)
 			return pspace_err_set(PSPACE_ECORRUPT,
-			                      "zstd-planes tile plane %zu: stored raw with %" PRIu32
+			                      "%s tile plane %zu: stored raw with %" PRIu32
 			                      " bytes, planes hold %zu",
-			                      b, l, n);
-		if ((v & PSPACE_TILE_PLANE_RAW) == 0 && (l == 0 || l >= n))
+			                      name, b, l, n);
+		if (kinds[b] == PSPACE_TILE_PLANE_NIBBLE &&
+		    (l < pspace_nibble_size(n, 0) || l >= n))
 			return pspace_err_set(PSPACE_ECORRUPT,
-			                      "zstd-planes tile plane %zu: zstd frame of %" PRIu32
+			                      "%s tile plane %zu: nibble plane of %" PRIu32
+			                      " bytes, must be %zu..%zu",
+			                      name, b, l, pspace_nibble_size(n, 0), n - 1);
+		if (kinds[b] == 0 && (l == 0 || l >= n))
+			return pspace_err_set(PSPACE_ECORRUPT,
+			                      "%s tile plane %zu: zstd frame of %" PRIu32
 			                      " bytes, must be 1..%zu",
-			                      b, l, n - 1);
-		lens[b] = v;
+			                      name, b, l, n - 1);
+		lens[b] = l;
 		sum += l;
 	}
 	if (sum != plen - 4 * es)
 		return pspace_err_set(PSPACE_ECORRUPT,
-		                      "zstd-planes tile plane lengths sum to %" PRIu64
+		                      "%s tile plane lengths sum to %" PRIu64
 		                      " bytes, the payload holds %zu after the plane table",
-		                      sum, (size_t)plen - 4 * es);
+		                      name, sum, (size_t)plen - 4 * es);
 	return 0;
 }
 
 int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uint32_t plen,
-                              size_t es, size_t n, unsigned char *t, const void **pl,
-                              uint32_t *plane_crc)
+                              pspace_codec_id codec, size_t es, size_t n, unsigned char *t,
+                              const void **pl, uint32_t *plane_crc, uint32_t *plane_len)
 {
-	uint32_t lens[PSPACE_SHUFFLE_MAX_ES];
+	uint32_t lens[PSPACE_SHUFFLE_MAX_ES], kinds[PSPACE_SHUFFLE_MAX_ES];
+	const char *name = planes_name(codec);
 	size_t off = 4 * es, r;
 	int rc;
 
 	if (es > PSPACE_SHUFFLE_MAX_ES) /* the stored types have 2, 4 or 8 bytes */
-		return pspace_err_set(PSPACE_ECORRUPT, "zstd-planes tile of %zu-byte elements", es);
-	rc = parse_planes(payload, plen, es, n, lens);
+		return pspace_err_set(PSPACE_ECORRUPT, "%s tile of %zu-byte elements", name, es);
+	rc = parse_planes(payload, plen, codec, es, n, lens, kinds);
 	if (rc != 0)
 		return rc;
 	for (size_t b = 0; b < es; b++) {
 		const unsigned char *src = payload + off;
-		size_t l = lens[b] & PSPACE_TILE_PLANE_LEN;
+		size_t l = lens[b];
 
 		off += l;
 		if (plane_crc != NULL)
 			plane_crc[b] = 0;
-		if ((lens[b] & PSPACE_TILE_PLANE_RAW) != 0) {
+		if (plane_len != NULL)
+			plane_len[b] = kinds[b] == PSPACE_TILE_PLANE_RAW
+			                   ? PSPACE_TILE_PLANE_RAW | lens[b]
+			                   : lens[b];
+		if (kinds[b] == PSPACE_TILE_PLANE_RAW) {
 			pl[b] = src;
 			continue;
 		}
-		r = ZSTD_findFrameCompressedSize(src, l);
-		if (ZSTD_isError(r) || r != l)
-			return pspace_err_set(PSPACE_ECORRUPT,
-			                      "zstd-planes tile plane %zu: its %zu bytes are not "
-			                      "exactly one zstd frame",
-			                      b, l);
-		r = ZSTD_decompressDCtx(c->dctx, t + b * n, n, src, l);
-		if (ZSTD_isError(r))
-			return zstd_dfail(r, b);
-		if (r != n)
-			return pspace_err_set(
-			    PSPACE_ECORRUPT,
-			    "zstd-planes tile plane %zu decompressed to %zu bytes, "
-			    "planes hold %zu",
-			    b, r, n);
+		if (kinds[b] == PSPACE_TILE_PLANE_NIBBLE) {
+			if (pspace_nibble_decode(t + b * n, n, src, l) != 0)
+				return pspace_err_set(
+				    PSPACE_ECORRUPT,
+				    "%s tile plane %zu: nibble plane of %zu bytes "
+				    "is malformed (reserved byte, padding or "
+				    "escape count)",
+				    name, b, l);
+		} else {
+			r = ZSTD_findFrameCompressedSize(src, l);
+			if (ZSTD_isError(r) || r != l)
+				return pspace_err_set(PSPACE_ECORRUPT,
+				                      "%s tile plane %zu: its %zu bytes are not "
+				                      "exactly one zstd frame",
+				                      name, b, l);
+			r = ZSTD_decompressDCtx(c->dctx, t + b * n, n, src, l);
+			if (ZSTD_isError(r))
+				return zstd_dfail(r, b);
+			if (r != n)
+				return pspace_err_set(
+				    PSPACE_ECORRUPT,
+				    "%s tile plane %zu decompressed to %zu bytes, "
+				    "planes hold %zu",
+				    name, b, r, n);
+		}
 		pl[b] = t + b * n;
-		/* the frame just read is in the cache */
+		/* the plane just read is in the cache */
 		if (plane_crc != NULL)
 			plane_crc[b] = pspace_crc32c(0, src, l);
 	}
@@ -559,14 +666,15 @@ int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uin
 }
 
 /*
- * Decodes a codec 2 payload: the zstd planes into @p t (plane b at b*n),
- * then unshuffles them and the raw planes, read in place, into @p u.
+ * Decodes a codec 2 or 3 payload: the coded planes into @p t (plane b at
+ * b*n), then unshuffles them and the raw planes, read in place, into @p u.
  */
-static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t plen, size_t es,
-                         size_t n, unsigned char *t, unsigned char *u)
+static int decode_planes(pspace_codec *c, const unsigned char *payload, uint32_t plen,
+                         pspace_codec_id codec, size_t es, size_t n, unsigned char *t,
+                         unsigned char *u)
 {
 	const void *pl[PSPACE_SHUFFLE_MAX_ES];
-	int rc = pspace_tile_planes_decode(c, payload, plen, es, n, t, pl, NULL);
+	int rc = pspace_tile_planes_decode(c, payload, plen, codec, es, n, t, pl, NULL, NULL);
 
 	if (rc == 0)
 		pspace_unshuffle_planes(u, pl, n, es);
@@ -591,13 +699,13 @@ static int decode_payload(pspace_codec *c, const unsigned char *buf, const pspac
 	size_t r;
 	int rc;
 
-	if (h->codec == PSPACE_CODEC_ZSTD_PLANES) {
+	if (h->codec == PSPACE_CODEC_ZSTD_PLANES || h->codec == PSPACE_CODEC_PLANES) {
 		unsigned char *t = pspace_codec_scratch(c, PSPACE_CODEC_BUF_A, raw);
 		unsigned char *u = direct ? dst : pspace_codec_scratch(c, PSPACE_CODEC_BUF_B, raw);
 
 		if (t == NULL || u == NULL)
 			return PSPACE_ENOMEM;
-		rc = decode_planes(c, payload, h->payload_len, es, n, t, u);
+		rc = decode_planes(c, payload, h->payload_len, h->codec, es, n, t, u);
 		if (rc != 0)
 			return rc;
 		elems = u;

@@ -6,8 +6,8 @@
  *   0    4     magic "PSTL" (bytes 'P','S','T','L')
  *   4    1     header version = 1
  *   5    1     dtype (pspace_dtype id: 1 f64, 2 f32, 3 bf16, 4 f16)
- *   6    1     codec (0 raw, 1 zstd, 2 zstd planes)
- *   7    1     flags (bit 0: byte shuffle; set for codec 2, optional for
+ *   6    1     codec (0 raw, 1 zstd, 2 zstd planes, 3 planes)
+ *   7    1     flags (bit 0: byte shuffle; set for codecs 2 and 3, optional for
  *                     codec 1, clear for codec 0; other bits 0)
  *   8    4     rows (u32, > 0)
  *   12   4     cols (u32, > 0)
@@ -47,6 +47,26 @@
  * Flags bit 0 is set. The encoder stores a plane raw when its frame is
  * not below 97% of n, and the whole tile raw (codec 0) when the payload
  * misses the tile's min_ratio.
+ *
+ * Codec 3, planes (written since pspace 0.4 when a plane is nibble-coded,
+ * else codec 2): codec 2's layout with a third kind of plane. A table
+ * entry with bit 31 set is a raw plane as before; with bit 31 clear and
+ * bit 30 set, the low 30 bits are the length of a nibble plane
+ * (16 + ceil(n/2) .. n-1 bytes); both clear, a zstd frame as before (1 ..
+ * n-1 bytes). Written only for n < 2^30. A nibble plane (nibble.h):
+ *
+ *   off            size         field
+ *   0              16           dictionary: byte of codes 0..14; byte 15 is 0
+ *   16             ceil(n/2)    codes: byte j holds the codes of bytes 2j
+ *                               (low nibble) and 2j+1 (high nibble; 0 past
+ *                               the plane's end)
+ *   16+ceil(n/2)   e            escapes: for each code 15 in plane order,
+ *                               the byte itself (e = the number of code 15s)
+ *
+ * The encoder codes a plane as nibbles at zstd levels up to 9 when a
+ * sample of it says the nibble plane is kept (below 97% of n) and within
+ * 4/3 of the sample's order-0 entropy; a sample above 7.75 bits a byte is
+ * stored raw without trying zstd.
  */
 #ifndef PSPACE_SRC_CODEC_TILE_FORMAT_H
 #define PSPACE_SRC_CODEC_TILE_FORMAT_H
@@ -66,6 +86,8 @@
 #define PSPACE_TILE_CRC_SPAN     24          /* header bytes covered by the checksum */
 #define PSPACE_TILE_PLANE_RAW    0x80000000u /* codec 2 plane length: plane stored raw */
 #define PSPACE_TILE_PLANE_LEN    0x7fffffffu /* codec 2 plane length: the byte count */
+#define PSPACE_TILE_PLANE_NIBBLE 0x40000000u /* codec 3 plane length: a nibble plane */
+#define PSPACE_TILE_PLANE_LEN3   0x3fffffffu /* codec 3 coded plane length: the byte count */
 
 /*
  * The layout as a struct, for the offsets below and the size check only:

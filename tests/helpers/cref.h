@@ -33,12 +33,13 @@ void cref_make_header(unsigned char *t, unsigned dtype, unsigned codec, unsigned
 struct cref_planes {
 	size_t es, n;
 	uint32_t len[8];
-	int raw[8];
+	int raw[8], nibble[8];
 };
 
 /**
- * Reads a zstd-planes tile without the library: the table into @p pi,
- * each plane (ZSTD_decompress or a copy), the unshuffle, and (if @p vals)
+ * Reads a planes tile (codec 2 or 3) without the library: the table into
+ * @p pi, each plane (ZSTD_decompress, its own nibble decoder or a copy),
+ * the unshuffle, and (if @p vals)
  * the stored values as double (f16 scaled back by 2^-e). Checks the
  * table's consistency on the way.
  */
