@@ -25,9 +25,9 @@ extern "C" {
 #endif
 
 #define PSPACE_VERSION_MAJOR  0
-#define PSPACE_VERSION_MINOR  3
+#define PSPACE_VERSION_MINOR  4
 #define PSPACE_VERSION_PATCH  0
-#define PSPACE_VERSION_STRING "0.3.0"
+#define PSPACE_VERSION_STRING "0.4.0"
 
 /** On-disk store format version written into every new store. */
 #define PSPACE_FORMAT_VERSION 1

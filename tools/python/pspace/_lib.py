@@ -24,7 +24,7 @@ DTYPES = {"f64": 1, "f32": 2, "bf16": 3, "f16": 4}
 LAYER_LINEAR, LAYER_CONV1D, LAYER_CONV2D, LAYER_EMBEDDING = 1, 2, 3, 4
 
 
-API_VERSION = "0.3"
+API_VERSION = "0.4"
 
 
 def _candidates():
