@@ -37,7 +37,7 @@ static void tiles(const char *dir)
 		pspace_dtype dtype;
 		int level, shuffle;
 		uint32_t rows, cols;
-		int smooth; /* compressible values */
+		int smooth; /* 1: compressible values; 2: Fisher-like magnitudes (nibble planes) */
 	} specs[] = {
 	    {"raw_f32", PSPACE_F32, 0, 0, 3, 4, 0},
 	    {"raw_f64", PSPACE_F64, 0, 0, 2, 2, 0},
@@ -49,6 +49,8 @@ static void tiles(const char *dir)
 	    {"raw_f16", PSPACE_F16, 0, 0, 4, 4, 0},
 	    {"planes_f16", PSPACE_F16, 1, 1, 8, 8, 1},
 	    {"raw_bf16", PSPACE_BF16, 0, 0, 1, 3, 0},
+	    {"nibble_f32", PSPACE_F32, 1, 1, 15, 17, 2},
+	    {"nibble_bf16", PSPACE_BF16, 1, 1, 16, 16, 2},
 	};
 	pspace_codec *c = NULL;
 	double v[256];
@@ -68,8 +70,9 @@ static void tiles(const char *dir)
 		o.shuffle = specs[k].shuffle;
 		o.min_ratio = 1.0;
 		for (uint32_t i = 0; i < specs[k].rows * specs[k].cols; i++)
-			v[i] = specs[k].smooth ? (double)(i % 7) * 0.25
-			                       : sin(1.0 + i) * 1e-3 * (i + 1);
+			v[i] = specs[k].smooth == 2 ? (i % 2 ? -1e-3 : 1e-3) * exp(4.0 * sin(1.0 + 0.7 * i))
+			       : specs[k].smooth    ? (double)(i % 7) * 0.25
+			                            : sin(1.0 + i) * 1e-3 * (i + 1);
 		rc = pspace_tile_encode(c, &o, PSPACE_F64, v, specs[k].rows, specs[k].cols,
 		                        specs[k].cols, &enc, &len);
 		if (rc)
