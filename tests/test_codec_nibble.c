@@ -154,7 +154,7 @@ static void test_codec_nibble_sample(void **state)
 			if (cnt[v] > 0)
 				h -= cnt[v] / 4000.0 * log2(cnt[v] / 4000.0);
 		pspace_plane_sample(&st, p, sizeof(p));
-		assert_true(fabs(st.bits - h) < 0.01);
+		assert_true(fabs(st.bits - h) < 1e-3);
 	}
 }
 

@@ -30,7 +30,7 @@
 typedef struct pspace_plane_stats {
 	uint32_t count[256]; /**< the sample's histogram */
 	uint32_t total;      /**< bytes in the sample */
-	double bits;         /**< its order-0 entropy, bits per byte (to ~0.01) */
+	double bits;         /**< its order-0 entropy, bits per byte (to 1e-3) */
 	/* pspace_plane_dict(): */
 	double escapes;   /**< fraction of the sample outside the dictionary */
 	uint8_t dict[16]; /**< the 15 most frequent bytes of the sample (dict[15] = 0) */
