@@ -18,7 +18,10 @@
  * accumulator and adds it to Y when its row changes or the pass ends; the
  * mirrored products are added tile by tile. Each addition holds the mutex
  * of its row band (NLOCKS stripes, band index modulo NLOCKS), so memory per
- * worker is O(tile * k), never O(d).
+ * worker is O(tile * k), never O(d); the 16-lane kernel adds one float copy
+ * of X for the pass (d x 16 floats, half of X with 16 vectors), shared by
+ * the workers, whose tile bookkeeping is then contiguous (results
+ * element-major until they are added to Y).
  */
 #include <blis.h>
 #include <pthread.h>
@@ -63,14 +66,15 @@ typedef struct mm_ctx {
 	uint64_t *band_base; /* per block: global index of its first tile row */
 	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
 	int wide;            /* panels with the 16-lane kernel: float vectors element-major */
+	float *xw;           /* wide: X as float, element-major (d x WIDE), made once a pass */
 	mm_lock locks[NLOCKS];
 } mm_ctx;
 
 typedef struct mm_ws {
 	rntm_t rntm;
-	/* the float vectors are k x edge, or edge x WIDE (element-major) when c->wide */
-	float *xc;    /* X at the tile's columns, as float */
-	float *xr;    /* X at the tile's rows, as float (cached per row) */
+	/* the vectors are k x edge, or edge x WIDE (element-major) when c->wide */
+	float *xc;    /* X at the tile's columns, as float (c->wide: c->xw instead) */
+	float *xr;    /* X at the tile's rows, as float, cached per row (c->wide: c->xw) */
 	float *yf;    /* one float product */
 	float *yc;    /* the fused kernel's mirrored product */
 	double *ysum; /* k x edge: the mirrored products of one tile address */
@@ -80,7 +84,10 @@ typedef struct mm_ws {
 	uint64_t ar0;
 } mm_ws;
 
-/* Y[off.., j] += scale * buf[j * edge + i] under the lock of band @p band. */
+/*
+ * Y[off + i, j] += buf[j * edge + i] (or buf[i * WIDE + j] when c->wide:
+ * element-major) under the lock of band @p band.
+ */
 static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const double *buf)
 {
 	pthread_mutex_t *mu = &c->locks[band % NLOCKS].mu;
@@ -88,10 +95,16 @@ static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const
 	pthread_mutex_lock(mu);
 	for (uint32_t j = 0; j < c->k; j++) {
 		double *y = c->Y + j * c->ldy + off;
-		const double *b = buf + (size_t)j * c->edge;
 
-		for (uint32_t i = 0; i < len; i++)
-			y[i] += b[i];
+		if (c->wide) {
+			for (uint32_t i = 0; i < len; i++)
+				y[i] += buf[(size_t)i * WIDE + j];
+		} else {
+			const double *b = buf + (size_t)j * c->edge;
+
+			for (uint32_t i = 0; i < len; i++)
+				y[i] += b[i];
+		}
 	}
 	pthread_mutex_unlock(mu);
 }
@@ -115,24 +128,27 @@ static void to_float(const mm_ctx *c, uint64_t off, uint32_t len, float *dst)
 	}
 }
 
-/* dst[p * WIDE + j] = X[j, off + p] as float over len x WIDE, zero beyond k. */
-static void to_float_wide(const mm_ctx *c, uint64_t off, uint32_t len, float *dst)
+/*
+ * xw[p * WIDE + j] = X[j, p] as float for p < d, zero beyond k: the
+ * vectors of the 16-lane kernel for the whole pass, made once (d x 64
+ * bytes, half of X with 16 vectors) instead of for every tile from X's
+ * columns, a strided transposition that took a tenth of the pass.
+ */
+static void make_xw(mm_ctx *c, uint64_t d)
 {
-	memset(dst, 0, (size_t)len * WIDE * sizeof(float));
-	for (uint32_t j = 0; j < c->k; j++) {
-		const double *x = c->X + j * c->ldx + off;
+	for (uint64_t p = 0; p < d; p++) {
+		float *o = c->xw + p * WIDE;
 
-		for (uint32_t p = 0; p < len; p++)
-			dst[(size_t)p * WIDE + j] = (float)x[p];
+		for (uint32_t j = 0; j < WIDE; j++)
+			o[j] = j < c->k ? (float)c->X[j * c->ldx + p] : 0.0f;
 	}
 }
 
-/* dst[j, i] += a * src[i * WIDE + j] over k x len. */
-static void axpy_wide(const mm_ctx *c, uint32_t len, double a, const float *src, double *dst)
+/* dst[i] += a * src[i] over len x WIDE, both element-major (lanes past k unused). */
+static void axpy_wide(uint32_t len, double a, const float *src, double *dst)
 {
-	for (uint32_t j = 0; j < c->k; j++)
-		for (uint32_t i = 0; i < len; i++)
-			dst[(size_t)j * c->edge + i] += a * src[(size_t)i * WIDE + j];
+	for (size_t i = 0; i < (size_t)len * WIDE; i++)
+		dst[i] += a * src[i];
 }
 
 /* dst[j, i] += a * src[j, i] over k x len. */
@@ -180,10 +196,7 @@ static void mm_free(void *ws, void *ud)
 static void need_xr(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 {
 	if (!w->has_xr || w->xb != st->block || w->xrow != st->row) {
-		if (c->wide)
-			to_float_wide(c, st->r0, st->tile_rows, w->xr);
-		else
-			to_float(c, st->r0, st->tile_rows, w->xr);
+		to_float(c, st->r0, st->tile_rows, w->xr);
 		w->has_xr = 1;
 		w->xb = st->block;
 		w->xrow = st->row;
@@ -259,7 +272,9 @@ static void switch_acc(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 	if (w->has_acc && w->ab == st->block && w->ar == st->row)
 		return;
 	flush_acc(c, w);
-	for (uint32_t j = 0; j < c->k; j++)
+	if (c->wide)
+		memset(w->acc, 0, (size_t)st->tile_rows * WIDE * sizeof(double));
+	for (uint32_t j = 0; !c->wide && j < c->k; j++)
 		memset(w->acc + (size_t)j * c->edge, 0, st->tile_rows * sizeof(double));
 	w->has_acc = 1;
 	w->ab = st->block;
@@ -281,12 +296,11 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		return 0;
 	if (st->prow == 0) {
 		switch_acc(c, w, st);
-		if (c->wide)
-			to_float_wide(c, st->c0, st->cols, w->xc);
-		else
+		if (!c->wide)
 			to_float(c, st->c0, st->cols, w->xc);
 		if (st->mirrored) {
-			need_xr(c, w, st);
+			if (!c->wide)
+				need_xr(c, w, st);
 			if (c->wide)
 				memset(w->yc, 0, (size_t)st->cols * WIDE * sizeof(float));
 			for (uint32_t j = 0; !c->wide && j < c->k; j++)
@@ -294,7 +308,8 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		}
 	}
 	if (c->wide)
-		pspace_fused16_f32(st->data, st->rows, st->cols, w->xc, w->xr + st->prow * WIDE,
+		pspace_fused16_f32(st->data, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
+		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
 		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
 	else
 		pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc,
@@ -302,14 +317,16 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 	if (st->prow + st->rows < st->tile_rows)
 		return 0;
 	if (c->wide)
-		axpy_wide(c, st->tile_rows, a, w->yf, w->acc);
+		axpy_wide(st->tile_rows, a, w->yf, w->acc);
 	else
 		axpy_f(c, st->tile_rows, a, w->yf, w->acc);
 	if (st->mirrored) {
-		for (uint32_t j = 0; j < c->k; j++)
+		if (c->wide)
+			memset(w->ysum, 0, (size_t)st->cols * WIDE * sizeof(double));
+		for (uint32_t j = 0; !c->wide && j < c->k; j++)
 			memset(w->ysum + (size_t)j * c->edge, 0, st->cols * sizeof(double));
 		if (c->wide)
-			axpy_wide(c, st->cols, a, w->yc, w->ysum);
+			axpy_wide(st->cols, a, w->yc, w->ysum);
 		else
 			axpy_f(c, st->cols, a, w->yc, w->ysum);
 		add_to_y(c, c->band_base[st->block] + st->col, st->c0, st->cols, w->ysum);
@@ -409,8 +426,13 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
 	kern.panels = c->panels;
 	c->wide = c->panels && k >= WIDE_MIN_K && pspace_fused16_available();
-	if (c->wide)
+	/* without room for the float copy of X, the k-major kernel does without */
+	if (c->wide && !(c->xw = aligned_alloc(64, (size_t)t[0]->info.d * WIDE * sizeof(float))))
+		c->wide = 0;
+	if (c->wide) {
+		make_xw(c, t[0]->info.d);
 		kern.panel_bytes = WIDE_PANEL_BYTES;
+	}
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);
@@ -423,6 +445,7 @@ out:
 	while (nlocks-- > 0)
 		pthread_mutex_destroy(&c->locks[nlocks].mu);
 	if (c) {
+		free(c->xw);
 		free(c->alpha);
 		free(c->band_base);
 	}
