@@ -6,7 +6,33 @@
 #ifndef PSPACE_SRC_KERNEL_ENGINE_H
 #define PSPACE_SRC_KERNEL_ENGINE_H
 
+#include <pthread.h>
+#include <stdint.h>
+
 #include "kernel/stream.h"
+
+/** Mutexes a kernel's workers take to add into shared output, one per band modulo this. */
+#define PSPACE_STRIPES 64
+
+/**
+ * A stripe of the output's locks, on a cache line of its own, so that
+ * workers adding to different bands share no lines (nor with the fields
+ * they read on every tile).
+ */
+typedef struct pspace_stripe {
+	_Alignas(64) pthread_mutex_t mu;
+} pspace_stripe;
+
+/** Initializes the PSPACE_STRIPES mutexes at @p s. */
+void pspace_stripes_init(pspace_stripe *s);
+/** Destroys the PSPACE_STRIPES mutexes at @p s. */
+void pspace_stripes_destroy(pspace_stripe *s);
+
+/** @return the mutex of band @p band. */
+static inline pthread_mutex_t *pspace_stripe_mu(pspace_stripe *s, uint64_t band)
+{
+	return &s[band % PSPACE_STRIPES].mu;
+}
 
 /**
  * One pass over blocks [@p bfirst, @p blast] of the @p n matrices @p t

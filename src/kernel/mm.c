@@ -17,7 +17,7 @@
  * one tile row (streaming order walks a row at a time) in a local double
  * accumulator and adds it to Y when its row changes or the pass ends; the
  * mirrored products are added tile by tile. Each addition holds the mutex
- * of its row band (NLOCKS stripes, band index modulo NLOCKS), so memory per
+ * of its row band (PSPACE_STRIPES stripes, band index modulo their number), so memory per
  * worker is O(tile * k), never O(d); the 16-lane kernel adds one float copy
  * of X for the pass (d x 16 floats, half of X with 16 vectors), shared by
  * the workers, whose tile bookkeeping is then contiguous (results
@@ -33,7 +33,6 @@
 #include "kernel/fused.h"
 #include "kernel/stream.h"
 
-#define NLOCKS 64
 /* Up to this many right-hand sides, f32 tiles go through the fused kernel
  * (one sweep per tile row for both products; measured faster than two
  * BLIS calls up to k = 16 with 256-edge tiles); above, BLIS sgemm. */
@@ -48,12 +47,6 @@
  */
 #define WIDE_PANEL_BYTES ((size_t)128 << 10)
 
-/* A lock on a cache line of its own, so that workers adding to different bands do not share
- * lines (nor with the fields the workers read on every tile). */
-typedef struct mm_lock {
-	_Alignas(64) pthread_mutex_t mu;
-} mm_lock;
-
 typedef struct mm_ctx {
 	const pspace_tiled *t;
 	double *alpha; /* one per matrix: a copy, away from the caller's stack */
@@ -67,7 +60,7 @@ typedef struct mm_ctx {
 	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
 	int wide;            /* panels with the 16-lane kernel: float vectors element-major */
 	float *xw;           /* wide: X as float, element-major (d x WIDE), made once a pass */
-	mm_lock locks[NLOCKS];
+	pspace_stripe locks[PSPACE_STRIPES];
 } mm_ctx;
 
 typedef struct mm_ws {
@@ -90,7 +83,7 @@ typedef struct mm_ws {
  */
 static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const double *buf)
 {
-	pthread_mutex_t *mu = &c->locks[band % NLOCKS].mu;
+	pthread_mutex_t *mu = pspace_stripe_mu(c->locks, band);
 
 	pthread_mutex_lock(mu);
 	for (uint32_t j = 0; j < c->k; j++) {
@@ -167,13 +160,14 @@ static int mm_init(void *ws, void *ud)
 
 	bli_rntm_init(&w->rntm);
 	bli_rntm_set_num_threads(1, &w->rntm);
-	w->xc = malloc(ke * sizeof(float));
-	w->xr = malloc(ke * sizeof(float));
+	/* the 16-lane kernel reads its vectors from c->xw */
+	w->xc = c->wide ? NULL : malloc(ke * sizeof(float));
+	w->xr = c->wide ? NULL : malloc(ke * sizeof(float));
 	w->yf = malloc(ke * sizeof(float));
 	w->yc = malloc(ke * sizeof(float));
 	w->ysum = malloc(ke * sizeof(double));
 	w->acc = malloc(ke * sizeof(double));
-	if (!w->xc || !w->xr || !w->yf || !w->yc || !w->ysum || !w->acc)
+	if ((!c->wide && (!w->xc || !w->xr)) || !w->yf || !w->yc || !w->ysum || !w->acc)
 		return pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory for %u x %u scratch",
 		                      c->k, c->edge);
 	return 0;
@@ -380,7 +374,7 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	pspace_exec ex2;
 	size_t per;
 	uint64_t band = 0;
-	int rc = 0, nlocks = 0;
+	int rc = 0, locks = 0;
 	pspace_stream_kernel kern = {
 	    .worker_size = sizeof(mm_ws),
 	    .worker_init = mm_init,
@@ -421,8 +415,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		c->band_base[b] = band;
 		band += (t[0]->block_dim[b] + c->edge - 1) / c->edge;
 	}
-	for (; nlocks < NLOCKS; nlocks++)
-		pthread_mutex_init(&c->locks[nlocks].mu, NULL);
+	pspace_stripes_init(c->locks);
+	locks = 1;
 	c->panels = n == 1 && k <= FUSED_MAX_K && t[0]->info.codec.dtype != PSPACE_F64;
 	kern.panels = c->panels;
 	c->wide = c->panels && k >= WIDE_MIN_K && pspace_fused16_available();
@@ -437,13 +431,15 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);
 	ex2.mem_budget = pspace_stream_budget(ex);
-	per = (size_t)c->edge * ((c->wide ? WIDE : k) * 4 * sizeof(float) + k * 2 * sizeof(double));
+	/* float vectors (xc, xr unless wide: c->xw), yf, yc, and acc, ysum in double */
+	per = (size_t)c->edge * (c->wide ? WIDE : k) *
+	      ((c->wide ? 2 : 4) * sizeof(float) + 2 * sizeof(double));
 	if (ex2.mem_budget / per < (size_t)ex2.threads)
 		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
 	rc = pspace_stream_multi(t, n, &ex2, &kern, c);
 out:
-	while (nlocks-- > 0)
-		pthread_mutex_destroy(&c->locks[nlocks].mu);
+	if (locks)
+		pspace_stripes_destroy(c->locks);
 	if (c) {
 		free(c->xw);
 		free(c->alpha);

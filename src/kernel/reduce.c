@@ -158,6 +158,18 @@ static void comb_free(void *ws, void *ud)
 }
 
 /* C = sum_i alpha_i T_i over one tile address (ld = cols). @return 0 if all absent. */
+void pspace_stripes_init(pspace_stripe *s)
+{
+	for (int i = 0; i < PSPACE_STRIPES; i++)
+		pthread_mutex_init(&s[i].mu, NULL);
+}
+
+void pspace_stripes_destroy(pspace_stripe *s)
+{
+	for (int i = 0; i < PSPACE_STRIPES; i++)
+		pthread_mutex_destroy(&s[i].mu);
+}
+
 int pspace_stream_combine(const pspace_stream_tile *tiles, size_t n, const double *alpha, double *C)
 {
 	size_t len = (size_t)tiles[0].rows * tiles[0].cols;

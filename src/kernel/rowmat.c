@@ -8,7 +8,7 @@
  * off before any product. Results shared by the workers: the r-sized ones
  * (U, row norms) are summed per worker and merged when the pass ends; the
  * d-sized ones (Y, column sums) are added tile by tile under the mutex of
- * the tile's column strip (NLOCKS stripes), since streaming order puts the
+ * the tile's column strip (PSPACE_STRIPES stripes), since streaming order puts the
  * tiles of one strip a whole tile row apart.
  */
 #include "kernel/rowmat.h"
@@ -23,12 +23,6 @@
 #include "common/error.h"
 #include "kernel/engine.h"
 
-#define NLOCKS 64
-
-typedef struct rm_lock {
-	_Alignas(64) pthread_mutex_t mu;
-} rm_lock;
-
 typedef struct rm_ctx {
 	const pspace_tiled *t;
 	uint64_t r;
@@ -39,7 +33,7 @@ typedef struct rm_ctx {
 	double *out; /* project: U; expand: Y; sumsq: rowsq; read: D */
 	size_t ldo;
 	double *colsq;
-	rm_lock locks[NLOCKS];
+	pspace_stripe locks[PSPACE_STRIPES];
 } rm_ctx;
 
 typedef struct rm_ws {
@@ -79,14 +73,12 @@ static void ctx_init(rm_ctx *c, const pspace_tiled *t, uint64_t r, uint32_t k)
 	c->r = r;
 	c->k = k;
 	c->edge = t->info.tile;
-	for (int i = 0; i < NLOCKS; i++)
-		pthread_mutex_init(&c->locks[i].mu, NULL);
+	pspace_stripes_init(c->locks);
 }
 
 static void ctx_destroy(rm_ctx *c)
 {
-	for (int i = 0; i < NLOCKS; i++)
-		pthread_mutex_destroy(&c->locks[i].mu);
+	pspace_stripes_destroy(c->locks);
 }
 
 static int ws_init(void *ws, void *ud, size_t acc)
@@ -122,7 +114,7 @@ static void ws_free(void *ws, void *ud)
 static void add_locked(rm_ctx *c, uint32_t strip, double *out, size_t ldo, uint64_t off,
                        uint32_t len, double a, const double *buf)
 {
-	pthread_mutex_t *mu = &c->locks[strip % NLOCKS].mu;
+	pthread_mutex_t *mu = pspace_stripe_mu(c->locks, strip);
 
 	pthread_mutex_lock(mu);
 	for (uint32_t j = 0; j < c->k; j++) {
