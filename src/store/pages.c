@@ -28,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -244,6 +245,7 @@ static int load_metas(walker *w, uint64_t txnid)
 {
 	uint8_t p0[PAGE_HDR + META_SIZE];
 	meta_rec m[2];
+	struct stat st;
 	int rc, cur;
 
 	if (w->file_size < 2 * 512)
@@ -258,8 +260,20 @@ static int load_metas(walker *w, uint64_t txnid)
 		return bad(w, "meta page 0 gives page size %u", w->psize);
 	for (int i = 0; i < 2; i++) {
 		rc = read_meta(w, i, &m[i]);
-		if (rc == 0)
-			rc = check_meta_rec(w, &m[i], i);
+		if (rc != 0)
+			return rc;
+	}
+	/*
+	 * The file's size now: a writer (another thread or process) may have
+	 * committed since the caller took it, and its meta page names pages
+	 * past that size. LMDB writes the pages before the meta page and never
+	 * shrinks the file, so a size taken after reading the meta pages covers
+	 * every page they name unless the file was damaged.
+	 */
+	if (fstat(w->fd, &st) == 0 && (uint64_t)st.st_size > w->file_size)
+		w->file_size = (uint64_t)st.st_size;
+	for (int i = 0; i < 2; i++) {
+		rc = check_meta_rec(w, &m[i], i);
 		if (rc != 0)
 			return rc;
 	}
