@@ -9,8 +9,9 @@
  *
  *   build   pspace_build_jacobian of matrix F (kind dense, default codec,
  *           tile 512, all threads, --mem budget), removed between builds;
- *   encode  every tile of F (read back and held as float64 in memory, as
- *           the builder's accumulators hold them) encoded with
+ *   encode  every tile of F (read back and held in memory as the builder
+ *           hands it to the encoder: f32 from one block of f32 products,
+ *           m <= 1024, else float64) encoded with
  *           pspace_writer_encode_tile on the same threads, nothing stored;
  *   write   the tiles, encoded beforehand, stored by one thread with
  *           pspace_writer_put_encoded into a new matrix (begin to finish,
@@ -127,11 +128,17 @@ static int jac_read(void *ud, uint64_t x0, uint64_t nx, double *out, size_t ld)
 	return 0;
 }
 
-/* F's upper tiles in streaming order, as float64, and their encodings. */
+/*
+ * F's upper tiles in streaming order, as the builder hands them to the
+ * encoder (f32 when the m rows make one block of its f32 products, at most
+ * 1024, else float64), and their encodings.
+ */
+#define F32_BLOCK_ROWS 1024
 struct tiles {
 	uint64_t n;
 	uint32_t *row, *col, *rows, *cols;
-	double **data;
+	pspace_dtype type;
+	void **data;
 	void **enc;
 	size_t *len;
 	uint64_t enc_bytes;
@@ -153,8 +160,8 @@ static void tiles_free(struct tiles *t)
 	memset(t, 0, sizeof(*t));
 }
 
-/* Reads every tile of F back, decoded to float64. */
-static int tiles_load(struct tiles *t, pspace_store *s, uint64_t d, uint32_t T)
+/* Reads every tile of F back, decoded to @p type. */
+static int tiles_load(struct tiles *t, pspace_store *s, uint64_t d, uint32_t T, pspace_dtype type)
 {
 	uint64_t nt = (d + T - 1) / T;
 	pspace_reader *r = NULL;
@@ -163,6 +170,7 @@ static int tiles_load(struct tiles *t, pspace_store *s, uint64_t d, uint32_t T)
 
 	memset(t, 0, sizeof(*t));
 	t->n = nt * (nt + 1) / 2;
+	t->type = type;
 	t->row = calloc(t->n, sizeof(*t->row));
 	t->col = calloc(t->n, sizeof(*t->col));
 	t->rows = calloc(t->n, sizeof(*t->rows));
@@ -193,11 +201,11 @@ static int tiles_load(struct tiles *t, pspace_store *s, uint64_t d, uint32_t T)
 		    (uint32_t)(d - (uint64_t)ref.row * T < T ? d - (uint64_t)ref.row * T : T);
 		t->cols[i] =
 		    (uint32_t)(d - (uint64_t)ref.col * T < T ? d - (uint64_t)ref.col * T : T);
-		t->data[i] = malloc((size_t)t->rows[i] * t->cols[i] * sizeof(double));
+		t->data[i] = malloc((size_t)t->rows[i] * t->cols[i] * pspace_dtype_size(type));
 		if (!t->data[i])
 			rc = PSPACE_ENOMEM;
 		else
-			rc = pspace_reader_decode(r, c, &ref, PSPACE_F64, t->data[i], t->cols[i]);
+			rc = pspace_reader_decode(r, c, &ref, type, t->data[i], t->cols[i]);
 		if (i % 64 == 0)
 			bench_progress("reading F's tiles back: %llu / %llu", (unsigned long long)i,
 			               (unsigned long long)t->n);
@@ -226,7 +234,7 @@ static int encode_part(void *ctx, int tid, int nthreads)
 		size_t len;
 
 		rc = pspace_writer_encode_tile(&enc, &len, e->w, c, 0, t->row[i], t->col[i],
-		                               PSPACE_F64, t->data[i], t->cols[i]);
+		                               t->type, t->data[i], t->cols[i]);
 		if (rc == 0 && e->keep) {
 			t->enc[i] = malloc(len);
 			if (!t->enc[i]) {
@@ -356,7 +364,8 @@ static int bench(struct run *r)
 	if (rc == 0)
 		rc = pspace_matrix_info_get(&info, r->s, "F");
 	if (rc == 0)
-		rc = tiles_load(&r->t, r->s, c->d, c->tile);
+		rc = tiles_load(&r->t, r->s, c->d, c->tile,
+		                c->m <= F32_BLOCK_ROWS ? PSPACE_F32 : PSPACE_F64);
 	if (rc != 0)
 		return fail(rc, "reading F back");
 	r->desc =
@@ -396,8 +405,9 @@ static int bench(struct run *r)
 	           c->reps);
 	printf("\n");
 	bench_table_header(stdout, "build_io", "step|>s|>stored MB/s|>logical GB/s");
-	bench_table_row(stdout, "encode (tiles from f64, %d threads)|%.2f|%.0f|%.2f", r->threads,
-	                t_enc, bench_mbps((double)r->t.enc_bytes, t_enc), logical / t_enc / 1e9);
+	bench_table_row(stdout, "encode (tiles from %s, %d threads)|%.2f|%.0f|%.2f",
+	                pspace_dtype_name(r->t.type), r->threads, t_enc,
+	                bench_mbps((double)r->t.enc_bytes, t_enc), logical / t_enc / 1e9);
 	bench_table_row(stdout, "write (encoded tiles, begin to finish)|%.2f|%.0f|%.2f", t_wr,
 	                bench_mbps((double)r->t.enc_bytes, t_wr), logical / t_wr / 1e9);
 	for (int i = 0; i < 2; i++)

@@ -477,7 +477,8 @@ static int check_range(const pass_tiles *pt, size_t k, const double *tile, uint6
 	return 0;
 }
 
-static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols, void *scratch)
+static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols, pspace_dtype *type,
+                     void *scratch)
 {
 	const pass_tiles *pt = ud;
 	const plan *p = pt->p;
@@ -488,6 +489,7 @@ static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols, void *sc
 	const double *acc = sg->acc + pt->off[k];
 
 	(void)scratch;
+	(void)type;
 	for (uint64_t i = 0; i < rows; i++)
 		for (uint64_t j = 0; j < cols; j++) {
 			uint64_t ii = i, jj = j;
@@ -503,13 +505,37 @@ static int fill_tile(void *ud, size_t k, double *tile, uint32_t *ncols, void *sc
 }
 
 /*
+ * An f32 product @p t (rows x cols) scaled in f64 and rounded to f32 in
+ * place, as the f64 path would store it ((float)(scale * (double)t[i])); an
+ * entry that does not fit f32 is an error.
+ */
+static int scale_f32(const pass_tiles *pt, size_t k, float *t, uint64_t rows, uint64_t cols)
+{
+	int ok = 1;
+
+	for (uint64_t i = 0; i < rows * cols; i++) {
+		float v = (float)(pt->scale * (double)t[i]);
+
+		ok &= fabsf(v) <= FLT_MAX; /* NaN compares false */
+		t[i] = v;
+	}
+	for (uint64_t i = 0; !ok && i < rows * cols; i++)
+		if (!(fabsf(t[i]) <= FLT_MAX))
+			return tile_overflow(pt, pt->addr[k], i / cols, i % cols, (double)t[i]);
+	return 0;
+}
+
+/*
  * The tile filled straight from the batch, when the whole input is one
  * batch: X[:, rows]^T X[:, cols] over all m rows, in blocks of F32_ROWS
  * rows with f32 products (into @p scratch) summed in f64, as the
  * accumulators would have it; a diagonal tile is made exactly symmetric
- * from its upper half.
+ * from its upper half. With one block and f32 tiles stored, the product
+ * goes to @p tile as f32, scaled there (the same values, without the f64
+ * round trip and the encoder's conversion back).
  */
-static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, void *scratch)
+static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, pspace_dtype *type,
+                       void *scratch)
 {
 	const direct_job *dj = ud;
 	const pass_tiles *pt = dj->pt;
@@ -523,6 +549,21 @@ static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, void *
 
 	bli_rntm_init(&rn);
 	bli_rntm_set_num_threads(1, &rn);
+	*ncols = (uint32_t)cols;
+	if (p->f32 && dj->m <= F32_ROWS && pt->max == FLT_MAX) {
+		float one = 1.0f, zero = 0.0f, *t = (float *)(void *)tile;
+		uint64_t ld = dj->c1 - dj->c0;
+
+		bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)cols,
+		             (dim_t)dj->m, &one, (float *)dj->Xs + (ra - dj->c0), (inc_t)ld, 1,
+		             (float *)dj->Xs + (ca - dj->c0), (inc_t)ld, 1, &zero, t, (inc_t)cols,
+		             1, NULL, &rn);
+		for (uint64_t i = 0; tr == tc && i < rows; i++)
+			for (uint64_t j = 0; j < i; j++)
+				t[i * cols + j] = t[j * cols + i];
+		*type = PSPACE_F32;
+		return scale_f32(pt, k, t, rows, cols);
+	}
 	if (!p->f32) {
 		double one = 1.0, zero = 0.0;
 
@@ -548,7 +589,6 @@ static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, void *
 			tile[i * cols + j] = tile[j * cols + i];
 	for (uint64_t i = 0; i < rows * cols; i++)
 		tile[i] *= pt->scale;
-	*ncols = (uint32_t)cols;
 	return check_range(pt, k, tile, rows, cols);
 }
 

@@ -107,13 +107,16 @@ typedef struct pspace_tile_addr {
 } pspace_tile_addr;
 
 /**
- * Fills tile @p i of the list into @p out (f64, row-major, ld = its
- * columns) and sets *cols to its number of columns. Called from several
+ * Fills tile @p i of the list into @p out (row-major, ld = its columns) and
+ * sets *cols to its number of columns. The tile is f64 unless the function
+ * sets *type to PSPACE_F32 and writes floats into @p out (room for edge^2
+ * doubles), which spares the encoder a conversion. Called from several
  * worker threads at once, each with its own @p out and its own @p scratch
  * (the bytes pspace_write_tiles() was asked for; NULL if none).
  * @return 0, or an error with the detail set in the calling thread.
  */
-typedef int (*pspace_tile_fill_fn)(void *ud, size_t i, double *out, uint32_t *cols, void *scratch);
+typedef int (*pspace_tile_fill_fn)(void *ud, size_t i, double *out, uint32_t *cols,
+                                   pspace_dtype *type, void *scratch);
 
 /**
  * Stores the @p n tiles @p tiles with @p w in list order, each filled by

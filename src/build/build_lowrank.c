@@ -44,7 +44,8 @@ typedef struct band {
 	size_t slots;
 } band;
 
-static int fill_tile(void *ud, size_t i, double *out, uint32_t *ncols, void *scratch)
+static int fill_tile(void *ud, size_t i, double *out, uint32_t *ncols, pspace_dtype *type,
+                     void *scratch)
 {
 	const band *b = ud;
 	uint64_t c0 = (uint64_t)b->addr[i].col * b->E;
@@ -53,6 +54,7 @@ static int fill_tile(void *ud, size_t i, double *out, uint32_t *ncols, void *scr
 	uint32_t cols = (uint32_t)(b->d - c0 < b->E ? b->d - c0 : b->E);
 
 	(void)scratch;
+	(void)type;
 	*ncols = cols;
 	for (uint64_t a = 0; a < rows; a++) {
 		double *o = out + a * cols;

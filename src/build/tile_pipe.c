@@ -54,6 +54,7 @@ static void *pipe_worker(void *arg)
 		size_t i;
 		slot *s;
 		uint32_t cols = 0;
+		pspace_dtype type = PSPACE_F64;
 
 		pthread_mutex_lock(&p->mu);
 		while (!p->stop && p->next_claim < p->n && p->next_claim - p->next_put >= p->nslots)
@@ -66,11 +67,11 @@ static void *pipe_worker(void *arg)
 		pthread_mutex_unlock(&p->mu);
 
 		s = &p->slots[i % p->nslots];
-		s->rc = p->fill(p->ud, i, s->tile, &cols, wk->scratch);
+		s->rc = p->fill(p->ud, i, s->tile, &cols, &type, wk->scratch);
 		if (s->rc == 0)
-			s->rc = pspace_writer_encode_tile(
-			    &s->enc, &s->len, p->w, s->codec, p->tiles[i].block, p->tiles[i].row,
-			    p->tiles[i].col, PSPACE_F64, s->tile, cols);
+			s->rc = pspace_writer_encode_tile(&s->enc, &s->len, p->w, s->codec,
+			                                  p->tiles[i].block, p->tiles[i].row,
+			                                  p->tiles[i].col, type, s->tile, cols);
 		if (s->rc != 0)
 			snprintf(s->msg, sizeof(s->msg), "%s", pspace_errdetail());
 		pthread_mutex_lock(&p->mu);
