@@ -29,6 +29,7 @@
 #include <string.h>
 
 #include "common/error.h"
+#include "kernel/amx16.h"
 #include "kernel/engine.h"
 #include "kernel/fused.h"
 #include "kernel/stream.h"
@@ -60,6 +61,8 @@ typedef struct mm_ctx {
 	int panels;          /* one f32 matrix, fused kernel: tiles come in row panels */
 	int wide;            /* panels with the 16-lane kernel: float vectors element-major */
 	float *xw;           /* wide: X as float, element-major (d x WIDE), made once a pass */
+	int amx;             /* wide, a bf16 matrix, on AMX: xw's bf16 parts in ax */
+	pspace_amx16_x ax;
 	pspace_stripe locks[PSPACE_STRIPES];
 } mm_ctx;
 
@@ -72,7 +75,8 @@ typedef struct mm_ws {
 	float *yc;    /* the fused kernel's mirrored product */
 	double *ysum; /* k x edge: the mirrored products of one tile address */
 	double *acc;  /* k x edge: direct products of the current tile row */
-	int has_acc, has_xr;
+	void *amx;    /* the AMX kernel's scratch (c->amx) */
+	int has_acc, has_xr, amx_tile;
 	uint32_t ab, ar, arows, xb, xrow;
 	uint64_t ar0;
 } mm_ws;
@@ -167,7 +171,9 @@ static int mm_init(void *ws, void *ud)
 	w->yc = malloc(ke * sizeof(float));
 	w->ysum = malloc(ke * sizeof(double));
 	w->acc = malloc(ke * sizeof(double));
-	if ((!c->wide && (!w->xc || !w->xr)) || !w->yf || !w->yc || !w->ysum || !w->acc)
+	w->amx = c->amx ? malloc(pspace_amx16_scratch_bytes(c->edge)) : NULL;
+	if ((!c->wide && (!w->xc || !w->xr)) || !w->yf || !w->yc || !w->ysum || !w->acc ||
+	    (c->amx && !w->amx))
 		return pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory for %u x %u scratch",
 		                      c->k, c->edge);
 	return 0;
@@ -178,6 +184,7 @@ static void mm_free(void *ws, void *ud)
 	mm_ws *w = ws;
 
 	(void)ud;
+	free(w->amx);
 	free(w->acc);
 	free(w->ysum);
 	free(w->yc);
@@ -290,6 +297,8 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		return 0;
 	if (st->prow == 0) {
 		switch_acc(c, w, st);
+		/* AMX pairs X's elements from an even column on */
+		w->amx_tile = c->amx && st->c0 % 2 == 0;
 		if (!c->wide)
 			to_float(c, st->c0, st->cols, w->xc);
 		if (st->mirrored) {
@@ -301,7 +310,11 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 				memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
 		}
 	}
-	if (c->wide)
+	if (w->amx_tile)
+		pspace_amx16_bf16(st->data, st->rows, st->cols, st->r0 + st->prow, st->c0, &c->ax,
+		                  w->yf + st->prow * WIDE, w->yc, st->mirrored, st->prow == 0,
+		                  st->prow + st->rows >= st->tile_rows, w->amx);
+	else if (c->wide)
 		pspace_fused16_f32(st->data, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
 		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
 		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
@@ -426,6 +439,9 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	if (c->wide) {
 		make_xw(c, t[0]->info.d);
 		kern.panel_bytes = WIDE_PANEL_BYTES;
+		/* bf16 tiles on AMX where there is AMX (amx16.h) */
+		c->amx = t[0]->info.codec.dtype == PSPACE_BF16 &&
+		         pspace_amx16_x_make(&c->ax, c->xw, t[0]->info.d) == 0;
 	}
 
 	/* The scratch of each worker counts against the budget too. */
@@ -433,7 +449,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	ex2.mem_budget = pspace_stream_budget(ex);
 	/* float vectors (xc, xr unless wide: c->xw), yf, yc, and acc, ysum in double */
 	per = (size_t)c->edge * (c->wide ? WIDE : k) *
-	      ((c->wide ? 2 : 4) * sizeof(float) + 2 * sizeof(double));
+	          ((c->wide ? 2 : 4) * sizeof(float) + 2 * sizeof(double)) +
+	      (c->amx ? pspace_amx16_scratch_bytes(c->edge) : 0);
 	if (ex2.mem_budget / per < (size_t)ex2.threads)
 		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
 	rc = pspace_stream_multi(t, n, &ex2, &kern, c);
@@ -441,6 +458,7 @@ out:
 	if (locks)
 		pspace_stripes_destroy(c->locks);
 	if (c) {
+		pspace_amx16_x_free(&c->ax);
 		free(c->xw);
 		free(c->alpha);
 		free(c->band_base);
