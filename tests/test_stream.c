@@ -68,7 +68,7 @@ typedef struct mspec {
 	uint32_t tile;
 	int symmetric;
 	pspace_dtype dtype;
-	int level; /* zstd level, 0 = raw tiles */
+	int level; /* zstd level, 0 = raw tiles, -1 = level 3 without the byte shuffle */
 } mspec;
 
 static uint64_t spec_d(const mspec *m)
@@ -99,7 +99,8 @@ static void put_matrix(pspace_store *s, const mspec *m, const double *A,
 	desc.symmetric = m->symmetric;
 	pspace_codec_opts_default(&desc.codec);
 	desc.codec.dtype = m->dtype;
-	desc.codec.level = m->level;
+	desc.codec.level = m->level < 0 ? 3 : m->level;
+	desc.codec.shuffle = m->level >= 0;
 	assert_int_equal(pspace_writer_begin(&w, s, m->name, &desc), 0);
 	for (uint32_t b = 0; b < m->nblocks; b++) {
 		uint32_t nt = (uint32_t)((m->dims[b] + m->tile - 1) / m->tile);
@@ -375,8 +376,9 @@ static void test_stream_mm_blockdiag(void **state)
 static void test_stream_mm_panels(void **state)
 {
 	/* edges 512 and 299: several column blocks and panels of the 16-lane kernel, odd tails */
-	/* HB: odd block offsets and widths (the AMX kernel pairs columns from an even one) */
-	static const mspec cases[8] = {
+	/* HB: odd block offsets and widths (the AMX kernel pairs columns from an even one);
+	 * HZ: bf16 tiles decoded whole (zstd without the shuffle) */
+	static const mspec cases[9] = {
 	    {"R128", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_F32, 0},
 	    {"R512", PSPACE_KIND_DENSE, 1, {600}, 512, 1, PSPACE_F32, 0},
 	    {"P299", PSPACE_KIND_DENSE, 1, {600}, 299, 1, PSPACE_F32, 3},
@@ -385,6 +387,7 @@ static void test_stream_mm_panels(void **state)
 	    {"H3", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_BF16, 3},
 	    {"H0", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_BF16, 0},
 	    {"HB", PSPACE_KIND_BLOCKDIAG, 2, {301, 299}, 128, 1, PSPACE_BF16, 3},
+	    {"HZ", PSPACE_KIND_DENSE, 1, {600}, 128, 1, PSPACE_BF16, -1},
 	};
 	size_t d = 600;
 	double *F = make_fisher(d, 90, 4);
@@ -392,7 +395,7 @@ static void test_stream_mm_panels(void **state)
 	(void)state;
 
 	fx_store_open(&ts, "stream");
-	for (int ci = 0; ci < 8; ci++) {
+	for (int ci = 0; ci < 9; ci++) {
 		const mspec m = cases[ci];
 		double *R;
 

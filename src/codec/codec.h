@@ -96,7 +96,8 @@ typedef struct pspace_tile_panels {
 
 /**
  * Opens tile @p buf (@p len bytes, header already parsed into @p h) for
- * reading in row panels of type @p want (F32 or F64), with buffers of @p c.
+ * reading in row panels of type @p want (F32, F64, or the tile's own type:
+ * its values as stored), with buffers of @p c.
  * A tile decoded whole is verified here; raw tiles read in place and codec
  * 2 tiles by pspace_tile_panels_finish(), so nothing computed from their
  * panels may be used before it returned 0. @return 0, PSPACE_ECORRUPT,

@@ -77,7 +77,8 @@ int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *
 	int rc;
 
 	memset(p, 0, sizeof(*p));
-	if (c == NULL || buf == NULL || h == NULL || (want != PSPACE_F32 && want != PSPACE_F64))
+	if (c == NULL || buf == NULL || h == NULL ||
+	    (want != PSPACE_F32 && want != PSPACE_F64 && want != h->dtype))
 		return pspace_err_set(PSPACE_EINVAL, "tile panels: NULL argument or type %s",
 		                      pspace_dtype_name(want));
 	p->h = *h;
@@ -96,8 +97,22 @@ int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *
 		return open_planes(p, c);
 	}
 	p->mode = MODE_WHOLE;
-	rc = pspace_tile_view(c, buf, len, want, &data, NULL);
-	p->elems = data;
+	if (want == PSPACE_F32 || want == PSPACE_F64) {
+		rc = pspace_tile_view(c, buf, len, want, &data, NULL);
+		p->elems = data;
+		return rc;
+	}
+	/* the stored type itself (f16, bf16), from the tile decoded to f32: exact */
+	rc = pspace_tile_view(c, buf, len, PSPACE_F32, &data, NULL);
+	if (rc == 0) {
+		size_t n = (size_t)h->rows * h->cols;
+		unsigned char *o = pspace_codec_scratch(c, PSPACE_CODEC_BUF_PANEL_OUT, n * wes);
+
+		rc = o ? pspace_convert_block(want, o, h->cols, PSPACE_F32, data, h->cols, h->rows,
+		                              h->cols, h->scale_exp)
+		       : PSPACE_ENOMEM;
+		p->elems = o;
+	}
 	return rc;
 }
 

@@ -4,8 +4,8 @@
  * AMX multiplies tile registers of 16 rows x 64 bytes: TDPBF16PS adds to an
  * f32 tile C (16 x 16) the product of A (16 x 32 bf16) and B (32 x 16 bf16
  * stored as 16 rows of element pairs), 16 x 16 x 32 multiply-adds in one
- * instruction. A row panel of the stored tile T (bf16 values as f32) is
- * converted back to bf16, 64 rows at a time, twice: row-major (the A
+ * instruction. A row panel of the stored bf16 tile T is laid out, 64 rows
+ * at a time, twice: row-major (the A
  * operand of the direct product Y_r = T X_c, whose B operand is X's parts
  * in element pairs, made once a pass) and in row pairs (the B operand of
  * the mirrored product, computed transposed: Y_c^T = X_r^T T, whose A
@@ -14,8 +14,8 @@
  * panels of a tile and is transposed into yc after the last one.
  *
  * Tile registers: one configuration, all eight 16 x 64 bytes. Direct: C of
- * four row groups (0-3), T (4), X's parts (5-7). Mirrored: C (0), X's parts
- * for two 32-row chunks (1-3, 4-6), T (7).
+ * four row groups (0-3), T (4), X's parts (5-7). Mirrored: C of two column
+ * blocks (0, 1), X's parts for a 32-row chunk (2-4), T's two blocks (5, 6).
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -175,25 +175,25 @@ AMX_TARGET static int x_make(pspace_amx16_x *ax, const float *xw, uint64_t d)
 }
 
 /*
- * Rows [r, r + n) (n <= PSPACE_AMX16_ROWS) of T (values bf16 exactly) as
- * bf16, zero padded to 64 rows and cp columns: @p a row-major (ld cp), @p v
- * in row pairs (ld 2 cp: element (2i + s, p) at v[i * 2 cp + 2 p + s]).
+ * Rows [r, r + n) (n <= PSPACE_AMX16_ROWS) of the bf16 tile T, zero padded
+ * to 64 rows and cp columns: @p a row-major (ld cp), @p v in row pairs
+ * (ld 2 cp: element (2i + s, p) at v[i * 2 cp + 2 p + s]).
  */
-AMX_TARGET static void convert(const float *T, uint32_t n, uint32_t cols, size_t cp, uint16_t *a,
+AMX_TARGET static void convert(const uint16_t *T, uint32_t n, uint32_t cols, size_t cp, uint16_t *a,
                                uint16_t *v)
 {
 	for (uint32_t i = 0; i < PSPACE_AMX16_ROWS; i += 2) {
-		const float *t0 = T + (size_t)i * cols, *t1 = t0 + cols;
+		const uint16_t *t0 = T + (size_t)i * cols, *t1 = t0 + cols;
 		uint16_t *a0 = a + (size_t)i * cp, *a1 = a0 + cp, *vo = v + (size_t)i * cp;
 
 		for (uint32_t p = 0; p < cp; p += LANES) {
 			__mmask16 m = p + LANES <= cols ? 0xffff
 			              : p < cols        ? (__mmask16)((1u << (cols - p)) - 1)
 			                                : 0;
-			__m256i h0 = (__m256i)_mm512_cvtneps_pbh(
-			    i < n ? _mm512_maskz_loadu_ps(m, t0 + p) : _mm512_setzero_ps());
-			__m256i h1 = (__m256i)_mm512_cvtneps_pbh(
-			    i + 1 < n ? _mm512_maskz_loadu_ps(m, t1 + p) : _mm512_setzero_ps());
+			__m256i h0 =
+			    i < n ? _mm256_maskz_loadu_epi16(m, t0 + p) : _mm256_setzero_si256();
+			__m256i h1 = i + 1 < n ? _mm256_maskz_loadu_epi16(m, t1 + p)
+			                       : _mm256_setzero_si256();
 
 			_mm256_storeu_si256((__m256i *)(void *)(a0 + p), h0);
 			_mm256_storeu_si256((__m256i *)(void *)(a1 + p), h1);
@@ -225,17 +225,7 @@ AMX_TARGET static void convert(const float *T, uint32_t n, uint32_t cols, size_t
 		}                                                                                  \
 	} while (0)
 
-/* the mirrored products of one 32-row chunk ic, X's parts in tiles th, tm, tl
- * (literals: the tile intrinsics paste them into the instruction) */
-#define MIRROR_CHUNK(ic, th, tm, tl)                                                               \
-	do {                                                                                       \
-		_tile_loadd(7, v + (size_t)(ic)*KCH * cp + 2 * pc, cp * 4);                        \
-		_tile_dpbf16ps(0, th, 7);                                                          \
-		_tile_dpbf16ps(0, tm, 7);                                                          \
-		_tile_dpbf16ps(0, tl, 7);                                                          \
-	} while (0)
-
-AMX_TARGET static void amx_panel(const float *T, uint32_t rows, uint32_t cols, uint64_t r0,
+AMX_TARGET static void amx_panel(const uint16_t *T, uint32_t rows, uint32_t cols, uint64_t r0,
                                  uint64_t c0, const pspace_amx16_x *ax, float *yr, float *yc,
                                  int mirrored, int first, int last, void *scratch)
 {
@@ -321,32 +311,36 @@ AMX_TARGET static void amx_panel(const float *T, uint32_t rows, uint32_t cols, u
 						memset(o + keep, 0, (KCH - keep) * 2);
 					}
 			}
-			if (n >= KCH) {
-				_tile_loadd(1, x0, ld * 2);
-				_tile_loadd(2, x0 + part, ld * 2);
-				_tile_loadd(3, x0 + 2 * part, ld * 2);
-			} else {
-				_tile_loadd(1, xpad, KCH * 2);
-				_tile_loadd(2, xpad + LANES * KCH, KCH * 2);
-				_tile_loadd(3, xpad + 2 * LANES * KCH, KCH * 2);
-			}
-			if (n >= 2 * KCH) {
-				_tile_loadd(4, x0 + KCH, ld * 2);
-				_tile_loadd(5, x0 + part + KCH, ld * 2);
-				_tile_loadd(6, x0 + 2 * part + KCH, ld * 2);
-			} else if (n > KCH) {
-				_tile_loadd(4, xpad, KCH * 2);
-				_tile_loadd(5, xpad + LANES * KCH, KCH * 2);
-				_tile_loadd(6, xpad + 2 * LANES * KCH, KCH * 2);
-			}
-			for (size_t pc = 0; pc < cp; pc += LANES) {
-				float *c = ycT + pc * LANES;
+			/* per 32-row chunk, X's parts in tiles 2-4; two column blocks at a
+			 * time (C 0, 1; T 5, 6), two chains of dependent products */
+			for (uint32_t ic = 0; ic * KCH < n; ic++) {
+				const uint16_t *xs = x0 + ic * KCH, *vs = v + (size_t)ic * KCH * cp;
+				size_t xl = ld;
 
-				_tile_loadd(0, c, LANES * 4);
-				MIRROR_CHUNK(0, 1, 2, 3);
-				if (n > KCH)
-					MIRROR_CHUNK(1, 4, 5, 6);
-				_tile_stored(0, c, LANES * 4);
+				if ((ic + 1) * KCH > n) {
+					xs = xpad;
+					xl = KCH;
+				}
+				_tile_loadd(2, xs, xl * 2);
+				_tile_loadd(3, xs + (xs == xpad ? LANES * KCH : part), xl * 2);
+				_tile_loadd(4, xs + (xs == xpad ? 2 * LANES * KCH : 2 * part),
+				            xl * 2);
+				for (size_t pc = 0; pc < cp; pc += 2 * LANES) {
+					float *c = ycT + pc * LANES;
+
+					_tile_loadd(0, c, LANES * 4);
+					_tile_loadd(1, c + LANES * LANES, LANES * 4);
+					_tile_loadd(5, vs + 2 * pc, cp * 4);
+					_tile_loadd(6, vs + 2 * pc + 2 * LANES, cp * 4);
+					_tile_dpbf16ps(0, 2, 5);
+					_tile_dpbf16ps(1, 2, 6);
+					_tile_dpbf16ps(0, 3, 5);
+					_tile_dpbf16ps(1, 3, 6);
+					_tile_dpbf16ps(0, 4, 5);
+					_tile_dpbf16ps(1, 4, 6);
+					_tile_stored(0, c, LANES * 4);
+					_tile_stored(1, c + LANES * LANES, LANES * 4);
+				}
 			}
 		}
 	}
@@ -376,7 +370,7 @@ int pspace_amx16_x_make(pspace_amx16_x *ax, const float *xw, uint64_t d)
 	return -1;
 }
 
-void pspace_amx16_bf16(const float *T, uint32_t rows, uint32_t cols, uint64_t r0, uint64_t c0,
+void pspace_amx16_bf16(const uint16_t *T, uint32_t rows, uint32_t cols, uint64_t r0, uint64_t c0,
                        const pspace_amx16_x *ax, float *yr, float *yc, int mirrored, int first,
                        int last, void *scratch)
 {

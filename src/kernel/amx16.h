@@ -3,7 +3,7 @@
  * Extensions: bf16 products accumulated in f32) for matrices stored as
  * bf16, on the same element-major vectors as pspace_fused16_f32().
  *
- * Accuracy: the tile's values are bf16 exactly; each f32 vector element is
+ * Accuracy: the tile's values are bf16; each f32 vector element is
  * split into three bf16 parts, x = xh + xm + xl (each rounded to nearest;
  * together x to 2^-24 relative), and the three products a xh, a xm, a xl
  * are exact in f32 and accumulated in f32, AMX rounding once per pair of
@@ -47,15 +47,15 @@ void pspace_amx16_x_free(pspace_amx16_x *ax);
 size_t pspace_amx16_scratch_bytes(uint32_t edge);
 
 /**
- * pspace_fused16_f32() on AMX, for a row panel (rows x cols, ld = cols,
- * values bf16 exactly) of the tile at global rows r0.. and columns c0..
+ * pspace_fused16_f32() on AMX, for a row panel of bf16 values (rows x
+ * cols, ld = cols) of the tile at global rows r0.. and columns c0..
  * (c0 even): yr[16 i + j] = sum_p T[i][p] X[c0 + p][j] and, if @p mirrored,
  * the mirrored product sum_i T[i][p] X[r0 + i][j] added to a 16 x cols
  * transposed accumulator in @p scratch, which @p first (the tile's first
  * panel) zeroes and @p last (its last) adds to yc[16 p + j]. Call only when
  * pspace_amx16_available().
  */
-void pspace_amx16_bf16(const float *T, uint32_t rows, uint32_t cols, uint64_t r0, uint64_t c0,
+void pspace_amx16_bf16(const uint16_t *T, uint32_t rows, uint32_t cols, uint64_t r0, uint64_t c0,
                        const pspace_amx16_x *ax, float *yr, float *yc, int mirrored, int first,
                        int last, void *scratch);
 

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "codec/convert.h"
 #include "common/error.h"
 #include "kernel/amx16.h"
 #include "kernel/engine.h"
@@ -76,6 +77,7 @@ typedef struct mm_ws {
 	double *ysum; /* k x edge: the mirrored products of one tile address */
 	double *acc;  /* k x edge: direct products of the current tile row */
 	void *amx;    /* the AMX kernel's scratch (c->amx) */
+	float *pf;    /* c->amx: a bf16 panel as f32, for tiles off the AMX kernel */
 	int has_acc, has_xr, amx_tile;
 	uint32_t ab, ar, arows, xb, xrow;
 	uint64_t ar0;
@@ -156,6 +158,14 @@ static void axpy_f(const mm_ctx *c, uint32_t len, double a, const float *src, do
 			dst[(size_t)j * c->edge + i] += a * src[(size_t)j * c->edge + i];
 }
 
+/* A bf16 row panel as floats: rows x cols x 2 <= WIDE_PANEL_BYTES, or 4 rows (stream.c) */
+static size_t amx_pf_bytes(uint32_t edge)
+{
+	size_t four = (size_t)4 * edge * sizeof(float);
+
+	return WIDE_PANEL_BYTES * 2 > four ? WIDE_PANEL_BYTES * 2 : four;
+}
+
 static int mm_init(void *ws, void *ud)
 {
 	mm_ws *w = ws;
@@ -172,8 +182,9 @@ static int mm_init(void *ws, void *ud)
 	w->ysum = malloc(ke * sizeof(double));
 	w->acc = malloc(ke * sizeof(double));
 	w->amx = c->amx ? malloc(pspace_amx16_scratch_bytes(c->edge)) : NULL;
+	w->pf = c->amx ? malloc(amx_pf_bytes(c->edge)) : NULL;
 	if ((!c->wide && (!w->xc || !w->xr)) || !w->yf || !w->yc || !w->ysum || !w->acc ||
-	    (c->amx && !w->amx))
+	    (c->amx && (!w->amx || !w->pf)))
 		return pspace_err_set(PSPACE_ENOMEM, "stream mm: out of memory for %u x %u scratch",
 		                      c->k, c->edge);
 	return 0;
@@ -184,6 +195,7 @@ static void mm_free(void *ws, void *ud)
 	mm_ws *w = ws;
 
 	(void)ud;
+	free(w->pf);
 	free(w->amx);
 	free(w->acc);
 	free(w->ysum);
@@ -310,11 +322,18 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 				memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
 		}
 	}
-	if (w->amx_tile)
+	if (w->amx_tile) {
 		pspace_amx16_bf16(st->data, st->rows, st->cols, st->r0 + st->prow, st->c0, &c->ax,
 		                  w->yf + st->prow * WIDE, w->yc, st->mirrored, st->prow == 0,
 		                  st->prow + st->rows >= st->tile_rows, w->amx);
-	else if (c->wide)
+	} else if (c->amx) {
+		/* bf16 rows (the pass asked for them) for the FMA kernel, as f32 */
+		pspace_convert_block(PSPACE_F32, w->pf, st->cols, PSPACE_BF16, st->data, st->cols,
+		                     st->rows, st->cols, 0);
+		pspace_fused16_f32(w->pf, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
+		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
+		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
+	} else if (c->wide)
 		pspace_fused16_f32(st->data, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
 		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
 		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
@@ -442,6 +461,9 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		/* bf16 tiles on AMX where there is AMX (amx16.h) */
 		c->amx = t[0]->info.codec.dtype == PSPACE_BF16 &&
 		         pspace_amx16_x_make(&c->ax, c->xw, t[0]->info.d) == 0;
+		/* the bf16 rows as stored, without their conversion to f32 and back */
+		if (c->amx)
+			kern.want = PSPACE_BF16;
 	}
 
 	/* The scratch of each worker counts against the budget too. */
@@ -450,7 +472,7 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	/* float vectors (xc, xr unless wide: c->xw), yf, yc, and acc, ysum in double */
 	per = (size_t)c->edge * (c->wide ? WIDE : k) *
 	          ((c->wide ? 2 : 4) * sizeof(float) + 2 * sizeof(double)) +
-	      (c->amx ? pspace_amx16_scratch_bytes(c->edge) : 0);
+	      (c->amx ? pspace_amx16_scratch_bytes(c->edge) + amx_pf_bytes(c->edge) : 0);
 	if (ex2.mem_budget / per < (size_t)ex2.threads)
 		ex2.threads = ex2.mem_budget / per ? (int)(ex2.mem_budget / per) : 1;
 	rc = pspace_stream_multi(t, n, &ex2, &kern, c);

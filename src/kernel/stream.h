@@ -79,7 +79,11 @@ typedef struct pspace_stream_kernel {
 	int (*tile)(void *ws, void *ud, const pspace_stream_tile *tiles);
 	int (*finish)(void *ws, void *ud);
 	void (*worker_free)(void *ws, void *ud);
-	/** Decode type: PSPACE_F32, PSPACE_F64, or 0 = f64 for f64 tiles, f32 otherwise. */
+	/**
+	 * Decode type: PSPACE_F32, PSPACE_F64, or 0 = f64 for f64 tiles, f32
+	 * otherwise; with panels, also the matrix's stored type (its values as
+	 * stored, e.g. bf16, without a conversion).
+	 */
 	pspace_dtype want;
 	/** Visit only diagonal tiles (row == col) of each block (looked up, not walked). */
 	int diagonal_only;
