@@ -22,6 +22,7 @@
 #include "common/blis_arch.h"
 #include "common/blis_calib.h"
 #include "common/error.h"
+#include "kernel/amx16.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t request_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -39,9 +40,11 @@ static void describe_cpu(const pspace_cpu *cpu)
 	                : cpu->vendor == PSPACE_CPU_INTEL ? "Intel"
 	                                                  : "other";
 
-	snprintf(cpu_desc, sizeof(cpu_desc), "%s family 0x%x model 0x%x%s%s", v, cpu->family,
+	/* amx: usable here (mm of bf16 matrices runs on it; PSPACE_AMX=0 says no) */
+	snprintf(cpu_desc, sizeof(cpu_desc), "%s family 0x%x model 0x%x%s%s%s", v, cpu->family,
 	         cpu->model, (cpu->features & PSPACE_CPU_AVX2) ? " avx2" : "",
-	         (cpu->features & PSPACE_CPU_AVX512) ? " avx512" : "");
+	         (cpu->features & PSPACE_CPU_AVX512) ? " avx512" : "",
+	         pspace_amx16_available() ? " amx" : "");
 }
 
 static int set_arch_env(const char *name, const char *why)
