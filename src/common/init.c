@@ -19,10 +19,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/amx.h"
 #include "common/blis_arch.h"
 #include "common/blis_calib.h"
 #include "common/error.h"
-#include "kernel/amx16.h"
 
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 static pthread_mutex_t request_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -44,7 +44,7 @@ static void describe_cpu(const pspace_cpu *cpu)
 	snprintf(cpu_desc, sizeof(cpu_desc), "%s family 0x%x model 0x%x%s%s%s", v, cpu->family,
 	         cpu->model, (cpu->features & PSPACE_CPU_AVX2) ? " avx2" : "",
 	         (cpu->features & PSPACE_CPU_AVX512) ? " avx512" : "",
-	         pspace_amx16_available() ? " amx" : "");
+	         pspace_amx_available() ? " amx" : "");
 }
 
 static int set_arch_env(const char *name, const char *why)

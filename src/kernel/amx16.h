@@ -22,13 +22,6 @@
 /* Rows of a tile converted to bf16 parts at a time. */
 #define PSPACE_AMX16_ROWS 64
 
-/**
- * @return nonzero when the AMX kernel can run here: the CPU has AMX-TILE,
- * AMX-BF16 and AVX512-BF16, the kernel granted this process the tile data
- * state (arch_prctl), and PSPACE_AMX is not "0" in the environment.
- */
-int pspace_amx16_available(void);
-
 /** The bf16 parts of the pass's vectors, made once a pass. */
 typedef struct pspace_amx16_x {
 	uint16_t *v; /* 3 parts, each [dpad / 2][16][2]: element pairs interleaved */
@@ -53,7 +46,7 @@ size_t pspace_amx16_scratch_bytes(uint32_t edge);
  * the mirrored product sum_i T[i][p] X[r0 + i][j] added to a 16 x cols
  * transposed accumulator in @p scratch, which @p first (the tile's first
  * panel) zeroes and @p last (its last) adds to yc[16 p + j]. Call only when
- * pspace_amx16_available().
+ * pspace_amx_available() (common/amx.h).
  */
 void pspace_amx16_bf16(const uint16_t *T, uint32_t rows, uint32_t cols, uint64_t r0, uint64_t c0,
                        const pspace_amx16_x *ax, float *yr, float *yc, int mirrored, int first,

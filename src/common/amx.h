@@ -1,0 +1,17 @@
+/*
+ * Internal: whether this process can use AMX tiles (Intel Advanced Matrix
+ * Extensions) for the bf16 mm kernel (src/kernel/amx16.c).
+ */
+#ifndef PSPACE_SRC_COMMON_AMX_H
+#define PSPACE_SRC_COMMON_AMX_H
+
+/**
+ * @return nonzero when the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16 (with
+ * AVX-512 F and BW), the OS saves their state, the kernel granted this
+ * process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once),
+ * the compiler could build the kernel, and PSPACE_AMX is not "0" in the
+ * environment.
+ */
+int pspace_amx_available(void);
+
+#endif
