@@ -12,11 +12,8 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define HAVE_AMX 1
+#if PSPACE_HAVE_AMX
 #include <cpuid.h>
-#else
-#define HAVE_AMX 0
 #endif
 
 #define ARCH_REQ_XCOMP_PERM 0x1023
@@ -25,7 +22,7 @@
 static int amx_ok;
 static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
 
-#if HAVE_AMX
+#if PSPACE_HAVE_AMX
 static unsigned long long xcr0(void)
 {
 	unsigned lo, hi;

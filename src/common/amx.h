@@ -5,6 +5,13 @@
 #ifndef PSPACE_SRC_COMMON_AMX_H
 #define PSPACE_SRC_COMMON_AMX_H
 
+/* The AMX intrinsics and cpuid helpers this code uses: GCC 11 on x86-64. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
+#define PSPACE_HAVE_AMX 1
+#else
+#define PSPACE_HAVE_AMX 0
+#endif
+
 /**
  * @return nonzero when the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16 (with
  * AVX-512 F and BW), the OS saves their state, the kernel granted this

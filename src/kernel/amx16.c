@@ -5,33 +5,26 @@
  * f32 tile C (16 x 16) the product of A (16 x 32 bf16) and B (32 x 16 bf16
  * stored as 16 rows of element pairs), 16 x 16 x 32 multiply-adds in one
  * instruction. A row panel of the stored bf16 tile T is laid out, 64 rows
- * at a time, twice: row-major (the A
- * operand of the direct product Y_r = T X_c, whose B operand is X's parts
- * in element pairs, made once a pass) and in row pairs (the B operand of
- * the mirrored product, computed transposed: Y_c^T = X_r^T T, whose A
- * operand is X's parts vector-major). The
- * mirrored product accumulates in a 16 x cols transposed buffer across the
- * panels of a tile and is transposed into yc after the last one.
+ * at a time, twice: row-major (the A operand of the direct product
+ * Y_r = T X_c, whose B operand is X's parts in element pairs, made once a
+ * pass) and in row pairs (the B operand of the mirrored product, computed
+ * transposed: Y_c^T = X_r^T T, whose A operand is X's parts vector-major).
+ * The mirrored product accumulates in a 16 x cols transposed buffer across
+ * the panels of a tile and is transposed into yc after the last one.
  *
  * Tile registers: one configuration, all eight 16 x 64 bytes. Direct: C of
  * four row groups (0-3), T (4), X's parts (5-7). Mirrored: C of two column
  * blocks (0, 1), X's parts for a 32-row chunk (2-4), T's two blocks (5, 6).
  */
-#ifndef _GNU_SOURCE
-#define _GNU_SOURCE
-#endif
 #include "kernel/amx16.h"
-
-#include "common/amx.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 11
-#define HAVE_AMX 1
+#include "common/amx.h"
+
+#if PSPACE_HAVE_AMX
 #include <immintrin.h>
-#else
-#define HAVE_AMX 0
 #endif
 
 #define LANES 16
@@ -54,7 +47,7 @@ size_t pspace_amx16_scratch_bytes(uint32_t edge)
 	       LANES * LANES * sizeof(float) + 3 * LANES * KCH * sizeof(uint16_t) + 64;
 }
 
-#if HAVE_AMX
+#if PSPACE_HAVE_AMX
 #define AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bw,avx512vl,avx512bf16")))
 
 typedef struct tilecfg {
@@ -307,7 +300,7 @@ AMX_TARGET static void amx_panel(const uint16_t *T, uint32_t rows, uint32_t cols
 int pspace_amx16_x_make(pspace_amx16_x *ax, const float *xw, uint64_t d)
 {
 	memset(ax, 0, sizeof(*ax));
-#if HAVE_AMX
+#if PSPACE_HAVE_AMX
 	if (pspace_amx_available() && x_make(ax, xw, d) == 0)
 		return 0;
 #else
@@ -322,7 +315,7 @@ void pspace_amx16_bf16(const uint16_t *T, uint32_t rows, uint32_t cols, uint64_t
                        const pspace_amx16_x *ax, float *yr, float *yc, int mirrored, int first,
                        int last, void *scratch)
 {
-#if HAVE_AMX
+#if PSPACE_HAVE_AMX
 	amx_panel(T, rows, cols, r0, c0, ax, yr, yc, mirrored, first, last, scratch);
 #else
 	(void)T, (void)rows, (void)cols, (void)r0, (void)c0, (void)ax, (void)yr, (void)yc;
