@@ -245,8 +245,11 @@ static int check_plane(const uint8_t *src, size_t n, size_t len, size_t *e)
 	return 0;
 }
 
-/* Bytes [i, n) of a plane; @return 0 and *ei, the escapes used up to n, or -1. */
-static int decode_tail(uint8_t *dst, size_t i, size_t n, const uint8_t *src, size_t *ei, size_t e)
+/*
+ * Bytes [i, n) of a plane, its escapes from @p ei on: the end of every
+ * decoder. @return 0 when exactly the plane's @p e escapes were used, or -1.
+ */
+static int decode_tail(uint8_t *dst, size_t i, size_t n, const uint8_t *src, size_t ei, size_t e)
 {
 	const uint8_t *codes = src + PSPACE_NIBBLE_DICT, *esc = src + pspace_nibble_size(n, 0);
 
@@ -256,21 +259,21 @@ static int decode_tail(uint8_t *dst, size_t i, size_t n, const uint8_t *src, siz
 		if (c != PSPACE_NIBBLE_ESC) {
 			dst[i] = src[c];
 		} else {
-			if (*ei == e)
+			if (ei == e)
 				return -1;
-			dst[i] = esc[(*ei)++];
+			dst[i] = esc[ei++];
 		}
 	}
-	return 0;
+	return ei == e ? 0 : -1;
 }
 
 int pspace_nibble_decode_portable(uint8_t *dst, size_t n, const uint8_t *src, size_t len)
 {
-	size_t e, ei = 0;
+	size_t e;
 
-	if (check_plane(src, n, len, &e) != 0 || decode_tail(dst, 0, n, src, &ei, e) != 0)
+	if (check_plane(src, n, len, &e) != 0)
 		return -1;
-	return ei == e ? 0 : -1;
+	return decode_tail(dst, 0, n, src, 0, e);
 }
 
 #ifdef HAVE_X86
@@ -303,9 +306,7 @@ decode_avx512(uint8_t *dst, size_t n, const uint8_t *src, size_t len)
 		}
 		_mm512_storeu_si512(dst + i, v);
 	}
-	if (decode_tail(dst, i, n, src, &ei, e) != 0)
-		return -1;
-	return ei == e ? 0 : -1;
+	return decode_tail(dst, i, n, src, ei, e);
 }
 
 __attribute__((target("avx2,popcnt,bmi"))) static int decode_avx2(uint8_t *dst, size_t n,
@@ -332,9 +333,7 @@ __attribute__((target("avx2,popcnt,bmi"))) static int decode_avx2(uint8_t *dst, 
 		for (; m != 0; m &= m - 1)
 			dst[i + (size_t)__builtin_ctz(m)] = esc[ei++];
 	}
-	if (decode_tail(dst, i, n, src, &ei, e) != 0)
-		return -1;
-	return ei == e ? 0 : -1;
+	return decode_tail(dst, i, n, src, ei, e);
 }
 #endif
 
