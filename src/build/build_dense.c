@@ -545,25 +545,13 @@ static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, pspace
 	uint64_t rows = tile_len(sg->nb, p->T, tr), cols = tile_len(sg->nb, p->T, tc);
 	uint64_t ra = sg->col + (uint64_t)tr * p->T, ca = sg->col + (uint64_t)tc * p->T;
 	float *S = scratch;
+	/* one block of f32 products and f32 tiles stored: the product is the tile */
+	int f32out = p->f32 && dj->m <= F32_ROWS && pt->max == FLT_MAX;
 	rntm_t rn;
 
 	bli_rntm_init(&rn);
 	bli_rntm_set_num_threads(1, &rn);
 	*ncols = (uint32_t)cols;
-	if (p->f32 && dj->m <= F32_ROWS && pt->max == FLT_MAX) {
-		float one = 1.0f, zero = 0.0f, *t = (float *)(void *)tile;
-		uint64_t ld = dj->c1 - dj->c0;
-
-		bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)cols,
-		             (dim_t)dj->m, &one, (float *)dj->Xs + (ra - dj->c0), (inc_t)ld, 1,
-		             (float *)dj->Xs + (ca - dj->c0), (inc_t)ld, 1, &zero, t, (inc_t)cols,
-		             1, NULL, &rn);
-		for (uint64_t i = 0; tr == tc && i < rows; i++)
-			for (uint64_t j = 0; j < i; j++)
-				t[i * cols + j] = t[j * cols + i];
-		*type = PSPACE_F32;
-		return scale_f32(pt, k, t, rows, cols);
-	}
 	if (!p->f32) {
 		double one = 1.0, zero = 0.0;
 
@@ -575,12 +563,19 @@ static int fill_direct(void *ud, size_t k, double *tile, uint32_t *ncols, pspace
 	for (uint64_t k0 = 0; p->f32 && k0 < dj->m; k0 += F32_ROWS) {
 		uint64_t kb = dj->m - k0 < F32_ROWS ? dj->m - k0 : F32_ROWS, ld = dj->c1 - dj->c0;
 		const float *X = dj->Xs + k0 * ld;
-		float one = 1.0f, zero = 0.0f;
+		float one = 1.0f, zero = 0.0f, *t = f32out ? (float *)(void *)tile : S;
 
 		bli_sgemm_ex(BLIS_TRANSPOSE, BLIS_NO_TRANSPOSE, (dim_t)rows, (dim_t)cols, (dim_t)kb,
 		             &one, (float *)X + (ra - dj->c0), (inc_t)ld, 1,
-		             (float *)X + (ca - dj->c0), (inc_t)ld, 1, &zero, S, (inc_t)cols, 1,
+		             (float *)X + (ca - dj->c0), (inc_t)ld, 1, &zero, t, (inc_t)cols, 1,
 		             NULL, &rn);
+		if (f32out) {
+			for (uint64_t i = 0; tr == tc && i < rows; i++)
+				for (uint64_t j = 0; j < i; j++)
+					t[i * cols + j] = t[j * cols + i];
+			*type = PSPACE_F32;
+			return scale_f32(pt, k, t, rows, cols);
+		}
 		for (uint64_t i = 0; i < rows * cols; i++)
 			tile[i] = k0 ? tile[i] + S[i] : S[i];
 	}

@@ -19,8 +19,8 @@
 #define ARCH_REQ_XCOMP_PERM 0x1023
 #define XFEATURE_XTILEDATA  18
 
-static int amx_ok;
-static pthread_once_t amx_once = PTHREAD_ONCE_INIT;
+static int cpu_ok, amx_ok;
+static pthread_once_t cpu_once = PTHREAD_ONCE_INIT, amx_once = PTHREAD_ONCE_INIT;
 
 #if PSPACE_HAVE_AMX
 static unsigned long long xcr0(void)
@@ -31,7 +31,7 @@ static unsigned long long xcr0(void)
 	return (unsigned long long)hi << 32 | lo;
 }
 
-static void probe(void)
+static void probe_cpu(void)
 {
 	unsigned a, b, c, d;
 	const char *env = getenv("PSPACE_AMX");
@@ -49,17 +49,29 @@ static void probe(void)
 		return;
 	if (!__get_cpuid_count(7, 1, &a, &b, &c, &d) || !(a >> 5 & 1)) /* AVX512_BF16 */
 		return;
-	if ((xcr0() & need) != need)
-		return;
-	if (syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) != 0)
-		return;
-	amx_ok = 1;
+	cpu_ok = (xcr0() & need) == need;
+}
+
+static void probe(void)
+{
+	amx_ok = pspace_amx_cpu() &&
+	         syscall(SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) == 0;
 }
 #else
+static void probe_cpu(void)
+{
+}
+
 static void probe(void)
 {
 }
 #endif
+
+int pspace_amx_cpu(void)
+{
+	pthread_once(&cpu_once, probe_cpu);
+	return cpu_ok;
+}
 
 int pspace_amx_available(void)
 {

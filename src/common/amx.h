@@ -14,10 +14,17 @@
 
 /**
  * @return nonzero when the CPU has AMX-TILE, AMX-BF16 and AVX512-BF16 (with
- * AVX-512 F and BW), the OS saves their state, the kernel granted this
- * process the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, asked once),
- * the compiler could build the kernel, and PSPACE_AMX is not "0" in the
- * environment.
+ * AVX-512 F and BW), the OS saves their state, the compiler could build the
+ * kernel, and PSPACE_AMX is not "0" in the environment. Asks the kernel for
+ * nothing.
+ */
+int pspace_amx_cpu(void);
+
+/**
+ * pspace_amx_cpu(), and the kernel granted this process the tile data state
+ * (arch_prctl ARCH_REQ_XCOMP_PERM, asked once, at the first call: from then
+ * on every signal frame of the process holds the tile state, so only the
+ * code that runs on AMX asks).
  */
 int pspace_amx_available(void);
 

@@ -40,11 +40,11 @@ static void describe_cpu(const pspace_cpu *cpu)
 	                : cpu->vendor == PSPACE_CPU_INTEL ? "Intel"
 	                                                  : "other";
 
-	/* amx: usable here (mm of bf16 matrices runs on it; PSPACE_AMX=0 says no) */
+	/* amx: the CPU has it (mm of bf16 matrices runs on it; PSPACE_AMX=0 says no) */
 	snprintf(cpu_desc, sizeof(cpu_desc), "%s family 0x%x model 0x%x%s%s%s", v, cpu->family,
 	         cpu->model, (cpu->features & PSPACE_CPU_AVX2) ? " avx2" : "",
 	         (cpu->features & PSPACE_CPU_AVX512) ? " avx512" : "",
-	         pspace_amx_available() ? " amx" : "");
+	         pspace_amx_cpu() ? " amx" : "");
 }
 
 static int set_arch_env(const char *name, const char *why)

@@ -31,7 +31,8 @@ typedef struct pspace_amx16_x {
 
 /**
  * Makes @p ax from @p xw (d x 16 floats, element-major, as for
- * pspace_fused16_f32()). @return 0, or PSPACE_ENOMEM (no detail set).
+ * pspace_fused16_f32()). @return 0, or -1 when AMX cannot run here or
+ * memory ran out (no detail set: the caller keeps the FMA kernel).
  */
 int pspace_amx16_x_make(pspace_amx16_x *ax, const float *xw, uint64_t d);
 void pspace_amx16_x_free(pspace_amx16_x *ax);

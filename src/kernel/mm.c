@@ -326,20 +326,25 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		pspace_amx16_bf16(st->data, st->rows, st->cols, st->r0 + st->prow, st->c0, &c->ax,
 		                  w->yf + st->prow * WIDE, w->yc, st->mirrored, st->prow == 0,
 		                  st->prow + st->rows >= st->tile_rows, w->amx);
-	} else if (c->amx) {
-		/* bf16 rows (the pass asked for them) for the FMA kernel, as f32 */
-		pspace_convert_block(PSPACE_F32, w->pf, st->cols, PSPACE_BF16, st->data, st->cols,
-		                     st->rows, st->cols, 0);
-		pspace_fused16_f32(w->pf, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
+	} else if (c->wide) {
+		const float *T = st->data;
+
+		/* bf16 rows (an AMX pass asks for them) for the FMA kernel, as f32 */
+		if (c->amx) {
+			int rc = pspace_convert_block(PSPACE_F32, w->pf, st->cols, PSPACE_BF16,
+			                              st->data, st->cols, st->rows, st->cols, 0);
+
+			if (rc != 0)
+				return rc;
+			T = w->pf;
+		}
+		pspace_fused16_f32(T, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
 		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
 		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
-	} else if (c->wide)
-		pspace_fused16_f32(st->data, st->rows, st->cols, c->xw + (size_t)st->c0 * WIDE,
-		                   c->xw + (size_t)(st->r0 + st->prow) * WIDE,
-		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
-	else
+	} else {
 		pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc,
 		                 w->xr + st->prow, w->yf + st->prow, w->yc, st->mirrored);
+	}
 	if (st->prow + st->rows < st->tile_rows)
 		return 0;
 	if (c->wide)
