@@ -182,7 +182,8 @@ static void test_codec_crc32c_hw_matches_sw(void **state)
 static void test_codec_shuffle_definition(void **state)
 {
 	const size_t sizes[] = {1, 2, 3, 4, 8};
-	const size_t ns[] = {0, 1, 7, 64, 1001};
+	/* the vector loops take 64 elements at a time: below, at and past them */
+	const size_t ns[] = {0, 1, 7, 63, 64, 65, 128, 1001, 4113};
 
 	(void)state;
 	rng = 11;
@@ -205,6 +206,37 @@ static void test_codec_shuffle_definition(void **state)
 			free(sh);
 			free(in);
 		}
+	}
+}
+
+/* bf16 planes widened to float: the bits hi << 24 | lo << 16, for every length class */
+static void test_codec_unshuffle_bf16_f32(void **state)
+{
+	const size_t ns[] = {0, 1, 63, 64, 65, 130, 4113};
+
+	(void)state;
+	rng = 12;
+	for (size_t b = 0; b < sizeof(ns) / sizeof(ns[0]); b++) {
+		size_t n = ns[b];
+		unsigned char *lo = malloc(n + 1), *hi = malloc(n + 1);
+		float *out = malloc((n + 1) * sizeof(float));
+		const void *planes[2] = {lo, hi};
+
+		assert_true(lo && hi && out);
+		for (size_t i = 0; i < n; i++) {
+			lo[i] = (unsigned char)fx_rng_u64(&rng);
+			hi[i] = (unsigned char)fx_rng_u64(&rng);
+		}
+		pspace_unshuffle_bf16_f32(out, planes, n);
+		for (size_t i = 0; i < n; i++) {
+			uint32_t u;
+
+			memcpy(&u, &out[i], sizeof(u));
+			assert_int_equal(u, (uint32_t)hi[i] << 24 | (uint32_t)lo[i] << 16);
+		}
+		free(out);
+		free(hi);
+		free(lo);
 	}
 }
 
@@ -362,6 +394,7 @@ int main(void)
 	    cmocka_unit_test(test_codec_crc32c_vclmul_matches_sw),
 	    cmocka_unit_test(test_codec_crc32c_dispatch_matches_sw),
 	    cmocka_unit_test(test_codec_shuffle_definition),
+	    cmocka_unit_test(test_codec_unshuffle_bf16_f32),
 	    cmocka_unit_test(test_codec_raw_fallback),
 	    cmocka_unit_test(test_codec_args),
 	    cmocka_unit_test(test_codec_bound),

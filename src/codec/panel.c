@@ -188,11 +188,21 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 		*data = p->elems + (size_t)r0 * h->cols * pspace_dtype_size(p->want);
 		return 0;
 	}
+	for (size_t b = 0; b < es; b++)
+		pl[b] = (const unsigned char *)p->planes[b] + (size_t)r0 * h->cols;
+	if (h->dtype == PSPACE_BF16 && p->want == PSPACE_F32) { /* widened as unshuffled */
+		o = pspace_codec_scratch(c, PSPACE_CODEC_BUF_PANEL_OUT, n * sizeof(float));
+		if (o == NULL)
+			return PSPACE_ENOMEM;
+		pspace_unshuffle_bf16_f32((float *)(void *)o, pl, n);
+		fold(p, r0 + rows);
+		prefetch_raw(p, r0 + rows, rows);
+		*data = o;
+		return 0;
+	}
 	u = pspace_codec_scratch(c, PSPACE_CODEC_BUF_PANEL, n * es);
 	if (u == NULL)
 		return PSPACE_ENOMEM;
-	for (size_t b = 0; b < es; b++)
-		pl[b] = (const unsigned char *)p->planes[b] + (size_t)r0 * h->cols;
 	pspace_unshuffle_planes(u, pl, n, es);
 	/* the raw planes' rows were just read: checksum them from L1 */
 	fold(p, r0 + rows);

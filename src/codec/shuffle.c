@@ -6,6 +6,7 @@
 #include "codec/shuffle.h"
 
 #include <stdint.h>
+#include <string.h>
 
 static void shuffle2(uint8_t *restrict o, const uint8_t *restrict in, size_t n)
 {
@@ -133,6 +134,101 @@ static void unshuffle8(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 		for (int b = 0; b < 8; b++)
 			o[8 * i + b] = pl[b][i];
 }
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define HAVE_AVX512_UNSHUFFLE 1
+
+#define LD64(p)    _mm512_loadu_si512((const void *)(p))
+#define ST64(p, v) _mm512_storeu_si512((void *)(p), (v))
+
+/*
+ * 64 elements an iteration. The byte and word interleaves work within
+ * 128-bit lanes, so lane L of the interleaved vectors holds elements
+ * 16 L + 4 j .. 16 L + 4 j + 3 (4-byte elements) or 16 L + 8 j .. (2-byte):
+ * a transposition of the lanes puts them in order. Half the shuffles of
+ * the SSE2 loops a byte, and a quarter of the stores.
+ */
+__attribute__((target("avx512f,avx512bw"))) static size_t
+unshuffle4_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	size_t i = 0;
+
+	for (; i + 64 <= n; i += 64) {
+		__m512i a = LD64(pl[0] + i), b = LD64(pl[1] + i);
+		__m512i c = LD64(pl[2] + i), d = LD64(pl[3] + i);
+		__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
+		__m512i cd0 = _mm512_unpacklo_epi8(c, d), cd1 = _mm512_unpackhi_epi8(c, d);
+		__m512i e0 = _mm512_unpacklo_epi16(ab0, cd0), e1 = _mm512_unpackhi_epi16(ab0, cd0);
+		__m512i e2 = _mm512_unpacklo_epi16(ab1, cd1), e3 = _mm512_unpackhi_epi16(ab1, cd1);
+		/* t0 = e0.0 e0.1 e1.0 e1.1, t1 = e2.0 e2.1 e3.0 e3.1, t2, t3 lanes 2, 3 */
+		__m512i t0 = _mm512_shuffle_i64x2(e0, e1, 0x44),
+		        t1 = _mm512_shuffle_i64x2(e2, e3, 0x44);
+		__m512i t2 = _mm512_shuffle_i64x2(e0, e1, 0xee),
+		        t3 = _mm512_shuffle_i64x2(e2, e3, 0xee);
+		uint8_t *e = o + 4 * i;
+
+		ST64(e, _mm512_shuffle_i64x2(t0, t1, 0x88)); /* e0.0 e1.0 e2.0 e3.0 */
+		ST64(e + 64, _mm512_shuffle_i64x2(t0, t1, 0xdd));
+		ST64(e + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
+		ST64(e + 192, _mm512_shuffle_i64x2(t2, t3, 0xdd));
+	}
+	return i;
+}
+
+__attribute__((target("avx512f,avx512bw"))) static size_t
+unshuffle2_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11);
+	const __m512i hi = _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15);
+	size_t i = 0;
+
+	for (; i + 64 <= n; i += 64) {
+		__m512i a = LD64(pl[0] + i), b = LD64(pl[1] + i);
+		__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
+
+		ST64(o + 2 * i, _mm512_permutex2var_epi64(ab0, lo, ab1));
+		ST64(o + 2 * i + 64, _mm512_permutex2var_epi64(ab0, hi, ab1));
+	}
+	return i;
+}
+
+/* Planes of bf16 (low byte, high byte) into floats: words of zeros below. */
+__attribute__((target("avx512f,avx512bw"))) static size_t
+unshuffle_bf16_f32_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
+{
+	const __m512i z = _mm512_setzero_si512();
+	size_t i = 0;
+
+	for (; i + 64 <= n; i += 64) {
+		__m512i a = LD64(pl[0] + i), b = LD64(pl[1] + i);
+		__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
+		__m512i e0 = _mm512_unpacklo_epi16(z, ab0), e1 = _mm512_unpackhi_epi16(z, ab0);
+		__m512i e2 = _mm512_unpacklo_epi16(z, ab1), e3 = _mm512_unpackhi_epi16(z, ab1);
+		__m512i t0 = _mm512_shuffle_i64x2(e0, e1, 0x44),
+		        t1 = _mm512_shuffle_i64x2(e2, e3, 0x44);
+		__m512i t2 = _mm512_shuffle_i64x2(e0, e1, 0xee),
+		        t3 = _mm512_shuffle_i64x2(e2, e3, 0xee);
+		uint8_t *e = o + 4 * i;
+
+		ST64(e, _mm512_shuffle_i64x2(t0, t1, 0x88));
+		ST64(e + 64, _mm512_shuffle_i64x2(t0, t1, 0xdd));
+		ST64(e + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
+		ST64(e + 192, _mm512_shuffle_i64x2(t2, t3, 0xdd));
+	}
+	return i;
+}
+
+static int have_avx512bw(void)
+{
+	static int have = -1;
+
+	if (have < 0) {
+		__builtin_cpu_init();
+		have = __builtin_cpu_supports("avx512bw") != 0;
+	}
+	return have;
+}
+#endif
 #else
 static void unshuffle2(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
@@ -201,6 +297,19 @@ void pspace_unshuffle_planes(void *restrict out, const void *const *planes, size
 	uint8_t *restrict o = out;
 	const uint8_t *const *pl = (const uint8_t *const *)planes;
 
+#ifdef HAVE_AVX512_UNSHUFFLE
+	const uint8_t *rest[4];
+
+	if ((es == 2 || es == 4) && n >= 64 && have_avx512bw()) {
+		size_t done = es == 2 ? unshuffle2_avx512(o, pl, n) : unshuffle4_avx512(o, pl, n);
+
+		for (size_t b = 0; b < es; b++)
+			rest[b] = pl[b] + done;
+		o += done * es;
+		pl = rest;
+		n -= done;
+	}
+#endif
 	switch (es) {
 	case 2: unshuffle2(o, pl, n); break;
 	case 4: unshuffle4(o, pl, n); break;
@@ -229,4 +338,23 @@ void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, siz
 	for (size_t b = 0; b < es; b++)
 		planes[b] = s + b * n;
 	pspace_unshuffle_planes(out, planes, n, es);
+}
+
+void pspace_unshuffle_bf16_f32(float *restrict out, const void *const *planes, size_t n)
+{
+	const uint8_t *restrict lo = planes[0], *restrict hi = planes[1];
+	size_t i = 0;
+
+#ifdef HAVE_AVX512_UNSHUFFLE
+	if (have_avx512bw()) {
+		const uint8_t *pl[2] = {lo, hi};
+
+		i = unshuffle_bf16_f32_avx512((uint8_t *)out, pl, n);
+	}
+#endif
+	for (; i < n; i++) {
+		uint32_t u = (uint32_t)hi[i] << 24 | (uint32_t)lo[i] << 16;
+
+		memcpy(out + i, &u, sizeof(u));
+	}
 }

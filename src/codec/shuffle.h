@@ -27,4 +27,11 @@ void pspace_unshuffle(void *restrict out, const void *restrict in, size_t n, siz
  */
 void pspace_unshuffle_planes(void *restrict out, const void *const *planes, size_t n, size_t es);
 
+/**
+ * The planes (low byte, high byte) of @p n bfloat16 values unshuffled and
+ * widened to float in one pass: out[i] has the bits planes[1][i] << 24 |
+ * planes[0][i] << 16, exactly the bfloat16 value.
+ */
+void pspace_unshuffle_bf16_f32(float *restrict out, const void *const *planes, size_t n);
+
 #endif
