@@ -5,8 +5,8 @@
  * order, from its own loop (and an LMDB write transaction belongs to the
  * thread that opened it), while the engine pushes tiles to a kernel from
  * its loop. So the pass runs on a thread of its own: the engine with one
- * worker (its producer thread does the work, so tiles reach the kernel in
- * streaming order), whose kernel combines each address into the next free
+ * worker (the thread running the pass does the work, so tiles reach the
+ * kernel in streaming order), whose kernel combines each address into the next free
  * slot of a small ring and waits while the ring is full. The consumer
  * takes slots from the head: an address before the one asked for is a tile
  * the consumer does not want (dropped), one after it means the asked one

@@ -2,37 +2,39 @@
  * The streaming engine: one pass over the tiles of one or more stored tiled
  * matrices.
  *
- * The calling thread is the producer: it opens one reader (one read
- * snapshot) per matrix and walks their cursors in streaming order, which is
- * the order of the file, so the store file is read sequentially. Each tile
- * address (with a pointer into the memory map for every matrix) goes through
- * a bounded queue to W worker threads, created for the pass. A worker views
- * the tile with its own codec (zero copy for raw tiles of the wanted type,
- * else a decode into the codec's buffer) and calls the kernel, so decoding
- * and kernels of different tiles overlap across the cores. With W = 1 the
- * producer does the work itself and no thread is started. A kernel that
- * takes row panels (kernel.panels, one-matrix passes) gets each tile as
- * panels of about PANEL_BYTES from pspace_tile_panels_*: raw rows in place,
- * byte-plane tiles unshuffled a panel at a time, and the checksum folded in
- * as the panels are used, compared after the last one.
+ * The workers walk the readers' cursors (one reader, one read snapshot,
+ * per matrix) in streaming order, which is the order of the file, so the
+ * store file is read sequentially: each worker takes the next tile address
+ * (with a pointer into the memory map for every matrix) from a small ring
+ * it refills under a lock as it takes, views the tile with its own codec
+ * (zero copy for raw tiles of the wanted type, else a decode into the
+ * codec's buffer) and calls the kernel, so decoding and kernels of
+ * different tiles overlap across the cores. The calling thread is worker
+ * 0; W - 1 threads are created for the pass. With W = 1 the tiles reach the
+ * kernel in streaming order. A kernel that takes row panels (kernel.panels,
+ * one-matrix passes) gets each tile as panels of about PANEL_BYTES from
+ * pspace_tile_panels_*: raw rows in place, byte-plane tiles unshuffled a
+ * panel at a time, and the checksum folded in as the panels are used,
+ * compared after the last one.
  *
  * Memory bound, independent of d (E = tile edge, n = matrices of the pass,
  * s = stored bytes per element, Q = QUEUE_PER_WORKER * W):
- *   heap   <= W * (n * E^2 * (8 + s) + kernel worker state) + Q * (16 + 32 n)
+ *   heap   <= W * (n * E^2 * (8 + s) + kernel worker state)
+ *             + (W + 1) * Q * (16 + 32 n)
  *   mapped <= (Q + W) * n * E^2 * s resident tile pages when out of core
  * where W = min(ex->threads, tiles, budget / (n * E^2 * (8 + 2 s))): the
  * codec decodes into an E^2 buffer of the compute type (8 bytes at most)
  * after zstd output of E^2 * s. A matrix whose stored bytes exceed the
- * budget is "out of core": the producer asks the kernel to read ahead
- * (MADV_WILLNEED) on each tile it queues and the worker drops the tile's
+ * budget is "out of core": the worker that walks a tile into the ring asks
+ * the kernel to read it ahead (MADV_WILLNEED) and the worker drops the tile's
  * pages from this process (MADV_DONTNEED) once used, so the resident set
  * stays within the bound; the page cache itself is the kernel's to manage.
- * A tile whose pages are all in the page cache when it is queued (mincore)
+ * A tile whose pages are all in the page cache when it is walked (mincore)
  * is left alone: unmapping it would free no memory (the cache keeps it),
  * only cost a TLB shootdown now and page faults on the next pass.
  *
- * The first error stops the pass: the producer stops walking, workers drain
- * the queue without work, and the error is returned with the detail of the
+ * The first error stops the pass: the walk stops, workers drain the ring
+ * without work, and the error is returned with the detail of the
  * failing tile (store, matrix, tile address).
  */
 #include "kernel/stream.h"
@@ -57,6 +59,8 @@
 #define PANEL_BYTES 16384
 #define CACHE_LINE  64
 #define MSG_MAX     1024
+/* Pages whose residency one mincore() call asks for (8 MiB of 4 KiB pages). */
+#define RES_PAGES 2048
 
 /* ---- pspace_tiled --------------------------------------------------------- */
 
@@ -161,8 +165,9 @@ size_t pspace_stream_budget(const pspace_exec *ex)
 /* ---- the engine ----------------------------------------------------------- */
 
 /*
- * A queued tile: its address, then one pspace_tile_ref per matrix. Bit i of
- * cached: the tile of matrix i (i < 32) was in the page cache when queued.
+ * A tile of the ring: its address, then one pspace_tile_ref per matrix. Bit
+ * i of cached: the tile of matrix i (i < 32) was in the page cache when
+ * walked.
  */
 typedef struct item_hdr {
 	uint32_t block, row, col, cached;
@@ -178,7 +183,18 @@ typedef struct engine {
 	size_t item_size;
 	int ooc;
 	uintptr_t page;
-	_Alignas(CACHE_LINE) pspace_queue q; /* written per tile: away from what workers read */
+	uint32_t bfirst, blast;
+	/* the walk, under walk_mu: written per tile, away from what workers read */
+	_Alignas(CACHE_LINE) pthread_mutex_t walk_mu;
+	unsigned char *ring; /* tiles walked ahead: cap items from head, count of them */
+	size_t cap, head, count;
+	int walk_end; /* the walk has ended (or failed) */
+	int started;  /* step_all: the cursors are positioned */
+	pspace_tile_ref *cur;
+	int *done;
+	uint32_t db, dr;            /* step_diagonal: the next block and row */
+	uintptr_t *res_lo, *res_hi; /* per matrix: pages whose residency is in res_vec */
+	unsigned char *res_vec;     /* per matrix, RES_PAGES bytes of mincore() */
 	_Alignas(CACHE_LINE) atomic_int failed;
 	pthread_mutex_t err_mu;
 	int err;
@@ -191,6 +207,7 @@ typedef struct worker {
 	pspace_stream_tile *tiles;
 	int *verified; /* per matrix: 0 while a raw tile's checksum is still to check */
 	unsigned char *item;
+	pspace_tile_ref *adv; /* take(): tiles to read ahead, given advice unlocked */
 	void *ws;
 	int inited;
 } worker;
@@ -221,12 +238,10 @@ static void advise(const engine *e, const pspace_tile_ref *ref, int what)
 	(void)madvise((void *)a, b - a, what);
 }
 
-/* Are all pages of a tile in the page cache? (0 when unknown) */
-static int resident(const engine *e, const pspace_tile_ref *ref)
+/* Are all pages in [@p a, @p b) in the page cache? (0 when unknown) */
+static int all_resident(const engine *e, uintptr_t a, uintptr_t b)
 {
 	unsigned char vec[256];
-	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
-	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
 
 	while (a < b) {
 		size_t len = b - a < sizeof(vec) * e->page ? b - a : sizeof(vec) * e->page;
@@ -238,6 +253,40 @@ static int resident(const engine *e, const pspace_tile_ref *ref)
 				return 0;
 		a += len;
 	}
+	return 1;
+}
+
+/*
+ * Are all pages of the tile of matrix @p i in the page cache? (0 when
+ * unknown.) Asked of the kernel RES_PAGES pages at a time from the tile's
+ * first page on, not per tile: the walk goes through the file in order, so
+ * one system call serves the tiles of the next few MiB (two calls a tile
+ * were a tenth of a warm mv pass).
+ */
+static int resident(engine *e, size_t i, const pspace_tile_ref *ref)
+{
+	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
+	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
+	unsigned char *vec = e->res_vec + i * RES_PAGES;
+
+	if (a < e->res_lo[i] || b > e->res_hi[i]) {
+		e->res_lo[i] = e->res_hi[i] = 0;
+		if (b - a > RES_PAGES * e->page)
+			return all_resident(e, a, b);
+		/* past the end of the mapping the window fails: then the tile alone */
+		if (mincore((void *)a, RES_PAGES * e->page, vec) == 0) {
+			e->res_lo[i] = a;
+			e->res_hi[i] = a + RES_PAGES * e->page;
+		} else if (mincore((void *)a, b - a, vec) == 0) {
+			e->res_lo[i] = a;
+			e->res_hi[i] = b;
+		} else {
+			return 0;
+		}
+	}
+	for (uintptr_t p = (a - e->res_lo[i]) / e->page; p < (b - e->res_lo[i]) / e->page; p++)
+		if (!(vec[p] & 1))
+			return 0;
 	return 1;
 }
 
@@ -336,73 +385,45 @@ done:
 				advise(e, &refs[i], MADV_DONTNEED);
 }
 
-static void *worker_main(void *arg)
-{
-	worker *w = arg;
-
-	while (pspace_queue_pop(&w->e->q, w->item) == 0)
-		if (!atomic_load(&w->e->failed))
-			process(w, w->item);
-	return NULL;
-}
-
-/* Hands one tile to the workers (or processes it here when there are none). */
-static void emit(engine *e, worker *self, size_t nthreads, unsigned char *item)
-{
-	item_hdr *h = (item_hdr *)(void *)item;
-	const pspace_tile_ref *refs = item_refs(item);
-
-	h->cached = 0;
-	for (size_t i = 0; e->ooc && i < e->n; i++) {
-		if (!refs[i].data)
-			continue;
-		if (i < 32 && resident(e, &refs[i]))
-			h->cached |= 1u << i;
-		else if (nthreads)
-			advise(e, &refs[i], MADV_WILLNEED);
-	}
-	if (nthreads == 0)
-		process(self, item);
-	else
-		pspace_queue_push(&e->q, item);
-}
-
-/* Diagonal tiles only, looked up directly. */
-static int walk_diagonal(engine *e, worker *self, size_t nthreads, unsigned char *item,
-                         uint32_t bfirst, uint32_t blast)
+/*
+ * The next tile of the diagonal (a kernel that wants diagonal tiles only),
+ * looked up directly, into @p item. @return 0, 1 at the end, or an error.
+ */
+static int step_diagonal(engine *e, unsigned char *item)
 {
 	item_hdr *h = (item_hdr *)(void *)item;
 	pspace_tile_ref *refs = (pspace_tile_ref *)(void *)(item + sizeof(item_hdr));
 
-	for (uint32_t b = bfirst; b <= blast; b++) {
-		uint64_t nt = block_tiles(e->t[0], b);
+	while (e->db <= e->blast) {
+		uint32_t b = e->db, r = e->dr;
+		int any = 0;
 
-		for (uint32_t r = 0; r < nt; r++) {
-			int any = 0;
+		if (r >= block_tiles(e->t[0], b)) {
+			e->db++;
+			e->dr = 0;
+			continue;
+		}
+		e->dr++;
+		if (!pspace_tiled_owns(e->t[0], b, r))
+			continue;
+		for (size_t i = 0; i < e->n; i++) {
+			int rc = pspace_reader_tile(&refs[i], e->r[i], b, r, r);
 
-			if (atomic_load(&e->failed))
-				return 0;
-			if (!pspace_tiled_owns(e->t[0], b, r))
-				continue;
-			for (size_t i = 0; i < e->n; i++) {
-				int rc = pspace_reader_tile(&refs[i], e->r[i], b, r, r);
-
-				if (rc == PSPACE_ENOTFOUND) {
-					memset(&refs[i], 0, sizeof(refs[i]));
-					pspace_errclear();
-				} else if (rc != 0) {
-					return rc;
-				} else {
-					any = 1;
-				}
-			}
-			if (any) {
-				*h = (item_hdr){b, r, r, 0};
-				emit(e, self, nthreads, item);
+			if (rc == PSPACE_ENOTFOUND) {
+				memset(&refs[i], 0, sizeof(refs[i]));
+				pspace_errclear();
+			} else if (rc != 0) {
+				return rc;
+			} else {
+				any = 1;
 			}
 		}
+		if (any) {
+			*h = (item_hdr){b, r, r, 0};
+			return 0;
+		}
 	}
-	return 0;
+	return 1;
 }
 
 static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
@@ -416,53 +437,117 @@ static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
 	return 0;
 }
 
-/* Steps reader @p i to its next tile, marking it done past block @p blast. */
-static int advance(engine *e, size_t i, pspace_tile_ref *cur, int *done, uint32_t blast)
+/* Steps reader @p i to its next tile, marking it done past the last block. */
+static int advance(engine *e, size_t i)
 {
-	int rc = pspace_reader_next(&cur[i], &done[i], e->r[i]);
+	int rc = pspace_reader_next(&e->cur[i], &e->done[i], e->r[i]);
 
-	if (rc == 0 && !done[i] && cur[i].block > blast)
-		done[i] = 1;
+	if (rc == 0 && !e->done[i] && e->cur[i].block > e->blast)
+		e->done[i] = 1;
 	return rc;
 }
 
-/* Every stored tile of every matrix: the cursors walk in lockstep, merging keys. */
-static int walk_all(engine *e, worker *self, size_t nthreads, unsigned char *item, uint32_t bfirst,
-                    uint32_t blast, pspace_tile_ref *cur, int *done)
+/*
+ * The next stored tile of any matrix into @p item: the cursors walk in
+ * lockstep, merging keys. @return 0, 1 at the end, or an error.
+ */
+static int step_all(engine *e, unsigned char *item)
 {
 	item_hdr *h = (item_hdr *)(void *)item;
 	pspace_tile_ref *refs = (pspace_tile_ref *)(void *)(item + sizeof(item_hdr));
 	int rc = 0;
 
-	for (size_t i = 0; i < e->n && rc == 0; i++) {
-		rc = pspace_reader_seek(e->r[i], bfirst, 0, 0);
+	for (size_t i = 0; !e->started && i < e->n && rc == 0; i++) {
+		rc = pspace_reader_seek(e->r[i], e->bfirst, 0, 0);
 		if (rc == 0)
-			rc = advance(e, i, cur, done, blast);
+			rc = advance(e, i);
 	}
-	while (rc == 0 && !atomic_load(&e->failed)) {
+	e->started = 1;
+	while (rc == 0) {
 		const pspace_tile_ref *min = NULL;
 
 		for (size_t i = 0; i < e->n; i++)
-			if (!done[i] && (!min || addr_cmp(&cur[i], min) < 0))
-				min = &cur[i];
+			if (!e->done[i] && (!min || addr_cmp(&e->cur[i], min) < 0))
+				min = &e->cur[i];
 		if (!min)
-			break;
+			return 1;
 		*h = (item_hdr){min->block, min->row, min->col, 0};
-		for (size_t i = 0; i < e->n; i++) {
-			if (!done[i] && cur[i].block == h->block && cur[i].row == h->row &&
-			    cur[i].col == h->col) {
-				refs[i] = cur[i];
-				rc = advance(e, i, cur, done, blast);
-				if (rc != 0)
-					return rc;
+		for (size_t i = 0; i < e->n && rc == 0; i++) {
+			if (!e->done[i] && e->cur[i].block == h->block && e->cur[i].row == h->row &&
+			    e->cur[i].col == h->col) {
+				refs[i] = e->cur[i];
+				rc = advance(e, i);
 			} else {
 				memset(&refs[i], 0, sizeof(refs[i]));
 			}
 		}
-		if (pspace_tiled_owns(e->t[0], h->block, h->row))
-			emit(e, self, nthreads, item);
+		if (rc == 0 && pspace_tiled_owns(e->t[0], h->block, h->row))
+			return 0;
 	}
 	return rc;
+}
+
+/*
+ * The next tile of the pass into @p item: taken from the ring, which the
+ * taker first refills by walking the cursors (on the first call, cap tiles;
+ * then one a tile). The workers walk, under walk_mu, instead of a producer
+ * thread: on two cores a third thread was woken and preempted a worker at
+ * every few tiles, and the queue's mutex and condition variables cost a
+ * tenth of a warm pass in futex calls. Out of core, the tiles walked here
+ * are the ones read ahead (MADV_WILLNEED), cap tiles before their use; the
+ * advice is given after the lock is released. @return 1 with a tile, 0 at
+ * the end of the pass.
+ */
+static int take(engine *e, worker *w, unsigned char *item)
+{
+	size_t nadv = 0;
+	int got = 0;
+
+	pthread_mutex_lock(&e->walk_mu);
+	while (!e->walk_end && e->count < e->cap) {
+		unsigned char *it = e->ring + (e->head + e->count) % e->cap * e->item_size;
+		item_hdr *h = (item_hdr *)(void *)it;
+		const pspace_tile_ref *refs = item_refs(it);
+		int rc = atomic_load(&e->failed) ? 1
+		         : e->k->diagonal_only   ? step_diagonal(e, it)
+		                                 : step_all(e, it);
+
+		if (rc != 0) {
+			if (rc != 1)
+				engine_fail(e, rc);
+			e->walk_end = 1;
+			break;
+		}
+		for (size_t i = 0; e->ooc && i < e->n; i++) {
+			if (!refs[i].data)
+				continue;
+			if (i < 32 && resident(e, i, &refs[i]))
+				h->cached |= 1u << i;
+			else if (e->cap > 1) /* one worker: nothing to overlap the reading with */
+				w->adv[nadv++] = refs[i];
+		}
+		e->count++;
+	}
+	if (e->count > 0) {
+		memcpy(item, e->ring + e->head * e->item_size, e->item_size);
+		e->head = (e->head + 1) % e->cap;
+		e->count--;
+		got = 1;
+	}
+	pthread_mutex_unlock(&e->walk_mu);
+	for (size_t j = 0; j < nadv; j++)
+		advise(e, &w->adv[j], MADV_WILLNEED);
+	return got;
+}
+
+static void *worker_main(void *arg)
+{
+	worker *w = arg;
+
+	while (take(w->e, w, w->item))
+		if (!atomic_load(&w->e->failed))
+			process(w, w->item);
+	return NULL;
 }
 
 static void worker_cleanup(worker *w, engine *e)
@@ -475,6 +560,7 @@ static void worker_cleanup(worker *w, engine *e)
 	free(w->tiles);
 	free(w->verified);
 	free(w->item);
+	free(w->adv);
 	free(w->ws);
 }
 
@@ -502,8 +588,9 @@ static int worker_setup(worker *w, engine *e)
 	w->tiles = line_alloc(e->n * sizeof(*w->tiles));
 	w->verified = line_alloc(e->n * sizeof(*w->verified));
 	w->item = line_alloc(e->item_size);
+	w->adv = malloc(e->cap * e->n * sizeof(*w->adv));
 	w->ws = line_alloc(e->k->worker_size ? e->k->worker_size : 1);
-	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->ws)
+	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->adv || !w->ws)
 		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a worker");
 	for (size_t i = 0; i < e->n && rc == 0; i++)
 		rc = pspace_codec_create(&w->codec[i]);
@@ -567,9 +654,7 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	engine e = {0};
 	worker *w = NULL;
 	pspace_threads th = {0};
-	pspace_tile_ref *cur = NULL;
-	int *done = NULL;
-	size_t nw = 0, nthreads = 0;
+	size_t nw = 0;
 	uint64_t stored = 0;
 	int rc = 0;
 
@@ -592,17 +677,24 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	e.ud = ud;
 	e.item_size = sizeof(item_hdr) + n * sizeof(pspace_tile_ref);
 	e.page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	e.bfirst = e.db = bfirst;
+	e.blast = blast;
 	atomic_init(&e.failed, 0);
 	pthread_mutex_init(&e.err_mu, NULL);
+	pthread_mutex_init(&e.walk_mu, NULL);
 	for (size_t i = 0; i < n; i++)
 		stored += t[i]->info.tile_bytes;
 	e.ooc = stored > pspace_stream_budget(ex);
 
 	e.r = calloc(n, sizeof(*e.r));
 	e.want = calloc(n, sizeof(*e.want));
-	cur = calloc(n, sizeof(*cur));
-	done = calloc(n, sizeof(*done));
-	if (!e.r || !e.want || !cur || !done) {
+	e.cur = calloc(n, sizeof(*e.cur));
+	e.done = calloc(n, sizeof(*e.done));
+	e.res_lo = calloc(n, sizeof(*e.res_lo));
+	e.res_hi = calloc(n, sizeof(*e.res_hi));
+	e.res_vec = e.ooc ? malloc(n * RES_PAGES) : NULL;
+	if (!e.r || !e.want || !e.cur || !e.done || !e.res_lo || !e.res_hi ||
+	    (e.ooc && !e.res_vec)) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
 		goto out;
 	}
@@ -620,8 +712,11 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 		goto out;
 
 	nw = plan_workers(&e, ex, bfirst, blast);
+	/* one worker: tiles reach the kernel in streaming order (pull.c relies on it) */
+	e.cap = nw > 1 ? QUEUE_PER_WORKER * nw : 1;
+	e.ring = malloc(e.cap * e.item_size);
 	w = calloc(nw, sizeof(*w));
-	if (!w) {
+	if (!w || !e.ring) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
 		goto out;
 	}
@@ -629,32 +724,11 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 		rc = worker_setup(&w[i], &e);
 	if (rc != 0)
 		goto out;
-	if (nw > 1) {
-		rc = pspace_queue_init(&e.q, QUEUE_PER_WORKER * nw, e.item_size);
-		if (rc == 0)
-			rc = pspace_threads_start(&th, nw, worker_main, w, sizeof(*w));
-		if (rc != 0)
-			goto out;
-		nthreads = th.started;
-	}
-
-	{
-		unsigned char *item = malloc(e.item_size);
-
-		if (!item)
-			rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
-		else if (k->diagonal_only)
-			rc = walk_diagonal(&e, &w[0], nthreads, item, bfirst, blast);
-		else
-			rc = walk_all(&e, &w[0], nthreads, item, bfirst, blast, cur, done);
-		free(item);
-	}
-	if (rc != 0)
-		engine_fail(&e, rc);
-	if (nthreads) {
-		pspace_queue_close(&e.q);
-		pspace_threads_join(&th);
-	}
+	/* the calling thread is worker 0 */
+	if (nw > 1 && pspace_threads_start(&th, nw - 1, worker_main, w + 1, sizeof(*w)) != 0)
+		pspace_errclear(); /* no thread: the calling thread does it all */
+	worker_main(&w[0]);
+	pspace_threads_join(&th);
 	for (size_t i = 0; i < nw && !e.err && k->finish; i++) {
 		rc = k->finish(w[i].ws, ud);
 		if (rc != 0)
@@ -663,16 +737,20 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	rc = e.err ? pspace_err_set(e.err, "%s", e.msg) : 0;
 out:
 	pspace_threads_join(&th);
-	pspace_queue_destroy(&e.q);
 	for (size_t i = nw; w && i-- > 0;)
 		worker_cleanup(&w[i], &e);
 	free(w);
 	for (size_t i = n; e.r && i-- > 0;)
 		pspace_reader_close(e.r[i]);
-	free(done);
-	free(cur);
+	free(e.ring);
+	free(e.res_vec);
+	free(e.res_hi);
+	free(e.res_lo);
+	free(e.done);
+	free(e.cur);
 	free(e.want);
 	free(e.r);
+	pthread_mutex_destroy(&e.walk_mu);
 	pthread_mutex_destroy(&e.err_mu);
 	return rc;
 }

@@ -3,7 +3,7 @@
  * (Dense, BlockDiag) in streaming order (the order of the file), decodes
  * them on a pool of worker threads (raw tiles are used in place from the
  * memory map) and hands each to a kernel. Working memory is bounded by
- * ex->mem_budget, independent of d: a bounded queue of tiles in flight and
+ * ex->mem_budget, independent of d: a bounded ring of tiles in flight and
  * per-worker scratch of O(tile^2 + tile * k).
  */
 #ifndef PSPACE_SRC_KERNEL_STREAM_H
