@@ -667,6 +667,51 @@ static void test_stream_small_budget(void **state)
 	free(F);
 }
 
+/*
+ * Thousands of small tiles out of core (stored bytes over the budget) on
+ * three workers: the workers walk the cursors into the ring while the
+ * others drain it, and every tile walked is read ahead, so a walk that
+ * outran the ring's bound would show here (under ASan) or in the product.
+ */
+static void test_stream_many_tiles_out_of_core(void **state)
+{
+	size_t d = 1500;
+	double *F = make_fisher(d, 40, 12), *R;
+	mspec m = {"M", PSPACE_KIND_DENSE, 1, {1500}, 16, 1, PSPACE_F32, 0};
+	fx_store ts;
+	(void)state;
+
+	fx_store_open(&ts, "stream");
+	put_matrix(ts.s, &m, F, NULL);
+	R = stored_reference(&m, F, NULL);
+	for (int ki = 0; ki < 3; ki += 2) {
+		uint32_t k = ks[ki];
+		pspace_exec ex = {3, 1 << 20};
+		double *X = fx_randv(k * d, 13), *Y = calloc(k * d, sizeof(double));
+		double *Yr = calloc(k * d, sizeof(double));
+		pspace_tiled t;
+
+		assert_non_null(Y);
+		assert_non_null(Yr);
+		ref_mm(R, d, k, 1.0, X, d, Yr, d);
+		assert_int_equal(pspace_tiled_open(&t, ts.s, "M"), 0);
+		assert_true(pspace_tiled_count(&t) > 4000);
+		assert_true(t.info.tile_bytes > (uint64_t)ex.mem_budget);
+		for (int pass = 0; pass < 3; pass++) {
+			memset(Y, 0, k * d * sizeof(double));
+			assert_int_equal(pspace_stream_mm(&t, &ex, k, 1.0, X, d, Y, d), 0);
+			assert_true(rel_err(Y, Yr, NULL, k, d, d) < 1e-5);
+		}
+		pspace_tiled_close(&t);
+		free(Yr);
+		free(Y);
+		free(X);
+	}
+	free(R);
+	fx_store_close(&ts);
+	free(F);
+}
+
 static int fail_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
 {
 	(void)ws;
@@ -724,10 +769,15 @@ static void test_stream_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_stream_mm_dense),   cmocka_unit_test(test_stream_mm_blockdiag),
-	    cmocka_unit_test(test_stream_mm_panels),  cmocka_unit_test(test_stream_nonsymmetric),
-	    cmocka_unit_test(test_stream_invariance), cmocka_unit_test(test_stream_multi),
-	    cmocka_unit_test(test_stream_corrupt),    cmocka_unit_test(test_stream_small_budget),
+	    cmocka_unit_test(test_stream_mm_dense),
+	    cmocka_unit_test(test_stream_mm_blockdiag),
+	    cmocka_unit_test(test_stream_mm_panels),
+	    cmocka_unit_test(test_stream_nonsymmetric),
+	    cmocka_unit_test(test_stream_invariance),
+	    cmocka_unit_test(test_stream_multi),
+	    cmocka_unit_test(test_stream_corrupt),
+	    cmocka_unit_test(test_stream_small_budget),
+	    cmocka_unit_test(test_stream_many_tiles_out_of_core),
 	    cmocka_unit_test(test_stream_errors),
 	};
 

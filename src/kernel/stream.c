@@ -184,14 +184,18 @@ typedef struct engine {
 	int ooc;
 	uintptr_t page;
 	uint32_t bfirst, blast;
-	/* the walk, under walk_mu: written per tile, away from what workers read */
-	_Alignas(CACHE_LINE) pthread_mutex_t walk_mu;
+	/* written per tile, away from what workers read: the ring, under ring_mu */
+	_Alignas(CACHE_LINE) pthread_mutex_t ring_mu;
 	unsigned char *ring; /* tiles walked ahead: cap items from head, count of them */
 	size_t cap, head, count;
-	int walk_end; /* the walk has ended (or failed) */
-	int started;  /* step_all: the cursors are positioned */
+	/* the walk, under walk_mu */
+	_Alignas(CACHE_LINE) pthread_mutex_t walk_mu;
+	unsigned char *walked; /* the tile being walked */
+	int walk_end;          /* the walk has ended (or failed) */
+	int started;           /* step_all: the cursors are positioned */
 	pspace_tile_ref *cur;
 	int *done;
+	int *cur_cached;            /* per matrix: cur's tile was all in the page cache */
 	uint32_t db, dr;            /* step_diagonal: the next block and row */
 	uintptr_t *res_lo, *res_hi; /* per matrix: pages whose residency is in res_vec */
 	unsigned char *res_vec;     /* per matrix, RES_PAGES bytes of mincore() */
@@ -207,7 +211,6 @@ typedef struct worker {
 	pspace_stream_tile *tiles;
 	int *verified; /* per matrix: 0 while a raw tile's checksum is still to check */
 	unsigned char *item;
-	pspace_tile_ref *adv; /* take(): tiles to read ahead, given advice unlocked */
 	void *ws;
 	int inited;
 } worker;
@@ -253,40 +256,6 @@ static int all_resident(const engine *e, uintptr_t a, uintptr_t b)
 				return 0;
 		a += len;
 	}
-	return 1;
-}
-
-/*
- * Are all pages of the tile of matrix @p i in the page cache? (0 when
- * unknown.) Asked of the kernel RES_PAGES pages at a time from the tile's
- * first page on, not per tile: the walk goes through the file in order, so
- * one system call serves the tiles of the next few MiB (two calls a tile
- * were a tenth of a warm mv pass).
- */
-static int resident(engine *e, size_t i, const pspace_tile_ref *ref)
-{
-	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
-	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
-	unsigned char *vec = e->res_vec + i * RES_PAGES;
-
-	if (a < e->res_lo[i] || b > e->res_hi[i]) {
-		e->res_lo[i] = e->res_hi[i] = 0;
-		if (b - a > RES_PAGES * e->page)
-			return all_resident(e, a, b);
-		/* past the end of the mapping the window fails: then the tile alone */
-		if (mincore((void *)a, RES_PAGES * e->page, vec) == 0) {
-			e->res_lo[i] = a;
-			e->res_hi[i] = a + RES_PAGES * e->page;
-		} else if (mincore((void *)a, b - a, vec) == 0) {
-			e->res_lo[i] = a;
-			e->res_hi[i] = b;
-		} else {
-			return 0;
-		}
-	}
-	for (uintptr_t p = (a - e->res_lo[i]) / e->page; p < (b - e->res_lo[i]) / e->page; p++)
-		if (!(vec[p] & 1))
-			return 0;
 	return 1;
 }
 
@@ -386,6 +355,66 @@ done:
 }
 
 /*
+ * Out of core, a tile of this worker's share: is it all in the page cache?
+ * (0 when unknown.) Asked of the kernel RES_PAGES pages at a time from the
+ * tile's first page on, not per tile: the walk goes through the file in
+ * order, so one mincore() serves the tiles of the next few MiB (two calls
+ * a tile were a tenth of a warm mv pass). What is not in the cache is read
+ * ahead as a whole window (MADV_WILLNEED), unless one worker does it all
+ * (nothing to overlap the reading with) or the map is advised for huge
+ * pages: the faults' own read-ahead then reads 2 MiB folios, mapped whole,
+ * which MADV_WILLNEED (4 KiB pages) would spoil (cold raw mv under a 1 GiB
+ * cap, d = 32768, Zen 5: 1.2-1.4 s with MADV_WILLNEED, 0.34-0.55 s with
+ * huge pages alone).
+ */
+static int read_ahead(engine *e, size_t i, const pspace_tile_ref *ref)
+{
+	uintptr_t a = (uintptr_t)ref->data & ~(e->page - 1);
+	uintptr_t b = ((uintptr_t)ref->data + ref->len + e->page - 1) & ~(e->page - 1);
+	unsigned char *vec = e->res_vec + i * RES_PAGES;
+	size_t win = RES_PAGES * e->page;
+	int ask = e->cap > 1 && !pspace_store_map_huge(e->t[i]->s);
+
+	if (!e->ooc || !pspace_tiled_owns(e->t[0], ref->block, ref->row))
+		return 0;
+	if (a < e->res_lo[i] || b > e->res_hi[i]) {
+		int all = 1;
+
+		e->res_lo[i] = e->res_hi[i] = 0;
+		/* a tile larger than the window, or a window past the end of the mapping */
+		if (b - a > win || mincore((void *)a, win, vec) != 0) {
+			all = all_resident(e, a, b);
+			if (!all && ask)
+				advise(e, ref, MADV_WILLNEED);
+			return all;
+		}
+		e->res_lo[i] = a;
+		e->res_hi[i] = a + win;
+		for (size_t p = 0; p < RES_PAGES && all; p++)
+			all = vec[p] & 1;
+		if (!all && ask)
+			(void)madvise((void *)a, win, MADV_WILLNEED);
+	}
+	for (uintptr_t p = (a - e->res_lo[i]) / e->page; p < (b - e->res_lo[i]) / e->page; p++)
+		if (!(vec[p] & 1))
+			return 0;
+	return 1;
+}
+
+typedef struct walked_ctx {
+	engine *e;
+	size_t i;
+} walked_ctx;
+
+/* Called with each tile a cursor steps to, before its header is read. */
+static void walked(void *ud, const pspace_tile_ref *ref)
+{
+	walked_ctx *c = ud;
+
+	c->e->cur_cached[c->i] = read_ahead(c->e, c->i, ref);
+}
+
+/*
  * The next tile of the diagonal (a kernel that wants diagonal tiles only),
  * looked up directly, into @p item. @return 0, 1 at the end, or an error.
  */
@@ -395,7 +424,7 @@ static int step_diagonal(engine *e, unsigned char *item)
 	pspace_tile_ref *refs = (pspace_tile_ref *)(void *)(item + sizeof(item_hdr));
 
 	while (e->db <= e->blast) {
-		uint32_t b = e->db, r = e->dr;
+		uint32_t b = e->db, r = e->dr, cached = 0;
 		int any = 0;
 
 		if (r >= block_tiles(e->t[0], b)) {
@@ -416,10 +445,12 @@ static int step_diagonal(engine *e, unsigned char *item)
 				return rc;
 			} else {
 				any = 1;
+				if (read_ahead(e, i, &refs[i]) && i < 32)
+					cached |= 1u << i;
 			}
 		}
 		if (any) {
-			*h = (item_hdr){b, r, r, 0};
+			*h = (item_hdr){b, r, r, cached};
 			return 0;
 		}
 	}
@@ -437,10 +468,15 @@ static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
 	return 0;
 }
 
-/* Steps reader @p i to its next tile, marking it done past the last block. */
+/*
+ * Steps reader @p i to its next tile, marking it done past the last block.
+ * The tile is read ahead as the cursor reaches it (the cursors run one tile
+ * ahead of the walk).
+ */
 static int advance(engine *e, size_t i)
 {
-	int rc = pspace_reader_next(&e->cur[i], &e->done[i], e->r[i]);
+	walked_ctx c = {e, i};
+	int rc = pspace_reader_next_with(&e->cur[i], &e->done[i], e->r[i], walked, &c);
 
 	if (rc == 0 && !e->done[i] && e->cur[i].block > e->blast)
 		e->done[i] = 1;
@@ -476,6 +512,8 @@ static int step_all(engine *e, unsigned char *item)
 			if (!e->done[i] && e->cur[i].block == h->block && e->cur[i].row == h->row &&
 			    e->cur[i].col == h->col) {
 				refs[i] = e->cur[i];
+				if (i < 32 && e->cur_cached[i])
+					h->cached |= 1u << i;
 				rc = advance(e, i);
 			} else {
 				memset(&refs[i], 0, sizeof(refs[i]));
@@ -488,26 +526,21 @@ static int step_all(engine *e, unsigned char *item)
 }
 
 /*
- * The next tile of the pass into @p item: taken from the ring, which the
- * taker first refills by walking the cursors (on the first call, cap tiles;
- * then one a tile). The workers walk, under walk_mu, instead of a producer
- * thread: on two cores a third thread was woken and preempted a worker at
- * every few tiles, and the queue's mutex and condition variables cost a
- * tenth of a warm pass in futex calls. Out of core, the tiles walked here
- * are the ones read ahead (MADV_WILLNEED), cap tiles before their use; the
- * advice is given after the lock is released. @return 1 with a tile, 0 at
- * the end of the pass.
+ * Walks tiles into the ring until it is full or the walk ends (the caller
+ * holds walk_mu), at most cap tiles a call. A tile is walked and read
+ * ahead outside ring_mu: stepping the cursor reads the tile's header from
+ * the map, which out of core can wait for the disk (and its read-around),
+ * while the other workers go on taking what is in the ring.
  */
-static int take(engine *e, worker *w, unsigned char *item)
+static void walk_ahead(engine *e)
 {
-	size_t nadv = 0;
-	int got = 0;
+	size_t count;
 
-	pthread_mutex_lock(&e->walk_mu);
-	while (!e->walk_end && e->count < e->cap) {
-		unsigned char *it = e->ring + (e->head + e->count) % e->cap * e->item_size;
-		item_hdr *h = (item_hdr *)(void *)it;
-		const pspace_tile_ref *refs = item_refs(it);
+	pthread_mutex_lock(&e->ring_mu);
+	count = e->count;
+	pthread_mutex_unlock(&e->ring_mu);
+	for (size_t walked = 0; !e->walk_end && count < e->cap && walked < e->cap; walked++) {
+		unsigned char *it = e->walked;
 		int rc = atomic_load(&e->failed) ? 1
 		         : e->k->diagonal_only   ? step_diagonal(e, it)
 		                                 : step_all(e, it);
@@ -518,33 +551,61 @@ static int take(engine *e, worker *w, unsigned char *item)
 			e->walk_end = 1;
 			break;
 		}
-		for (size_t i = 0; e->ooc && i < e->n; i++) {
-			if (!refs[i].data)
-				continue;
-			if (i < 32 && resident(e, i, &refs[i]))
-				h->cached |= 1u << i;
-			else if (e->cap > 1) /* one worker: nothing to overlap the reading with */
-				w->adv[nadv++] = refs[i];
+		pthread_mutex_lock(&e->ring_mu);
+		memcpy(e->ring + (e->head + e->count) % e->cap * e->item_size, it, e->item_size);
+		count = ++e->count;
+		pthread_mutex_unlock(&e->ring_mu);
+	}
+}
+
+/*
+ * The next tile of the pass into @p item, from the ring. The workers walk
+ * the cursors into the ring themselves, instead of a producer thread: on
+ * two cores a third thread was woken and preempted a worker every few
+ * tiles, and the queue's mutex and condition variables cost a tenth of a
+ * warm pass in futex calls. A taker that finds the walk free refills the
+ * ring (cap tiles the first time, then about one a tile); one that finds
+ * the ring empty waits for the walk. Out of core, the tiles walked are the
+ * ones read ahead (MADV_WILLNEED), cap tiles before their use. @return 1
+ * with a tile, 0 at the end of the pass.
+ */
+static int take(engine *e, unsigned char *item)
+{
+	for (;;) {
+		int got = 0, end;
+
+		pthread_mutex_lock(&e->ring_mu);
+		if (e->count > 0) {
+			memcpy(item, e->ring + e->head * e->item_size, e->item_size);
+			e->head = (e->head + 1) % e->cap;
+			e->count--;
+			got = 1;
 		}
-		e->count++;
+		pthread_mutex_unlock(&e->ring_mu);
+		/* with a tile in hand, walk only if no one else is; without, wait for the walk */
+		if (got ? pthread_mutex_trylock(&e->walk_mu) == 0
+		        : pthread_mutex_lock(&e->walk_mu) == 0) {
+			walk_ahead(e);
+			end = e->walk_end;
+			pthread_mutex_unlock(&e->walk_mu);
+			if (!got && end) {
+				pthread_mutex_lock(&e->ring_mu);
+				end = e->count == 0;
+				pthread_mutex_unlock(&e->ring_mu);
+				if (end)
+					return 0;
+			}
+		}
+		if (got)
+			return 1;
 	}
-	if (e->count > 0) {
-		memcpy(item, e->ring + e->head * e->item_size, e->item_size);
-		e->head = (e->head + 1) % e->cap;
-		e->count--;
-		got = 1;
-	}
-	pthread_mutex_unlock(&e->walk_mu);
-	for (size_t j = 0; j < nadv; j++)
-		advise(e, &w->adv[j], MADV_WILLNEED);
-	return got;
 }
 
 static void *worker_main(void *arg)
 {
 	worker *w = arg;
 
-	while (take(w->e, w, w->item))
+	while (take(w->e, w->item))
 		if (!atomic_load(&w->e->failed))
 			process(w, w->item);
 	return NULL;
@@ -560,7 +621,6 @@ static void worker_cleanup(worker *w, engine *e)
 	free(w->tiles);
 	free(w->verified);
 	free(w->item);
-	free(w->adv);
 	free(w->ws);
 }
 
@@ -588,9 +648,8 @@ static int worker_setup(worker *w, engine *e)
 	w->tiles = line_alloc(e->n * sizeof(*w->tiles));
 	w->verified = line_alloc(e->n * sizeof(*w->verified));
 	w->item = line_alloc(e->item_size);
-	w->adv = malloc(e->cap * e->n * sizeof(*w->adv));
 	w->ws = line_alloc(e->k->worker_size ? e->k->worker_size : 1);
-	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->adv || !w->ws)
+	if (!w->codec || !w->tiles || !w->verified || !w->item || !w->ws)
 		return pspace_err_set(PSPACE_ENOMEM, "stream: out of memory for a worker");
 	for (size_t i = 0; i < e->n && rc == 0; i++)
 		rc = pspace_codec_create(&w->codec[i]);
@@ -682,6 +741,7 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	atomic_init(&e.failed, 0);
 	pthread_mutex_init(&e.err_mu, NULL);
 	pthread_mutex_init(&e.walk_mu, NULL);
+	pthread_mutex_init(&e.ring_mu, NULL);
 	for (size_t i = 0; i < n; i++)
 		stored += t[i]->info.tile_bytes;
 	e.ooc = stored > pspace_stream_budget(ex);
@@ -690,10 +750,11 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	e.want = calloc(n, sizeof(*e.want));
 	e.cur = calloc(n, sizeof(*e.cur));
 	e.done = calloc(n, sizeof(*e.done));
+	e.cur_cached = calloc(n, sizeof(*e.cur_cached));
 	e.res_lo = calloc(n, sizeof(*e.res_lo));
 	e.res_hi = calloc(n, sizeof(*e.res_hi));
 	e.res_vec = e.ooc ? malloc(n * RES_PAGES) : NULL;
-	if (!e.r || !e.want || !e.cur || !e.done || !e.res_lo || !e.res_hi ||
+	if (!e.r || !e.want || !e.cur || !e.done || !e.cur_cached || !e.res_lo || !e.res_hi ||
 	    (e.ooc && !e.res_vec)) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
 		goto out;
@@ -715,8 +776,9 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	/* one worker: tiles reach the kernel in streaming order (pull.c relies on it) */
 	e.cap = nw > 1 ? QUEUE_PER_WORKER * nw : 1;
 	e.ring = malloc(e.cap * e.item_size);
+	e.walked = malloc(e.item_size);
 	w = calloc(nw, sizeof(*w));
-	if (!w || !e.ring) {
+	if (!w || !e.ring || !e.walked) {
 		rc = pspace_err_set(PSPACE_ENOMEM, "stream: out of memory");
 		goto out;
 	}
@@ -742,14 +804,17 @@ out:
 	free(w);
 	for (size_t i = n; e.r && i-- > 0;)
 		pspace_reader_close(e.r[i]);
+	free(e.walked);
 	free(e.ring);
 	free(e.res_vec);
 	free(e.res_hi);
 	free(e.res_lo);
+	free(e.cur_cached);
 	free(e.done);
 	free(e.cur);
 	free(e.want);
 	free(e.r);
+	pthread_mutex_destroy(&e.ring_mu);
 	pthread_mutex_destroy(&e.walk_mu);
 	pthread_mutex_destroy(&e.err_mu);
 	return rc;

@@ -344,6 +344,7 @@ static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_s
 	if (rc != 0)
 		return pspace_store_err(s, rc, "environment info");
 	s->mapsize = ei.me_mapsize;
+	pspace_store_map_advise(s);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
- * Faults inside reads of a damaged store, for a program's own signal
- * handler (the library installs none): where the open stores' maps lie,
- * where LMDB's code lies, and the text of a failed LMDB assertion.
+ * Where the open stores' maps lie: found in /proc/self/maps, advised for
+ * huge pages, and kept for faults inside reads of a damaged store, for a
+ * program's own signal handler (the library installs none), with where
+ * LMDB's code lies and the text of a failed LMDB assertion.
  *
  * Everything a handler reads is in fixed slots of atomics, so
  * pspace_store_fault() is async-signal-safe.
@@ -10,9 +11,15 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "store/internal.h"
+#include "store/reader.h"
 
 #define SLOTS 32
 
@@ -75,6 +82,76 @@ void pspace_store_fault_env(MDB_env *env)
 	mdb_env_set_assert(env, on_assert);
 }
 
+/* Transparent huge pages are not "never" (read once; 0 when unknown) and not turned off. */
+static int thp_allowed(void)
+{
+	static _Atomic int allowed = -1;
+	int a = atomic_load(&allowed);
+
+	if (a < 0) {
+		const char *env = getenv("PSPACE_MAP_HUGE");
+		FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+		char line[128] = "";
+
+		if (f) {
+			if (!fgets(line, sizeof(line), f))
+				line[0] = 0;
+			fclose(f);
+		}
+		a = line[0] && !strstr(line, "[never]") && !(env && strcmp(env, "0") == 0);
+		atomic_store(&allowed, a);
+	}
+	return a;
+}
+
+uintptr_t pspace_store_map_base(const pspace_store *s)
+{
+	uintptr_t base = 0;
+	struct stat st;
+	char *line = NULL;
+	size_t cap = 0;
+	FILE *f;
+	int fd;
+
+	if (mdb_env_get_fd(s->env, &fd) != 0 || fstat(fd, &st) != 0)
+		return 0;
+	f = fopen("/proc/self/maps", "r");
+	if (!f)
+		return 0;
+	while (!base && getline(&line, &cap, f) > 0) {
+		unsigned long lo, hi, off, ino;
+		unsigned maj, min;
+		char perm[8];
+
+		if (sscanf(line, "%lx-%lx %7s %lx %x:%x %lu", &lo, &hi, perm, &off, &maj, &min,
+		           &ino) == 7 &&
+		    off == 0 && ino == st.st_ino && makedev(maj, min) == st.st_dev)
+			base = lo;
+	}
+	free(line);
+	fclose(f);
+	return base;
+}
+
+void pspace_store_map_advise(pspace_store *s)
+{
+	uintptr_t base;
+
+	s->map_huge = 0;
+#ifdef MADV_HUGEPAGE
+	base = thp_allowed() ? pspace_store_map_base(s) : 0;
+	if (base && madvise((void *)base, s->mapsize, MADV_HUGEPAGE) == 0)
+		s->map_huge = 1;
+#else
+	(void)base;
+#endif
+}
+
+int pspace_store_map_huge(const pspace_store *s)
+{
+	return s->map_huge;
+}
+
 void pspace_store_fault_track(const pspace_store *s, int on)
 {
 	MDB_envinfo ei;
@@ -108,7 +185,7 @@ void pspace_store_fault_track(const pspace_store *s, int on)
 	}
 	if (mdb_env_info(s->env, &ei) == 0) {
 		atomic_store(&slots[mine].size, 0);
-		atomic_store(&slots[mine].base, (uintptr_t)ei.me_mapaddr);
+		atomic_store(&slots[mine].base, pspace_store_map_base(s));
 		atomic_store(&slots[mine].size, ei.me_mapsize);
 	}
 }

@@ -211,6 +211,13 @@ static int walk_end(pspace_reader *r, int *done)
 
 int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 {
+	return pspace_reader_next_with(out, done, r, NULL, NULL);
+}
+
+int pspace_reader_next_with(pspace_tile_ref *out, int *done, pspace_reader *r,
+                            void (*before)(void *ud, const pspace_tile_ref *t), void *ud)
+{
+	pspace_tile_ref t;
 	uint8_t key[PSPACE_TILE_KEY_SIZE];
 	MDB_val k, v;
 	uint64_t id;
@@ -249,10 +256,13 @@ int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
 		                      "store %s: matrix %s: stray tile (%u,%u,%u) outside the "
 		                      "matrix",
 		                      r->s->path, r->info.name, b, row, col);
+	tile_ref(&t, b, row, col, &v);
+	if (before)
+		before(ud, &t);
 	r->seen++;
 	r->digest +=
 	    pspace_tile_digest_term(k.mv_data, pspace_tile_crc_field(v.mv_data, v.mv_size));
-	tile_ref(out, b, row, col, &v);
+	*out = t;
 	return 0;
 }
 

@@ -19,4 +19,22 @@
 int pspace_reader_panels_open(pspace_reader *r, pspace_codec *c, const pspace_tile_ref *t,
                               pspace_dtype want, pspace_tile_panels *p);
 
+/**
+ * 1 when the store's map is advised for huge pages (see "Streaming engine"
+ * in the README): page faults then read the file ahead in 2 MiB folios,
+ * and read-ahead requests of the caller's own (MADV_WILLNEED, which reads
+ * 4 KiB pages) would only spoil them.
+ */
+int pspace_store_map_huge(const pspace_store *s);
+
+/**
+ * pspace_reader_next(), calling @p before(@p ud, t) with the tile's address
+ * and extent before anything of it is read from the map (stepping reads
+ * the tile's checksum from its header): a caller reading out of core can
+ * ask for the tile's pages first, so that the header is not read alone
+ * with the operating system's read-around of a page fault.
+ */
+int pspace_reader_next_with(pspace_tile_ref *out, int *done, pspace_reader *r,
+                            void (*before)(void *ud, const pspace_tile_ref *t), void *ud);
+
 #endif

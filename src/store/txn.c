@@ -192,6 +192,7 @@ static int grow(pspace_store *s, size_t need)
 	if (rc != 0)
 		return pspace_store_err(s, rc, "growing the map to %zu bytes", size);
 	s->mapsize = size;
+	pspace_store_map_advise(s);
 	return 0;
 }
 
@@ -219,6 +220,7 @@ static int remap(pspace_store *s)
 		return pspace_store_err(s, rc, "mapping %zu bytes of the grown data file %s", size,
 		                        s->data_path);
 	s->mapsize = size;
+	pspace_store_map_advise(s);
 	return 0;
 }
 
