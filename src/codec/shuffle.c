@@ -142,36 +142,37 @@ static void unshuffle8(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 #define ST64(p, v) _mm512_storeu_si512((void *)(p), (v))
 
 /*
- * 64 elements an iteration. The byte and word interleaves work within
- * 128-bit lanes, so lane L of the interleaved vectors holds elements
- * 16 L + 4 j .. 16 L + 4 j + 3 (4-byte elements) or 16 L + 8 j .. (2-byte):
- * a transposition of the lanes puts them in order. Half the shuffles of
- * the SSE2 loops a byte, and a quarter of the stores.
+ * 64 4-byte elements from their byte planes a (lowest) .. d, to @p e. The
+ * byte and word interleaves work within 128-bit lanes, so lane L of e_j
+ * holds elements 16 L + 4 j .. 16 L + 4 j + 3: a transposition of the
+ * lanes puts them in order. Half the shuffles of the SSE2 loop a byte, and
+ * a quarter of the stores.
  */
+__attribute__((always_inline, target("avx512f,avx512bw"))) static inline void
+interleave4_avx512(uint8_t *e, __m512i a, __m512i b, __m512i c, __m512i d)
+{
+	__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
+	__m512i cd0 = _mm512_unpacklo_epi8(c, d), cd1 = _mm512_unpackhi_epi8(c, d);
+	__m512i e0 = _mm512_unpacklo_epi16(ab0, cd0), e1 = _mm512_unpackhi_epi16(ab0, cd0);
+	__m512i e2 = _mm512_unpacklo_epi16(ab1, cd1), e3 = _mm512_unpackhi_epi16(ab1, cd1);
+	/* t0 = e0.0 e0.1 e1.0 e1.1, t1 = e2.0 e2.1 e3.0 e3.1, t2, t3 lanes 2, 3 */
+	__m512i t0 = _mm512_shuffle_i64x2(e0, e1, 0x44), t1 = _mm512_shuffle_i64x2(e2, e3, 0x44);
+	__m512i t2 = _mm512_shuffle_i64x2(e0, e1, 0xee), t3 = _mm512_shuffle_i64x2(e2, e3, 0xee);
+
+	ST64(e, _mm512_shuffle_i64x2(t0, t1, 0x88)); /* e0.0 e1.0 e2.0 e3.0 */
+	ST64(e + 64, _mm512_shuffle_i64x2(t0, t1, 0xdd));
+	ST64(e + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
+	ST64(e + 192, _mm512_shuffle_i64x2(t2, t3, 0xdd));
+}
+
 __attribute__((target("avx512f,avx512bw"))) static size_t
 unshuffle4_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
 	size_t i = 0;
 
-	for (; i + 64 <= n; i += 64) {
-		__m512i a = LD64(pl[0] + i), b = LD64(pl[1] + i);
-		__m512i c = LD64(pl[2] + i), d = LD64(pl[3] + i);
-		__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
-		__m512i cd0 = _mm512_unpacklo_epi8(c, d), cd1 = _mm512_unpackhi_epi8(c, d);
-		__m512i e0 = _mm512_unpacklo_epi16(ab0, cd0), e1 = _mm512_unpackhi_epi16(ab0, cd0);
-		__m512i e2 = _mm512_unpacklo_epi16(ab1, cd1), e3 = _mm512_unpackhi_epi16(ab1, cd1);
-		/* t0 = e0.0 e0.1 e1.0 e1.1, t1 = e2.0 e2.1 e3.0 e3.1, t2, t3 lanes 2, 3 */
-		__m512i t0 = _mm512_shuffle_i64x2(e0, e1, 0x44),
-		        t1 = _mm512_shuffle_i64x2(e2, e3, 0x44);
-		__m512i t2 = _mm512_shuffle_i64x2(e0, e1, 0xee),
-		        t3 = _mm512_shuffle_i64x2(e2, e3, 0xee);
-		uint8_t *e = o + 4 * i;
-
-		ST64(e, _mm512_shuffle_i64x2(t0, t1, 0x88)); /* e0.0 e1.0 e2.0 e3.0 */
-		ST64(e + 64, _mm512_shuffle_i64x2(t0, t1, 0xdd));
-		ST64(e + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
-		ST64(e + 192, _mm512_shuffle_i64x2(t2, t3, 0xdd));
-	}
+	for (; i + 64 <= n; i += 64)
+		interleave4_avx512(o + 4 * i, LD64(pl[0] + i), LD64(pl[1] + i), LD64(pl[2] + i),
+		                   LD64(pl[3] + i));
 	return i;
 }
 
@@ -192,29 +193,15 @@ unshuffle2_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 	return i;
 }
 
-/* Planes of bf16 (low byte, high byte) into floats: words of zeros below. */
+/* Planes of bf16 (low byte, high byte) into floats: two zero planes below. */
 __attribute__((target("avx512f,avx512bw"))) static size_t
 unshuffle_bf16_f32_avx512(uint8_t *restrict o, const uint8_t *const *pl, size_t n)
 {
 	const __m512i z = _mm512_setzero_si512();
 	size_t i = 0;
 
-	for (; i + 64 <= n; i += 64) {
-		__m512i a = LD64(pl[0] + i), b = LD64(pl[1] + i);
-		__m512i ab0 = _mm512_unpacklo_epi8(a, b), ab1 = _mm512_unpackhi_epi8(a, b);
-		__m512i e0 = _mm512_unpacklo_epi16(z, ab0), e1 = _mm512_unpackhi_epi16(z, ab0);
-		__m512i e2 = _mm512_unpacklo_epi16(z, ab1), e3 = _mm512_unpackhi_epi16(z, ab1);
-		__m512i t0 = _mm512_shuffle_i64x2(e0, e1, 0x44),
-		        t1 = _mm512_shuffle_i64x2(e2, e3, 0x44);
-		__m512i t2 = _mm512_shuffle_i64x2(e0, e1, 0xee),
-		        t3 = _mm512_shuffle_i64x2(e2, e3, 0xee);
-		uint8_t *e = o + 4 * i;
-
-		ST64(e, _mm512_shuffle_i64x2(t0, t1, 0x88));
-		ST64(e + 64, _mm512_shuffle_i64x2(t0, t1, 0xdd));
-		ST64(e + 128, _mm512_shuffle_i64x2(t2, t3, 0x88));
-		ST64(e + 192, _mm512_shuffle_i64x2(t2, t3, 0xdd));
-	}
+	for (; i + 64 <= n; i += 64)
+		interleave4_avx512(o + 4 * i, z, z, LD64(pl[0] + i), LD64(pl[1] + i));
 	return i;
 }
 
