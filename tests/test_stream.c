@@ -298,7 +298,9 @@ static void check_reductions(pspace_store *s, const mspec *m, const double *R, i
 
 /* ---- tests ----------------------------------------------------------------------- */
 
-static const uint32_t ks[3] = {1, 3, 16};
+/* k = 9: the 16-lane kernel with lanes to spare in its second half of 8 */
+static const uint32_t ks[] = {1, 3, 9, 16};
+#define NK (int)(sizeof(ks) / sizeof(ks[0]))
 
 static void test_stream_mm_dense(void **state)
 {
@@ -322,7 +324,7 @@ static void test_stream_mm_dense(void **state)
 
 		put_matrix(ts.s, &m, F, NULL);
 		R = stored_reference(&m, F, NULL);
-		for (int ki = 0; ki < 3; ki++)
+		for (int ki = 0; ki < NK; ki++)
 			for (int th = 1; th <= 3; th++)
 				check_mm(ts.s, m.name, R, d, ks[ki], th, tol_of(m.dtype), NULL);
 		/* above the fused kernel's limit: BLIS sgemm / dgemm */
@@ -356,7 +358,7 @@ static void test_stream_mm_blockdiag(void **state)
 
 		put_matrix(ts.s, &m, F, NULL);
 		R = stored_reference(&m, F, NULL);
-		for (int ki = 0; ki < 3; ki++)
+		for (int ki = 0; ki < NK; ki++)
 			for (int th = 1; th <= 3; th += 2)
 				check_mm(ts.s, m.name, R, d, ks[ki], th, tol_of(m.dtype), NULL);
 		check_reductions(ts.s, &m, R, 3);
@@ -406,7 +408,7 @@ static void test_stream_mm_panels(void **state)
 		 * third bf16 part, 2^-16 of it, they are at 1.9e-6) */
 		double tol = m.dtype == PSPACE_BF16 ? 1e-6 : 1e-5;
 
-		for (int ki = 0; ki < 3; ki++)
+		for (int ki = 0; ki < NK; ki++)
 			for (int th = 1; th <= 2; th++)
 				check_mm(ts.s, m.name, R, d, ks[ki], th, tol, NULL);
 		check_mm(ts.s, m.name, R, d, 20, 2, tol, NULL);
@@ -431,7 +433,7 @@ static void test_stream_nonsymmetric(void **state)
 	put_matrix(ts.s, &m64, A, NULL);
 	R32 = stored_reference(&m32, A, NULL);
 	R64 = stored_reference(&m64, A, NULL);
-	for (int ki = 0; ki < 3; ki++) {
+	for (int ki = 0; ki < NK; ki++) {
 		check_mm(ts.s, "N32", R32, d, ks[ki], 2, tol_of(PSPACE_F32), NULL);
 		check_mm(ts.s, "N64", R64, d, ks[ki], 3, tol_of(PSPACE_F64), NULL);
 	}
@@ -516,7 +518,7 @@ static void test_stream_multi(void **state)
 	RG = stored_reference(&mg, G, skip_g);
 	for (size_t i = 0; i < d * d; i++)
 		R[i] = alpha[0] * RF[i] + alpha[1] * RG[i];
-	for (int ki = 0; ki < 3; ki++) {
+	for (int ki = 0; ki < NK; ki++) {
 		uint32_t k = ks[ki];
 		size_t ld = d + 1;
 		double *X = fx_randv(k * ld, 7), *Y = fx_randv(k * ld, 8);
@@ -595,7 +597,7 @@ static void corrupt_level(int level)
 	fx_store_reopen(&ts);
 
 	for (int th = 1; th <= 3; th++)
-		for (int ki = 0; ki < 3; ki++) {
+		for (int ki = 0; ki < NK; ki++) {
 			pspace_exec ex = {th, 0};
 			uint32_t k = ks[ki];
 			double *X = fx_randv(k * d, 1), *Y = fx_randv(k * d, 2);
@@ -639,7 +641,7 @@ static void test_stream_small_budget(void **state)
 	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	R = stored_reference(&m, F, NULL);
-	for (int ki = 0; ki < 3; ki++) {
+	for (int ki = 0; ki < NK; ki++) {
 		uint32_t k = ks[ki];
 		pspace_exec ex = {3, 64 << 10};
 		double *X = fx_randv(k * d, 11), *Y = calloc(k * d, sizeof(double));
@@ -684,7 +686,7 @@ static void test_stream_many_tiles_out_of_core(void **state)
 	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	R = stored_reference(&m, F, NULL);
-	for (int ki = 0; ki < 3; ki += 2) {
+	for (int ki = 0; ki < NK; ki += 2) {
 		uint32_t k = ks[ki];
 		pspace_exec ex = {3, 1 << 20};
 		double *X = fx_randv(k * d, 13), *Y = calloc(k * d, sizeof(double));

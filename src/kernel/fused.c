@@ -374,3 +374,94 @@ void pspace_fused16_f32(const float *T, uint32_t rows, uint32_t cols, const floa
 	(void)T, (void)rows, (void)cols, (void)xc, (void)xr, (void)yr, (void)yc, (void)mirrored;
 #endif
 }
+
+/* Y[j * ldy + i] += a * src[16 i + j]: the scalar version and the tail rows. */
+static void wide_add_c(double *Y, size_t ldy, uint32_t k, uint32_t i0, uint32_t len, double a,
+                       const double *d, const float *f)
+{
+	for (uint32_t i = i0; i < len; i++)
+		for (uint32_t j = 0; j < k; j++)
+			Y[j * ldy + i] += a * (d ? d[(size_t)i * 16 + j] : (double)f[(size_t)i * 16 + j]);
+}
+
+#ifdef HAVE_AVX2
+/*
+ * Eight rows of lanes j0..j0+7 (r[i] = lanes of row i0 + i) transposed into
+ * columns: Y[(j0 + j) * ldy + i0 + i] += r[i][j] for j0 + j < k.
+ */
+__attribute__((always_inline, target("avx512f"))) static inline void
+add8x8(double *Y, size_t ldy, uint32_t k, uint32_t j0, const __m512d r[8])
+{
+	const __m512i lo = _mm512_setr_epi64(0, 1, 8, 9, 4, 5, 12, 13);
+	const __m512i hi = _mm512_setr_epi64(2, 3, 10, 11, 6, 7, 14, 15);
+	__m512d t[8], u[8], col[8];
+
+	for (int p = 0; p < 8; p += 2) {
+		t[p] = _mm512_unpacklo_pd(r[p], r[p + 1]);     /* r_p0 r_q0 r_p2 r_q2 ... */
+		t[p + 1] = _mm512_unpackhi_pd(r[p], r[p + 1]); /* r_p1 r_q1 r_p3 r_q3 ... */
+	}
+	/* u[0] = rows 0-3 at lanes 0 and 4, u[1] lanes 2, 6, u[2] lanes 1, 5, u[3] lanes 3, 7; u[4..7] rows 4-7 */
+	for (int h = 0; h < 8; h += 4) {
+		u[h] = _mm512_permutex2var_pd(t[h], lo, t[h + 2]);
+		u[h + 1] = _mm512_permutex2var_pd(t[h], hi, t[h + 2]);
+		u[h + 2] = _mm512_permutex2var_pd(t[h + 1], lo, t[h + 3]);
+		u[h + 3] = _mm512_permutex2var_pd(t[h + 1], hi, t[h + 3]);
+	}
+	for (int q = 0; q < 4; q++) {
+		static const int first[4] = {0, 2, 1, 3}; /* the lane of u[q]'s low half */
+
+		col[first[q]] = _mm512_shuffle_f64x2(u[q], u[q + 4], 0x44);
+		col[first[q] + 4] = _mm512_shuffle_f64x2(u[q], u[q + 4], 0xEE);
+	}
+	for (uint32_t j = 0; j < 8 && j0 + j < k; j++) {
+		double *y = Y + (size_t)(j0 + j) * ldy;
+
+		_mm512_storeu_pd(y, _mm512_add_pd(_mm512_loadu_pd(y), col[j]));
+	}
+}
+
+__attribute__((target("avx512f"))) static void wide_add_avx512(double *Y, size_t ldy, uint32_t k,
+                                                               uint32_t len, double a,
+                                                               const double *d, const float *f)
+{
+	const __m512d av = _mm512_set1_pd(a);
+	uint32_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		__m512d r[8], s[8];
+
+		for (int p = 0; p < 8; p++) {
+			size_t o = (size_t)(i + p) * 16;
+
+			if (d) {
+				r[p] = _mm512_loadu_pd(d + o);
+				s[p] = _mm512_loadu_pd(d + o + 8);
+			} else {
+				__m512 v = _mm512_loadu_ps(f + o);
+
+				r[p] = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
+				s[p] = _mm512_cvtps_pd(
+				    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+			}
+			r[p] = _mm512_mul_pd(av, r[p]);
+			s[p] = _mm512_mul_pd(av, s[p]);
+		}
+		add8x8(Y + i, ldy, k, 0, r);
+		if (k > 8)
+			add8x8(Y + i, ldy, k, 8, s);
+	}
+	wide_add_c(Y, ldy, k, i, len, a, d, f);
+}
+#endif
+
+void pspace_wide_add(double *Y, size_t ldy, uint32_t k, uint32_t len, double a, const double *d,
+                     const float *f)
+{
+#ifdef HAVE_AVX2
+	if (pspace_fused16_available()) {
+		wide_add_avx512(Y, ldy, k, len, a, d, f);
+		return;
+	}
+#endif
+	wide_add_c(Y, ldy, k, 0, len, a, d, f);
+}

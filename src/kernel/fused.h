@@ -33,4 +33,12 @@ int pspace_fused16_available(void);
 void pspace_fused16_f32(const float *T, uint32_t rows, uint32_t cols, const float *xc,
                         const float *xr, float *yr, float *yc, int mirrored);
 
+/**
+ * Element-major products back into vector-major Y: Y[j * ldy + i] += a *
+ * src[16 i + j] for j < k <= 16, i < len, src the doubles @p d or, when
+ * @p d is NULL, the floats @p f (AVX-512: eight rows transposed at a time).
+ */
+void pspace_wide_add(double *Y, size_t ldy, uint32_t k, uint32_t len, double a, const double *d,
+                     const float *f);
+
 #endif

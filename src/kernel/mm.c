@@ -84,8 +84,8 @@ typedef struct mm_ws {
 } mm_ws;
 
 /*
- * Y[off + i, j] += buf[j * edge + i] (or buf[i * WIDE + j] when c->wide:
- * element-major) under the lock of band @p band.
+ * Y[off + i, j] += buf[j * edge + i] under the lock of band @p band (when
+ * c->wide, add_wide() instead).
  */
 static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const double *buf)
 {
@@ -94,17 +94,25 @@ static void add_to_y(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, const
 	pthread_mutex_lock(mu);
 	for (uint32_t j = 0; j < c->k; j++) {
 		double *y = c->Y + j * c->ldy + off;
+		const double *b = buf + (size_t)j * c->edge;
 
-		if (c->wide) {
-			for (uint32_t i = 0; i < len; i++)
-				y[i] += buf[(size_t)i * WIDE + j];
-		} else {
-			const double *b = buf + (size_t)j * c->edge;
-
-			for (uint32_t i = 0; i < len; i++)
-				y[i] += b[i];
-		}
+		for (uint32_t i = 0; i < len; i++)
+			y[i] += b[i];
 	}
+	pthread_mutex_unlock(mu);
+}
+
+/*
+ * Y[off + i, j] += a * src[i * WIDE + j] (element-major products, double
+ * @p d or float @p f) under the lock of band @p band.
+ */
+static void add_wide(mm_ctx *c, uint64_t band, uint64_t off, uint32_t len, double a,
+                     const double *d, const float *f)
+{
+	pthread_mutex_t *mu = pspace_stripe_mu(c->locks, band);
+
+	pthread_mutex_lock(mu);
+	pspace_wide_add(c->Y + off, c->ldy, c->k, len, a, d, f);
 	pthread_mutex_unlock(mu);
 }
 
@@ -112,7 +120,10 @@ static void flush_acc(mm_ctx *c, mm_ws *w)
 {
 	if (!w->has_acc)
 		return;
-	add_to_y(c, c->band_base[w->ab] + w->ar, w->ar0, w->arows, w->acc);
+	if (c->wide)
+		add_wide(c, c->band_base[w->ab] + w->ar, w->ar0, w->arows, 1.0, w->acc, NULL);
+	else
+		add_to_y(c, c->band_base[w->ab] + w->ar, w->ar0, w->arows, w->acc);
 	w->has_acc = 0;
 }
 
@@ -351,15 +362,12 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		axpy_wide(st->tile_rows, a, w->yf, w->acc);
 	else
 		axpy_f(c, st->tile_rows, a, w->yf, w->acc);
-	if (st->mirrored) {
-		if (c->wide)
-			memset(w->ysum, 0, (size_t)st->cols * WIDE * sizeof(double));
-		for (uint32_t j = 0; !c->wide && j < c->k; j++)
+	if (st->mirrored && c->wide) {
+		add_wide(c, c->band_base[st->block] + st->col, st->c0, st->cols, a, NULL, w->yc);
+	} else if (st->mirrored) {
+		for (uint32_t j = 0; j < c->k; j++)
 			memset(w->ysum + (size_t)j * c->edge, 0, st->cols * sizeof(double));
-		if (c->wide)
-			axpy_wide(st->cols, a, w->yc, w->ysum);
-		else
-			axpy_f(c, st->cols, a, w->yc, w->ysum);
+		axpy_f(c, st->cols, a, w->yc, w->ysum);
 		add_to_y(c, c->band_base[st->block] + st->col, st->c0, st->cols, w->ysum);
 	}
 	return 0;
