@@ -61,6 +61,7 @@
 #include "build/build_impl.h"
 #include "build/dense_plan.h"
 #include "common/error.h"
+#include "common/mem.h"
 #include "store/shard.h"
 
 /* Reopens an interrupted build of the same shape, or says why it cannot. */
@@ -612,7 +613,7 @@ static int run_pass(pspace_writer *w, const pspace_build_target *t, const plan *
 	int rc;
 
 	rc = pspace_rows_batch(r, o, avail, w32, t->name, &nx, &X);
-	if (rc == 0 && p->f32 && !(Xs = malloc((size_t)(nx * w32 + 4))))
+	if (rc == 0 && p->f32 && !(Xs = pspace_alloc_big((size_t)(nx * w32 + 4))))
 		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
 		                    t->name, (unsigned long long)nx);
 	for (size_t i = ps->first; rc == 0 && i < ps->first + ps->nseg; i++) {
@@ -695,7 +696,7 @@ static int run_pass_direct(pspace_writer *w, const pspace_build_target *t, const
 	if (rc == 0 && nx < r->n)
 		rc = pspace_err_set(PSPACE_EINVAL, "matrix %s: a direct pass needs one batch",
 		                    t->name);
-	if (rc == 0 && p->f32 && !(Xs = malloc((size_t)(nx * w32 + 4))))
+	if (rc == 0 && p->f32 && !(Xs = pspace_alloc_big((size_t)(nx * w32 + 4))))
 		rc = pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
 		                    t->name, (unsigned long long)nx);
 	if (rc == 0)
@@ -783,8 +784,8 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 	if (rc != 0)
 		goto out;
 	skip = calloc(p.npasses ? p.npasses : 1, 1);
-	acc = direct ? NULL : malloc(p.max_bytes ? p.max_bytes : 8);
-	while (!direct && nscratch < p.threads && (scratch[nscratch] = malloc(scratch_bytes(&p))))
+	acc = direct ? NULL : pspace_alloc_big(p.max_bytes ? p.max_bytes : 8);
+	while (!direct && nscratch < p.threads && (scratch[nscratch] = pspace_alloc_big(scratch_bytes(&p))))
 		nscratch++;
 	if (!skip || (!direct && (!acc || nscratch < p.threads))) {
 		rc = pspace_err_set(PSPACE_ENOMEM,

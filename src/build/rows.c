@@ -14,6 +14,7 @@
 #include "build/build_impl.h"
 #include "common/error.h"
 #include "common/exec.h"
+#include "common/mem.h"
 
 void pspace_build_opts_default(pspace_build_opts *o)
 {
@@ -71,7 +72,7 @@ int pspace_rows_batch(const pspace_rows *r, const pspace_build_opts *o, uint64_t
 	} else {
 		*nx = avail / per < r->n ? avail / per : r->n;
 	}
-	*X = malloc((size_t)*nx * r->K * r->d * sizeof(double));
+	*X = pspace_alloc_big((size_t)*nx * r->K * r->d * sizeof(double));
 	if (!*X)
 		return pspace_err_set(PSPACE_ENOMEM, "matrix %s: out of memory for a batch of %llu",
 		                      what, (unsigned long long)*nx);

@@ -30,6 +30,7 @@
 
 #include "codec/convert.h"
 #include "common/error.h"
+#include "common/mem.h"
 #include "kernel/amx16.h"
 #include "kernel/engine.h"
 #include "kernel/fused.h"
@@ -466,7 +467,7 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	kern.panels = c->panels;
 	c->wide = c->panels && k >= WIDE_MIN_K && pspace_fused16_available();
 	/* without room for the float copy of X, the k-major kernel does without */
-	if (c->wide && !(c->xw = aligned_alloc(64, (size_t)t[0]->info.d * WIDE * sizeof(float))))
+	if (c->wide && !(c->xw = pspace_alloc_big((size_t)t[0]->info.d * WIDE * sizeof(float))))
 		c->wide = 0;
 	if (c->wide) {
 		make_xw(c, t[0]->info.d);
