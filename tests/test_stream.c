@@ -202,10 +202,9 @@ static double tol_of(pspace_dtype t)
 }
 
 /* Opens @p name, runs mm with k vectors on @p threads, checks against R and one pass. */
-static void check_mm(pspace_store *s, const char *name, const double *R, size_t d, uint32_t k,
-                     int threads, double tol, double *out_y)
+static void check_mm_ex(pspace_store *s, const char *name, const double *R, size_t d, uint32_t k,
+                        const pspace_exec *ex, double tol, double *out_y)
 {
-	pspace_exec ex = {threads, 0};
 	pspace_tiled t;
 	size_t ld = k > 1 ? d + 7 : d;
 	double *X = fx_randv(k * ld, 100 + k);
@@ -221,14 +220,14 @@ static void check_mm(pspace_store *s, const char *name, const double *R, size_t 
 
 	assert_int_equal(pspace_tiled_open(&t, s, name), 0);
 	before = pspace_store_tiles_read(s);
-	assert_int_equal(pspace_stream_mm(&t, &ex, k, -1.5, X, ld, Y, ld), 0);
+	assert_int_equal(pspace_stream_mm(&t, ex, k, -1.5, X, ld, Y, ld), 0);
 	assert_int_equal(pspace_store_tiles_read(s) - before, pspace_tiled_count(&t));
 	{
 		double e = rel_err(Y, Yref, Y0, k, d, ld);
 
 		if (!(e < tol))
-			fail_msg("%s k=%u threads=%d: relative error %.3g >= %.3g", name, k,
-			         threads, e, tol);
+			fail_msg("%s k=%u threads=%d budget=%zu: relative error %.3g >= %.3g", name,
+			         k, ex->threads, ex->mem_budget, e, tol);
 	}
 	if (out_y)
 		for (uint32_t j = 0; j < k; j++)
@@ -238,6 +237,14 @@ static void check_mm(pspace_store *s, const char *name, const double *R, size_t 
 	free(Yref);
 	free(Y);
 	free(X);
+}
+
+static void check_mm(pspace_store *s, const char *name, const double *R, size_t d, uint32_t k,
+                     int threads, double tol, double *out_y)
+{
+	pspace_exec ex = {threads, 0};
+
+	check_mm_ex(s, name, R, d, k, &ex, tol, out_y);
 }
 
 /* diag, trace, frob2 and dense (whole and per block) against R. */
@@ -635,35 +642,23 @@ static void test_stream_small_budget(void **state)
 	size_t d = 900;
 	double *F = make_fisher(d, 50, 10), *R;
 	mspec m = {"S", PSPACE_KIND_DENSE, 1, {900}, 128, 1, PSPACE_F32, 3};
+	pspace_exec ex = {3, 64 << 10};
+	pspace_tiled t;
+	double v, fr = 0.0;
 	fx_store ts;
 	(void)state;
 
 	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	R = stored_reference(&m, F, NULL);
-	for (int ki = 0; ki < NK; ki++) {
-		uint32_t k = ks[ki];
-		pspace_exec ex = {3, 64 << 10};
-		double *X = fx_randv(k * d, 11), *Y = calloc(k * d, sizeof(double));
-		double *Yr = calloc(k * d, sizeof(double));
-		pspace_tiled t;
-		double v, fr = 0.0;
-
-		assert_non_null(Y);
-		assert_non_null(Yr);
-		ref_mm(R, d, k, 1.0, X, d, Yr, d);
-		assert_int_equal(pspace_tiled_open(&t, ts.s, "S"), 0);
-		assert_int_equal(pspace_stream_mm(&t, &ex, k, 1.0, X, d, Y, d), 0);
-		assert_true(rel_err(Y, Yr, NULL, k, d, d) < 1e-5);
-		assert_int_equal(pspace_stream_frob2(&t, &ex, &v), 0);
-		for (size_t i = 0; i < d * d; i++)
-			fr += R[i] * R[i];
-		assert_true(fabs(v - fr) < 1e-5 * fr);
-		pspace_tiled_close(&t);
-		free(Yr);
-		free(Y);
-		free(X);
-	}
+	for (int ki = 0; ki < NK; ki++)
+		check_mm_ex(ts.s, "S", R, d, ks[ki], &ex, 1e-5, NULL);
+	assert_int_equal(pspace_tiled_open(&t, ts.s, "S"), 0);
+	assert_int_equal(pspace_stream_frob2(&t, &ex, &v), 0);
+	for (size_t i = 0; i < d * d; i++)
+		fr += R[i] * R[i];
+	assert_true(fabs(v - fr) < 1e-5 * fr);
+	pspace_tiled_close(&t);
 	free(R);
 	fx_store_close(&ts);
 	free(F);
@@ -680,35 +675,21 @@ static void test_stream_many_tiles_out_of_core(void **state)
 	size_t d = 1500;
 	double *F = make_fisher(d, 40, 12), *R;
 	mspec m = {"M", PSPACE_KIND_DENSE, 1, {1500}, 16, 1, PSPACE_F32, 0};
+	pspace_exec ex = {3, 1 << 20};
+	pspace_tiled t;
 	fx_store ts;
 	(void)state;
 
 	fx_store_open(&ts, "stream");
 	put_matrix(ts.s, &m, F, NULL);
 	R = stored_reference(&m, F, NULL);
-	for (int ki = 0; ki < NK; ki += 2) {
-		uint32_t k = ks[ki];
-		pspace_exec ex = {3, 1 << 20};
-		double *X = fx_randv(k * d, 13), *Y = calloc(k * d, sizeof(double));
-		double *Yr = calloc(k * d, sizeof(double));
-		pspace_tiled t;
-
-		assert_non_null(Y);
-		assert_non_null(Yr);
-		ref_mm(R, d, k, 1.0, X, d, Yr, d);
-		assert_int_equal(pspace_tiled_open(&t, ts.s, "M"), 0);
-		assert_true(pspace_tiled_count(&t) > 4000);
-		assert_true(t.info.tile_bytes > (uint64_t)ex.mem_budget);
-		for (int pass = 0; pass < 3; pass++) {
-			memset(Y, 0, k * d * sizeof(double));
-			assert_int_equal(pspace_stream_mm(&t, &ex, k, 1.0, X, d, Y, d), 0);
-			assert_true(rel_err(Y, Yr, NULL, k, d, d) < 1e-5);
-		}
-		pspace_tiled_close(&t);
-		free(Yr);
-		free(Y);
-		free(X);
-	}
+	assert_int_equal(pspace_tiled_open(&t, ts.s, "M"), 0);
+	assert_true(pspace_tiled_count(&t) > 4000);
+	assert_true(t.info.tile_bytes > (uint64_t)ex.mem_budget);
+	pspace_tiled_close(&t);
+	for (int ki = 0; ki < NK; ki += 2)
+		for (int pass = 0; pass < 3; pass++)
+			check_mm_ex(ts.s, "M", R, d, ks[ki], &ex, 1e-5, NULL);
 	free(R);
 	fx_store_close(&ts);
 	free(F);

@@ -785,7 +785,8 @@ int pspace_build_tiled(const pspace_build_target *t, pspace_kind kind, pspace_ro
 		goto out;
 	skip = calloc(p.npasses ? p.npasses : 1, 1);
 	acc = direct ? NULL : pspace_alloc_big(p.max_bytes ? p.max_bytes : 8);
-	while (!direct && nscratch < p.threads && (scratch[nscratch] = pspace_alloc_big(scratch_bytes(&p))))
+	while (!direct && nscratch < p.threads &&
+	       (scratch[nscratch] = pspace_alloc_big(scratch_bytes(&p))))
 		nscratch++;
 	if (!skip || (!direct && (!acc || nscratch < p.threads))) {
 		rc = pspace_err_set(PSPACE_ENOMEM,

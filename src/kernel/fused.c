@@ -381,7 +381,8 @@ static void wide_add_c(double *Y, size_t ldy, uint32_t k, uint32_t i0, uint32_t 
 {
 	for (uint32_t i = i0; i < len; i++)
 		for (uint32_t j = 0; j < k; j++)
-			Y[j * ldy + i] += a * (d ? d[(size_t)i * 16 + j] : (double)f[(size_t)i * 16 + j]);
+			Y[j * ldy + i] +=
+			    a * (d ? d[(size_t)i * 16 + j] : (double)f[(size_t)i * 16 + j]);
 }
 
 #ifdef HAVE_AVX2
@@ -400,7 +401,7 @@ add8x8(double *Y, size_t ldy, uint32_t k, uint32_t j0, const __m512d r[8])
 		t[p] = _mm512_unpacklo_pd(r[p], r[p + 1]);     /* r_p0 r_q0 r_p2 r_q2 ... */
 		t[p + 1] = _mm512_unpackhi_pd(r[p], r[p + 1]); /* r_p1 r_q1 r_p3 r_q3 ... */
 	}
-	/* u[0] = rows 0-3 at lanes 0 and 4, u[1] lanes 2, 6, u[2] lanes 1, 5, u[3] lanes 3, 7; u[4..7] rows 4-7 */
+	/* rows 0-3 (u[0..3]) and 4-7 (u[4..7]) at lanes 0, 4 | 2, 6 | 1, 5 | 3, 7 */
 	for (int h = 0; h < 8; h += 4) {
 		u[h] = _mm512_permutex2var_pd(t[h], lo, t[h + 2]);
 		u[h + 1] = _mm512_permutex2var_pd(t[h], hi, t[h + 2]);
@@ -440,8 +441,8 @@ __attribute__((target("avx512f"))) static void wide_add_avx512(double *Y, size_t
 				__m512 v = _mm512_loadu_ps(f + o);
 
 				r[p] = _mm512_cvtps_pd(_mm512_castps512_ps256(v));
-				s[p] = _mm512_cvtps_pd(
-				    _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
+				s[p] = _mm512_cvtps_pd(_mm256_castpd_ps(
+				    _mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
 			}
 			r[p] = _mm512_mul_pd(av, r[p]);
 			s[p] = _mm512_mul_pd(av, s[p]);

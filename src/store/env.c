@@ -336,7 +336,7 @@ static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_s
 	}
 	if (rc != 0)
 		return open_error(s, rc, file_size, map, o->readonly);
-	pspace_store_fault_track(s, 1);
+	pspace_store_map_track(s, 1);
 	rc = pspace_store_check_size(s);
 	if (rc != 0)
 		return rc;
@@ -344,7 +344,6 @@ static int open_env(pspace_store *s, const pspace_store_opts *o, uint64_t file_s
 	if (rc != 0)
 		return pspace_store_err(s, rc, "environment info");
 	s->mapsize = ei.me_mapsize;
-	pspace_store_map_advise(s);
 	return 0;
 }
 
@@ -402,7 +401,7 @@ void pspace_store_close(pspace_store *s)
 {
 	if (!s)
 		return;
-	pspace_store_fault_track(s, 0);
+	pspace_store_map_track(s, 0);
 	if (s->env)
 		mdb_env_close(s->env);
 	pthread_mutex_destroy(&s->lock);

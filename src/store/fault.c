@@ -104,7 +104,12 @@ static int thp_allowed(void)
 	return a;
 }
 
-uintptr_t pspace_store_map_base(const pspace_store *s)
+/*
+ * Where this process maps the data file of @p s (the first page of the
+ * file's mapping in /proc/self/maps), or 0 when unknown. LMDB's own
+ * mdb_env_info() reports only a fixed map's address (MDB_FIXEDMAP).
+ */
+static uintptr_t map_base(const pspace_store *s)
 {
 	uintptr_t base = 0;
 	struct stat st;
@@ -133,17 +138,15 @@ uintptr_t pspace_store_map_base(const pspace_store *s)
 	return base;
 }
 
-void pspace_store_map_advise(pspace_store *s)
+/* Advises the map at @p base of @p size bytes for huge pages where they are allowed. */
+static void map_advise(pspace_store *s, uintptr_t base, size_t size)
 {
-	uintptr_t base;
-
 	s->map_huge = 0;
 #ifdef MADV_HUGEPAGE
-	base = thp_allowed() ? pspace_store_map_base(s) : 0;
-	if (base && madvise((void *)base, s->mapsize, MADV_HUGEPAGE) == 0)
+	if (base && thp_allowed() && madvise((void *)base, size, MADV_HUGEPAGE) == 0)
 		s->map_huge = 1;
 #else
-	(void)base;
+	(void)base, (void)size;
 #endif
 }
 
@@ -152,9 +155,10 @@ int pspace_store_map_huge(const pspace_store *s)
 	return s->map_huge;
 }
 
-void pspace_store_fault_track(const pspace_store *s, int on)
+void pspace_store_map_track(pspace_store *s, int on)
 {
 	MDB_envinfo ei;
+	uintptr_t base;
 	int free_slot = -1, mine = -1;
 
 	for (int i = 0; i < SLOTS; i++) {
@@ -173,6 +177,10 @@ void pspace_store_fault_track(const pspace_store *s, int on)
 		}
 		return;
 	}
+	if (mdb_env_info(s->env, &ei) != 0)
+		return;
+	base = map_base(s);
+	map_advise(s, base, ei.me_mapsize);
 	if (mine < 0) {
 		const pspace_store *none = NULL;
 
@@ -183,11 +191,9 @@ void pspace_store_fault_track(const pspace_store *s, int on)
 		atomic_store(&slots[mine].path, s->path);
 		atomic_fetch_add(&open_maps, 1);
 	}
-	if (mdb_env_info(s->env, &ei) == 0) {
-		atomic_store(&slots[mine].size, 0);
-		atomic_store(&slots[mine].base, pspace_store_map_base(s));
-		atomic_store(&slots[mine].size, ei.me_mapsize);
-	}
+	atomic_store(&slots[mine].size, 0);
+	atomic_store(&slots[mine].base, base);
+	atomic_store(&slots[mine].size, ei.me_mapsize);
 }
 
 int pspace_store_fault(const char **path, const char **why, int sig, const void *addr,

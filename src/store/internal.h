@@ -50,7 +50,7 @@ struct pspace_store {
 	size_t txn_bytes; /* writer checkpoint size */
 	_Atomic uint64_t tiles_read; /* tiles decoded or viewed through readers */
 	int has_shard;               /* shard hooks set (pspace_store_set_shard) */
-	int map_huge; /* the map is advised MADV_HUGEPAGE (pspace_store_map_advise) */
+	int map_huge;                /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
 	pspace_shard_hooks shard;
 
 	pthread_mutex_t lock;  /* guards the fields below */
@@ -170,28 +170,16 @@ int pspace_store_check_matrix(pspace_store *s, MDB_txn *txn, int write, uint64_t
 void pspace_store_fault_env(MDB_env *env);
 
 /**
- * Records (@p on) or forgets the map of @p s for pspace_store_fault(); call
- * again after every remap. Not thread-safe for one @p s (its lock or open
- * and close serialise the calls).
+ * After every (re)mapping of @p s (@p on), or before closing it (!@p on):
+ * records where the map lies for pspace_store_fault() (or forgets it), and
+ * asks the kernel to back the map's file pages with huge pages
+ * (MADV_HUGEPAGE): a page fault then reads the file ahead in 2 MiB folios
+ * mapped whole, where pages read one by one (also those of MADV_WILLNEED)
+ * are mapped 4 KiB at a time. Not advised when the system's transparent
+ * huge pages are "never" or PSPACE_MAP_HUGE=0. Sets s->map_huge. Not
+ * thread-safe for one @p s (its lock or open and close serialise the calls).
  */
-void pspace_store_fault_track(const pspace_store *s, int on);
-
-/**
- * Asks the kernel to back the map's file pages with huge pages
- * (MADV_HUGEPAGE), after every (re)mapping: a page fault then reads the
- * file ahead in 2 MiB folios mapped whole, where pages read one by one
- * (also those of MADV_WILLNEED) are mapped 4 KiB at a time. Not done when
- * the system's transparent huge pages are "never" or PSPACE_MAP_HUGE=0.
- * Sets s->map_huge.
- */
-void pspace_store_map_advise(pspace_store *s);
-
-/**
- * Where this process maps the data file of @p s (the first page of the
- * file's mapping in /proc/self/maps), or 0 when unknown. LMDB's own
- * mdb_env_info() reports only a fixed map's address (MDB_FIXEDMAP).
- */
-uintptr_t pspace_store_map_base(const pspace_store *s);
+void pspace_store_map_track(pspace_store *s, int on);
 
 /* ---- catalog.c ------------------------------------------------------------ */
 

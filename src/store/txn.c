@@ -188,11 +188,10 @@ static int grow(pspace_store *s, size_t need)
 			return 0;
 	}
 	rc = mdb_env_set_mapsize(s->env, size);
-	pspace_store_fault_track(s, 1);
+	pspace_store_map_track(s, 1);
 	if (rc != 0)
 		return pspace_store_err(s, rc, "growing the map to %zu bytes", size);
 	s->mapsize = size;
-	pspace_store_map_advise(s);
 	return 0;
 }
 
@@ -215,12 +214,11 @@ static int remap(pspace_store *s)
 	if (size < s->mapsize)
 		size = s->mapsize;
 	rc = mdb_env_set_mapsize(s->env, size);
-	pspace_store_fault_track(s, 1);
+	pspace_store_map_track(s, 1);
 	if (rc != 0)
 		return pspace_store_err(s, rc, "mapping %zu bytes of the grown data file %s", size,
 		                        s->data_path);
 	s->mapsize = size;
-	pspace_store_map_advise(s);
 	return 0;
 }
 
