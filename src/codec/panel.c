@@ -141,19 +141,35 @@ static void fold(pspace_tile_panels *p, uint32_t end)
 }
 
 /*
- * Asks for rows [@p r0, @p r0 + @p rows) of the raw planes of a codec 2 tile
- * ahead of the next panel: they come from memory, in pieces too short for
- * the hardware prefetcher to catch up on.
+ * Asks for rows [@p r0, @p r0 + @p rows) of an in-place tile (their first
+ * PREFETCH_MAX bytes), or of the raw planes of a codec 2 tile, ahead of
+ * their panel: they come from memory, in pieces too short for the hardware
+ * prefetcher to run ahead on its own, and the checksum of the panel before
+ * (from L1) would leave the memory idle meanwhile. Warm raw mv, d = 32768
+ * (Zen 5, 16 KiB panels): 5-13% faster, alternated over six runs. More
+ * than about L1 evicts what the kernel is using: 128 KiB panels of the
+ * 16-lane kernel asked for whole ran 12% slower; their first 16 KiB cost
+ * nothing.
  */
-static void prefetch_raw(const pspace_tile_panels *p, uint32_t r0, uint32_t rows)
+#define PREFETCH_MAX ((size_t)16 << 10)
+
+static void prefetch_rows(const pspace_tile_panels *p, uint32_t r0, uint32_t rows)
 {
-	size_t cols = p->h.cols;
+	size_t cols = p->h.cols, es = pspace_dtype_size(p->h.dtype);
 
 	if (r0 >= p->h.rows)
 		return;
 	if (rows > p->h.rows - r0)
 		rows = p->h.rows - r0;
-	for (size_t b = 0; b < pspace_dtype_size(p->h.dtype); b++) {
+	if (p->mode == MODE_INPLACE) {
+		const unsigned char *q = p->elems + r0 * cols * es;
+		size_t n = rows * cols * es < PREFETCH_MAX ? rows * cols * es : PREFETCH_MAX;
+
+		for (size_t o = 0; o < n; o += 64)
+			__builtin_prefetch(q + o);
+		return;
+	}
+	for (size_t b = 0; b < es; b++) {
 		const unsigned char *q = (const unsigned char *)p->planes[b] + r0 * cols;
 
 		if (!(p->plane_len[b] & PSPACE_TILE_PLANE_RAW))
@@ -181,9 +197,14 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	if (p->mode != MODE_WHOLE && r0 != p->next)
 		return pspace_err_set(PSPACE_EINVAL, "tile panels: rows asked out of order");
 	p->next = r0 + rows;
-	/* the caller is done with the rows before r0: checksum them from L1 */
-	if (p->mode == MODE_INPLACE)
+	/*
+	 * The caller is done with the rows before r0: checksum them from L1,
+	 * while the rows it asks for now come in from memory.
+	 */
+	if (p->mode == MODE_INPLACE) {
+		prefetch_rows(p, r0, rows);
 		fold(p, r0);
+	}
 	if (p->mode != MODE_PLANES) {
 		*data = p->elems + (size_t)r0 * h->cols * pspace_dtype_size(p->want);
 		return 0;
@@ -196,7 +217,7 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 			return PSPACE_ENOMEM;
 		pspace_unshuffle_bf16_f32((float *)(void *)o, pl, n);
 		fold(p, r0 + rows);
-		prefetch_raw(p, r0 + rows, rows);
+		prefetch_rows(p, r0 + rows, rows);
 		*data = o;
 		return 0;
 	}
@@ -206,7 +227,7 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	pspace_unshuffle_planes(u, pl, n, es);
 	/* the raw planes' rows were just read: checksum them from L1 */
 	fold(p, r0 + rows);
-	prefetch_raw(p, r0 + rows, rows);
+	prefetch_rows(p, r0 + rows, rows);
 	if (h->dtype == p->want) {
 		*data = u;
 		return 0;
