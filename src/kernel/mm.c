@@ -40,9 +40,15 @@
  * (one sweep per tile row for both products; measured faster than two
  * BLIS calls up to k = 16 with 256-edge tiles); above, BLIS sgemm. */
 #define FUSED_MAX_K 16
-/* Lanes of the 16-lane fused kernel (AVX-512), used in panels from this many vectors on. */
+/*
+ * Lanes of the 16-lane fused kernel (AVX-512), used in panels from this many
+ * vectors on: its cost does not depend on k, the few-vector kernel's grows
+ * with it. d = 32768 (Zen 5), the few-vector kernel against the 16-lane
+ * one: k = 4 1.36x (f32 store 1.37x) faster, k = 5 1.0-1.25x, k = 6 even,
+ * k = 7 up to 1.2x slower.
+ */
 #define WIDE       16
-#define WIDE_MIN_K 4
+#define WIDE_MIN_K 6
 /*
  * Row panels of the 16-lane kernel: enough rows (64 of a 512-column f32
  * tile, in L2) that each column block's x and y chunks, loaded into L1,
