@@ -320,6 +320,13 @@ def ratio(a, b):
     return a["gbs"] / b["gbs"]
 
 
+def stored_ratio(b, r, m, d, limit):
+    """Stored bytes of matrix @p m read per second by the pass @p r, over a limit's GB/s."""
+    if not r or "median" not in r or not limit or "gbs" not in limit or d not in b.sizes:
+        return None
+    return b.sizes[d][m] / r["median"] / 1e9 / limit["gbs"]
+
+
 def fmt_ratio(x):
     return "-" if x is None else "%.2fx" % x
 
@@ -400,6 +407,16 @@ def headline(b):
         for m in ("f32", "bf16", "raw"):
             rows.append(("%s mm k = 16 / mv time, %s store" % (regime, m), time_ratio(regime, m),
                          "<= 1.5x"))
+    # near the limits: the bytes a pass reads (the stored matrix) against what the machine reads
+    lim = b.limits
+    rows.append(("warm mv, raw store: stored bytes/s vs memory read", stored_ratio(
+        b, g("warm", "raw"), "raw", d, lim.get("memory")), ">= 0.8x"))
+    rows.append(("warm mv, default store vs its decode throughput", ratio(
+        g("warm", "f32"), lim.get("decode_f32")), ">= 0.9x"))
+    if cold:
+        for m in ("f32", "bf16", "raw"):
+            rows.append(("cold mv, %s store: stored bytes/s vs store file read" % m, stored_ratio(
+                b, g(cold, m), m, d, lim.get("disk_store")), ">= 0.9x"))
     out = ["| at d = %d (%s logical) | measured | target (issue 11) | met |" % (d, gib(4.0 * d * d)),
            "|---|---:|---:|---|"]
     for name, x, target in rows:
