@@ -116,6 +116,58 @@ static void test_codec_crc32c_vclmul_matches_sw(void **state)
 	crc_fold_check(pspace_crc32c_vclmul);
 }
 
+/*
+ * Rows folded four at a time into four lanes (pspace_crc32c_rows, what the
+ * tile kernel does as it reads a raw tile) give the CRC of the rows in
+ * order: row lengths from one chunk to a 512-float row, one to 130 groups,
+ * continuing a CRC (a tile's header) or from zero.
+ */
+static void test_codec_crc32c_rows_matches_sw(void **state)
+{
+	const size_t row_bytes[] = {64, 192, 256, 2048, 64, 2048};
+	const size_t groups[] = {1, 2, 3, 7, 130, 128};
+	size_t cap = 4 * 2048 * 130;
+	unsigned char *buf = malloc(cap + 1);
+
+	(void)state;
+	if (!pspace_crc32c_rows_available()) {
+		free(buf);
+		print_message("crc32c: no vpclmulqdq/AVX-512 on this CPU, skipped\n");
+		skip();
+	}
+	assert_non_null(buf);
+	rng = 17;
+	for (size_t i = 0; i < cap + 1; i++)
+		buf[i] = (unsigned char)fx_rng_u64(&rng);
+	for (size_t t = 0; t < sizeof(row_bytes) / sizeof(row_bytes[0]); t++)
+		for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++) {
+			size_t rb = row_bytes[t], n = 4 * rb * groups[g];
+			const unsigned char *rows = buf + (t & 1); /* unaligned rows too */
+			uint32_t init = g & 1 ? 0 : (uint32_t)fx_rng_u64(&rng);
+			pspace_crc32c_rows s;
+
+			if (n > cap)
+				continue;
+			pspace_crc32c_rows_init(&s, rb);
+			assert_int_equal(pspace_crc32c_rows_finish(&s, init), init);
+			for (size_t i = 0; i < groups[g]; i++)
+				pspace_crc32c_rows_fold4(&s, rows + 4 * rb * i);
+			assert_int_equal(pspace_crc32c_rows_finish(&s, init),
+			                 pspace_crc32c_sw(init, rows, n));
+			/* one flipped bit anywhere changes it */
+			buf[(t & 1) + n / 3] ^= 0x10;
+			pspace_crc32c_rows_init(&s, rb);
+			for (size_t i = 0; i < groups[g]; i++)
+				pspace_crc32c_rows_fold4(&s, rows + 4 * rb * i);
+			assert_int_equal(pspace_crc32c_rows_finish(&s, init),
+			                 pspace_crc32c_sw(init, rows, n));
+			buf[(t & 1) + n / 3] ^= 0x10;
+			assert_int_not_equal(pspace_crc32c_rows_finish(&s, init),
+			                     pspace_crc32c_sw(init, rows, n));
+		}
+	free(buf);
+}
+
 static void test_codec_crc32c_dispatch_matches_sw(void **state)
 {
 	(void)state;
@@ -392,6 +444,7 @@ int main(void)
 	    cmocka_unit_test(test_codec_crc32c_combine),
 	    cmocka_unit_test(test_codec_crc32c_clmul_matches_sw),
 	    cmocka_unit_test(test_codec_crc32c_vclmul_matches_sw),
+	    cmocka_unit_test(test_codec_crc32c_rows_matches_sw),
 	    cmocka_unit_test(test_codec_crc32c_dispatch_matches_sw),
 	    cmocka_unit_test(test_codec_shuffle_definition),
 	    cmocka_unit_test(test_codec_unshuffle_bf16_f32),

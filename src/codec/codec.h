@@ -9,6 +9,7 @@
 
 #include <zstd.h>
 
+#include "codec/crc32c.h"
 #include "codec/shuffle.h"
 #include "pspace/codec.h"
 
@@ -74,7 +75,8 @@ int pspace_tile_planes_decode(pspace_codec *c, const unsigned char *payload, uin
  * A tile handed out in row panels (pspace_tile_panels_open()), so that a
  * caller works on a few rows at a time while they are in the L1 cache: a
  * raw tile's rows are read in place and checksummed panel by panel after
- * the caller used them, a codec 2 (byte planes) tile is unshuffled and
+ * the caller used them (or by the caller as it reads them:
+ * pspace_tile_panels_crc_rows()), a codec 2 (byte planes) tile is unshuffled and
  * converted panel by panel from its decoded planes, without the whole
  * tile being written out and read back, and its planes stored raw are
  * checksummed panel by panel as they are read (the checksums of the
@@ -92,6 +94,8 @@ typedef struct pspace_tile_panels {
 	uint32_t crc, crc_rows; /* header (and plane table), then rows checksummed so far */
 	uint32_t plane_crc[PSPACE_SHUFFLE_MAX_ES]; /* codecs 2, 3: of each plane's stored bytes */
 	uint32_t plane_len[PSPACE_SHUFFLE_MAX_ES]; /* codecs 2, 3: stored length, raw bit */
+	int by_rows; /* raw in place: the caller folds the rows into rows_crc */
+	pspace_crc32c_rows rows_crc;
 } pspace_tile_panels;
 
 /**
@@ -114,6 +118,16 @@ int pspace_tile_panels_open(pspace_tile_panels *p, pspace_codec *c, const void *
  */
 int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0, uint32_t rows,
                             const void **data);
+
+/**
+ * Lets the caller checksum the rows of a raw tile read in place as it reads
+ * them (a kernel with crc32c_lanes.h), instead of the panels doing it from
+ * L1 after it: when the tile's rows come in fours of whole 64-byte chunks
+ * and pspace_crc32c_rows_available(). Call after opening, before the first
+ * panel. @return the state every row must then be folded into, in order,
+ * before pspace_tile_panels_finish(); NULL: the panels checksum as usual.
+ */
+pspace_crc32c_rows *pspace_tile_panels_crc_rows(pspace_tile_panels *p);
 
 /**
  * Ends the reading of a tile: checksums what is left of a raw tile read

@@ -245,6 +245,19 @@ VCLMUL_TARGET static inline __m512i pair64(uint32_t lo, uint32_t hi)
 	return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)hi, (long long)lo));
 }
 
+/* The four 128-bit lanes of @p z, 48, 32, 16 and 0 bytes before the end of what it holds, as one.
+ */
+VCLMUL_TARGET static inline __m128i fold512(__m512i z)
+{
+	__m128i x = _mm_xor_si128(
+	    fold16(_mm512_extracti32x4_epi32(z, 0), pair16(CRC32C_FOLD48_LO, CRC32C_FOLD48_HI)),
+	    fold16(_mm512_extracti32x4_epi32(z, 1), pair16(CRC32C_FOLD32_LO, CRC32C_FOLD32_HI)));
+
+	return _mm_xor_si128(x, _mm_xor_si128(fold16(_mm512_extracti32x4_epi32(z, 2),
+	                                             pair16(CRC32C_FOLD16_LO, CRC32C_FOLD16_HI)),
+	                                      _mm512_extracti32x4_epi32(z, 3)));
+}
+
 /*
  * Four zmm registers (16 lanes), 256 bytes per step, from 64-byte aligned
  * loads; from 768 bytes on (shorter: crc32c_clmul_run, as fast there).
@@ -255,7 +268,6 @@ VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned cha
 	const __m512i k64 = pair64(CRC32C_FOLD64_LO, CRC32C_FOLD64_HI);
 	size_t head = (size_t)(-(uintptr_t)p & 63);
 	__m512i z0, z1, z2, z3, z;
-	__m128i x;
 
 	if (len < 768)
 		return crc32c_clmul_run(crc, p, len);
@@ -282,14 +294,7 @@ VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned cha
 	                                 fold64x4(z2, k64, _mm512_setzero_si512())));
 	for (; len >= 64; p += 64, len -= 64)
 		z = fold64x4(z, k64, _mm512_load_si512(p));
-	/* the four lanes of z, 48, 32, 16 and 0 bytes before the end of what was folded */
-	x = _mm_xor_si128(
-	    fold16(_mm512_extracti32x4_epi32(z, 0), pair16(CRC32C_FOLD48_LO, CRC32C_FOLD48_HI)),
-	    fold16(_mm512_extracti32x4_epi32(z, 1), pair16(CRC32C_FOLD32_LO, CRC32C_FOLD32_HI)));
-	x = _mm_xor_si128(x, _mm_xor_si128(fold16(_mm512_extracti32x4_epi32(z, 2),
-	                                          pair16(CRC32C_FOLD16_LO, CRC32C_FOLD16_HI)),
-	                                   _mm512_extracti32x4_epi32(z, 3)));
-	return clmul_finish(x, p, len);
+	return clmul_finish(fold512(z), p, len);
 }
 #endif
 
@@ -395,4 +400,127 @@ uint32_t pspace_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
 			sq = multmodp(sq, sq);
 	}
 	return multmodp(p, crc1) ^ crc2;
+}
+
+/* x^n mod P, bit-reflected as the CRC (square and multiply). */
+static uint32_t xpow(uint64_t n)
+{
+	uint32_t p = (uint32_t)1 << 31, b = (uint32_t)1 << 30; /* 1 and x */
+
+	while (n) {
+		if (n & 1)
+			p = multmodp(b, p);
+		n >>= 1;
+		if (n)
+			b = multmodp(b, b);
+	}
+	return p;
+}
+
+/* The fold pair over @p bytes (crc32c_fold.h): x^(D+31) and x^(D-33) mod P, D = 8 bytes. */
+static void fold_pair(uint32_t k[2], uint64_t bytes)
+{
+	k[0] = xpow(8 * bytes + 31);
+	k[1] = xpow(8 * bytes - 33);
+}
+
+int pspace_crc32c_rows_available(void)
+{
+	return pspace_crc32c_vclmul_available();
+}
+
+void pspace_crc32c_rows_init(pspace_crc32c_rows *s, size_t row_bytes)
+{
+	/* the pairs of the last row length this thread asked for: a pass asks for one or two */
+	static _Thread_local size_t cached;
+	static _Thread_local uint32_t pairs[3][2];
+
+	if (cached != row_bytes) {
+		fold_pair(pairs[0], row_bytes);
+		fold_pair(pairs[1], 2 * (uint64_t)row_bytes);
+		fold_pair(pairs[2], 3 * (uint64_t)row_bytes);
+		cached = row_bytes;
+	}
+	memset(s->lane, 0, sizeof(s->lane));
+	memcpy(s->over, pairs, sizeof(s->over));
+	memcpy(s->gap, pairs[2], sizeof(s->gap));
+	s->row_bytes = row_bytes;
+	s->groups = 0;
+}
+
+#ifdef HAVE_HW
+#include "codec/crc32c_lanes.h"
+
+__attribute__((target("avx512f,vpclmulqdq"))) static void fold4(pspace_crc32c_rows *s,
+                                                                const unsigned char *rows)
+{
+	const __m512i k64 = crc32c_lanes_k64();
+	size_t rb = s->row_bytes;
+	__m512i z[4];
+
+	crc32c_lanes_begin(s, z);
+	for (size_t o = 0; o < rb; o += 64)
+		for (int r = 0; r < 4; r++)
+			z[r] = crc32c_lanes_fold(z[r], k64, _mm512_loadu_si512(rows + r * rb + o));
+	crc32c_lanes_end(s, z);
+}
+
+/*
+ * The register of the rows folded into @p s, from zero: lane r ends 3 - r
+ * rows before the last row's end, so it is moved over that many rows; the
+ * four 128-bit pieces of their sum lie 48, 32, 16 and 0 bytes before the
+ * end, reduced as at the end of crc32c_vclmul_run().
+ */
+VCLMUL_TARGET static uint32_t rows_reduce(const pspace_crc32c_rows *s)
+{
+	const __m512i zero = _mm512_setzero_si512();
+	__m512i z = _mm512_loadu_si512(s->lane[3]);
+
+	z = fold64x4(_mm512_loadu_si512(s->lane[0]), pair64(s->gap[0], s->gap[1]), z);
+	z = fold64x4(_mm512_loadu_si512(s->lane[1]), pair64(s->over[1][0], s->over[1][1]), z);
+	z = _mm512_xor_si512(z, fold64x4(_mm512_loadu_si512(s->lane[2]),
+	                                 pair64(s->over[0][0], s->over[0][1]), zero));
+	return clmul_finish(fold512(z), NULL, 0);
+}
+
+/*
+ * The register @p c moved over @p n bytes of zeros: c x^(8n) mod P =
+ * crc32q(0, clmul(c, x^(8n-33) mod P)) (two 32-bit reflected values
+ * multiply to their product times x, and crc32q(0, w) = w x^32).
+ */
+CLMUL_TARGET static uint32_t shift_bytes(uint32_t c, uint64_t n)
+{
+	static _Thread_local uint64_t cached_n;
+	static _Thread_local uint32_t cached_k;
+	__m128i p;
+
+	if (cached_n != n) {
+		cached_k = xpow(8 * n - 33);
+		cached_n = n;
+	}
+	p = _mm_clmulepi64_si128(_mm_cvtsi32_si128((int)c), _mm_cvtsi32_si128((int)cached_k), 0);
+	return (uint32_t)_mm_crc32_u64(0, (uint64_t)_mm_cvtsi128_si64(p));
+}
+#endif
+
+void pspace_crc32c_rows_fold4(pspace_crc32c_rows *s, const void *rows)
+{
+#ifdef HAVE_HW
+	fold4(s, rows);
+#else
+	(void)s;
+	(void)rows;
+#endif
+}
+
+uint32_t pspace_crc32c_rows_finish(const pspace_crc32c_rows *s, uint32_t crc)
+{
+#ifdef HAVE_HW
+	if (s->groups == 0)
+		return crc;
+	return ~(shift_bytes(~crc, 4 * s->groups * s->row_bytes) ^ rows_reduce(s));
+#else
+	(void)s;
+	return crc;
+#endif
 }

@@ -55,6 +55,40 @@ int pspace_crc32c_vclmul_available(void);
 uint32_t pspace_crc32c_vclmul(uint32_t crc, const void *buf, size_t len);
 
 /**
+ * The CRC-32C of rows that another loop reads four at a time anyway (a
+ * tile kernel loading each 64-byte chunk of rows i..i+3), folded as they
+ * pass through its registers: four 512-bit lanes, lane r over rows r,
+ * r + 4, r + 8, ... (vpclmulqdq, AVX-512). Rows of row_bytes, a multiple
+ * of 64, in groups of four, in order. A kernel folds with the inline
+ * helpers of crc32c_lanes.h; pspace_crc32c_rows_fold4() does the same.
+ */
+typedef struct pspace_crc32c_rows {
+	unsigned char lane[4][64]; /* the lanes' fold states (loaded unaligned) */
+	uint32_t gap[2];           /* fold pair over three rows (lo, hi: crc32c_fold.h) */
+	uint32_t over[2][2];       /* over one row and over two rows */
+	size_t row_bytes;
+	uint64_t groups; /* groups of four rows folded so far */
+} pspace_crc32c_rows;
+
+/** @return nonzero when pspace_crc32c_rows can be used (as pspace_crc32c_vclmul_available()). */
+int pspace_crc32c_rows_available(void);
+
+/** Starts @p s for rows of @p row_bytes (a nonzero multiple of 64). */
+void pspace_crc32c_rows_init(pspace_crc32c_rows *s, size_t row_bytes);
+
+/**
+ * Folds the four consecutive rows at @p rows into @p s, as a kernel does
+ * with crc32c_lanes.h (call only when pspace_crc32c_rows_available()).
+ */
+void pspace_crc32c_rows_fold4(pspace_crc32c_rows *s, const void *rows);
+
+/**
+ * @return the CRC-32C of the bytes @p crc was computed over (0: none)
+ * followed by the rows folded into @p s (as pspace_crc32c(crc, rows, n)).
+ */
+uint32_t pspace_crc32c_rows_finish(const pspace_crc32c_rows *s, uint32_t crc);
+
+/**
  * @return the CRC-32C of A followed by B, from @p crc1 = pspace_crc32c(0, A)
  * and @p crc2 = pspace_crc32c(0, B) of @p len2 bytes (O(log len2) steps).
  */

@@ -7,7 +7,8 @@
  * few rows is unshuffled from the planes (in L2) into a small buffer and
  * used from L1. For a raw tile read in place, the checksum of a panel is
  * computed after the caller's work on it, while it is still in L1, so the
- * tile is read from memory once.
+ * tile is read from memory once; or the caller folds the rows into the
+ * checksum itself as it loads them (pspace_tile_panels_crc_rows()).
  */
 #include <inttypes.h>
 #include <string.h>
@@ -203,7 +204,8 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	 */
 	if (p->mode == MODE_INPLACE) {
 		prefetch_rows(p, r0, rows);
-		fold(p, r0);
+		if (!p->by_rows)
+			fold(p, r0);
 	}
 	if (p->mode != MODE_PLANES) {
 		*data = p->elems + (size_t)r0 * h->cols * pspace_dtype_size(p->want);
@@ -242,12 +244,33 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 	return rc;
 }
 
+pspace_crc32c_rows *pspace_tile_panels_crc_rows(pspace_tile_panels *p)
+{
+	size_t row_bytes = (size_t)p->h.cols * pspace_dtype_size(p->h.dtype);
+
+	if (p->mode != MODE_INPLACE || p->next != 0 || p->h.rows % 4 != 0 || row_bytes == 0 ||
+	    row_bytes % 64 != 0 || !pspace_crc32c_rows_available())
+		return NULL;
+	p->by_rows = 1;
+	pspace_crc32c_rows_init(&p->rows_crc, row_bytes);
+	return &p->rows_crc;
+}
+
 int pspace_tile_panels_finish(pspace_tile_panels *p)
 {
 	uint32_t crc;
 
 	if (p->mode == MODE_WHOLE)
 		return 0;
+	if (p->by_rows) {
+		if (p->rows_crc.groups * 4 != p->h.rows)
+			return pspace_err_set(PSPACE_EINVAL,
+			                      "tile panels: %" PRIu64 " of %" PRIu32
+			                      " rows checksummed by the caller",
+			                      p->rows_crc.groups * 4, p->h.rows);
+		crc = pspace_crc32c_rows_finish(&p->rows_crc, p->crc);
+		return crc == p->h.checksum ? 0 : mismatch(&p->h, crc);
+	}
 	fold(p, p->h.rows);
 	crc = p->crc;
 	for (size_t b = 0; p->mode == MODE_PLANES && b < pspace_dtype_size(p->h.dtype); b++)

@@ -9,6 +9,8 @@
 #if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #define HAVE_AVX2 1
+
+#include "codec/crc32c_lanes.h"
 #endif
 
 static void fused_c(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
@@ -169,11 +171,20 @@ __attribute__((target("avx2,fma"))) static void fused_avx2(const float *T, uint3
  * 512 bits wide (warm mv pass, d = 32768, raw tiles, AMD Zen 5: 0.078 ->
  * 0.071 s).
  */
-__attribute__((target("avx512f"))) static void fused_avx512(const float *T, uint32_t rows,
-                                                            uint32_t cols, uint32_t k, size_t ld,
-                                                            const float *xc, const float *xr,
-                                                            float *yr, float *yc, int mirrored)
+/*
+ * With @p crc, each row is also folded into it as it is loaded (the first
+ * vector's sweep), so a raw tile is checksummed on its one way from memory
+ * instead of again from L1 after it: warm raw mv at d = 32768 (Zen 5),
+ * 0.055 -> 0.042 s. The caller passes @p crc only when vpclmulqdq is there
+ * and the rows come in fours of whole 64-byte chunks (no tail). Without
+ * it the function runs on any AVX-512F CPU: vpclmulqdq is only in the
+ * crc branches, which the compiler emits from the intrinsics alone.
+ */
+__attribute__((target("avx512f,vpclmulqdq"))) static void
+fused_avx512(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld, const float *xc,
+             const float *xr, float *yr, float *yc, int mirrored, pspace_crc32c_rows *crc)
 {
+	const __m512i k64 = crc32c_lanes_k64();
 	uint32_t c16 = cols & ~15u, i = 0;
 	__mmask16 tail = (__mmask16)((1u << (cols - c16)) - 1u);
 
@@ -190,7 +201,11 @@ __attribute__((target("avx512f"))) static void fused_avx512(const float *T, uint
 			__m512 a1 = _mm512_set1_ps(mirrored ? xi[1] : 0.0f);
 			__m512 a2 = _mm512_set1_ps(mirrored ? xi[2] : 0.0f);
 			__m512 a3 = _mm512_set1_ps(mirrored ? xi[3] : 0.0f);
+			__m512i z[4] = {_mm512_setzero_si512(), _mm512_setzero_si512(),
+			                _mm512_setzero_si512(), _mm512_setzero_si512()};
 
+			if (j == 0 && crc)
+				crc32c_lanes_begin(crc, z);
 			for (uint32_t p = 0; p < cols; p += 16) {
 				__mmask16 m = p < c16 ? (__mmask16)0xffff : tail;
 				__m512 xv = _mm512_maskz_loadu_ps(m, x + p);
@@ -205,6 +220,16 @@ __attribute__((target("avx512f"))) static void fused_avx512(const float *T, uint
 						_mm_prefetch(
 						    (const char *)(t0 + (4 + r) * (size_t)cols + p),
 						    _MM_HINT_T0);
+				if (j == 0 && crc) {
+					z[0] =
+					    crc32c_lanes_fold(z[0], k64, _mm512_castps_si512(v0));
+					z[1] =
+					    crc32c_lanes_fold(z[1], k64, _mm512_castps_si512(v1));
+					z[2] =
+					    crc32c_lanes_fold(z[2], k64, _mm512_castps_si512(v2));
+					z[3] =
+					    crc32c_lanes_fold(z[3], k64, _mm512_castps_si512(v3));
+				}
 				s0 = _mm512_fmadd_ps(v0, xv, s0);
 				s1 = _mm512_fmadd_ps(v1, xv, s1);
 				s2 = _mm512_fmadd_ps(v2, xv, s2);
@@ -219,6 +244,8 @@ __attribute__((target("avx512f"))) static void fused_avx512(const float *T, uint
 					_mm512_mask_storeu_ps(y + p, m, yv);
 				}
 			}
+			if (j == 0 && crc)
+				crc32c_lanes_end(crc, z);
 			yr[j * ld + i] = _mm512_reduce_add_ps(s0);
 			yr[j * ld + i + 1] = _mm512_reduce_add_ps(s1);
 			yr[j * ld + i + 2] = _mm512_reduce_add_ps(s2);
@@ -232,7 +259,8 @@ __attribute__((target("avx512f"))) static void fused_avx512(const float *T, uint
 #endif
 
 void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
-                      const float *xc, const float *xr, float *yr, float *yc, int mirrored)
+                      const float *xc, const float *xr, float *yr, float *yc, int mirrored,
+                      pspace_crc32c_rows *crc)
 {
 #ifdef HAVE_AVX2
 	static int have = -1;
@@ -244,7 +272,7 @@ void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, 
 			have = 2;
 	}
 	if (have == 2) {
-		fused_avx512(T, rows, cols, k, ld, xc, xr, yr, yc, mirrored);
+		fused_avx512(T, rows, cols, k, ld, xc, xr, yr, yc, mirrored, crc);
 		return;
 	}
 	if (have) {

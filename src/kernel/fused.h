@@ -9,15 +9,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "codec/crc32c.h"
+
 /**
  * For a rows x cols row-major tile T (ld = cols) and k vectors stored with
  * stride @p ld: yr[j*ld + i] = sum_p T[i][p] xc[j*ld + p] and, if @p mirrored,
  * yc[j*ld + p] += sum_i T[i][p] xr[j*ld + i]. Overwrites yr, adds to yc (so
  * that a tile can come in row panels, T, xr and yr advanced by the panel's
- * first row).
+ * first row). With @p crc (not NULL only when
+ * pspace_crc32c_rows_available(), rows a multiple of 4 and cols of 16),
+ * also folds the rows, in order, into that checksum as they are read.
  */
 void pspace_fused_f32(const float *T, uint32_t rows, uint32_t cols, uint32_t k, size_t ld,
-                      const float *xc, const float *xr, float *yr, float *yc, int mirrored);
+                      const float *xc, const float *xr, float *yr, float *yc, int mirrored,
+                      pspace_crc32c_rows *crc);
 
 /** @return nonzero when pspace_fused16_f32() can run (AVX-512F). */
 int pspace_fused16_available(void);

@@ -244,7 +244,7 @@ static void fused(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st, double a)
 			memset(w->yc + (size_t)j * c->edge, 0, st->cols * sizeof(float));
 	}
 	pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc, w->xr, w->yf, w->yc,
-	                 st->mirrored);
+	                 st->mirrored, NULL);
 	axpy_f(c, st->rows, a, w->yf, w->acc);
 	if (st->mirrored)
 		axpy_f(c, st->cols, a, w->yc, w->ysum);
@@ -361,7 +361,7 @@ static int mm_panel(mm_ctx *c, mm_ws *w, const pspace_stream_tile *st)
 		                   w->yf + st->prow * WIDE, w->yc, st->mirrored);
 	} else {
 		pspace_fused_f32(st->data, st->rows, st->cols, c->k, c->edge, w->xc,
-		                 w->xr + st->prow, w->yf + st->prow, w->yc, st->mirrored);
+		                 w->xr + st->prow, w->yf + st->prow, w->yc, st->mirrored, st->crc);
 	}
 	if (st->prow + st->rows < st->tile_rows)
 		return 0;
@@ -485,6 +485,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 		if (c->amx)
 			kern.want = PSPACE_BF16;
 	}
+	/* the few-vector kernel checksums raw rows as it reads them (fused.h) */
+	kern.checksums_rows = c->panels && !c->wide;
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);

@@ -271,8 +271,9 @@ static int at_tile(const engine *e, const item_hdr *h, int rc)
 /*
  * The tile of a one-matrix pass in row panels of about PANEL_BYTES, for a
  * kernel that takes them: each panel is used by the kernel while in L1 (a
- * raw tile is then checksummed from there, a byte-plane tile unshuffled
- * into it). A checksum mismatch shows only at the end and fails the pass.
+ * raw tile is then checksummed from there, or by the kernel as it reads it
+ * when it can, a byte-plane tile unshuffled into it). A checksum mismatch
+ * shows only at the end and fails the pass.
  */
 static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *ref,
                           pspace_stream_tile *st)
@@ -287,6 +288,8 @@ static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *r
 	         step = (uint32_t)(bytes / (st->cols * pspace_dtype_size(st->dtype)));
 	int rc = pspace_reader_panels_open(e->r[0], c, ref, e->want[0], &p);
 
+	if (rc == 0 && e->k->checksums_rows)
+		st->crc = pspace_tile_panels_crc_rows(&p);
 	step = step < 4 ? 4 : step & ~3u;
 	st->tile_rows = rows;
 	for (uint32_t r0 = 0; rc == 0 && r0 < rows; r0 += step) {
@@ -299,6 +302,7 @@ static int process_panels(worker *w, const item_hdr *h, const pspace_tile_ref *r
 	}
 	if (rc == 0)
 		rc = at_tile(e, h, pspace_tile_panels_finish(&p));
+	st->crc = NULL; /* it was p's */
 	return rc;
 }
 
@@ -328,6 +332,7 @@ static void process(worker *w, const unsigned char *item)
 		st->dtype = e->want[i];
 		st->data = NULL;
 		st->mirrored = t0->info.symmetric && h->row != h->col;
+		st->crc = NULL;
 		w->verified[i] = 1;
 	}
 	if (e->k->panels && e->n == 1 && refs[0].data) {

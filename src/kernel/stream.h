@@ -12,6 +12,8 @@
 #include "pspace/common.h"
 #include "pspace/store.h"
 
+#include "codec/crc32c.h"
+
 /** A stored tiled matrix as the engine sees it. */
 typedef struct pspace_tiled {
 	pspace_store *s;
@@ -64,6 +66,13 @@ typedef struct pspace_stream_tile {
 	uint32_t tile_rows; /**< rows of the whole tile (== rows for a whole tile) */
 	int mirrored;       /**< symmetric and row != col: also stands for its transpose
 	                         at (c0, r0) */
+	/**
+	 * Not NULL (kernel.checksums_rows, a raw tile read in place, rows in
+	 * fours of whole 64-byte chunks): the kernel folds every row of each
+	 * panel into it, in order, as it reads them (crc32c.h); the engine
+	 * checks the tile's checksum from it after the last panel.
+	 */
+	pspace_crc32c_rows *crc;
 } pspace_stream_tile;
 
 /**
@@ -97,6 +106,8 @@ typedef struct pspace_stream_kernel {
 	int panels;
 	/** Bytes of a row panel (panels only); 0 = the engine's default, sized for L1. */
 	size_t panel_bytes;
+	/** With panels: tile() can checksum the rows it reads (pspace_stream_tile.crc). */
+	int checksums_rows;
 } pspace_stream_kernel;
 
 /** One pass over the tiles of @p t. @return 0 or the first error (detail names the tile). */
