@@ -199,8 +199,9 @@ int pspace_tile_panels_rows(pspace_tile_panels *p, pspace_codec *c, uint32_t r0,
 		return pspace_err_set(PSPACE_EINVAL, "tile panels: rows asked out of order");
 	p->next = r0 + rows;
 	/*
-	 * The caller is done with the rows before r0: checksum them from L1,
-	 * while the rows it asks for now come in from memory.
+	 * The caller is done with the rows before r0: checksum them from L1
+	 * (unless it did as it read them), while the rows it asks for now
+	 * come in from memory.
 	 */
 	if (p->mode == MODE_INPLACE) {
 		prefetch_rows(p, r0, rows);

@@ -170,12 +170,11 @@ __attribute__((target("avx2,fma"))) static void fused_avx2(const float *T, uint3
  * scalar tail): half the instructions a column where the FMA units are
  * 512 bits wide (warm mv pass, d = 32768, raw tiles, AMD Zen 5: 0.078 ->
  * 0.071 s).
- */
-/*
+ *
  * With @p crc, each row is also folded into it as it is loaded (the first
  * vector's sweep), so a raw tile is checksummed on its one way from memory
  * instead of again from L1 after it: warm raw mv at d = 32768 (Zen 5),
- * 0.055 -> 0.042 s. The caller passes @p crc only when vpclmulqdq is there
+ * alternated, 0.050-0.051 -> 0.043-0.045 s. The caller passes @p crc only when vpclmulqdq is there
  * and the rows come in fours of whole 64-byte chunks (no tail). Without
  * it the function runs on any AVX-512F CPU: vpclmulqdq is only in the
  * crc branches, which the compiler emits from the intrinsics alone.
