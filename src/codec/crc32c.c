@@ -385,23 +385,6 @@ static uint32_t multmodp(uint32_t a, uint32_t b)
 	return p;
 }
 
-uint32_t pspace_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
-{
-	uint32_t p = (uint32_t)1 << 31, sq = (uint32_t)1 << 30; /* 1 and x */
-
-	/* x^8 (one byte), then x^(8 len2) by squaring */
-	for (int i = 0; i < 3; i++)
-		sq = multmodp(sq, sq);
-	while (len2) {
-		if (len2 & 1)
-			p = multmodp(sq, p);
-		len2 >>= 1;
-		if (len2)
-			sq = multmodp(sq, sq);
-	}
-	return multmodp(p, crc1) ^ crc2;
-}
-
 /* x^n mod P, bit-reflected as the CRC (square and multiply). */
 static uint32_t xpow(uint64_t n)
 {
@@ -415,6 +398,11 @@ static uint32_t xpow(uint64_t n)
 			b = multmodp(b, b);
 	}
 	return p;
+}
+
+uint32_t pspace_crc32c_combine(uint32_t crc1, uint32_t crc2, size_t len2)
+{
+	return multmodp(xpow(8 * (uint64_t)len2), crc1) ^ crc2;
 }
 
 /* The fold pair over @p bytes (crc32c_fold.h): x^(D+31) and x^(D-33) mod P, D = 8 bytes. */
@@ -443,7 +431,6 @@ void pspace_crc32c_rows_init(pspace_crc32c_rows *s, size_t row_bytes)
 	}
 	memset(s->lane, 0, sizeof(s->lane));
 	memcpy(s->over, pairs, sizeof(s->over));
-	memcpy(s->gap, pairs[2], sizeof(s->gap));
 	s->row_bytes = row_bytes;
 	s->groups = 0;
 }
@@ -476,7 +463,7 @@ VCLMUL_TARGET static uint32_t rows_reduce(const pspace_crc32c_rows *s)
 	const __m512i zero = _mm512_setzero_si512();
 	__m512i z = _mm512_loadu_si512(s->lane[3]);
 
-	z = fold64x4(_mm512_loadu_si512(s->lane[0]), pair64(s->gap[0], s->gap[1]), z);
+	z = fold64x4(_mm512_loadu_si512(s->lane[0]), pair64(s->over[2][0], s->over[2][1]), z);
 	z = fold64x4(_mm512_loadu_si512(s->lane[1]), pair64(s->over[1][0], s->over[1][1]), z);
 	z = _mm512_xor_si512(z, fold64x4(_mm512_loadu_si512(s->lane[2]),
 	                                 pair64(s->over[0][0], s->over[0][1]), zero));

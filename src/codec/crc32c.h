@@ -64,8 +64,7 @@ uint32_t pspace_crc32c_vclmul(uint32_t crc, const void *buf, size_t len);
  */
 typedef struct pspace_crc32c_rows {
 	unsigned char lane[4][64]; /* the lanes' fold states (loaded unaligned) */
-	uint32_t gap[2];           /* fold pair over three rows (lo, hi: crc32c_fold.h) */
-	uint32_t over[2][2];       /* over one row and over two rows */
+	uint32_t over[3][2];       /* fold pairs over 1, 2, 3 rows (lo, hi: crc32c_fold.h) */
 	size_t row_bytes;
 	uint64_t groups; /* groups of four rows folded so far */
 } pspace_crc32c_rows;

@@ -37,7 +37,7 @@ CRC32C_LANES_INLINE __m512i crc32c_lanes_k64(void)
  */
 CRC32C_LANES_INLINE void crc32c_lanes_begin(const pspace_crc32c_rows *s, __m512i z[4])
 {
-	__m512i k = _mm512_broadcast_i32x4(_mm_set_epi64x(s->gap[1], s->gap[0]));
+	__m512i k = _mm512_broadcast_i32x4(_mm_set_epi64x(s->over[2][1], s->over[2][0]));
 
 	for (int r = 0; r < 4; r++)
 		z[r] = s->groups == 0 ? _mm512_setzero_si512()
