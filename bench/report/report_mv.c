@@ -14,6 +14,8 @@
  *   readbw  sequential pread of a file: the disk's (or page cache's) read
  *           bandwidth
  *   membw   a STREAM-like read (sum) of a buffer in RAM
+ *   gemm    BLIS sgemm GFLOP/s (square n = 2048, the same threads): the
+ *           peak that bounds mm with many right-hand sides
  *   decode  a pass of the streaming engine whose kernel only reads each
  *           decoded tile, in row panels as mm takes f32 tiles: the decode
  *           throughput with the same threads
@@ -62,6 +64,7 @@ static void usage(FILE *f)
 	           "  pread  --file F --d N [--k K] [--panel-mib P]\n"
 	           "  readbw --file F\n"
 	           "  membw  [--mib M]\n"
+	           "  gemm                                 sgemm peak, n = 2048\n"
 	           "  decode --store DIR --matrix NAME --d N\n"
 	           "  machine                              (markdown lines, not JSON)\n"
 	           "options: --threads T (2) --reps R (3) --warmup W (1) --cold\n"
@@ -674,6 +677,17 @@ static int cmd_membw(const struct config *c)
 	return rc;
 }
 
+static int cmd_gemm(const struct config *c)
+{
+	double gflops = 0;
+	int rc = bench_gemm_peak(1, c->threads, 2048, 0.5, &gflops);
+
+	if (rc != 0)
+		return fail(rc, "gemm");
+	printf("{\"gflops\": %.6g, \"n\": 2048, \"threads\": %d}\n", gflops, c->threads);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	struct config c;
@@ -698,6 +712,8 @@ int main(int argc, char **argv)
 		rc = cmd_readbw(&c);
 	else if (strcmp(c.cmd, "membw") == 0)
 		rc = cmd_membw(&c);
+	else if (strcmp(c.cmd, "gemm") == 0)
+		rc = cmd_gemm(&c);
 	else if (strcmp(c.cmd, "machine") == 0)
 		bench_machine_print(stdout);
 	else
