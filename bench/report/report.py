@@ -620,7 +620,7 @@ def main():
     a.ks = [1, 16]
     a.tile = 512
     a.reps = 2 if a.quick else 3
-    a.cold_reps = 1 if a.quick else 2
+    a.cold_reps = 1 if a.quick else 3
     a.budget_mib = 32 if a.quick else 256
     a.membw_mib = 256 if a.quick else 1024
     os.makedirs(a.out, exist_ok=True)
