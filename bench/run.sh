@@ -3,13 +3,13 @@
 # if needed, then measures, in one run, products with stored Dense matrices
 # beside numpy.memmap, a pread + BLIS sgemv baseline and h5py (when
 # installed), the limits (disk and memory read bandwidth, decode
-# throughput, the sgemm peak), building (bench_build, bench_build_io), KFAC/EKFAC products
-# (bench_factored) and the out-of-core Cholesky and SLQ log-determinants
-# (bench_factor, under the cap, at least 128 MiB), LowRank mv with its rows
-# beyond memory (bench_lowrank, 16 GiB of rows in the work directory, under
-# the same cap), and writes
-# bench/out/report.md with the plots bench/out/mv.png and
-# bench/out/mv-cold.png. Progress goes to stderr.
+# throughput, the sgemm peak), building (bench_build, bench_build_io),
+# KFAC/EKFAC products (bench_factored) and the out-of-core Cholesky and
+# SLQ log-determinants (bench_factor, under the cap, at least 128 MiB),
+# LowRank mv with its rows beyond memory (bench_lowrank, 16 GiB of rows in
+# the work directory, under the same cap), and writes bench/out/report.md
+# with the plots bench/out/mv.png and bench/out/mv-cold.png. Progress goes
+# to stderr.
 # Cold runs need root (cgroup v1 memory cap, dropping the page cache);
 # without it the report says so and runs uncapped.
 #
