@@ -19,6 +19,12 @@ through. Regimes, for every d and method:
 - warm: no cap, one untimed pass, then timed passes: the page cache holds
   the data.
 
+At the largest d the limits (disk and memory read bandwidth, decode
+throughput, the sgemm peak) are measured once after the products, and the
+ones that bound an mv (the store file's read for the cold mvs, the memory
+read for the warm raw mv, the decode-only pass for the warm f32 mv) also
+just before and just after it: the near-the-limits rows compare with those.
+
 Progress goes to stderr; the report is Markdown.
 """
 import argparse
