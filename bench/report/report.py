@@ -241,30 +241,30 @@ class Bench:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def bandwidth(self, *args, capped=False):
+        """report_mv @p args (readbw, membw, decode), under the cap when @p capped and there
+        is one: its result, with gbs = bytes per second / 1e9."""
+        cap = self.cap if capped and self.cap.active else None
+        if cap:
+            drop_caches()
+        r = run_json(self.tool(*args), cap)
+        if "median" in r:
+            r["gbs"] = r["bytes"] / r["median"] / 1e9
+        return r
+
     def read_bw(self, path):
         """The sequential read bandwidth of @p path, cold and under the cap if there is one."""
-        if self.cap.active:
-            drop_caches()
-        r = run_json(self.tool("readbw", "--file", path, "--cold", "--reps", self.a.cold_reps),
-                     self.cap if self.cap.active else None)
-        if "median" in r:
-            r["gbs"] = r["bytes"] / r["median"] / 1e9
-        return r
+        return self.bandwidth("readbw", "--file", path, "--cold", "--reps", self.a.cold_reps,
+                              capped=True)
 
     def memory_bw(self):
-        r = run_json(self.tool("membw", "--mib", self.a.membw_mib, "--threads", self.a.threads,
-                               "--reps", 5))
-        if "median" in r:
-            r["gbs"] = r["bytes"] / r["median"] / 1e9
-        return r
+        return self.bandwidth("membw", "--mib", self.a.membw_mib, "--threads", self.a.threads,
+                              "--reps", 5)
 
     def decode_bw(self, work, d, m):
-        r = run_json(self.tool("decode", "--store", os.path.join(work, "store"), "--matrix", m,
-                               "--d", d, "--threads", self.a.threads, "--reps", self.a.reps,
-                               "--budget-mib", self.a.budget_mib))
-        if "median" in r:
-            r["gbs"] = r["bytes"] / r["median"] / 1e9
-        return r
+        return self.bandwidth("decode", "--store", os.path.join(work, "store"), "--matrix", m,
+                              "--d", d, "--threads", self.a.threads, "--reps", self.a.reps,
+                              "--budget-mib", self.a.budget_mib)
 
     def paired_limit(self, regime, method, k, d, work):
         """

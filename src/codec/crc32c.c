@@ -53,6 +53,7 @@ uint32_t pspace_crc32c_sw(uint32_t crc, const void *buf, size_t len)
 #include <stdatomic.h>
 
 #include "codec/crc32c_fold.h"
+#include "codec/crc32c_lanes.h"
 
 /*
  * The hardware path runs three streams of BLK bytes at once (the crc32
@@ -233,18 +234,6 @@ CLMUL_TARGET static uint32_t crc32c_clmul_run(uint32_t crc, const unsigned char 
 	return clmul_finish(x, p, len);
 }
 
-/* Every 128-bit lane of @p z folded by the pair of @p k; xor with @p d. */
-VCLMUL_TARGET static inline __m512i fold64x4(__m512i z, __m512i k, __m512i d)
-{
-	return _mm512_ternarylogic_epi64(_mm512_clmulepi64_epi128(z, k, 0x00),
-	                                 _mm512_clmulepi64_epi128(z, k, 0x11), d, 0x96);
-}
-
-VCLMUL_TARGET static inline __m512i pair64(uint32_t lo, uint32_t hi)
-{
-	return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)hi, (long long)lo));
-}
-
 /* The four 128-bit lanes of @p z, 48, 32, 16 and 0 bytes before the end of what it holds, as one.
  */
 VCLMUL_TARGET static inline __m128i fold512(__m512i z)
@@ -264,8 +253,8 @@ VCLMUL_TARGET static inline __m128i fold512(__m512i z)
  */
 VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned char *p, size_t len)
 {
-	const __m512i k256 = pair64(CRC32C_FOLD256_LO, CRC32C_FOLD256_HI);
-	const __m512i k64 = pair64(CRC32C_FOLD64_LO, CRC32C_FOLD64_HI);
+	const __m512i k256 = crc32c_lanes_pair(CRC32C_FOLD256_LO, CRC32C_FOLD256_HI);
+	const __m512i k64 = crc32c_lanes_k64();
 	size_t head = (size_t)(-(uintptr_t)p & 63);
 	__m512i z0, z1, z2, z3, z;
 
@@ -284,16 +273,17 @@ VCLMUL_TARGET static uint32_t crc32c_vclmul_run(uint32_t crc, const unsigned cha
 		prefetch(p + 64);
 		prefetch(p + 128);
 		prefetch(p + 192);
-		z0 = fold64x4(z0, k256, _mm512_load_si512(p));
-		z1 = fold64x4(z1, k256, _mm512_load_si512(p + 64));
-		z2 = fold64x4(z2, k256, _mm512_load_si512(p + 128));
-		z3 = fold64x4(z3, k256, _mm512_load_si512(p + 192));
+		z0 = crc32c_lanes_fold(z0, k256, _mm512_load_si512(p));
+		z1 = crc32c_lanes_fold(z1, k256, _mm512_load_si512(p + 64));
+		z2 = crc32c_lanes_fold(z2, k256, _mm512_load_si512(p + 128));
+		z3 = crc32c_lanes_fold(z3, k256, _mm512_load_si512(p + 192));
 	}
-	z = fold64x4(z0, pair64(CRC32C_FOLD192_LO, CRC32C_FOLD192_HI), z3);
-	z = _mm512_xor_si512(z, fold64x4(z1, pair64(CRC32C_FOLD128_LO, CRC32C_FOLD128_HI),
-	                                 fold64x4(z2, k64, _mm512_setzero_si512())));
+	z = crc32c_lanes_fold(z0, crc32c_lanes_pair(CRC32C_FOLD192_LO, CRC32C_FOLD192_HI), z3);
+	z = _mm512_xor_si512(
+	    z, crc32c_lanes_fold(z1, crc32c_lanes_pair(CRC32C_FOLD128_LO, CRC32C_FOLD128_HI),
+	                         crc32c_lanes_fold(z2, k64, _mm512_setzero_si512())));
 	for (; len >= 64; p += 64, len -= 64)
-		z = fold64x4(z, k64, _mm512_load_si512(p));
+		z = crc32c_lanes_fold(z, k64, _mm512_load_si512(p));
 	return clmul_finish(fold512(z), p, len);
 }
 #endif
@@ -436,8 +426,6 @@ void pspace_crc32c_rows_init(pspace_crc32c_rows *s, size_t row_bytes)
 }
 
 #ifdef HAVE_HW
-#include "codec/crc32c_lanes.h"
-
 __attribute__((target("avx512f,vpclmulqdq"))) static void fold4(pspace_crc32c_rows *s,
                                                                 const unsigned char *rows)
 {
@@ -463,10 +451,13 @@ VCLMUL_TARGET static uint32_t rows_reduce(const pspace_crc32c_rows *s)
 	const __m512i zero = _mm512_setzero_si512();
 	__m512i z = _mm512_loadu_si512(s->lane[3]);
 
-	z = fold64x4(_mm512_loadu_si512(s->lane[0]), pair64(s->over[2][0], s->over[2][1]), z);
-	z = fold64x4(_mm512_loadu_si512(s->lane[1]), pair64(s->over[1][0], s->over[1][1]), z);
-	z = _mm512_xor_si512(z, fold64x4(_mm512_loadu_si512(s->lane[2]),
-	                                 pair64(s->over[0][0], s->over[0][1]), zero));
+	z = crc32c_lanes_fold(_mm512_loadu_si512(s->lane[0]),
+	                      crc32c_lanes_pair(s->over[2][0], s->over[2][1]), z);
+	z = crc32c_lanes_fold(_mm512_loadu_si512(s->lane[1]),
+	                      crc32c_lanes_pair(s->over[1][0], s->over[1][1]), z);
+	z = _mm512_xor_si512(z, crc32c_lanes_fold(_mm512_loadu_si512(s->lane[2]),
+	                                          crc32c_lanes_pair(s->over[0][0], s->over[0][1]),
+	                                          zero));
 	return clmul_finish(fold512(z), NULL, 0);
 }
 

@@ -9,6 +9,7 @@
 #define PSPACE_SRC_CODEC_CRC32C_LANES_H
 
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "codec/crc32c.h"
 #include "codec/crc32c_fold.h"
@@ -23,10 +24,16 @@ CRC32C_LANES_INLINE __m512i crc32c_lanes_fold(__m512i z, __m512i k, __m512i d)
 	                                 _mm512_clmulepi64_epi128(z, k, 0x11), d, 0x96);
 }
 
+/* A fold pair (lo, hi: crc32c_fold.h) in every 128-bit lane. */
+CRC32C_LANES_INLINE __m512i crc32c_lanes_pair(uint32_t lo, uint32_t hi)
+{
+	return _mm512_broadcast_i32x4(_mm_set_epi64x((long long)hi, (long long)lo));
+}
+
 /* The pair of a 64-byte fold: the step from one chunk of a row to the next. */
 CRC32C_LANES_INLINE __m512i crc32c_lanes_k64(void)
 {
-	return _mm512_broadcast_i32x4(_mm_set_epi64x(CRC32C_FOLD64_HI, CRC32C_FOLD64_LO));
+	return crc32c_lanes_pair(CRC32C_FOLD64_LO, CRC32C_FOLD64_HI);
 }
 
 /*
@@ -37,7 +44,7 @@ CRC32C_LANES_INLINE __m512i crc32c_lanes_k64(void)
  */
 CRC32C_LANES_INLINE void crc32c_lanes_begin(const pspace_crc32c_rows *s, __m512i z[4])
 {
-	__m512i k = _mm512_broadcast_i32x4(_mm_set_epi64x(s->over[2][1], s->over[2][0]));
+	__m512i k = crc32c_lanes_pair(s->over[2][0], s->over[2][1]);
 
 	for (int r = 0; r < 4; r++)
 		z[r] = s->groups == 0 ? _mm512_setzero_si512()
