@@ -22,6 +22,7 @@
 
 #include "fixture.h"
 #include "pspace/codec.h"
+#include "pspace/mat.h"
 #include "pspace/store.h"
 #include "sref.h"
 
@@ -243,6 +244,22 @@ static void test_store_damage_vanished(void **state)
 	assert_int_equal(fx_cli("export %s A --npy %s/a.npy", S, root), 1);
 	fx_expect_stderr("corrupt");
 	check_commands(S, off, 0x40);
+	/* out of core, products walk forwards and backwards by turns: both ways miss it */
+	{
+		pspace_exec ex = {2, 4096};
+		pspace_store *s;
+		pspace_mat *m;
+		double x[1050] = {0}, y[1050];
+
+		assert_int_equal(pspace_store_open(&s, S, NULL), 0);
+		assert_int_equal(pspace_mat_open(&m, s, "A"), 0);
+		for (int pass = 0; pass < 2; pass++) {
+			assert_int_equal(pspace_mat_mv(m, &ex, x, y), PSPACE_ECORRUPT);
+			assert_non_null(strstr(pspace_errdetail(), "catalog records 153"));
+		}
+		pspace_mat_free(m);
+		pspace_store_close(s);
+	}
 }
 
 /* Records written before the digest existed are read (their tile count still checked). */

@@ -21,8 +21,10 @@
 #include <cmocka.h>
 
 #include "fixture.h"
+#include "kernel/engine.h"
 #include "kernel/stream.h"
 #include "pspace/store.h"
+#include "store/reader.h"
 
 /* ---- random data ------------------------------------------------------------ */
 
@@ -503,56 +505,97 @@ static int skip_g(uint32_t b, uint32_t r, uint32_t c)
 	return (b == 0 && r == 1 && c == 4) || (b == 1 && r == 0 && c == 0);
 }
 
+/*
+ * Block-diagonal F (f32) and G (f64 at zstd level @p g_level) of d = 500 in
+ * one store, tiles of 64, each missing tiles the other has, and R = 2 F -
+ * 0.5 G as stored, in float64.
+ */
+typedef struct pair {
+	size_t d;
+	double alpha[2];
+	double *F, *G, *RF, *RG, *R;
+	fx_store ts;
+} pair;
+
+static void pair_open(pair *p, int g_level)
+{
+	mspec mf = {"F", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F32, 3};
+	mspec mg = {"G", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F64, g_level};
+	size_t d = 500;
+
+	p->d = d;
+	p->alpha[0] = 2.0;
+	p->alpha[1] = -0.5;
+	p->F = make_fisher(d, 80, 5);
+	p->G = make_fisher(d, 90, 6);
+	p->R = malloc(d * d * sizeof(double));
+	assert_non_null(p->R);
+	fx_store_open(&p->ts, "stream");
+	put_matrix(p->ts.s, &mf, p->F, skip_f);
+	put_matrix(p->ts.s, &mg, p->G, skip_g);
+	p->RF = stored_reference(&mf, p->F, skip_f);
+	p->RG = stored_reference(&mg, p->G, skip_g);
+	for (size_t i = 0; i < d * d; i++)
+		p->R[i] = p->alpha[0] * p->RF[i] + p->alpha[1] * p->RG[i];
+}
+
+static void pair_close(pair *p)
+{
+	fx_store_close(&p->ts);
+	free(p->RG);
+	free(p->RF);
+	free(p->R);
+	free(p->G);
+	free(p->F);
+}
+
+/*
+ * mm of alpha[0] F + alpha[1] G (matrices "F" and "G" of @p s) in one pass
+ * that reads each tile once, with k vectors, against R.
+ */
+static void check_mm_multi(pspace_store *s, const double *alpha, const double *R, size_t d,
+                           uint32_t k, const pspace_exec *ex)
+{
+	size_t ld = d + 1;
+	double *X = fx_randv(k * ld, 7), *Y = fx_randv(k * ld, 8);
+	double *Y0 = malloc(k * ld * sizeof(double)), *Yr = malloc(k * ld * sizeof(double));
+	pspace_tiled tf, tg;
+	const pspace_tiled *both[2] = {&tf, &tg};
+	uint64_t before;
+
+	assert_non_null(Y0);
+	assert_non_null(Yr);
+	memcpy(Y0, Y, k * ld * sizeof(double));
+	memcpy(Yr, Y, k * ld * sizeof(double));
+	ref_mm(R, d, k, 1.0, X, ld, Yr, ld);
+	assert_int_equal(pspace_tiled_open(&tf, s, "F"), 0);
+	assert_int_equal(pspace_tiled_open(&tg, s, "G"), 0);
+	before = pspace_store_tiles_read(s);
+	assert_int_equal(pspace_stream_mm_multi(both, 2, alpha, ex, k, X, ld, Y, ld), 0);
+	assert_int_equal(pspace_store_tiles_read(s) - before,
+	                 pspace_tiled_count(&tf) + pspace_tiled_count(&tg));
+	assert_true(rel_err(Y, Yr, Y0, k, d, ld) < 1e-5);
+	pspace_tiled_close(&tg);
+	pspace_tiled_close(&tf);
+	free(Yr);
+	free(Y0);
+	free(Y);
+	free(X);
+}
+
 /* Two matrices in one pass: 2 F - 0.5 G, tiles missing from either, one read each. */
 static void test_stream_multi(void **state)
 {
-	size_t d = 500;
-	double *F = make_fisher(d, 80, 5), *G = make_fisher(d, 90, 6);
-	mspec mf = {"F", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F32, 3};
-	mspec mg = {"G", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 64, 1, PSPACE_F64, 3};
 	mspec mh = {"H", PSPACE_KIND_BLOCKDIAG, 2, {400, 100}, 128, 1, PSPACE_F32, 3};
-	double alpha[2] = {2.0, -0.5};
-	double *RF, *RG, *R = malloc(d * d * sizeof(double));
-	fx_store ts;
+	pair p;
 	(void)state;
 
-	assert_non_null(R);
-	fx_store_open(&ts, "stream");
-	put_matrix(ts.s, &mf, F, skip_f);
-	put_matrix(ts.s, &mg, G, skip_g);
-	put_matrix(ts.s, &mh, G, NULL);
-	RF = stored_reference(&mf, F, skip_f);
-	RG = stored_reference(&mg, G, skip_g);
-	for (size_t i = 0; i < d * d; i++)
-		R[i] = alpha[0] * RF[i] + alpha[1] * RG[i];
+	pair_open(&p, 3);
+	put_matrix(p.ts.s, &mh, p.G, NULL);
 	for (int ki = 0; ki < NK; ki++) {
-		uint32_t k = ks[ki];
-		size_t ld = d + 1;
-		double *X = fx_randv(k * ld, 7), *Y = fx_randv(k * ld, 8);
-		double *Y0 = malloc(k * ld * sizeof(double)), *Yr = malloc(k * ld * sizeof(double));
-		pspace_tiled tf, tg;
-		const pspace_tiled *both[2] = {&tf, &tg};
 		pspace_exec ex = {3, 0};
-		uint64_t before;
 
-		assert_non_null(Y0);
-		assert_non_null(Yr);
-		memcpy(Y0, Y, k * ld * sizeof(double));
-		memcpy(Yr, Y, k * ld * sizeof(double));
-		ref_mm(R, d, k, 1.0, X, ld, Yr, ld);
-		assert_int_equal(pspace_tiled_open(&tf, ts.s, "F"), 0);
-		assert_int_equal(pspace_tiled_open(&tg, ts.s, "G"), 0);
-		before = pspace_store_tiles_read(ts.s);
-		assert_int_equal(pspace_stream_mm_multi(both, 2, alpha, &ex, k, X, ld, Y, ld), 0);
-		assert_int_equal(pspace_store_tiles_read(ts.s) - before,
-		                 pspace_tiled_count(&tf) + pspace_tiled_count(&tg));
-		assert_true(rel_err(Y, Yr, Y0, k, d, ld) < 1e-5);
-		pspace_tiled_close(&tg);
-		pspace_tiled_close(&tf);
-		free(Yr);
-		free(Y0);
-		free(Y);
-		free(X);
+		check_mm_multi(p.ts.s, p.alpha, p.R, p.d, ks[ki], &ex);
 	}
 	/* different tilings */
 	{
@@ -560,20 +603,159 @@ static void test_stream_multi(void **state)
 		const pspace_tiled *both[2] = {&tf, &th};
 		double x[500] = {0}, y[500] = {0};
 
-		assert_int_equal(pspace_tiled_open(&tf, ts.s, "F"), 0);
-		assert_int_equal(pspace_tiled_open(&th, ts.s, "H"), 0);
-		assert_int_equal(pspace_stream_mm_multi(both, 2, alpha, NULL, 1, x, d, y, d),
+		assert_int_equal(pspace_tiled_open(&tf, p.ts.s, "F"), 0);
+		assert_int_equal(pspace_tiled_open(&th, p.ts.s, "H"), 0);
+		assert_int_equal(pspace_stream_mm_multi(both, 2, p.alpha, NULL, 1, x, p.d, y, p.d),
 		                 PSPACE_EDIM);
 		assert_non_null(strstr(pspace_errdetail(), "H"));
 		pspace_tiled_close(&th);
 		pspace_tiled_close(&tf);
 	}
-	free(RG);
-	free(RF);
-	fx_store_close(&ts);
-	free(R);
-	free(G);
-	free(F);
+	pair_close(&p);
+}
+
+/* ---- walking backwards ----------------------------------------------------------- */
+
+#define MAX_WALK 256
+
+/* The tile addresses of a walk, in the order met. */
+typedef struct walk {
+	size_t n;
+	uint32_t a[MAX_WALK][3];
+} walk;
+
+static int record_tile(void *ws, void *ud, const pspace_stream_tile *tiles)
+{
+	walk *w = ud;
+
+	(void)ws;
+	assert_true(w->n < MAX_WALK);
+	w->a[w->n][0] = tiles[0].block;
+	w->a[w->n][1] = tiles[0].row;
+	w->a[w->n][2] = tiles[0].col;
+	w->n++;
+	return 0;
+}
+
+/* Is @p b the walk @p a backwards (@p back) or the same? */
+static int same_walk(const walk *a, const walk *b, int back)
+{
+	if (a->n != b->n)
+		return 0;
+	for (size_t i = 0; i < a->n; i++)
+		if (memcmp(a->a[i], b->a[back ? b->n - 1 - i : i], sizeof(a->a[i])) != 0)
+			return 0;
+	return 1;
+}
+
+/* The reader's walk of @p name from its first tile, or backwards from the end of blocks < @p
+ * back_from. */
+static void reader_walk(pspace_store *s, const char *name, int back, uint32_t back_from, walk *w)
+{
+	pspace_reader *r;
+	pspace_tile_ref t;
+	int done = 0;
+
+	w->n = 0;
+	assert_int_equal(pspace_reader_open(&r, s, name, 0), 0);
+	if (back)
+		assert_int_equal(pspace_reader_seek_back(r, back_from), 0);
+	for (;;) {
+		assert_int_equal(pspace_reader_next_with(&t, &done, r, NULL, NULL), 0);
+		if (done)
+			break;
+		assert_true(w->n < MAX_WALK);
+		w->a[w->n][0] = t.block;
+		w->a[w->n][1] = t.row;
+		w->a[w->n][2] = t.col;
+		w->n++;
+	}
+	pspace_reader_close(r);
+}
+
+/*
+ * Out of core, a kernel that takes the tiles in any order gets every other
+ * pass over a store backwards (one worker: the order of the walk), so that
+ * it begins where the page cache holds the last pass's end; in core, or a
+ * kernel that wants streaming order, always forwards. Products stay right
+ * whichever way, for one matrix or two with tiles missing from either.
+ */
+static void test_stream_walk_back(void **state)
+{
+	pspace_exec ooc = {1, 4096}, in_core = {1, 0};
+	pspace_stream_kernel rec = {.tile = record_tile, .any_order = 1};
+	walk fwd, back, b1, w[3];
+	pspace_tiled tf, tg;
+	const pspace_tiled *both[2] = {&tf, &tg}, *one[1] = {&tf};
+	pair p;
+	(void)state;
+
+	pair_open(&p, 0);
+
+	/* the reader: backwards from the end, the forward walk reversed; from block 1, block 0's */
+	reader_walk(p.ts.s, "F", 0, 0, &fwd);
+	reader_walk(p.ts.s, "F", 1, 2, &back);
+	/* 7 x 7 and 2 x 2 tiles: 28 + 3 upper ones, F lacks 2, G 2 others */
+	assert_int_equal(fwd.n, 28 + 3 - 2);
+	assert_true(same_walk(&fwd, &back, 1));
+	reader_walk(p.ts.s, "F", 1, 1, &b1);
+	assert_int_equal(b1.n, 28 - 2);
+	for (size_t i = 0; i < b1.n; i++)
+		assert_int_equal(b1.a[i][0], 0);
+	back.n = b1.n;
+	memcpy(back.a, fwd.a, sizeof(back.a));
+	assert_true(same_walk(&back, &b1, 1));
+
+	/* the engine on one worker: alternating out of core, forwards otherwise */
+	assert_int_equal(pspace_tiled_open(&tf, p.ts.s, "F"), 0);
+	assert_int_equal(pspace_tiled_open(&tg, p.ts.s, "G"), 0);
+	for (int i = 0; i < 3; i++) {
+		w[i].n = 0;
+		assert_int_equal(pspace_stream_run(&tf, &ooc, &rec, &w[i]), 0);
+	}
+	assert_true(same_walk(&w[0], &w[1], 1));
+	assert_true(same_walk(&w[0], &w[2], 0));
+	assert_true(same_walk(&fwd, &w[0], 0) || same_walk(&fwd, &w[1], 0));
+	for (int i = 0; i < 2; i++) {
+		w[0].n = 0;
+		assert_int_equal(pspace_stream_run(&tf, &in_core, &rec, &w[0]), 0);
+		assert_true(same_walk(&fwd, &w[0], 0));
+	}
+	rec.any_order = 0;
+	for (int i = 0; i < 2; i++) {
+		w[0].n = 0;
+		assert_int_equal(pspace_stream_run(&tf, &ooc, &rec, &w[0]), 0);
+		assert_true(same_walk(&fwd, &w[0], 0));
+	}
+	/* a range of blocks: block 0 alone, one way and the other */
+	rec.any_order = 1;
+	for (int i = 0; i < 2; i++) {
+		w[i].n = 0;
+		assert_int_equal(pspace_stream_blocks(one, 1, &ooc, &rec, &w[i], 0, 0), 0);
+	}
+	assert_true(same_walk(&w[0], &w[1], 1));
+	assert_true(same_walk(&b1, &w[0], 1) || same_walk(&b1, &w[1], 1));
+	/* two matrices in one pass, their walks merged: every tile once, right */
+	for (int i = 0; i < 2; i++) {
+		w[i].n = 0;
+		assert_int_equal(pspace_stream_blocks(both, 2, &ooc, &rec, &w[i], 0, 1), 0);
+	}
+	assert_int_equal(w[0].n, 28 + 3);
+	assert_true(same_walk(&w[0], &w[1], 1));
+
+	/* products out of core on one and on three workers, each twice: both ways */
+	for (int i = 0; i < 4; i++) {
+		pspace_exec ex = {i % 2 ? 3 : 1, 4096};
+		uint32_t k = i < 2 ? 1 : 16;
+
+		for (int pass = 0; pass < 2; pass++)
+			check_mm_multi(p.ts.s, p.alpha, p.R, p.d, k, &ex);
+		for (int pass = 0; pass < 2; pass++)
+			check_mm_ex(p.ts.s, "F", p.RF, p.d, k, &ex, 1e-5, NULL);
+	}
+	pspace_tiled_close(&tg);
+	pspace_tiled_close(&tf);
+	pair_close(&p);
 }
 
 /*
@@ -758,6 +940,7 @@ int main(void)
 	    cmocka_unit_test(test_stream_nonsymmetric),
 	    cmocka_unit_test(test_stream_invariance),
 	    cmocka_unit_test(test_stream_multi),
+	    cmocka_unit_test(test_stream_walk_back),
 	    cmocka_unit_test(test_stream_corrupt),
 	    cmocka_unit_test(test_stream_small_budget),
 	    cmocka_unit_test(test_stream_many_tiles_out_of_core),

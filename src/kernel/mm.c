@@ -487,6 +487,8 @@ int pspace_stream_mm_multi(const pspace_tiled *const *t, size_t n, const double 
 	}
 	/* the few-vector kernel checksums raw rows as it reads them (fused.h) */
 	kern.checksums_rows = c->panels && !c->wide;
+	/* the products of the tiles are summed into Y under stripe locks, in any order */
+	kern.any_order = 1;
 
 	/* The scratch of each worker counts against the budget too. */
 	ex2.threads = pspace_stream_threads(ex);

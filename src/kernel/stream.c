@@ -33,6 +33,13 @@
  * is left alone: unmapping it would free no memory (the cache keeps it),
  * only cost a TLB shootdown now and page faults on the next pass.
  *
+ * Out of core, a kernel that takes the tiles in any order (any_order: the
+ * products) walks the file backwards every other pass over a store
+ * (pspace_store_walk_back()), from the end of its last block, the cursors
+ * merged largest address first: the pass begins where the last one ended,
+ * in what the page cache still holds. The mincore() windows of read_ahead()
+ * then lie below the tile.
+ *
  * The first error stops the pass: the walk stops, workers drain the ring
  * without work, and the error is returned with the detail of the
  * failing tile (store, matrix, tile address).
@@ -182,6 +189,7 @@ typedef struct engine {
 	void *ud;
 	size_t item_size;
 	int ooc;
+	int back; /* the walk goes backwards (see step_all) */
 	uintptr_t page;
 	uint32_t bfirst, blast;
 	/* written per tile, away from what workers read: the ring, under ring_mu */
@@ -383,22 +391,24 @@ static int read_ahead(engine *e, size_t i, const pspace_tile_ref *ref)
 	if (!e->ooc || !pspace_tiled_owns(e->t[0], ref->block, ref->row))
 		return 0;
 	if (a < e->res_lo[i] || b > e->res_hi[i]) {
+		/* the window from the tile on, in the direction of the walk */
+		uintptr_t lo = e->back && b - a <= win ? b - win : a;
 		int all = 1;
 
 		e->res_lo[i] = e->res_hi[i] = 0;
 		/* a tile larger than the window, or a window past the end of the mapping */
-		if (b - a > win || mincore((void *)a, win, vec) != 0) {
+		if (b - a > win || mincore((void *)lo, win, vec) != 0) {
 			all = all_resident(e, a, b);
 			if (!all && ask)
 				advise(e, ref, MADV_WILLNEED);
 			return all;
 		}
-		e->res_lo[i] = a;
-		e->res_hi[i] = a + win;
+		e->res_lo[i] = lo;
+		e->res_hi[i] = lo + win;
 		for (size_t p = 0; p < RES_PAGES && all; p++)
 			all = vec[p] & 1;
 		if (!all && ask)
-			(void)madvise((void *)a, win, MADV_WILLNEED);
+			(void)madvise((void *)lo, win, MADV_WILLNEED);
 	}
 	for (uintptr_t p = (a - e->res_lo[i]) / e->page; p < (b - e->res_lo[i]) / e->page; p++)
 		if (!(vec[p] & 1))
@@ -474,7 +484,8 @@ static int addr_cmp(const pspace_tile_ref *a, const pspace_tile_ref *b)
 }
 
 /*
- * Steps reader @p i to its next tile, marking it done past the last block.
+ * Steps reader @p i to its next tile, marking it done past the last block
+ * (backwards: before the first).
  * The tile is read ahead as the cursor reaches it (the cursors run one tile
  * ahead of the walk).
  */
@@ -483,7 +494,8 @@ static int advance(engine *e, size_t i)
 	walked_ctx c = {e, i};
 	int rc = pspace_reader_next_with(&e->cur[i], &e->done[i], e->r[i], walked, &c);
 
-	if (rc == 0 && !e->done[i] && e->cur[i].block > e->blast)
+	if (rc == 0 && !e->done[i] &&
+	    (e->back ? e->cur[i].block < e->bfirst : e->cur[i].block > e->blast))
 		e->done[i] = 1;
 	return rc;
 }
@@ -499,16 +511,18 @@ static int step_all(engine *e, unsigned char *item)
 	int rc = 0;
 
 	for (size_t i = 0; !e->started && i < e->n && rc == 0; i++) {
-		rc = pspace_reader_seek(e->r[i], e->bfirst, 0, 0);
+		rc = e->back ? pspace_reader_seek_back(e->r[i], e->blast + 1)
+		             : pspace_reader_seek(e->r[i], e->bfirst, 0, 0);
 		if (rc == 0)
 			rc = advance(e, i);
 	}
 	e->started = 1;
 	while (rc == 0) {
-		const pspace_tile_ref *min = NULL;
+		const pspace_tile_ref *min = NULL; /* the next tile: backwards, the largest */
 
 		for (size_t i = 0; i < e->n; i++)
-			if (!e->done[i] && (!min || addr_cmp(&e->cur[i], min) < 0))
+			if (!e->done[i] &&
+			    (!min || addr_cmp(&e->cur[i], min) * (e->back ? -1 : 1) < 0))
 				min = &e->cur[i];
 		if (!min)
 			return 1;
@@ -750,6 +764,7 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	for (size_t i = 0; i < n; i++)
 		stored += t[i]->info.tile_bytes;
 	e.ooc = stored > pspace_stream_budget(ex);
+	e.back = e.ooc && k->any_order && !k->diagonal_only && pspace_store_walk_back(t[0]->s);
 
 	e.r = calloc(n, sizeof(*e.r));
 	e.want = calloc(n, sizeof(*e.want));

@@ -108,6 +108,13 @@ typedef struct pspace_stream_kernel {
 	size_t panel_bytes;
 	/** With panels: tile() can checksum the rows it reads (pspace_stream_tile.crc). */
 	int checksums_rows;
+	/**
+	 * The result does not depend on the order of the tiles (beyond
+	 * rounding): out of core, the engine may then walk the file backwards,
+	 * every other pass over a store, to begin where the page cache still
+	 * holds the last pass's end.
+	 */
+	int any_order;
 } pspace_stream_kernel;
 
 /** One pass over the tiles of @p t. @return 0 or the first error (detail names the tile). */

@@ -49,6 +49,7 @@ struct pspace_store {
 	size_t headroom;  /* base free space kept before write transactions */
 	size_t txn_bytes; /* writer checkpoint size */
 	_Atomic uint64_t tiles_read; /* tiles decoded or viewed through readers */
+	_Atomic unsigned walks_back; /* out-of-core walks so far (odd: the next goes forwards) */
 	int has_shard;               /* shard hooks set (pspace_store_set_shard) */
 	int map_huge;                /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
 	pspace_shard_hooks shard;
@@ -76,7 +77,8 @@ struct pspace_reader {
 	uint64_t *dims;
 	int pos;
 	int all_stored;  /* complete, and the record counts every tile address */
-	int whole;       /* the walk began at the matrix's first tile */
+	int whole;       /* the walk began at the matrix's first tile (back: its last) */
+	int back;        /* the walk steps backwards (pspace_reader_seek_back()) */
 	uint64_t seen;   /* tiles of the walk so far ... */
 	uint32_t digest; /* ... and their digest terms summed */
 };

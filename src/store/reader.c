@@ -171,6 +171,7 @@ int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 
 	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
 	r->whole = block == 0 && tile_row == 0 && tile_col == 0;
+	r->back = 0;
 	r->seen = 0;
 	r->digest = 0;
 	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
@@ -185,10 +186,39 @@ int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint
 	return 0;
 }
 
+int pspace_reader_seek_back(pspace_reader *r, uint32_t block)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc;
+
+	/* the first key past the blocks wanted, then the one before it */
+	if (block < r->info.nblocks)
+		pspace_tile_key(key, r->info.id, block, 0, 0);
+	else
+		pspace_tile_key(key, r->info.id + 1, 0, 0, 0);
+	r->whole = block >= r->info.nblocks;
+	r->back = 1;
+	r->seen = 0;
+	r->digest = 0;
+	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+	rc = mdb_cursor_get(r->cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+	if (rc == MDB_NOTFOUND) {
+		r->pos = PSPACE_POS_DONE;
+		return 0;
+	}
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s: seeking the end of block %u",
+		                        r->info.name, block);
+	r->pos = PSPACE_POS_POSITIONED;
+	return 0;
+}
+
 /*
- * End of a walk: one that began at the first tile must have met as many
- * tiles, with the same digest, as the catalog record says; otherwise tiles
- * vanished (a damaged key or B-tree) and the result would be wrong.
+ * End of a walk: one that began at the first tile (or backwards at the
+ * last) must have met as many tiles, with the same digest, as the catalog
+ * record says; otherwise tiles vanished (a damaged key or B-tree) and the
+ * result would be wrong.
  */
 static int walk_end(pspace_reader *r, int *done)
 {
@@ -229,6 +259,7 @@ int pspace_reader_next_with(pspace_tile_ref *out, int *done, pspace_reader *r,
 	case PSPACE_POS_DONE: *done = 1; return 0;
 	case PSPACE_POS_FRESH:
 		r->whole = 1;
+		r->back = 0;
 		r->seen = 0;
 		r->digest = 0;
 		pspace_tile_key(key, r->info.id, 0, 0, 0);
@@ -236,7 +267,7 @@ int pspace_reader_next_with(pspace_tile_ref *out, int *done, pspace_reader *r,
 		rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
 		break;
 	case PSPACE_POS_POSITIONED: rc = mdb_cursor_get(r->cur, &k, &v, MDB_GET_CURRENT); break;
-	default: rc = mdb_cursor_get(r->cur, &k, &v, MDB_NEXT); break;
+	default: rc = mdb_cursor_get(r->cur, &k, &v, r->back ? MDB_PREV : MDB_NEXT); break;
 	}
 	if (rc == MDB_NOTFOUND)
 		return walk_end(r, done);
@@ -352,6 +383,11 @@ int pspace_reader_panels_open(pspace_reader *r, pspace_codec *c, const pspace_ti
 int pspace_reader_verify(pspace_reader *r, const pspace_tile_ref *t)
 {
 	return in_tile(r, t, pspace_tile_verify(t->data, t->len));
+}
+
+int pspace_store_walk_back(pspace_store *s)
+{
+	return (int)(atomic_fetch_add_explicit(&s->walks_back, 1, memory_order_relaxed) & 1);
 }
 
 uint64_t pspace_store_tiles_read(const pspace_store *s)

@@ -28,6 +28,25 @@ int pspace_reader_panels_open(pspace_reader *r, pspace_codec *c, const pspace_ti
 int pspace_store_map_huge(const pspace_store *s);
 
 /**
+ * Positions the cursor for a walk backwards, against streaming order: the
+ * next pspace_reader_next_with() returns the last stored tile of the
+ * blocks before @p block (every block when @p block is the matrix's block
+ * count), and each one after it the tile before, down to the matrix's
+ * first tile. A walk from the end that meets fewer tiles than the catalog
+ * records fails as a forward walk from the first does.
+ */
+int pspace_reader_seek_back(pspace_reader *r, uint32_t block);
+
+/**
+ * The direction of an out-of-core walk over this store: walks alternate,
+ * forwards, backwards, forwards, ..., so that a walk begins where the last
+ * one ended, in the part of the file the page cache still holds (a cyclic
+ * scan of a file larger than the cache evicts each page just before it is
+ * wanted again). @return 1 for backwards (and counts the walk).
+ */
+int pspace_store_walk_back(pspace_store *s);
+
+/**
  * pspace_reader_next(), calling @p before(@p ud, t) with the tile's address
  * and extent before anything of it is read from the map (stepping reads
  * the tile's checksum from its header): a caller reading out of core can
