@@ -163,57 +163,6 @@ int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32_t block, u
 	return 0;
 }
 
-int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col)
-{
-	uint8_t key[PSPACE_TILE_KEY_SIZE];
-	MDB_val k = {sizeof(key), key}, v;
-	int rc;
-
-	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
-	r->whole = block == 0 && tile_row == 0 && tile_col == 0;
-	r->back = 0;
-	r->seen = 0;
-	r->digest = 0;
-	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
-	if (rc == MDB_NOTFOUND) {
-		r->pos = PSPACE_POS_DONE;
-		return 0;
-	}
-	if (rc != 0)
-		return pspace_store_err(r->s, rc, "matrix %s: seeking tile (%u,%u,%u)",
-		                        r->info.name, block, tile_row, tile_col);
-	r->pos = PSPACE_POS_POSITIONED;
-	return 0;
-}
-
-int pspace_reader_seek_back(pspace_reader *r, uint32_t block)
-{
-	uint8_t key[PSPACE_TILE_KEY_SIZE];
-	MDB_val k = {sizeof(key), key}, v;
-	int rc;
-
-	/* the first key past the blocks wanted, then the one before it */
-	if (block < r->info.nblocks)
-		pspace_tile_key(key, r->info.id, block, 0, 0);
-	else
-		pspace_tile_key(key, r->info.id + 1, 0, 0, 0);
-	r->whole = block >= r->info.nblocks;
-	r->back = 1;
-	r->seen = 0;
-	r->digest = 0;
-	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
-	rc = mdb_cursor_get(r->cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
-	if (rc == MDB_NOTFOUND) {
-		r->pos = PSPACE_POS_DONE;
-		return 0;
-	}
-	if (rc != 0)
-		return pspace_store_err(r->s, rc, "matrix %s: seeking the end of block %u",
-		                        r->info.name, block);
-	r->pos = PSPACE_POS_POSITIONED;
-	return 0;
-}
-
 /*
  * End of a walk: one that began at the first tile (or backwards at the
  * last) must have met as many tiles, with the same digest, as the catalog
@@ -237,6 +186,54 @@ static int walk_end(pspace_reader *r, int *done)
 	                      "missing or damaged, the store is corrupt",
 	                      r->s->path, in->name, (unsigned long long)r->seen, r->digest,
 	                      (unsigned long long)in->tiles, in->has_digest ? in->tile_digest : 0);
+}
+
+int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row, uint32_t tile_col)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc, done;
+
+	pspace_tile_key(key, r->info.id, block, tile_row, tile_col);
+	r->whole = block == 0 && tile_row == 0 && tile_col == 0;
+	r->back = 0;
+	r->seen = 0;
+	r->digest = 0;
+	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+	if (rc == MDB_NOTFOUND)
+		return walk_end(r, &done);
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s: seeking tile (%u,%u,%u)",
+		                        r->info.name, block, tile_row, tile_col);
+	r->pos = PSPACE_POS_POSITIONED;
+	return 0;
+}
+
+int pspace_reader_seek_back(pspace_reader *r, uint32_t block)
+{
+	uint8_t key[PSPACE_TILE_KEY_SIZE];
+	MDB_val k = {sizeof(key), key}, v;
+	int rc, done;
+
+	/* the first key past the blocks wanted, then the one before it */
+	if (block < r->info.nblocks)
+		pspace_tile_key(key, r->info.id, block, 0, 0);
+	else
+		pspace_tile_key(key, r->info.id + 1, 0, 0, 0);
+	r->whole = block >= r->info.nblocks;
+	r->back = 1;
+	r->seen = 0;
+	r->digest = 0;
+	rc = mdb_cursor_get(r->cur, &k, &v, MDB_SET_RANGE);
+	if (rc == 0 || rc == MDB_NOTFOUND)
+		rc = mdb_cursor_get(r->cur, &k, &v, rc == MDB_NOTFOUND ? MDB_LAST : MDB_PREV);
+	if (rc == MDB_NOTFOUND)
+		return walk_end(r, &done);
+	if (rc != 0)
+		return pspace_store_err(r->s, rc, "matrix %s: seeking the end of block %u",
+		                        r->info.name, block);
+	r->pos = PSPACE_POS_POSITIONED;
+	return 0;
 }
 
 int pspace_reader_next(pspace_tile_ref *out, int *done, pspace_reader *r)
