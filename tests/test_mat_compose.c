@@ -123,6 +123,31 @@ static void test_mat_product_dense(void **state)
 	assert_int_equal(pspace_mat_mv(c, &ex, x, y), 0);
 	fref_mm(C, d, 1, x, yr);
 	assert_true(fx_relerr(y, yr, d) < 1e-3);
+	/*
+	 * A and B in f64 tiles of 16 (about 280 KiB each), bands of 16 rows
+	 * (two of them, A's and the product's, in half of a 132 KiB budget):
+	 * 17 bands, each a pass over A and one over B, both stored beyond the
+	 * budget, so that the passes over each go forwards and backwards by turns
+	 */
+	{
+		pspace_exec small = {2, 4 * 257 * 8 * 16};
+		pspace_write_opts o64 = o;
+		pspace_mat *a2 = NULL, *b2 = NULL, *c2 = NULL;
+
+		o64.tile = 16;
+		o64.codec.dtype = PSPACE_F64;
+		assert_int_equal(pspace_dense_write(t.s, "A16", NULL, d, A, d, &o64), 0);
+		assert_int_equal(pspace_dense_write(t.s, "B16", NULL, d, B, d, &o64), 0);
+		assert_int_equal(pspace_mat_open(&a2, t.s, "A16"), 0);
+		assert_int_equal(pspace_mat_open(&b2, t.s, "B16"), 0);
+		assert_int_equal(pspace_mat_product_write(t.s, "AB16", a2, b2, &small, &o64), 0);
+		assert_int_equal(pspace_mat_open(&c2, t.s, "AB16"), 0);
+		assert_int_equal(pspace_mat_dense(c2, &ex, D, d), 0);
+		assert_true(fx_relerr(D, C, d * d) < 1e-12);
+		pspace_mat_free(c2);
+		pspace_mat_free(b2);
+		pspace_mat_free(a2);
+	}
 	/* a budget below one band: ENOMEM */
 	{
 		pspace_exec tiny = {1, 1024};

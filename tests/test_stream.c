@@ -675,7 +675,7 @@ static void reader_walk(pspace_store *s, const char *name, int back, uint32_t ba
 
 /*
  * Out of core, a kernel that takes the tiles in any order gets every other
- * pass over a store backwards (one worker: the order of the walk), so that
+ * pass over a matrix backwards (one worker: the order of the walk), so that
  * it begins where the page cache holds the last pass's end; in core, or a
  * kernel that wants streaming order, always forwards. Products stay right
  * whichever way, for one matrix or two with tiles missing from either.
@@ -684,7 +684,7 @@ static void test_stream_walk_back(void **state)
 {
 	pspace_exec ooc = {1, 4096}, in_core = {1, 0};
 	pspace_stream_kernel rec = {.tile = record_tile, .any_order = 1};
-	walk fwd, back, b1, w[3];
+	walk fwd, back, b1, w[3], wg[2];
 	pspace_tiled tf, tg;
 	const pspace_tiled *both[2] = {&tf, &tg}, *one[1] = {&tf};
 	pair p;
@@ -716,6 +716,14 @@ static void test_stream_walk_back(void **state)
 	assert_true(same_walk(&w[0], &w[1], 1));
 	assert_true(same_walk(&w[0], &w[2], 0));
 	assert_true(same_walk(&fwd, &w[0], 0) || same_walk(&fwd, &w[1], 0));
+	/* passes over F and G in turn: each matrix alternates on its own */
+	for (int i = 0; i < 2; i++) {
+		w[i].n = wg[i].n = 0;
+		assert_int_equal(pspace_stream_run(&tf, &ooc, &rec, &w[i]), 0);
+		assert_int_equal(pspace_stream_run(&tg, &ooc, &rec, &wg[i]), 0);
+	}
+	assert_true(same_walk(&w[0], &w[1], 1));
+	assert_true(same_walk(&wg[0], &wg[1], 1));
 	for (int i = 0; i < 2; i++) {
 		w[0].n = 0;
 		assert_int_equal(pspace_stream_run(&tf, &in_core, &rec, &w[0]), 0);

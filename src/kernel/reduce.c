@@ -119,7 +119,7 @@ int pspace_stream_trace(const pspace_tiled *t, const pspace_exec *ex, double *ou
 
 int pspace_stream_frob2(const pspace_tiled *t, const pspace_exec *ex, double *out)
 {
-	pspace_stream_kernel k = {.tile = frob_tile};
+	pspace_stream_kernel k = {.tile = frob_tile, .any_order = 1};
 
 	return run_sum(t, ex, &k, out);
 }
@@ -243,6 +243,7 @@ int pspace_stream_frob2_multi(const pspace_tiled *const *t, size_t n, const doub
 	    .finish = comb_finish,
 	    .worker_free = comb_free,
 	    .want = 0,
+	    .any_order = 1,
 	};
 	comb_ctx c = {alpha, n, 0, diag, 0.0, 0.0};
 	pspace_exec ex2;

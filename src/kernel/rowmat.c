@@ -188,6 +188,7 @@ int pspace_rowmat_project(const pspace_tiled *t, uint64_t r, const pspace_exec *
 	    .tile = project_tile,
 	    .finish = project_finish,
 	    .worker_free = ws_free,
+	    .any_order = 1,
 	};
 	rm_ctx c;
 	int rc = pspace_rowmat_check(t, r);
@@ -257,6 +258,7 @@ int pspace_rowmat_expand(const pspace_tiled *t, uint64_t r, const pspace_exec *e
 	    .worker_init = expand_init,
 	    .tile = expand_tile,
 	    .worker_free = ws_free,
+	    .any_order = 1,
 	};
 	rm_ctx c;
 	int rc = pspace_rowmat_check(t, r);
@@ -332,6 +334,7 @@ int pspace_rowmat_sumsq(const pspace_tiled *t, uint64_t r, const pspace_exec *ex
 	    .tile = sumsq_tile,
 	    .finish = sumsq_finish,
 	    .worker_free = ws_free,
+	    .any_order = 1,
 	};
 	rm_ctx c;
 	int rc = pspace_rowmat_check(t, r);
@@ -366,7 +369,7 @@ static int read_tile(void *ws, void *ud, const pspace_stream_tile *st)
 
 int pspace_rowmat_read(const pspace_tiled *t, uint64_t r, const pspace_exec *ex, double *D)
 {
-	pspace_stream_kernel kern = {.tile = read_tile};
+	pspace_stream_kernel kern = {.tile = read_tile, .any_order = 1};
 	rm_ctx c;
 	int rc = pspace_rowmat_check(t, r);
 

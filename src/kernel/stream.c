@@ -34,11 +34,11 @@
  * only cost a TLB shootdown now and page faults on the next pass.
  *
  * Out of core, a kernel that takes the tiles in any order (any_order: the
- * products) walks the file backwards every other pass over a store
- * (pspace_store_walk_back()), from the end of its last block, the cursors
- * merged largest address first: the pass begins where the last one ended,
- * in what the page cache still holds. The mincore() windows of read_ahead()
- * then lie below the tile.
+ * products) walks the file backwards every other pass over a matrix (the
+ * pass's first: pspace_store_walk_back()), from the end of its last block,
+ * the cursors merged largest address first: the pass begins where the last
+ * one ended, in what the page cache still holds. The mincore() windows of
+ * read_ahead() then lie below the tile.
  *
  * The first error stops the pass: the walk stops, workers drain the ring
  * without work, and the error is returned with the detail of the
@@ -764,7 +764,8 @@ int pspace_stream_blocks(const pspace_tiled *const *t, size_t n, const pspace_ex
 	for (size_t i = 0; i < n; i++)
 		stored += t[i]->info.tile_bytes;
 	e.ooc = stored > pspace_stream_budget(ex);
-	e.back = e.ooc && k->any_order && !k->diagonal_only && pspace_store_walk_back(t[0]->s);
+	e.back = e.ooc && k->any_order && !k->diagonal_only &&
+	         pspace_store_walk_back(t[0]->s, t[0]->info.id);
 
 	e.r = calloc(n, sizeof(*e.r));
 	e.want = calloc(n, sizeof(*e.want));

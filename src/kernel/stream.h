@@ -111,7 +111,7 @@ typedef struct pspace_stream_kernel {
 	/**
 	 * The result does not depend on the order of the tiles (beyond
 	 * rounding): out of core, the engine may then walk the file backwards,
-	 * every other pass over a store, to begin where the page cache still
+	 * every other pass over a matrix, to begin where the page cache still
 	 * holds the last pass's end.
 	 */
 	int any_order;

@@ -107,8 +107,9 @@ static int mul_tile(void *ws, void *ud, const pspace_stream_tile *tl)
 
 static int compute_band(dprod *p, uint64_t R0)
 {
-	pspace_stream_kernel gather = {.tile = gather_tile, .want = PSPACE_F64};
-	pspace_stream_kernel mul = {.tile = mul_tile, .want = PSPACE_F64};
+	/* both fill their bands by tile address, under locks where they add: any order */
+	pspace_stream_kernel gather = {.tile = gather_tile, .want = PSPACE_F64, .any_order = 1};
+	pspace_stream_kernel mul = {.tile = mul_tile, .want = PSPACE_F64, .any_order = 1};
 	int rc;
 
 	p->R0 = R0;

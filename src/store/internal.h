@@ -37,6 +37,9 @@
 /** Bytes a small (catalog-only) write transaction may need. */
 #define PSPACE_STORE_SMALL_TXN ((size_t)1 << 20)
 
+/** Matrices whose out-of-core walks alternate apart (pspace_store_walk_back()). */
+#define PSPACE_WALK_SLOTS 64
+
 struct pspace_store {
 	MDB_env *env;
 	MDB_dbi meta, catalog, layouts, tiles, arrays;
@@ -49,9 +52,11 @@ struct pspace_store {
 	size_t headroom;  /* base free space kept before write transactions */
 	size_t txn_bytes; /* writer checkpoint size */
 	_Atomic uint64_t tiles_read; /* tiles decoded or viewed through readers */
-	_Atomic unsigned walks_back; /* out-of-core walks so far (odd: the next goes forwards) */
-	int has_shard;               /* shard hooks set (pspace_store_set_shard) */
-	int map_huge;                /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
+	/* out-of-core walks so far of matrix id i mod PSPACE_WALK_SLOTS (odd: the next goes
+	 * backwards) */
+	_Atomic unsigned walks[PSPACE_WALK_SLOTS];
+	int has_shard; /* shard hooks set (pspace_store_set_shard) */
+	int map_huge;  /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
 	pspace_shard_hooks shard;
 
 	pthread_mutex_t lock;  /* guards the fields below */

@@ -382,9 +382,11 @@ int pspace_reader_verify(pspace_reader *r, const pspace_tile_ref *t)
 	return in_tile(r, t, pspace_tile_verify(t->data, t->len));
 }
 
-int pspace_store_walk_back(pspace_store *s)
+int pspace_store_walk_back(pspace_store *s, uint64_t id)
 {
-	return (int)(atomic_fetch_add_explicit(&s->walks_back, 1, memory_order_relaxed) & 1);
+	_Atomic unsigned *n = &s->walks[id % PSPACE_WALK_SLOTS];
+
+	return (int)(atomic_fetch_add_explicit(n, 1, memory_order_relaxed) & 1);
 }
 
 uint64_t pspace_store_tiles_read(const pspace_store *s)

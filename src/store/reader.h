@@ -38,13 +38,15 @@ int pspace_store_map_huge(const pspace_store *s);
 int pspace_reader_seek_back(pspace_reader *r, uint32_t block);
 
 /**
- * The direction of an out-of-core walk over this store: walks alternate,
- * forwards, backwards, forwards, ..., so that a walk begins where the last
- * one ended, in the part of the file the page cache still holds (a cyclic
- * scan of a file larger than the cache evicts each page just before it is
- * wanted again). @return 1 for backwards (and counts the walk).
+ * The direction of an out-of-core walk over matrix @p id of this store:
+ * its walks alternate, forwards, backwards, forwards, ..., so that a walk
+ * begins where the last one ended, in the part of the file the page cache
+ * still holds (a cyclic scan of a file larger than the cache evicts each
+ * page just before it is wanted again). Counted per matrix (ids apart by a
+ * multiple of 64 share a count), so passes over two matrices in turn each
+ * alternate. @return 1 for backwards (and counts the walk).
  */
-int pspace_store_walk_back(pspace_store *s);
+int pspace_store_walk_back(pspace_store *s, uint64_t id);
 
 /**
  * pspace_reader_next(), calling @p before(@p ud, t) with the tile's address
