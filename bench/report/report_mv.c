@@ -53,7 +53,7 @@ struct config {
 	uint64_t d;
 	uint32_t tile, k;
 	int threads, reps, warmup, cold;
-	size_t budget_mib, panel_mib, mib;
+	size_t budget_mib, panel_mib, mib, direct_kib;
 };
 
 static void usage(FILE *f)
@@ -62,7 +62,8 @@ static void usage(FILE *f)
 	           "  write  --dir DIR --d N [--tile E]     store DIR/store + DIR/matrix.f32\n"
 	           "  mm     --store DIR --matrix NAME --d N [--k K]\n"
 	           "  pread  --file F --d N [--k K] [--panel-mib P]\n"
-	           "  readbw --file F\n"
+	           "  readbw --file F [--direct-kib K]     read(), 8 MiB; or O_DIRECT, K KiB a\n"
+	           "                                       request, --threads readers\n"
 	           "  membw  [--mib M]\n"
 	           "  gemm                                 sgemm peak, n = 2048\n"
 	           "  decode --store DIR --matrix NAME --d N\n"
@@ -122,6 +123,8 @@ static int parse_args(int argc, char **argv, struct config *c)
 			c->panel_mib = strtoull(v, NULL, 10);
 		else if (strcmp(a, "--mib") == 0)
 			c->mib = strtoull(v, NULL, 10);
+		else if (strcmp(a, "--direct-kib") == 0)
+			c->direct_kib = strtoull(v, NULL, 10);
 		else
 			return usage(stderr), 2;
 	}
@@ -597,9 +600,77 @@ static int run_readbw(void *ctx, double *seconds)
 	return rc;
 }
 
+/*
+ * The same file read with O_DIRECT (no page cache, no read-ahead) by
+ * --threads readers, each taking every threads-th request of --direct-kib
+ * KiB in file order: as many requests in flight as readers. Here (virtio
+ * disk) 8 readers of 512 KiB read faster than one read() loop of 8 MiB
+ * requests, and 8 MiB requests in any number slower.
+ */
+struct direct_work {
+	struct readbw_work *r;
+	int fd;
+	uint64_t size;
+};
+
+static int direct_part(void *ctx, int tid, int nthreads)
+{
+	struct direct_work *w = ctx;
+	size_t chunk = w->r->chunk;
+	void *buf = NULL;
+
+	if (posix_memalign(&buf, 4096, chunk) != 0)
+		return pspace_err_set(PSPACE_ENOMEM, "readbw: buffer");
+	for (uint64_t off = (uint64_t)tid * chunk; off < w->size;
+	     off += (uint64_t)nthreads * chunk) {
+		ssize_t got;
+
+		do
+			got = pread(w->fd, buf, chunk, (off_t)off);
+		while (got < 0 && errno == EINTR);
+		if (got <= 0) {
+			free(buf);
+			return pspace_err_set(PSPACE_EIO, "read %s at %llu: %s", w->r->c->file,
+			                      (unsigned long long)off,
+			                      got < 0 ? strerror(errno) : "end of file");
+		}
+	}
+	free(buf);
+	return 0;
+}
+
+static int run_direct(void *ctx, double *seconds)
+{
+	struct readbw_work *r = ctx;
+	struct direct_work w = {.r = r};
+	struct stat sb;
+	int rc = 0;
+	double t0;
+
+	if (r->c->cold) {
+		rc = drop_cache(r->c->file);
+		if (rc != 0)
+			return rc;
+	}
+	t0 = bench_clock_now();
+	w.fd = open(r->c->file, O_RDONLY | O_DIRECT);
+	if (w.fd < 0 || fstat(w.fd, &sb) != 0)
+		rc = pspace_err_set(PSPACE_EIO, "open %s (O_DIRECT): %s", r->c->file,
+		                    strerror(errno));
+	if (rc == 0) {
+		w.size = (uint64_t)sb.st_size / 4096 * 4096; /* whole blocks: O_DIRECT's unit */
+		rc = bench_parallel(r->c->threads, direct_part, &w);
+	}
+	if (w.fd >= 0)
+		close(w.fd);
+	*seconds = bench_clock_now() - t0;
+	r->bytes = (double)w.size;
+	return rc;
+}
+
 static int cmd_readbw(const struct config *c)
 {
-	struct readbw_work r = {.c = c, .chunk = 8u << 20};
+	struct readbw_work r = {.c = c, .chunk = c->direct_kib ? c->direct_kib << 10 : 8u << 20};
 	bench_opts o;
 	bench_stats st;
 	int rc;
@@ -612,7 +683,7 @@ static int cmd_readbw(const struct config *c)
 	if (!r.buf)
 		return fail(PSPACE_ENOMEM, "buffer");
 	timing_opts(c, &o);
-	rc = bench_run_timed(run_readbw, &r, &o, &st);
+	rc = bench_run_timed(c->direct_kib ? run_direct : run_readbw, &r, &o, &st);
 	if (rc != 0)
 		fail(rc, "readbw");
 	else
