@@ -24,9 +24,10 @@ throughput, the sgemm peak) are measured once after the products, and the
 ones that bound an mv (the store file's read for the cold mvs, the memory
 read for the warm raw mv, the decode-only pass for the warm f32 mv) also
 just before and just after it: the near-the-limits rows compare with those.
-The cold mvs of numpy.memmap and of the f32 and bf16 stores are also run
-there one pass each in turn, a few rounds: the targets' cold ratios against
-numpy are the medians of each round's ratio, of passes seconds apart.
+The cold mvs of numpy.memmap and of the three stores, and the store file's
+read, are also run there one each in turn, a few rounds: the targets' cold
+ratios (against numpy, against the file's read) are the medians of each
+round's ratio, of passes seconds apart.
 
 Progress goes to stderr; the report is Markdown.
 """
@@ -50,8 +51,8 @@ OTHERS = [("numpy", "numpy.memmap"), ("pread", "pread + BLIS sgemv"),
 REGIMES = [("cold", "cold (page cache dropped before each pass), under the cap"),
            ("capped", "repeated passes under the cap (page cache warm as far as the cap allows)"),
            ("warm", "warm: no cap, the page cache holds the data")]
-# the cold mvs the targets compare, in turn (Bench.alternate)
-ALTERNATED = ("numpy", "f32", "bf16")
+# the cold mvs the targets compare, and the store file's read, in turn (Bench.alternate)
+ALTERNATED = ("numpy", "f32", "bf16", "raw", "read")
 T0 = time.monotonic()
 
 
@@ -251,31 +252,36 @@ class Bench:
 
     def alternate(self, d, work):
         """
-        Cold mvs of the ALTERNATED methods at @p d, one pass each in turn, a.rounds
-        rounds (the order rotated), each in a fresh capped group after the page cache is
-        dropped. The
-        disk's read bandwidth here drifted 1.4-5.7 GB/s within minutes: the medians of
-        the regime's table, measured minutes apart, compare the disk's moods as much
-        as the methods; a round's passes are seconds apart.
+        Cold mvs of numpy and the stores at @p d and the store file's read (the
+        ALTERNATED), one each in turn, a.rounds rounds (the order rotated), each in a
+        fresh capped group after the page cache is dropped. The disk's read bandwidth
+        here drifted 1.4-6.8 GB/s within minutes: the medians of the regime's table,
+        measured minutes apart, compare the disk's moods as much as the methods; a
+        round's passes are seconds apart.
         """
-        if not self.cap.active or not all(self.has(m) for m in ALTERNATED):
+        if not self.cap.active or not self.has("numpy"):
             return
+        n = len(ALTERNATED)
         log("d = %d: cold mv, %s in turn, %d rounds" % (d, ", ".join(ALTERNATED),
                                                         self.a.rounds))
         for i in range(self.a.rounds):
             row = {}
-            # each method first in one round of three: no one always follows another
-            for m in ALTERNATED[i % 3:] + ALTERNATED[:i % 3]:
-                drop_caches()
-                r = run_json(self.command(m, d, 1, work, "cold", reps=1), self.cap, self.env,
-                             self.a.timeout)
+            # each first in its turn: no one always follows another
+            for m in ALTERNATED[i % n:] + ALTERNATED[:i % n]:
+                if m == "read":
+                    r = self.read_bw(os.path.join(work, "store", "data.mdb"), reps=1)
+                else:
+                    drop_caches()
+                    r = run_json(self.command(m, d, 1, work, "cold", reps=1), self.cap,
+                                 self.env, self.a.timeout)
                 if "median" not in r:
                     log("  %s failed (%s): no rounds" % (m, r.get("error", "?")))
                     self.rounds = []
                     return
-                row[m] = r["median"]
-            log("  round %d: %s" % (i + 1, "  ".join("%s %.3f s" % (m, row[m])
-                                                      for m in ALTERNATED)))
+                row[m] = r["gbs"] if m == "read" else r["median"]
+            log("  round %d: %s" % (i + 1, "  ".join(
+                ("read %.2f GB/s" if m == "read" else m + " %.3f s") % row[m]
+                for m in ALTERNATED)))
             self.rounds.append(row)
 
     def bandwidth(self, *args, capped=False):
@@ -289,10 +295,10 @@ class Bench:
             r["gbs"] = r["bytes"] / r["median"] / 1e9
         return r
 
-    def read_bw(self, path):
+    def read_bw(self, path, reps=None):
         """The sequential read bandwidth of @p path, cold and under the cap if there is one."""
-        return self.bandwidth("readbw", "--file", path, "--cold", "--reps", self.a.cold_reps,
-                              capped=True)
+        return self.bandwidth("readbw", "--file", path, "--cold", "--reps",
+                              reps or self.a.cold_reps, capped=True)
 
     def memory_bw(self):
         return self.bandwidth("membw", "--mib", self.a.membw_mib, "--threads", self.a.threads,
@@ -522,6 +528,11 @@ def headline(b):
                  ">= 0.9x"))
     if cold:
         for m in ("f32", "bf16", "raw"):
+            if b.rounds:
+                rows.append(("cold mv, %s store: stored bytes/s vs store file read (in turn, "
+                             "median of %d rounds)" % (m, len(b.rounds)),
+                             round_read_ratio(b, m), ">= 0.9x"))
+                continue
             r = g(cold, m)
             x, note = limit(r, "disk_store")
             rows.append(("cold mv, %s store: stored bytes/s vs store file read%s" % (m, note),
@@ -544,20 +555,32 @@ def round_ratio(rounds, m):
     return statistics.median(r["numpy"] / r[m] for r in rounds)
 
 
+def read_share(b, r, m):
+    """Store @p m's stored bytes per second in round @p r over the round's file read."""
+    return b.sizes[max(b.sizes)][m] / r[m] / 1e9 / r["read"]
+
+
+def round_read_ratio(b, m):
+    """The median over the rounds of read_share()."""
+    return statistics.median(read_share(b, r, m) for r in b.rounds)
+
+
 def rounds_table(b):
-    """The cold mvs in turn (Bench.alternate), a row per round."""
+    """The cold mvs and reads in turn (Bench.alternate), a row per round."""
     if not b.rounds:
         return ""
     d = max(b.sizes)
-    out = ["Cold mv at d = %d, one pass of each in turn (page cache dropped before each, a "
-           "fresh group under the cap), %d rounds; the targets' cold ratios against numpy are "
-           "the medians of each round's:" % (d, len(b.rounds)), "",
-           "| round | numpy.memmap s | pspace f32 s | pspace bf16 s | f32 / numpy | "
-           "bf16 / numpy |", "|---:|---:|---:|---:|---:|---:|"]
+    out = ["Cold mv at d = %d and the store file's read, one of each in turn (page cache "
+           "dropped before each, a fresh group under the cap), %d rounds; the targets' cold "
+           "ratios are the medians of each round's:" % (d, len(b.rounds)), "",
+           "| round | numpy.memmap s | pspace f32 s | bf16 s | raw s | store file read GB/s | "
+           "f32 / numpy | bf16 / numpy | stored bytes/s / read: f32, bf16, raw |",
+           "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for i, r in enumerate(b.rounds):
-        out.append("| %d | %.3f | %.3f | %.3f | %s | %s |" % (
-            i + 1, r["numpy"], r["f32"], r["bf16"], fmt_ratio(r["numpy"] / r["f32"]),
-            fmt_ratio(r["numpy"] / r["bf16"])))
+        out.append("| %d | %.3f | %.3f | %.3f | %.3f | %.2f | %s | %s | %s |" % (
+            i + 1, r["numpy"], r["f32"], r["bf16"], r["raw"], r["read"],
+            fmt_ratio(r["numpy"] / r["f32"]), fmt_ratio(r["numpy"] / r["bf16"]),
+            ", ".join("%.2f" % read_share(b, r, m) for m in ("f32", "bf16", "raw"))))
     return "\n".join(out)
 
 
