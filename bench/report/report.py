@@ -20,14 +20,15 @@ through. Regimes, for every d and method:
   the data.
 
 At the largest d the limits (disk and memory read bandwidth, decode
-throughput, the sgemm peak) are measured once after the products, and the
-ones that bound an mv (the store file's read for the cold mvs, the memory
-read for the warm raw mv, the decode-only pass for the warm f32 mv) also
-just before and just after it: the near-the-limits rows compare with those.
-The cold mvs of numpy.memmap and of the three stores, and the store file's
-read, are also run there one each in turn, a few rounds: the targets' cold
-ratios (against numpy, against the file's read) are the medians of each
-round's ratio, of passes seconds apart.
+throughput, the sgemm peak) are measured once after the products. The cold
+mvs of numpy.memmap and of the three stores, and the store file's read, are
+also run there one each in turn, a few rounds: the targets' cold ratios
+(against numpy, against the file's read) are the medians of each round's
+ratio, of passes seconds apart (without numpy, the file's read is measured
+just before and just after each cold mv instead). The limits of the warm mvs
+(the memory read for the raw store's, the decode-only pass for the f32
+store's) are measured just before and just after them: the near-the-limits
+rows compare with those.
 
 Progress goes to stderr; the report is Markdown.
 """
@@ -250,6 +251,10 @@ class Bench:
         finally:
             shutil.rmtree(work, ignore_errors=True)
 
+    def in_turn(self):
+        """Will the cold mvs run in turn at the largest d (alternate())?"""
+        return self.cap.active and self.has("numpy")
+
     def alternate(self, d, work):
         """
         Cold mvs of numpy and the stores at @p d and the store file's read (the
@@ -259,7 +264,7 @@ class Bench:
         measured minutes apart, compare the disk's moods as much as the methods; a
         round's passes are seconds apart.
         """
-        if not self.cap.active or not self.has("numpy"):
+        if not self.in_turn():
             return
         n = len(ALTERNATED)
         log("d = %d: cold mv, %s in turn, %d rounds" % (d, ", ".join(ALTERNATED),
@@ -318,7 +323,7 @@ class Bench:
         """
         if k != 1:
             return None
-        if regime == "cold" and method in dict(STORES):
+        if regime == "cold" and method in dict(STORES) and not self.in_turn():
             return lambda: self.read_bw(os.path.join(work, "store", "data.mdb"))
         if regime == "warm" and method == "raw":
             return self.memory_bw

@@ -567,18 +567,24 @@ struct readbw_work {
 	double bytes, sum;
 };
 
+/* Drops the file's pages when cold, then starts the clock (*t0). */
+static int read_start(const struct readbw_work *r, double *t0)
+{
+	int rc = r->c->cold ? drop_cache(r->c->file) : 0;
+
+	*t0 = bench_clock_now();
+	return rc;
+}
+
 static int run_readbw(void *ctx, double *seconds)
 {
 	struct readbw_work *r = ctx;
-	int fd, rc = 0;
+	int fd, rc;
 	double t0;
 
-	if (r->c->cold) {
-		rc = drop_cache(r->c->file);
-		if (rc != 0)
-			return rc;
-	}
-	t0 = bench_clock_now();
+	rc = read_start(r, &t0);
+	if (rc != 0)
+		return rc;
 	fd = open(r->c->file, O_RDONLY);
 	if (fd < 0)
 		return pspace_err_set(PSPACE_EIO, "open %s: %s", r->c->file, strerror(errno));
@@ -644,15 +650,12 @@ static int run_direct(void *ctx, double *seconds)
 	struct readbw_work *r = ctx;
 	struct direct_work w = {.r = r};
 	struct stat sb;
-	int rc = 0;
+	int rc;
 	double t0;
 
-	if (r->c->cold) {
-		rc = drop_cache(r->c->file);
-		if (rc != 0)
-			return rc;
-	}
-	t0 = bench_clock_now();
+	rc = read_start(r, &t0);
+	if (rc != 0)
+		return rc;
 	w.fd = open(r->c->file, O_RDONLY | O_DIRECT);
 	if (w.fd < 0 || fstat(w.fd, &sb) != 0)
 		rc = pspace_err_set(PSPACE_EIO, "open %s (O_DIRECT): %s", r->c->file,
@@ -679,8 +682,9 @@ static int cmd_readbw(const struct config *c)
 		fprintf(stderr, PROG ": readbw needs --file\n");
 		return 2;
 	}
-	r.buf = malloc(r.chunk);
-	if (!r.buf)
+	/* the O_DIRECT readers have aligned buffers of their own */
+	r.buf = c->direct_kib ? NULL : malloc(r.chunk);
+	if (!c->direct_kib && !r.buf)
 		return fail(PSPACE_ENOMEM, "buffer");
 	timing_opts(c, &o);
 	rc = bench_run_timed(c->direct_kib ? run_direct : run_readbw, &r, &o, &st);

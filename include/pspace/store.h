@@ -312,7 +312,9 @@ PSPACE_API int pspace_reader_tile(pspace_tile_ref *out, pspace_reader *r, uint32
 
 /**
  * Positions the cursor at the first stored tile at or after (block, row,
- * col) in streaming order (block, then tile row, then tile col).
+ * col) in streaming order (block, then tile row, then tile col). A walk
+ * from (0, 0, 0) is checked at its end against the catalog's tile count
+ * and digest (PSPACE_ECORRUPT), also when this seek finds no tile at all.
  */
 PSPACE_API int pspace_reader_seek(pspace_reader *r, uint32_t block, uint32_t tile_row,
                                   uint32_t tile_col);
