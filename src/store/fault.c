@@ -155,6 +155,13 @@ int pspace_store_map_huge(const pspace_store *s)
 	return s->map_huge;
 }
 
+int pspace_store_map_range(const pspace_store *s, uintptr_t *base, size_t *size)
+{
+	*base = s->map_base;
+	*size = s->map_base ? s->map_size : 0;
+	return *size != 0;
+}
+
 void pspace_store_map_track(pspace_store *s, int on)
 {
 	MDB_envinfo ei;
@@ -170,6 +177,8 @@ void pspace_store_map_track(pspace_store *s, int on)
 			free_slot = i;
 	}
 	if (!on) {
+		s->map_base = 0;
+		s->map_size = 0;
 		if (mine >= 0) {
 			atomic_store(&slots[mine].size, 0);
 			atomic_store(&slots[mine].owner, NULL);
@@ -181,6 +190,8 @@ void pspace_store_map_track(pspace_store *s, int on)
 		return;
 	base = map_base(s);
 	map_advise(s, base, ei.me_mapsize);
+	s->map_base = base;
+	s->map_size = ei.me_mapsize;
 	if (mine < 0) {
 		const pspace_store *none = NULL;
 

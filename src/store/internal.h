@@ -55,8 +55,10 @@ struct pspace_store {
 	/* out-of-core walks so far of matrix id i mod PSPACE_WALK_SLOTS (odd: the next goes
 	 * backwards) */
 	_Atomic unsigned walks[PSPACE_WALK_SLOTS];
-	int has_shard; /* shard hooks set (pspace_store_set_shard) */
-	int map_huge;  /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
+	int has_shard;      /* shard hooks set (pspace_store_set_shard) */
+	int map_huge;       /* the map is advised MADV_HUGEPAGE (pspace_store_map_track) */
+	uintptr_t map_base; /* where this process maps the data file, 0 when unknown */
+	size_t map_size;    /* ... and how much of it (pspace_store_map_track) */
 	pspace_shard_hooks shard;
 
 	pthread_mutex_t lock;  /* guards the fields below */

@@ -5,6 +5,9 @@
 #ifndef PSPACE_SRC_STORE_READER_H
 #define PSPACE_SRC_STORE_READER_H
 
+#include <stddef.h>
+#include <stdint.h>
+
 #include "codec/codec.h"
 #include "pspace/store.h"
 
@@ -26,6 +29,13 @@ int pspace_reader_panels_open(pspace_reader *r, pspace_codec *c, const pspace_ti
  * 4 KiB pages) would only spoil them.
  */
 int pspace_store_map_huge(const pspace_store *s);
+
+/**
+ * Where this process maps the data file of @p s: *@p base and *@p size
+ * bytes from it (the whole map, past the file's end too). @return 1, or 0
+ * when unknown (*@p size is then 0).
+ */
+int pspace_store_map_range(const pspace_store *s, uintptr_t *base, size_t *size);
 
 /**
  * Positions the cursor for a walk backwards, against streaming order: the
