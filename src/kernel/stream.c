@@ -35,12 +35,14 @@
  * by tile, each drop of part of a huge page's mapping split it and flushed
  * the TLB of every core in the pass, about five times per huge page for
  * bf16 tiles (d = 32768 under a 1 GiB cap, Zen 5, A/B in turn: cold bf16
- * mv 0.23-0.24 s tile by tile, 0.205-0.21 s by the region, 0.18 s with no
- * drops at all; repeated f32 mv 0.36 -> 0.31 s, raw 0.38-0.40 -> 0.33 s).
- * A region whose tiles were all in the page cache when walked (mincore) is
- * left alone: unmapping it would free no memory (the cache keeps it),
- * only cost a TLB shootdown now and page faults on the next pass. (So are
- * tiles the kernel's own read-ahead reached before the walk did.)
+ * mv 0.20-0.24 s tile by tile, 0.18-0.21 s by the region, 0.18 s with no
+ * drops at all; cold f32 0.42-0.49 -> 0.36-0.43 s; repeated mv f32
+ * 0.36-0.39 -> 0.31-0.36 s, raw 0.38-0.42 -> 0.33-0.39 s).
+ * A tile all in the page cache when walked (mincore) is left alone:
+ * unmapping it would free no memory (the cache keeps it), only cost a TLB
+ * shootdown now and page faults on the next pass; its region is dropped
+ * only if it also holds tiles read from disk. (So are tiles the kernel's
+ * own read-ahead reached before the walk did.)
  *
  * Out of core, a kernel that takes the tiles in any order (any_order: the
  * products) walks the file backwards every other pass over a matrix (the
@@ -83,7 +85,6 @@
 /* Regions of a matrix that can hold tiles in use at once (a count each). */
 #define REGION_SLOTS 256
 #define REGION_OPEN  (1u << 31) /* the walk is in the region */
-#define REGION_DIRTY (1u << 30) /* a tile of it was not in the page cache when walked */
 
 /* ---- pspace_tiled --------------------------------------------------------- */
 
@@ -224,9 +225,9 @@ typedef struct engine {
 	uint32_t db, dr;            /* step_diagonal: the next block and row */
 	uintptr_t *res_lo, *res_hi; /* per matrix: pages whose residency is in res_vec */
 	unsigned char *res_vec;     /* per matrix, RES_PAGES bytes of mincore() */
-	/* out of core: per matrix, REGION_SLOTS counts of tiles walked and not yet used in a
-	 * region (slot: region mod REGION_SLOTS), or NULL; 1 + the region the walk is in
-	 * (0: none); the map's bounds */
+	/* out of core: per matrix, REGION_SLOTS counts of tiles read from disk, walked and not
+	 * yet used in a region (slot: region mod REGION_SLOTS; + REGION_OPEN while the walk is
+	 * in it), or NULL; 1 + the region the walk is in (0: none); the map's bounds */
 	atomic_uint *reg;
 	uintptr_t *reg_open, *map_lo, *map_hi;
 	_Alignas(CACHE_LINE) atomic_int failed;
@@ -279,37 +280,30 @@ static atomic_uint *region_slot(const engine *e, size_t i, uintptr_t r)
 }
 
 /*
- * Region @p r of matrix @p i, its count @p v now without tiles and closed:
- * drops its pages from this process (within the map) if the walk read any
- * of them, then frees its slot (a clean one is free already: the walker
- * may be reusing it).
+ * Region @p r of matrix @p i, its count now 0 (no tiles, the walk gone):
+ * drops its pages from this process (within the map).
  */
-static void release(const engine *e, size_t i, uintptr_t r, unsigned v)
+static void release(const engine *e, size_t i, uintptr_t r)
 {
 	uintptr_t a = r << REGION_SHIFT, b = a + REGION_BYTES;
 
-	if (!(v & REGION_DIRTY))
-		return;
 	a = a < e->map_lo[i] ? e->map_lo[i] : a;
 	b = b > e->map_hi[i] ? e->map_hi[i] : b;
 	if (a < b)
 		(void)madvise((void *)a, b - a, MADV_DONTNEED);
-	atomic_store(region_slot(e, i, r), 0);
 }
 
 /* The walk over matrix @p i leaves the region it is in (the walker's). */
 static void region_leave(engine *e, size_t i)
 {
 	uintptr_t r;
-	unsigned v;
 
 	if (!e->reg_open[i])
 		return;
 	r = e->reg_open[i] - 1;
 	e->reg_open[i] = 0;
-	v = atomic_fetch_sub(region_slot(e, i, r), REGION_OPEN) - REGION_OPEN;
-	if ((v & ~REGION_DIRTY) == 0)
-		release(e, i, r, v);
+	if (atomic_fetch_sub(region_slot(e, i, r), REGION_OPEN) == REGION_OPEN)
+		release(e, i, r);
 }
 
 /* The regions of the map that tile @p ref lies in: [*@p r0, *@p r1]. */
@@ -320,14 +314,16 @@ static void regions(const pspace_tile_ref *ref, uintptr_t *r0, uintptr_t *r1)
 }
 
 /*
- * The walker counts matrix @p i's tile @p ref in its regions, entering them
- * in the walk's direction; a region is released when the walk has left it
- * and its last tile is used (unhold()). @return 1, or 0 when a region's slot
- * still counts another region's tiles (or the walk comes back to a region
- * not yet released: tiles out of address order): the tile is then released
- * alone, as before regions.
+ * The walker counts matrix @p i's tile @p ref, read from disk, in its
+ * regions, entering them in the walk's direction; a region is released
+ * when the walk has left it and its last such tile is used (unhold()).
+ * @return 1, or 0 when a region's slot still counts another region's tiles
+ * (or the walk comes back to a region not yet released: tiles out of
+ * address order): the tile is then released alone. (A tile found in the
+ * page cache is not counted: if a region it shares with tiles read from
+ * disk is dropped under it, it is only mapped again.)
  */
-static int hold(engine *e, size_t i, const pspace_tile_ref *ref, int cached)
+static int hold(engine *e, size_t i, const pspace_tile_ref *ref)
 {
 	uintptr_t r0, r1;
 
@@ -347,8 +343,6 @@ static int hold(engine *e, size_t i, const pspace_tile_ref *ref, int cached)
 			e->reg_open[i] = r + 1;
 		}
 		atomic_fetch_add(slot, 1);
-		if (!cached)
-			atomic_fetch_or(slot, REGION_DIRTY);
 	}
 	return 1;
 }
@@ -359,12 +353,9 @@ static void unhold(const engine *e, size_t i, const pspace_tile_ref *ref)
 	uintptr_t r0, r1;
 
 	regions(ref, &r0, &r1);
-	for (uintptr_t r = r0; r <= r1; r++) {
-		unsigned v = atomic_fetch_sub(region_slot(e, i, r), 1) - 1;
-
-		if ((v & ~REGION_DIRTY) == 0)
-			release(e, i, r, v);
-	}
+	for (uintptr_t r = r0; r <= r1; r++)
+		if (atomic_fetch_sub(region_slot(e, i, r), 1) == 1)
+			release(e, i, r);
 }
 
 /* Are all pages in [@p a, @p b) in the page cache? (0 when unknown) */
@@ -676,14 +667,14 @@ static int step_all(engine *e, unsigned char *item)
 	return rc;
 }
 
-/* The walker counts the tiles of @p item in their regions (hold()). */
+/* The walker counts the tiles of @p item read from disk in their regions (hold()). */
 static void hold_item(engine *e, unsigned char *item)
 {
 	item_hdr *h = (item_hdr *)(void *)item;
 	const pspace_tile_ref *refs = item_refs(item);
 
 	for (size_t i = 0; i < e->n && i < 32; i++)
-		if (refs[i].data && hold(e, i, &refs[i], h->cached >> i & 1))
+		if (refs[i].data && !(h->cached >> i & 1) && hold(e, i, &refs[i]))
 			h->held |= 1u << i;
 }
 
