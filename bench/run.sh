@@ -1,8 +1,8 @@
 #!/bin/sh
 # bench/run.sh - pspace's benchmark report: builds pspace (Release, in build/)
 # if needed, then measures, in one run, products with stored Dense matrices
-# beside numpy.memmap, a pread + BLIS sgemv baseline and h5py (when
-# installed), the limits (disk and memory read bandwidth, decode
+# beside numpy.memmap, a pread + BLIS sgemv baseline and h5py (Debian's
+# python3-h5py, installed when run as root), the limits (disk and memory read bandwidth, decode
 # throughput, the sgemm peak), building (bench_build, bench_build_io),
 # KFAC/EKFAC products (bench_factored) and the out-of-core Cholesky and
 # SLQ log-determinants (bench_factor, under the cap, at least 128 MiB),
@@ -83,7 +83,26 @@ if [ -z "$targets" ]; then
 	exit 2
 fi
 
+# The h5py baseline needs Debian's python3-h5py: installed here when root can.
+want_h5py() {
+	for a in "$@"; do
+		[ "$a" = --no-h5py ] && return 1
+	done
+	! /usr/bin/python3 -c "import h5py" 2>/dev/null
+}
+
 if [ "$mode" = report ]; then
+	if want_h5py "$@"; then
+		if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+			echo "run.sh: installing python3-h5py (Debian) for the h5py baseline" >&2
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+				--no-install-recommends python3-h5py; } >&2 ||
+				echo "run.sh: python3-h5py not installed: no h5py baseline" >&2
+		else
+			echo "run.sh: no h5py for /usr/bin/python3 (apt-get install python3-h5py):" \
+				"no h5py baseline" >&2
+		fi
+	fi
 	# shellcheck disable=SC2086
 	cmake --build "$build" -j"$jobs" --target report_mv $targets >&2
 	# The plot needs libpng (CMake skips report_plot without it).
