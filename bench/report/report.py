@@ -648,7 +648,7 @@ def render(b, extra, machine, started):
              "file of the whole matrix: **numpy.memmap** (`A @ X`, one BLAS call through the "
              "mapping), **pread + BLIS sgemv** (plain C: %d MiB row panels read with pread, "
              "then sgemv, or sgemm for k > 1), **h5py** (an HDF5 dataset in uncompressed %d x "
-             "%d chunks, read in row panels of %d rows, each multiplied by numpy)." % (
+             "%d chunks, read in row panels of %d rows into one buffer, each multiplied by numpy)." % (
                  a.tile, 32, a.tile, a.tile, a.tile))
     bad = checksums(b)
     L.append("")
