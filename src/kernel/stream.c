@@ -328,7 +328,7 @@ static int hold(engine *e, size_t i, const pspace_tile_ref *ref)
 	uintptr_t r0, r1;
 
 	regions(ref, &r0, &r1);
-	if (!e->reg || r1 - r0 + 1 >= REGION_SLOTS)
+	if (r1 - r0 + 1 >= REGION_SLOTS)
 		return 0;
 	for (uintptr_t r = r0; r <= r1; r++)
 		if (r + 1 != e->reg_open[i] && atomic_load(region_slot(e, i, r)) != 0)
